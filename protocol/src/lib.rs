@@ -1,0 +1,16 @@
+//! Drover's shared vocabulary: the wire types hub and agents exchange, their versioned
+//! postcard codec, the workload manifest format, and the MQTT topic names.
+//!
+//! This crate must never do IO, spawn tasks or depend on either binary: both binaries
+//! depend on it, and everything here is pure and unit tested.
+
+pub mod codec;
+pub mod manifest;
+pub mod names;
+pub mod quantity;
+pub mod topics;
+pub mod types;
+
+pub use codec::{CodecError, decode, encode};
+pub use names::{Name, NameError};
+pub use types::*;

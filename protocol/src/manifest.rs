@@ -1,0 +1,1 @@
+//! Workload manifests (YAML) and their conversion into wire types.

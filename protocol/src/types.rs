@@ -1,0 +1,184 @@
+//! Wire types: what the hub wants a device to run and what the device reports back.
+//!
+//! These structs are encoded with postcard, which carries no field names: never reorder
+//! or remove fields, only append enum variants, and bump `codec::VERSION` when a struct
+//! changes shape. No `skip_serializing_if`, `flatten` or `untagged` here: they break
+//! postcard decoding.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Name;
+
+/// Everything one device should run, as of `generation`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    pub device: Name,
+    /// Strictly increasing per device; an agent ignores anything not newer than what it holds.
+    pub generation: u64,
+    pub workloads: Vec<WorkloadSpec>,
+}
+
+/// A pod-like unit: one or more containers that share a network namespace, volumes and a
+/// restart policy, and are created, replaced and removed together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    pub name: Name,
+    pub containers: Vec<ContainerSpec>,
+    pub restart_policy: RestartPolicy,
+    pub network: NetworkMode,
+    /// Named volumes: folders in the agent's state folder that outlive container restarts
+    /// and replacements, removed only with the workload.
+    pub volumes: Vec<Name>,
+    /// Time between SIGTERM and SIGKILL when a container is stopped.
+    pub stop_grace_ms: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub name: Name,
+    /// `oci:/path/to/layout[:tag|@sha256:…]` (more schemes come with registry pulls).
+    pub image: String,
+    /// Replaces the image's entrypoint when not empty.
+    pub command: Vec<String>,
+    /// Replaces the image's cmd when not empty.
+    pub args: Vec<String>,
+    /// Added to (and overriding) the image's environment.
+    pub env: Vec<EnvVar>,
+    pub working_dir: Option<String>,
+    pub mounts: Vec<Mount>,
+    pub resources: Resources,
+    pub devices: Vec<HostDevice>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: MountSource,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountSource {
+    /// A named volume of the workload (see `WorkloadSpec::volumes`).
+    Volume(Name),
+    /// A folder or file of the host, bind-mounted.
+    HostPath(String),
+    /// A fresh tmpfs of at most this many bytes.
+    Tmpfs { size_bytes: u64 },
+}
+
+/// Cgroup limits of one container. `None` means unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub memory_bytes: Option<u64>,
+    /// CPU quota in thousandths of a CPU (`500m` = half a core).
+    pub cpu_millis: Option<u32>,
+    pub pids: Option<u32>,
+}
+
+/// A host device node exposed to the container, such as `/dev/i2c-1` or `/dev/ttyUSB0`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostDevice {
+    pub host_path: String,
+    /// Where it appears in the container; `host_path` when `None`.
+    pub container_path: Option<String>,
+    /// cgroup device permissions, a non-empty subset of `rwm`.
+    pub permissions: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// The host's network namespace.
+    #[default]
+    Host,
+    /// A private network namespace with loopback only, shared by the workload's containers.
+    None,
+}
+
+/// A full snapshot of what a device runs. Sent on every change and with every heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    pub device: Name,
+    /// Generation of the desired state the agent is reconciling towards.
+    pub observed_generation: u64,
+    /// Unix time in milliseconds when this snapshot was taken.
+    pub time_ms: u64,
+    pub workloads: Vec<WorkloadStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadStatus {
+    pub name: Name,
+    pub phase: Phase,
+    /// Sum of the containers' restarts.
+    pub restarts: u32,
+    pub containers: Vec<ContainerStatus>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub name: Name,
+    pub phase: Phase,
+    pub image: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub started_at_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub oom_killed: bool,
+    pub last_error: Option<String>,
+    pub memory_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// Where a workload or container is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Waiting for its image or for its turn to be created.
+    Pending,
+    Running,
+    /// Exited and waiting for its back-off before the next restart.
+    BackOff,
+    /// Exited with code 0 and will not be restarted.
+    Succeeded,
+    /// Exited with an error (or was killed) and will not be restarted.
+    Failed,
+    /// Cannot be started: image missing or broken, bad spec. `last_error` says why.
+    Error,
+    Stopping,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::BackOff => "BackOff",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Error => "Error",
+            Phase::Stopping => "Stopping",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
