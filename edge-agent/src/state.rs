@@ -1,1 +1,192 @@
-//! TODO module state
+//! The agent's state folder: where everything lives, and the records that let a
+//! restarted agent (or one after a power cut) pick up exactly where it was.
+//!
+//! Every file is written with `fsutil::write_atomic`. Nothing here decides anything.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use drover_protocol::{DesiredState, DeviceStatus, Name, WorkloadSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
+
+/// Paths inside the state folder (see CONTRACT in the design notes).
+#[derive(Clone, Debug)]
+pub struct StatePaths {
+    pub root: PathBuf,
+}
+
+impl StatePaths {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StatePaths { root: root.into() }
+    }
+
+    /// Creates the folders the agent writes into.
+    pub fn ensure(&self) -> io::Result<()> {
+        for d in ["workloads", "containers", "runtime", "logs", "volumes", "netns", "images"] {
+            fs::create_dir_all(self.root.join(d))?;
+        }
+        Ok(())
+    }
+
+    pub fn desired(&self) -> PathBuf {
+        self.root.join("desired.bin")
+    }
+    pub fn status(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("agent.lock")
+    }
+    pub fn agent_sock(&self) -> PathBuf {
+        self.root.join("agent.sock")
+    }
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+    pub fn runtime(&self) -> PathBuf {
+        self.root.join("runtime")
+    }
+    pub fn record(&self, wl: &Name) -> PathBuf {
+        self.root.join("workloads").join(format!("{wl}.json"))
+    }
+    pub fn container_dir(&self, wl: &Name, c: &Name) -> PathBuf {
+        self.root.join("containers").join(container_id(wl, c))
+    }
+    pub fn logs_dir(&self, wl: &Name) -> PathBuf {
+        self.root.join("logs").join(wl.as_str())
+    }
+    pub fn log_file(&self, wl: &Name, c: &Name) -> PathBuf {
+        self.logs_dir(wl).join(format!("{c}.log"))
+    }
+    pub fn volumes_dir(&self, wl: &Name) -> PathBuf {
+        self.root.join("volumes").join(wl.as_str())
+    }
+    pub fn netns(&self, wl: &Name) -> PathBuf {
+        self.root.join("netns").join(wl.as_str())
+    }
+}
+
+/// The libcontainer id of a container: `{workload}.{container}`. Names never contain
+/// a dot, so the pair can always be told apart.
+pub fn container_id(wl: &Name, c: &Name) -> String {
+    format!("{wl}.{c}")
+}
+
+/// What the agent remembers about a workload it created.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadRecord {
+    /// The spec it was created from; a different desired spec means replacement.
+    pub spec: WorkloadSpec,
+    pub created_at_ms: u64,
+    pub containers: BTreeMap<Name, ContainerRecord>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub restarts: u32,
+    pub backoff_level: u32,
+    /// True once a shim has been started for it: from then on, no shim and no final
+    /// status means the container was lost (power cut), not that it never ran.
+    pub started: bool,
+    /// Set when the last start failed before a shim could report anything.
+    pub start_error: Option<StartError>,
+    pub image_digest: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StartError {
+    pub at_ms: u64,
+    pub error: String,
+}
+
+/// The agent's last published view, for `drover-agent ps` (and later the hub).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentReport {
+    pub agent_pid: u32,
+    pub status: DeviceStatus,
+    /// Set while the manifests folder cannot be read; the last good state is kept.
+    pub manifest_error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: corrupt record: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: {source}")]
+    Codec { path: PathBuf, source: drover_protocol::CodecError },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |source| StateError::Io { path: path.to_path_buf(), source }
+}
+
+pub fn save_record(paths: &StatePaths, rec: &WorkloadRecord) -> Result<(), StateError> {
+    let path = paths.record(&rec.spec.name);
+    let bytes = serde_json::to_vec_pretty(rec).map_err(|source| StateError::Corrupt { path: path.clone(), source })?;
+    write_atomic(&path, &bytes).map_err(io_err(&path))
+}
+
+pub fn delete_record(paths: &StatePaths, wl: &Name) -> Result<(), StateError> {
+    let path = paths.record(wl);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Loads every workload record. A corrupt one is reported and skipped, never fatal.
+pub fn load_records(paths: &StatePaths) -> (BTreeMap<Name, WorkloadRecord>, Vec<StateError>) {
+    let (mut records, mut errors) = (BTreeMap::new(), Vec::new());
+    let dir = paths.root.join("workloads");
+    let Ok(entries) = fs::read_dir(&dir) else { return (records, errors) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let parsed = fs::read(&path)
+            .map_err(io_err(&path))
+            .and_then(|b| serde_json::from_slice::<WorkloadRecord>(&b).map_err(|source| StateError::Corrupt { path: path.clone(), source }));
+        match parsed {
+            Ok(rec) => {
+                records.insert(rec.spec.name.clone(), rec);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (records, errors)
+}
+
+pub fn save_desired(paths: &StatePaths, desired: &DesiredState) -> Result<(), StateError> {
+    let path = paths.desired();
+    let bytes = drover_protocol::encode(desired).map_err(|source| StateError::Codec { path: path.clone(), source })?;
+    write_atomic(&path, &bytes).map_err(io_err(&path))
+}
+
+/// The last persisted desired state; `Ok(None)` when there is none yet.
+pub fn load_desired(paths: &StatePaths) -> Result<Option<DesiredState>, StateError> {
+    let path = paths.desired();
+    match fs::read(&path) {
+        Ok(bytes) => drover_protocol::decode(&bytes).map(Some).map_err(|source| StateError::Codec { path, source }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+pub fn save_report(paths: &StatePaths, report: &AgentReport) -> Result<(), StateError> {
+    let path = paths.status();
+    let bytes = serde_json::to_vec_pretty(report).map_err(|source| StateError::Corrupt { path: path.clone(), source })?;
+    write_atomic(&path, &bytes).map_err(io_err(&path))
+}
+
+pub fn load_report(paths: &StatePaths) -> Result<AgentReport, StateError> {
+    let path = paths.status();
+    let bytes = fs::read(&path).map_err(io_err(&path))?;
+    serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
+}

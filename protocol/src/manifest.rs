@@ -1,1 +1,731 @@
 //! Workload manifests (YAML) and their conversion into wire types.
+//!
+//! A manifest file holds one or more `kind: Workload` documents (Kubernetes-flavoured,
+//! camelCase, unknown fields rejected). Parsing happens in two steps: serde-saphyr turns the
+//! text into the manifest structs below (syntax, types, quantities), then [`WorkloadTemplateSpec::to_spec`]
+//! checks what types cannot say (unique names, absolute paths, declared volumes) and
+//! builds a [`WorkloadSpec`]. Every error names the file, line and column; semantic errors
+//! point at the offending node through `serde_saphyr::Spanned`.
+//!
+//! This module must never do IO: callers read the file and pass its name and text.
+//! `WorkloadTemplateSpec` is meant to be reused as the hub's Deployment `template.spec`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use serde_saphyr::{Budget, MessageFormatter, Options, Spanned, UserMessageFormatter};
+
+use crate::quantity::{ByteSize, CpuMillis, DurationMs};
+use crate::{
+    ContainerSpec, EnvVar, HostDevice, Mount, MountSource, Name, NetworkMode, Resources,
+    RestartPolicy, WorkloadSpec,
+};
+
+/// The only `apiVersion` understood so far.
+pub const API_VERSION: &str = "drover.dev/v1";
+/// Longest manifest file accepted, before any parsing.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// Stop grace period when a manifest gives none.
+pub const DEFAULT_STOP_GRACE: DurationMs = DurationMs(10_000);
+
+/// A manifest problem, located as `file:line:column` (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ManifestError {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl ManifestError {
+    fn at<T>(file: &str, node: &Spanned<T>, message: impl Into<String>) -> Self {
+        let loc = node.referenced;
+        ManifestError {
+            file: file.to_owned(),
+            line: loc.line(),
+            column: loc.column(),
+            message: message.into(),
+        }
+    }
+
+    /// Wraps a serde-saphyr error (syntax, type, unknown field, budget) with the file name.
+    pub fn from_yaml(file: &str, err: &serde_saphyr::Error) -> Self {
+        let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
+        let message = UserMessageFormatter.format_message(err.without_snippet());
+        ManifestError {
+            file: file.to_owned(),
+            line,
+            column,
+            message: message
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        }
+    }
+}
+
+/// serde-saphyr options for untrusted manifests: bounded depth, nodes, documents and
+/// aliases, duplicate keys rejected, no merge keys.
+pub fn yaml_options() -> Options {
+    let mut budget = Budget::default();
+    budget.max_depth = 32;
+    budget.max_documents = 256;
+    budget.max_nodes = 100_000;
+    budget.max_events = 200_000;
+    budget.max_aliases = 64;
+    budget.max_anchors = 64;
+    budget.max_total_scalar_bytes = MAX_MANIFEST_BYTES;
+    budget.max_reader_input_bytes = Some(MAX_MANIFEST_BYTES);
+    let mut options = Options::default();
+    options.budget = Some(budget);
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    options.merge_keys = serde_saphyr::MergeKeyPolicy::Error;
+    options.alias_limits.max_total_replayed_events = 10_000;
+    options.with_snippet = false;
+    options
+}
+
+/// One `kind: Workload` document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadManifest {
+    pub api_version: ApiVersion,
+    pub kind: WorkloadKind,
+    pub metadata: ObjectMeta,
+    pub spec: WorkloadTemplateSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ApiVersion {
+    #[serde(rename = "drover.dev/v1")]
+    V1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum WorkloadKind {
+    Workload,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: Name,
+    /// Free-form; not part of the wire spec (the hub selects on device labels).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The pod-like part of a manifest: a Workload's `spec`, later a Deployment's `template.spec`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadTemplateSpec {
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub stop_grace_period: Option<Spanned<DurationMs>>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeDecl>,
+    pub containers: Spanned<Vec<ContainerManifest>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    #[default]
+    Host,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VolumeDecl {
+    pub name: Spanned<Name>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ContainerManifest {
+    pub name: Spanned<Name>,
+    pub image: Spanned<String>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<EnvManifest>,
+    #[serde(default)]
+    pub working_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub resources: ResourcesManifest,
+    #[serde(default)]
+    pub devices: Vec<Spanned<DeviceManifest>>,
+    #[serde(default)]
+    pub mounts: Vec<Spanned<MountManifest>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvManifest {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourcesManifest {
+    pub memory: Option<Spanned<ByteSize>>,
+    pub cpu: Option<Spanned<CpuMillis>>,
+    pub pids: Option<Spanned<u32>>,
+}
+
+/// A device: either a path (`/dev/i2c-1`, mapped to the same path, `rwm`) or a map.
+#[derive(Debug, Clone)]
+pub enum DeviceManifest {
+    Path(String),
+    Full(DeviceMap),
+}
+
+/// Hand-written instead of `untagged` so that errors inside the map keep their message
+/// and location.
+impl<'de> Deserialize<'de> for DeviceManifest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DeviceManifest;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a device path like /dev/i2c-1 or a map with hostPath")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DeviceManifest, E> {
+                Ok(DeviceManifest::Path(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<DeviceManifest, A::Error> {
+                let de = serde::de::value::MapAccessDeserializer::new(map);
+                DeviceMap::deserialize(de).map(DeviceManifest::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeviceMap {
+    pub host_path: String,
+    pub container_path: Option<String>,
+    pub permissions: Option<String>,
+}
+
+/// A mount: exactly one of `volume`, `hostPath` or `tmpfs`, and a `mountPath`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MountManifest {
+    pub volume: Option<Name>,
+    pub host_path: Option<String>,
+    pub tmpfs: Option<ByteSize>,
+    pub mount_path: Spanned<String>,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Parses every `Workload` document of one manifest file.
+pub fn parse_workloads(file_name: &str, text: &str) -> Result<Vec<WorkloadSpec>, ManifestError> {
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError {
+            file: file_name.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!("file is larger than {MAX_MANIFEST_BYTES} bytes"),
+        });
+    }
+    let docs: Vec<Spanned<WorkloadManifest>> =
+        serde_saphyr::from_str_multiple_with_options(text, yaml_options())
+            .map_err(|e| ManifestError::from_yaml(file_name, &e))?;
+    let mut seen = BTreeSet::new();
+    let mut specs = Vec::with_capacity(docs.len());
+    for doc in &docs {
+        let name = doc.value.metadata.name.clone();
+        let spec = doc
+            .value
+            .spec
+            .to_spec(file_name, name.clone())
+            .map_err(|mut e| {
+                if e.line == 0 {
+                    (e.line, e.column) = (doc.referenced.line(), doc.referenced.column());
+                }
+                e
+            })?;
+        if !seen.insert(name.clone()) {
+            let msg = format!("workload {:?} is defined twice", name.as_str());
+            return Err(ManifestError::at(file_name, doc, msg));
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+impl WorkloadTemplateSpec {
+    /// Checks what types cannot and builds the wire spec. `file` only labels errors.
+    /// An error may carry line 0 when serde-saphyr could not locate the node.
+    pub fn to_spec(&self, file: &str, name: Name) -> Result<WorkloadSpec, ManifestError> {
+        let volumes = self.volume_names(file)?;
+        if self.containers.value.is_empty() {
+            let msg = "a workload needs at least one container";
+            return Err(ManifestError::at(file, &self.containers, msg));
+        }
+        let mut names = BTreeSet::new();
+        let mut containers = Vec::with_capacity(self.containers.value.len());
+        for c in &self.containers.value {
+            if !names.insert(&c.name.value) {
+                let msg = format!("container name {:?} is used twice", c.name.value.as_str());
+                return Err(ManifestError::at(file, &c.name, msg));
+            }
+            containers.push(c.to_spec(file, &volumes)?);
+        }
+        let grace = self.stop_grace_period.as_ref();
+        let stop_grace_ms = match grace {
+            None => DEFAULT_STOP_GRACE.0 as u32,
+            Some(g) => u32::try_from(g.value.0)
+                .map_err(|_| ManifestError::at(file, g, "stopGracePeriod is too long"))?,
+        };
+        Ok(WorkloadSpec {
+            name,
+            containers,
+            restart_policy: self.restart_policy,
+            network: match self.network {
+                Network::Host => NetworkMode::Host,
+                Network::None => NetworkMode::None,
+            },
+            volumes: volumes.into_iter().collect(),
+            stop_grace_ms,
+        })
+    }
+
+    fn volume_names(&self, file: &str) -> Result<BTreeSet<Name>, ManifestError> {
+        let mut names = BTreeSet::new();
+        for v in &self.volumes {
+            if !names.insert(v.name.value.clone()) {
+                let msg = format!("volume {:?} is declared twice", v.name.value.as_str());
+                return Err(ManifestError::at(file, &v.name, msg));
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// An absolute path without `..` components.
+fn is_clean_absolute(path: &str) -> bool {
+    path.starts_with('/') && !path.split('/').any(|c| c == "..") && !path.contains('\0')
+}
+
+fn check_path(file: &str, node: &Spanned<String>, what: &str) -> Result<(), ManifestError> {
+    if is_clean_absolute(&node.value) {
+        return Ok(());
+    }
+    let msg = format!(
+        "{what} must be an absolute path without '..', got {:?}",
+        node.value
+    );
+    Err(ManifestError::at(file, node, msg))
+}
+
+impl ContainerManifest {
+    fn to_spec(
+        &self,
+        file: &str,
+        volumes: &BTreeSet<Name>,
+    ) -> Result<ContainerSpec, ManifestError> {
+        if self.image.value.trim().is_empty() {
+            return Err(ManifestError::at(
+                file,
+                &self.image,
+                "image must not be empty",
+            ));
+        }
+        if let Some(dir) = &self.working_dir {
+            check_path(file, dir, "workingDir")?;
+        }
+        let mut targets = BTreeSet::new();
+        let mut mounts = Vec::with_capacity(self.mounts.len());
+        for m in &self.mounts {
+            if !targets.insert(m.value.mount_path.value.as_str()) {
+                let msg = format!("mountPath {:?} is used twice", m.value.mount_path.value);
+                return Err(ManifestError::at(file, &m.value.mount_path, msg));
+            }
+            mounts.push(convert_mount(file, m, volumes)?);
+        }
+        Ok(ContainerSpec {
+            name: self.name.value.clone(),
+            image: self.image.value.trim().to_owned(),
+            command: self.command.clone(),
+            args: self.args.clone(),
+            env: self
+                .env
+                .iter()
+                .map(|e| convert_env(file, e))
+                .collect::<Result<_, _>>()?,
+            working_dir: self.working_dir.as_ref().map(|d| d.value.clone()),
+            mounts,
+            resources: self.resources.to_spec(file)?,
+            devices: self
+                .devices
+                .iter()
+                .map(|d| convert_device(file, d))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+fn convert_env(file: &str, e: &EnvManifest) -> Result<EnvVar, ManifestError> {
+    let name = &e.name.value;
+    if name.is_empty() || name.contains(['=', '\0']) {
+        let msg = format!("env name must be non-empty without '=', got {name:?}");
+        return Err(ManifestError::at(file, &e.name, msg));
+    }
+    Ok(EnvVar {
+        name: name.clone(),
+        value: e.value.clone(),
+    })
+}
+
+fn convert_mount(
+    file: &str,
+    m: &Spanned<MountManifest>,
+    volumes: &BTreeSet<Name>,
+) -> Result<Mount, ManifestError> {
+    let v = &m.value;
+    check_path(file, &v.mount_path, "mountPath")?;
+    let source = match (&v.volume, &v.host_path, v.tmpfs) {
+        (Some(vol), None, None) if volumes.contains(vol) => MountSource::Volume(vol.clone()),
+        (Some(vol), None, None) => {
+            let msg = format!("volume {:?} is not declared in spec.volumes", vol.as_str());
+            return Err(ManifestError::at(file, m, msg));
+        }
+        (None, Some(host), None) if is_clean_absolute(host) => MountSource::HostPath(host.clone()),
+        (None, Some(host), None) => {
+            let msg = format!("hostPath must be an absolute path without '..', got {host:?}");
+            return Err(ManifestError::at(file, m, msg));
+        }
+        (None, None, Some(size)) if size.0 > 0 => MountSource::Tmpfs { size_bytes: size.0 },
+        (None, None, Some(_)) => {
+            return Err(ManifestError::at(file, m, "tmpfs size must not be 0"));
+        }
+        _ => {
+            let msg = "a mount needs exactly one of volume, hostPath or tmpfs";
+            return Err(ManifestError::at(file, m, msg));
+        }
+    };
+    Ok(Mount {
+        source,
+        target: v.mount_path.value.clone(),
+        read_only: v.read_only,
+    })
+}
+
+fn convert_device(file: &str, d: &Spanned<DeviceManifest>) -> Result<HostDevice, ManifestError> {
+    let (host, container, perms) = match &d.value {
+        DeviceManifest::Path(p) => (p, None, None),
+        DeviceManifest::Full(m) => (
+            &m.host_path,
+            m.container_path.as_ref(),
+            m.permissions.as_ref(),
+        ),
+    };
+    for p in std::iter::once(host).chain(container) {
+        if !p.starts_with("/dev/") || !is_clean_absolute(p) {
+            let msg = format!("device path must be an absolute path under /dev, got {p:?}");
+            return Err(ManifestError::at(file, d, msg));
+        }
+    }
+    let permissions = perms.map_or("rwm", String::as_str);
+    let mut seen = BTreeSet::new();
+    if permissions.is_empty()
+        || !permissions
+            .chars()
+            .all(|c| "rwm".contains(c) && seen.insert(c))
+    {
+        let msg = format!(
+            "device permissions must be a non-empty subset of \"rwm\", got {permissions:?}"
+        );
+        return Err(ManifestError::at(file, d, msg));
+    }
+    Ok(HostDevice {
+        host_path: host.clone(),
+        container_path: container.cloned(),
+        permissions: permissions.to_owned(),
+    })
+}
+
+impl ResourcesManifest {
+    fn to_spec(&self, file: &str) -> Result<Resources, ManifestError> {
+        fn positive<T: Copy>(
+            file: &str,
+            v: &Option<Spanned<T>>,
+            what: &str,
+            get: impl Fn(T) -> u64,
+        ) -> Result<(), ManifestError> {
+            match v {
+                Some(s) if get(s.value) == 0 => Err(ManifestError::at(
+                    file,
+                    s,
+                    format!("resources.{what} must not be 0"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        positive(file, &self.memory, "memory", |b| b.0)?;
+        positive(file, &self.cpu, "cpu", |c| u64::from(c.0))?;
+        positive(file, &self.pids, "pids", u64::from)?;
+        Ok(Resources {
+            memory_bytes: self.memory.as_ref().map(|m| m.value.0),
+            cpu_millis: self.cpu.as_ref().map(|c| c.value.0),
+            pids: self.pids.as_ref().map(|p| p.value),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = "\
+apiVersion: drover.dev/v1
+kind: Workload
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  restartPolicy: OnFailure
+  network: none
+  stopGracePeriod: 5s
+  volumes: [{name: data}]
+  containers:
+    - name: main
+      image: oci:/var/lib/images/web:1.0
+      command: [\"/bin/web\"]
+      args: [\"--port\", \"8080\"]
+      env: [{name: A, value: b}, {name: PORT, value: 8080}]
+      workingDir: /srv
+      resources: {memory: 64Mi, cpu: 500m, pids: 64}
+      devices: [/dev/i2c-1, {hostPath: /dev/ttyUSB0, containerPath: /dev/ttyS0, permissions: rw}]
+      mounts:
+        - {volume: data, mountPath: /data}
+        - {hostPath: /etc/ssl/certs, mountPath: /etc/ssl/certs, readOnly: true}
+        - {tmpfs: 16Mi, mountPath: /tmp}
+";
+
+    const MINIMAL: &str = "\
+apiVersion: drover.dev/v1
+kind: Workload
+metadata:
+  name: web
+spec:
+  containers:
+    - name: main
+      image: x
+";
+
+    fn err(text: &str) -> String {
+        match parse_workloads("web.yaml", text) {
+            Ok(v) => panic!("expected an error, got {v:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn name(s: &str) -> Name {
+        Name::new(s).expect("valid name")
+    }
+
+    fn expected_full() -> WorkloadSpec {
+        let env = |n: &str, v: &str| EnvVar {
+            name: n.into(),
+            value: v.into(),
+        };
+        let mount = |source, target: &str, read_only| Mount {
+            source,
+            target: target.into(),
+            read_only,
+        };
+        WorkloadSpec {
+            name: name("web"),
+            restart_policy: RestartPolicy::OnFailure,
+            network: NetworkMode::None,
+            volumes: vec![name("data")],
+            stop_grace_ms: 5000,
+            containers: vec![ContainerSpec {
+                name: name("main"),
+                image: "oci:/var/lib/images/web:1.0".into(),
+                command: vec!["/bin/web".into()],
+                args: vec!["--port".into(), "8080".into()],
+                env: vec![env("A", "b"), env("PORT", "8080")],
+                working_dir: Some("/srv".into()),
+                mounts: vec![
+                    mount(MountSource::Volume(name("data")), "/data", false),
+                    mount(
+                        MountSource::HostPath("/etc/ssl/certs".into()),
+                        "/etc/ssl/certs",
+                        true,
+                    ),
+                    mount(
+                        MountSource::Tmpfs {
+                            size_bytes: 16 << 20,
+                        },
+                        "/tmp",
+                        false,
+                    ),
+                ],
+                resources: Resources {
+                    memory_bytes: Some(64 << 20),
+                    cpu_millis: Some(500),
+                    pids: Some(64),
+                },
+                devices: vec![
+                    HostDevice {
+                        host_path: "/dev/i2c-1".into(),
+                        container_path: None,
+                        permissions: "rwm".into(),
+                    },
+                    HostDevice {
+                        host_path: "/dev/ttyUSB0".into(),
+                        container_path: Some("/dev/ttyS0".into()),
+                        permissions: "rw".into(),
+                    },
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn full_example_parses() {
+        assert_eq!(parse_workloads("web.yaml", FULL), Ok(vec![expected_full()]));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let spec = &parse_workloads("web.yaml", MINIMAL).expect("parses")[0];
+        assert_eq!(spec.restart_policy, RestartPolicy::Always);
+        assert_eq!(spec.network, NetworkMode::Host);
+        assert_eq!(spec.stop_grace_ms, 10_000);
+        assert_eq!(spec.containers[0].resources, Resources::default());
+    }
+
+    #[test]
+    fn several_documents() {
+        let second = MINIMAL.replace("name: web", "name: db");
+        let text = format!("---\n{MINIMAL}---\n{second}---\n");
+        let specs = parse_workloads("web.yaml", &text).expect("parses");
+        let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "db"]);
+        let twice = format!("{MINIMAL}---\n{MINIMAL}");
+        assert_eq!(
+            err(&twice),
+            "web.yaml:10:1: workload \"web\" is defined twice"
+        );
+    }
+
+    #[test]
+    fn type_errors_are_located() {
+        let unknown = format!("{MINIMAL}      imagee: y\n");
+        assert!(err(&unknown).starts_with("web.yaml:9:7: unknown field `imagee`, expected one of"));
+        let size = format!("{MINIMAL}      resources: {{memory: 12Q}}\n");
+        assert_eq!(
+            err(&size),
+            "web.yaml:9:27: expected a size like 64Mi or 128M, got \"12Q\""
+        );
+        let dup = MINIMAL.replace("  name: web", "  name: web\n  name: b");
+        assert_eq!(
+            err(&dup),
+            "web.yaml:5:3: duplicate mapping key `name` is not allowed here"
+        );
+        assert!(
+            err(&MINIMAL.replace("name: web", "name: Web"))
+                .starts_with("web.yaml:4:9: name \"Web\"")
+        );
+        let kind = err(&MINIMAL.replace("Workload", "Deployment"));
+        assert_eq!(
+            kind,
+            "web.yaml:2:7: unknown variant `Deployment`, expected one of Workload"
+        );
+        let api = err(&MINIMAL.replace("drover.dev/v1", "v2"));
+        assert_eq!(
+            api,
+            "web.yaml:1:13: unknown variant `v2`, expected one of drover.dev/v1"
+        );
+        let device = format!("{MINIMAL}      devices: [{{hostPath: /dev/a, bogus: 1}}]\n");
+        assert!(err(&device).starts_with("web.yaml:9:36: unknown field `bogus`"));
+    }
+
+    #[test]
+    fn semantic_errors_are_located() {
+        let cases = [
+            (
+                "      devices: [/dev/a, /tmp/b]\n",
+                "9:25: device path must be an absolute path under /dev",
+            ),
+            (
+                "      devices: [{hostPath: /dev/a, permissions: rx}]\n",
+                "9:17: device permissions",
+            ),
+            (
+                "      env: [{name: A=B}]\n",
+                "9:20: env name must be non-empty",
+            ),
+            (
+                "      workingDir: srv\n",
+                "9:19: workingDir must be an absolute path",
+            ),
+            (
+                "      mounts: [{volume: data, mountPath: /d}]\n",
+                "9:16: volume \"data\" is not declared",
+            ),
+            (
+                "      mounts: [{tmpfs: 1Mi, mountPath: d}]\n",
+                "9:40: mountPath must be an absolute path",
+            ),
+            (
+                "      mounts: [{mountPath: /d}]\n",
+                "9:16: a mount needs exactly one of",
+            ),
+            (
+                "      resources: {pids: 0}\n",
+                "9:25: resources.pids must not be 0",
+            ),
+            (
+                "    - name: main\n      image: y\n",
+                "9:13: container name \"main\" is used twice",
+            ),
+        ];
+        for (extra, want) in cases {
+            let got = err(&format!("{MINIMAL}{extra}"));
+            assert!(
+                got.starts_with(&format!("web.yaml:{want}")),
+                "{extra}: {got}"
+            );
+        }
+        let none = MINIMAL.replace("\n    - name: main\n      image: x", " []");
+        assert_eq!(
+            err(&none),
+            "web.yaml:6:15: a workload needs at least one container"
+        );
+        let empty_image = MINIMAL.replace("image: x", "image: \"\"");
+        assert_eq!(err(&empty_image), "web.yaml:8:14: image must not be empty");
+    }
+
+    #[test]
+    fn hostile_input_is_bounded() {
+        let aliases = format!("{MINIMAL}      args: [&a x{}]\n", ", *a".repeat(100));
+        let alias_err = err(&aliases);
+        assert!(alias_err.starts_with("web.yaml:9:"), "{alias_err}");
+        assert!(alias_err.contains("alias"), "{alias_err}");
+        let docs = err(&"---\n".repeat(300));
+        assert!(docs.contains("document"), "{docs}");
+        let big = format!("# {}\n", "x".repeat(MAX_MANIFEST_BYTES));
+        assert!(err(&big).starts_with("web.yaml:1:1: file is larger than"));
+    }
+}

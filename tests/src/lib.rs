@@ -1,1 +1,62 @@
-//! Helpers for the end-to-end tests: locating binaries, building OCI layouts, running agents.
+//! Helpers for the end-to-end tests: locating binaries, building OCI layouts, running
+//! real agents on private state folders and cgroup parents.
+
+pub mod agent;
+pub mod oci;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Folder holding the workspace's built binaries (`DROVER_BIN_DIR`, else `target/debug`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DROVER_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug")
+}
+
+/// Path of a workspace binary; panics with a hint when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} not found: run `cargo build --workspace` first (or set DROVER_BIN_DIR)", p.display());
+    p
+}
+
+/// True when running as root. Root-only tests call this first: without root they are
+/// skipped with a loud `SKIPPED` line — unless `DROVER_REQUIRE_ROOT=1` (set by CI), in
+/// which case a skip is a failure.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var_os("DROVER_REQUIRE_ROOT").is_none(),
+        "{test} needs root, and DROVER_REQUIRE_ROOT is set: refusing to skip"
+    );
+    eprintln!("SKIPPED {test}: needs root (real containers and cgroups)");
+    false
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A short random suffix for names that must not collide between parallel tests.
+pub fn unique(prefix: &str) -> String {
+    let mut b = [0u8; 4];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let _ = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    format!("{prefix}-{}", hex::encode(b))
+}

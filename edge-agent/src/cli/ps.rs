@@ -1,0 +1,149 @@
+//! `drover-agent ps`: the workloads as the agent last reported them, with live memory.
+
+use std::path::Path;
+
+use drover_protocol::DeviceStatus;
+
+use super::load_config;
+use crate::cgroups;
+use crate::fsutil::now_ms;
+use crate::state::{self, StatePaths};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Prints the status; exit code 1 when there is none to print.
+pub fn ps(config: &Path, format: Format) -> u8 {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drover-agent: {e}");
+            return 1;
+        }
+    };
+    let paths = StatePaths::new(&cfg.state_dir);
+    let mut report = match state::load_report(&paths) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("drover-agent: no status yet ({e}); is the agent running with this state folder?");
+            return 1;
+        }
+    };
+    if !agent_running(&paths) {
+        eprintln!("warning: no agent is running on {}; this is its last report", paths.root.display());
+    }
+    if let Some(e) = &report.manifest_error {
+        eprintln!("warning: manifests not applied: {e}");
+    }
+    refresh_memory(&mut report.status, cfg.cgroup_parent.trim_matches('/'));
+    match format {
+        Format::Json => match serde_json::to_string_pretty(&report.status) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("drover-agent: {e}");
+                return 1;
+            }
+        },
+        Format::Table => print!("{}", table(&report.status, now_ms())),
+    }
+    0
+}
+
+/// True when some process holds the state folder's lock.
+fn agent_running(paths: &StatePaths) -> bool {
+    let Ok(f) = std::fs::File::open(paths.lock()) else { return false };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: flock on a descriptor we own; released when `f` is dropped.
+    unsafe { libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
+fn refresh_memory(status: &mut DeviceStatus, parent: &str) {
+    for wl in &mut status.workloads {
+        for c in &mut wl.containers {
+            if c.pid.is_some() {
+                if let Some((used, limit)) = cgroups::memory_usage(&format!("/{parent}/{}/{}", wl.name, c.name)) {
+                    c.memory_bytes = Some(used);
+                    c.memory_limit_bytes = limit;
+                }
+            }
+        }
+    }
+}
+
+/// The table `ps` prints: one row per container.
+pub fn table(status: &DeviceStatus, now: u64) -> String {
+    let mut rows = vec![["WORKLOAD", "CONTAINER", "PHASE", "PID", "RESTARTS", "MEMORY", "STARTED", "IMAGE"].map(String::from).to_vec()];
+    for wl in &status.workloads {
+        for c in &wl.containers {
+            let mem = match (c.memory_bytes, c.memory_limit_bytes) {
+                (Some(u), Some(l)) => format!("{}/{}", human(u), human(l)),
+                (Some(u), None) => format!("{}/-", human(u)),
+                _ => "-".into(),
+            };
+            let started = c.started_at_ms.map_or("-".into(), |t| format!("{} ago", age(now.saturating_sub(t))));
+            let phase = match (&c.last_error, c.oom_killed) {
+                (_, true) => format!("{} (OOMKilled)", c.phase),
+                _ => c.phase.to_string(),
+            };
+            rows.push(vec![
+                wl.name.to_string(),
+                c.name.to_string(),
+                phase,
+                c.pid.map_or("-".into(), |p| p.to_string()),
+                c.restarts.to_string(),
+                mem,
+                started,
+                c.image.clone(),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for wl in status.workloads.iter().filter(|w| w.last_error.is_some()) {
+        out.push_str(&format!("{}: {}\n", wl.name, wl.last_error.as_deref().unwrap_or_default()));
+    }
+    out
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "Ki", "Mi", "Gi"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{bytes}B") } else { format!("{v:.1}{}", UNITS[i]) }
+}
+
+fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ages_read_like_kubectl() {
+        assert_eq!(human(512), "512B");
+        assert_eq!(human(64 * 1024 * 1024), "64.0Mi");
+        assert_eq!(age(5_000), "5s");
+        assert_eq!(age(125_000), "2m5s");
+        assert_eq!(age(7_300_000), "2h1m");
+    }
+}

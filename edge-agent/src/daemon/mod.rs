@@ -1,0 +1,70 @@
+//! The agent daemon: the thin async shell around the pure planner.
+//!
+//! It waits for something to happen (a manifest changed, a shim reported an exit, a
+//! back-off ended, the periodic resync), then runs one reconcile pass on a blocking
+//! thread: observe, `plan`, apply, report. It never decides anything itself.
+
+mod actions;
+mod agent;
+mod manifests;
+mod observe;
+
+use std::time::Duration;
+
+use tokio::net::UnixDatagram;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+pub use agent::{Agent, DaemonError};
+
+use crate::fsutil::now_ms;
+
+/// Runs the agent until SIGTERM or SIGINT. Containers keep running after it exits.
+pub fn run(agent: Agent) -> Result<(), DaemonError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Io { context: "starting the async runtime".into(), source: e })?;
+    rt.block_on(event_loop(agent))
+}
+
+async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
+    let sock_path = agent.paths.agent_sock();
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path)
+        .map_err(|e| DaemonError::Io { context: format!("binding {}", sock_path.display()), source: e })?;
+    let mut watcher = manifests::Watcher::new(agent.manifests_dir());
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::signal)?;
+    let resync = agent.resync_interval();
+    let mut buf = [0u8; 256];
+    agent.load_manifests();
+    loop {
+        let (a, wake_at) = tokio::task::spawn_blocking(move || {
+            let wake = agent.reconcile();
+            (agent, wake)
+        })
+        .await
+        .map_err(|e| DaemonError::Io { context: "reconcile task".into(), source: std::io::Error::other(e) })?;
+        agent = a;
+        let sleep = wake_at.map_or(resync, |w| Duration::from_millis(w.saturating_sub(now_ms())).min(resync));
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {
+                agent.load_manifests();
+            }
+            () = watcher.changed() => {
+                agent.load_manifests();
+            }
+            r = sock.recv(&mut buf) => {
+                if let Ok(n) = r {
+                    info!(message = %String::from_utf8_lossy(&buf[..n]).trim(), "shim reported");
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!("agent stopping; containers keep running and will be adopted by the next agent");
+    let _ = std::fs::remove_file(&sock_path);
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! Reading an OCI image layout folder: `oci-layout`, `index.json`, and the manifest,
+//! image index and config blobs it points at, each verified against its digest.
+//!
+//! Reads small JSON blobs only (size-capped); layer blobs are streamed by `layer.rs`.
+//! It never writes to the layout.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::digest::Digest;
+use super::platform::{HostPlatform, Platform};
+use super::reference::Selector;
+use super::{ImageConfig, ImageError};
+
+/// Manifests, indexes and configs are small; anything bigger is refused.
+const MAX_JSON_BLOB: u64 = 4 << 20;
+/// Nesting limit for image indexes pointing at image indexes.
+const MAX_INDEX_DEPTH: usize = 4;
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    #[serde(default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Index {
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConfigSection {
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    env: Option<Vec<String>>,
+    working_dir: Option<String>,
+    user: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RootFs {
+    diff_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfigBlob {
+    #[serde(default)]
+    config: Option<ConfigSection>,
+    rootfs: RootFs,
+}
+
+/// One layer of a resolved image.
+#[derive(Clone, Debug)]
+pub struct LayerRef {
+    pub blob: Digest,
+    pub size: Option<u64>,
+    pub media_type: String,
+    pub diff_id: Digest,
+}
+
+/// A manifest resolved for this host, with its verified config.
+#[derive(Clone, Debug)]
+pub struct ResolvedImage {
+    pub manifest_digest: Digest,
+    pub layers: Vec<LayerRef>,
+    pub config: ImageConfig,
+}
+
+/// An OCI image layout folder.
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// Checks that `root` looks like an OCI image layout (has `oci-layout`).
+    pub fn open(root: &Path) -> Result<Self, ImageError> {
+        let layout = Self {
+            root: root.to_path_buf(),
+        };
+        let marker = root.join("oci-layout");
+        let text = std::fs::read_to_string(&marker).map_err(|e| {
+            layout.err(format!(
+                "not an OCI image layout: cannot read {}: {e}",
+                marker.display()
+            ))
+        })?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| layout.err(format!("oci-layout is not valid JSON: {e}")))?;
+        if value
+            .get("imageLayoutVersion")
+            .and_then(|v| v.as_str())
+            .is_none()
+        {
+            return Err(layout.err("oci-layout has no `imageLayoutVersion`".into()));
+        }
+        Ok(layout)
+    }
+
+    /// Path of a blob in this layout.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(digest.hex())
+    }
+
+    fn err(&self, reason: String) -> ImageError {
+        ImageError::Layout {
+            path: self.root.clone(),
+            reason,
+        }
+    }
+
+    /// Finds the manifest selected by `selector` for `host` and reads its config.
+    pub fn resolve(
+        &self,
+        selector: &Selector,
+        host: &HostPlatform,
+        reference: &str,
+    ) -> Result<ResolvedImage, ImageError> {
+        let mut desc = self.select_in_index(selector)?;
+        for _ in 0..MAX_INDEX_DEPTH {
+            let digest = self.parse_digest(&desc.digest, "index entry")?;
+            let value = self.read_json_blob(&digest, desc.size)?;
+            if value.get("manifests").is_none() {
+                return self.read_image(digest, value);
+            }
+            let index: Index = self.decode(value, &digest, "image index")?;
+            desc = pick_platform(index.manifests, host, reference)?;
+        }
+        Err(self.err(format!(
+            "image indexes nested deeper than {MAX_INDEX_DEPTH} levels"
+        )))
+    }
+
+    fn select_in_index(&self, selector: &Selector) -> Result<Descriptor, ImageError> {
+        let path = self.root.join("index.json");
+        let bytes =
+            read_capped(&path).map_err(|e| self.err(format!("cannot read index.json: {e}")))?;
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| self.err(format!("index.json is not a valid image index: {e}")))?;
+        let by_tag = |tag: &str| {
+            index
+                .manifests
+                .iter()
+                .find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == tag))
+        };
+        let found = match selector {
+            Selector::Tag(tag) => by_tag(tag),
+            Selector::Default => by_tag("latest").or(if index.manifests.len() == 1 {
+                index.manifests.first()
+            } else {
+                None
+            }),
+            Selector::Digest(d) => {
+                let wanted = d.to_string();
+                let listed = index.manifests.iter().find(|m| m.digest == wanted).cloned();
+                return Ok(listed.unwrap_or_else(|| bare_descriptor(wanted)));
+            }
+        };
+        found.cloned().ok_or_else(|| {
+            let mut tags: Vec<&str> = index
+                .manifests
+                .iter()
+                .filter_map(|d| d.annotations.get(REF_NAME))
+                .map(String::as_str)
+                .collect();
+            tags.sort_unstable();
+            let tag = match selector {
+                Selector::Tag(t) => t.clone(),
+                _ => "latest".to_string(),
+            };
+            let available = if tags.is_empty() {
+                "none".to_string()
+            } else {
+                tags.join(", ")
+            };
+            ImageError::TagNotFound {
+                layout: self.root.clone(),
+                tag,
+                available,
+            }
+        })
+    }
+
+    fn read_image(
+        &self,
+        manifest_digest: Digest,
+        value: serde_json::Value,
+    ) -> Result<ResolvedImage, ImageError> {
+        let manifest: Manifest = self.decode(value, &manifest_digest, "image manifest")?;
+        let config_digest = self.parse_digest(&manifest.config.digest, "manifest config")?;
+        let config_value = self.read_json_blob(&config_digest, manifest.config.size)?;
+        let config: ConfigBlob = self.decode(config_value, &config_digest, "image config")?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(self.err(format!(
+                "manifest {manifest_digest} lists {} layers but its config {config_digest} has {} rootfs.diff_ids",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
+        let mut layers = Vec::with_capacity(manifest.layers.len());
+        for (desc, diff_id) in manifest.layers.into_iter().zip(&config.rootfs.diff_ids) {
+            layers.push(LayerRef {
+                blob: self.parse_digest(&desc.digest, "manifest layer")?,
+                size: desc.size,
+                media_type: desc.media_type,
+                diff_id: self.parse_digest(diff_id, "config rootfs.diff_ids")?,
+            });
+        }
+        Ok(ResolvedImage {
+            manifest_digest,
+            layers,
+            config: image_config(config.config.unwrap_or_default()),
+        })
+    }
+
+    fn parse_digest(&self, s: &str, what: &str) -> Result<Digest, ImageError> {
+        Digest::parse(s).map_err(|e| self.err(format!("{what}: {e}")))
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        v: serde_json::Value,
+        d: &Digest,
+        what: &str,
+    ) -> Result<T, ImageError> {
+        serde_json::from_value(v)
+            .map_err(|e| self.err(format!("blob {d} is not a valid {what}: {e}")))
+    }
+
+    /// Reads a small blob, checks its digest (and size when known) and parses it as JSON.
+    fn read_json_blob(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<serde_json::Value, ImageError> {
+        let path = self.blob_path(digest);
+        let bytes =
+            read_capped(&path).map_err(|e| self.err(format!("cannot read blob {digest}: {e}")))?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest || size.is_some_and(|s| s != bytes.len() as u64) {
+            let expected = format!(
+                "{digest} ({} bytes)",
+                size.map_or("?".into(), |s| s.to_string())
+            );
+            let actual = format!("{actual} ({} bytes)", bytes.len());
+            return Err(ImageError::DigestMismatch {
+                path,
+                expected,
+                actual,
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.err(format!("blob {digest} is not JSON: {e}")))
+    }
+}
+
+fn bare_descriptor(digest: String) -> Descriptor {
+    Descriptor {
+        media_type: String::new(),
+        digest,
+        size: None,
+        annotations: HashMap::new(),
+        platform: None,
+    }
+}
+
+fn pick_platform(
+    manifests: Vec<Descriptor>,
+    host: &HostPlatform,
+    reference: &str,
+) -> Result<Descriptor, ImageError> {
+    let platforms: Vec<Option<Platform>> = manifests.iter().map(|d| d.platform.clone()).collect();
+    match host.select(&platforms) {
+        Some(i) => Ok(manifests[i].clone()),
+        None => {
+            let available: Vec<String> =
+                platforms.iter().flatten().map(Platform::describe).collect();
+            Err(ImageError::NoMatchingPlatform {
+                reference: reference.to_string(),
+                wanted: host.describe(),
+                available: if available.is_empty() {
+                    "none listed".into()
+                } else {
+                    available.join(", ")
+                },
+            })
+        }
+    }
+}
+
+fn image_config(c: ConfigSection) -> ImageConfig {
+    ImageConfig {
+        entrypoint: c.entrypoint.unwrap_or_default(),
+        cmd: c.cmd.unwrap_or_default(),
+        env: c.env.unwrap_or_default(),
+        working_dir: c.working_dir.filter(|s| !s.is_empty()),
+        user: c.user.filter(|s| !s.is_empty()),
+    }
+}
+
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(MAX_JSON_BLOB + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_JSON_BLOB {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_JSON_BLOB} bytes"
+        )));
+    }
+    Ok(bytes)
+}

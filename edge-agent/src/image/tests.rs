@@ -1,0 +1,417 @@
+//! Store-level tests: real OCI layouts (built with the end-to-end tests' builder)
+//! prepared into a temporary store. Run as root (whiteouts need mknod, xattrs `trusted.*`).
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::testutil::{self, LayerBuilder, PlatformImage};
+use super::{ImageConfig, ImageError, ImageStore};
+
+pub(super) struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub store: ImageStore,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(&dir.path().join("images")).unwrap();
+        Self { dir, store }
+    }
+
+    pub fn layout(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Names in `layers/sha256/` (extracted layers and any temporary folder).
+    pub fn layer_entries(&self) -> Vec<String> {
+        let dir = self.dir.path().join("images/layers/sha256");
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+pub(super) fn reference(layout: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", layout.display())
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    let mut buf = [0u8; 64];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let len =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| buf[..len as usize].to_vec())
+}
+
+fn base_layer() -> Vec<u8> {
+    LayerBuilder::new()
+        .add_dir("./etc", 0o755)
+        .add_file("./etc/motd", b"hello", 0o644)
+        .add_dir("bin", 0o755)
+        .add_owned_file("bin/tool", b"#!/bin/sh\n", 0o4755, 1000, 1001)
+        .add_hardlink("bin/tool2", "bin/tool")
+        .add_symlink("bin/sh", "/bin/busybox")
+        .add_symlink("etc/tool", "../bin/tool")
+        .add_fifo("etc/fifo", 0o600)
+        .add_dir("var/cache", 0o750)
+        .add_file("var/cache/old", b"old", 0o600)
+        .finish()
+}
+
+fn top_layer() -> Vec<u8> {
+    LayerBuilder::new()
+        .add_whiteout("etc/motd")
+        .add_opaque("var/cache")
+        .add_file("var/cache/new", b"n", 0o640)
+        .finish()
+}
+
+#[test]
+fn prepares_two_layers_with_whiteouts_links_and_modes() {
+    let fx = Fixture::new();
+    let layout = fx.layout("app");
+    let config = json!({"Entrypoint": ["/bin/tool"], "Cmd": ["-v"], "Env": ["A=1"], "WorkingDir": "/srv", "User": "1000"});
+    let digest =
+        testutil::write_layout(&layout, "v1", &[base_layer(), top_layer()], config).unwrap();
+    let img = fx.store.prepare(&reference(&layout, "v1")).unwrap();
+    assert_eq!(img.manifest_digest, digest);
+    let want = ImageConfig {
+        entrypoint: vec!["/bin/tool".into()],
+        cmd: vec!["-v".into()],
+        env: vec!["A=1".into()],
+        working_dir: Some("/srv".into()),
+        user: Some("1000".into()),
+    };
+    assert_eq!(img.config, want);
+    let [base, top] = &img.layers[..] else {
+        panic!("expected 2 layers: {:?}", img.layers)
+    };
+    assert!(base.ends_with(testutil::sha256_digest(&base_layer()).trim_start_matches("sha256:")));
+    assert_eq!(fs::read(base.join("etc/motd")).unwrap(), b"hello");
+    let tool = fs::metadata(base.join("bin/tool")).unwrap();
+    assert_eq!(
+        (tool.mode() & 0o7777, tool.uid(), tool.gid()),
+        (0o4755, 1000, 1001)
+    );
+    assert_eq!(tool.mtime(), 1_700_000_000);
+    assert_eq!(
+        fs::metadata(base.join("bin/tool2")).unwrap().ino(),
+        tool.ino()
+    );
+    assert_eq!(
+        fs::read_link(base.join("bin/sh")).unwrap(),
+        Path::new("/bin/busybox")
+    );
+    assert_eq!(
+        fs::read_link(base.join("etc/tool")).unwrap(),
+        Path::new("../bin/tool")
+    );
+    assert!(
+        fs::symlink_metadata(base.join("etc/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(
+        fs::metadata(base.join("var/cache")).unwrap().mode() & 0o7777,
+        0o750
+    );
+    let wh = fs::symlink_metadata(top.join("etc/motd")).unwrap();
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "whiteout must be a 0:0 char device"
+    );
+    assert!(!top.join("etc/.wh.motd").exists());
+    assert_eq!(
+        xattr(&top.join("var/cache"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(!top.join("var/cache/.wh..wh..opq").exists());
+    assert_eq!(fs::read(top.join("var/cache/new")).unwrap(), b"n");
+    let record = fx
+        .dir
+        .path()
+        .join("images/manifests")
+        .join(format!("{}.json", digest.trim_start_matches("sha256:")));
+    assert!(record.is_file(), "manifest record written");
+}
+
+#[test]
+fn layers_are_shared_and_not_extracted_twice() {
+    let fx = Fixture::new();
+    let layout = fx.layout("app");
+    let app1 = LayerBuilder::new().add_file("app1", b"1", 0o755).finish();
+    let app2 = LayerBuilder::new().add_file("app2", b"2", 0o755).finish();
+    testutil::write_layout(&layout, "one", &[base_layer(), app1], json!({})).unwrap();
+    testutil::write_layout(&layout, "two", &[base_layer(), app2], json!({})).unwrap();
+    let one = fx.store.prepare(&reference(&layout, "one")).unwrap();
+    fs::write(one.layers[0].join("marker"), b"still here").unwrap();
+    let two = fx.store.prepare(&reference(&layout, "two")).unwrap();
+    assert_eq!(one.layers[0], two.layers[0]);
+    assert!(
+        two.layers[0].join("marker").exists(),
+        "shared base layer was extracted again"
+    );
+    let again = fx.store.prepare(&reference(&layout, "one")).unwrap();
+    assert_eq!(again.layers, one.layers);
+    assert_eq!(fx.layer_entries().len(), 3);
+}
+
+#[test]
+fn corrupted_blob_is_refused_and_nothing_remains() {
+    let fx = Fixture::new();
+    let layout = fx.layout("app");
+    let layer = base_layer();
+    testutil::write_layout(&layout, "latest", std::slice::from_ref(&layer), json!({})).unwrap();
+    let gz = testutil::gzip(&layer).unwrap();
+    let blob = layout
+        .join("blobs/sha256")
+        .join(testutil::sha256_digest(&gz).trim_start_matches("sha256:"));
+    fs::write(&blob, testutil::gzip(&top_layer()).unwrap()).unwrap();
+    let err = fx
+        .store
+        .prepare(&format!("oci:{}", layout.display()))
+        .unwrap_err();
+    assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&testutil::sha256_digest(&gz)),
+        "{err}"
+    );
+    assert!(
+        fx.layer_entries().is_empty(),
+        "left behind: {:?}",
+        fx.layer_entries()
+    );
+}
+
+/// A layout whose manifest is written by hand (wrong diff_id, other media types).
+fn custom_layout(layout: &Path, media_type: &str, blob: &[u8], diff_id: &str) {
+    testutil::init_layout(layout).unwrap();
+    let layer = testutil::write_blob(layout, media_type, blob).unwrap();
+    let config = json!({"architecture": testutil::host_arch(), "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]}});
+    let config = testutil::write_blob(
+        layout,
+        "application/vnd.oci.image.config.v1+json",
+        &serde_json::to_vec(&config).unwrap(),
+    );
+    let manifest = json!({"schemaVersion": 2, "config": config.unwrap(), "layers": [layer]});
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let desc = testutil::write_blob(layout, mt, &serde_json::to_vec(&manifest).unwrap()).unwrap();
+    testutil::add_to_index(layout, "latest", desc).unwrap();
+}
+
+#[test]
+fn wrong_diff_id_is_refused() {
+    let fx = Fixture::new();
+    let layout = fx.layout("app");
+    let tar = base_layer();
+    custom_layout(
+        &layout,
+        "application/vnd.oci.image.layer.v1.tar",
+        &tar,
+        &testutil::sha256_digest(b"other"),
+    );
+    let err = fx.store.prepare(&reference(&layout, "latest")).unwrap_err();
+    assert!(err.to_string().contains("diff_id"), "{err}");
+    assert!(fx.layer_entries().is_empty());
+}
+
+#[test]
+fn uncompressed_and_docker_media_types_work_zstd_does_not() {
+    let fx = Fixture::new();
+    let tar = base_layer();
+    let plain = fx.layout("plain");
+    custom_layout(
+        &plain,
+        "application/vnd.oci.image.layer.v1.tar",
+        &tar,
+        &testutil::sha256_digest(&tar),
+    );
+    assert_eq!(
+        fx.store
+            .prepare(&reference(&plain, "latest"))
+            .unwrap()
+            .layers
+            .len(),
+        1
+    );
+    let docker = fx.layout("docker");
+    let gz = testutil::gzip(&tar).unwrap();
+    custom_layout(
+        &docker,
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        &gz,
+        &testutil::sha256_digest(&tar),
+    );
+    assert!(fx.store.prepare(&reference(&docker, "latest")).is_ok());
+    let zstd = fx.layout("zstd");
+    custom_layout(
+        &zstd,
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        b"x",
+        &testutil::sha256_digest(b"y"),
+    );
+    let err = fx.store.prepare(&reference(&zstd, "latest")).unwrap_err();
+    assert!(
+        matches!(err, ImageError::UnsupportedMediaType { .. }) && err.to_string().contains("zstd"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tags_default_and_digest_references() {
+    let fx = Fixture::new();
+    let layout = fx.layout("app");
+    let d1 =
+        testutil::write_layout(&layout, "v1", &[base_layer()], json!({"Cmd": ["one"]})).unwrap();
+    // A single untagged-as-latest manifest is the default.
+    assert_eq!(
+        fx.store
+            .prepare(&format!("oci:{}", layout.display()))
+            .unwrap()
+            .manifest_digest,
+        d1
+    );
+    let d2 =
+        testutil::write_layout(&layout, "v2", &[top_layer()], json!({"Cmd": ["two"]})).unwrap();
+    let err = fx
+        .store
+        .prepare(&format!("oci:{}", layout.display()))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`latest`") && err.to_string().contains("v1, v2"),
+        "{err}"
+    );
+    let err = fx.store.prepare(&reference(&layout, "v3")).unwrap_err();
+    assert!(
+        matches!(err, ImageError::TagNotFound { .. }) && err.to_string().contains("v1, v2"),
+        "{err}"
+    );
+    assert_eq!(
+        fx.store
+            .prepare(&reference(&layout, "v2"))
+            .unwrap()
+            .config
+            .cmd,
+        vec!["two"]
+    );
+    let by_digest = fx
+        .store
+        .prepare(&format!("oci:{}@{d1}", layout.display()))
+        .unwrap();
+    assert_eq!(
+        (by_digest.manifest_digest, by_digest.config.cmd),
+        (d1, vec!["one".to_string()])
+    );
+    assert_ne!(d2, "");
+    let err = fx
+        .store
+        .prepare(&reference(&fx.layout("missing"), "v1"))
+        .unwrap_err();
+    assert!(
+        matches!(err, ImageError::Layout { .. }) && err.to_string().contains("oci-layout"),
+        "{err}"
+    );
+}
+
+fn platform_image(arch: &str, variant: Option<&str>, cmd: &str) -> PlatformImage {
+    PlatformImage {
+        os: "linux".into(),
+        architecture: arch.into(),
+        variant: variant.map(str::to_string),
+        layers: vec![
+            LayerBuilder::new()
+                .add_file(cmd, cmd.as_bytes(), 0o644)
+                .finish(),
+        ],
+        config: json!({"Cmd": [cmd]}),
+    }
+}
+
+#[test]
+fn multi_platform_index_picks_this_host() {
+    let fx = Fixture::new();
+    let layout = fx.layout("multi");
+    let host = testutil::host_arch();
+    let other = if host == "s390x" { "riscv64" } else { "s390x" };
+    let images = [
+        platform_image(other, None, "other"),
+        platform_image(host, None, "host"),
+        platform_image("arm", Some("v5"), "arm"),
+    ];
+    testutil::write_multiplatform_layout(&layout, "latest", &images).unwrap();
+    let img = fx.store.prepare(&reference(&layout, "latest")).unwrap();
+    assert_eq!(img.config.cmd, vec!["host"]);
+    let only_other = fx.layout("other");
+    testutil::write_multiplatform_layout(
+        &only_other,
+        "latest",
+        &[
+            platform_image(other, None, "x"),
+            platform_image("mips", Some("v9"), "y"),
+        ],
+    )
+    .unwrap();
+    let err = fx
+        .store
+        .prepare(&reference(&only_other, "latest"))
+        .unwrap_err();
+    assert!(
+        matches!(err, ImageError::NoMatchingPlatform { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("linux/{other}, linux/mips/v9")),
+        "{err}"
+    );
+}
+
+#[test]
+fn stale_temp_folders_are_removed_on_open() {
+    let fx = Fixture::new();
+    let stale = fx
+        .dir
+        .path()
+        .join("images/layers/sha256/.tmp-abc-999999999-1-0");
+    fs::create_dir_all(stale.join("x")).unwrap();
+    ImageStore::open(&fx.dir.path().join("images")).unwrap();
+    assert!(!stale.exists());
+}
+
+#[test]
+fn busybox_layout_prepares() {
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: /bin/busybox not installed");
+        return;
+    }
+    let fx = Fixture::new();
+    let layout = fx.layout("busybox");
+    testutil::busybox_layout(&layout, "latest").unwrap();
+    let img = fx
+        .store
+        .prepare(&format!("oci:{}", layout.display()))
+        .unwrap();
+    assert_eq!(img.config.cmd, vec!["/bin/sh"]);
+    let root = &img.layers[0];
+    assert_eq!(
+        fs::read_link(root.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert_eq!(
+        fs::metadata(root.join("tmp")).unwrap().mode() & 0o7777,
+        0o1777
+    );
+}

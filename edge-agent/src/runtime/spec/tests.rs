@@ -1,0 +1,330 @@
+use std::path::Path;
+
+use drover_protocol::{
+    ContainerSpec, EnvVar, HostDevice, Mount as SpecMount, MountSource, Name, NetworkMode,
+    Resources, RestartPolicy, WorkloadSpec,
+};
+use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
+
+use super::*;
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+                      # comment\n\
+                      app:x:1000:1001:app:/home/app:/bin/sh\n";
+const GROUP: &str = "root:x:0:\nstaff:x:1001:\nvideo:x:44:app,other\ni2c:x:998:app\n";
+
+fn name(s: &str) -> Name {
+    Name::new(s).expect("valid name")
+}
+
+fn container() -> ContainerSpec {
+    ContainerSpec {
+        name: name("main"),
+        image: "oci:/img".to_string(),
+        command: vec![],
+        args: vec![],
+        env: vec![],
+        working_dir: None,
+        mounts: vec![],
+        resources: Resources::default(),
+        devices: vec![],
+    }
+}
+
+fn workload(c: ContainerSpec, network: NetworkMode) -> WorkloadSpec {
+    WorkloadSpec {
+        name: name("web"),
+        containers: vec![c],
+        restart_policy: RestartPolicy::Always,
+        network,
+        volumes: vec![name("data")],
+        stop_grace_ms: 1000,
+    }
+}
+
+fn image() -> ImageProcess {
+    ImageProcess {
+        entrypoint: vec!["/bin/server".to_string()],
+        cmd: vec!["--port".to_string(), "80".to_string()],
+        env: vec!["PATH=/bin".to_string(), "MODE=prod".to_string()],
+        working_dir: Some("/srv".to_string()),
+        user: None,
+    }
+}
+
+fn build(wl: &WorkloadSpec, img: &ImageProcess, netns: Option<&Path>) -> Result<Spec, SpecError> {
+    runtime_spec(&SpecInput {
+        workload: wl,
+        container: &wl.containers[0],
+        image: img,
+        rootfs: Path::new("/var/lib/drover/containers/web.main/rootfs"),
+        cgroups_path: "/drover/web/main",
+        netns,
+        volumes_dir: Path::new("/var/lib/drover/volumes/web"),
+        hostname: "web",
+        passwd: Some(PASSWD),
+        group: Some(GROUP),
+        swap_accounting: true,
+    })
+}
+
+fn process(spec: &Spec) -> &oci_spec::runtime::Process {
+    spec.process().as_ref().expect("process")
+}
+
+#[test]
+fn image_defaults_make_the_process() {
+    let wl = workload(container(), NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let p = process(&spec);
+    let args = p.args().clone().expect("args");
+    assert_eq!(args, ["/bin/server", "--port", "80"]);
+    assert_eq!(p.cwd(), Path::new("/srv"));
+    assert_eq!(p.user().uid(), 0);
+    assert_eq!(p.terminal(), Some(false));
+    let env = p.env().clone().expect("env");
+    assert_eq!(env, ["PATH=/bin", "MODE=prod", "HOSTNAME=web"]);
+    let root = spec.root().as_ref().expect("root");
+    assert_eq!(root.readonly(), Some(false));
+    let linux = spec.linux().as_ref().expect("linux");
+    assert_eq!(
+        linux.cgroups_path().as_deref(),
+        Some(Path::new("/drover/web/main"))
+    );
+    let ns: Vec<_> = linux
+        .namespaces()
+        .clone()
+        .expect("ns")
+        .iter()
+        .map(|n| n.typ())
+        .collect();
+    assert!(!ns.contains(&LinuxNamespaceType::Network));
+    assert!(ns.contains(&LinuxNamespaceType::Pid) && ns.contains(&LinuxNamespaceType::Mount));
+}
+
+#[test]
+fn spec_overrides_command_args_env_and_cwd() {
+    let mut c = container();
+    c.command = vec!["/bin/sh".to_string()];
+    c.args = vec!["-c".to_string(), "true".to_string()];
+    c.env = vec![
+        EnvVar {
+            name: "MODE".to_string(),
+            value: "dev".to_string(),
+        },
+        EnvVar {
+            name: "EXTRA".to_string(),
+            value: "a=b".to_string(),
+        },
+    ];
+    c.working_dir = Some("/tmp".to_string());
+    let wl = workload(c, NetworkMode::Host);
+    let mut img = image();
+    img.env = vec!["MODE=prod".to_string()];
+    let spec = build(&wl, &img, None).expect("spec");
+    let p = process(&spec);
+    assert_eq!(p.args().clone().expect("args"), ["/bin/sh", "-c", "true"]);
+    assert_eq!(p.cwd(), Path::new("/tmp"));
+    let env = p.env().clone().expect("env");
+    assert_eq!(env, [DEFAULT_PATH, "MODE=dev", "EXTRA=a=b", "HOSTNAME=web"]);
+}
+
+#[test]
+fn empty_command_is_an_error_and_cwd_defaults_to_root() {
+    let wl = workload(container(), NetworkMode::Host);
+    let err = build(&wl, &ImageProcess::default(), None).expect_err("no command");
+    assert!(err.to_string().contains("no command"), "{err}");
+    let img = ImageProcess {
+        cmd: vec!["sh".to_string()],
+        ..ImageProcess::default()
+    };
+    let spec = build(&wl, &img, None).expect("spec");
+    assert_eq!(process(&spec).cwd(), Path::new("/"));
+}
+
+#[test]
+fn users_resolve_from_passwd_and_group() {
+    let cases: [(&str, u32, u32, Option<Vec<u32>>); 6] = [
+        ("1000", 1000, 1001, Some(vec![44, 998])),
+        ("app", 1000, 1001, Some(vec![44, 998])),
+        ("app:video", 1000, 44, None),
+        ("1234:5678", 1234, 5678, None),
+        ("4321", 4321, 0, None),
+        ("", 0, 0, None),
+    ];
+    for (spec, uid, gid, extra) in cases {
+        let u = user::resolve(Some(spec), Some(PASSWD), Some(GROUP)).expect(spec);
+        assert_eq!((u.uid(), u.gid()), (uid, gid), "{spec}");
+        assert_eq!(u.additional_gids().clone(), extra, "{spec}");
+    }
+    let err = user::resolve(Some("nobody"), Some(PASSWD), Some(GROUP)).expect_err("unknown");
+    assert!(err.to_string().contains("no such user"), "{err}");
+    let err = user::resolve(Some("app:nogroup"), Some(PASSWD), Some(GROUP)).expect_err("group");
+    assert!(
+        err.to_string().contains("no such group \"nogroup\""),
+        "{err}"
+    );
+    assert!(user::resolve(Some("app"), None, None).is_err());
+}
+
+#[test]
+fn network_none_joins_the_netns_by_path() {
+    let wl = workload(container(), NetworkMode::None);
+    assert!(matches!(
+        build(&wl, &image(), None),
+        Err(SpecError::NetnsMissing)
+    ));
+    let spec = build(&wl, &image(), Some(Path::new("/s/netns/web"))).expect("spec");
+    let linux = spec.linux().as_ref().expect("linux");
+    let ns = linux.namespaces().clone().expect("ns");
+    let net = ns
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::Network)
+        .expect("net ns");
+    assert_eq!(net.path().as_deref(), Some(Path::new("/s/netns/web")));
+}
+
+#[test]
+fn mounts_volume_hostpath_and_tmpfs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = dir.path().to_string_lossy().to_string();
+    let mut c = container();
+    c.mounts = vec![
+        SpecMount {
+            source: MountSource::Volume(name("data")),
+            target: "/data".into(),
+            read_only: false,
+        },
+        SpecMount {
+            source: MountSource::HostPath(host.clone()),
+            target: "/h".into(),
+            read_only: true,
+        },
+        SpecMount {
+            source: MountSource::Tmpfs {
+                size_bytes: 1 << 20,
+            },
+            target: "/t".into(),
+            read_only: false,
+        },
+    ];
+    let wl = workload(c, NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let mounts = spec.mounts().clone().expect("mounts");
+    let find = |d: &str| {
+        mounts
+            .iter()
+            .find(|m| m.destination() == Path::new(d))
+            .expect(d)
+    };
+    assert!(find("/proc").typ().as_deref() == Some("proc"));
+    let data = find("/data");
+    assert_eq!(
+        data.source().as_deref(),
+        Some(Path::new("/var/lib/drover/volumes/web/data"))
+    );
+    assert!(
+        data.options()
+            .clone()
+            .expect("opts")
+            .contains(&"rw".to_string())
+    );
+    let h = find("/h");
+    assert_eq!(h.source().as_deref(), Some(Path::new(&host)));
+    let hopts = h.options().clone().expect("opts");
+    assert!(hopts.contains(&"rbind".to_string()) && hopts.contains(&"ro".to_string()));
+    let t = find("/t");
+    assert_eq!(t.typ().as_deref(), Some("tmpfs"));
+    assert!(
+        t.options()
+            .clone()
+            .expect("opts")
+            .contains(&"size=1048576".to_string())
+    );
+}
+
+#[test]
+fn bad_mounts_are_errors() {
+    let missing = "/definitely/not/here/drover";
+    let cases = [
+        (
+            MountSource::HostPath(missing.to_string()),
+            "/x",
+            "does not exist",
+        ),
+        (MountSource::Volume(name("other")), "/x", "no such volume"),
+        (MountSource::Tmpfs { size_bytes: 1 }, "rel", "absolute"),
+    ];
+    for (source, target, want) in cases {
+        let mut c = container();
+        c.mounts = vec![SpecMount {
+            source,
+            target: target.to_string(),
+            read_only: false,
+        }];
+        let wl = workload(c, NetworkMode::Host);
+        let err = build(&wl, &image(), None).expect_err(want);
+        assert!(err.to_string().contains(want), "{err}");
+    }
+}
+
+#[test]
+fn resources_become_limits() {
+    let mut c = container();
+    c.resources = Resources {
+        memory_bytes: Some(64 << 20),
+        cpu_millis: Some(500),
+        pids: Some(32),
+    };
+    let wl = workload(c, NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let linux = spec.linux().as_ref().expect("linux");
+    let r = linux.resources().as_ref().expect("resources");
+    let mem = r.memory().as_ref().expect("memory");
+    assert_eq!((mem.limit(), mem.swap()), (Some(64 << 20), Some(64 << 20)));
+    let cpu = r.cpu().as_ref().expect("cpu");
+    assert_eq!((cpu.quota(), cpu.period()), (Some(50_000), Some(100_000)));
+    assert_eq!(r.pids().as_ref().expect("pids").limit(), 32);
+    let no_swap = resources::resources(&wl.containers[0].resources, false, vec![]).expect("r");
+    assert_eq!(no_swap.memory().as_ref().expect("memory").swap(), None);
+}
+
+#[test]
+fn devices_deny_by_default_and_allow_host_devices() {
+    let mut c = container();
+    c.devices = vec![HostDevice {
+        host_path: "/dev/null".to_string(),
+        container_path: Some("/dev/mynull".to_string()),
+        permissions: "rw".to_string(),
+    }];
+    let wl = workload(c, NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let linux = spec.linux().as_ref().expect("linux");
+    let dev = &linux.devices().clone().expect("devices")[0];
+    assert_eq!(dev.path(), Path::new("/dev/mynull"));
+    assert_eq!(
+        (dev.typ(), dev.major(), dev.minor()),
+        (LinuxDeviceType::C, 1, 3)
+    );
+    let rules = linux
+        .resources()
+        .as_ref()
+        .expect("r")
+        .devices()
+        .clone()
+        .expect("rules");
+    assert_eq!(rules[0].to_string(), "a *:* rwm");
+    assert!(!rules[0].allow());
+    assert!(rules.iter().any(|r| r.to_string() == "c 136:* rwm"));
+    assert_eq!(rules.last().expect("last").to_string(), "c 1:3 rw");
+
+    let mut c = container();
+    c.devices = vec![HostDevice {
+        host_path: "/dev/i2c-drover-missing".to_string(),
+        container_path: None,
+        permissions: "rw".to_string(),
+    }];
+    let wl = workload(c, NetworkMode::Host);
+    let err = build(&wl, &image(), None).expect_err("missing device");
+    assert!(err.to_string().contains("/dev/i2c-drover-missing"), "{err}");
+}

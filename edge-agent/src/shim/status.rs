@@ -1,0 +1,57 @@
+//! The shim's status file (`containers/{cid}/status.json`): the only channel through
+//! which a shim tells the agent what its container is doing. Written atomically by the
+//! shim, read by the agent and by `drover-agent ps`; it must never be written by both.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+
+/// File name of the status file inside a container folder.
+pub const STATUS_FILE: &str = "status.json";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShimState {
+    /// The shim is creating the container.
+    Starting,
+    /// The container's init process runs (`pid`).
+    Running,
+    /// The container exited (`exit_code`/`signal`, `oom_killed`); it has been deleted.
+    Exited,
+    /// The container could not be created or started (`error`).
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimStatus {
+    pub shim_pid: u32,
+    /// Start time of the shim (`fsutil::proc_start_ticks`), to tell it from a reused PID.
+    pub shim_start_ticks: u64,
+    pub state: ShimState,
+    /// The container's init process, once created.
+    pub pid: Option<u32>,
+    pub pid_start_ticks: Option<u64>,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    /// Exit code, or 128 + signal number when killed by a signal (shell convention).
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    pub error: Option<String>,
+}
+
+impl ShimStatus {
+    /// Reads the status file of the container folder `dir`; `None` when absent or unreadable.
+    pub fn read(dir: &Path) -> Option<ShimStatus> {
+        let bytes = std::fs::read(dir.join(STATUS_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Writes it atomically into the container folder `dir`.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        fsutil::write_atomic(&dir.join(STATUS_FILE), &bytes)
+    }
+}

@@ -1,0 +1,250 @@
+//! The shim's main loop: one thread, one `poll()` over a signalfd and the container's
+//! log pipe. Reaps children, copies output into the rotating log, and stops the
+//! container on SIGTERM/SIGINT (SIGTERM to init, SIGKILL to everything after the grace).
+//! It never deletes the container and never writes the status file.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use libcontainer::container::Container;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use tracing::{info, warn};
+
+use super::logs::RotatingLog;
+
+/// How long output is drained after init exited.
+const DRAIN: Duration = Duration::from_millis(200);
+/// How long a partial line may wait for its newline.
+const PARTIAL_FLUSH: Duration = Duration::from_millis(500);
+
+/// How the container's init ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// Exit code, or 128 + signal.
+    pub code: i32,
+    pub signal: Option<i32>,
+}
+
+pub struct Supervisor<'a> {
+    pub container: &'a mut Container,
+    pub init: Pid,
+    pub sfd: SignalFd,
+    pub log_rd: Option<OwnedFd>,
+    pub log: Option<RotatingLog>,
+    pub grace: Duration,
+    stop_deadline: Option<Instant>,
+    killed_all: bool,
+}
+
+impl<'a> Supervisor<'a> {
+    pub fn new(
+        container: &'a mut Container,
+        init: Pid,
+        sfd: SignalFd,
+        log_rd: OwnedFd,
+        log: Option<RotatingLog>,
+        grace: Duration,
+    ) -> Self {
+        let log_rd = Some(log_rd);
+        Supervisor {
+            container,
+            init,
+            sfd,
+            log_rd,
+            log,
+            grace,
+            stop_deadline: None,
+            killed_all: false,
+        }
+    }
+
+    /// Runs until init has exited and output is drained.
+    pub fn run(mut self, stop_requested: bool) -> Exit {
+        if stop_requested {
+            self.begin_stop();
+        }
+        let mut exit = self.reap();
+        while exit.is_none() {
+            let (sig_ready, log_ready) = self.wait();
+            if sig_ready && self.handle_signals() {
+                exit = self.reap();
+            }
+            if log_ready {
+                self.read_log();
+            } else if !sig_ready {
+                self.flush_partial();
+            }
+            self.check_deadline();
+        }
+        self.drain();
+        exit.unwrap_or(Exit {
+            code: 128 + libc::SIGKILL,
+            signal: Some(libc::SIGKILL),
+        })
+    }
+
+    /// Polls; returns which of (signalfd, log pipe) is readable.
+    fn wait(&self) -> (bool, bool) {
+        let timeout = self.poll_timeout();
+        let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(rd) = &self.log_rd {
+            fds.push(PollFd::new(rd.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return (false, false),
+            Err(e) => {
+                warn!("poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                return (true, false);
+            }
+        }
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        (ready(&fds[0]), fds.get(1).is_some_and(ready))
+    }
+
+    fn poll_timeout(&self) -> PollTimeout {
+        let mut t = self
+            .stop_deadline
+            .filter(|_| !self.killed_all)
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if self.log.as_ref().is_some_and(RotatingLog::has_partial) {
+            t = Some(t.map_or(PARTIAL_FLUSH, |t| t.min(PARTIAL_FLUSH)));
+        }
+        match t {
+            None => PollTimeout::NONE,
+            Some(t) => PollTimeout::try_from(t.as_millis().max(1)).unwrap_or(PollTimeout::MAX),
+        }
+    }
+
+    /// Handles pending signals; returns true when a SIGCHLD arrived.
+    fn handle_signals(&mut self) -> bool {
+        let mut child = false;
+        loop {
+            match self.sfd.read_signal() {
+                Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => child = true,
+                    Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_stop(),
+                    _ => {}
+                },
+                Ok(None) => return child,
+                Err(e) => {
+                    warn!("reading signalfd failed: {e}");
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Reaps every exited child; returns init's exit once it is among them.
+    fn reap(&mut self) -> Option<Exit> {
+        let mut exit = None;
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == self.init => {
+                    exit = Some(Exit { code, signal: None })
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.init => {
+                    exit = Some(Exit {
+                        code: 128 + sig as i32,
+                        signal: Some(sig as i32),
+                    })
+                }
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return exit,
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    warn!("waitpid failed: {e}");
+                    return exit;
+                }
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        info!(
+            grace_ms = self.grace.as_millis() as u64,
+            "stop requested: SIGTERM to init"
+        );
+        if let Err(e) = kill(self.init, Signal::SIGTERM) {
+            warn!("SIGTERM to init failed: {e}");
+        }
+        self.stop_deadline = Some(Instant::now() + self.grace);
+    }
+
+    fn check_deadline(&mut self) {
+        let Some(deadline) = self.stop_deadline else {
+            return;
+        };
+        if self.killed_all || Instant::now() < deadline {
+            return;
+        }
+        info!("grace period over: SIGKILL to all processes of the container");
+        self.killed_all = true;
+        if let Err(e) = self.container.kill(Signal::SIGKILL, true) {
+            warn!("killing the container failed: {e}; SIGKILL to init only");
+            let _ = kill(self.init, Signal::SIGKILL);
+        }
+    }
+
+    /// Copies what the pipe holds now into the log; closes the pipe at EOF.
+    fn read_log(&mut self) {
+        let Some(rd) = &self.log_rd else { return };
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match nix::unistd::read(rd.as_raw_fd(), &mut buf) {
+                Ok(0) => {
+                    self.flush_partial();
+                    self.log_rd = None;
+                    return;
+                }
+                Ok(n) => {
+                    let Some(log) = &mut self.log else { continue };
+                    if let Err(e) = log.write(&buf[..n]) {
+                        warn!("writing the container log failed: {e}");
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return,
+                Err(e) => {
+                    warn!("reading the log pipe failed: {e}");
+                    self.log_rd = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn flush_partial(&mut self) {
+        let Some(log) = &mut self.log else { return };
+        if let Err(e) = log.flush_partial() {
+            warn!("writing the container log failed: {e}");
+        }
+    }
+
+    /// After init exited: copy remaining output until EOF or [`DRAIN`] elapsed.
+    fn drain(&mut self) {
+        let end = Instant::now() + DRAIN;
+        while let Some(rd) = &self.log_rd {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds = [PollFd::new(rd.as_fd(), PollFlags::POLLIN)];
+            let ms = PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
+            if matches!(poll(&mut fds, ms), Ok(0)) {
+                break;
+            }
+            self.read_log();
+        }
+        self.flush_partial();
+        self.log_rd = None;
+    }
+}

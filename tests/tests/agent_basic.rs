@@ -1,0 +1,56 @@
+//! End-to-end: a real agent runs real containers from an OCI layout built from Debian's
+//! busybox-static, with real cgroup limits. Needs root.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use drover_tests::agent::{TestAgent, workload_yaml};
+use drover_tests::{oci, require_root, wait_for};
+
+const T: Duration = Duration::from_secs(30);
+
+fn agent_with_busybox(test: &str) -> (TestAgent, std::path::PathBuf) {
+    let a = TestAgent::new(test);
+    let image = a.dir.path().join("busybox");
+    oci::busybox_layout(&image, "latest").expect("busybox layout (apt-get install busybox-static)");
+    (a, image)
+}
+
+#[test]
+fn workload_runs_logs_and_shows_in_ps_with_its_limits() {
+    if !require_root("workload_runs_logs_and_shows_in_ps_with_its_limits") {
+        return;
+    }
+    let (mut a, image) = agent_with_busybox("basic");
+    a.start();
+    let t0 = Instant::now();
+    let script = "echo hello from drover; while true; do sleep 1; done";
+    a.write_manifest("hello.yaml", &workload_yaml("hello", &image, script, "", "memory: 32Mi, pids: 16, cpu: 500m"));
+    let pid = a.wait_running("hello", "main", T);
+    eprintln!("manifest to running: {:?}", t0.elapsed());
+
+    let log = wait_for("log line", T, || {
+        let (code, out, _) = a.cli(&["logs", "hello"]);
+        (code == 0 && out.contains("hello from drover")).then_some(out)
+    });
+    assert!(log.starts_with("hello from drover"), "{log}");
+
+    let limit = fs::read_to_string(a.cgroup_file("memory", "hello", "main", "memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), (32u64 << 20).to_string());
+    let pids_max = fs::read_to_string(a.cgroup_file("pids", "hello", "main", "pids.max")).unwrap();
+    assert_eq!(pids_max.trim(), "16");
+    let quota = fs::read_to_string(a.cgroup_file("cpu", "hello", "main", "cpu.cfs_quota_us")).unwrap();
+    assert_eq!(quota.trim(), "50000");
+    let procs = fs::read_to_string(a.cgroup_file("memory", "hello", "main", "cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l.trim() == pid.to_string()), "init {pid} not in its cgroup: {procs}");
+
+    let c = a.container("hello", "main").unwrap();
+    assert_eq!(c["restarts"], 0);
+    assert!(c["memory_bytes"].as_u64().unwrap() > 0, "{c}");
+    assert_eq!(c["memory_limit_bytes"].as_u64(), Some(32 << 20));
+
+    let (code, table, _) = a.cli(&["ps"]);
+    assert_eq!(code, 0);
+    let row = table.lines().find(|l| l.starts_with("hello")).unwrap_or_else(|| panic!("no row in\n{table}"));
+    assert!(row.contains("Running") && row.contains(&pid.to_string()) && row.contains("/32.0Mi"), "{row}");
+}
