@@ -40,9 +40,14 @@ pub fn proc_start_ticks(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// True when `pid` is alive and still the process that started at `start_ticks`.
+/// True when `pid` is alive (not a zombie waiting to be reaped) and still the process
+/// that started at `start_ticks`.
 pub fn process_matches(pid: u32, start_ticks: u64) -> bool {
-    proc_start_ticks(pid) == Some(start_ticks)
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
+    let mut fields = after.split_whitespace();
+    let alive = fields.next().is_some_and(|state| state != "Z" && state != "X");
+    alive && fields.nth(18).and_then(|t| t.parse().ok()) == Some(start_ticks)
 }
 
 #[cfg(test)]

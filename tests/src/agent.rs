@@ -20,6 +20,8 @@ pub struct TestAgent {
     pub cgroup_parent: String,
     child: Option<Child>,
     runs: u32,
+    /// When the agent was last started: older reports are ignored by [`TestAgent::ps`].
+    started_ms: u64,
 }
 
 impl TestAgent {
@@ -38,7 +40,7 @@ impl TestAgent {
             manifests.display()
         );
         fs::write(&config, toml).expect("config");
-        TestAgent { dir, state, manifests, config, cgroup_parent, child: None, runs: 0 }
+        TestAgent { dir, state, manifests, config, cgroup_parent, child: None, runs: 0, started_ms: 0 }
     }
 
     /// Starts the agent process; its log goes to `agent-N.log` in the test folder.
@@ -55,6 +57,7 @@ impl TestAgent {
             .spawn()
             .expect("spawn drover-agent");
         self.child = Some(child);
+        self.started_ms = now_ms();
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -89,11 +92,17 @@ impl TestAgent {
             }
         }
         // Anything else left in our cgroups (children of containers) dies too.
-        for pid in self.cgroup_pids() {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+        for _ in 0..100 {
+            let pids = self.cgroup_pids();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(200));
     }
 
     /// Writes a manifest atomically (temp file + rename), as a careful user or tool would.
@@ -114,13 +123,15 @@ impl TestAgent {
         (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
     }
 
-    /// `ps -o json`, or `None` when the agent has not reported yet.
+    /// `ps -o json`, or `None` when the running agent has not reported yet (a report
+    /// left by an earlier agent process does not count).
     pub fn ps(&self) -> Option<Value> {
         let (code, out, _) = self.cli(&["ps", "-o", "json"]);
         if code != 0 {
             return None;
         }
-        serde_json::from_str(&out).ok()
+        let v: Value = serde_json::from_str(&out).ok()?;
+        (v["time_ms"].as_u64()? >= self.started_ms).then_some(v)
     }
 
     /// The status of one container from `ps -o json`.
@@ -266,4 +277,9 @@ pub fn workload_yaml(name: &str, image: &Path, script: &str, extra_spec: &str, r
         "apiVersion: drover.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  stopGracePeriod: 2s\n{extra_spec}  containers:\n    - name: main\n      image: oci:{}:latest\n      command: [/bin/sh, -c, {script:?}]\n      resources: {{{resources}}}\n",
         image.display()
     )
+}
+
+/// Unix time in milliseconds (as in the agent's reports).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -23,7 +23,8 @@ const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// Busybox applets linked (relatively) into `bin/` by [`busybox_layout`].
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "sleep", "cat", "echo", "ls", "head", "dd", "yes", "env", "true", "false", "mkdir", "rm",
-    "seq", "wc", "tail",
+    "seq", "wc", "tail", "date", "grep", "ps", "kill", "id", "hostname", "ip", "touch", "cut",
+    "sed", "wget", "nc", "free", "cp", "mv", "printf", "test", "uname", "sync", "cmp",
 ];
 
 /// Builds the tar bytes of one layer. Entries are written in the order they are added.

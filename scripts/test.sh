@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up and runs every test of the workspace: unit tests, property tests and the
+# end-to-end tests with real agents, shims and containers (those need root; as root a
+# skipped root-only test is an error).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --workspace --locked
+if [ "$(id -u)" = 0 ]; then
+  export DROVER_REQUIRE_ROOT=1
+fi
+cargo test --workspace --locked "$@"
