@@ -387,3 +387,80 @@ fn delete_of_an_unknown_container_succeeds() {
         .unwrap();
     assert!(status.success());
 }
+
+/// True while `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, Some(s) if s != "Z")
+}
+
+fn wait_dead(pid: u32, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while alive(pid) {
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Simulates a power cut of the shim alone: SIGKILL, the container keeps running.
+fn kill_shim(fx: &Fixture) -> u32 {
+    let st = fx.wait_state(ShimState::Running, Duration::from_secs(5));
+    let shim = nix::unistd::Pid::from_raw(st.shim_pid as i32);
+    nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(wait_dead(st.shim_pid, Duration::from_secs(2)));
+    let init = st.pid.unwrap();
+    assert!(alive(init), "the container outlives its shim");
+    init
+}
+
+#[test]
+fn shim_delete_cleans_up_after_a_dead_shim() {
+    if !is_root() {
+        return;
+    }
+    let fx = Fixture::new(&["sleep", "1000"], None);
+    running_pid(&fx.spawn(10_000).0);
+    let init = kill_shim(&fx);
+    let status = Command::new(env!("CARGO_BIN_EXE_drover-agent"))
+        .args(["shim", "delete", "--id", &fx.id, "--root"])
+        .arg(fx.root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        wait_dead(init, Duration::from_secs(2)),
+        "container init killed"
+    );
+    assert!(!fx.root().join(&fx.id).exists());
+    assert!(!fx.cgroup_leaf_exists());
+}
+
+#[test]
+fn a_stale_container_with_the_same_id_is_replaced() {
+    if !is_root() {
+        return;
+    }
+    let fx = Fixture::new(&["sleep", "1000"], None);
+    running_pid(&fx.spawn(10_000).0);
+    let old = kill_shim(&fx);
+    let new = running_pid(&fx.spawn(500).0);
+    assert_ne!(old, new);
+    assert!(
+        wait_dead(old, Duration::from_secs(2)),
+        "the stale container was killed"
+    );
+    let st = fx.wait_state(ShimState::Running, Duration::from_secs(5));
+    assert_eq!(st.pid, Some(new));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(st.shim_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    fx.wait_state(ShimState::Exited, Duration::from_secs(5));
+}

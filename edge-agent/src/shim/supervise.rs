@@ -31,12 +31,12 @@ pub struct Exit {
 }
 
 pub struct Supervisor<'a> {
-    pub container: &'a mut Container,
-    pub init: Pid,
-    pub sfd: SignalFd,
-    pub log_rd: Option<OwnedFd>,
-    pub log: Option<RotatingLog>,
-    pub grace: Duration,
+    container: &'a mut Container,
+    init: Pid,
+    sfd: SignalFd,
+    log_rd: Option<OwnedFd>,
+    log: Option<RotatingLog>,
+    grace: Duration,
     stop_deadline: Option<Instant>,
     killed_all: bool,
 }
