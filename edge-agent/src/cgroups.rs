@@ -310,8 +310,11 @@ mod tests {
 
     #[test]
     fn removes_a_workload_tree_in_every_hierarchy() {
-        if !nix::unistd::geteuid().is_root() || detect() != CgroupVersion::V1 {
-            eprintln!("skipped: needs root on a cgroup v1 host");
+        if !crate::testing::require_root("removes_a_workload_tree_in_every_hierarchy") {
+            return;
+        }
+        if detect() != CgroupVersion::V1 {
+            eprintln!("not applicable: this test covers cgroup v1 hierarchies");
             return;
         }
         let parent = format!("drover-test-cg{}", std::process::id());

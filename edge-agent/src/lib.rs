@@ -14,3 +14,5 @@ pub mod reconcile;
 pub mod runtime;
 pub mod shim;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;

@@ -54,7 +54,11 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct ConfigArg {
     /// Agent config file (TOML); built-in defaults when absent.
-    #[arg(long = "config", env = "DROVER_AGENT_CONFIG", default_value = "/etc/drover/agent.toml")]
+    #[arg(
+        long = "config",
+        env = "DROVER_AGENT_CONFIG",
+        default_value = "/etc/drover/agent.toml"
+    )]
     config: PathBuf,
 }
 
@@ -67,9 +71,19 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(c) => cli::run(&c.config),
         Command::Ps { config, output } => cli::ps(&config.config, output),
-        Command::Logs { config, workload, container, follow, tail } => {
-            cli::logs(&config.config, &workload, container.as_deref(), follow, tail)
-        }
+        Command::Logs {
+            config,
+            workload,
+            container,
+            follow,
+            tail,
+        } => cli::logs(
+            &config.config,
+            &workload,
+            container.as_deref(),
+            follow,
+            tail,
+        ),
         Command::Preflight(c) => cli::preflight(&c.config),
         Command::Shim(_) => unreachable!("dispatched above"),
     };

@@ -26,7 +26,15 @@ impl StatePaths {
 
     /// Creates the folders the agent writes into.
     pub fn ensure(&self) -> io::Result<()> {
-        for d in ["workloads", "containers", "runtime", "logs", "volumes", "netns", "images"] {
+        for d in [
+            "workloads",
+            "containers",
+            "runtime",
+            "logs",
+            "volumes",
+            "netns",
+            "images",
+        ] {
             fs::create_dir_all(self.root.join(d))?;
         }
         Ok(())
@@ -117,18 +125,30 @@ pub enum StateError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: corrupt record: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{path}: {source}")]
-    Codec { path: PathBuf, source: drover_protocol::CodecError },
+    Codec {
+        path: PathBuf,
+        source: drover_protocol::CodecError,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
-    move |source| StateError::Io { path: path.to_path_buf(), source }
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 pub fn save_record(paths: &StatePaths, rec: &WorkloadRecord) -> Result<(), StateError> {
     let path = paths.record(&rec.spec.name);
-    let bytes = serde_json::to_vec_pretty(rec).map_err(|source| StateError::Corrupt { path: path.clone(), source })?;
+    let bytes = serde_json::to_vec_pretty(rec).map_err(|source| StateError::Corrupt {
+        path: path.clone(),
+        source,
+    })?;
     write_atomic(&path, &bytes).map_err(io_err(&path))
 }
 
@@ -144,15 +164,20 @@ pub fn delete_record(paths: &StatePaths, wl: &Name) -> Result<(), StateError> {
 pub fn load_records(paths: &StatePaths) -> (BTreeMap<Name, WorkloadRecord>, Vec<StateError>) {
     let (mut records, mut errors) = (BTreeMap::new(), Vec::new());
     let dir = paths.root.join("workloads");
-    let Ok(entries) = fs::read_dir(&dir) else { return (records, errors) };
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return (records, errors);
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        let parsed = fs::read(&path)
-            .map_err(io_err(&path))
-            .and_then(|b| serde_json::from_slice::<WorkloadRecord>(&b).map_err(|source| StateError::Corrupt { path: path.clone(), source }));
+        let parsed = fs::read(&path).map_err(io_err(&path)).and_then(|b| {
+            serde_json::from_slice::<WorkloadRecord>(&b).map_err(|source| StateError::Corrupt {
+                path: path.clone(),
+                source,
+            })
+        });
         match parsed {
             Ok(rec) => {
                 records.insert(rec.spec.name.clone(), rec);
@@ -165,7 +190,10 @@ pub fn load_records(paths: &StatePaths) -> (BTreeMap<Name, WorkloadRecord>, Vec<
 
 pub fn save_desired(paths: &StatePaths, desired: &DesiredState) -> Result<(), StateError> {
     let path = paths.desired();
-    let bytes = drover_protocol::encode(desired).map_err(|source| StateError::Codec { path: path.clone(), source })?;
+    let bytes = drover_protocol::encode(desired).map_err(|source| StateError::Codec {
+        path: path.clone(),
+        source,
+    })?;
     write_atomic(&path, &bytes).map_err(io_err(&path))
 }
 
@@ -173,7 +201,9 @@ pub fn save_desired(paths: &StatePaths, desired: &DesiredState) -> Result<(), St
 pub fn load_desired(paths: &StatePaths) -> Result<Option<DesiredState>, StateError> {
     let path = paths.desired();
     match fs::read(&path) {
-        Ok(bytes) => drover_protocol::decode(&bytes).map(Some).map_err(|source| StateError::Codec { path, source }),
+        Ok(bytes) => drover_protocol::decode(&bytes)
+            .map(Some)
+            .map_err(|source| StateError::Codec { path, source }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(&path)(e)),
     }
@@ -181,7 +211,10 @@ pub fn load_desired(paths: &StatePaths) -> Result<Option<DesiredState>, StateErr
 
 pub fn save_report(paths: &StatePaths, report: &AgentReport) -> Result<(), StateError> {
     let path = paths.status();
-    let bytes = serde_json::to_vec_pretty(report).map_err(|source| StateError::Corrupt { path: path.clone(), source })?;
+    let bytes = serde_json::to_vec_pretty(report).map_err(|source| StateError::Corrupt {
+        path: path.clone(),
+        source,
+    })?;
     write_atomic(&path, &bytes).map_err(io_err(&path))
 }
 

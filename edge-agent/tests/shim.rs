@@ -28,11 +28,6 @@ fn unique() -> String {
     format!("{}{:x}", std::process::id(), nanos)
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 impl Fixture {
     /// A container folder with `bundle/config.json` and a busybox `rootfs/`.
     fn new(args: &[&str], memory_limit: Option<i64>) -> Fixture {
@@ -212,7 +207,7 @@ fn running_pid(report: &str) -> u32 {
 
 #[test]
 fn runs_to_completion_logs_output_and_notifies() {
-    if !is_root() {
+    if !drover_agent::testing::require_root("runs_to_completion_logs_output_and_notifies") {
         return;
     }
     let fx = Fixture::new(
@@ -267,7 +262,7 @@ fn runs_to_completion_logs_output_and_notifies() {
 
 #[test]
 fn sigterm_stops_the_container_within_the_grace_period() {
-    if !is_root() {
+    if !drover_agent::testing::require_root("sigterm_stops_the_container_within_the_grace_period") {
         return;
     }
     // busybox sleep as PID 1 ignores SIGTERM: this needs the SIGKILL after the grace.
@@ -304,7 +299,7 @@ fn sigterm_stops_the_container_within_the_grace_period() {
 
 #[test]
 fn sigterm_reaches_an_init_that_handles_it() {
-    if !is_root() {
+    if !drover_agent::testing::require_root("sigterm_reaches_an_init_that_handles_it") {
         return;
     }
     let fx = Fixture::new(
@@ -340,7 +335,7 @@ fn sigterm_reaches_an_init_that_handles_it() {
 
 #[test]
 fn memory_limit_overrun_is_reported_as_oom_kill() {
-    if !is_root() {
+    if !drover_agent::testing::require_root("memory_limit_overrun_is_reported_as_oom_kill") {
         return;
     }
     // dd reads 64 MiB from /dev/zero into one buffer: every page gets touched.
@@ -362,7 +357,7 @@ fn memory_limit_overrun_is_reported_as_oom_kill() {
 
 #[test]
 fn a_container_that_cannot_start_is_reported_failed() {
-    if !is_root() {
+    if !drover_agent::testing::require_root("a_container_that_cannot_start_is_reported_failed") {
         return;
     }
     let fx = Fixture::new(&["/bin/no-such-program"], None);
@@ -421,7 +416,7 @@ fn kill_shim(fx: &Fixture) -> u32 {
 
 #[test]
 fn shim_delete_cleans_up_after_a_dead_shim() {
-    if !is_root() {
+    if !drover_agent::testing::require_root("shim_delete_cleans_up_after_a_dead_shim") {
         return;
     }
     let fx = Fixture::new(&["sleep", "1000"], None);
@@ -443,7 +438,7 @@ fn shim_delete_cleans_up_after_a_dead_shim() {
 
 #[test]
 fn a_stale_container_with_the_same_id_is_replaced() {
-    if !is_root() {
+    if !drover_agent::testing::require_root("a_stale_container_with_the_same_id_is_replaced") {
         return;
     }
     let fx = Fixture::new(&["sleep", "1000"], None);

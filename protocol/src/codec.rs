@@ -41,15 +41,21 @@ pub enum CodecError {
     #[error("expected a {expected} message, got kind {found}")]
     Kind { expected: &'static str, found: u8 },
     #[error("malformed {kind} message: {source}")]
-    Malformed { kind: &'static str, source: postcard::Error },
+    Malformed {
+        kind: &'static str,
+        source: postcard::Error,
+    },
     #[error("{0} trailing bytes after the message")]
     Trailing(usize),
 }
 
 /// Encodes `msg` in the current envelope.
 pub fn encode<T: Wire>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    let bytes = postcard::to_stdvec(&(VERSION, T::KIND, msg))
-        .map_err(|source| CodecError::Malformed { kind: T::KIND_NAME, source })?;
+    let bytes =
+        postcard::to_stdvec(&(VERSION, T::KIND, msg)).map_err(|source| CodecError::Malformed {
+            kind: T::KIND_NAME,
+            source,
+        })?;
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(CodecError::TooLarge(bytes.len()));
     }
@@ -61,14 +67,20 @@ pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(CodecError::TooLarge(bytes.len()));
     }
-    let malformed = |source| CodecError::Malformed { kind: T::KIND_NAME, source };
+    let malformed = |source| CodecError::Malformed {
+        kind: T::KIND_NAME,
+        source,
+    };
     let (version, rest) = postcard::take_from_bytes::<u16>(bytes).map_err(malformed)?;
     if version != VERSION {
         return Err(CodecError::Version { found: version });
     }
     let (kind, rest) = postcard::take_from_bytes::<u8>(rest).map_err(malformed)?;
     if kind != T::KIND {
-        return Err(CodecError::Kind { expected: T::KIND_NAME, found: kind });
+        return Err(CodecError::Kind {
+            expected: T::KIND_NAME,
+            found: kind,
+        });
     }
     let (msg, rest) = postcard::take_from_bytes::<T>(rest).map_err(malformed)?;
     if !rest.is_empty() {
@@ -82,31 +94,58 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::types::*;
     use crate::Name;
+    use crate::types::*;
 
     fn name() -> impl Strategy<Value = Name> {
         "[a-z][a-z0-9-]{0,10}[a-z0-9]".prop_map(|s| Name::new(s).unwrap())
     }
 
     fn container() -> impl Strategy<Value = ContainerSpec> {
-        (name(), ".{0,40}", prop::collection::vec(".{0,10}", 0..4), any::<Option<u64>>(), any::<Option<u32>>())
+        (
+            name(),
+            ".{0,40}",
+            prop::collection::vec(".{0,10}", 0..4),
+            any::<Option<u64>>(),
+            any::<Option<u32>>(),
+        )
             .prop_map(|(name, image, args, mem, pids)| ContainerSpec {
                 name,
                 image,
                 command: vec![],
                 args,
-                env: vec![EnvVar { name: "A".into(), value: "b".into() }],
+                env: vec![EnvVar {
+                    name: "A".into(),
+                    value: "b".into(),
+                }],
                 working_dir: Some("/".into()),
-                mounts: vec![Mount { source: MountSource::Tmpfs { size_bytes: 1 << 20 }, target: "/tmp".into(), read_only: false }],
-                resources: Resources { memory_bytes: mem, cpu_millis: Some(250), pids },
-                devices: vec![HostDevice { host_path: "/dev/i2c-1".into(), container_path: None, permissions: "rw".into() }],
+                mounts: vec![Mount {
+                    source: MountSource::Tmpfs {
+                        size_bytes: 1 << 20,
+                    },
+                    target: "/tmp".into(),
+                    read_only: false,
+                }],
+                resources: Resources {
+                    memory_bytes: mem,
+                    cpu_millis: Some(250),
+                    pids,
+                },
+                devices: vec![HostDevice {
+                    host_path: "/dev/i2c-1".into(),
+                    container_path: None,
+                    permissions: "rw".into(),
+                }],
             })
     }
 
     fn desired() -> impl Strategy<Value = DesiredState> {
-        (name(), any::<u64>(), prop::collection::vec((name(), prop::collection::vec(container(), 1..3)), 0..4)).prop_map(
-            |(device, generation, wls)| DesiredState {
+        (
+            name(),
+            any::<u64>(),
+            prop::collection::vec((name(), prop::collection::vec(container(), 1..3)), 0..4),
+        )
+            .prop_map(|(device, generation, wls)| DesiredState {
                 device,
                 generation,
                 workloads: wls
@@ -120,8 +159,7 @@ mod tests {
                         stop_grace_ms: 5000,
                     })
                     .collect(),
-            },
-        )
+            })
     }
 
     proptest! {
@@ -150,19 +188,38 @@ mod tests {
 
     #[test]
     fn rejects_wrong_version_kind_size_and_trailing_bytes() {
-        let d = DesiredState { device: Name::new("pi").unwrap(), generation: 3, workloads: vec![] };
+        let d = DesiredState {
+            device: Name::new("pi").unwrap(),
+            generation: 3,
+            workloads: vec![],
+        };
         let bytes = encode(&d).unwrap();
-        assert!(matches!(decode::<DeviceStatus>(&bytes), Err(CodecError::Kind { found: 1, .. })));
+        assert!(matches!(
+            decode::<DeviceStatus>(&bytes),
+            Err(CodecError::Kind { found: 1, .. })
+        ));
         let mut v2 = bytes.clone();
         v2[0] = 2;
-        assert!(matches!(decode::<DesiredState>(&v2), Err(CodecError::Version { found: 2 })));
+        assert!(matches!(
+            decode::<DesiredState>(&v2),
+            Err(CodecError::Version { found: 2 })
+        ));
         let mut long = bytes.clone();
         long.push(0);
-        assert!(matches!(decode::<DesiredState>(&long), Err(CodecError::Trailing(1))));
+        assert!(matches!(
+            decode::<DesiredState>(&long),
+            Err(CodecError::Trailing(1))
+        ));
         let huge = vec![0u8; MAX_MESSAGE_BYTES + 1];
-        assert!(matches!(decode::<DesiredState>(&huge), Err(CodecError::TooLarge(_))));
+        assert!(matches!(
+            decode::<DesiredState>(&huge),
+            Err(CodecError::TooLarge(_))
+        ));
         // A name that breaks the rules is rejected while decoding, not trusted.
         let bad = postcard::to_stdvec(&(VERSION, 1u8, ("Bad/Name", 1u64, 0u8))).unwrap();
-        assert!(matches!(decode::<DesiredState>(&bad), Err(CodecError::Malformed { .. })));
+        assert!(matches!(
+            decode::<DesiredState>(&bad),
+            Err(CodecError::Malformed { .. })
+        ));
     }
 }

@@ -98,8 +98,14 @@ mod tests {
     fn rejects_everything_else() {
         assert_eq!(Name::new(""), Err(NameError::Empty));
         for bad in ["-a", "a-", "A", "a_b", "a.b", "a/b", "..", "a b", "é"] {
-            assert!(matches!(Name::new(bad), Err(NameError::BadChar(_))), "{bad}");
+            assert!(
+                matches!(Name::new(bad), Err(NameError::BadChar(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(Name::new("x".repeat(64)), Err(NameError::TooLong(_))));
+        assert!(matches!(
+            Name::new("x".repeat(64)),
+            Err(NameError::TooLong(_))
+        ));
     }
 }

@@ -27,7 +27,10 @@ pub struct TestAgent {
 impl TestAgent {
     /// A stopped agent with its own folders and config (`resync_interval` 2 s).
     pub fn new(test: &str) -> TestAgent {
-        let dir = tempfile::Builder::new().prefix(&format!("drover-{test}-")).tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("drover-{test}-"))
+            .tempdir()
+            .expect("tempdir");
         let (state, manifests) = (dir.path().join("state"), dir.path().join("manifests"));
         fs::create_dir_all(&manifests).expect("manifests dir");
         let cgroup_parent = unique("drover-test");
@@ -40,14 +43,24 @@ impl TestAgent {
             manifests.display()
         );
         fs::write(&config, toml).expect("config");
-        TestAgent { dir, state, manifests, config, cgroup_parent, child: None, runs: 0, started_ms: 0 }
+        TestAgent {
+            dir,
+            state,
+            manifests,
+            config,
+            cgroup_parent,
+            child: None,
+            runs: 0,
+            started_ms: 0,
+        }
     }
 
     /// Starts the agent process; its log goes to `agent-N.log` in the test folder.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "agent already running");
         self.runs += 1;
-        let log = fs::File::create(self.dir.path().join(format!("agent-{}.log", self.runs))).expect("log");
+        let log = fs::File::create(self.dir.path().join(format!("agent-{}.log", self.runs)))
+            .expect("log");
         let child = Command::new(bin("drover-agent"))
             .args(["run", "--config"])
             .arg(&self.config)
@@ -118,9 +131,18 @@ impl TestAgent {
 
     /// Runs `drover-agent ARGS --config CONFIG`: (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(bin("drover-agent")).args(args).arg("--config").arg(&self.config).output().expect("cli");
+        let out = Command::new(bin("drover-agent"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("cli");
         let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+        (
+            out.status.code().unwrap_or(-1),
+            s(&out.stdout),
+            s(&out.stderr),
+        )
     }
 
     /// `ps -o json`, or `None` when the running agent has not reported yet (a report
@@ -137,15 +159,25 @@ impl TestAgent {
     /// The status of one container from `ps -o json`.
     pub fn container(&self, wl: &str, c: &str) -> Option<Value> {
         let ps = self.ps()?;
-        let w = ps["workloads"].as_array()?.iter().find(|w| w["name"] == wl)?.clone();
-        w["containers"].as_array()?.iter().find(|x| x["name"] == c).cloned()
+        let w = ps["workloads"]
+            .as_array()?
+            .iter()
+            .find(|w| w["name"] == wl)?
+            .clone();
+        w["containers"]
+            .as_array()?
+            .iter()
+            .find(|x| x["name"] == c)
+            .cloned()
     }
 
     /// Waits until `wl/c` runs and returns its PID.
     pub fn wait_running(&self, wl: &str, c: &str, timeout: Duration) -> u32 {
         wait_for(&format!("{wl}/{c} running"), timeout, || {
             let c = self.container(wl, c)?;
-            (c["phase"] == "Running").then(|| c["pid"].as_u64().map(|p| p as u32)).flatten()
+            (c["phase"] == "Running")
+                .then(|| c["pid"].as_u64().map(|p| p as u32))
+                .flatten()
         })
     }
 
@@ -156,25 +188,38 @@ impl TestAgent {
 
     /// A file of the container's cgroup in the v1 hierarchy of `controller`.
     pub fn cgroup_file(&self, controller: &str, wl: &str, c: &str, file: &str) -> PathBuf {
-        Path::new("/sys/fs/cgroup").join(controller).join(&self.cgroup_parent).join(wl).join(c).join(file)
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(&self.cgroup_parent)
+            .join(wl)
+            .join(c)
+            .join(file)
     }
 
     /// The workload's cgroup folder in the v1 hierarchy of `controller`.
     pub fn workload_cgroup(&self, controller: &str, wl: &str) -> PathBuf {
-        Path::new("/sys/fs/cgroup").join(controller).join(&self.cgroup_parent).join(wl)
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(&self.cgroup_parent)
+            .join(wl)
     }
 
     /// All agent logs so far, for failure messages.
     pub fn logs(&self) -> String {
         (1..=self.runs)
-            .map(|i| fs::read_to_string(self.dir.path().join(format!("agent-{i}.log"))).unwrap_or_default())
+            .map(|i| {
+                fs::read_to_string(self.dir.path().join(format!("agent-{i}.log")))
+                    .unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n--- agent restarted ---\n")
     }
 
     /// The status files of every shim this agent started.
     pub fn shim_statuses(&self) -> Vec<Value> {
-        let Ok(dirs) = fs::read_dir(self.state.join("containers")) else { return vec![] };
+        let Ok(dirs) = fs::read_dir(self.state.join("containers")) else {
+            return vec![];
+        };
         dirs.flatten()
             .filter_map(|d| fs::read(d.path().join("status.json")).ok())
             .filter_map(|b| serde_json::from_slice(&b).ok())
@@ -199,8 +244,11 @@ impl TestAgent {
             }
             let gone = (0..200).any(|_| {
                 std::thread::sleep(Duration::from_millis(100));
-                self.ps().is_some_and(|p| p["workloads"].as_array().is_some_and(|w| w.is_empty()))
-                    && fs::read_dir(self.state.join("workloads")).map(|d| d.count() == 0).unwrap_or(true)
+                self.ps()
+                    .is_some_and(|p| p["workloads"].as_array().is_some_and(|w| w.is_empty()))
+                    && fs::read_dir(self.state.join("workloads"))
+                        .map(|d| d.count() == 0)
+                        .unwrap_or(true)
             });
             if !gone {
                 eprintln!("cleanup: agent did not remove its workloads in time; forcing");
@@ -214,7 +262,11 @@ impl TestAgent {
 impl Drop for TestAgent {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("===== agent log ({}) =====\n{}\n===== end of agent log =====", self.dir.path().display(), self.logs());
+            eprintln!(
+                "===== agent log ({}) =====\n{}\n===== end of agent log =====",
+                self.dir.path().display(),
+                self.logs()
+            );
         }
         self.cleanup();
     }
@@ -248,7 +300,9 @@ fn force_cleanup(state: &Path, cgroup_parent: &str) {
             umount(&n.path());
         }
     }
-    let Ok(ctrls) = fs::read_dir("/sys/fs/cgroup") else { return };
+    let Ok(ctrls) = fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
     for c in ctrls.flatten() {
         remove_cgroup_tree(&c.path().join(cgroup_parent));
     }
@@ -264,7 +318,10 @@ fn umount(p: &Path) {
 /// rmdir bottom-up; cgroup folders cannot be removed with their pseudo-files.
 pub fn remove_cgroup_tree(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+        for e in entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        {
             remove_cgroup_tree(&e.path());
         }
     }
@@ -272,7 +329,13 @@ pub fn remove_cgroup_tree(dir: &Path) {
 }
 
 /// A workload manifest running `script` with busybox `sh -c` from the layout `image`.
-pub fn workload_yaml(name: &str, image: &Path, script: &str, extra_spec: &str, resources: &str) -> String {
+pub fn workload_yaml(
+    name: &str,
+    image: &Path,
+    script: &str,
+    extra_spec: &str,
+    resources: &str,
+) -> String {
     format!(
         "apiVersion: drover.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  stopGracePeriod: 2s\n{extra_spec}  containers:\n    - name: main\n      image: oci:{}:latest\n      command: [/bin/sh, -c, {script:?}]\n      resources: {{{resources}}}\n",
         image.display()
@@ -281,5 +344,8 @@ pub fn workload_yaml(name: &str, image: &Path, script: &str, extra_spec: &str, r
 
 /// Unix time in milliseconds (as in the agent's reports).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -21,25 +21,15 @@ pub fn bin_dir() -> PathBuf {
 /// Path of a workspace binary; panics with a hint when it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} not found: run `cargo build --workspace` first (or set DROVER_BIN_DIR)", p.display());
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build --workspace` first (or set DROVER_BIN_DIR)",
+        p.display()
+    );
     p
 }
 
-/// True when running as root. Root-only tests call this first: without root they are
-/// skipped with a loud `SKIPPED` line — unless `DROVER_REQUIRE_ROOT=1` (set by CI), in
-/// which case a skip is a failure.
-pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var_os("DROVER_REQUIRE_ROOT").is_none(),
-        "{test} needs root, and DROVER_REQUIRE_ROOT is set: refusing to skip"
-    );
-    eprintln!("SKIPPED {test}: needs root (real containers and cgroups)");
-    false
-}
+pub use drover_agent::testing::require_root;
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -48,7 +38,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -25,7 +25,16 @@ fn workload_runs_logs_and_shows_in_ps_with_its_limits() {
     a.start();
     let t0 = Instant::now();
     let script = "echo hello from drover; while true; do sleep 1; done";
-    a.write_manifest("hello.yaml", &workload_yaml("hello", &image, script, "", "memory: 32Mi, pids: 16, cpu: 500m"));
+    a.write_manifest(
+        "hello.yaml",
+        &workload_yaml(
+            "hello",
+            &image,
+            script,
+            "",
+            "memory: 32Mi, pids: 16, cpu: 500m",
+        ),
+    );
     let pid = a.wait_running("hello", "main", T);
     eprintln!("manifest to running: {:?}", t0.elapsed());
 
@@ -35,14 +44,21 @@ fn workload_runs_logs_and_shows_in_ps_with_its_limits() {
     });
     assert!(log.starts_with("hello from drover"), "{log}");
 
-    let limit = fs::read_to_string(a.cgroup_file("memory", "hello", "main", "memory.limit_in_bytes")).unwrap();
+    let limit =
+        fs::read_to_string(a.cgroup_file("memory", "hello", "main", "memory.limit_in_bytes"))
+            .unwrap();
     assert_eq!(limit.trim(), (32u64 << 20).to_string());
     let pids_max = fs::read_to_string(a.cgroup_file("pids", "hello", "main", "pids.max")).unwrap();
     assert_eq!(pids_max.trim(), "16");
-    let quota = fs::read_to_string(a.cgroup_file("cpu", "hello", "main", "cpu.cfs_quota_us")).unwrap();
+    let quota =
+        fs::read_to_string(a.cgroup_file("cpu", "hello", "main", "cpu.cfs_quota_us")).unwrap();
     assert_eq!(quota.trim(), "50000");
-    let procs = fs::read_to_string(a.cgroup_file("memory", "hello", "main", "cgroup.procs")).unwrap();
-    assert!(procs.lines().any(|l| l.trim() == pid.to_string()), "init {pid} not in its cgroup: {procs}");
+    let procs =
+        fs::read_to_string(a.cgroup_file("memory", "hello", "main", "cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l.trim() == pid.to_string()),
+        "init {pid} not in its cgroup: {procs}"
+    );
 
     let c = a.container("hello", "main").unwrap();
     assert_eq!(c["restarts"], 0);
@@ -51,6 +67,12 @@ fn workload_runs_logs_and_shows_in_ps_with_its_limits() {
 
     let (code, table, _) = a.cli(&["ps"]);
     assert_eq!(code, 0);
-    let row = table.lines().find(|l| l.starts_with("hello")).unwrap_or_else(|| panic!("no row in\n{table}"));
-    assert!(row.contains("Running") && row.contains(&pid.to_string()) && row.contains("/32.0Mi"), "{row}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("hello"))
+        .unwrap_or_else(|| panic!("no row in\n{table}"));
+    assert!(
+        row.contains("Running") && row.contains(&pid.to_string()) && row.contains("/32.0Mi"),
+        "{row}"
+    );
 }

@@ -21,23 +21,33 @@ fn agent_with_busybox(test: &str) -> (TestAgent, PathBuf) {
 
 /// True while `pid` exists and is not a zombie.
 fn pid_alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 #[test]
 fn oom_killed_workload_is_reported_and_restarted_with_back_off_and_pids_limit_holds() {
-    if !require_root("oom_killed_workload_is_reported_and_restarted_with_back_off_and_pids_limit_holds") {
+    if !require_root(
+        "oom_killed_workload_is_reported_and_restarted_with_back_off_and_pids_limit_holds",
+    ) {
         return;
     }
     let (mut a, image) = agent_with_busybox("oom");
     a.start();
     // dd's 64 MiB buffer is filled from /dev/zero: far past the 16 MiB limit.
     let hog = "echo allocating; exec dd if=/dev/zero of=/dev/null bs=64M count=1";
-    a.write_manifest("hog.yaml", &workload_yaml("hog", &image, hog, "", "memory: 16Mi"));
+    a.write_manifest(
+        "hog.yaml",
+        &workload_yaml("hog", &image, hog, "", "memory: 16Mi"),
+    );
     // The inner shell forks until the limit stops it (ash gives up on a failed fork).
     let forker = "sh -c 'i=0; while [ $i -lt 20 ]; do sleep 1000 & i=$((i+1)); done'; echo spawned; exec sleep 1000";
-    a.write_manifest("forker.yaml", &workload_yaml("forker", &image, forker, "", "pids: 8"));
+    a.write_manifest(
+        "forker.yaml",
+        &workload_yaml("forker", &image, forker, "", "pids: 8"),
+    );
 
     // Restarts 0 → 1 → 2, with the second back-off (2 s) longer than the first (1 s).
     let mut seen_at = Vec::new();
@@ -55,10 +65,21 @@ fn oom_killed_workload_is_reported_and_restarted_with_back_off_and_pids_limit_ho
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(seen_at.len(), 3, "hog did not restart twice: {:?}", a.container("hog", "main"));
-    assert!(saw_backoff_oom, "never saw hog in BackOff with oom_killed and exit code 137");
+    assert_eq!(
+        seen_at.len(),
+        3,
+        "hog did not restart twice: {:?}",
+        a.container("hog", "main")
+    );
+    assert!(
+        saw_backoff_oom,
+        "never saw hog in BackOff with oom_killed and exit code 137"
+    );
     let (first, second) = (seen_at[1] - seen_at[0], seen_at[2] - seen_at[1]);
-    assert!(second >= Duration::from_millis(1900), "second back-off too short: {second:?} (first {first:?})");
+    assert!(
+        second >= Duration::from_millis(1900),
+        "second back-off too short: {second:?} (first {first:?})"
+    );
     let (_, log, _) = a.cli(&["logs", "hog"]);
     assert!(log.matches("allocating").count() >= 2, "{log}");
 
@@ -68,9 +89,16 @@ fn oom_killed_workload_is_reported_and_restarted_with_back_off_and_pids_limit_ho
         let (_, log, _) = a.cli(&["logs", "forker"]);
         log.contains("spawned").then_some(log)
     });
-    let current: u32 = fs::read_to_string(a.cgroup_file("pids", "forker", "main", "pids.current")).unwrap().trim().parse().unwrap();
+    let current: u32 = fs::read_to_string(a.cgroup_file("pids", "forker", "main", "pids.current"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!((2..=8).contains(&current), "pids.current = {current}");
-    assert!(log.contains("can't fork"), "no fork failure in the log: {log}");
+    assert!(
+        log.contains("can't fork"),
+        "no fork failure in the log: {log}"
+    );
 }
 
 #[test]
@@ -80,23 +108,44 @@ fn removing_a_manifest_stops_and_deletes_the_workload_and_its_cgroup() {
     }
     let (mut a, image) = agent_with_busybox("remove");
     a.start();
-    a.write_manifest("gone.yaml", &workload_yaml("gone", &image, SLEEPER, "", "memory: 32Mi"));
-    a.write_manifest("stays.yaml", &workload_yaml("stays", &image, SLEEPER, "", "memory: 32Mi"));
+    a.write_manifest(
+        "gone.yaml",
+        &workload_yaml("gone", &image, SLEEPER, "", "memory: 32Mi"),
+    );
+    a.write_manifest(
+        "stays.yaml",
+        &workload_yaml("stays", &image, SLEEPER, "", "memory: 32Mi"),
+    );
     let pid = a.wait_running("gone", "main", T);
     let stays = a.wait_running("stays", "main", T);
     assert!(a.workload_cgroup("memory", "gone").exists());
 
     a.remove_manifest("gone.yaml");
-    a.wait_ps("gone removed", T, |p| p["workloads"].as_array().unwrap().iter().all(|w| w["name"] != "gone"));
-    wait_for("gone's records to disappear", T, || (!a.state.join("workloads/gone.json").exists()).then_some(()));
+    a.wait_ps("gone removed", T, |p| {
+        p["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["name"] != "gone")
+    });
+    wait_for("gone's records to disappear", T, || {
+        (!a.state.join("workloads/gone.json").exists()).then_some(())
+    });
     assert!(!pid_alive(pid), "container {pid} still alive");
     for ctrl in ["memory", "pids", "cpu", "devices", "freezer"] {
-        assert!(!a.workload_cgroup(ctrl, "gone").exists(), "{ctrl} cgroup of gone left behind");
+        assert!(
+            !a.workload_cgroup(ctrl, "gone").exists(),
+            "{ctrl} cgroup of gone left behind"
+        );
     }
     assert!(!a.state.join("containers/gone.main").exists());
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("gone.main"), "rootfs still mounted");
-    assert_eq!(a.wait_running("stays", "main", T), stays, "the other workload was touched");
+    assert_eq!(
+        a.wait_running("stays", "main", T),
+        stays,
+        "the other workload was touched"
+    );
 }
 
 #[test]
@@ -106,23 +155,48 @@ fn a_changed_spec_replaces_its_workload_and_leaves_the_others_alone() {
     }
     let (mut a, image) = agent_with_busybox("replace");
     a.start();
-    a.write_manifest("a.yaml", &workload_yaml("a", &image, SLEEPER, "", "memory: 32Mi"));
-    a.write_manifest("b.yaml", &workload_yaml("b", &image, SLEEPER, "", "memory: 32Mi"));
-    let (pa, pb) = (a.wait_running("a", "main", T), a.wait_running("b", "main", T));
+    a.write_manifest(
+        "a.yaml",
+        &workload_yaml("a", &image, SLEEPER, "", "memory: 32Mi"),
+    );
+    a.write_manifest(
+        "b.yaml",
+        &workload_yaml("b", &image, SLEEPER, "", "memory: 32Mi"),
+    );
+    let (pa, pb) = (
+        a.wait_running("a", "main", T),
+        a.wait_running("b", "main", T),
+    );
 
-    a.write_manifest("a.yaml", &workload_yaml("a", &image, SLEEPER, "", "memory: 48Mi"));
+    a.write_manifest(
+        "a.yaml",
+        &workload_yaml("a", &image, SLEEPER, "", "memory: 48Mi"),
+    );
     let pa2 = wait_for("a to be replaced", T, || {
         let c = a.container("a", "main")?;
-        (c["phase"] == "Running" && c["pid"].as_u64()? != u64::from(pa)).then(|| c["pid"].as_u64().unwrap() as u32)
+        (c["phase"] == "Running" && c["pid"].as_u64()? != u64::from(pa))
+            .then(|| c["pid"].as_u64().unwrap() as u32)
     });
     assert!(!pid_alive(pa), "old container of a still alive");
-    let limit = fs::read_to_string(a.cgroup_file("memory", "a", "main", "memory.limit_in_bytes")).unwrap();
-    assert_eq!(limit.trim(), (48u64 << 20).to_string(), "new limit not applied");
-    assert_eq!(a.container("a", "main").unwrap()["restarts"], 0, "a replacement is not a restart");
+    let limit =
+        fs::read_to_string(a.cgroup_file("memory", "a", "main", "memory.limit_in_bytes")).unwrap();
+    assert_eq!(
+        limit.trim(),
+        (48u64 << 20).to_string(),
+        "new limit not applied"
+    );
+    assert_eq!(
+        a.container("a", "main").unwrap()["restarts"],
+        0,
+        "a replacement is not a restart"
+    );
     // b was not touched: same process, no restart, across a few resyncs.
     std::thread::sleep(Duration::from_secs(3));
     let b = a.container("b", "main").unwrap();
-    assert_eq!((b["pid"].as_u64(), b["restarts"].as_u64()), (Some(u64::from(pb)), Some(0)));
+    assert_eq!(
+        (b["pid"].as_u64(), b["restarts"].as_u64()),
+        (Some(u64::from(pb)), Some(0))
+    );
     assert_eq!(a.wait_running("a", "main", T), pa2);
 }
 
@@ -133,17 +207,31 @@ fn agent_kill9_adopts_containers_and_a_power_cut_brings_them_all_back() {
     }
     let (mut a, image) = agent_with_busybox("adopt");
     a.start();
-    a.write_manifest("web.yaml", &workload_yaml("web", &image, SLEEPER, "", "memory: 32Mi"));
+    a.write_manifest(
+        "web.yaml",
+        &workload_yaml("web", &image, SLEEPER, "", "memory: 32Mi"),
+    );
     // A two-container pod in a private network namespace (loopback only).
     let pod = format!(
         "apiVersion: drover.dev/v1\nkind: Workload\nmetadata: {{name: pod}}\nspec:\n  network: none\n  stopGracePeriod: 2s\n  containers:\n    - name: one\n      image: oci:{img}:latest\n      command: [/bin/sh, -c, \"ip -o link; while true; do sleep 1; done\"]\n    - name: two\n      image: oci:{img}:latest\n      command: [/bin/sh, -c, \"while true; do sleep 1; done\"]\n",
         img = image.display()
     );
     a.write_manifest("pod.yaml", &pod);
-    let before: Vec<u32> = [("web", "main"), ("pod", "one"), ("pod", "two")].iter().map(|(w, c)| a.wait_running(w, c, T)).collect();
+    let before: Vec<u32> = [("web", "main"), ("pod", "one"), ("pod", "two")]
+        .iter()
+        .map(|(w, c)| a.wait_running(w, c, T))
+        .collect();
     let net = |pid: u32| fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
-    assert_eq!(net(before[1]), net(before[2]), "pod containers must share a network namespace");
-    assert_ne!(net(before[1]), fs::read_link("/proc/self/ns/net").unwrap(), "network: none must not be the host's");
+    assert_eq!(
+        net(before[1]),
+        net(before[2]),
+        "pod containers must share a network namespace"
+    );
+    assert_ne!(
+        net(before[1]),
+        fs::read_link("/proc/self/ns/net").unwrap(),
+        "network: none must not be the host's"
+    );
 
     a.kill9();
     a.start();
@@ -153,43 +241,78 @@ fn agent_kill9_adopts_containers_and_a_power_cut_brings_them_all_back() {
         assert_eq!(st["phase"], "Running", "{w}/{c}: {ps}");
         assert_eq!(st["restarts"], 0, "{w}/{c} was restarted by the adoption");
     }
-    let after: Vec<u32> = [("web", "main"), ("pod", "one"), ("pod", "two")].iter().map(|(w, c)| a.wait_running(w, c, T)).collect();
+    let after: Vec<u32> = [("web", "main"), ("pod", "one"), ("pod", "two")]
+        .iter()
+        .map(|(w, c)| a.wait_running(w, c, T))
+        .collect();
     assert_eq!(before, after, "adoption must keep the same processes");
 
     a.power_cut();
-    assert!(before.iter().all(|p| !pid_alive(*p)), "power cut left processes alive");
+    assert!(
+        before.iter().all(|p| !pid_alive(*p)),
+        "power cut left processes alive"
+    );
     a.start();
-    let revived: Vec<u32> = [("web", "main"), ("pod", "one"), ("pod", "two")].iter().map(|(w, c)| a.wait_running(w, c, T)).collect();
-    assert!(revived.iter().zip(&before).all(|(n, o)| n != o), "{revived:?} vs {before:?}: {:?}\n{}", a.ps(), a.logs());
-    assert_eq!(net(revived[1]), net(revived[2]), "shared netns after recovery");
+    let revived: Vec<u32> = [("web", "main"), ("pod", "one"), ("pod", "two")]
+        .iter()
+        .map(|(w, c)| a.wait_running(w, c, T))
+        .collect();
+    assert!(
+        revived.iter().zip(&before).all(|(n, o)| n != o),
+        "{revived:?} vs {before:?}: {:?}\n{}",
+        a.ps(),
+        a.logs()
+    );
+    assert_eq!(
+        net(revived[1]),
+        net(revived[2]),
+        "shared netns after recovery"
+    );
 }
 
 #[test]
 fn malformed_manifest_is_reported_with_file_line_column_and_running_workloads_stay() {
-    if !require_root("malformed_manifest_is_reported_with_file_line_column_and_running_workloads_stay") {
+    if !require_root(
+        "malformed_manifest_is_reported_with_file_line_column_and_running_workloads_stay",
+    ) {
         return;
     }
     let (mut a, image) = agent_with_busybox("badyaml");
     a.start();
-    a.write_manifest("web.yaml", &workload_yaml("web", &image, SLEEPER, "", "memory: 32Mi"));
+    a.write_manifest(
+        "web.yaml",
+        &workload_yaml("web", &image, SLEEPER, "", "memory: 32Mi"),
+    );
     let pid = a.wait_running("web", "main", T);
 
     // Line 9, column 7: a misspelt field inside the container.
-    let broken = workload_yaml("web", &image, SLEEPER, "", "memory: 32Mi").replace("      image:", "      imagee:");
+    let broken = workload_yaml("web", &image, SLEEPER, "", "memory: 32Mi")
+        .replace("      image:", "      imagee:");
     a.write_manifest("web.yaml", &broken);
     let stderr = wait_for("the manifest error in ps", T, || {
         let (code, _, err) = a.cli(&["ps"]);
         (code == 0 && err.contains("imagee")).then_some(err)
     });
     let file = a.manifests.join("web.yaml");
-    assert!(stderr.contains(&format!("{}:9:7", file.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:9:7", file.display())),
+        "{stderr}"
+    );
     std::thread::sleep(Duration::from_secs(3)); // a resync or two
     let c = a.container("web", "main").unwrap();
-    assert_eq!((c["phase"].as_str(), c["pid"].as_u64()), (Some("Running"), Some(u64::from(pid))));
+    assert_eq!(
+        (c["phase"].as_str(), c["pid"].as_u64()),
+        (Some("Running"), Some(u64::from(pid)))
+    );
 
     // Fixing the file clears the error and changes nothing else.
-    a.write_manifest("web.yaml", &workload_yaml("web", &image, SLEEPER, "", "memory: 32Mi"));
-    wait_for("the error to clear", T, || (!a.cli(&["ps"]).2.contains("imagee")).then_some(()));
+    a.write_manifest(
+        "web.yaml",
+        &workload_yaml("web", &image, SLEEPER, "", "memory: 32Mi"),
+    );
+    wait_for("the error to clear", T, || {
+        (!a.cli(&["ps"]).2.contains("imagee")).then_some(())
+    });
     assert_eq!(a.wait_running("web", "main", T), pid);
 }
 
@@ -201,24 +324,57 @@ fn unsafe_layers_are_refused_with_a_clear_status_and_write_nothing_outside() {
     let mut a = TestAgent::new("unsafe");
     let outside = a.dir.path().join("outside");
     fs::create_dir_all(&outside).unwrap();
-    let dotdot = oci::LayerBuilder::new().add_file("ok.txt", b"fine", 0o644).add_file("../../escape.txt", b"x", 0o644).finish();
+    let dotdot = oci::LayerBuilder::new()
+        .add_file("ok.txt", b"fine", 0o644)
+        .add_file("../../escape.txt", b"x", 0o644)
+        .finish();
     let symlink = oci::LayerBuilder::new()
         .add_symlink("evil", &outside.display().to_string())
         .add_file("evil/pwned", b"x", 0o644)
         .finish();
     let cfg = serde_json::json!({"Cmd": ["/bin/sh"]});
-    oci::write_layout(&a.dir.path().join("dotdot"), "latest", &[dotdot], cfg.clone()).unwrap();
+    oci::write_layout(
+        &a.dir.path().join("dotdot"),
+        "latest",
+        &[dotdot],
+        cfg.clone(),
+    )
+    .unwrap();
     oci::write_layout(&a.dir.path().join("symlink"), "latest", &[symlink], cfg).unwrap();
     a.start();
     for name in ["dotdot", "symlink"] {
-        a.write_manifest(&format!("{name}.yaml"), &workload_yaml(name, &a.dir.path().join(name), "true", "", "memory: 8Mi"));
+        a.write_manifest(
+            &format!("{name}.yaml"),
+            &workload_yaml(name, &a.dir.path().join(name), "true", "", "memory: 8Mi"),
+        );
     }
     let ps = a.wait_ps("both refused", T, |p| {
-        p["workloads"].as_array().is_some_and(|w| w.len() == 2 && w.iter().all(|w| w["phase"] == "Error"))
+        p["workloads"]
+            .as_array()
+            .is_some_and(|w| w.len() == 2 && w.iter().all(|w| w["phase"] == "Error"))
     });
-    let err = |n: &str| ps["workloads"].as_array().unwrap().iter().find(|w| w["name"] == n).unwrap()["last_error"].to_string();
-    assert!(err("dotdot").contains("refusing unsafe entry") && err("dotdot").contains(".."), "{}", err("dotdot"));
-    assert!(err("symlink").contains("evil") && err("symlink").contains("outside the rootfs"), "{}", err("symlink"));
+    let err = |n: &str| {
+        ps["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == n)
+            .unwrap()["last_error"]
+            .to_string()
+    };
+    assert!(
+        err("dotdot").contains("refusing unsafe entry") && err("dotdot").contains(".."),
+        "{}",
+        err("dotdot")
+    );
+    assert!(
+        err("symlink").contains("evil") && err("symlink").contains("outside the rootfs"),
+        "{}",
+        err("symlink")
+    );
     assert!(!outside.join("pwned").exists() && !a.dir.path().join("escape.txt").exists());
-    assert!(!a.state.join("containers/dotdot.main").exists(), "nothing may be created from a refused image");
+    assert!(
+        !a.state.join("containers/dotdot.main").exists(),
+        "nothing may be created from a refused image"
+    );
 }

@@ -12,7 +12,13 @@ use super::load_config;
 use crate::state::{self, StatePaths};
 
 /// Prints the log (older rotated file first); with `follow`, keeps printing new output.
-pub fn logs(config: &Path, workload: &str, container: Option<&str>, follow: bool, tail: Option<usize>) -> u8 {
+pub fn logs(
+    config: &Path,
+    workload: &str,
+    container: Option<&str>,
+    follow: bool,
+    tail: Option<usize>,
+) -> u8 {
     match try_logs(config, workload, container, follow, tail) {
         Ok(()) => 0,
         Err(e) => {
@@ -22,7 +28,13 @@ pub fn logs(config: &Path, workload: &str, container: Option<&str>, follow: bool
     }
 }
 
-fn try_logs(config: &Path, workload: &str, container: Option<&str>, follow: bool, tail: Option<usize>) -> Result<(), String> {
+fn try_logs(
+    config: &Path,
+    workload: &str,
+    container: Option<&str>,
+    follow: bool,
+    tail: Option<usize>,
+) -> Result<(), String> {
     let cfg = load_config(config)?;
     let paths = StatePaths::new(&cfg.state_dir);
     let wl = Name::new(workload).map_err(|e| format!("workload: {e}"))?;
@@ -32,12 +44,16 @@ fn try_logs(config: &Path, workload: &str, container: Option<&str>, follow: bool
     };
     let file = paths.log_file(&wl, &c);
     if !file.exists() {
-        return Err(format!("no log for {wl}/{c} yet ({} does not exist)", file.display()));
+        return Err(format!(
+            "no log for {wl}/{c} yet ({} does not exist)",
+            file.display()
+        ));
     }
     let mut text = Vec::new();
     for f in [rotated(&file), file.clone()] {
         if let Ok(mut h) = File::open(&f) {
-            h.read_to_end(&mut text).map_err(|e| format!("{}: {e}", f.display()))?;
+            h.read_to_end(&mut text)
+                .map_err(|e| format!("{}: {e}", f.display()))?;
         }
     }
     let out = std::io::stdout();
@@ -58,13 +74,22 @@ fn rotated(file: &Path) -> PathBuf {
 
 /// The container name when the workload has exactly one.
 fn only_container(paths: &StatePaths, wl: &Name) -> Result<Name, String> {
-    let report = state::load_report(paths).map_err(|e| format!("cannot tell the containers of {wl}: {e}"))?;
-    let w = report.status.workloads.iter().find(|w| &w.name == wl).ok_or_else(|| format!("no workload named {wl}"))?;
+    let report = state::load_report(paths)
+        .map_err(|e| format!("cannot tell the containers of {wl}: {e}"))?;
+    let w = report
+        .status
+        .workloads
+        .iter()
+        .find(|w| &w.name == wl)
+        .ok_or_else(|| format!("no workload named {wl}"))?;
     match w.containers.as_slice() {
         [one] => Ok(one.name.clone()),
         many => {
             let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
-            Err(format!("workload {wl} has containers {}: pick one with --container", names.join(", ")))
+            Err(format!(
+                "workload {wl} has containers {}: pick one with --container",
+                names.join(", ")
+            ))
         }
     }
 }
@@ -72,8 +97,18 @@ fn only_container(paths: &StatePaths, wl: &Name) -> Result<Name, String> {
 fn last_lines(text: &[u8], tail: Option<usize>) -> &[u8] {
     let Some(n) = tail else { return text };
     let body = text.strip_suffix(b"\n").unwrap_or(text);
-    let start = body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').nth(n.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
-    if n == 0 { &text[text.len()..] } else { &text[start..] }
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(i, _)| i + 1);
+    if n == 0 {
+        &text[text.len()..]
+    } else {
+        &text[start..]
+    }
 }
 
 /// Prints what is appended to `file`, reopening it when the shim rotates it.
@@ -87,12 +122,14 @@ fn follow_file(file: &Path, out: &mut impl Write) -> Result<(), String> {
             Ok(0) => {
                 std::thread::sleep(Duration::from_millis(200));
                 let now = std::fs::metadata(file).ok();
-                if now.as_ref().is_some_and(|m| m.ino() != ino || m.len() < pos) {
-                    if let Ok(nh) = File::open(file) {
-                        h = nh;
-                        pos = 0;
-                        ino = now.map(|m| m.ino()).unwrap_or(0);
-                    }
+                if now
+                    .as_ref()
+                    .is_some_and(|m| m.ino() != ino || m.len() < pos)
+                    && let Ok(nh) = File::open(file)
+                {
+                    h = nh;
+                    pos = 0;
+                    ino = now.map(|m| m.ino()).unwrap_or(0);
                 }
             }
             Ok(n) => {

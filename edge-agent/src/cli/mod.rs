@@ -20,15 +20,21 @@ pub const DEFAULT_CONFIG: &str = "/etc/drover/agent.toml";
 
 /// Loads the config: built-in defaults only when the default file is absent.
 pub fn load_config(path: &Path) -> Result<AgentConfig, String> {
-    let loaded =
-        if path == Path::new(DEFAULT_CONFIG) { AgentConfig::load_or_default(path) } else { AgentConfig::load(path) };
+    let loaded = if path == Path::new(DEFAULT_CONFIG) {
+        AgentConfig::load_or_default(path)
+    } else {
+        AgentConfig::load(path)
+    };
     loaded.map_err(|e| e.to_string())
 }
 
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// `drover-agent run`.
@@ -77,7 +83,10 @@ pub fn preflight(config: &Path) -> u8 {
             let controllers: Vec<&str> = r.controllers.iter().map(String::as_str).collect();
             println!("cgroup version:   {:?}", r.cgroup_version);
             println!("controllers:      {}", controllers.join(" "));
-            println!("swap accounting:  {}", if r.swap_accounting { "yes" } else { "no" });
+            println!(
+                "swap accounting:  {}",
+                if r.swap_accounting { "yes" } else { "no" }
+            );
             println!("state folder:     {} (writable)", cfg.state_dir.display());
             for w in &r.warnings {
                 println!("warning: {w}");

@@ -28,12 +28,17 @@ pub fn ps(config: &Path, format: Format) -> u8 {
     let mut report = match state::load_report(&paths) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("drover-agent: no status yet ({e}); is the agent running with this state folder?");
+            eprintln!(
+                "drover-agent: no status yet ({e}); is the agent running with this state folder?"
+            );
             return 1;
         }
     };
     if !agent_running(&paths) {
-        eprintln!("warning: no agent is running on {}; this is its last report", paths.root.display());
+        eprintln!(
+            "warning: no agent is running on {}; this is its last report",
+            paths.root.display()
+        );
     }
     if let Some(e) = &report.manifest_error {
         eprintln!("warning: manifests not applied: {e}");
@@ -54,7 +59,9 @@ pub fn ps(config: &Path, format: Format) -> u8 {
 
 /// True when some process holds the state folder's lock.
 fn agent_running(paths: &StatePaths) -> bool {
-    let Ok(f) = std::fs::File::open(paths.lock()) else { return false };
+    let Ok(f) = std::fs::File::open(paths.lock()) else {
+        return false;
+    };
     let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
     // SAFETY: flock on a descriptor we own; released when `f` is dropped.
     unsafe { libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) != 0 }
@@ -63,11 +70,12 @@ fn agent_running(paths: &StatePaths) -> bool {
 fn refresh_memory(status: &mut DeviceStatus, parent: &str) {
     for wl in &mut status.workloads {
         for c in &mut wl.containers {
-            if c.pid.is_some() {
-                if let Some((used, limit)) = cgroups::memory_usage(&format!("/{parent}/{}/{}", wl.name, c.name)) {
-                    c.memory_bytes = Some(used);
-                    c.memory_limit_bytes = limit;
-                }
+            if c.pid.is_some()
+                && let Some((used, limit)) =
+                    cgroups::memory_usage(&format!("/{parent}/{}/{}", wl.name, c.name))
+            {
+                c.memory_bytes = Some(used);
+                c.memory_limit_bytes = limit;
             }
         }
     }
@@ -75,7 +83,20 @@ fn refresh_memory(status: &mut DeviceStatus, parent: &str) {
 
 /// The table `ps` prints: one row per container.
 pub fn table(status: &DeviceStatus, now: u64) -> String {
-    let mut rows = vec![["WORKLOAD", "CONTAINER", "PHASE", "PID", "RESTARTS", "MEMORY", "STARTED", "IMAGE"].map(String::from).to_vec()];
+    let mut rows = vec![
+        [
+            "WORKLOAD",
+            "CONTAINER",
+            "PHASE",
+            "PID",
+            "RESTARTS",
+            "MEMORY",
+            "STARTED",
+            "IMAGE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     for wl in &status.workloads {
         for c in &wl.containers {
             let mem = match (c.memory_bytes, c.memory_limit_bytes) {
@@ -83,7 +104,9 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
                 (Some(u), None) => format!("{}/-", human(u)),
                 _ => "-".into(),
             };
-            let started = c.started_at_ms.map_or("-".into(), |t| format!("{} ago", age(now.saturating_sub(t))));
+            let started = c.started_at_ms.map_or("-".into(), |t| {
+                format!("{} ago", age(now.saturating_sub(t)))
+            });
             let phase = match (&c.last_error, c.oom_killed) {
                 (_, true) => format!("{} (OOMKilled)", c.phase),
                 _ => c.phase.to_string(),
@@ -100,15 +123,25 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
     for wl in status.workloads.iter().filter(|w| w.last_error.is_some()) {
-        out.push_str(&format!("{}: {}\n", wl.name, wl.last_error.as_deref().unwrap_or_default()));
+        out.push_str(&format!(
+            "{}: {}\n",
+            wl.name,
+            wl.last_error.as_deref().unwrap_or_default()
+        ));
     }
     out
 }
@@ -121,7 +154,11 @@ fn human(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{bytes}B") } else { format!("{v:.1}{}", UNITS[i]) }
+    if i == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", UNITS[i])
+    }
 }
 
 fn age(ms: u64) -> String {

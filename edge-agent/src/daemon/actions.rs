@@ -16,7 +16,7 @@ use crate::reconcile::{Action, ImageState};
 use crate::runtime::spec::{ImageProcess, SpecInput, runtime_spec};
 use crate::runtime::{Runtime, netns, rootfs};
 use crate::shim::RunArgs;
-use crate::shim::status::{ShimState, ShimStatus, STATUS_FILE};
+use crate::shim::status::{STATUS_FILE, ShimState, ShimStatus};
 use crate::state::{self, ContainerRecord, StartError, WorkloadRecord, container_id};
 
 impl Agent {
@@ -24,18 +24,25 @@ impl Agent {
         match action {
             Action::PrepareImage { image } => self.prepare_image(&image),
             Action::CreateWorkload { workload } => self.create_workload(&workload),
-            Action::StartContainer { workload, container, restart, backoff_level } => {
-                self.start_container(&workload, &container, restart, backoff_level)
-            }
-            Action::RemoveWorkload { workload, grace_ms, keep_data } => {
-                self.remove_workload(&workload, grace_ms, keep_data)
-            }
+            Action::StartContainer {
+                workload,
+                container,
+                restart,
+                backoff_level,
+            } => self.start_container(&workload, &container, restart, backoff_level),
+            Action::RemoveWorkload {
+                workload,
+                grace_ms,
+                keep_data,
+            } => self.remove_workload(&workload, grace_ms, keep_data),
         }
     }
 
     fn prepare_image(&mut self, image: &str) {
         match self.ensure_image(image) {
-            Ok(p) => info!(image, digest = %p.manifest_digest, layers = p.layers.len(), "image ready"),
+            Ok(p) => {
+                info!(image, digest = %p.manifest_digest, layers = p.layers.len(), "image ready")
+            }
             Err(e) => error!(image, "image not available: {e}"),
         }
     }
@@ -48,24 +55,47 @@ impl Agent {
         match self.images.prepare(image) {
             Ok(p) => {
                 self.prepared.insert(image.to_string(), p.clone());
-                self.image_states.insert(image.to_string(), ImageState::Ready);
+                self.image_states
+                    .insert(image.to_string(), ImageState::Ready);
                 Ok(p)
             }
             Err(e) => {
                 let error = e.to_string();
-                self.image_states.insert(image.to_string(), ImageState::Failed { error: error.clone(), at_ms: now_ms() });
+                self.image_states.insert(
+                    image.to_string(),
+                    ImageState::Failed {
+                        error: error.clone(),
+                        at_ms: now_ms(),
+                    },
+                );
                 Err(error)
             }
         }
     }
 
     fn create_workload(&mut self, name: &Name) {
-        let Some(spec) = self.desired.workloads.iter().find(|w| &w.name == name).cloned() else { return };
+        let Some(spec) = self
+            .desired
+            .workloads
+            .iter()
+            .find(|w| &w.name == name)
+            .cloned()
+        else {
+            return;
+        };
         if let Err(e) = self.setup_pod(&spec) {
             error!(workload = %name, "cannot set up workload: {e}");
         }
-        let containers = spec.containers.iter().map(|c| (c.name.clone(), ContainerRecord::default())).collect();
-        let rec = WorkloadRecord { spec, created_at_ms: now_ms(), containers };
+        let containers = spec
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), ContainerRecord::default()))
+            .collect();
+        let rec = WorkloadRecord {
+            spec,
+            created_at_ms: now_ms(),
+            containers,
+        };
         if let Err(e) = state::save_record(&self.paths, &rec) {
             error!(workload = %name, "cannot persist workload record: {e}");
         }
@@ -91,11 +121,17 @@ impl Agent {
     }
 
     fn start_container(&mut self, wl: &Name, c: &Name, restart: bool, backoff_level: u32) {
-        let Some(spec) = self.records.get(wl).map(|r| r.spec.clone()) else { return };
-        let Some(cspec) = spec.containers.iter().find(|x| &x.name == c).cloned() else { return };
+        let Some(spec) = self.records.get(wl).map(|r| r.spec.clone()) else {
+            return;
+        };
+        let Some(cspec) = spec.containers.iter().find(|x| &x.name == c).cloned() else {
+            return;
+        };
         let t0 = std::time::Instant::now();
         let result = self.try_start(&spec, &cspec);
-        let Some(rec) = self.records.get_mut(wl) else { return };
+        let Some(rec) = self.records.get_mut(wl) else {
+            return;
+        };
         let crec = rec.containers.entry(c.clone()).or_default();
         crec.restarts += u32::from(restart);
         crec.backoff_level = backoff_level;
@@ -108,7 +144,10 @@ impl Agent {
             }
             Err(error) => {
                 warn!(workload = %wl, container = %c, "start failed: {error}");
-                crec.start_error = Some(StartError { at_ms: now_ms(), error });
+                crec.start_error = Some(StartError {
+                    at_ms: now_ms(),
+                    error,
+                });
             }
         }
         let rec = rec.clone();
@@ -118,7 +157,11 @@ impl Agent {
     }
 
     /// Builds the container's rootfs and bundle and starts its shim: `(pid, image digest)`.
-    fn try_start(&mut self, spec: &WorkloadSpec, c: &ContainerSpec) -> Result<(u32, String), String> {
+    fn try_start(
+        &mut self,
+        spec: &WorkloadSpec,
+        c: &ContainerSpec,
+    ) -> Result<(u32, String), String> {
         let image = self.ensure_image(&c.image)?;
         let id = container_id(&spec.name, &c.name);
         let dir = self.paths.container_dir(&spec.name, &c.name);
@@ -127,7 +170,8 @@ impl Agent {
         let root = bundle.join("rootfs");
         rootfs::unmount(&root).map_err(|e| e.to_string())?;
         rootfs::reset_upper(&dir.join("upper"), &dir.join("work")).map_err(|e| e.to_string())?;
-        rootfs::mount_overlay(&image.layers, &dir.join("upper"), &dir.join("work"), &root).map_err(|e| e.to_string())?;
+        rootfs::mount_overlay(&image.layers, &dir.join("upper"), &dir.join("work"), &root)
+            .map_err(|e| e.to_string())?;
         let read = |p: &str| fs::read_to_string(root.join(p)).ok();
         let (passwd, group) = (read("etc/passwd"), read("etc/group"));
         let cfg = &image.config;
@@ -154,7 +198,8 @@ impl Agent {
             swap_accounting: cgroups::swap_accounting(),
         };
         let oci = runtime_spec(&input).map_err(|e| e.to_string())?;
-        oci.save(bundle.join("config.json")).map_err(|e| format!("writing config.json: {e}"))?;
+        oci.save(bundle.join("config.json"))
+            .map_err(|e| format!("writing config.json: {e}"))?;
         let args = RunArgs {
             id,
             dir,
@@ -173,17 +218,25 @@ impl Agent {
     /// nothing, anything else (power cut, dead shim) is force-deleted first.
     fn clear_previous(&self, id: &str, dir: &std::path::Path) {
         let st = ShimStatus::read(dir);
-        if st.as_ref().is_some_and(|s| s.state != ShimState::Exited) || dir.join("bundle").exists() && st.is_none() {
-            if let Err(e) = self.runtime.wait_stopped(id, dir, Duration::ZERO) {
-                warn!(container = id, "cleaning up the previous instance: {e}");
-            }
+        if (st.as_ref().is_some_and(|s| s.state != ShimState::Exited)
+            || dir.join("bundle").exists() && st.is_none())
+            && let Err(e) = self.runtime.wait_stopped(id, dir, Duration::ZERO)
+        {
+            warn!(container = id, "cleaning up the previous instance: {e}");
         }
         let _ = fs::remove_file(dir.join(STATUS_FILE));
     }
 
     fn remove_workload(&mut self, wl: &Name, grace_ms: u32, keep_data: bool) {
-        let Some(rec) = self.records.get(wl).cloned() else { return };
-        let dirs: Vec<_> = rec.spec.containers.iter().map(|c| (c, self.paths.container_dir(wl, &c.name))).collect();
+        let Some(rec) = self.records.get(wl).cloned() else {
+            return;
+        };
+        let dirs: Vec<_> = rec
+            .spec
+            .containers
+            .iter()
+            .map(|c| (c, self.paths.container_dir(wl, &c.name)))
+            .collect();
         for (_, dir) in &dirs {
             self.runtime.request_stop(dir);
         }
@@ -196,10 +249,10 @@ impl Agent {
             if let Err(e) = rootfs::unmount(&dir.join("bundle").join("rootfs")) {
                 warn!(container = %id, "unmounting rootfs: {e}");
             }
-            if let Err(e) = fs::remove_dir_all(dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    warn!(container = %id, "removing {}: {e}", dir.display());
-                }
+            if let Err(e) = fs::remove_dir_all(dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(container = %id, "removing {}: {e}", dir.display());
             }
         }
         self.teardown_pod(wl, keep_data);
@@ -213,10 +266,10 @@ impl Agent {
 
     fn teardown_pod(&self, wl: &Name, keep_data: bool) {
         let ns = self.paths.netns(wl);
-        if ns.exists() {
-            if let Err(e) = netns::remove(&ns) {
-                warn!(workload = %wl, "removing network namespace: {e}");
-            }
+        if ns.exists()
+            && let Err(e) = netns::remove(&ns)
+        {
+            warn!(workload = %wl, "removing network namespace: {e}");
         }
         let cg = format!("/{}/{wl}", self.cfg.cgroup_parent.trim_matches('/'));
         if let Err(e) = cgroups::remove_tree(&cg) {

@@ -21,7 +21,10 @@ const MAX_ROUNDS: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error("image store: {0}")]
@@ -32,7 +35,10 @@ pub enum DaemonError {
 
 impl DaemonError {
     pub fn signal(source: std::io::Error) -> Self {
-        DaemonError::Io { context: "installing signal handlers".into(), source }
+        DaemonError::Io {
+            context: "installing signal handlers".into(),
+            source,
+        }
     }
 }
 
@@ -55,7 +61,10 @@ impl Agent {
     pub fn open(cfg: AgentConfig) -> Result<Agent, DaemonError> {
         let paths = StatePaths::new(&cfg.state_dir);
         let io = |context: String| move |source| DaemonError::Io { context, source };
-        paths.ensure().map_err(io(format!("creating state folder {}", paths.root.display())))?;
+        paths.ensure().map_err(io(format!(
+            "creating state folder {}",
+            paths.root.display()
+        )))?;
         let lock = lock_state(&paths)?;
         let (records, errors) = state::load_records(&paths);
         for e in errors {
@@ -63,10 +72,18 @@ impl Agent {
         }
         let desired = match state::load_desired(&paths) {
             Ok(Some(d)) => d,
-            Ok(None) => DesiredState { device: cfg.device.clone(), generation: 0, workloads: vec![] },
+            Ok(None) => DesiredState {
+                device: cfg.device.clone(),
+                generation: 0,
+                workloads: vec![],
+            },
             Err(e) => {
                 error!("ignoring unreadable desired state: {e}");
-                DesiredState { device: cfg.device.clone(), generation: 0, workloads: vec![] }
+                DesiredState {
+                    device: cfg.device.clone(),
+                    generation: 0,
+                    workloads: vec![],
+                }
             }
         };
         info!(
@@ -103,7 +120,9 @@ impl Agent {
 
     /// Re-reads the manifests folder. A broken file keeps the last good desired state.
     pub fn load_manifests(&mut self) {
-        let Some(dir) = self.cfg.manifests_dir.clone() else { return };
+        let Some(dir) = self.cfg.manifests_dir.clone() else {
+            return;
+        };
         match manifests::read_dir(&dir) {
             Ok(workloads) => {
                 if self.manifest_error.take().is_some() {
@@ -128,7 +147,11 @@ impl Agent {
         self.desired.workloads = workloads;
         self.desired.generation += 1;
         self.desired.device = self.cfg.device.clone();
-        info!(generation = self.desired.generation, workloads = self.desired.workloads.len(), "new desired state");
+        info!(
+            generation = self.desired.generation,
+            workloads = self.desired.workloads.len(),
+            "new desired state"
+        );
         if let Err(e) = state::save_desired(&self.paths, &self.desired) {
             error!("cannot persist desired state (it still applies until restart): {e}");
         }
@@ -163,7 +186,10 @@ fn lock_state(paths: &StatePaths) -> Result<std::fs::File, DaemonError> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| DaemonError::Io { context: format!("opening {}", path.display()), source })?;
+        .map_err(|source| DaemonError::Io {
+            context: format!("opening {}", path.display()),
+            source,
+        })?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {

@@ -36,12 +36,18 @@ pub fn read_dir(dir: &Path) -> Result<Vec<WorkloadSpec>, String> {
         let shown = file.display().to_string();
         let meta = fs::metadata(&file).map_err(|e| format!("{shown}: {e}"))?;
         if meta.len() > MAX_FILE_BYTES {
-            return Err(format!("{shown}: file is larger than {MAX_FILE_BYTES} bytes"));
+            return Err(format!(
+                "{shown}: file is larger than {MAX_FILE_BYTES} bytes"
+            ));
         }
         let text = fs::read_to_string(&file).map_err(|e| format!("{shown}: {e}"))?;
         for wl in parse_workloads(&shown, &text).map_err(|e| e.to_string())? {
             if !seen.insert(wl.name.clone()) {
-                return Err(format!("{shown}: workload `{}` is defined more than once in {}", wl.name, dir.display()));
+                return Err(format!(
+                    "{shown}: workload `{}` is defined more than once in {}",
+                    wl.name,
+                    dir.display()
+                ));
             }
             all.push(wl);
         }
@@ -78,10 +84,14 @@ impl Watcher {
 
     /// Resolves when the folder changed (events are drained and briefly debounced).
     pub async fn changed(&mut self) {
-        let Some(fd) = self.fd.as_mut() else { return std::future::pending().await };
+        let Some(fd) = self.fd.as_mut() else {
+            return std::future::pending().await;
+        };
         let mut buf = [0u8; 4096];
         loop {
-            let Ok(mut guard) = fd.readable_mut().await else { return std::future::pending().await };
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return std::future::pending().await;
+            };
             match guard.try_io(|ino| ino.get_mut().read_events(&mut buf).map(|ev| ev.count())) {
                 Ok(Ok(_)) => break,
                 Ok(Err(_)) | Err(_) => continue,

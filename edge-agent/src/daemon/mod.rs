@@ -24,15 +24,20 @@ pub fn run(agent: Agent) -> Result<(), DaemonError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| DaemonError::Io { context: "starting the async runtime".into(), source: e })?;
+        .map_err(|e| DaemonError::Io {
+            context: "starting the async runtime".into(),
+            source: e,
+        })?;
     rt.block_on(event_loop(agent))
 }
 
 async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
     let sock_path = agent.paths.agent_sock();
     let _ = std::fs::remove_file(&sock_path);
-    let sock = UnixDatagram::bind(&sock_path)
-        .map_err(|e| DaemonError::Io { context: format!("binding {}", sock_path.display()), source: e })?;
+    let sock = UnixDatagram::bind(&sock_path).map_err(|e| DaemonError::Io {
+        context: format!("binding {}", sock_path.display()),
+        source: e,
+    })?;
     let mut watcher = manifests::Watcher::new(agent.manifests_dir());
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::signal)?;
@@ -45,9 +50,14 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
             (agent, wake)
         })
         .await
-        .map_err(|e| DaemonError::Io { context: "reconcile task".into(), source: std::io::Error::other(e) })?;
+        .map_err(|e| DaemonError::Io {
+            context: "reconcile task".into(),
+            source: std::io::Error::other(e),
+        })?;
         agent = a;
-        let sleep = wake_at.map_or(resync, |w| Duration::from_millis(w.saturating_sub(now_ms())).min(resync));
+        let sleep = wake_at.map_or(resync, |w| {
+            Duration::from_millis(w.saturating_sub(now_ms())).min(resync)
+        });
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {
                 agent.load_manifests();

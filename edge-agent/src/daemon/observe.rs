@@ -16,7 +16,10 @@ use crate::state::{AgentReport, ContainerRecord, StateError, save_report};
 pub fn run_state(rec: &ContainerRecord, st: Option<&ShimStatus>) -> RunState {
     let Some(s) = st else {
         return match &rec.start_error {
-            Some(e) => RunState::StartFailed { at_ms: e.at_ms, error: e.error.clone() },
+            Some(e) => RunState::StartFailed {
+                at_ms: e.at_ms,
+                error: e.error.clone(),
+            },
             None if rec.started => RunState::Lost,
             None => RunState::NotCreated,
         };
@@ -25,9 +28,10 @@ pub fn run_state(rec: &ContainerRecord, st: Option<&ShimStatus>) -> RunState {
     match s.state {
         ShimState::Starting if shim_up => RunState::Starting,
         ShimState::Running => match (s.pid, s.pid_start_ticks) {
-            (Some(pid), Some(ticks)) if process_matches(pid, ticks) => {
-                RunState::Running { pid, started_at_ms: s.started_at_ms.unwrap_or(0) }
-            }
+            (Some(pid), Some(ticks)) if process_matches(pid, ticks) => RunState::Running {
+                pid,
+                started_at_ms: s.started_at_ms.unwrap_or(0),
+            },
             // The container just ended and its shim is writing the final status.
             _ if shim_up => RunState::Starting,
             _ => RunState::Lost,
@@ -40,7 +44,10 @@ pub fn run_state(rec: &ContainerRecord, st: Option<&ShimStatus>) -> RunState {
         },
         ShimState::Failed => RunState::StartFailed {
             at_ms: s.finished_at_ms.or(s.started_at_ms).unwrap_or(0),
-            error: s.error.clone().unwrap_or_else(|| "container failed to start".into()),
+            error: s
+                .error
+                .clone()
+                .unwrap_or_else(|| "container failed to start".into()),
         },
         ShimState::Starting => RunState::Lost,
     }
@@ -48,7 +55,10 @@ pub fn run_state(rec: &ContainerRecord, st: Option<&ShimStatus>) -> RunState {
 
 impl Agent {
     pub(super) fn observe(&self) -> Observed {
-        let mut observed = Observed { images: self.image_states.clone(), ..Observed::default() };
+        let mut observed = Observed {
+            images: self.image_states.clone(),
+            ..Observed::default()
+        };
         for (name, rec) in &self.records {
             let containers = rec
                 .containers
@@ -56,10 +66,23 @@ impl Agent {
                 .map(|(c, crec)| {
                     let st = ShimStatus::read(&self.paths.container_dir(name, c));
                     let run = run_state(crec, st.as_ref());
-                    (c.clone(), ObservedContainer { run, restarts: crec.restarts, backoff_level: crec.backoff_level })
+                    (
+                        c.clone(),
+                        ObservedContainer {
+                            run,
+                            restarts: crec.restarts,
+                            backoff_level: crec.backoff_level,
+                        },
+                    )
                 })
                 .collect();
-            observed.workloads.insert(name.clone(), ObservedWorkload { spec: rec.spec.clone(), containers });
+            observed.workloads.insert(
+                name.clone(),
+                ObservedWorkload {
+                    spec: rec.spec.clone(),
+                    containers,
+                },
+            );
         }
         observed
     }
@@ -69,33 +92,60 @@ impl Agent {
     }
 
     pub(super) fn report(&self, observed: &Observed) -> Result<(), StateError> {
-        let workloads = self.desired.workloads.iter().map(|spec| self.workload_status(spec, observed)).collect();
+        let workloads = self
+            .desired
+            .workloads
+            .iter()
+            .map(|spec| self.workload_status(spec, observed))
+            .collect();
         let status = DeviceStatus {
             device: self.cfg.device.clone(),
             observed_generation: self.desired.generation,
             time_ms: now_ms(),
             workloads,
         };
-        let report =
-            AgentReport { agent_pid: std::process::id(), status, manifest_error: self.manifest_error.clone() };
+        let report = AgentReport {
+            agent_pid: std::process::id(),
+            status,
+            manifest_error: self.manifest_error.clone(),
+        };
         save_report(&self.paths, &report)
     }
 
     fn workload_status(&self, desired: &WorkloadSpec, observed: &Observed) -> WorkloadStatus {
         let image_error = image_problem(&desired.containers, observed);
         let Some(wl) = observed.workloads.get(&desired.name) else {
-            let phase = if image_error.is_some() { Phase::Error } else { Phase::Pending };
-            let containers = desired.containers.iter().map(|c| pending_container(c, phase)).collect();
-            return WorkloadStatus { name: desired.name.clone(), phase, restarts: 0, containers, last_error: image_error };
+            let phase = if image_error.is_some() {
+                Phase::Error
+            } else {
+                Phase::Pending
+            };
+            let containers = desired
+                .containers
+                .iter()
+                .map(|c| pending_container(c, phase))
+                .collect();
+            return WorkloadStatus {
+                name: desired.name.clone(),
+                phase,
+                restarts: 0,
+                containers,
+                last_error: image_error,
+            };
         };
         // While an update waits for its images, report what still runs.
         let last_error = match (&image_error, wl.spec == *desired) {
             (Some(e), false) => Some(format!("update pending: {e}")),
             _ => None,
         };
-        let containers: Vec<ContainerStatus> =
-            wl.spec.containers.iter().map(|c| self.container_status(&wl.spec, c, wl.containers.get(&c.name))).collect();
-        let last_error = last_error.or_else(|| containers.iter().find_map(|c| c.last_error.clone()));
+        let containers: Vec<ContainerStatus> = wl
+            .spec
+            .containers
+            .iter()
+            .map(|c| self.container_status(&wl.spec, c, wl.containers.get(&c.name)))
+            .collect();
+        let last_error =
+            last_error.or_else(|| containers.iter().find_map(|c| c.last_error.clone()));
         WorkloadStatus {
             name: desired.name.clone(),
             phase: workload_phase(containers.iter().map(|c| c.phase)),
@@ -120,12 +170,19 @@ impl Agent {
             RunState::Running { pid, started_at_ms } => {
                 st.pid = Some(*pid);
                 st.started_at_ms = Some(*started_at_ms);
-                if let Some((used, limit)) = cgroups::memory_usage(&self.cgroups_path(&spec.name, &c.name)) {
+                if let Some((used, limit)) =
+                    cgroups::memory_usage(&self.cgroups_path(&spec.name, &c.name))
+                {
                     st.memory_bytes = Some(used);
                     st.memory_limit_bytes = limit;
                 }
             }
-            RunState::Exited { code, oom_killed, started_at_ms, .. } => {
+            RunState::Exited {
+                code,
+                oom_killed,
+                started_at_ms,
+                ..
+            } => {
                 st.exit_code = Some(*code);
                 st.oom_killed = *oom_killed;
                 st.started_at_ms = Some(*started_at_ms);

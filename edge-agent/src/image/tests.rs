@@ -393,10 +393,10 @@ fn stale_temp_folders_are_removed_on_open() {
 
 #[test]
 fn busybox_layout_prepares() {
-    if !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: /bin/busybox not installed");
-        return;
-    }
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox missing: apt-get install busybox-static"
+    );
     let fx = Fixture::new();
     let layout = fx.layout("busybox");
     testutil::busybox_layout(&layout, "latest").unwrap();

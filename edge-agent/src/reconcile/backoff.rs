@@ -15,7 +15,11 @@ pub fn delay_ms(level: u32) -> u64 {
 
 /// The level that applies after a run from `started_ms` to `finished_ms`.
 pub fn effective_level(level: u32, started_ms: u64, finished_ms: u64) -> u32 {
-    if finished_ms.saturating_sub(started_ms) >= RESET_AFTER_MS { 0 } else { level }
+    if finished_ms.saturating_sub(started_ms) >= RESET_AFTER_MS {
+        0
+    } else {
+        level
+    }
 }
 
 #[cfg(test)]
@@ -25,7 +29,12 @@ mod tests {
     #[test]
     fn doubles_from_one_second_and_caps_at_five_minutes() {
         let delays: Vec<u64> = (0..12).map(delay_ms).collect();
-        assert_eq!(&delays[..9], &[1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000]);
+        assert_eq!(
+            &delays[..9],
+            &[
+                1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000
+            ]
+        );
         assert!(delays[9..].iter().all(|&d| d == CAP_MS));
         assert_eq!(delay_ms(u32::MAX), CAP_MS);
     }
@@ -34,6 +43,10 @@ mod tests {
     fn a_long_run_resets_the_level() {
         assert_eq!(effective_level(7, 0, RESET_AFTER_MS - 1), 7);
         assert_eq!(effective_level(7, 0, RESET_AFTER_MS), 0);
-        assert_eq!(effective_level(3, 10, 5), 3, "clock going backwards keeps the level");
+        assert_eq!(
+            effective_level(3, 10, 5),
+            3,
+            "clock going backwards keeps the level"
+        );
     }
 }

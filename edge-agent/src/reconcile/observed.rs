@@ -35,11 +35,22 @@ pub enum RunState {
     NotCreated,
     /// Being started, or its shim is still finishing up.
     Starting,
-    Running { pid: u32, started_at_ms: u64 },
+    Running {
+        pid: u32,
+        started_at_ms: u64,
+    },
     /// Exited; `code` is 128 + signal when killed by a signal.
-    Exited { code: i32, oom_killed: bool, started_at_ms: u64, finished_at_ms: u64 },
+    Exited {
+        code: i32,
+        oom_killed: bool,
+        started_at_ms: u64,
+        finished_at_ms: u64,
+    },
     /// Could not be created or started.
-    StartFailed { at_ms: u64, error: String },
+    StartFailed {
+        at_ms: u64,
+        error: String,
+    },
     /// Was running, but neither its shim nor a final status remain (power cut, kill -9).
     Lost,
 }

@@ -12,14 +12,23 @@ pub const IMAGE_RETRY_MS: u64 = 30_000;
 pub enum Action {
     /// Stop (SIGTERM, grace, SIGKILL) and delete every container of the workload and its
     /// cgroups. Volumes and logs are kept when the workload is being replaced.
-    RemoveWorkload { workload: Name, grace_ms: u32, keep_data: bool },
+    RemoveWorkload {
+        workload: Name,
+        grace_ms: u32,
+        keep_data: bool,
+    },
     /// Make the image available locally.
     PrepareImage { image: String },
     /// Record the workload with its spec and set up what its containers share.
     CreateWorkload { workload: Name },
     /// Create and start one container. `restart` counts as a restart; the container's
     /// back-off level becomes `backoff_level`.
-    StartContainer { workload: Name, container: Name, restart: bool, backoff_level: u32 },
+    StartContainer {
+        workload: Name,
+        container: Name,
+        restart: bool,
+        backoff_level: u32,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,7 +76,9 @@ pub fn plan(desired: &[WorkloadSpec], observed: &Observed, now_ms: u64) -> Plan 
                 keep_data: true,
             });
         }
-        starts.push(Action::CreateWorkload { workload: spec.name.clone() });
+        starts.push(Action::CreateWorkload {
+            workload: spec.name.clone(),
+        });
         for c in &spec.containers {
             starts.push(Action::StartContainer {
                 workload: spec.name.clone(),
@@ -83,18 +94,27 @@ pub fn plan(desired: &[WorkloadSpec], observed: &Observed, now_ms: u64) -> Plan 
 
 /// True when every image is ready. Otherwise asks for the missing ones (and for failed
 /// ones again once `IMAGE_RETRY_MS` has passed) and returns false.
-fn images_ready(containers: &[ContainerSpec], observed: &Observed, now_ms: u64, p: &mut Plan) -> bool {
+fn images_ready(
+    containers: &[ContainerSpec],
+    observed: &Observed,
+    now_ms: u64,
+    p: &mut Plan,
+) -> bool {
     let mut ready = true;
     for c in containers {
         match observed.images.get(&c.image) {
             Some(ImageState::Ready) => {}
-            Some(ImageState::Failed { at_ms, .. }) if now_ms < at_ms.saturating_add(IMAGE_RETRY_MS) => {
+            Some(ImageState::Failed { at_ms, .. })
+                if now_ms < at_ms.saturating_add(IMAGE_RETRY_MS) =>
+            {
                 ready = false;
                 p.wake(at_ms.saturating_add(IMAGE_RETRY_MS));
             }
             _ => {
                 ready = false;
-                let action = Action::PrepareImage { image: c.image.clone() };
+                let action = Action::PrepareImage {
+                    image: c.image.clone(),
+                };
                 if !p.actions.contains(&action) {
                     p.actions.push(action);
                 }
@@ -107,7 +127,13 @@ fn images_ready(containers: &[ContainerSpec], observed: &Observed, now_ms: u64, 
 /// Starts, restarts or leaves alone each container of a workload whose spec is current.
 /// Its images were ready when it was created; the daemon prepares them again on start
 /// if it has to (after an agent restart), and a failure there is a `StartFailed`.
-fn plan_containers(spec: &WorkloadSpec, wl: &ObservedWorkload, now_ms: u64, p: &mut Plan, starts: &mut Vec<Action>) {
+fn plan_containers(
+    spec: &WorkloadSpec,
+    wl: &ObservedWorkload,
+    now_ms: u64,
+    p: &mut Plan,
+    starts: &mut Vec<Action>,
+) {
     for c in &spec.containers {
         let Some(obs) = wl.containers.get(&c.name) else {
             starts.push(start(spec, &c.name, false, 0));
@@ -122,7 +148,12 @@ fn plan_containers(spec: &WorkloadSpec, wl: &ObservedWorkload, now_ms: u64, p: &
 }
 
 fn start(spec: &WorkloadSpec, container: &Name, restart: bool, backoff_level: u32) -> Action {
-    Action::StartContainer { workload: spec.name.clone(), container: container.clone(), restart, backoff_level }
+    Action::StartContainer {
+        workload: spec.name.clone(),
+        container: container.clone(),
+        restart,
+        backoff_level,
+    }
 }
 
 enum NextStart {
@@ -135,20 +166,47 @@ enum NextStart {
 fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now_ms: u64) -> NextStart {
     let (level, due) = match &obs.run {
         RunState::Running { .. } | RunState::Starting => return NextStart::Never,
-        RunState::NotCreated => return NextStart::Now { restart: false, level: 0 },
-        RunState::Lost => return NextStart::Now { restart: true, level: obs.backoff_level },
-        RunState::StartFailed { at_ms, .. } => {
-            (obs.backoff_level, at_ms.saturating_add(backoff::delay_ms(obs.backoff_level)))
+        RunState::NotCreated => {
+            return NextStart::Now {
+                restart: false,
+                level: 0,
+            };
         }
-        RunState::Exited { code, oom_killed, started_at_ms, finished_at_ms } => {
+        RunState::Lost => {
+            return NextStart::Now {
+                restart: true,
+                level: obs.backoff_level,
+            };
+        }
+        RunState::StartFailed { at_ms, .. } => (
+            obs.backoff_level,
+            at_ms.saturating_add(backoff::delay_ms(obs.backoff_level)),
+        ),
+        RunState::Exited {
+            code,
+            oom_killed,
+            started_at_ms,
+            finished_at_ms,
+        } => {
             if !should_restart(policy, *code, *oom_killed) {
                 return NextStart::Never;
             }
-            let level = backoff::effective_level(obs.backoff_level, *started_at_ms, *finished_at_ms);
-            (level, finished_at_ms.saturating_add(backoff::delay_ms(level)))
+            let level =
+                backoff::effective_level(obs.backoff_level, *started_at_ms, *finished_at_ms);
+            (
+                level,
+                finished_at_ms.saturating_add(backoff::delay_ms(level)),
+            )
         }
     };
-    if now_ms >= due { NextStart::Now { restart: true, level: level.saturating_add(1) } } else { NextStart::At(due) }
+    if now_ms >= due {
+        NextStart::Now {
+            restart: true,
+            level: level.saturating_add(1),
+        }
+    } else {
+        NextStart::At(due)
+    }
 }
 
 /// The restart policy's verdict on an exit.

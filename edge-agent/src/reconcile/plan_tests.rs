@@ -1,6 +1,5 @@
 //! Unit tests of the planner: each rule of the reconciler, on hand-made snapshots.
 
-
 use drover_protocol::*;
 
 use super::*;
@@ -27,7 +26,11 @@ fn container(name: &str, image: &str) -> ContainerSpec {
 fn workload(name: &str, images: &[&str], policy: RestartPolicy) -> WorkloadSpec {
     WorkloadSpec {
         name: n(name),
-        containers: images.iter().enumerate().map(|(i, img)| container(&format!("c{i}"), img)).collect(),
+        containers: images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| container(&format!("c{i}"), img))
+            .collect(),
         restart_policy: policy,
         network: NetworkMode::Host,
         volumes: vec![],
@@ -39,10 +42,25 @@ fn observed_with(spec: &WorkloadSpec, run: RunState, restarts: u32, level: u32) 
     let containers = spec
         .containers
         .iter()
-        .map(|c| (c.name.clone(), ObservedContainer { run: run.clone(), restarts, backoff_level: level }))
+        .map(|c| {
+            (
+                c.name.clone(),
+                ObservedContainer {
+                    run: run.clone(),
+                    restarts,
+                    backoff_level: level,
+                },
+            )
+        })
         .collect();
     let mut o = Observed::default();
-    o.workloads.insert(spec.name.clone(), ObservedWorkload { spec: spec.clone(), containers });
+    o.workloads.insert(
+        spec.name.clone(),
+        ObservedWorkload {
+            spec: spec.clone(),
+            containers,
+        },
+    );
     o
 }
 
@@ -53,14 +71,23 @@ fn ready(o: &mut Observed, images: &[&str]) {
 }
 
 fn exited(code: i32, oom: bool, started: u64, finished: u64) -> RunState {
-    RunState::Exited { code, oom_killed: oom, started_at_ms: started, finished_at_ms: finished }
+    RunState::Exited {
+        code,
+        oom_killed: oom,
+        started_at_ms: started,
+        finished_at_ms: finished,
+    }
 }
 
 fn start_of(p: &Plan) -> Vec<(bool, u32)> {
     p.actions
         .iter()
         .filter_map(|a| match a {
-            Action::StartContainer { restart, backoff_level, .. } => Some((*restart, *backoff_level)),
+            Action::StartContainer {
+                restart,
+                backoff_level,
+                ..
+            } => Some((*restart, *backoff_level)),
             _ => None,
         })
         .collect()
@@ -73,11 +100,22 @@ fn nothing_desired_nothing_running_does_nothing() {
 
 #[test]
 fn a_new_workload_waits_for_its_images() {
-    let w = workload("web", &["oci:/a", "oci:/b", "oci:/a"], RestartPolicy::Always);
+    let w = workload(
+        "web",
+        &["oci:/a", "oci:/b", "oci:/a"],
+        RestartPolicy::Always,
+    );
     let p = plan(std::slice::from_ref(&w), &Observed::default(), 0);
     assert_eq!(
         p.actions,
-        vec![Action::PrepareImage { image: "oci:/a".into() }, Action::PrepareImage { image: "oci:/b".into() }],
+        vec![
+            Action::PrepareImage {
+                image: "oci:/a".into()
+            },
+            Action::PrepareImage {
+                image: "oci:/b".into()
+            }
+        ],
         "each image asked for once, nothing created yet"
     );
 }
@@ -95,16 +133,39 @@ fn a_new_workload_with_images_is_created_and_each_container_started() {
 #[test]
 fn a_running_unchanged_workload_is_not_touched() {
     let w = workload("web", &["oci:/a"], RestartPolicy::Always);
-    let o = observed_with(&w, RunState::Running { pid: 42, started_at_ms: 1 }, 3, 2);
+    let o = observed_with(
+        &w,
+        RunState::Running {
+            pid: 42,
+            started_at_ms: 1,
+        },
+        3,
+        2,
+    );
     assert_eq!(plan(&[w], &o, 10_000), Plan::default());
 }
 
 #[test]
 fn a_workload_no_longer_desired_is_removed_with_its_data() {
     let w = workload("old", &["oci:/a"], RestartPolicy::Always);
-    let o = observed_with(&w, RunState::Running { pid: 42, started_at_ms: 1 }, 0, 0);
+    let o = observed_with(
+        &w,
+        RunState::Running {
+            pid: 42,
+            started_at_ms: 1,
+        },
+        0,
+        0,
+    );
     let p = plan(&[], &o, 5);
-    assert_eq!(p.actions, vec![Action::RemoveWorkload { workload: n("old"), grace_ms: 3000, keep_data: false }]);
+    assert_eq!(
+        p.actions,
+        vec![Action::RemoveWorkload {
+            workload: n("old"),
+            grace_ms: 3000,
+            keep_data: false
+        }]
+    );
 }
 
 #[test]
@@ -113,17 +174,35 @@ fn a_changed_workload_is_replaced_once_its_new_images_are_ready() {
     let mut new = old.clone();
     new.containers[0].image = "oci:/b".into();
     new.stop_grace_ms = 1;
-    let mut o = observed_with(&old, RunState::Running { pid: 42, started_at_ms: 1 }, 0, 0);
+    let mut o = observed_with(
+        &old,
+        RunState::Running {
+            pid: 42,
+            started_at_ms: 1,
+        },
+        0,
+        0,
+    );
 
     let p = plan(std::slice::from_ref(&new), &o, 5);
-    assert_eq!(p.actions, vec![Action::PrepareImage { image: "oci:/b".into() }], "old keeps running meanwhile");
+    assert_eq!(
+        p.actions,
+        vec![Action::PrepareImage {
+            image: "oci:/b".into()
+        }],
+        "old keeps running meanwhile"
+    );
 
     ready(&mut o, &["oci:/b"]);
     let p = plan(std::slice::from_ref(&new), &o, 5);
     assert_eq!(
         p.actions[..2],
         [
-            Action::RemoveWorkload { workload: n("web"), grace_ms: 3000, keep_data: true },
+            Action::RemoveWorkload {
+                workload: n("web"),
+                grace_ms: 3000,
+                keep_data: true
+            },
             Action::CreateWorkload { workload: n("web") },
         ],
         "stopped with the old grace period, volumes kept"
@@ -136,14 +215,33 @@ fn a_failed_new_image_leaves_the_old_workload_running_and_is_retried_later() {
     let old = workload("web", &["oci:/a"], RestartPolicy::Always);
     let mut new = old.clone();
     new.containers[0].image = "oci:/missing".into();
-    let mut o = observed_with(&old, RunState::Running { pid: 42, started_at_ms: 1 }, 0, 0);
-    o.images.insert("oci:/missing".into(), ImageState::Failed { error: "no such layout".into(), at_ms: 100 });
+    let mut o = observed_with(
+        &old,
+        RunState::Running {
+            pid: 42,
+            started_at_ms: 1,
+        },
+        0,
+        0,
+    );
+    o.images.insert(
+        "oci:/missing".into(),
+        ImageState::Failed {
+            error: "no such layout".into(),
+            at_ms: 100,
+        },
+    );
 
     let p = plan(std::slice::from_ref(&new), &o, 200);
     assert!(p.actions.is_empty());
     assert_eq!(p.wake_at_ms, Some(100 + IMAGE_RETRY_MS));
     let p = plan(std::slice::from_ref(&new), &o, 100 + IMAGE_RETRY_MS);
-    assert_eq!(p.actions, vec![Action::PrepareImage { image: "oci:/missing".into() }]);
+    assert_eq!(
+        p.actions,
+        vec![Action::PrepareImage {
+            image: "oci:/missing".into()
+        }]
+    );
 }
 
 #[test]
@@ -161,7 +259,11 @@ fn restart_policies_decide_on_exit_codes_and_oom_kills() {
         let w = workload("job", &["oci:/a"], policy);
         let o = observed_with(&w, exited(code, oom, 0, 10), 0, 0);
         let p = plan(&[w], &o, 60_000);
-        assert_eq!(!p.actions.is_empty(), restarts, "{policy:?} code {code} oom {oom}");
+        assert_eq!(
+            !p.actions.is_empty(),
+            restarts,
+            "{policy:?} code {code} oom {oom}"
+        );
         assert_eq!(p.wake_at_ms, None);
     }
 }
@@ -202,9 +304,21 @@ fn ten_minutes_of_running_resets_the_back_off() {
 fn lost_containers_come_back_at_once_and_failed_starts_back_off() {
     let w = workload("svc", &["oci:/a"], RestartPolicy::Never);
     let o = observed_with(&w, RunState::Lost, 2, 3);
-    assert_eq!(start_of(&plan(std::slice::from_ref(&w), &o, 0)), vec![(true, 3)], "even with Never: a power cut is no exit");
+    assert_eq!(
+        start_of(&plan(std::slice::from_ref(&w), &o, 0)),
+        vec![(true, 3)],
+        "even with Never: a power cut is no exit"
+    );
 
-    let o = observed_with(&w, RunState::StartFailed { at_ms: 100, error: "boom".into() }, 0, 2);
+    let o = observed_with(
+        &w,
+        RunState::StartFailed {
+            at_ms: 100,
+            error: "boom".into(),
+        },
+        0,
+        2,
+    );
     let p = plan(std::slice::from_ref(&w), &o, 100);
     assert_eq!(p.wake_at_ms, Some(100 + 4_000));
     assert_eq!(start_of(&plan(&[w], &o, 4_100)), vec![(true, 3)]);
@@ -214,8 +328,15 @@ fn lost_containers_come_back_at_once_and_failed_starts_back_off() {
 fn a_missing_container_record_is_started_and_starting_ones_are_left_alone() {
     let w = workload("pod", &["oci:/a", "oci:/a"], RestartPolicy::Always);
     let mut o = observed_with(&w, RunState::Starting, 0, 0);
-    o.workloads.get_mut(&n("pod")).unwrap().containers.remove(&n("c1"));
-    assert_eq!(start_of(&plan(std::slice::from_ref(&w), &o, 0)), vec![(false, 0)]);
+    o.workloads
+        .get_mut(&n("pod"))
+        .unwrap()
+        .containers
+        .remove(&n("c1"));
+    assert_eq!(
+        start_of(&plan(std::slice::from_ref(&w), &o, 0)),
+        vec![(false, 0)]
+    );
     let o = observed_with(&w, RunState::NotCreated, 0, 0);
     assert_eq!(start_of(&plan(&[w], &o, 0)), vec![(false, 0), (false, 0)]);
 }
@@ -224,7 +345,15 @@ fn a_missing_container_record_is_started_and_starting_ones_are_left_alone() {
 fn removals_come_before_starts() {
     let gone = workload("gone", &["oci:/a"], RestartPolicy::Always);
     let new = workload("new", &["oci:/a"], RestartPolicy::Always);
-    let mut o = observed_with(&gone, RunState::Running { pid: 1, started_at_ms: 0 }, 0, 0);
+    let mut o = observed_with(
+        &gone,
+        RunState::Running {
+            pid: 1,
+            started_at_ms: 0,
+        },
+        0,
+        0,
+    );
     ready(&mut o, &["oci:/a"]);
     let p = plan(&[new], &o, 0);
     assert!(matches!(p.actions[0], Action::RemoveWorkload { .. }));

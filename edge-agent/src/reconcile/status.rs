@@ -7,13 +7,20 @@ use super::observed::{ImageState, Observed, ObservedContainer, RunState};
 use super::plan::should_restart;
 
 /// Phase and error of one container of a workload whose spec is current.
-pub fn container_phase(spec: &WorkloadSpec, obs: Option<&ObservedContainer>) -> (Phase, Option<String>) {
-    let Some(obs) = obs else { return (Phase::Pending, None) };
+pub fn container_phase(
+    spec: &WorkloadSpec,
+    obs: Option<&ObservedContainer>,
+) -> (Phase, Option<String>) {
+    let Some(obs) = obs else {
+        return (Phase::Pending, None);
+    };
     match &obs.run {
         RunState::NotCreated | RunState::Starting | RunState::Lost => (Phase::Pending, None),
         RunState::Running { .. } => (Phase::Running, None),
         RunState::StartFailed { error, .. } => (Phase::Error, Some(error.clone())),
-        RunState::Exited { code, oom_killed, .. } => {
+        RunState::Exited {
+            code, oom_killed, ..
+        } => {
             let why = if *oom_killed {
                 Some("killed: out of memory".to_string())
             } else if *code != 0 {
@@ -35,10 +42,12 @@ pub fn container_phase(spec: &WorkloadSpec, obs: Option<&ObservedContainer>) -> 
 
 /// The problem, if any, that keeps `containers`' images from being ready.
 pub fn image_problem(containers: &[ContainerSpec], observed: &Observed) -> Option<String> {
-    containers.iter().find_map(|c| match observed.images.get(&c.image) {
-        Some(ImageState::Failed { error, .. }) => Some(format!("image {}: {error}", c.image)),
-        _ => None,
-    })
+    containers
+        .iter()
+        .find_map(|c| match observed.images.get(&c.image) {
+            Some(ImageState::Failed { error, .. }) => Some(format!("image {}: {error}", c.image)),
+            _ => None,
+        })
 }
 
 /// One phase for a whole workload: the most urgent of its containers' phases.
@@ -53,7 +62,10 @@ pub fn workload_phase(phases: impl IntoIterator<Item = Phase>) -> Phase {
         Phase::Succeeded,
     ];
     let phases: Vec<Phase> = phases.into_iter().collect();
-    URGENCY.into_iter().find(|p| phases.contains(p)).unwrap_or(Phase::Pending)
+    URGENCY
+        .into_iter()
+        .find(|p| phases.contains(p))
+        .unwrap_or(Phase::Pending)
 }
 
 #[cfg(test)]
@@ -74,26 +86,56 @@ mod tests {
     }
 
     fn exited(code: i32, oom: bool) -> ObservedContainer {
-        let run = RunState::Exited { code, oom_killed: oom, started_at_ms: 0, finished_at_ms: 1 };
-        ObservedContainer { run, restarts: 0, backoff_level: 0 }
+        let run = RunState::Exited {
+            code,
+            oom_killed: oom,
+            started_at_ms: 0,
+            finished_at_ms: 1,
+        };
+        ObservedContainer {
+            run,
+            restarts: 0,
+            backoff_level: 0,
+        }
     }
 
     #[test]
     fn exits_map_to_phases_by_policy() {
         let always = spec(RestartPolicy::Always);
         let never = spec(RestartPolicy::Never);
-        assert_eq!(container_phase(&always, Some(&exited(0, false))).0, Phase::BackOff);
-        assert_eq!(container_phase(&never, Some(&exited(0, false))), (Phase::Succeeded, None));
-        assert_eq!(container_phase(&never, Some(&exited(2, false))).0, Phase::Failed);
+        assert_eq!(
+            container_phase(&always, Some(&exited(0, false))).0,
+            Phase::BackOff
+        );
+        assert_eq!(
+            container_phase(&never, Some(&exited(0, false))),
+            (Phase::Succeeded, None)
+        );
+        assert_eq!(
+            container_phase(&never, Some(&exited(2, false))).0,
+            Phase::Failed
+        );
         let (phase, why) = container_phase(&always, Some(&exited(137, true)));
-        assert_eq!((phase, why.as_deref()), (Phase::BackOff, Some("killed: out of memory")));
+        assert_eq!(
+            (phase, why.as_deref()),
+            (Phase::BackOff, Some("killed: out of memory"))
+        );
     }
 
     #[test]
     fn the_most_urgent_phase_wins() {
-        assert_eq!(workload_phase([Phase::Running, Phase::Running]), Phase::Running);
-        assert_eq!(workload_phase([Phase::Running, Phase::BackOff]), Phase::BackOff);
-        assert_eq!(workload_phase([Phase::Succeeded, Phase::Running]), Phase::Running);
+        assert_eq!(
+            workload_phase([Phase::Running, Phase::Running]),
+            Phase::Running
+        );
+        assert_eq!(
+            workload_phase([Phase::Running, Phase::BackOff]),
+            Phase::BackOff
+        );
+        assert_eq!(
+            workload_phase([Phase::Succeeded, Phase::Running]),
+            Phase::Running
+        );
         assert_eq!(workload_phase([Phase::Error, Phase::Running]), Phase::Error);
         assert_eq!(workload_phase([]), Phase::Pending);
     }

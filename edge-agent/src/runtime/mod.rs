@@ -30,7 +30,10 @@ const STOP_SLACK: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("cannot start shim {exe}: {source}")]
-    Spawn { exe: PathBuf, source: std::io::Error },
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
     #[error("container {id}: {message}")]
     StartFailed { id: String, message: String },
     #[error("container {id}: shim did not report within {START_TIMEOUT:?}")]
@@ -71,12 +74,18 @@ impl ShimRuntime {
             .arg(&self.root)
             .stdin(Stdio::null())
             .output()
-            .map_err(|source| RuntimeError::Spawn { exe: self.exe.clone(), source })?;
+            .map_err(|source| RuntimeError::Spawn {
+                exe: self.exe.clone(),
+                source,
+            })?;
         if out.status.success() {
             return Ok(());
         }
         let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(RuntimeError::Delete { id: id.to_string(), message })
+        Err(RuntimeError::Delete {
+            id: id.to_string(),
+            message,
+        })
     }
 }
 
@@ -93,17 +102,31 @@ impl Runtime for ShimRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|source| RuntimeError::Spawn { exe: self.exe.clone(), source })?;
-        let report = child.stdout.take().map(read_report).unwrap_or(Ok(String::new()));
+            .map_err(|source| RuntimeError::Spawn {
+                exe: self.exe.clone(),
+                source,
+            })?;
+        let report = child
+            .stdout
+            .take()
+            .map(read_report)
+            .unwrap_or(Ok(String::new()));
         let _ = child.wait(); // the shim's first process exits as soon as it has forked
         let id = args.id.clone();
         let report = report.map_err(|_| RuntimeError::StartTimeout { id: id.clone() })?;
         match report.trim_end().split_once(' ') {
-            Some(("running", pid)) => pid
-                .parse()
-                .map_err(|_| RuntimeError::StartFailed { id, message: format!("bad shim report {report:?}") }),
-            Some(("failed", message)) => Err(RuntimeError::StartFailed { id, message: message.to_string() }),
-            _ => Err(RuntimeError::StartFailed { id, message: format!("shim ended without a report ({report:?}); see shim.log") }),
+            Some(("running", pid)) => pid.parse().map_err(|_| RuntimeError::StartFailed {
+                id,
+                message: format!("bad shim report {report:?}"),
+            }),
+            Some(("failed", message)) => Err(RuntimeError::StartFailed {
+                id,
+                message: message.to_string(),
+            }),
+            _ => Err(RuntimeError::StartFailed {
+                id,
+                message: format!("shim ended without a report ({report:?}); see shim.log"),
+            }),
         }
     }
 
@@ -117,7 +140,9 @@ impl Runtime for ShimRuntime {
         let deadline = Instant::now() + grace + STOP_SLACK;
         loop {
             let st = ShimStatus::read(dir);
-            let final_state = st.as_ref().is_some_and(|s| matches!(s.state, ShimState::Exited | ShimState::Failed));
+            let final_state = st
+                .as_ref()
+                .is_some_and(|s| matches!(s.state, ShimState::Exited | ShimState::Failed));
             let alive = st.as_ref().is_some_and(shim_alive);
             if final_state && !alive {
                 return Ok(());

@@ -170,8 +170,7 @@ mod tests {
 
     #[test]
     fn create_pins_a_private_netns_with_lo_up() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
+        if !crate::testing::require_root("create_pins_a_private_netns_with_lo_up") {
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");

@@ -204,8 +204,7 @@ mod tests {
 
     #[test]
     fn overlay_merges_layers_and_honours_whiteouts() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
+        if !crate::testing::require_root("overlay_merges_layers_and_honours_whiteouts") {
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");
