@@ -57,7 +57,7 @@ pub struct AgentConfig {
 pub struct LogConfig {
     /// Size at which a container's log file is rotated.
     pub max_bytes: ByteSize,
-    /// Rotated files kept besides the current one.
+    /// Log files kept per container, the current one included.
     pub files: u32,
 }
 

@@ -50,7 +50,7 @@ fn try_logs(
         ));
     }
     let mut text = Vec::new();
-    for f in [rotated(&file), file.clone()] {
+    for f in rotated(&file).into_iter().rev().chain([file.clone()]) {
         if let Ok(mut h) = File::open(&f) {
             h.read_to_end(&mut text)
                 .map_err(|e| format!("{}: {e}", f.display()))?;
@@ -66,10 +66,16 @@ fn try_logs(
     Ok(())
 }
 
-fn rotated(file: &Path) -> PathBuf {
-    let mut s = file.as_os_str().to_owned();
-    s.push(".1");
-    PathBuf::from(s)
+/// The rotated files of `file` that exist: `FILE.1`, `FILE.2`, … (newest first).
+fn rotated(file: &Path) -> Vec<PathBuf> {
+    (1..)
+        .map(|i| {
+            let mut s = file.as_os_str().to_owned();
+            s.push(format!(".{i}"));
+            PathBuf::from(s)
+        })
+        .take_while(|p| p.exists())
+        .collect()
 }
 
 /// The container name when the workload has exactly one.
