@@ -82,23 +82,26 @@ impl Watcher {
         Watcher { fd }
     }
 
-    /// Resolves when the folder changed (events are drained and briefly debounced).
+    /// Resolves when the folder changed. Cancel-safe: events are consumed only in the
+    /// same poll that returns, so a `select!` that drops this future loses nothing.
     pub async fn changed(&mut self) {
-        let Some(fd) = self.fd.as_mut() else {
-            return std::future::pending().await;
-        };
+        let Some(fd) = self.fd.as_mut() else { return std::future::pending().await };
         let mut buf = [0u8; 4096];
         loop {
-            let Ok(mut guard) = fd.readable_mut().await else {
-                return std::future::pending().await;
-            };
-            match guard.try_io(|ino| ino.get_mut().read_events(&mut buf).map(|ev| ev.count())) {
-                Ok(Ok(_)) => break,
-                Ok(Err(_)) | Err(_) => continue,
+            let Ok(mut guard) = fd.readable_mut().await else { return std::future::pending().await };
+            if let Ok(Ok(_)) = guard.try_io(|ino| ino.get_mut().read_events(&mut buf).map(|ev| ev.count())) {
+                return;
             }
         }
-        // Editors and `cp` write in several steps: let them finish, then drop the rest.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let _ = fd.get_mut().read_events(&mut buf);
+    }
+
+    /// Editors and `cp` write in several steps: after a change, let them finish and drop
+    /// the events they caused, so one edit is read once.
+    pub async fn settle(&mut self) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Some(fd) = self.fd.as_mut() {
+            let mut buf = [0u8; 4096];
+            while fd.get_mut().read_events(&mut buf).is_ok_and(|ev| ev.count() > 0) {}
+        }
     }
 }

@@ -63,6 +63,7 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
                 agent.load_manifests();
             }
             () = watcher.changed() => {
+                watcher.settle().await;
                 agent.load_manifests();
             }
             r = sock.recv(&mut buf) => {
