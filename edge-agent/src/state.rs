@@ -112,7 +112,7 @@ pub struct StartError {
 }
 
 /// The agent's last published view, for `drover-agent ps` (and later the hub).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentReport {
     pub agent_pid: u32,
     pub status: DeviceStatus,

@@ -52,6 +52,8 @@ pub struct Agent {
     pub(super) records: BTreeMap<Name, WorkloadRecord>,
     pub(super) desired: DesiredState,
     pub(super) manifest_error: Option<String>,
+    /// The last report written (without time and memory), to skip identical writes.
+    pub(super) last_report: Option<state::AgentReport>,
     /// Held for the agent's lifetime: one agent per state folder.
     _lock: std::fs::File,
 }
@@ -106,6 +108,7 @@ impl Agent {
             records,
             desired,
             manifest_error: None,
+            last_report: None,
             _lock: lock,
         })
     }

@@ -85,11 +85,17 @@ impl Watcher {
     /// Resolves when the folder changed. Cancel-safe: events are consumed only in the
     /// same poll that returns, so a `select!` that drops this future loses nothing.
     pub async fn changed(&mut self) {
-        let Some(fd) = self.fd.as_mut() else { return std::future::pending().await };
+        let Some(fd) = self.fd.as_mut() else {
+            return std::future::pending().await;
+        };
         let mut buf = [0u8; 4096];
         loop {
-            let Ok(mut guard) = fd.readable_mut().await else { return std::future::pending().await };
-            if let Ok(Ok(_)) = guard.try_io(|ino| ino.get_mut().read_events(&mut buf).map(|ev| ev.count())) {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return std::future::pending().await;
+            };
+            if let Ok(Ok(_)) =
+                guard.try_io(|ino| ino.get_mut().read_events(&mut buf).map(|ev| ev.count()))
+            {
                 return;
             }
         }
@@ -101,7 +107,11 @@ impl Watcher {
         tokio::time::sleep(Duration::from_millis(10)).await;
         if let Some(fd) = self.fd.as_mut() {
             let mut buf = [0u8; 4096];
-            while fd.get_mut().read_events(&mut buf).is_ok_and(|ev| ev.count() > 0) {}
+            while fd
+                .get_mut()
+                .read_events(&mut buf)
+                .is_ok_and(|ev| ev.count() > 0)
+            {}
         }
     }
 }

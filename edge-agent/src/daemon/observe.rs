@@ -91,7 +91,9 @@ impl Agent {
         format!("/{}/{wl}/{c}", self.cfg.cgroup_parent.trim_matches('/'))
     }
 
-    pub(super) fn report(&self, observed: &Observed) -> Result<(), StateError> {
+    /// Writes the status report for `ps`, but only when something other than the clock
+    /// and memory figures changed: a board's flash should not be written every resync.
+    pub(super) fn report(&mut self, observed: &Observed) -> Result<(), StateError> {
         let workloads = self
             .desired
             .workloads
@@ -109,7 +111,13 @@ impl Agent {
             status,
             manifest_error: self.manifest_error.clone(),
         };
-        save_report(&self.paths, &report)
+        let key = report_key(&report);
+        if self.last_report.as_ref() == Some(&key) {
+            return Ok(());
+        }
+        save_report(&self.paths, &report)?;
+        self.last_report = Some(key);
+        Ok(())
     }
 
     fn workload_status(&self, desired: &WorkloadSpec, observed: &Observed) -> WorkloadStatus {
@@ -207,4 +215,20 @@ fn pending_container(c: &drover_protocol::ContainerSpec, phase: Phase) -> Contai
         memory_bytes: None,
         memory_limit_bytes: None,
     }
+}
+
+/// What decides whether a report is worth writing: everything but time and memory.
+fn report_key(report: &AgentReport) -> AgentReport {
+    let mut key = report.clone();
+    key.status.time_ms = 0;
+    for c in key
+        .status
+        .workloads
+        .iter_mut()
+        .flat_map(|w| w.containers.iter_mut())
+    {
+        c.memory_bytes = None;
+        c.memory_limit_bytes = None;
+    }
+    key
 }
