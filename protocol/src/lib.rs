@@ -4,6 +4,7 @@
 //! This crate must never do IO, spawn tasks or depend on either binary: both binaries
 //! depend on it, and everything here is pure and unit tested.
 
+pub mod auth;
 pub mod codec;
 pub mod manifest;
 pub mod names;

@@ -119,6 +119,19 @@ pub struct DeviceStatus {
     /// Unix time in milliseconds when this snapshot was taken.
     pub time_ms: u64,
     pub workloads: Vec<WorkloadStatus>,
+    /// What the device can offer workloads; the hub's placement uses it.
+    pub capacity: Capacity,
+}
+
+/// A device's resources, as reported by its agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Total memory of the device.
+    pub memory_bytes: u64,
+    /// Thousandths of a CPU (4 cores = 4000).
+    pub cpu_millis: u32,
+    /// Sum of the memory limits of the workloads it runs.
+    pub memory_reserved_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

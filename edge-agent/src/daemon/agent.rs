@@ -149,6 +149,9 @@ impl Agent {
         }
         self.desired.workloads = workloads;
         self.desired.generation += 1;
+        // Image references (tags) are resolved again for each generation.
+        self.prepared.clear();
+        self.image_states.clear();
         self.desired.device = self.cfg.device.clone();
         info!(
             generation = self.desired.generation,

@@ -1,7 +1,9 @@
 //! Observation: the records, the shims' status files and `/proc` turned into the
 //! planner's [`Observed`] snapshot, and the status report built from it.
 
-use drover_protocol::{ContainerStatus, DeviceStatus, Name, Phase, WorkloadSpec, WorkloadStatus};
+use drover_protocol::{
+    Capacity, ContainerStatus, DeviceStatus, Name, Phase, WorkloadSpec, WorkloadStatus,
+};
 
 use super::Agent;
 use crate::cgroups;
@@ -104,6 +106,7 @@ impl Agent {
             device: self.cfg.device.clone(),
             observed_generation: self.desired.generation,
             time_ms: now_ms(),
+            capacity: self.capacity(),
             workloads,
         };
         let report = AgentReport {
@@ -118,6 +121,23 @@ impl Agent {
         save_report(&self.paths, &report)?;
         self.last_report = Some(key);
         Ok(())
+    }
+
+    /// The device's memory and CPUs, and the memory its desired workloads reserve.
+    fn capacity(&self) -> Capacity {
+        let memory_reserved_bytes = self
+            .desired
+            .workloads
+            .iter()
+            .flat_map(|w| &w.containers)
+            .filter_map(|c| c.resources.memory_bytes)
+            .sum();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        Capacity {
+            memory_bytes: host_memory_bytes(),
+            cpu_millis: cpus * 1000,
+            memory_reserved_bytes,
+        }
     }
 
     fn workload_status(&self, desired: &WorkloadSpec, observed: &Observed) -> WorkloadStatus {
@@ -231,4 +251,19 @@ fn report_key(report: &AgentReport) -> AgentReport {
         c.memory_limit_bytes = None;
     }
     key
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes (0 when unreadable).
+fn host_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
 }
