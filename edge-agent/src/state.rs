@@ -43,6 +43,9 @@ impl StatePaths {
     pub fn desired(&self) -> PathBuf {
         self.root.join("desired.bin")
     }
+    pub fn hub_desired(&self) -> PathBuf {
+        self.root.join("hub-desired.bin")
+    }
     pub fn status(&self) -> PathBuf {
         self.root.join("status.json")
     }
@@ -118,6 +121,11 @@ pub struct AgentReport {
     pub status: DeviceStatus,
     /// Set while the manifests folder cannot be read; the last good state is kept.
     pub manifest_error: Option<String>,
+    /// Things worth a look that do not stop anything (e.g. a static workload hidden by
+    /// a hub workload of the same name).
+    pub warnings: Vec<String>,
+    /// The link to the hub, when one is configured.
+    pub hub: Option<crate::hub::LinkStats>,
 }
 
 #[derive(Debug, thiserror::Error)]

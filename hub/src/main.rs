@@ -1,29 +1,143 @@
-//! `drover-hub`: the fleet hub (server and CLI in one binary). The server arrives with the
-//! MQTT channel; for now the binary only describes itself.
+//! `drover-hub`: the fleet hub, server and CLI in one binary. Each subcommand parses its
+//! arguments and calls into the library; no logic lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use drover_hub::cli::{self, Client, DescribeKind, Format, GetKind};
+use drover_hub::config::HubConfig;
 
 /// Drover hub: holds fleet manifests and pushes each device's desired state over MQTT.
 #[derive(Parser, Debug)]
 #[command(name = "drover-hub", version, about, long_about = None)]
 struct Cli {
+    /// The hub's API, for every command but `serve`.
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_HUB_API",
+        default_value = "http://127.0.0.1:7780"
+    )]
+    api: String,
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the hub: store, embedded MQTT broker, HTTP API.
+    Serve {
+        /// Hub config file (TOML); built-in defaults when absent.
+        #[arg(
+            long,
+            env = "DROVER_HUB_CONFIG",
+            default_value = "/etc/drover/hub.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Create or update the Deployments and Devices in manifest files (all or nothing).
+    Apply(FilesArg),
+    /// Delete the Deployments named in manifest files (Device objects are ignored).
+    Delete(FilesArg),
+    /// List devices or deployments, or show the hub's counters.
+    Get {
+        kind: GetKind,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show one device or deployment in detail, with recent events.
+    Describe {
+        kind: DescribeKind,
+        name: String,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Manage devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Print version information.
     Version,
 }
 
-fn main() {
+#[derive(clap::Args, Debug)]
+struct FilesArg {
+    /// A manifest file, or a folder whose *.yaml / *.yml files are read in name order.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum DeviceCommand {
+    /// Register a device and print the agent config snippet it needs.
+    Add {
+        name: String,
+        /// A label `key=value`; repeat for more.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    drover_hub::fleet::parse_label(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Version) => println!("drover-hub {}", env!("CARGO_PKG_VERSION")),
-        None => {
-            eprintln!("drover-hub: the hub server is not built yet (see issue 3); try --help");
-            std::process::exit(2);
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Version => {
+            println!("drover-hub {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        command => run_client(&cli.api, command).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drover-hub: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
+    let client = Client::new(api);
+    match command {
+        Command::Apply(f) => cli::apply(&client, &f.files),
+        Command::Delete(f) => cli::delete(&client, &f.files),
+        Command::Get { kind, output } => cli::get(&client, kind, output),
+        Command::Describe { kind, name, output } => cli::describe(&client, kind, &name, output),
+        Command::Device(DeviceCommand::Add {
+            name,
+            labels,
+            output,
+        }) => cli::add_device(&client, &name, labels, output),
+        Command::Serve { .. } | Command::Version => Ok(()),
+    }
+}
+
+fn serve(path: &std::path::Path) -> Result<(), String> {
+    let config = HubConfig::load_or_default(path).map_err(|e| e.to_string())?;
+    init_logging(&config.log_level);
+    drover_hub::serve::run(config).map_err(|e| e.to_string())
+}
+
+/// RUST_LOG wins; otherwise the configured filter, with rumqttd kept at `warn` unless the
+/// filter names it (it logs every clean disconnect as an error-level line otherwise noisy).
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.is_empty() => f,
+        _ if level.contains("rumqttd") => level.to_owned(),
+        _ => format!("{level},rumqttd=warn"),
+    };
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -36,11 +36,9 @@ impl TestAgent {
         let cgroup_parent = unique("drover-test");
         let config = dir.path().join("agent.toml");
         let toml = format!(
-            "device = \"{}\"\nstate_dir = \"{}\"\nmanifests_dir = \"{}\"\ncgroup_parent = \"{cgroup_parent}\"\n\
-             resync_interval = \"2s\"\nlog_level = \"info,drover_agent=debug\"\n",
+            "device = \"{}\"\n{}",
             test.replace('_', "-"),
-            state.display(),
-            manifests.display()
+            base_config(&state, &manifests, &cgroup_parent)
         );
         fs::write(&config, toml).expect("config");
         TestAgent {
@@ -53,6 +51,13 @@ impl TestAgent {
             runs: 0,
             started_ms: 0,
         }
+    }
+
+    /// Points the agent at a hub: `snippet` is what `drover-hub device add` printed
+    /// (device name and `[hub]` section). Takes effect at the next start.
+    pub fn connect_to_hub(&self, snippet: &str) {
+        let toml = format!("{}\n{snippet}\n", base_config(&self.state, &self.manifests, &self.cgroup_parent));
+        fs::write(&self.config, toml).expect("config");
     }
 
     /// Starts the agent process; its log goes to `agent-N.log` in the test folder.
@@ -236,7 +241,8 @@ impl TestAgent {
 
     /// Stops everything this agent started and removes its cgroups and mounts.
     fn cleanup(&mut self) {
-        if self.child.is_some() {
+        let has_hub = fs::read_to_string(&self.config).is_ok_and(|c| c.contains("[hub]"));
+        if self.child.is_some() && !has_hub {
             if let Ok(entries) = fs::read_dir(&self.manifests) {
                 for e in entries.flatten() {
                     let _ = fs::remove_file(e.path());
@@ -270,6 +276,16 @@ impl Drop for TestAgent {
         }
         self.cleanup();
     }
+}
+
+/// The agent settings every test agent shares (no device name, no hub).
+fn base_config(state: &Path, manifests: &Path, cgroup_parent: &str) -> String {
+    format!(
+        "state_dir = \"{}\"\nmanifests_dir = \"{}\"\ncgroup_parent = \"{cgroup_parent}\"\n\
+         resync_interval = \"2s\"\nlog_level = \"info,drover_agent=debug\"\n",
+        state.display(),
+        manifests.display()
+    )
 }
 
 fn collect_procs(dir: &Path, pids: &mut Vec<i32>) {

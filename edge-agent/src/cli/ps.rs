@@ -43,9 +43,19 @@ pub fn ps(config: &Path, format: Format) -> u8 {
     if let Some(e) = &report.manifest_error {
         eprintln!("warning: manifests not applied: {e}");
     }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(h) = &report.hub {
+        let state = if h.connected { "connected" } else { "disconnected" };
+        eprintln!(
+            "hub: {state}, desired generation {}, rejected desired states {}, dropped status updates {}",
+            report.status.observed_generation, h.rejected_desired, h.dropped_status
+        );
+    }
     refresh_memory(&mut report.status, cfg.cgroup_parent.trim_matches('/'));
     match format {
-        Format::Json => match serde_json::to_string_pretty(&report.status) {
+        Format::Json => match json(&report) {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("drover-agent: {e}");
@@ -55,6 +65,18 @@ pub fn ps(config: &Path, format: Format) -> u8 {
         Format::Table => print!("{}", table(&report.status, now_ms())),
     }
     0
+}
+
+/// The status as JSON, with the agent's own view (manifest errors, hub link) under `agent`.
+fn json(report: &state::AgentReport) -> serde_json::Result<String> {
+    let mut v = serde_json::to_value(&report.status)?;
+    v["agent"] = serde_json::json!({
+        "pid": report.agent_pid,
+        "manifest_error": report.manifest_error,
+        "warnings": report.warnings,
+        "hub": report.hub,
+    });
+    serde_json::to_string_pretty(&v)
 }
 
 /// True when some process holds the state folder's lock.

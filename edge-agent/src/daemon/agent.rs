@@ -34,6 +34,10 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
+    pub fn hub(e: impl std::fmt::Display) -> Self {
+        DaemonError::Io { context: "hub link".into(), source: std::io::Error::other(e.to_string()) }
+    }
+
     pub fn signal(source: std::io::Error) -> Self {
         DaemonError::Io {
             context: "installing signal handlers".into(),
@@ -50,8 +54,20 @@ pub struct Agent {
     pub(super) prepared: BTreeMap<String, PreparedImage>,
     pub(super) image_states: BTreeMap<String, ImageState>,
     pub(super) records: BTreeMap<Name, WorkloadRecord>,
+    /// What the agent reconciles towards: the hub's workloads plus the static ones.
+    /// Its generation is the hub's (0 without a hub).
     pub(super) desired: DesiredState,
+    /// Workloads from the manifests folder (persisted as `desired.bin`).
+    pub(super) static_desired: DesiredState,
+    /// The last verified desired state from the hub (persisted signed, `hub-desired.bin`).
+    pub(super) hub_desired: Option<DesiredState>,
+    /// Static workloads hidden by a hub workload of the same name.
+    pub(super) conflicts: Vec<String>,
     pub(super) manifest_error: Option<String>,
+    /// The latest link statistics, shown in the report.
+    pub(super) link_stats: Option<crate::hub::LinkStats>,
+    /// A changed status the event loop has yet to hand to the hub link.
+    pub(super) status_to_publish: Option<drover_protocol::DeviceStatus>,
     /// The last report written (without time and memory), to skip identical writes.
     pub(super) last_report: Option<state::AgentReport>,
     /// Held for the agent's lifetime: one agent per state folder.
@@ -72,7 +88,7 @@ impl Agent {
         for e in errors {
             error!("skipping unreadable workload record: {e}");
         }
-        let desired = match state::load_desired(&paths) {
+        let static_desired = match state::load_desired(&paths) {
             Ok(Some(d)) => d,
             Ok(None) => DesiredState {
                 device: cfg.device.clone(),
@@ -91,14 +107,15 @@ impl Agent {
         info!(
             device = %cfg.device,
             state_dir = %paths.root.display(),
-            generation = desired.generation,
-            workloads = desired.workloads.len(),
+            generation = static_desired.generation,
+            workloads = static_desired.workloads.len(),
             adopted_records = records.len(),
             "agent state loaded"
         );
         let images = ImageStore::open(&paths.images())?;
         let runtime = ShimRuntime::new(paths.runtime());
-        Ok(Agent {
+        let desired = DesiredState { device: cfg.device.clone(), generation: 0, workloads: vec![] };
+        let mut agent = Agent {
             cfg,
             paths,
             runtime,
@@ -107,10 +124,18 @@ impl Agent {
             image_states: BTreeMap::new(),
             records,
             desired,
+            static_desired,
+            hub_desired: None,
+            conflicts: Vec::new(),
             manifest_error: None,
             last_report: None,
+            link_stats: None,
+            status_to_publish: None,
             _lock: lock,
-        })
+        };
+        agent.load_hub_desired();
+        agent.merge();
+        Ok(agent)
     }
 
     pub fn manifests_dir(&self) -> Option<&Path> {
@@ -142,24 +167,77 @@ impl Agent {
         }
     }
 
-    /// Takes a new set of desired workloads; bumps and persists the generation on change.
+    /// Takes a new set of static workloads; bumps and persists their generation on change.
     fn set_desired(&mut self, workloads: Vec<WorkloadSpec>) {
-        if workloads == self.desired.workloads {
+        if workloads == self.static_desired.workloads {
             return;
         }
-        self.desired.workloads = workloads;
-        self.desired.generation += 1;
-        // Image references (tags) are resolved again for each generation.
-        self.prepared.clear();
-        self.image_states.clear();
-        self.desired.device = self.cfg.device.clone();
-        info!(
-            generation = self.desired.generation,
-            workloads = self.desired.workloads.len(),
-            "new desired state"
-        );
-        if let Err(e) = state::save_desired(&self.paths, &self.desired) {
-            error!("cannot persist desired state (it still applies until restart): {e}");
+        self.static_desired.workloads = workloads;
+        self.static_desired.generation += 1;
+        self.static_desired.device = self.cfg.device.clone();
+        info!(generation = self.static_desired.generation, workloads = self.static_desired.workloads.len(), "new static manifests");
+        if let Err(e) = state::save_desired(&self.paths, &self.static_desired) {
+            error!("cannot persist the manifests' desired state (it still applies until restart): {e}");
+        }
+        self.merge();
+    }
+
+    /// Takes a verified desired state from the hub; `payload` is its signed form, kept so
+    /// that it can be verified again after a restart.
+    pub fn set_hub_desired(&mut self, desired: DesiredState, payload: &[u8]) {
+        info!(generation = desired.generation, workloads = desired.workloads.len(), "new desired state from the hub");
+        if let Err(e) = crate::fsutil::write_atomic(&self.paths.hub_desired(), payload) {
+            error!("cannot persist the hub's desired state (it still applies until restart): {e}");
+        }
+        self.hub_desired = Some(desired);
+        self.merge();
+    }
+
+    /// Loads the hub's last desired state, verifying it again against the pinned key: a
+    /// file that does not verify (changed key, tampering) is ignored, loudly.
+    fn load_hub_desired(&mut self) {
+        let Some(hub) = &self.cfg.hub else { return };
+        let Ok(payload) = std::fs::read(self.paths.hub_desired()) else { return };
+        let verified = hub
+            .verifying_key()
+            .map_err(|e| e.to_string())
+            .and_then(|key| {
+                drover_protocol::auth::verify_desired(&payload, &key, &self.cfg.device, 0).map_err(|e| e.to_string())
+            });
+        match verified {
+            Ok(d) => {
+                info!(generation = d.generation, workloads = d.workloads.len(), "hub's desired state loaded from disk");
+                self.hub_desired = Some(d);
+            }
+            Err(e) => error!("ignoring the stored hub desired state: {e}"),
+        }
+    }
+
+    /// The generation of the hub's desired state held (0 when none).
+    pub fn hub_generation(&self) -> u64 {
+        self.hub_desired.as_ref().map_or(0, |d| d.generation)
+    }
+
+    /// Recomputes `desired` from the hub's and the static workloads. The hub wins a name
+    /// clash; the hidden static workload is reported.
+    fn merge(&mut self) {
+        let mut workloads = self.hub_desired.as_ref().map(|d| d.workloads.clone()).unwrap_or_default();
+        self.conflicts.clear();
+        for w in &self.static_desired.workloads {
+            if workloads.iter().any(|h| h.name == w.name) {
+                self.conflicts.push(format!("workload `{}` is defined by the hub and in the manifests folder: the hub's is used", w.name));
+            } else {
+                workloads.push(w.clone());
+            }
+        }
+        let generation = self.hub_generation();
+        if workloads != self.desired.workloads || generation != self.desired.generation {
+            if workloads != self.desired.workloads {
+                // Image references (tags) are resolved again for each new desired state.
+                self.prepared.clear();
+                self.image_states.clear();
+            }
+            self.desired = DesiredState { device: self.cfg.device.clone(), generation, workloads };
         }
     }
 

@@ -18,6 +18,7 @@ use tracing::info;
 pub use agent::{Agent, DaemonError};
 
 use crate::fsutil::now_ms;
+use crate::hub::{self, HubEvent};
 
 /// Runs the agent until SIGTERM or SIGINT. Containers keep running after it exits.
 pub fn run(agent: Agent) -> Result<(), DaemonError> {
@@ -34,30 +35,32 @@ pub fn run(agent: Agent) -> Result<(), DaemonError> {
 async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
     let sock_path = agent.paths.agent_sock();
     let _ = std::fs::remove_file(&sock_path);
-    let sock = UnixDatagram::bind(&sock_path).map_err(|e| DaemonError::Io {
-        context: format!("binding {}", sock_path.display()),
-        source: e,
-    })?;
+    let sock = UnixDatagram::bind(&sock_path)
+        .map_err(|e| DaemonError::Io { context: format!("binding {}", sock_path.display()), source: e })?;
     let mut watcher = manifests::Watcher::new(agent.manifests_dir());
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::signal)?;
+    let (hub_tx, mut hub_rx) = tokio::sync::mpsc::channel::<HubEvent>(8);
+    let link = match &agent.cfg.hub {
+        Some(h) => Some(hub::spawn(h, &agent.cfg.device, agent.hub_generation(), hub_tx.clone()).map_err(DaemonError::hub)?),
+        None => None,
+    };
     let resync = agent.resync_interval();
     let mut buf = [0u8; 256];
     agent.load_manifests();
     loop {
+        agent.link_stats = link.as_ref().map(|l| l.stats());
         let (a, wake_at) = tokio::task::spawn_blocking(move || {
             let wake = agent.reconcile();
             (agent, wake)
         })
         .await
-        .map_err(|e| DaemonError::Io {
-            context: "reconcile task".into(),
-            source: std::io::Error::other(e),
-        })?;
+        .map_err(|e| DaemonError::Io { context: "reconcile task".into(), source: std::io::Error::other(e) })?;
         agent = a;
-        let sleep = wake_at.map_or(resync, |w| {
-            Duration::from_millis(w.saturating_sub(now_ms())).min(resync)
-        });
+        if let (Some(l), Some(st)) = (&link, agent.status_to_publish.take()) {
+            l.publish_status(st);
+        }
+        let sleep = wake_at.map_or(resync, |w| Duration::from_millis(w.saturating_sub(now_ms())).min(resync));
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {
                 agent.load_manifests();
@@ -69,6 +72,15 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
             r = sock.recv(&mut buf) => {
                 if let Ok(n) = r {
                     info!(message = %String::from_utf8_lossy(&buf[..n]).trim(), "shim reported");
+                }
+            }
+            Some(ev) = hub_rx.recv() => {
+                if let HubEvent::Desired { state, payload } = ev {
+                    let generation = state.generation;
+                    agent.set_hub_desired(state, &payload);
+                    if let Some(l) = &link {
+                        l.set_held_generation(generation);
+                    }
                 }
             }
             _ = term.recv() => break,

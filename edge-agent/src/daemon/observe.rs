@@ -113,12 +113,17 @@ impl Agent {
             agent_pid: std::process::id(),
             status,
             manifest_error: self.manifest_error.clone(),
+            warnings: self.conflicts.clone(),
+            hub: self.link_stats.clone(),
         };
         let key = report_key(&report);
         if self.last_report.as_ref() == Some(&key) {
             return Ok(());
         }
         save_report(&self.paths, &report)?;
+        if self.last_report.as_ref().is_none_or(|last| last.status != key.status) {
+            self.status_to_publish = Some(report.status.clone());
+        }
         self.last_report = Some(key);
         Ok(())
     }

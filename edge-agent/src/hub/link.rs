@@ -1,0 +1,288 @@
+//! The async shell of the hub link: two tasks around one rumqttc client.
+//!
+//! `Receiver` owns the `EventLoop` and is the only one to poll it (a poll is never
+//! cancelled mid-write); it handles connects, back-off and desired states. `Sender` turns
+//! queued status snapshots and heartbeats into `try_publish` calls while connected.
+//! Neither ever awaits the MQTT request channel: a full channel leaves the snapshot queued.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use drover_protocol::auth::seal_status;
+use drover_protocol::{DeviceStatus, topics};
+use ed25519_dalek::VerifyingKey;
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, sleep_until};
+use tracing::{debug, info, warn};
+
+use super::backoff::{Backoff, random_u32};
+use super::config::{HubConfig, HubConfigError};
+use super::decide::{Decision, RateLimit, decide};
+use super::{HubEvent, Shared};
+use crate::fsutil::now_ms;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+const MAX_INCOMING: usize = 256 * 1024;
+const MAX_OUTGOING: usize = 64 * 1024;
+const WARN_PERIOD: Duration = Duration::from_secs(60);
+/// Pause before retrying when the MQTT request channel was full.
+const CHANNEL_RETRY: Duration = Duration::from_millis(200);
+
+pub(super) struct Receiver {
+    eventloop: EventLoop,
+    client: AsyncClient,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<HubEvent>,
+    key: VerifyingKey,
+    broker: String,
+    desired_topic: String,
+    online_topic: String,
+    backoff: Backoff,
+    warned: RateLimit,
+    ever_connected: bool,
+}
+
+pub(super) struct Sender {
+    client: AsyncClient,
+    shared: Arc<Shared>,
+    credential: String,
+    heartbeat: Duration,
+    status_topic: String,
+}
+
+/// Sets up the client and the two halves of the link (nothing is connected yet).
+pub(super) fn build(
+    cfg: &HubConfig,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<HubEvent>,
+) -> Result<(Receiver, Sender), HubConfigError> {
+    let (host, port) = cfg.broker_addr()?;
+    let device = shared.device.to_string();
+    let online_topic = topics::online(&shared.device);
+    let mut opts = MqttOptions::new(device.clone(), host, port);
+    opts.set_credentials(device, cfg.credential.clone())
+        .set_clean_session(true)
+        .set_keep_alive(KEEP_ALIVE)
+        .set_max_packet_size(MAX_INCOMING, MAX_OUTGOING)
+        .set_last_will(LastWill::new(
+            online_topic.clone(),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+    // Room for `online` + subscribe + a full flush of the offline queue.
+    let (client, eventloop) = AsyncClient::new(opts, cfg.status_queue as usize + 8);
+    let receiver = Receiver {
+        eventloop,
+        client: client.clone(),
+        key: cfg.verifying_key()?,
+        broker: cfg.broker.clone(),
+        desired_topic: topics::desired(&shared.device),
+        online_topic,
+        events,
+        backoff: Backoff::default(),
+        warned: RateLimit::new(WARN_PERIOD),
+        ever_connected: false,
+        shared: shared.clone(),
+    };
+    let sender = Sender {
+        client,
+        credential: cfg.credential.clone(),
+        heartbeat: cfg.heartbeat.as_duration(),
+        status_topic: topics::status(&shared.device),
+        shared,
+    };
+    Ok((receiver, sender))
+}
+
+impl Receiver {
+    /// Polls the event loop forever; returns only when the daemon dropped its receiver.
+    pub(super) async fn run(mut self) {
+        loop {
+            let event = self.eventloop.poll().await;
+            let alive = match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => self.on_connected().await,
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.desired_topic => {
+                    self.on_desired(&p.payload).await
+                }
+                Ok(_) => true,
+                Err(e) => self.on_error(e).await,
+            };
+            if !alive {
+                debug!(device = %self.shared.device, "hub link stopped: the daemon is gone");
+                return;
+            }
+        }
+    }
+
+    async fn on_connected(&mut self) -> bool {
+        self.backoff.reset();
+        // The request channel is empty here (rumqttc drops the old session's requests on
+        // a clean-session ConnAck), so these cannot find it full.
+        let online = self
+            .client
+            .try_publish(&self.online_topic, QoS::AtLeastOnce, true, "online");
+        let sub = self
+            .client
+            .try_subscribe(&self.desired_topic, QoS::AtLeastOnce);
+        if let Err(e) = online.and(sub) {
+            warn!(device = %self.shared.device, "cannot announce presence or subscribe: {e}");
+        }
+        {
+            let mut st = self.shared.lock();
+            st.connected = true;
+            st.resend_latest = true;
+            st.stats.connected = true;
+            if self.ever_connected {
+                st.stats.reconnects += 1;
+            }
+        }
+        self.ever_connected = true;
+        self.shared.wake.notify_one();
+        info!(device = %self.shared.device, broker = %self.broker, "connected to the hub broker");
+        self.events.send(HubEvent::Connected).await.is_ok()
+    }
+
+    async fn on_desired(&mut self, payload: &[u8]) -> bool {
+        let held = self.shared.held.load(Ordering::SeqCst);
+        match decide(payload, &self.key, &self.shared.device, held) {
+            Decision::Accept(state) => {
+                self.shared
+                    .held
+                    .fetch_max(state.generation, Ordering::SeqCst);
+                info!(device = %self.shared.device, generation = state.generation, held,
+                    "received a new desired state");
+                let ev = HubEvent::Desired {
+                    state,
+                    payload: payload.to_vec(),
+                };
+                self.events.send(ev).await.is_ok()
+            }
+            Decision::Ignore => true,
+            Decision::Reject { reason, error } => {
+                {
+                    let mut st = self.shared.lock();
+                    st.stats.rejected_desired += 1;
+                    *st.stats
+                        .rejected_by_reason
+                        .entry(reason.to_owned())
+                        .or_default() += 1;
+                }
+                if let Some(suppressed) = self.warned.allow(reason, std::time::Instant::now()) {
+                    warn!(device = %self.shared.device, reason, held, suppressed,
+                        "rejected desired state: {error}");
+                }
+                true
+            }
+        }
+    }
+
+    /// Marks the link down, logs the change once, and waits out the back-off.
+    async fn on_error(&mut self, e: ConnectionError) -> bool {
+        let was_connected = {
+            let mut st = self.shared.lock();
+            st.stats.connected = false;
+            std::mem::replace(&mut st.connected, false)
+        };
+        let delay = self.backoff.next_delay(random_u32());
+        let failures = self.backoff.failures();
+        let device = &self.shared.device;
+        let mut alive = true;
+        if was_connected {
+            warn!(device = %device, broker = %self.broker, "lost the hub broker: {e}");
+            alive = self.events.send(HubEvent::Disconnected).await.is_ok();
+        } else if failures == 1 {
+            warn!(device = %device, broker = %self.broker, "cannot reach the hub broker: {e}");
+        } else {
+            debug!(device = %device, failures, delay_ms = delay.as_millis() as u64,
+                "hub broker still unreachable: {e}");
+        }
+        sleep(delay).await;
+        alive
+    }
+}
+
+impl Sender {
+    /// Sends queued snapshots and heartbeats; ends when the receiver ends (aborted).
+    pub(super) async fn run(self) {
+        let mut last_sent = Instant::now();
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            let due = retry_at.unwrap_or(last_sent + self.heartbeat);
+            tokio::select! {
+                _ = self.shared.wake.notified() => {}
+                _ = sleep_until(due) => {}
+            }
+            retry_at = None;
+            let heartbeat_due = Instant::now() >= last_sent + self.heartbeat;
+            match self.send_pending(heartbeat_due) {
+                Flush::Sent => last_sent = Instant::now(),
+                Flush::Idle => {}
+                Flush::Offline if heartbeat_due => last_sent = Instant::now(),
+                Flush::Offline => {}
+                Flush::ChannelFull => retry_at = Some(Instant::now() + CHANNEL_RETRY),
+            }
+        }
+    }
+
+    /// Hands every queued snapshot to the client, or the latest one again when a heartbeat
+    /// is due or the link just connected.
+    fn send_pending(&self, heartbeat_due: bool) -> Flush {
+        let mut sent = false;
+        loop {
+            let next = {
+                let mut st = self.shared.lock();
+                if !st.connected {
+                    return Flush::Offline;
+                }
+                match st.queue.pop() {
+                    Some(s) => Some(s),
+                    None if st.resend_latest || (heartbeat_due && !sent) => {
+                        st.latest.clone().map(|mut s| {
+                            s.time_ms = now_ms();
+                            s
+                        })
+                    }
+                    None => None,
+                }
+            };
+            let Some(status) = next else { break };
+            if !self.try_send(&status) {
+                let mut st = self.shared.lock();
+                if st.queue.unpop(status) {
+                    st.stats.dropped_status += 1;
+                }
+                return Flush::ChannelFull;
+            }
+            let mut st = self.shared.lock();
+            st.resend_latest = false;
+            st.stats.published_status += 1;
+            sent = true;
+        }
+        if sent { Flush::Sent } else { Flush::Idle }
+    }
+
+    /// Seals and hands over one snapshot; false when the request channel is full.
+    fn try_send(&self, status: &DeviceStatus) -> bool {
+        let payload = match seal_status(status, self.credential.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                // Encoding a status cannot fail in practice; drop it rather than retry forever.
+                warn!(device = %self.shared.device, "cannot encode status: {e}");
+                return true;
+            }
+        };
+        self.client
+            .try_publish(&self.status_topic, QoS::AtLeastOnce, false, payload)
+            .is_ok()
+    }
+}
+
+enum Flush {
+    Sent,
+    Idle,
+    Offline,
+    ChannelFull,
+}

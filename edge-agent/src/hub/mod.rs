@@ -1,0 +1,167 @@
+//! The agent's link to its hub over MQTT: receives signed desired states, sends sealed
+//! status snapshots, and keeps reconnecting with jittered back-off while the hub or the
+//! broker is away.
+//!
+//! Decisions are pure (`decide`, `backoff`, `queue`); `link` is the thin async shell around
+//! rumqttc. This module must never block the agent (every call on `HubHandle` returns at
+//! once), never trust the broker (every desired state is verified against the pinned key,
+//! the device name and the generation held), and never panic on anything it receives.
+
+pub mod backoff;
+pub mod config;
+pub mod decide;
+mod link;
+pub mod queue;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use drover_protocol::{DesiredState, DeviceStatus, Name};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+
+pub use config::{HubConfig, HubConfigError};
+
+use queue::StatusQueue;
+
+/// What the link tells the daemon.
+#[derive(Debug)]
+pub enum HubEvent {
+    /// A verified desired state newer than the one held; `payload` is the signed MQTT
+    /// payload it came in, for the daemon to persist (and re-verify after a reboot).
+    Desired {
+        state: DesiredState,
+        payload: Vec<u8>,
+    },
+    /// The broker accepted the connection (sent on every reconnect too).
+    Connected,
+    /// The connection was lost; the link keeps retrying by itself.
+    Disconnected,
+}
+
+/// Counters of the link, for the agent's own status and tests.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LinkStats {
+    pub connected: bool,
+    /// Desired-state payloads refused, in total.
+    pub rejected_desired: u64,
+    /// The same, by reason: `bad_signature`, `wrong_device`, `stale_generation`, `malformed`.
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Status snapshots dropped because the offline queue was full.
+    pub dropped_status: u64,
+    /// Status snapshots handed to the MQTT client while connected (heartbeats included).
+    pub published_status: u64,
+    /// Successful connections after the first one.
+    pub reconnects: u64,
+}
+
+/// State shared by the handle and the link tasks. The mutex is never held across `.await`.
+struct Shared {
+    device: Name,
+    held: AtomicU64,
+    state: Mutex<LinkState>,
+    /// Wakes the status sender: a new snapshot, or a fresh connection.
+    wake: Notify,
+}
+
+struct LinkState {
+    queue: StatusQueue,
+    /// The newest snapshot, re-sent on every heartbeat and after every reconnect.
+    latest: Option<DeviceStatus>,
+    connected: bool,
+    /// Set on ConnAck: send `latest` even if nothing new was queued.
+    resend_latest: bool,
+    stats: LinkStats,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, LinkState> {
+        // A panic elsewhere while holding the lock leaves plain data behind: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Aborts the link's tasks when the last `HubHandle` is dropped (the broker then sees the
+/// connection close and publishes the `offline` last will).
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// The daemon's side of the link. Cheap to clone; every method returns at once.
+#[derive(Clone)]
+pub struct HubHandle {
+    shared: Arc<Shared>,
+    _tasks: Arc<Tasks>,
+}
+
+/// Starts the link on the current tokio runtime. `held_generation` is the generation of
+/// the desired state the daemon already persisted (0 for none).
+pub fn spawn(
+    cfg: &HubConfig,
+    device: &Name,
+    held_generation: u64,
+    events: mpsc::Sender<HubEvent>,
+) -> Result<HubHandle, HubConfigError> {
+    cfg.validate()?;
+    let rt = tokio::runtime::Handle::try_current().map_err(|_| HubConfigError::NoRuntime)?;
+    let shared = Arc::new(Shared {
+        device: device.clone(),
+        held: AtomicU64::new(held_generation),
+        state: Mutex::new(LinkState {
+            queue: StatusQueue::new(cfg.status_queue),
+            latest: None,
+            connected: false,
+            resend_latest: false,
+            stats: LinkStats::default(),
+        }),
+        wake: Notify::new(),
+    });
+    let (receiver, sender) = link::build(cfg, shared.clone(), events)?;
+    let tasks = vec![rt.spawn(receiver.run()), rt.spawn(sender.run())];
+    Ok(HubHandle {
+        shared,
+        _tasks: Arc::new(Tasks(tasks)),
+    })
+}
+
+impl HubHandle {
+    /// Queues a status snapshot for the hub. Never blocks; while offline at most
+    /// `status_queue` snapshots are kept, the oldest dropped and counted.
+    pub fn publish_status(&self, status: DeviceStatus) {
+        {
+            let mut st = self.shared.lock();
+            st.latest = Some(status.clone());
+            let dropped = st.queue.push(status);
+            st.stats.dropped_status += dropped;
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// Tells the link which generation the daemon now holds (after persisting it). The
+    /// held generation only ever rises: a lower value is ignored.
+    pub fn set_held_generation(&self, generation: u64) {
+        self.shared.held.fetch_max(generation, Ordering::SeqCst);
+    }
+
+    /// The generation the link currently treats as held.
+    pub fn held_generation(&self) -> u64 {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
+    /// A copy of the link's counters.
+    pub fn stats(&self) -> LinkStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// The device this link speaks for.
+    pub fn device(&self) -> &Name {
+        &self.shared.device
+    }
+}

@@ -1,0 +1,325 @@
+//! The agent's hub link against a real Mosquitto broker (Debian package `mosquitto`):
+//! signed desired states in, forged ones counted, sealed status out, the offline queue
+//! bounded, and reconnection by itself after the broker restarts on the same port.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use drover_agent::hub::{self, HubConfig, HubEvent, HubHandle, LinkStats};
+use drover_protocol::auth::{open_status, sign_desired};
+use drover_protocol::{DesiredState, DeviceStatus, Name, topics};
+use ed25519_dalek::SigningKey;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio::time::{sleep, timeout};
+
+const CREDENTIAL: &str = "test-credential-0123456789";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A Mosquitto process on a fixed local port; killed on drop.
+struct Broker {
+    child: Child,
+    conf: PathBuf,
+    log: PathBuf,
+    port: u16,
+}
+
+fn mosquitto_binary() -> PathBuf {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("mosquitto is not installed: `apt-get install mosquitto` (this test needs a real broker)")
+        })
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Broker {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let log = dir.join("mosquitto.log");
+        let child = Broker::spawn(&conf, &log, port);
+        Broker {
+            child,
+            conf,
+            log,
+            port,
+        }
+    }
+
+    fn spawn(conf: &Path, log: &Path, port: u16) -> Child {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("broker log");
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::from(out.try_clone().expect("dup log")))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("start mosquitto");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}: see {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.child = Broker::spawn(&self.conf, &self.log, self.port);
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain MQTT client playing the hub: publishes desired states, collects status and presence.
+struct FakeHub {
+    client: AsyncClient,
+    received: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+}
+
+impl FakeHub {
+    async fn connect(port: u16, device: &Name) -> FakeHub {
+        let mut opts = MqttOptions::new("test-hub", "127.0.0.1", port);
+        opts.set_max_packet_size(256 * 1024, 256 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        let (tx, received) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready) = mpsc::unbounded_channel();
+        let subscriber = client.clone();
+        let (status, online) = (topics::status(device), topics::online(device));
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = subscriber.try_subscribe(&status, QoS::AtLeastOnce);
+                        let _ = subscriber.try_subscribe(&online, QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        timeout(WAIT, ready.recv())
+            .await
+            .expect("fake hub subscribed");
+        FakeHub { client, received }
+    }
+
+    async fn publish_desired(&self, device: &Name, payload: Vec<u8>) {
+        self.client
+            .publish(topics::desired(device), QoS::AtLeastOnce, true, payload)
+            .await
+            .expect("publish desired");
+    }
+
+    /// The next message on `topic` satisfying `want`, skipping others.
+    async fn next_on(&mut self, topic: &str, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.received.recv())
+                .await
+                .unwrap_or_else(|_| panic!("nothing wanted arrived on {topic}"))
+                .expect("fake hub running");
+            if msg.0 == topic && want(&msg.1) {
+                return msg.1;
+            }
+        }
+    }
+}
+
+fn desired(device: &str, generation: u64, key: &SigningKey) -> Vec<u8> {
+    let state = DesiredState {
+        device: Name::new(device).expect("name"),
+        generation,
+        workloads: vec![],
+    };
+    sign_desired(&state, key).expect("sign")
+}
+
+fn status(device: &Name, generation: u64) -> DeviceStatus {
+    DeviceStatus {
+        device: device.clone(),
+        observed_generation: generation,
+        time_ms: 1,
+        workloads: vec![],
+        capacity: Default::default(),
+    }
+}
+
+async fn next_event(events: &mut mpsc::Receiver<HubEvent>) -> HubEvent {
+    timeout(WAIT, events.recv())
+        .await
+        .expect("a hub event in time")
+        .expect("link running")
+}
+
+/// Waits until `cond` holds for the link's counters.
+async fn stats_until(handle: &HubHandle, cond: impl Fn(&LinkStats) -> bool) -> LinkStats {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = handle.stats();
+        if cond(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "stats never got there: {s:?}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts that no desired state is forwarded for a while.
+async fn no_desired_for(events: &mut mpsc::Receiver<HubEvent>, d: Duration) {
+    if let Ok(Some(ev)) = timeout(d, events.recv()).await {
+        assert!(!matches!(ev, HubEvent::Desired { .. }), "unexpected {ev:?}");
+    }
+}
+
+fn config(port: u16, hub_key: &SigningKey) -> HubConfig {
+    let public =
+        base64::engine::general_purpose::STANDARD.encode(hub_key.verifying_key().to_bytes());
+    toml::from_str(&format!(
+        "broker = \"127.0.0.1:{port}\"\ncredential = \"{CREDENTIAL}\"\npublic_key = \"{public}\"\n\
+         heartbeat = \"2s\"\nstatus_queue = 4\n"
+    ))
+    .expect("hub config")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_link_verifies_desired_states_seals_status_and_survives_a_broker_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = Broker::start(dir.path());
+    let device = Name::new("pi-1").expect("name");
+    let hub_key = SigningKey::from_bytes(&[9; 32]);
+    let mut fake = FakeHub::connect(broker.port, &device).await;
+
+    let (tx, mut events) = mpsc::channel(8);
+    let handle = hub::spawn(&config(broker.port, &hub_key), &device, 0, tx).expect("spawn");
+    assert!(matches!(next_event(&mut events).await, HubEvent::Connected));
+    let online = topics::online(&device);
+    fake.next_on(&online, |p| p == b"online").await;
+
+    // A genuine desired state arrives once, with the payload to persist.
+    let genuine = desired("pi-1", 3, &hub_key);
+    fake.publish_desired(&device, genuine.clone()).await;
+    match next_event(&mut events).await {
+        HubEvent::Desired { state, payload } => {
+            assert_eq!(state.generation, 3);
+            assert_eq!(payload, genuine);
+        }
+        other => panic!("expected the desired state, got {other:?}"),
+    }
+    assert_eq!(handle.held_generation(), 3);
+
+    // Forged, misaddressed and replayed states are dropped and counted by reason.
+    fake.publish_desired(
+        &device,
+        desired("pi-1", 4, &SigningKey::from_bytes(&[8; 32])),
+    )
+    .await;
+    fake.publish_desired(&device, desired("pi-2", 5, &hub_key))
+        .await;
+    fake.publish_desired(&device, desired("pi-1", 2, &hub_key))
+        .await;
+    fake.publish_desired(&device, genuine.clone()).await; // same generation: silent
+    let s = stats_until(&handle, |s| s.rejected_desired >= 3).await;
+    no_desired_for(&mut events, Duration::from_millis(500)).await;
+    let s2 = handle.stats();
+    assert_eq!(s2.rejected_desired, 3, "{s2:?}");
+    for reason in ["bad_signature", "wrong_device", "stale_generation"] {
+        assert_eq!(s.rejected_by_reason.get(reason), Some(&1), "{s:?}");
+    }
+
+    // A status is sealed with the credential and arrives.
+    handle.publish_status(status(&device, 3));
+    let status_topic = topics::status(&device);
+    let open = |p: &[u8]| open_status(p, &device, CREDENTIAL.as_bytes()).expect("status opens");
+    let got = fake.next_on(&status_topic, |_| true).await;
+    assert_eq!(open(&got).observed_generation, 3);
+    // And again with the heartbeat, time refreshed, though nothing changed.
+    let beat = fake.next_on(&status_topic, |_| true).await;
+    assert!(open(&beat).time_ms > 1);
+
+    // Broker down: statuses beyond the queue are dropped, oldest first, and counted.
+    broker.kill();
+    assert!(matches!(
+        next_event(&mut events).await,
+        HubEvent::Disconnected
+    ));
+    let before = handle.stats();
+    assert!(!before.connected);
+    for generation in 10..20 {
+        handle.publish_status(status(&device, generation));
+    }
+    assert_eq!(handle.stats().dropped_status - before.dropped_status, 6);
+
+    // Broker back on the same port: the link reconnects by itself and sends the latest.
+    broker.restart();
+    assert!(matches!(next_event(&mut events).await, HubEvent::Connected));
+    let latest = fake
+        .next_on(&status_topic, |p| open(p).observed_generation == 19)
+        .await;
+    assert_eq!(open(&latest).device, device);
+    let s = stats_until(&handle, |s| s.connected).await;
+    assert_eq!(s.reconnects, 1);
+
+    // The hub republishes the retained desired state after its restart: nothing new.
+    fake.publish_desired(&device, genuine).await;
+    no_desired_for(&mut events, Duration::from_secs(1)).await;
+    assert_eq!(handle.stats().rejected_desired, 3);
+    // A newer one still gets through on the new connection.
+    fake.publish_desired(&device, desired("pi-1", 4, &hub_key))
+        .await;
+    match next_event(&mut events).await {
+        HubEvent::Desired { state, .. } => assert_eq!(state.generation, 4),
+        other => panic!("expected generation 4, got {other:?}"),
+    }
+
+    // Dropping the last handle closes the connection: the broker publishes the last will.
+    drop(handle);
+    fake.next_on(&online, |p| p == b"offline").await;
+}
+
+#[test]
+fn spawning_outside_a_runtime_is_an_error_not_a_panic() {
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let (tx, _rx) = mpsc::channel(1);
+    let device = Name::new("pi-1").expect("name");
+    let err = hub::spawn(&config(1883, &key), &device, 0, tx).err();
+    assert_eq!(err, Some(hub::HubConfigError::NoRuntime));
+}

@@ -1,0 +1,195 @@
+//! The embedded MQTT broker (rumqttd): its configuration, sized for small memory, and
+//! its authentication check.
+//!
+//! rumqttd's config accepts anything and `RouterConfig::default()` is all zeros, so every
+//! field is set here, in code. rumqttd has no topic ACLs: authentication only proves who
+//! connects; desired states are signed and statuses carry a MAC for the rest.
+//! This module must never decide anything about devices beyond "may this client connect".
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, RwLock};
+
+use rumqttd::{Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
+
+/// Client id / username the hub itself connects with.
+pub const HUB_CLIENT_ID: &str = "drover-hub";
+
+/// Device (and hub) name → credential string; updated by `device add`.
+pub type Credentials = Arc<RwLock<HashMap<String, String>>>;
+
+/// Largest MQTT payload accepted: a signed desired state of the codec's maximum size
+/// plus room for the envelope.
+pub const MAX_PAYLOAD: usize = drover_protocol::codec::MAX_MESSAGE_BYTES + 4096;
+
+/// Per-filter in-memory log for device filters: enough for a few messages.
+const DEVICE_SEGMENT: SegmentConfig = SegmentConfig {
+    max_segment_size: 4 * 1024,
+    max_segment_count: 2,
+};
+
+/// The hub's wildcard filters get a larger log, so that a slow hub does not make rumqttd
+/// skip acknowledged messages ("Read cursor start jumped").
+const HUB_SEGMENT: SegmentConfig = SegmentConfig {
+    max_segment_size: 1024 * 1024,
+    max_segment_count: 8,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot listen on {addr} for the embedded broker: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the embedded broker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// May this client connect? Its client id must equal its username (a duplicate client id
+/// would take over another device's session) and its password must be that name's
+/// credential.
+pub fn authenticate(creds: &Credentials, client_id: &str, username: &str, password: &str) -> bool {
+    if client_id != username || password.is_empty() {
+        return false;
+    }
+    let Ok(map) = creds.read() else {
+        return false;
+    };
+    map.get(username)
+        .is_some_and(|c| constant_time_eq(c.as_bytes(), password.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The complete rumqttd configuration: one MQTT 3.1.1 listener, small segments.
+pub fn broker_config(listen: SocketAddr, max_connections: usize, creds: Credentials) -> Config {
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 10_000,
+        max_payload_size: MAX_PAYLOAD,
+        max_inflight_count: 100,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
+        let ok = authenticate(&creds, &client_id, &user, &pass);
+        if !ok {
+            tracing::warn!(client_id = %client_id, "broker refused a connection: bad credentials");
+        }
+        async move { ok }
+    });
+    let server = ServerSettings {
+        name: "drover-v4".to_owned(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections,
+    };
+    let hub_filters = ["status", "online"].map(|leaf| {
+        (
+            format!("{}/dev/+/{leaf}", drover_protocol::topics::ROOT),
+            HUB_SEGMENT,
+        )
+    });
+    let router = RouterConfig {
+        max_connections,
+        max_outgoing_packet_count: 200,
+        max_segment_size: DEVICE_SEGMENT.max_segment_size,
+        max_segment_count: DEVICE_SEGMENT.max_segment_count,
+        custom_segment: Some(hub_filters.into_iter().collect()),
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
+    };
+    Config {
+        id: 0,
+        router,
+        v4: Some(HashMap::from([("drover".to_owned(), server)])),
+        v5: None,
+        ws: None,
+        cluster: None,
+        console: None,
+        bridge: None,
+        prometheus: None,
+        metrics: None,
+    }
+}
+
+/// Starts the broker on its own thread. rumqttd binds inside that thread and only logs a
+/// failure, so the address is tried here first to turn "port in use" into an error.
+pub fn spawn(
+    listen: SocketAddr,
+    max_connections: usize,
+    creds: Credentials,
+) -> Result<(), BrokerError> {
+    drop(
+        TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
+            addr: listen,
+            source,
+        })?,
+    );
+    let config = broker_config(listen, max_connections, creds);
+    std::thread::Builder::new()
+        .name("broker".to_owned())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!("embedded broker stopped: {e}");
+            }
+        })
+        .map_err(BrokerError::Thread)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds() -> Credentials {
+        Arc::new(RwLock::new(HashMap::from([
+            ("pi-1".to_owned(), "secret-1".to_owned()),
+            ("pi-2".to_owned(), "secret-2".to_owned()),
+        ])))
+    }
+
+    #[test]
+    fn a_device_connects_with_its_own_name_and_credential() {
+        assert!(authenticate(&creds(), "pi-1", "pi-1", "secret-1"));
+    }
+
+    #[test]
+    fn client_id_must_equal_username() {
+        assert!(!authenticate(&creds(), "pi-2", "pi-1", "secret-1"));
+        assert!(!authenticate(&creds(), "", "pi-1", "secret-1"));
+    }
+
+    #[test]
+    fn wrong_or_other_devices_password_is_refused() {
+        assert!(!authenticate(&creds(), "pi-1", "pi-1", "secret-2"));
+        assert!(!authenticate(&creds(), "pi-1", "pi-1", ""));
+        assert!(!authenticate(&creds(), "pi-3", "pi-3", "secret-1"));
+    }
+
+    #[test]
+    fn a_credential_added_later_is_accepted() {
+        let c = creds();
+        assert!(!authenticate(&c, "pi-3", "pi-3", "s3"));
+        c.write()
+            .unwrap()
+            .insert("pi-3".to_owned(), "s3".to_owned());
+        assert!(authenticate(&c, "pi-3", "pi-3", "s3"));
+    }
+
+    #[test]
+    fn every_router_field_is_set_and_small() {
+        let cfg = broker_config("127.0.0.1:1".parse().unwrap(), 10, creds());
+        assert_eq!(cfg.router.max_segment_size, 4096);
+        assert_eq!(cfg.router.custom_segment.as_ref().unwrap().len(), 2);
+        let v4 = cfg.v4.unwrap();
+        let server = v4.values().next().unwrap();
+        assert_eq!(server.next_connection_delay_ms, 0);
+        assert!(server.connections.external_auth.is_some());
+    }
+}

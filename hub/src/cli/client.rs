@@ -1,0 +1,97 @@
+//! A small blocking JSON client for the hub's API (ureq, plain HTTP). An error answer's
+//! `{"error": ...}` becomes the error message as is.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::views::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Api(String),
+    #[error("cannot reach the hub at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("unexpected answer from {url}: {message}")]
+    BadAnswer { url: String, message: String },
+}
+
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// `base` is like `http://127.0.0.1:7780`.
+    pub fn new(base: &str) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.agent.get(&url).call();
+        self.answer(&url, resp)
+    }
+
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.agent.post(&url).send_json(body);
+        self.answer(&url, resp)
+    }
+
+    fn answer<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, ClientError> {
+        let mut resp = resp.map_err(|e| ClientError::Unreachable {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ClientError::BadAnswer {
+                url: url.to_owned(),
+                message: e.to_string(),
+            })?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<ErrorBody>(&text)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| format!("HTTP {status}: {}", text.trim()));
+            return Err(ClientError::Api(msg));
+        }
+        serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Percent-encodes a path segment (names are DNS labels, but the user may type anything).
+pub fn escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

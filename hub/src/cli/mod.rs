@@ -1,0 +1,183 @@
+//! The CLI side of `drover-hub`: each command reads its input (manifest files), calls the
+//! hub's HTTP API and prints the answer. No fleet logic lives here: the hub parses and
+//! checks manifests itself, so errors look the same whatever the client.
+
+mod client;
+mod output;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+
+pub use client::{Client, ClientError};
+
+use crate::views::{
+    AddDeviceRequest, ChangeReport, DeploymentDetail, DeploymentView, DeviceAdded, DeviceDetail,
+    DeviceView, FileText,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GetKind {
+    #[value(alias = "device")]
+    Devices,
+    #[value(alias = "deployment")]
+    Deployments,
+    Stats,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DescribeKind {
+    #[value(alias = "devices")]
+    Device,
+    #[value(alias = "deployments")]
+    Deployment,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no *.yaml or *.yml files in this folder", .0.display())]
+    EmptyDir(PathBuf),
+    #[error("cannot print as {format}: {message}")]
+    Output {
+        format: &'static str,
+        message: String,
+    },
+}
+
+/// `apply -f` / `delete -f`: every file given, folders expanded to their `*.yaml`/`*.yml`
+/// files in name order.
+pub fn read_manifests(paths: &[PathBuf]) -> Result<Vec<FileText>, CliError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let read_err = |source| CliError::Read {
+            path: path.clone(),
+            source,
+        };
+        if std::fs::metadata(path).map_err(read_err)?.is_dir() {
+            let mut found = yaml_files_in(path)?;
+            if found.is_empty() {
+                return Err(CliError::EmptyDir(path.clone()));
+            }
+            found.sort();
+            for f in found {
+                files.push(read_one(&f)?);
+            }
+        } else {
+            files.push(read_one(path)?);
+        }
+    }
+    Ok(files)
+}
+
+fn yaml_files_in(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+    let read_err = |source| CliError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        if yaml && path.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+fn read_one(path: &Path) -> Result<FileText, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(FileText {
+        file: path.display().to_string(),
+        text,
+    })
+}
+
+pub fn apply(client: &Client, paths: &[PathBuf]) -> Result<(), CliError> {
+    let files = read_manifests(paths)?;
+    let report: ChangeReport = client.post("/v1/apply", &files)?;
+    report.results.iter().for_each(|l| println!("{l}"));
+    Ok(())
+}
+
+pub fn delete(client: &Client, paths: &[PathBuf]) -> Result<(), CliError> {
+    let files = read_manifests(paths)?;
+    let report: ChangeReport = client.post("/v1/delete", &files)?;
+    report.results.iter().for_each(|l| println!("{l}"));
+    Ok(())
+}
+
+pub fn get(client: &Client, kind: GetKind, format: Format) -> Result<(), CliError> {
+    match kind {
+        GetKind::Devices => {
+            let v: Vec<DeviceView> = client.get("/v1/devices")?;
+            output::print(&v, format, |v| output::devices_table(v, crate::now_ms()))
+        }
+        GetKind::Deployments => {
+            let v: Vec<DeploymentView> = client.get("/v1/deployments")?;
+            output::print(&v, format, output::deployments_table)
+        }
+        GetKind::Stats => {
+            let v: BTreeMap<String, u64> = client.get("/v1/stats")?;
+            output::print(&v, format, output::stats_table)
+        }
+    }
+}
+
+pub fn describe(
+    client: &Client,
+    kind: DescribeKind,
+    name: &str,
+    format: Format,
+) -> Result<(), CliError> {
+    let name = client::escape(name);
+    match kind {
+        DescribeKind::Device => {
+            let v: DeviceDetail = client.get(&format!("/v1/devices/{name}"))?;
+            output::print(&v, format, |v| output::describe_device(v, crate::now_ms()))
+        }
+        DescribeKind::Deployment => {
+            let v: DeploymentDetail = client.get(&format!("/v1/deployments/{name}"))?;
+            output::print(&v, format, |v| {
+                output::describe_deployment(v, crate::now_ms())
+            })
+        }
+    }
+}
+
+pub fn add_device(
+    client: &Client,
+    name: &str,
+    labels: Vec<(String, String)>,
+    format: Format,
+) -> Result<(), CliError> {
+    let req = AddDeviceRequest {
+        name: name.to_owned(),
+        labels: labels.into_iter().collect(),
+    };
+    let added: DeviceAdded = client.post("/v1/devices", &req)?;
+    output::print(&added, format, |a| {
+        format!(
+            "# Device {} registered. Add this to its agent config (/etc/drover/agent.toml):\n{}",
+            a.name, a.config
+        )
+    })
+}

@@ -1,0 +1,200 @@
+//! Printing the API's answers: kubectl-like tables and `describe` text, or the views as
+//! JSON / YAML (serde-saphyr's serializer). Pure formatting: strings in, strings out.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::{CliError, Format};
+use crate::views::{DeploymentDetail, DeploymentView, DeviceDetail, DeviceView, EventView, labels_string};
+
+/// Prints `v` as JSON, YAML, or the text `table` makes of it.
+pub fn print<T: Serialize>(v: &T, format: Format, table: impl Fn(&T) -> String) -> Result<(), CliError> {
+    let text = match format {
+        Format::Table => table(v),
+        Format::Json => serde_json::to_string_pretty(v).map_err(|e| CliError::Output {
+            format: "json",
+            message: e.to_string(),
+        })? + "\n",
+        Format::Yaml => serde_saphyr::to_string(v).map_err(|e| CliError::Output {
+            format: "yaml",
+            message: e.to_string(),
+        })?,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// Left-aligned columns separated by three spaces, like kubectl.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&head).chain(&rows) {
+        let last = row.len().saturating_sub(1);
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                let _ = write!(out, "{cell:<w$}   ");
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `5s`, `3m`, `2h`, `4d` ago; `never` for 0.
+pub fn ago(ts_ms: u64, now_ms: u64) -> String {
+    if ts_ms == 0 {
+        return "never".to_owned();
+    }
+    let s = now_ms.saturating_sub(ts_ms) / 1000;
+    match s {
+        0..120 => format!("{s}s ago"),
+        120..7200 => format!("{}m ago", s / 60),
+        7200..172_800 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// `3` when in sync, `observed/desired` otherwise.
+fn generation(v: &DeviceView) -> String {
+    if v.in_sync {
+        v.desired_generation.to_string()
+    } else {
+        format!("{}/{}", v.observed_generation, v.desired_generation)
+    }
+}
+
+pub fn devices_table(v: &Vec<DeviceView>, now_ms: u64) -> String {
+    let rows = v
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                if d.online { "yes" } else { "no" }.to_owned(),
+                format!("{}/{}", d.ready, d.total),
+                generation(d),
+                ago(d.last_seen_ms, now_ms),
+                labels_string(&d.labels),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "ONLINE", "READY", "GENERATION", "LAST SEEN", "LABELS"];
+    table(&header, rows)
+}
+
+pub fn deployments_table(v: &Vec<DeploymentView>) -> String {
+    let rows = v
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.replicas.map_or("all".to_owned(), |r| r.to_string()),
+                format!("{}/{}", d.ready, d.total),
+                d.selector.clone(),
+                if d.devices.is_empty() { "<none>".to_owned() } else { d.devices.join(",") },
+            ]
+        })
+        .collect();
+    table(&["NAME", "REPLICAS", "READY", "SELECTOR", "DEVICES"], rows)
+}
+
+pub fn stats_table(v: &BTreeMap<String, u64>) -> String {
+    let rows = v.iter().map(|(k, n)| vec![k.clone(), n.to_string()]).collect();
+    table(&["COUNTER", "VALUE"], rows)
+}
+
+fn events(out: &mut String, events: &[EventView], now_ms: u64) {
+    out.push_str("Events:\n");
+    if events.is_empty() {
+        out.push_str("  <none>\n");
+    }
+    for e in events {
+        let _ = writeln!(out, "  {:>8}  {}", ago(e.ts_ms, now_ms), e.message);
+    }
+}
+
+pub fn describe_device(d: &DeviceDetail, now_ms: u64) -> String {
+    let v = &d.device;
+    let mut out = String::new();
+    let presence = match d.presence {
+        Some(true) => "online",
+        Some(false) => "offline",
+        None => "none seen",
+    };
+    let _ = writeln!(out, "Name:         {}", v.name);
+    let _ = writeln!(out, "Labels:       {}", labels_string(&v.labels));
+    let _ = writeln!(out, "Online:       {} (presence: {presence})", if v.online { "yes" } else { "no" });
+    let _ = writeln!(out, "Last seen:    {}", ago(v.last_seen_ms, now_ms));
+    let sync = if v.in_sync { "in sync" } else { "not in sync" };
+    let _ = writeln!(out, "Generation:   desired {}, observed {} ({sync})", v.desired_generation, v.observed_generation);
+    if let Some(c) = d.capacity {
+        let _ = writeln!(out, "Capacity:     memory {} MiB (reserved {} MiB), cpu {}m", c.memory_bytes >> 20, c.memory_reserved_bytes >> 20, c.cpu_millis);
+    }
+    out.push_str("Desired workloads:\n");
+    if d.desired.is_empty() {
+        out.push_str("  <none>\n");
+    }
+    for w in &d.desired {
+        let images: Vec<String> = w.containers.iter().map(|c| format!("{}={}", c.name, c.image)).collect();
+        let _ = writeln!(out, "  {}: {}", w.name, images.join(" "));
+    }
+    out.push_str("Reported workloads:\n");
+    if d.reported.is_empty() {
+        out.push_str("  <none>\n");
+    }
+    for w in &d.reported {
+        let _ = writeln!(out, "  {}: {} (restarts {})", w.name, w.phase, w.restarts);
+        if let Some(e) = &w.last_error {
+            let _ = writeln!(out, "    last error: {e}");
+        }
+        for c in &w.containers {
+            let pid = c.pid.map_or("-".to_owned(), |p| p.to_string());
+            let _ = writeln!(out, "    {}: {} pid {pid} restarts {}", c.name, c.phase, c.restarts);
+            if let Some(e) = &c.last_error {
+                let _ = writeln!(out, "      last error: {e}");
+            }
+        }
+    }
+    events(&mut out, &d.events, now_ms);
+    out
+}
+
+pub fn describe_deployment(d: &DeploymentDetail, now_ms: u64) -> String {
+    let v = &d.deployment;
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:         {}", v.name);
+    let _ = writeln!(out, "Selector:     {}", v.selector);
+    let replicas = v.replicas.map_or("every matching device".to_owned(), |r| format!("{r} ({})", v.placement));
+    let _ = writeln!(out, "Replicas:     {replicas}");
+    let _ = writeln!(out, "Ready:        {}/{}", v.ready, v.total);
+    out.push_str("Containers:\n");
+    for c in &d.spec.template.containers {
+        let _ = writeln!(out, "  {}: {}", c.name, c.image);
+    }
+    out.push_str("Devices:\n");
+    if d.placed.is_empty() {
+        out.push_str("  <none>\n");
+    }
+    for p in &d.placed {
+        let online = if p.online { "online" } else { "offline" };
+        let sync = if p.in_sync { "in sync" } else { "not in sync" };
+        let _ = writeln!(out, "  {}: {} (restarts {}, {online}, {sync})", p.device, p.phase, p.restarts);
+        if let Some(e) = &p.last_error {
+            let _ = writeln!(out, "    last error: {e}");
+        }
+    }
+    for w in &d.warnings {
+        let _ = writeln!(out, "Warning:      {w}");
+    }
+    events(&mut out, &d.events, now_ms);
+    out
+}

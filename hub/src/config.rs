@@ -1,0 +1,202 @@
+//! The hub's configuration: a TOML file (default `/etc/drover/hub.toml`).
+//!
+//! Every setting has a default, written out with a comment in `configs/hub.toml`; unknown
+//! keys are errors, and every error names the file, line and column.
+//!
+//! This module must never act on the config (create folders, bind sockets): it only reads.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use drover_protocol::quantity::DurationMs;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Why the hub config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// Settings of the hub. See `configs/hub.toml` for each default and its meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Store, signing key and the hub's own MQTT credential.
+    #[serde(deserialize_with = "absolute_path")]
+    pub data_dir: PathBuf,
+    /// `tracing` filter for the hub's logs.
+    pub log_level: String,
+    /// A device that sent no status for this long is shown offline.
+    pub offline_after: DurationMs,
+    pub api: ApiConfig,
+    pub broker: BrokerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of the HTTP JSON API (plain HTTP: keep it on loopback).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Address the embedded broker listens on.
+    pub listen: SocketAddr,
+    /// `host:port` given to devices; `""` = this host's name and the listen port.
+    pub advertise: String,
+    /// `host:port` of an external broker; when set, no embedded broker is started.
+    pub url: String,
+    /// Connections the embedded broker accepts at most.
+    pub max_connections: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            data_dir: PathBuf::from("/var/lib/drover-hub"),
+            log_level: "info".to_owned(),
+            offline_after: DurationMs(90_000),
+            api: ApiConfig::default(),
+            broker: BrokerConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            advertise: String::new(),
+            url: String::new(),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl HubConfig {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Like [`HubConfig::load`], but built-in defaults when the file does not exist.
+    pub fn load_or_default(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
+            _ => Self::load(path),
+        }
+    }
+
+    /// Parses config text; `file` only labels errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+            ConfigError::Parse {
+                file: file.to_owned(),
+                line,
+                column,
+                message: e.message().trim_end().to_owned(),
+            }
+        })
+    }
+
+    /// The broker address devices are told to use (`device add`).
+    pub fn device_broker_address(&self) -> String {
+        if !self.broker.url.is_empty() {
+            return self.broker.url.clone();
+        }
+        if !self.broker.advertise.is_empty() {
+            return self.broker.advertise.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host}:{}", self.broker.listen.port())
+    }
+
+    /// Where the hub's own MQTT client connects: the external broker, or the embedded
+    /// one over loopback.
+    pub fn client_broker_address(&self) -> String {
+        if !self.broker.url.is_empty() {
+            return self.broker.url.clone();
+        }
+        let port = self.broker.listen.port();
+        if self.broker.listen.ip().is_unspecified() || self.broker.listen.ip().is_loopback() {
+            format!("127.0.0.1:{port}")
+        } else {
+            self.broker.listen.to_string()
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    if !path.is_absolute() {
+        return Err(serde::de::Error::custom(format!(
+            "expected an absolute path, got {path:?}"
+        )));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs_hub_toml() -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/hub.toml");
+        std::fs::read_to_string(path).expect("configs/hub.toml")
+    }
+
+    #[test]
+    fn configs_hub_toml_parses_and_spells_out_the_defaults() {
+        let parsed = HubConfig::parse("hub.toml", &configs_hub_toml()).expect("parses");
+        assert_eq!(parsed, HubConfig::default());
+        assert_eq!(
+            HubConfig::parse("x", "").expect("empty"),
+            HubConfig::default()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_place() {
+        let err = HubConfig::parse("h.toml", "[api]\nlisten = \"127.0.0.1:1\"\nport = 3\n")
+            .expect_err("unknown key");
+        assert!(err.to_string().starts_with("h.toml:3:1:"), "{err}");
+        let err = HubConfig::parse("h.toml", "data_dir = \"rel\"\n").expect_err("relative");
+        assert!(err.to_string().contains("absolute"), "{err}");
+    }
+}

@@ -1,0 +1,234 @@
+//! Read side of the controller: builds the API's views from the store. Never writes.
+
+use std::collections::BTreeMap;
+
+use drover_protocol::{DesiredState, Phase, WorkloadSpec, WorkloadStatus, decode};
+
+use super::reconcile::{is_online, load_deployments};
+use super::{Controller, ControllerError, RejectReason};
+use crate::fleet::{Deployment, Placement};
+use crate::store::{DesiredRow, StatusRow};
+use crate::views::{
+    DeploymentDetail, DeploymentView, DeviceDetail, DeviceView, EventView, PlacedView,
+    WorkloadBrief, selector_string,
+};
+
+/// Events shown by `describe`.
+const DESCRIBE_EVENTS: u32 = 20;
+
+impl Controller {
+    pub fn devices(&self, now_ms: u64) -> Result<Vec<DeviceView>, ControllerError> {
+        let statuses = self.store.statuses()?;
+        let desired: BTreeMap<String, DesiredRow> = self.store.all_desired()?.into_iter().collect();
+        Ok(self
+            .store
+            .devices()?
+            .into_iter()
+            .map(|d| {
+                let st = statuses.get(&d.name);
+                self.device_view(d.name.clone(), d.labels, st, desired.get(&d.name), now_ms)
+            })
+            .collect())
+    }
+
+    pub fn device(&self, name: &str, now_ms: u64) -> Result<DeviceDetail, ControllerError> {
+        let d = self
+            .store
+            .devices()?
+            .into_iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| not_found("device", name))?;
+        let st = self.store.status(name)?;
+        let desired = self.store.desired(name)?;
+        let view = self.device_view(d.name, d.labels, st.as_ref(), desired.as_ref(), now_ms);
+        let status = st.as_ref().and_then(|r| r.status.as_ref());
+        Ok(DeviceDetail {
+            device: view,
+            presence: st.as_ref().and_then(|r| r.presence),
+            capacity: status.map(|s| s.capacity),
+            desired: desired.as_ref().map(workloads_of).unwrap_or_default(),
+            reported: status.map(|s| s.workloads.clone()).unwrap_or_default(),
+            events: self.events("device", name)?,
+        })
+    }
+
+    pub fn deployments(&self, now_ms: u64) -> Result<Vec<DeploymentView>, ControllerError> {
+        let statuses = self.store.statuses()?;
+        let placement = self.store.placement()?;
+        Ok(load_deployments(&self.store)?
+            .iter()
+            .map(|d| {
+                let placed = self.placed(d, placement.get(d.name.as_str()), &statuses, now_ms);
+                deployment_view(d, &placed)
+            })
+            .collect())
+    }
+
+    pub fn deployment(&self, name: &str, now_ms: u64) -> Result<DeploymentDetail, ControllerError> {
+        let d = load_deployments(&self.store)?
+            .into_iter()
+            .find(|d| d.name.as_str() == name)
+            .ok_or_else(|| not_found("deployment", name))?;
+        let statuses = self.store.statuses()?;
+        let placement = self.store.placement()?;
+        let placed = self.placed(&d, placement.get(name), &statuses, now_ms);
+        Ok(DeploymentDetail {
+            deployment: deployment_view(&d, &placed),
+            warnings: self.warnings.get(name).cloned().unwrap_or_default(),
+            events: self.events("deployment", name)?,
+            placed,
+            spec: d,
+        })
+    }
+
+    /// Every counter, with each known rejection reason present (0 when never seen).
+    pub fn stats(&self) -> Result<BTreeMap<String, u64>, ControllerError> {
+        let mut out = self.store.counters()?;
+        for r in RejectReason::ALL {
+            out.entry(format!("status_rejected_{}", r.as_str()))
+                .or_insert(0);
+        }
+        for r in [RejectReason::UnknownDevice, RejectReason::Malformed] {
+            out.entry(format!("presence_rejected_{}", r.as_str()))
+                .or_insert(0);
+        }
+        for name in ["status_accepted", "desired_generations"] {
+            out.entry(name.to_owned()).or_insert(0);
+        }
+        Ok(out)
+    }
+
+    fn events(&self, kind: &str, name: &str) -> Result<Vec<EventView>, ControllerError> {
+        Ok(self
+            .store
+            .events(kind, name, DESCRIBE_EVENTS)?
+            .into_iter()
+            .map(|e| EventView {
+                ts_ms: e.ts_ms,
+                message: e.message,
+            })
+            .collect())
+    }
+
+    fn device_view(
+        &self,
+        name: String,
+        labels: BTreeMap<String, String>,
+        st: Option<&StatusRow>,
+        desired: Option<&DesiredRow>,
+        now_ms: u64,
+    ) -> DeviceView {
+        let status = st.and_then(|r| r.status.as_ref());
+        let wanted = desired.map(workloads_of).unwrap_or_default();
+        let reported: &[WorkloadStatus] = status.map_or(&[], |s| &s.workloads);
+        let desired_generation = desired.map_or(0, |d| d.generation);
+        let observed_generation = status.map_or(0, |s| s.observed_generation);
+        DeviceView {
+            name,
+            labels,
+            online: is_online(st, &self.settings, now_ms),
+            last_seen_ms: st.map_or(0, |r| r.last_seen_ms),
+            desired_generation,
+            observed_generation,
+            in_sync: desired_generation == observed_generation,
+            ready: wanted.iter().filter(|w| running(reported, w)).count() as u32,
+            total: wanted.len() as u32,
+            workloads: briefs(&wanted, reported),
+        }
+    }
+
+    fn placed(
+        &self,
+        d: &Deployment,
+        devices: Option<&std::collections::BTreeSet<String>>,
+        statuses: &BTreeMap<String, StatusRow>,
+        now_ms: u64,
+    ) -> Vec<PlacedView> {
+        let Some(devices) = devices else {
+            return Vec::new();
+        };
+        devices
+            .iter()
+            .map(|dev| {
+                let st = statuses.get(dev);
+                let status = st.and_then(|r| r.status.as_ref());
+                let desired_gen = self
+                    .store
+                    .desired(dev)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |r| r.generation);
+                let w = status.and_then(|s| s.workloads.iter().find(|w| w.name == d.name));
+                PlacedView {
+                    device: dev.clone(),
+                    online: is_online(st, &self.settings, now_ms),
+                    in_sync: status.is_some_and(|s| s.observed_generation == desired_gen),
+                    phase: w.map_or("Pending".to_owned(), |w| w.phase.to_string()),
+                    restarts: w.map_or(0, |w| w.restarts),
+                    last_error: w.and_then(|w| w.last_error.clone()),
+                }
+            })
+            .collect()
+    }
+}
+
+fn not_found(kind: &'static str, name: &str) -> ControllerError {
+    ControllerError::NotFound {
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+fn workloads_of(row: &DesiredRow) -> Vec<WorkloadSpec> {
+    decode::<DesiredState>(&row.workloads)
+        .map(|d| d.workloads)
+        .unwrap_or_default()
+}
+
+fn running(reported: &[WorkloadStatus], w: &WorkloadSpec) -> bool {
+    reported
+        .iter()
+        .any(|r| r.name == w.name && r.phase == Phase::Running)
+}
+
+/// Desired workloads with their reported phase (`Pending` when not reported), then
+/// reported workloads that are no longer desired.
+fn briefs(wanted: &[WorkloadSpec], reported: &[WorkloadStatus]) -> Vec<WorkloadBrief> {
+    let mut out: Vec<WorkloadBrief> = wanted
+        .iter()
+        .map(|w| {
+            let r = reported.iter().find(|r| r.name == w.name);
+            WorkloadBrief {
+                name: w.name.to_string(),
+                phase: r.map_or("Pending".to_owned(), |r| r.phase.to_string()),
+                restarts: r.map_or(0, |r| r.restarts),
+            }
+        })
+        .collect();
+    for r in reported {
+        if !wanted.iter().any(|w| w.name == r.name) {
+            out.push(WorkloadBrief {
+                name: r.name.to_string(),
+                phase: r.phase.to_string(),
+                restarts: r.restarts,
+            });
+        }
+    }
+    out
+}
+
+fn deployment_view(d: &Deployment, placed: &[PlacedView]) -> DeploymentView {
+    DeploymentView {
+        name: d.name.to_string(),
+        selector: selector_string(&d.selector),
+        replicas: d.replicas,
+        placement: match d.placement {
+            Placement::Spread => "spread",
+            Placement::Binpack => "binpack",
+        }
+        .to_owned(),
+        devices: placed.iter().map(|p| p.device.clone()).collect(),
+        ready: placed.iter().filter(|p| p.phase == "Running").count() as u32,
+        total: placed.len() as u32,
+    }
+}

@@ -1,0 +1,364 @@
+//! Fleet manifests: `kind: Deployment` and `kind: Device` documents (`apiVersion:
+//! drover.dev/v1`), parsed into checked [`Object`]s.
+//!
+//! Parsing mirrors `drover_protocol::manifest`: serde-saphyr with the shared hardened
+//! options and `deny_unknown_fields` for syntax and types, then checks that types cannot
+//! express (selectors, labels, replicas), each located as `file:line:col`. A Deployment's
+//! `template.spec` is the agent's Workload spec and is converted by the protocol crate.
+//!
+//! This module must never do IO: callers read the files and pass names and texts.
+
+use std::collections::BTreeMap;
+
+use drover_protocol::manifest::{
+    ApiVersion, MAX_MANIFEST_BYTES, ManifestError, WorkloadTemplateSpec, yaml_options,
+};
+use drover_protocol::{Name, WorkloadSpec};
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use super::selector::{Operator, Requirement, Selector, check_label_key, check_label_value};
+
+/// Device names starting with this are refused: it is the hub's own MQTT identity.
+pub const RESERVED_DEVICE_PREFIX: &str = "drover-hub";
+
+/// One checked fleet object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Object {
+    Deployment(Deployment),
+    Device(DeviceObject),
+}
+
+/// A workload template and the devices it should run on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub name: Name,
+    pub selector: Selector,
+    /// `None`: one copy on every matching device (like a DaemonSet).
+    pub replicas: Option<u32>,
+    /// Only meaningful with `replicas`.
+    pub placement: Placement,
+    /// The workload each chosen device runs; its name is the Deployment's name.
+    pub template: WorkloadSpec,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A device's labels, as declared in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceObject {
+    pub name: Name,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How replicas are spread over the matching devices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// The device with the fewest workloads first.
+    #[default]
+    Spread,
+    /// The device with the most memory already assigned that still fits first.
+    Binpack,
+}
+
+impl Object {
+    pub fn name(&self) -> &Name {
+        match self {
+            Object::Deployment(d) => &d.name,
+            Object::Device(d) => &d.name,
+        }
+    }
+
+    /// `Deployment` or `Device`, as written in manifests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Deployment(_) => "Deployment",
+            Object::Device(_) => "Device",
+        }
+    }
+}
+
+/// Lenient first look at a document, only to explain kind mistakes clearly.
+#[derive(Deserialize)]
+struct Header {
+    kind: Option<Spanned<String>>,
+    spec: Option<Spanned<serde::de::IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Document {
+    #[allow(dead_code)] // checked by deserialization: only one version exists
+    api_version: ApiVersion,
+    kind: Kind,
+    metadata: Metadata,
+    #[serde(default)]
+    spec: Option<Spanned<DeploymentSpecManifest>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Deployment,
+    Device,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Metadata {
+    name: Spanned<Name>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeploymentSpecManifest {
+    selector: Spanned<SelectorManifest>,
+    #[serde(default)]
+    replicas: Option<Spanned<u32>>,
+    #[serde(default)]
+    placement: Option<Spanned<Placement>>,
+    template: Spanned<TemplateManifest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TemplateManifest {
+    spec: WorkloadTemplateSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SelectorManifest {
+    #[serde(default)]
+    match_labels: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    match_expressions: Vec<Spanned<RequirementManifest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RequirementManifest {
+    key: Spanned<String>,
+    operator: Operator,
+    #[serde(default)]
+    values: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+fn at<T>(file: &str, node: &Spanned<T>, message: impl Into<String>) -> ManifestError {
+    ManifestError {
+        file: file.to_owned(),
+        line: node.referenced.line(),
+        column: node.referenced.column(),
+        message: message.into(),
+    }
+}
+
+/// A parsed object and where its document starts, for duplicate reports.
+type Located = (u64, u64, Object);
+
+/// Parses every document of one fleet manifest file. Names are not checked for
+/// duplicates here; [`parse_set`] does that across files.
+pub fn parse_objects(file: &str, text: &str) -> Result<Vec<Object>, ManifestError> {
+    Ok(parse_located(file, text)?
+        .into_iter()
+        .map(|(_, _, o)| o)
+        .collect())
+}
+
+/// Parses a whole apply set (`(file name, text)` pairs). Any error in any file, or two
+/// objects of the same kind with the same name, fails the whole set.
+pub fn parse_set(files: &[(String, String)]) -> Result<Vec<Object>, ManifestError> {
+    let mut seen: BTreeMap<(&'static str, Name), (String, u64, u64)> = BTreeMap::new();
+    let mut objects = Vec::new();
+    for (file, text) in files {
+        for (line, column, object) in parse_located(file, text)? {
+            let key = (object.kind(), object.name().clone());
+            if let Some((f, l, c)) = seen.get(&key) {
+                return Err(ManifestError {
+                    file: file.clone(),
+                    line,
+                    column,
+                    message: format!(
+                        "{} {:?} is defined twice (first at {f}:{l}:{c})",
+                        object.kind(),
+                        object.name().as_str()
+                    ),
+                });
+            }
+            seen.insert(key, (file.clone(), line, column));
+            objects.push(object);
+        }
+    }
+    Ok(objects)
+}
+
+fn parse_located(file: &str, text: &str) -> Result<Vec<Located>, ManifestError> {
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError {
+            file: file.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!("file is larger than {MAX_MANIFEST_BYTES} bytes"),
+        });
+    }
+    explain_kind_mistakes(file, text)?;
+    let docs: Vec<Spanned<Document>> =
+        serde_saphyr::from_str_multiple_with_options(text, yaml_options())
+            .map_err(|e| ManifestError::from_yaml(file, &e))?;
+    docs.iter()
+        .map(|doc| {
+            let object = convert(file, doc)?;
+            Ok((doc.referenced.line(), doc.referenced.column(), object))
+        })
+        .collect()
+}
+
+/// Agent manifests (`kind: Workload`) and Devices with a spec would otherwise fail with a
+/// puzzling unknown or missing field somewhere in `spec`; say what is wrong instead. Other
+/// problems are left to the strict pass, which reports them better.
+fn explain_kind_mistakes(file: &str, text: &str) -> Result<(), ManifestError> {
+    let parsed: Result<Vec<Header>, _> =
+        serde_saphyr::from_str_multiple_with_options(text, yaml_options());
+    let Ok(headers) = parsed else {
+        return Ok(());
+    };
+    for header in &headers {
+        let Some(kind) = &header.kind else { continue };
+        if kind.value == "Workload" {
+            let msg = "kind Workload is for an agent's local manifests; the hub takes kind \
+                       Deployment (with the workload under spec.template.spec) or Device";
+            return Err(at(file, kind, msg));
+        }
+        if let (Some(spec), "Device") = (&header.spec, kind.value.as_str()) {
+            return Err(at(file, spec, DEVICE_SPEC));
+        }
+    }
+    Ok(())
+}
+
+const DEVICE_SPEC: &str = "a Device has no spec: its labels go in metadata.labels";
+
+fn convert(file: &str, doc: &Spanned<Document>) -> Result<Object, ManifestError> {
+    let d = &doc.value;
+    let name = d.metadata.name.value.clone();
+    let labels = checked_labels(file, &d.metadata.labels)?;
+    match (d.kind, &d.spec) {
+        (Kind::Device, Some(spec)) => Err(at(file, spec, DEVICE_SPEC)),
+        (Kind::Device, None) => {
+            if name.as_str().starts_with(RESERVED_DEVICE_PREFIX) {
+                let msg = format!(
+                    "device names starting with {RESERVED_DEVICE_PREFIX:?} are reserved for the hub"
+                );
+                return Err(at(file, &d.metadata.name, msg));
+            }
+            Ok(Object::Device(DeviceObject { name, labels }))
+        }
+        (Kind::Deployment, None) => Err(at(file, doc, "a Deployment needs a spec")),
+        (Kind::Deployment, Some(spec)) => {
+            deployment(file, name, labels, spec).map(Object::Deployment)
+        }
+    }
+}
+
+fn deployment(
+    file: &str,
+    name: Name,
+    labels: BTreeMap<String, String>,
+    spec: &Spanned<DeploymentSpecManifest>,
+) -> Result<Deployment, ManifestError> {
+    let s = &spec.value;
+    let selector = checked_selector(file, &s.selector.value)?;
+    if let Some(r) = s.replicas.as_ref().filter(|r| r.value == 0) {
+        return Err(at(
+            file,
+            r,
+            "replicas must be at least 1 (delete the Deployment to run none)",
+        ));
+    }
+    if let (None, Some(p)) = (&s.replicas, &s.placement) {
+        let msg =
+            "placement needs replicas: without replicas every matching device runs the workload";
+        return Err(at(file, p, msg));
+    }
+    let template = s
+        .template
+        .value
+        .spec
+        .to_spec(file, name.clone())
+        .map_err(|mut e| {
+            if e.line == 0 {
+                (e.line, e.column) = (s.template.referenced.line(), s.template.referenced.column());
+            }
+            e
+        })?;
+    Ok(Deployment {
+        name,
+        selector,
+        replicas: s.replicas.as_ref().map(|r| r.value),
+        placement: s.placement.as_ref().map(|p| p.value).unwrap_or_default(),
+        template,
+        labels,
+    })
+}
+
+/// Keys are located at their value: serde-saphyr gives map keys no span here.
+fn checked_labels(
+    file: &str,
+    labels: &BTreeMap<String, Spanned<String>>,
+) -> Result<BTreeMap<String, String>, ManifestError> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            check_label_key(k).map_err(|e| at(file, v, e.to_string()))?;
+            check_label_value(&v.value).map_err(|e| at(file, v, e.to_string()))?;
+            Ok((k.clone(), v.value.clone()))
+        })
+        .collect()
+}
+
+fn checked_selector(file: &str, s: &SelectorManifest) -> Result<Selector, ManifestError> {
+    let match_labels = checked_labels(file, &s.match_labels)?;
+    let match_expressions = s
+        .match_expressions
+        .iter()
+        .map(|r| checked_requirement(file, r))
+        .collect::<Result<_, _>>()?;
+    Ok(Selector {
+        match_labels,
+        match_expressions,
+    })
+}
+
+fn checked_requirement(
+    file: &str,
+    node: &Spanned<RequirementManifest>,
+) -> Result<Requirement, ManifestError> {
+    let r = &node.value;
+    check_label_key(&r.key.value).map_err(|e| at(file, &r.key, e.to_string()))?;
+    let values = r.values.as_ref().map_or(&[][..], |v| &v.value[..]);
+    let wants_values = matches!(r.operator, Operator::In | Operator::NotIn);
+    match (&r.values, wants_values) {
+        (None, true) => {
+            let msg = format!("operator {:?} needs a non-empty values list", r.operator);
+            return Err(at(file, node, msg));
+        }
+        (Some(v), true) if v.value.is_empty() => {
+            let msg = format!("operator {:?} needs a non-empty values list", r.operator);
+            return Err(at(file, v, msg));
+        }
+        (Some(v), false) if !v.value.is_empty() => {
+            let msg = format!("operator {:?} takes no values", r.operator);
+            return Err(at(file, v, msg));
+        }
+        _ => {}
+    }
+    for v in values {
+        check_label_value(&v.value).map_err(|e| at(file, v, e.to_string()))?;
+    }
+    Ok(Requirement {
+        key: r.key.value.clone(),
+        operator: r.operator,
+        values: values.iter().map(|v| v.value.clone()).collect(),
+    })
+}

@@ -1,0 +1,20 @@
+//! Fleet logic of the hub: fleet manifests, label selectors and placement of Deployments
+//! on devices.
+//!
+//! Everything here is pure and deterministic: no IO, no clocks, no async, no storage. The
+//! server reads files and its database, calls these functions and publishes the result.
+
+pub mod manifest;
+pub mod placement;
+pub mod selector;
+
+#[cfg(test)]
+mod tests;
+
+pub use manifest::{
+    Deployment, DeviceObject, Object, Placement, RESERVED_DEVICE_PREFIX, parse_objects, parse_set,
+};
+pub use placement::{
+    Assignments, DeviceInfo, PlacementWarning, desired_by_device, memory_of, place,
+};
+pub use selector::{Operator, Requirement, Selector, SelectorError, parse_label};

@@ -1,0 +1,25 @@
+//! Drover hub: fleet manifests in, signed desired state out, status back.
+//!
+//! `fleet` is the pure fleet logic (manifests, selectors, placement); `controller` applies
+//! changes through the `store` and queues signed desired states for `mqtt`; `api` and
+//! `cli` are the two ends of the HTTP API; `broker` is the embedded rumqttd; `serve`
+//! assembles the server.
+
+pub mod api;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod controller;
+pub mod fleet;
+pub mod keys;
+pub mod mqtt;
+pub mod serve;
+pub mod store;
+pub mod views;
+
+/// Unix time in milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,142 @@
+//! The hub's MQTT client (rumqttc): connects to the embedded broker over loopback or to
+//! the external one, reconnects with jittered exponential back-off, feeds incoming status
+//! and presence messages to the controller, and publishes what the controller queued,
+//! in order.
+//!
+//! On every (re)connect it subscribes again and republishes every stored desired state:
+//! the embedded broker forgets retained messages, and the store is the source of truth.
+//! This module must never decide anything: it moves bytes between broker and controller.
+
+use std::time::Duration;
+
+use drover_protocol::topics;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::api::Shared;
+use crate::broker::{HUB_CLIENT_ID, MAX_PAYLOAD};
+use crate::controller::Out;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where and as whom the hub connects.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// `host:port`.
+    pub address: String,
+    pub credential: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("broker address {0:?} is not host:port")]
+    Address(String),
+}
+
+/// Starts the client: one task polls the connection, one publishes the outbox.
+pub fn spawn(
+    settings: &ClientSettings,
+    ctl: Shared,
+    tx: UnboundedSender<Out>,
+    rx: UnboundedReceiver<Out>,
+) -> Result<(), MqttError> {
+    let (host, port) = settings
+        .address
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| MqttError::Address(settings.address.clone()))?;
+    let mut opts = MqttOptions::new(HUB_CLIENT_ID, host, port);
+    opts.set_credentials(HUB_CLIENT_ID, settings.credential.clone())
+        .set_max_packet_size(MAX_PAYLOAD, MAX_PAYLOAD)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(true);
+    let (client, eventloop) = AsyncClient::new(opts, 64);
+    tokio::spawn(poll(eventloop, ctl.clone(), tx));
+    tokio::spawn(publish(client, rx, ctl));
+    Ok(())
+}
+
+async fn poll(mut eventloop: EventLoop, ctl: Shared, tx: UnboundedSender<Out>) {
+    let mut backoff = MIN_BACKOFF;
+    let mut connected = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!("connected to the MQTT broker");
+                connected = true;
+                backoff = MIN_BACKOFF;
+                let _ = tx.send(Out::Connected);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let mut c = ctl.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = c.ingest(&p.topic, &p.payload, crate::now_ms()) {
+                    tracing::error!(topic = %p.topic, "cannot record a device message: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected {
+                    tracing::warn!("lost the MQTT broker: {e}");
+                } else {
+                    tracing::debug!("cannot reach the MQTT broker: {e}");
+                }
+                connected = false;
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn publish(client: AsyncClient, mut rx: UnboundedReceiver<Out>, ctl: Shared) {
+    while let Some(out) = rx.recv().await {
+        let result = match out {
+            Out::Publish(p) => {
+                client
+                    .publish(p.topic, QoS::AtLeastOnce, true, p.payload)
+                    .await
+            }
+            Out::Connected => resubscribe_and_republish(&client, &ctl).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!("MQTT client request failed: {e}");
+        }
+    }
+}
+
+async fn resubscribe_and_republish(
+    client: &AsyncClient,
+    ctl: &Shared,
+) -> Result<(), rumqttc::ClientError> {
+    for leaf in ["status", "online"] {
+        let filter = format!("{}/dev/+/{leaf}", topics::ROOT);
+        client.subscribe(filter, QoS::AtLeastOnce).await?;
+    }
+    // Read under the lock, publish after: anything committed later is queued behind this.
+    let all = ctl.lock().unwrap_or_else(|e| e.into_inner()).all_desired();
+    let all = match all {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::error!("cannot read desired states to republish: {e}");
+            return Ok(());
+        }
+    };
+    tracing::info!(devices = all.len(), "republishing desired states");
+    for p in all {
+        client
+            .publish(p.topic, QoS::AtLeastOnce, true, p.payload)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `base` scaled by a random factor in [0.5, 1.5).
+fn jitter(base: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = match getrandom::getrandom(&mut b) {
+        Ok(()) => u16::from_le_bytes(b),
+        Err(_) => (crate::now_ms() % 65536) as u16,
+    };
+    base.mul_f64(0.5 + f64::from(r) / 65536.0)
+}

@@ -1,0 +1,117 @@
+//! `drover-hub serve`: wires the pieces into one process — store, signing key, embedded
+//! broker (unless `broker.url`), the hub's MQTT client, and the HTTP API — and runs until
+//! SIGINT or SIGTERM. This module only assembles; it decides nothing.
+
+use std::future::Future;
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::broker::{self, BrokerError};
+use crate::config::HubConfig;
+use crate::controller::{Controller, ControllerError, Settings};
+use crate::keys::{self, KeysError};
+use crate::mqtt::{self, ClientSettings, MqttError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+    #[error("cannot listen on {addr} for the API: {source}")]
+    Api {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the hub until SIGINT/SIGTERM.
+pub fn run(config: HubConfig) -> Result<(), ServeError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    rt.block_on(serve(config, shutdown_signal()))
+}
+
+/// Runs the hub until `shutdown` completes. Must be called inside a tokio runtime.
+pub async fn serve(
+    config: HubConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let dir = &config.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ServeError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    let store = Store::open(&dir.join("fleet.db"))?;
+    let key = keys::load_or_create_signing_key(dir)?;
+    let hub_credential = keys::load_or_create_hub_credential(dir)?;
+    let settings = Settings {
+        offline_after_ms: config.offline_after.0,
+        device_broker: config.device_broker_address(),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut controller = Controller::new(store, key, hub_credential.clone(), settings, tx.clone())?;
+    controller.resync(crate::now_ms())?;
+    tracing::info!(public_key = %controller.public_key(), "hub signing key");
+    if config.broker.url.is_empty() {
+        let creds = controller.credentials();
+        broker::spawn(config.broker.listen, config.broker.max_connections, creds)?;
+        tracing::info!(listen = %config.broker.listen, "embedded MQTT broker started");
+    }
+    let ctl = Arc::new(Mutex::new(controller));
+    let client = ClientSettings {
+        address: config.client_broker_address(),
+        credential: hub_credential,
+    };
+    mqtt::spawn(&client, ctl.clone(), tx, rx)?;
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|source| ServeError::Api {
+            addr: config.api.listen,
+            source,
+        })?;
+    tracing::info!(listen = %config.api.listen, "API listening");
+    axum::serve(listener, crate::api::router(ctl))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServeError::Api {
+            addr: config.api.listen,
+            source,
+        })?;
+    tracing::info!("hub stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,157 @@
+//! What the HTTP API returns and the CLI prints: plain serde types, the same on both sides
+//! of the wire. This module must never compute anything beyond formatting helpers.
+
+use std::collections::BTreeMap;
+
+use drover_protocol::{Capacity, WorkloadSpec, WorkloadStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::{Deployment, Operator, Selector};
+
+/// One manifest file sent by `apply` / `delete`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FileText {
+    pub file: String,
+    pub text: String,
+}
+
+/// What `apply` / `delete` did, one line per object (`deployment/web created`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ChangeReport {
+    pub results: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddDeviceRequest {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Answer to `device add`: what the agent needs, and the config snippet holding it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceAdded {
+    pub name: String,
+    pub credential: String,
+    pub public_key: String,
+    pub broker: String,
+    pub config: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkloadBrief {
+    pub name: String,
+    pub phase: String,
+    pub restarts: u32,
+}
+
+/// One row of `get devices`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub online: bool,
+    /// Unix ms of the last accepted status; 0 = never.
+    pub last_seen_ms: u64,
+    pub desired_generation: u64,
+    pub observed_generation: u64,
+    pub in_sync: bool,
+    /// Desired workloads the device reports Running.
+    pub ready: u32,
+    /// Desired workloads.
+    pub total: u32,
+    pub workloads: Vec<WorkloadBrief>,
+}
+
+/// `describe device`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceDetail {
+    pub device: DeviceView,
+    /// Last presence message: online / offline / none seen.
+    pub presence: Option<bool>,
+    pub capacity: Option<Capacity>,
+    pub desired: Vec<WorkloadSpec>,
+    pub reported: Vec<WorkloadStatus>,
+    pub events: Vec<EventView>,
+}
+
+/// One row of `get deployments`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeploymentView {
+    pub name: String,
+    pub selector: String,
+    pub replicas: Option<u32>,
+    pub placement: String,
+    pub devices: Vec<String>,
+    /// Placed devices that report the workload Running.
+    pub ready: u32,
+    pub total: u32,
+}
+
+/// The Deployment's workload as one device reports it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlacedView {
+    pub device: String,
+    pub online: bool,
+    pub in_sync: bool,
+    pub phase: String,
+    pub restarts: u32,
+    pub last_error: Option<String>,
+}
+
+/// `describe deployment`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeploymentDetail {
+    pub deployment: DeploymentView,
+    pub spec: Deployment,
+    pub placed: Vec<PlacedView>,
+    pub warnings: Vec<String>,
+    pub events: Vec<EventView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventView {
+    pub ts_ms: u64,
+    pub message: String,
+}
+
+/// `{"error": "..."}`, the body of every failed API call.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// `role=sensor,zone in (a,b),!gpu` — kubectl's selector notation; `<all>` when empty.
+pub fn selector_string(s: &Selector) -> String {
+    let mut parts: Vec<String> = s
+        .match_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for r in &s.match_expressions {
+        let values = r.values.join(",");
+        parts.push(match r.operator {
+            Operator::In => format!("{} in ({values})", r.key),
+            Operator::NotIn => format!("{} notin ({values})", r.key),
+            Operator::Exists => r.key.clone(),
+            Operator::DoesNotExist => format!("!{}", r.key),
+        });
+    }
+    if parts.is_empty() {
+        "<all>".to_owned()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// `k=v,k2=v2`, or `<none>`.
+pub fn labels_string(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "<none>".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,167 @@
+//! A real `drover-hub serve` process on free ports and a private data folder, an
+//! optional real Mosquitto broker, and the hub CLI as the tests call it.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::{bin, wait_for};
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+pub struct TestHub {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub api: String,
+    pub broker_port: u16,
+    child: Option<Child>,
+    runs: u32,
+}
+
+impl TestHub {
+    /// A stopped hub with the embedded broker on a free port.
+    pub fn new() -> TestHub {
+        Self::build(None)
+    }
+
+    /// A stopped hub that uses an external broker at 127.0.0.1:`port` (e.g. Mosquitto).
+    pub fn with_external_broker(port: u16) -> TestHub {
+        Self::build(Some(port))
+    }
+
+    fn build(external: Option<u16>) -> TestHub {
+        let dir = tempfile::Builder::new().prefix("drover-hub-").tempdir().expect("tempdir");
+        let (api_port, broker_port) = (free_port(), external.unwrap_or_else(free_port));
+        let broker = match external {
+            Some(p) => format!("url = \"127.0.0.1:{p}\"\n"),
+            None => format!("listen = \"127.0.0.1:{broker_port}\"\nadvertise = \"127.0.0.1:{broker_port}\"\n"),
+        };
+        let config = dir.path().join("hub.toml");
+        let toml = format!(
+            "data_dir = \"{}\"\nlog_level = \"info,drover_hub=debug\"\noffline_after = \"10s\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n[broker]\n{broker}",
+            dir.path().join("data").display()
+        );
+        fs::write(&config, toml).expect("hub config");
+        let api = format!("http://127.0.0.1:{api_port}");
+        TestHub { dir, config, api, broker_port, child: None, runs: 0 }
+    }
+
+    /// Starts `drover-hub serve` and waits until its API answers.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "hub already running");
+        self.runs += 1;
+        let log = fs::File::create(self.dir.path().join(format!("hub-{}.log", self.runs))).expect("log");
+        let child = Command::new(bin("drover-hub"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn drover-hub");
+        self.child = Some(child);
+        wait_for("the hub API", Duration::from_secs(30), || (self.cli(&["get", "devices"]).0 == 0).then_some(()));
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    /// `drover-hub --api URL ARGS`: (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin("drover-hub")).arg("--api").arg(&self.api).args(args).output().expect("hub cli");
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+    }
+
+    /// Writes `yaml` to a file in the hub's folder and applies it: (code, stdout, stderr).
+    pub fn apply(&self, file: &str, yaml: &str) -> (i32, String, String) {
+        let path = self.dir.path().join(file);
+        fs::write(&path, yaml).expect("write manifest");
+        self.cli(&["apply", "-f", &path.display().to_string()])
+    }
+
+    /// Registers a device; returns the agent config snippet (TOML) for it.
+    pub fn device_add(&self, name: &str, labels: &[&str]) -> String {
+        let mut args = vec!["device", "add", name, "-o", "json"];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        let (code, out, err) = self.cli(&args);
+        assert_eq!(code, 0, "device add {name}: {err}");
+        let v: Value = serde_json::from_str(&out).expect("device add json");
+        v["config"].as_str().expect("config snippet").to_string()
+    }
+
+    /// `get devices -o json`.
+    pub fn devices(&self) -> Value {
+        let (code, out, err) = self.cli(&["get", "devices", "-o", "json"]);
+        assert_eq!(code, 0, "get devices: {err}");
+        serde_json::from_str(&out).expect("devices json")
+    }
+
+    /// The hub's logs so far, for failure messages.
+    pub fn logs(&self) -> String {
+        (1..=self.runs)
+            .map(|i| fs::read_to_string(self.dir.path().join(format!("hub-{i}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n--- hub restarted ---\n")
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("===== hub log =====\n{}\n===== end of hub log =====", self.logs());
+        }
+        self.stop();
+    }
+}
+
+/// A real Mosquitto broker on a free port of 127.0.0.1, anonymous access allowed
+/// (Drover's security rests on signatures and MACs, not on the broker).
+pub struct Mosquitto {
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).expect("conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto not found: apt-get install mosquitto");
+        wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        Mosquitto { port, child, _dir: dir }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,140 @@
+//! End-to-end: the broker is not trusted. Forged, misdirected and replayed desired states
+//! published straight to the broker are rejected and counted by the agent, and nothing
+//! changes on the device; a forged status is dropped and counted by the hub. Needs root.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use drover_protocol::auth::sign_desired;
+use drover_protocol::{DesiredState, Name};
+use drover_tests::agent::TestAgent;
+use drover_tests::hub::TestHub;
+use drover_tests::{oci, require_root, wait_for};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(60);
+
+fn deployment(name: &str, image: &Path, env: &str) -> String {
+    format!(
+        "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{role: victim}}}}\n  template:\n    spec:\n      stopGracePeriod: 1s\n      containers:\n        - name: main\n          image: oci:{}:latest\n          command: [/bin/sh, -c, \"echo {env}; while true; do sleep 1; done\"]\n",
+        image.display()
+    )
+}
+
+/// Credentials of a registered device, from its config snippet.
+fn credential(snippet: &str) -> String {
+    snippet.lines().find_map(|l| l.strip_prefix("credential = ")).expect("credential").trim_matches('"').to_string()
+}
+
+/// Publishes `payload` to `topic` as device `user` (a legitimate broker login).
+fn publish(hub: &TestHub, user: &str, cred: &str, topic: &str, payload: &[u8]) {
+    let file = hub.dir.path().join("payload.bin");
+    std::fs::write(&file, payload).unwrap();
+    let port = hub.broker_port.to_string();
+    let st = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port, "-i", user, "-u", user, "-P", cred, "-q", "1", "-t", topic, "-f"])
+        .arg(&file)
+        .status()
+        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+    assert!(st.success(), "mosquitto_pub failed");
+}
+
+/// Reads the retained message of `topic` as device `user`.
+fn retained(hub: &TestHub, user: &str, cred: &str, topic: &str) -> Vec<u8> {
+    let port = hub.broker_port.to_string();
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port, "-i", user, "-u", user, "-P", cred, "-t", topic, "-C", "1", "-N", "-W", "10"])
+        .output()
+        .expect("mosquitto_sub (apt-get install mosquitto-clients)");
+    assert!(out.status.success() && !out.stdout.is_empty(), "no retained message on {topic}");
+    out.stdout
+}
+
+fn rejected(a: &TestAgent, reason_part: &str) -> u64 {
+    let Some(ps) = a.ps() else { return 0 };
+    let by = &ps["agent"]["hub"]["rejected_by_reason"];
+    by.as_object().map_or(0, |m| m.iter().filter(|(k, _)| k.contains(reason_part)).filter_map(|(_, v)| v.as_u64()).sum())
+}
+
+fn generation(a: &TestAgent) -> Option<u64> {
+    a.ps()?["observed_generation"].as_u64()
+}
+
+fn pid(a: &TestAgent) -> Option<u64> {
+    let c = a.container("app", "main")?;
+    (c["phase"] == "Running").then(|| c["pid"].as_u64()).flatten()
+}
+
+#[test]
+fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
+    if !require_root("forged_misdirected_and_replayed_desired_states_are_rejected_and_counted") {
+        return;
+    }
+    let mut hub = TestHub::new();
+    hub.start();
+    let image = hub.dir.path().join("busybox");
+    oci::busybox_layout(&image, "latest").unwrap();
+    let mut victim = TestAgent::new("victim");
+    victim.connect_to_hub(&hub.device_add("victim", &["role=victim"]));
+    victim.start();
+    let mallory = credential(&hub.device_add("mallory", &["role=attacker"]));
+    assert_eq!(hub.apply("app.yaml", &deployment("app", &image, "v1")).0, 0);
+    let p = wait_for("app running on the victim", T, || pid(&victim));
+    let topic = "drover/v1/dev/victim/desired";
+    let old = retained(&hub, "mallory", &mallory, topic);
+    let g1 = generation(&victim).unwrap();
+
+    // A new generation (v2) replaces the workload; then the old one is replayed.
+    assert_eq!(hub.apply("app.yaml", &deployment("app", &image, "v2")).0, 0);
+    let p2 = wait_for("v2 running", T, || pid(&victim).filter(|x| *x != p));
+    let g2 = wait_for("generation bumped", T, || generation(&victim).filter(|g| *g > g1));
+    publish(&hub, "mallory", &mallory, topic, &old);
+    wait_for("replay counted", T, || (rejected(&victim, "stale") + rejected(&victim, "older") >= 1).then_some(()));
+
+    // Signed by another key.
+    let forged = DesiredState { device: Name::new("victim").unwrap(), generation: g2 + 100, workloads: vec![] };
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    publish(&hub, "mallory", &mallory, topic, &sign_desired(&forged, &key).unwrap());
+    wait_for("forgery counted", T, || (rejected(&victim, "signature") >= 1).then_some(()));
+
+    // A genuine desired state of another device, sent to the victim's topic.
+    let theirs = retained(&hub, "mallory", &mallory, "drover/v1/dev/mallory/desired");
+    publish(&hub, "mallory", &mallory, topic, &theirs);
+    wait_for("misdirection counted", T, || (rejected(&victim, "device") >= 1).then_some(()));
+
+    // Garbage.
+    publish(&hub, "mallory", &mallory, topic, b"\x01\x02garbage");
+    wait_for("garbage counted", T, || (rejected(&victim, "malformed") >= 1).then_some(()));
+
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!((pid(&victim), generation(&victim)), (Some(p2), Some(g2)), "nothing may change on the device");
+
+    // A status forged by mallory on the victim's topic is dropped and counted by the hub.
+    let forged_status = drover_protocol::DeviceStatus {
+        device: Name::new("victim").unwrap(),
+        observed_generation: 0,
+        time_ms: 0,
+        workloads: vec![],
+        capacity: Default::default(),
+    };
+    let sealed = drover_protocol::auth::seal_status(&forged_status, mallory.as_bytes()).unwrap();
+    publish(&hub, "mallory", &mallory, "drover/v1/dev/victim/status", &sealed);
+    wait_for("hub counts the forged status", T, || {
+        let (code, out, _) = hub.cli(&["get", "stats", "-o", "json"]);
+        let v: Value = serde_json::from_str(&out).ok()?;
+        (code == 0 && v.to_string().contains("mac") && count_nonzero(&v, "mac")).then_some(())
+    });
+    let d = hub.devices();
+    let victim_row = d.as_array().unwrap().iter().find(|d| d["name"] == "victim").unwrap();
+    assert_eq!(victim_row["ready"], 1, "the forged status must not replace the real one: {victim_row}");
+}
+
+/// True when some counter whose key contains `part` is above zero.
+fn count_nonzero(v: &Value, part: &str) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, v)| (k.contains(part) && v.as_u64().is_some_and(|n| n > 0)) || count_nonzero(v, part)),
+        Value::Array(a) => a.iter().any(|v| count_nonzero(v, part)),
+        _ => false,
+    }
+}
