@@ -32,6 +32,10 @@ fn check(rel: &str, text: &str) -> Result<usize, String> {
             return Err(format!("{rel}: no workload in the file"));
         }
         Ok(specs.len())
+    } else if rel == "hub.toml" {
+        // The agent crate cannot depend on the hub: the hub crate's own test
+        // (`drover_hub::config::tests`) parses configs/hub.toml and checks its defaults.
+        Ok(0)
     } else if rel == "agent.toml" {
         AgentConfig::parse(rel, text)
             .map(|_| 1)
@@ -99,7 +103,7 @@ fn broken_files_are_caught() {
         ("manifests/c.yaml", "# only a comment\n"),
         ("agent.toml", "state_dir = 3\n"),
         ("agent.toml", "[logs]\nfile = 2\n"),
-        ("hub.toml", ""),
+        ("other.toml", ""),
     ];
     for (rel, text) in broken {
         let err = check(rel, text).expect_err(rel);

@@ -222,6 +222,10 @@ fn config(port: u16, hub_key: &SigningKey) -> HubConfig {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_link_verifies_desired_states_seals_status_and_survives_a_broker_restart() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("drover_agent=debug")
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut broker = Broker::start(dir.path());
     let device = Name::new("pi-1").expect("name");

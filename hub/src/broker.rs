@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
+use crate::ratelimit::RateLimit;
 use rumqttd::{Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 
 /// Client id / username the hub itself connects with.
@@ -74,10 +75,12 @@ pub fn broker_config(listen: SocketAddr, max_connections: usize, creds: Credenti
         external_auth: None,
         dynamic_filters: true,
     };
+    let limit = Mutex::new(RateLimit::new(60_000));
     connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
         let ok = authenticate(&creds, &client_id, &user, &pass);
-        if !ok {
-            tracing::warn!(client_id = %client_id, "broker refused a connection: bad credentials");
+        let mut limit = limit.lock().unwrap_or_else(|e| e.into_inner());
+        if !ok && limit.allow(&client_id, crate::now_ms()) {
+            tracing::warn!(client_id = %client_id, username = %user, "broker refused a connection: bad credentials (logged once a minute per client)");
         }
         async move { ok }
     });

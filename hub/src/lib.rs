@@ -13,6 +13,7 @@ pub mod controller;
 pub mod fleet;
 pub mod keys;
 pub mod mqtt;
+pub mod ratelimit;
 pub mod serve;
 pub mod store;
 pub mod views;

@@ -115,3 +115,7 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+#[cfg(test)]
+#[path = "serve_tests.rs"]
+mod tests;

@@ -453,3 +453,7 @@ fn labels_json(labels: &BTreeMap<String, String>) -> String {
     // A map of strings always serializes.
     serde_json::to_string(labels).unwrap_or_else(|_| "{}".to_owned())
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -56,7 +56,10 @@ impl TestAgent {
     /// Points the agent at a hub: `snippet` is what `drover-hub device add` printed
     /// (device name and `[hub]` section). Takes effect at the next start.
     pub fn connect_to_hub(&self, snippet: &str) {
-        let toml = format!("{}\n{snippet}\n", base_config(&self.state, &self.manifests, &self.cgroup_parent));
+        let toml = format!(
+            "{}\n{snippet}\n",
+            base_config(&self.state, &self.manifests, &self.cgroup_parent)
+        );
         fs::write(&self.config, toml).expect("config");
     }
 

@@ -14,7 +14,10 @@ use crate::{bin, wait_for};
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 pub struct TestHub {
@@ -38,11 +41,16 @@ impl TestHub {
     }
 
     fn build(external: Option<u16>) -> TestHub {
-        let dir = tempfile::Builder::new().prefix("drover-hub-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("drover-hub-")
+            .tempdir()
+            .expect("tempdir");
         let (api_port, broker_port) = (free_port(), external.unwrap_or_else(free_port));
         let broker = match external {
             Some(p) => format!("url = \"127.0.0.1:{p}\"\n"),
-            None => format!("listen = \"127.0.0.1:{broker_port}\"\nadvertise = \"127.0.0.1:{broker_port}\"\n"),
+            None => format!(
+                "listen = \"127.0.0.1:{broker_port}\"\nadvertise = \"127.0.0.1:{broker_port}\"\n"
+            ),
         };
         let config = dir.path().join("hub.toml");
         let toml = format!(
@@ -51,14 +59,22 @@ impl TestHub {
         );
         fs::write(&config, toml).expect("hub config");
         let api = format!("http://127.0.0.1:{api_port}");
-        TestHub { dir, config, api, broker_port, child: None, runs: 0 }
+        TestHub {
+            dir,
+            config,
+            api,
+            broker_port,
+            child: None,
+            runs: 0,
+        }
     }
 
     /// Starts `drover-hub serve` and waits until its API answers.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "hub already running");
         self.runs += 1;
-        let log = fs::File::create(self.dir.path().join(format!("hub-{}.log", self.runs))).expect("log");
+        let log =
+            fs::File::create(self.dir.path().join(format!("hub-{}.log", self.runs))).expect("log");
         let child = Command::new(bin("drover-hub"))
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -68,7 +84,9 @@ impl TestHub {
             .spawn()
             .expect("spawn drover-hub");
         self.child = Some(child);
-        wait_for("the hub API", Duration::from_secs(30), || (self.cli(&["get", "devices"]).0 == 0).then_some(()));
+        wait_for("the hub API", Duration::from_secs(30), || {
+            (self.cli(&["get", "devices"]).0 == 0).then_some(())
+        });
     }
 
     /// SIGTERM and wait.
@@ -82,9 +100,18 @@ impl TestHub {
 
     /// `drover-hub --api URL ARGS`: (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(bin("drover-hub")).arg("--api").arg(&self.api).args(args).output().expect("hub cli");
+        let out = Command::new(bin("drover-hub"))
+            .arg("--api")
+            .arg(&self.api)
+            .args(args)
+            .output()
+            .expect("hub cli");
         let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
+        (
+            out.status.code().unwrap_or(-1),
+            s(&out.stdout),
+            s(&out.stderr),
+        )
     }
 
     /// Writes `yaml` to a file in the hub's folder and applies it: (code, stdout, stderr).
@@ -116,7 +143,9 @@ impl TestHub {
     /// The hub's logs so far, for failure messages.
     pub fn logs(&self) -> String {
         (1..=self.runs)
-            .map(|i| fs::read_to_string(self.dir.path().join(format!("hub-{i}.log"))).unwrap_or_default())
+            .map(|i| {
+                fs::read_to_string(self.dir.path().join(format!("hub-{i}.log"))).unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n--- hub restarted ---\n")
     }
@@ -125,7 +154,10 @@ impl TestHub {
 impl Drop for TestHub {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("===== hub log =====\n{}\n===== end of hub log =====", self.logs());
+            eprintln!(
+                "===== hub log =====\n{}\n===== end of hub log =====",
+                self.logs()
+            );
         }
         self.stop();
     }
@@ -144,7 +176,11 @@ impl Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
-        fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).expect("conf");
+        fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("conf");
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
@@ -153,9 +189,15 @@ impl Mosquitto {
             .spawn()
             .expect("mosquitto not found: apt-get install mosquitto");
         wait_for("mosquitto to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
         });
-        Mosquitto { port, child, _dir: dir }
+        Mosquitto {
+            port,
+            child,
+            _dir: dir,
+        }
     }
 }
 

@@ -24,7 +24,12 @@ fn deployment(name: &str, image: &Path, env: &str) -> String {
 
 /// Credentials of a registered device, from its config snippet.
 fn credential(snippet: &str) -> String {
-    snippet.lines().find_map(|l| l.strip_prefix("credential = ")).expect("credential").trim_matches('"').to_string()
+    snippet
+        .lines()
+        .find_map(|l| l.strip_prefix("credential = "))
+        .expect("credential")
+        .trim_matches('"')
+        .to_string()
 }
 
 /// Publishes `payload` to `topic` as device `user` (a legitimate broker login).
@@ -33,7 +38,23 @@ fn publish(hub: &TestHub, user: &str, cred: &str, topic: &str, payload: &[u8]) {
     std::fs::write(&file, payload).unwrap();
     let port = hub.broker_port.to_string();
     let st = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-i", user, "-u", user, "-P", cred, "-q", "1", "-t", topic, "-f"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-i",
+            user,
+            "-u",
+            user,
+            "-P",
+            cred,
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-f",
+        ])
         .arg(&file)
         .status()
         .expect("mosquitto_pub (apt-get install mosquitto-clients)");
@@ -44,17 +65,43 @@ fn publish(hub: &TestHub, user: &str, cred: &str, topic: &str, payload: &[u8]) {
 fn retained(hub: &TestHub, user: &str, cred: &str, topic: &str) -> Vec<u8> {
     let port = hub.broker_port.to_string();
     let out = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-i", user, "-u", user, "-P", cred, "-t", topic, "-C", "1", "-N", "-W", "10"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-i",
+            user,
+            "-u",
+            user,
+            "-P",
+            cred,
+            "-t",
+            topic,
+            "-C",
+            "1",
+            "-N",
+            "-W",
+            "10",
+        ])
         .output()
         .expect("mosquitto_sub (apt-get install mosquitto-clients)");
-    assert!(out.status.success() && !out.stdout.is_empty(), "no retained message on {topic}");
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "no retained message on {topic}"
+    );
     out.stdout
 }
 
 fn rejected(a: &TestAgent, reason_part: &str) -> u64 {
     let Some(ps) = a.ps() else { return 0 };
     let by = &ps["agent"]["hub"]["rejected_by_reason"];
-    by.as_object().map_or(0, |m| m.iter().filter(|(k, _)| k.contains(reason_part)).filter_map(|(_, v)| v.as_u64()).sum())
+    by.as_object().map_or(0, |m| {
+        m.iter()
+            .filter(|(k, _)| k.contains(reason_part))
+            .filter_map(|(_, v)| v.as_u64())
+            .sum()
+    })
 }
 
 fn generation(a: &TestAgent) -> Option<u64> {
@@ -63,7 +110,9 @@ fn generation(a: &TestAgent) -> Option<u64> {
 
 fn pid(a: &TestAgent) -> Option<u64> {
     let c = a.container("app", "main")?;
-    (c["phase"] == "Running").then(|| c["pid"].as_u64()).flatten()
+    (c["phase"] == "Running")
+        .then(|| c["pid"].as_u64())
+        .flatten()
 }
 
 #[test]
@@ -88,27 +137,51 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
     // A new generation (v2) replaces the workload; then the old one is replayed.
     assert_eq!(hub.apply("app.yaml", &deployment("app", &image, "v2")).0, 0);
     let p2 = wait_for("v2 running", T, || pid(&victim).filter(|x| *x != p));
-    let g2 = wait_for("generation bumped", T, || generation(&victim).filter(|g| *g > g1));
+    let g2 = wait_for("generation bumped", T, || {
+        generation(&victim).filter(|g| *g > g1)
+    });
     publish(&hub, "mallory", &mallory, topic, &old);
-    wait_for("replay counted", T, || (rejected(&victim, "stale") + rejected(&victim, "older") >= 1).then_some(()));
+    wait_for("replay counted", T, || {
+        (rejected(&victim, "stale") + rejected(&victim, "older") >= 1).then_some(())
+    });
 
     // Signed by another key.
-    let forged = DesiredState { device: Name::new("victim").unwrap(), generation: g2 + 100, workloads: vec![] };
+    let forged = DesiredState {
+        device: Name::new("victim").unwrap(),
+        generation: g2 + 100,
+        workloads: vec![],
+    };
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    publish(&hub, "mallory", &mallory, topic, &sign_desired(&forged, &key).unwrap());
-    wait_for("forgery counted", T, || (rejected(&victim, "signature") >= 1).then_some(()));
+    publish(
+        &hub,
+        "mallory",
+        &mallory,
+        topic,
+        &sign_desired(&forged, &key).unwrap(),
+    );
+    wait_for("forgery counted", T, || {
+        (rejected(&victim, "signature") >= 1).then_some(())
+    });
 
     // A genuine desired state of another device, sent to the victim's topic.
     let theirs = retained(&hub, "mallory", &mallory, "drover/v1/dev/mallory/desired");
     publish(&hub, "mallory", &mallory, topic, &theirs);
-    wait_for("misdirection counted", T, || (rejected(&victim, "device") >= 1).then_some(()));
+    wait_for("misdirection counted", T, || {
+        (rejected(&victim, "device") >= 1).then_some(())
+    });
 
     // Garbage.
     publish(&hub, "mallory", &mallory, topic, b"\x01\x02garbage");
-    wait_for("garbage counted", T, || (rejected(&victim, "malformed") >= 1).then_some(()));
+    wait_for("garbage counted", T, || {
+        (rejected(&victim, "malformed") >= 1).then_some(())
+    });
 
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!((pid(&victim), generation(&victim)), (Some(p2), Some(g2)), "nothing may change on the device");
+    assert_eq!(
+        (pid(&victim), generation(&victim)),
+        (Some(p2), Some(g2)),
+        "nothing may change on the device"
+    );
 
     // A status forged by mallory on the victim's topic is dropped and counted by the hub.
     let forged_status = drover_protocol::DeviceStatus {
@@ -119,21 +192,37 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
         capacity: Default::default(),
     };
     let sealed = drover_protocol::auth::seal_status(&forged_status, mallory.as_bytes()).unwrap();
-    publish(&hub, "mallory", &mallory, "drover/v1/dev/victim/status", &sealed);
+    publish(
+        &hub,
+        "mallory",
+        &mallory,
+        "drover/v1/dev/victim/status",
+        &sealed,
+    );
     wait_for("hub counts the forged status", T, || {
         let (code, out, _) = hub.cli(&["get", "stats", "-o", "json"]);
         let v: Value = serde_json::from_str(&out).ok()?;
         (code == 0 && v.to_string().contains("mac") && count_nonzero(&v, "mac")).then_some(())
     });
     let d = hub.devices();
-    let victim_row = d.as_array().unwrap().iter().find(|d| d["name"] == "victim").unwrap();
-    assert_eq!(victim_row["ready"], 1, "the forged status must not replace the real one: {victim_row}");
+    let victim_row = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "victim")
+        .unwrap();
+    assert_eq!(
+        victim_row["ready"], 1,
+        "the forged status must not replace the real one: {victim_row}"
+    );
 }
 
 /// True when some counter whose key contains `part` is above zero.
 fn count_nonzero(v: &Value, part: &str) -> bool {
     match v {
-        Value::Object(m) => m.iter().any(|(k, v)| (k.contains(part) && v.as_u64().is_some_and(|n| n > 0)) || count_nonzero(v, part)),
+        Value::Object(m) => m.iter().any(|(k, v)| {
+            (k.contains(part) && v.as_u64().is_some_and(|n| n > 0)) || count_nonzero(v, part)
+        }),
         Value::Array(a) => a.iter().any(|v| count_nonzero(v, part)),
         _ => false,
     }

@@ -47,7 +47,11 @@ pub fn ps(config: &Path, format: Format) -> u8 {
         eprintln!("warning: {w}");
     }
     if let Some(h) = &report.hub {
-        let state = if h.connected { "connected" } else { "disconnected" };
+        let state = if h.connected {
+            "connected"
+        } else {
+            "disconnected"
+        };
         eprintln!(
             "hub: {state}, desired generation {}, rejected desired states {}, dropped status updates {}",
             report.status.observed_generation, h.rejected_desired, h.dropped_status

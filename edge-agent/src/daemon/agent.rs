@@ -35,7 +35,10 @@ pub enum DaemonError {
 
 impl DaemonError {
     pub fn hub(e: impl std::fmt::Display) -> Self {
-        DaemonError::Io { context: "hub link".into(), source: std::io::Error::other(e.to_string()) }
+        DaemonError::Io {
+            context: "hub link".into(),
+            source: std::io::Error::other(e.to_string()),
+        }
     }
 
     pub fn signal(source: std::io::Error) -> Self {
@@ -114,7 +117,11 @@ impl Agent {
         );
         let images = ImageStore::open(&paths.images())?;
         let runtime = ShimRuntime::new(paths.runtime());
-        let desired = DesiredState { device: cfg.device.clone(), generation: 0, workloads: vec![] };
+        let desired = DesiredState {
+            device: cfg.device.clone(),
+            generation: 0,
+            workloads: vec![],
+        };
         let mut agent = Agent {
             cfg,
             paths,
@@ -175,9 +182,15 @@ impl Agent {
         self.static_desired.workloads = workloads;
         self.static_desired.generation += 1;
         self.static_desired.device = self.cfg.device.clone();
-        info!(generation = self.static_desired.generation, workloads = self.static_desired.workloads.len(), "new static manifests");
+        info!(
+            generation = self.static_desired.generation,
+            workloads = self.static_desired.workloads.len(),
+            "new static manifests"
+        );
         if let Err(e) = state::save_desired(&self.paths, &self.static_desired) {
-            error!("cannot persist the manifests' desired state (it still applies until restart): {e}");
+            error!(
+                "cannot persist the manifests' desired state (it still applies until restart): {e}"
+            );
         }
         self.merge();
     }
@@ -185,7 +198,11 @@ impl Agent {
     /// Takes a verified desired state from the hub; `payload` is its signed form, kept so
     /// that it can be verified again after a restart.
     pub fn set_hub_desired(&mut self, desired: DesiredState, payload: &[u8]) {
-        info!(generation = desired.generation, workloads = desired.workloads.len(), "new desired state from the hub");
+        info!(
+            generation = desired.generation,
+            workloads = desired.workloads.len(),
+            "new desired state from the hub"
+        );
         if let Err(e) = crate::fsutil::write_atomic(&self.paths.hub_desired(), payload) {
             error!("cannot persist the hub's desired state (it still applies until restart): {e}");
         }
@@ -197,16 +214,23 @@ impl Agent {
     /// file that does not verify (changed key, tampering) is ignored, loudly.
     fn load_hub_desired(&mut self) {
         let Some(hub) = &self.cfg.hub else { return };
-        let Ok(payload) = std::fs::read(self.paths.hub_desired()) else { return };
+        let Ok(payload) = std::fs::read(self.paths.hub_desired()) else {
+            return;
+        };
         let verified = hub
             .verifying_key()
             .map_err(|e| e.to_string())
             .and_then(|key| {
-                drover_protocol::auth::verify_desired(&payload, &key, &self.cfg.device, 0).map_err(|e| e.to_string())
+                drover_protocol::auth::verify_desired(&payload, &key, &self.cfg.device, 0)
+                    .map_err(|e| e.to_string())
             });
         match verified {
             Ok(d) => {
-                info!(generation = d.generation, workloads = d.workloads.len(), "hub's desired state loaded from disk");
+                info!(
+                    generation = d.generation,
+                    workloads = d.workloads.len(),
+                    "hub's desired state loaded from disk"
+                );
                 self.hub_desired = Some(d);
             }
             Err(e) => error!("ignoring the stored hub desired state: {e}"),
@@ -221,7 +245,11 @@ impl Agent {
     /// Recomputes `desired` from the hub's and the static workloads. The hub wins a name
     /// clash; the hidden static workload is reported.
     fn merge(&mut self) {
-        let mut workloads = self.hub_desired.as_ref().map(|d| d.workloads.clone()).unwrap_or_default();
+        let mut workloads = self
+            .hub_desired
+            .as_ref()
+            .map(|d| d.workloads.clone())
+            .unwrap_or_default();
         self.conflicts.clear();
         for w in &self.static_desired.workloads {
             if workloads.iter().any(|h| h.name == w.name) {
@@ -237,7 +265,11 @@ impl Agent {
                 self.prepared.clear();
                 self.image_states.clear();
             }
-            self.desired = DesiredState { device: self.cfg.device.clone(), generation, workloads };
+            self.desired = DesiredState {
+                device: self.cfg.device.clone(),
+                generation,
+                workloads,
+            };
         }
     }
 

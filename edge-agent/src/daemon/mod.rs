@@ -35,14 +35,19 @@ pub fn run(agent: Agent) -> Result<(), DaemonError> {
 async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
     let sock_path = agent.paths.agent_sock();
     let _ = std::fs::remove_file(&sock_path);
-    let sock = UnixDatagram::bind(&sock_path)
-        .map_err(|e| DaemonError::Io { context: format!("binding {}", sock_path.display()), source: e })?;
+    let sock = UnixDatagram::bind(&sock_path).map_err(|e| DaemonError::Io {
+        context: format!("binding {}", sock_path.display()),
+        source: e,
+    })?;
     let mut watcher = manifests::Watcher::new(agent.manifests_dir());
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::signal)?;
     let (hub_tx, mut hub_rx) = tokio::sync::mpsc::channel::<HubEvent>(8);
     let link = match &agent.cfg.hub {
-        Some(h) => Some(hub::spawn(h, &agent.cfg.device, agent.hub_generation(), hub_tx.clone()).map_err(DaemonError::hub)?),
+        Some(h) => Some(
+            hub::spawn(h, &agent.cfg.device, agent.hub_generation(), hub_tx.clone())
+                .map_err(DaemonError::hub)?,
+        ),
         None => None,
     };
     let resync = agent.resync_interval();
@@ -55,12 +60,17 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
             (agent, wake)
         })
         .await
-        .map_err(|e| DaemonError::Io { context: "reconcile task".into(), source: std::io::Error::other(e) })?;
+        .map_err(|e| DaemonError::Io {
+            context: "reconcile task".into(),
+            source: std::io::Error::other(e),
+        })?;
         agent = a;
         if let (Some(l), Some(st)) = (&link, agent.status_to_publish.take()) {
             l.publish_status(st);
         }
-        let sleep = wake_at.map_or(resync, |w| Duration::from_millis(w.saturating_sub(now_ms())).min(resync));
+        let sleep = wake_at.map_or(resync, |w| {
+            Duration::from_millis(w.saturating_sub(now_ms())).min(resync)
+        });
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {
                 agent.load_manifests();

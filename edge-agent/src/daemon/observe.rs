@@ -121,7 +121,11 @@ impl Agent {
             return Ok(());
         }
         save_report(&self.paths, &report)?;
-        if self.last_report.as_ref().is_none_or(|last| last.status != key.status) {
+        if self
+            .last_report
+            .as_ref()
+            .is_none_or(|last| last.status != key.status)
+        {
             self.status_to_publish = Some(report.status.clone());
         }
         self.last_report = Some(key);

@@ -133,7 +133,7 @@ pub fn get(client: &Client, kind: GetKind, format: Format) -> Result<(), CliErro
         }
         GetKind::Deployments => {
             let v: Vec<DeploymentView> = client.get("/v1/deployments")?;
-            output::print(&v, format, output::deployments_table)
+            output::print(&v, format, |v| output::deployments_table(v))
         }
         GetKind::Stats => {
             let v: BTreeMap<String, u64> = client.get("/v1/stats")?;

@@ -7,16 +7,24 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::{CliError, Format};
-use crate::views::{DeploymentDetail, DeploymentView, DeviceDetail, DeviceView, EventView, labels_string};
+use crate::views::{
+    DeploymentDetail, DeploymentView, DeviceDetail, DeviceView, EventView, labels_string,
+};
 
 /// Prints `v` as JSON, YAML, or the text `table` makes of it.
-pub fn print<T: Serialize>(v: &T, format: Format, table: impl Fn(&T) -> String) -> Result<(), CliError> {
+pub fn print<T: Serialize>(
+    v: &T,
+    format: Format,
+    table: impl Fn(&T) -> String,
+) -> Result<(), CliError> {
     let text = match format {
         Format::Table => table(v),
-        Format::Json => serde_json::to_string_pretty(v).map_err(|e| CliError::Output {
-            format: "json",
-            message: e.to_string(),
-        })? + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(v).map_err(|e| CliError::Output {
+                format: "json",
+                message: e.to_string(),
+            })? + "\n"
+        }
         Format::Yaml => serde_saphyr::to_string(v).map_err(|e| CliError::Output {
             format: "yaml",
             message: e.to_string(),
@@ -73,7 +81,7 @@ fn generation(v: &DeviceView) -> String {
     }
 }
 
-pub fn devices_table(v: &Vec<DeviceView>, now_ms: u64) -> String {
+pub fn devices_table(v: &[DeviceView], now_ms: u64) -> String {
     let rows = v
         .iter()
         .map(|d| {
@@ -87,11 +95,18 @@ pub fn devices_table(v: &Vec<DeviceView>, now_ms: u64) -> String {
             ]
         })
         .collect();
-    let header = ["NAME", "ONLINE", "READY", "GENERATION", "LAST SEEN", "LABELS"];
+    let header = [
+        "NAME",
+        "ONLINE",
+        "READY",
+        "GENERATION",
+        "LAST SEEN",
+        "LABELS",
+    ];
     table(&header, rows)
 }
 
-pub fn deployments_table(v: &Vec<DeploymentView>) -> String {
+pub fn deployments_table(v: &[DeploymentView]) -> String {
     let rows = v
         .iter()
         .map(|d| {
@@ -100,7 +115,11 @@ pub fn deployments_table(v: &Vec<DeploymentView>) -> String {
                 d.replicas.map_or("all".to_owned(), |r| r.to_string()),
                 format!("{}/{}", d.ready, d.total),
                 d.selector.clone(),
-                if d.devices.is_empty() { "<none>".to_owned() } else { d.devices.join(",") },
+                if d.devices.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    d.devices.join(",")
+                },
             ]
         })
         .collect();
@@ -108,7 +127,10 @@ pub fn deployments_table(v: &Vec<DeploymentView>) -> String {
 }
 
 pub fn stats_table(v: &BTreeMap<String, u64>) -> String {
-    let rows = v.iter().map(|(k, n)| vec![k.clone(), n.to_string()]).collect();
+    let rows = v
+        .iter()
+        .map(|(k, n)| vec![k.clone(), n.to_string()])
+        .collect();
     table(&["COUNTER", "VALUE"], rows)
 }
 
@@ -132,19 +154,37 @@ pub fn describe_device(d: &DeviceDetail, now_ms: u64) -> String {
     };
     let _ = writeln!(out, "Name:         {}", v.name);
     let _ = writeln!(out, "Labels:       {}", labels_string(&v.labels));
-    let _ = writeln!(out, "Online:       {} (presence: {presence})", if v.online { "yes" } else { "no" });
+    let _ = writeln!(
+        out,
+        "Online:       {} (presence: {presence})",
+        if v.online { "yes" } else { "no" }
+    );
     let _ = writeln!(out, "Last seen:    {}", ago(v.last_seen_ms, now_ms));
     let sync = if v.in_sync { "in sync" } else { "not in sync" };
-    let _ = writeln!(out, "Generation:   desired {}, observed {} ({sync})", v.desired_generation, v.observed_generation);
+    let _ = writeln!(
+        out,
+        "Generation:   desired {}, observed {} ({sync})",
+        v.desired_generation, v.observed_generation
+    );
     if let Some(c) = d.capacity {
-        let _ = writeln!(out, "Capacity:     memory {} MiB (reserved {} MiB), cpu {}m", c.memory_bytes >> 20, c.memory_reserved_bytes >> 20, c.cpu_millis);
+        let _ = writeln!(
+            out,
+            "Capacity:     memory {} MiB (reserved {} MiB), cpu {}m",
+            c.memory_bytes >> 20,
+            c.memory_reserved_bytes >> 20,
+            c.cpu_millis
+        );
     }
     out.push_str("Desired workloads:\n");
     if d.desired.is_empty() {
         out.push_str("  <none>\n");
     }
     for w in &d.desired {
-        let images: Vec<String> = w.containers.iter().map(|c| format!("{}={}", c.name, c.image)).collect();
+        let images: Vec<String> = w
+            .containers
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.image))
+            .collect();
         let _ = writeln!(out, "  {}: {}", w.name, images.join(" "));
     }
     out.push_str("Reported workloads:\n");
@@ -158,7 +198,11 @@ pub fn describe_device(d: &DeviceDetail, now_ms: u64) -> String {
         }
         for c in &w.containers {
             let pid = c.pid.map_or("-".to_owned(), |p| p.to_string());
-            let _ = writeln!(out, "    {}: {} pid {pid} restarts {}", c.name, c.phase, c.restarts);
+            let _ = writeln!(
+                out,
+                "    {}: {} pid {pid} restarts {}",
+                c.name, c.phase, c.restarts
+            );
             if let Some(e) = &c.last_error {
                 let _ = writeln!(out, "      last error: {e}");
             }
@@ -173,7 +217,9 @@ pub fn describe_deployment(d: &DeploymentDetail, now_ms: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Name:         {}", v.name);
     let _ = writeln!(out, "Selector:     {}", v.selector);
-    let replicas = v.replicas.map_or("every matching device".to_owned(), |r| format!("{r} ({})", v.placement));
+    let replicas = v.replicas.map_or("every matching device".to_owned(), |r| {
+        format!("{r} ({})", v.placement)
+    });
     let _ = writeln!(out, "Replicas:     {replicas}");
     let _ = writeln!(out, "Ready:        {}/{}", v.ready, v.total);
     out.push_str("Containers:\n");
@@ -187,7 +233,11 @@ pub fn describe_deployment(d: &DeploymentDetail, now_ms: u64) -> String {
     for p in &d.placed {
         let online = if p.online { "online" } else { "offline" };
         let sync = if p.in_sync { "in sync" } else { "not in sync" };
-        let _ = writeln!(out, "  {}: {} (restarts {}, {online}, {sync})", p.device, p.phase, p.restarts);
+        let _ = writeln!(
+            out,
+            "  {}: {} (restarts {}, {online}, {sync})",
+            p.device, p.phase, p.restarts
+        );
         if let Some(e) = &p.last_error {
             let _ = writeln!(out, "    last error: {e}");
         }

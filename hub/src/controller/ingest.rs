@@ -10,11 +10,6 @@ use drover_protocol::{DeviceStatus, Name, topics};
 
 use super::{Controller, ControllerError, reconcile};
 
-/// Warnings about one device are logged at most this often.
-const WARN_EVERY_MS: u64 = 60_000;
-/// Devices remembered for rate-limiting; beyond it the memory is cleared.
-const MAX_WARNED: usize = 4096;
-
 /// Why a message from a device was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RejectReason {
@@ -113,7 +108,11 @@ impl Controller {
         let cap = status.capacity;
         let changed = old_capacity
             .is_none_or(|o| o.memory_bytes != cap.memory_bytes || o.cpu_millis != cap.cpu_millis);
-        if changed {
+        if changed
+            && reconcile::load_deployments(&self.store)?
+                .iter()
+                .any(|d| d.replicas.is_some())
+        {
             self.resync(now_ms)?;
         }
         Ok(())
@@ -163,14 +162,9 @@ impl Controller {
     ) -> Result<(), ControllerError> {
         self.store
             .bump_counter(&format!("{what}_rejected_{}", reason.as_str()), 1)?;
-        if self.last_warned.len() > MAX_WARNED {
-            self.last_warned.clear();
-        }
-        let last = self.last_warned.get(device).copied();
-        if last.is_some_and(|t| now_ms.saturating_sub(t) < WARN_EVERY_MS) {
+        if !self.warn_limit.allow(device, now_ms) {
             return Ok(());
         }
-        self.last_warned.insert(device.to_owned(), now_ms);
         let device_log: String = device.chars().take(64).collect();
         tracing::warn!(device = %device_log, reason = reason.as_str(), "rejected {what}: {detail} (further ones for a minute are only counted)");
         if reason != RejectReason::UnknownDevice {

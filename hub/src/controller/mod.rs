@@ -24,10 +24,14 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::broker::{Credentials, HUB_CLIENT_ID};
 use crate::fleet::{self, Object, RESERVED_DEVICE_PREFIX};
 use crate::keys::{self, KeysError};
+use crate::ratelimit::RateLimit;
 use crate::store::{DeviceRow, Store, StoreError};
 use crate::views::{ChangeReport, DeviceAdded, FileText};
 
 pub use ingest::RejectReason;
+
+/// Warnings about one device are logged at most this often.
+const WARN_EVERY_MS: u64 = 60_000;
 
 /// A retained QoS 1 message for the broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,8 +82,8 @@ pub struct Controller {
     outbox: UnboundedSender<Out>,
     /// Placement warnings of the last reconcile, by deployment.
     warnings: BTreeMap<String, Vec<String>>,
-    /// Last rejection warning logged per device (ms), to rate-limit logs and events.
-    last_warned: HashMap<String, u64>,
+    /// Rejection warnings (logs and events) per device.
+    warn_limit: RateLimit,
 }
 
 impl Controller {
@@ -105,7 +109,7 @@ impl Controller {
             settings,
             outbox,
             warnings: BTreeMap::new(),
-            last_warned: HashMap::new(),
+            warn_limit: RateLimit::new(WARN_EVERY_MS),
         })
     }
 

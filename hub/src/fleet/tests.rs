@@ -142,9 +142,10 @@ fn full_example_parses_both_kinds() {
 #[test]
 fn type_errors_are_located() {
     let unknown = EXAMPLE.replace("  replicas: 2", "  replica: 2");
-    starts(&unknown, "fleet.yaml:8:3: unknown field `replica`, expected one of"),
-        "{}",
-        err(&unknown);
+    starts(
+        &unknown,
+        "fleet.yaml:8:3: unknown field `replica`, expected one of",
+    );
     let op = EXAMPLE.replace("operator: In", "operator: Within");
     assert_eq!(
         err(&op),
@@ -197,9 +198,9 @@ fn bad_selectors_are_located() {
     let key = EXAMPLE.replace("key: zone", "key: \"bad key\"");
     starts(&key, "fleet.yaml:7:30: label key \"bad key\" must be");
     let value = EXAMPLE.replace("zone: a}}", "zone: \"a b\"}}");
-    starts(&value, "fleet.yaml:21:54: label value \"a b\"");
+    starts(&value, "fleet.yaml:21:53: label value \"a b\"");
     let key = EXAMPLE.replace("zone: a}}", "-zone: a}}");
-    starts(&key, "fleet.yaml:21:55: label key \"-zone\"");
+    starts(&key, "fleet.yaml:21:54: label key \"-zone\"");
     let match_labels = EXAMPLE.replace("matchLabels: {role: sensor}", "matchLabels: {role: -x}");
     starts(&match_labels, "fleet.yaml:6:25: label value \"-x\"");
 }
@@ -272,7 +273,7 @@ fn daemonset_runs_on_every_matching_device() {
     let mut devices = sensors(3);
     devices.push(device("gw", &[("role", "gateway")], true, 0));
     devices[1].online = false;
-    let (placed, warnings) = place(&[d.clone()], &devices, &Assignments::new());
+    let (placed, warnings) = place(std::slice::from_ref(&d), &devices, &Assignments::new());
     assert_eq!(on(&placed, "agent"), ["pi-1", "pi-2", "pi-3"]);
     assert!(warnings.is_empty());
     let (placed, warnings) = place(&[d], &devices[3..], &Assignments::new());
@@ -284,10 +285,10 @@ fn daemonset_runs_on_every_matching_device() {
 fn relabel_moves_a_workload() {
     let d = deployment("sensor", &format!("{SENSORS}  replicas: 1\n"), "1Mi");
     let mut devices = sensors(2);
-    let (first, _) = place(&[d.clone()], &devices, &Assignments::new());
+    let (first, _) = place(std::slice::from_ref(&d), &devices, &Assignments::new());
     assert_eq!(on(&first, "sensor"), ["pi-1"]);
     devices[0].labels = labels(&[("role", "spare")]);
-    let (second, _) = place(&[d.clone()], &devices, &first);
+    let (second, _) = place(std::slice::from_ref(&d), &devices, &first);
     assert_eq!(on(&second, "sensor"), ["pi-2"]);
     let daemon = deployment("agent", SENSORS, "1Mi");
     let (placed, _) = place(&[daemon], &devices, &first);
@@ -313,7 +314,7 @@ fn online_devices_are_preferred() {
     let d = deployment("sensor", &format!("{SENSORS}  replicas: 1\n"), "1Mi");
     let mut devices = sensors(2);
     devices[0].online = false;
-    let (placed, _) = place(&[d.clone()], &devices, &Assignments::new());
+    let (placed, _) = place(std::slice::from_ref(&d), &devices, &Assignments::new());
     assert_eq!(on(&placed, "sensor"), ["pi-2"]);
     // But an offline device keeps what it has: no churn on a network blip.
     let previous = BTreeMap::from([(name("sensor"), names(&["pi-1"]))]);
@@ -341,7 +342,7 @@ fn scale_down_drops_the_last_devices() {
     let (placed, _) = place(&[three], &sensors(4), &Assignments::new());
     assert_eq!(on(&placed, "sensor"), ["pi-1", "pi-2", "pi-3"]);
     let one = deployment("sensor", &format!("{SENSORS}  replicas: 1\n"), "1Mi");
-    let (down, _) = place(&[one.clone()], &sensors(4), &placed);
+    let (down, _) = place(std::slice::from_ref(&one), &sensors(4), &placed);
     assert_eq!(on(&down, "sensor"), ["pi-1"]);
     // Offline devices are dropped before online ones.
     let mut devices = sensors(4);
@@ -419,4 +420,11 @@ fn desired_by_device_names_workloads_after_deployments() {
             ("pi-2".to_owned(), vec!["b".to_owned()]),
         ]
     );
+}
+
+#[test]
+fn empty_documents_are_skipped() {
+    assert_eq!(parse_objects("e.yaml", ""), Ok(vec![]));
+    let text = format!("---\n{EXAMPLE}---\n");
+    assert_eq!(parse_objects("e.yaml", &text).map(|v| v.len()), Ok(2));
 }

@@ -1,0 +1,123 @@
+//! Store tests on a real SQLite file in a temporary folder.
+
+use super::*;
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("fleet.db")).unwrap();
+    (dir, store)
+}
+
+fn device(name: &str) -> DeviceRow {
+    DeviceRow {
+        name: name.to_owned(),
+        labels: BTreeMap::from([("role".to_owned(), "sensor".to_owned())]),
+        credential: format!("cred-{name}"),
+        created_ms: 7,
+    }
+}
+
+#[test]
+fn devices_are_inserted_once_and_relabelled() {
+    let (_d, s) = open();
+    assert!(s.insert_device(&device("pi-1")).unwrap());
+    assert!(!s.insert_device(&device("pi-1")).unwrap());
+    let labels = BTreeMap::from([("zone".to_owned(), "a".to_owned())]);
+    assert!(s.set_labels("pi-1", &labels).unwrap());
+    assert!(!s.set_labels("pi-9", &labels).unwrap());
+    let all = s.devices().unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].labels, labels);
+    assert_eq!(all[0].credential, "cred-pi-1");
+}
+
+#[test]
+fn deployment_upsert_reports_real_changes_only() {
+    let (_d, s) = open();
+    assert!(
+        s.upsert_deployment("web", "{\"a\":1}", "f.yaml", 1)
+            .unwrap()
+    );
+    assert!(
+        !s.upsert_deployment("web", "{\"a\":1}", "f.yaml", 2)
+            .unwrap()
+    );
+    assert!(
+        s.upsert_deployment("web", "{\"a\":2}", "f.yaml", 3)
+            .unwrap()
+    );
+    s.set_placement(&BTreeMap::from([(
+        "web".to_owned(),
+        BTreeSet::from(["pi-1".to_owned()]),
+    )]))
+    .unwrap();
+    assert_eq!(s.placement().unwrap()["web"].len(), 1);
+    assert!(s.delete_deployment("web").unwrap());
+    assert!(!s.delete_deployment("web").unwrap());
+    assert!(s.deployments().unwrap().is_empty());
+    assert!(s.placement().unwrap().is_empty(), "placement goes with it");
+}
+
+#[test]
+fn desired_rows_and_statuses_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.db");
+    let row = DesiredRow {
+        generation: 4,
+        workloads: vec![1, 2],
+        payload: vec![3],
+    };
+    let status = DeviceStatus {
+        device: drover_protocol::Name::new("pi-1").unwrap(),
+        observed_generation: 4,
+        time_ms: 9,
+        workloads: vec![],
+        capacity: Default::default(),
+    };
+    {
+        let s = Store::open(&path).unwrap();
+        s.put_desired("pi-1", &row, 1).unwrap();
+        s.set_presence("pi-1", true).unwrap();
+        s.put_status(&status, 100).unwrap();
+        s.bump_counter("x", 2).unwrap();
+        s.bump_counter("x", 3).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.desired("pi-1").unwrap(), Some(row.clone()));
+    assert_eq!(s.all_desired().unwrap(), vec![("pi-1".to_owned(), row)]);
+    let st = s.status("pi-1").unwrap().unwrap();
+    assert_eq!(st.presence, Some(true));
+    assert_eq!(st.last_seen_ms, 100);
+    assert_eq!(st.status, Some(status));
+    assert_eq!(s.counters().unwrap()["x"], 5);
+    let journal: String = s
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+}
+
+#[test]
+fn a_failed_transaction_leaves_nothing_behind() {
+    let (_d, s) = open();
+    let r: Result<(), StoreError> = s.atomically(|s| {
+        s.insert_device(&device("pi-1"))?;
+        Err(StoreError::Sql(rusqlite::Error::InvalidQuery))
+    });
+    assert!(r.is_err());
+    assert!(s.devices().unwrap().is_empty());
+    s.atomically(|s| s.insert_device(&device("pi-2"))).unwrap();
+    assert_eq!(s.devices().unwrap().len(), 1);
+}
+
+#[test]
+fn events_come_back_per_object_oldest_first_and_limited() {
+    let (_d, s) = open();
+    for i in 0..5 {
+        s.add_event(i, "device", "pi-1", &format!("e{i}")).unwrap();
+    }
+    s.add_event(9, "device", "pi-2", "other").unwrap();
+    let ev = s.events("device", "pi-1", 3).unwrap();
+    let msgs: Vec<&str> = ev.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(msgs, ["e2", "e3", "e4"]);
+}
