@@ -32,17 +32,22 @@ fn check(rel: &str, text: &str) -> Result<usize, String> {
             return Err(format!("{rel}: no workload in the file"));
         }
         Ok(specs.len())
+    } else if yaml && (rel.starts_with("fleet/") || rel.starts_with("demo/")) {
+        let files = [(rel.to_string(), text.to_string())];
+        let objects = drover_hub::fleet::parse_set(&files).map_err(|e| e.to_string())?;
+        if objects.is_empty() {
+            return Err(format!("{rel}: no object in the file"));
+        }
+        Ok(objects.len())
     } else if rel == "hub.toml" {
-        // The agent crate cannot depend on the hub: the hub crate's own test
-        // (`drover_hub::config::tests`) parses configs/hub.toml and checks its defaults.
-        Ok(0)
+        drover_hub::config::HubConfig::parse(rel, text).map(|_| 1).map_err(|e| e.to_string())
     } else if rel == "agent.toml" {
         AgentConfig::parse(rel, text)
             .map(|_| 1)
             .map_err(|e| e.to_string())
     } else {
         Err(format!(
-            "{rel}: no parser for this file: add one to edge-agent/tests/configs.rs"
+            "{rel}: no parser for this file: add one to tests/tests/configs.rs"
         ))
     }
 }
