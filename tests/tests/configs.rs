@@ -40,7 +40,9 @@ fn check(rel: &str, text: &str) -> Result<usize, String> {
         }
         Ok(objects.len())
     } else if rel == "hub.toml" {
-        drover_hub::config::HubConfig::parse(rel, text).map(|_| 1).map_err(|e| e.to_string())
+        drover_hub::config::HubConfig::parse(rel, text)
+            .map(|_| 1)
+            .map_err(|e| e.to_string())
     } else if rel == "agent.toml" {
         AgentConfig::parse(rel, text)
             .map(|_| 1)
