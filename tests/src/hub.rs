@@ -29,6 +29,12 @@ pub struct TestHub {
     runs: u32,
 }
 
+impl Default for TestHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestHub {
     /// A stopped hub with the embedded broker on a free port.
     pub fn new() -> TestHub {
