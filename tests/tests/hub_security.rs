@@ -35,7 +35,7 @@ fn credential(snippet: &str) -> String {
 /// Publishes `payload` to `topic` as device `user` (a legitimate broker login).
 fn publish(hub: &TestHub, user: &str, cred: &str, topic: &str, payload: &[u8]) {
     let file = hub.dir.path().join("payload.bin");
-    std::fs::write(&file, payload).unwrap();
+    std::fs::write(&file, payload).expect("write payload");
     let port = hub.broker_port.to_string();
     let st = Command::new("mosquitto_pub")
         .args([
