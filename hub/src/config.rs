@@ -44,8 +44,12 @@ pub struct HubConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Address of the HTTP JSON API (plain HTTP: keep it on loopback).
+    /// Address of the HTTP server: management API (`/v1`, loopback peers only) and the
+    /// image registry (`/v2`, devices with their credential).
     pub listen: SocketAddr,
+    /// `host:port` (or a full `http(s)://` URL) given to devices for the registry;
+    /// `""` = this host's name and the listen port.
+    pub advertise: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +81,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
+            advertise: String::new(),
         }
     }
 }
@@ -131,12 +136,20 @@ impl HubConfig {
         if !self.broker.advertise.is_empty() {
             return self.broker.advertise.clone();
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_owned());
-        format!("{host}:{}", self.broker.listen.port())
+        format!("{}:{}", host_name(), self.broker.listen.port())
+    }
+
+    /// The registry URL devices are told to use (`device add`): `http://` + `api.advertise`
+    /// (kept as is when it already is a URL), or this host's name and the API port.
+    pub fn device_registry_url(&self) -> String {
+        let a = &self.api.advertise;
+        if a.starts_with("http://") || a.starts_with("https://") {
+            return a.trim_end_matches('/').to_owned();
+        }
+        if !a.is_empty() {
+            return format!("http://{a}");
+        }
+        format!("http://{}:{}", host_name(), self.api.listen.port())
     }
 
     /// Where the hub's own MQTT client connects: the external broker, or the embedded
@@ -152,6 +165,15 @@ impl HubConfig {
             self.broker.listen.to_string()
         }
     }
+}
+
+/// This host's name (`localhost` when unknown).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -198,5 +220,18 @@ mod tests {
         assert!(err.to_string().starts_with("h.toml:3:1:"), "{err}");
         let err = HubConfig::parse("h.toml", "data_dir = \"rel\"\n").expect_err("relative");
         assert!(err.to_string().contains("absolute"), "{err}");
+    }
+
+    #[test]
+    fn the_registry_url_comes_from_advertise_or_the_host_name() {
+        let c = HubConfig::parse("h", "[api]\nadvertise = \"hub.local:7780\"\n").unwrap();
+        assert_eq!(c.device_registry_url(), "http://hub.local:7780");
+        let c = HubConfig::parse("h", "[api]\nadvertise = \"https://r.example/\"\n").unwrap();
+        assert_eq!(c.device_registry_url(), "https://r.example");
+        let url = HubConfig::default().device_registry_url();
+        assert!(
+            url.starts_with("http://") && url.ends_with(":7780"),
+            "{url}"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! `fleet` is the pure fleet logic (manifests, selectors, placement); `controller` applies
 //! changes through the `store` and queues signed desired states for `mqtt`; `api` and
-//! `cli` are the two ends of the HTTP API; `broker` is the embedded rumqttd; `serve`
+//! `cli` are the two ends of the HTTP API; `broker` is the embedded rumqttd; `registry`
+//! stores imported images and serves them to devices (OCI distribution API); `serve`
 //! assembles the server.
 
 pub mod api;
@@ -14,6 +15,7 @@ pub mod fleet;
 pub mod keys;
 pub mod mqtt;
 pub mod ratelimit;
+pub mod registry;
 pub mod serve;
 pub mod store;
 pub mod views;

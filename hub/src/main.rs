@@ -56,8 +56,40 @@ enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Manage the images the hub serves to devices (`hub:NAME:TAG` in manifests).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Print version information.
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Import an OCI image layout folder (one or many platforms) into the hub's registry.
+    ///
+    /// The hub process reads the folder, so PATH must be on the hub's machine. Every blob is
+    /// verified against its digest; nothing is kept when one does not match. Each entry of
+    /// the layout's index.json tagged `org.opencontainers.image.ref.name` becomes a tag
+    /// (a single untagged image becomes `latest`). With --tag, a layout holding one image
+    /// gets that tag; in a layout holding several, --tag picks the entry tagged so.
+    Import {
+        /// The OCI image layout folder (with index.json and blobs/).
+        path: PathBuf,
+        /// Repository name (e.g. `tools/busybox`); default the folder's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Tag; default the layout's own tag(s).
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// List the images: NAME TAG DIGEST PLATFORMS SIZE.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,7 +136,13 @@ fn main() -> ExitCode {
 }
 
 fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
-    let client = Client::new(api);
+    let client = match command {
+        // Copying a large image onto slow storage takes a while.
+        Command::Image(ImageCommand::Import { .. }) => {
+            Client::with_timeout(api, std::time::Duration::from_secs(3600))
+        }
+        _ => Client::new(api),
+    };
     match command {
         Command::Apply(f) => cli::apply(&client, &f.files),
         Command::Delete(f) => cli::delete(&client, &f.files),
@@ -115,6 +153,13 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
             labels,
             output,
         }) => cli::add_device(&client, &name, labels, output),
+        Command::Image(ImageCommand::Import {
+            path,
+            name,
+            tag,
+            output,
+        }) => cli::image_import(&client, &path, name, tag, output),
+        Command::Image(ImageCommand::Ls { output }) => cli::image_ls(&client, output),
         Command::Serve { .. } | Command::Version => Ok(()),
     }
 }

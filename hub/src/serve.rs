@@ -13,6 +13,7 @@ use crate::config::HubConfig;
 use crate::controller::{Controller, ControllerError, Settings};
 use crate::keys::{self, KeysError};
 use crate::mqtt::{self, ClientSettings, MqttError};
+use crate::registry::{Registry, RegistryError};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum ServeError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Mqtt(#[from] MqttError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("cannot listen on {addr} for the API: {source}")]
     Api {
         addr: std::net::SocketAddr,
@@ -65,6 +68,7 @@ pub async fn serve(
             source,
         })?;
     let store = Store::open(&dir.join("fleet.db"))?;
+    let registry = Arc::new(Registry::open(&dir.join("registry"))?);
     let key = keys::load_or_create_signing_key(dir)?;
     let hub_credential = keys::load_or_create_hub_credential(dir)?;
     let settings = Settings {
@@ -92,14 +96,19 @@ pub async fn serve(
             addr: config.api.listen,
             source,
         })?;
-    tracing::info!(listen = %config.api.listen, "API listening");
-    axum::serve(listener, crate::api::router(ctl))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServeError::Api {
-            addr: config.api.listen,
-            source,
-        })?;
+    let registry_url = config.device_registry_url();
+    tracing::info!(listen = %config.api.listen, registry = %registry_url, "API listening");
+    let app = crate::api::router(ctl, registry, registry_url);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|source| ServeError::Api {
+        addr: config.api.listen,
+        source,
+    })?;
     tracing::info!("hub stopped");
     Ok(())
 }

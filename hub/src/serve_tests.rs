@@ -80,6 +80,11 @@ fn a_registered_device_reads_its_signed_desired_state_and_reports_back() {
         labels: Default::default(),
     };
     let added: DeviceAdded = api.post("/v1/devices", &req).unwrap();
+    assert!(
+        added.config.contains("\nregistry = \"http://"),
+        "{}",
+        added.config
+    );
     let key_bytes = base64::engine::general_purpose::STANDARD
         .decode(&added.public_key)
         .unwrap();

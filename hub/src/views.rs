@@ -38,6 +38,52 @@ pub struct DeviceAdded {
     pub config: String,
 }
 
+/// `device add`'s answer as the API sends it: the controller's answer (whose `config`
+/// snippet then also holds `registry = "..."` in `[hub]`) plus the registry URL.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceAddedAnswer {
+    #[serde(flatten)]
+    pub device: DeviceAdded,
+    /// `http://host:port` of the hub's image registry, as devices should reach it.
+    #[serde(default)]
+    pub registry: String,
+}
+
+/// `POST /v1/images/import`: an OCI image layout folder on the hub's machine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportRequest {
+    /// Path of the layout folder, as the hub process sees it.
+    pub path: String,
+    /// Repository name; default the layout folder's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Tag; default each `org.opencontainers.image.ref.name` of the layout's index.json.
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// What an import added.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub images: Vec<ImageView>,
+    /// Blobs copied into the store (the others were there already).
+    pub blobs_copied: u64,
+    pub bytes_copied: u64,
+}
+
+/// One tag of `image ls`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageView {
+    pub name: String,
+    pub tag: String,
+    pub digest: String,
+    pub media_type: String,
+    /// `os/arch[/variant]` of each image behind the tag.
+    pub platforms: Vec<String>,
+    /// Bytes of every distinct blob the tag reaches.
+    pub size: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkloadBrief {
     pub name: String,

@@ -29,6 +29,8 @@ pub enum HubConfigError {
     Heartbeat,
     #[error("hub.status_queue: expected 1..={MAX_STATUS_QUEUE}, got {0}")]
     StatusQueue(u32),
+    #[error("hub.registry: expected a URL like http://hub.local:7780, got {0:?}")]
+    Registry(String),
     #[error("the hub link must be started from inside a tokio runtime")]
     NoRuntime,
 }
@@ -52,6 +54,11 @@ pub struct HubConfig {
     /// Status snapshots kept while offline; the oldest is dropped (and counted) beyond it.
     #[serde(default = "default_status_queue", deserialize_with = "de_status_queue")]
     pub status_queue: u32,
+    /// `http://host:port` (or `https://…`) of the hub's image registry (OCI distribution
+    /// API, HTTP Basic with this device's name and credential), used for `hub:REPO:TAG`
+    /// images; printed by `drover-hub device add` (the hub's `api.advertise`).
+    #[serde(default, deserialize_with = "de_registry")]
+    pub registry: Option<String>,
 }
 
 fn default_heartbeat() -> DurationMs {
@@ -70,6 +77,7 @@ impl fmt::Debug for HubConfig {
             .field("public_key", &self.public_key)
             .field("heartbeat", &self.heartbeat)
             .field("status_queue", &self.status_queue)
+            .field("registry", &self.registry)
             .finish()
     }
 }
@@ -91,7 +99,8 @@ impl HubConfig {
         self.verifying_key()?;
         check_credential(&self.credential)?;
         check_heartbeat(self.heartbeat)?;
-        check_status_queue(self.status_queue)
+        check_status_queue(self.status_queue)?;
+        self.registry.as_deref().map_or(Ok(()), check_registry)
     }
 }
 
@@ -140,6 +149,23 @@ fn check_status_queue(n: u32) -> Result<(), HubConfigError> {
         return Err(HubConfigError::StatusQueue(n));
     }
     Ok(())
+}
+
+fn check_registry(s: &str) -> Result<(), HubConfigError> {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| HubConfigError::Registry(s.to_owned()))?;
+    if rest.is_empty() || rest.starts_with('/') || rest.chars().any(char::is_whitespace) {
+        return Err(HubConfigError::Registry(s.to_owned()));
+    }
+    Ok(())
+}
+
+fn de_registry<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    check_registry(&s).map_err(serde::de::Error::custom)?;
+    Ok(Some(s))
 }
 
 fn de_broker<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -219,6 +245,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("hub.broker"), "{e}");
+        let e = parse("registry = \"hub.local:7780\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hub.registry"), "{e}");
+        let c = parse("registry = \"http://hub.local:7780\"").unwrap();
+        assert_eq!(c.registry.as_deref(), Some("http://hub.local:7780"));
+        assert_eq!(parse("").unwrap().registry, None);
     }
 
     #[test]

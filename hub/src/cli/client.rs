@@ -24,11 +24,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// `base` is like `http://127.0.0.1:7780`.
+    /// `base` is like `http://127.0.0.1:7780`; requests time out after a minute.
     pub fn new(base: &str) -> Client {
+        Client::with_timeout(base, Duration::from_secs(60))
+    }
+
+    /// Like [`Client::new`] with another time limit per request (image imports).
+    pub fn with_timeout(base: &str, timeout: Duration) -> Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         Client {

@@ -13,8 +13,8 @@ use clap::ValueEnum;
 pub use client::{Client, ClientError};
 
 use crate::views::{
-    AddDeviceRequest, ChangeReport, DeploymentDetail, DeploymentView, DeviceAdded, DeviceDetail,
-    DeviceView, FileText,
+    AddDeviceRequest, ChangeReport, DeploymentDetail, DeploymentView, DeviceAddedAnswer,
+    DeviceDetail, DeviceView, FileText, ImageView, ImportReport, ImportRequest,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -173,11 +173,38 @@ pub fn add_device(
         name: name.to_owned(),
         labels: labels.into_iter().collect(),
     };
-    let added: DeviceAdded = client.post("/v1/devices", &req)?;
+    let added: DeviceAddedAnswer = client.post("/v1/devices", &req)?;
     output::print(&added, format, |a| {
         format!(
             "# Device {} registered. Add this to its agent config (/etc/drover/agent.toml):\n{}",
-            a.name, a.config
+            a.device.name, a.device.config
         )
     })
+}
+
+/// `image import PATH`: the hub reads the layout itself, so a relative path is made
+/// absolute here (it must name the same folder on the hub's machine).
+pub fn image_import(
+    client: &Client,
+    path: &Path,
+    name: Option<String>,
+    tag: Option<String>,
+    format: Format,
+) -> Result<(), CliError> {
+    let abs = std::path::absolute(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let req = ImportRequest {
+        path: abs.display().to_string(),
+        name,
+        tag,
+    };
+    let report: ImportReport = client.post("/v1/images/import", &req)?;
+    output::print(&report, format, output::import_report)
+}
+
+pub fn image_ls(client: &Client, format: Format) -> Result<(), CliError> {
+    let v: Vec<ImageView> = client.get("/v1/images")?;
+    output::print(&v, format, |v| output::images_table(v))
 }

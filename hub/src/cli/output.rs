@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::{CliError, Format};
 use crate::views::{
-    DeploymentDetail, DeploymentView, DeviceDetail, DeviceView, EventView, labels_string,
+    DeploymentDetail, DeploymentView, DeviceDetail, DeviceView, EventView, ImageView, ImportReport,
+    labels_string,
 };
 
 /// Prints `v` as JSON, YAML, or the text `table` makes of it.
@@ -124,6 +125,65 @@ pub fn deployments_table(v: &[DeploymentView]) -> String {
         })
         .collect();
     table(&["NAME", "REPLICAS", "READY", "SELECTOR", "DEVICES"], rows)
+}
+
+/// `1.5MiB`-style sizes (binary units, one decimal above KiB).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[i])
+    }
+}
+
+/// `sha256:` and the first 12 hex digits, like `docker images`.
+fn short_digest(d: &str) -> String {
+    d.get(..19).unwrap_or(d).to_owned()
+}
+
+pub fn images_table(v: &[ImageView]) -> String {
+    let rows = v
+        .iter()
+        .map(|i| {
+            vec![
+                i.name.clone(),
+                i.tag.clone(),
+                short_digest(&i.digest),
+                i.platforms.join(","),
+                bytes(i.size),
+            ]
+        })
+        .collect();
+    table(&["NAME", "TAG", "DIGEST", "PLATFORMS", "SIZE"], rows)
+}
+
+pub fn import_report(r: &ImportReport) -> String {
+    let mut out = String::new();
+    for i in &r.images {
+        let _ = writeln!(
+            out,
+            "imported {}:{} {} ({}, {})",
+            i.name,
+            i.tag,
+            i.digest,
+            i.platforms.join(","),
+            bytes(i.size)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} blobs copied ({})",
+        r.blobs_copied,
+        bytes(r.bytes_copied)
+    );
+    out
 }
 
 pub fn stats_table(v: &BTreeMap<String, u64>) -> String {
