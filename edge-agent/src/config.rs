@@ -49,6 +49,8 @@ pub struct AgentConfig {
     /// `tracing` filter for the agent's own logs (`info`, `debug`, `drover_agent=trace`).
     pub log_level: String,
     pub logs: LogConfig,
+    /// Image store budget, free-disk floor and registry credentials.
+    pub images: crate::image::ImagesConfig,
     /// The hub to take desired state from and report to; standalone without it.
     pub hub: Option<crate::hub::config::HubConfig>,
 }
@@ -119,6 +121,7 @@ impl AgentConfig {
             resync_interval: DurationMs(10_000),
             log_level: "info".to_owned(),
             logs: LogConfig::default(),
+            images: crate::image::ImagesConfig::default(),
             hub: None,
         }
     }

@@ -43,6 +43,12 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Free space (for unprivileged users) of the file system holding `path`.
+pub fn disk_free_bytes(path: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
+}
+
 /// Start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`).
 /// Together with the PID it identifies a process: PIDs are reused, this pair is not.
 pub fn proc_start_ticks(pid: u32) -> Option<u64> {

@@ -132,6 +132,11 @@ pub struct Capacity {
     pub cpu_millis: u32,
     /// Sum of the memory limits of the workloads it runs.
     pub memory_reserved_bytes: u64,
+    /// Free space where the agent keeps images and state.
+    pub disk_free_bytes: u64,
+    /// True when that free space is below the agent's `images.min_free_disk`: new pulls
+    /// are refused, running workloads keep running.
+    pub low_disk: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +162,9 @@ pub struct ContainerStatus {
     pub last_error: Option<String>,
     pub memory_bytes: Option<u64>,
     pub memory_limit_bytes: Option<u64>,
+    /// While its image is being pulled: bytes downloaded and to download.
+    pub pull_done_bytes: Option<u64>,
+    pub pull_total_bytes: Option<u64>,
 }
 
 /// Where a workload or container is in its life.

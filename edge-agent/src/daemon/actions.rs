@@ -38,39 +38,32 @@ impl Agent {
         }
     }
 
+    /// Starts a background pull (or unpack) of `image`; the result arrives with a later
+    /// pass through `collect_pulls`.
     fn prepare_image(&mut self, image: &str) {
-        match self.ensure_image(image) {
-            Ok(p) => {
-                info!(image, digest = %p.manifest_digest, layers = p.layers.len(), "image ready")
-            }
-            Err(e) => error!(image, "image not available: {e}"),
-        }
+        let cfg = self.pull_config();
+        self.pulls
+            .start(&self.images, image, cfg, self.paths.agent_sock());
+        self.image_states.insert(
+            image.to_string(),
+            ImageState::Pulling {
+                done_bytes: 0,
+                total_bytes: 0,
+            },
+        );
     }
 
-    /// The prepared image, from the cache or by preparing it now; records the outcome.
+    /// The prepared image for a container start: from this generation's cache, else what
+    /// the store resolved before (no network: a device restarts workloads offline).
     fn ensure_image(&mut self, image: &str) -> Result<PreparedImage, String> {
         if let Some(p) = self.prepared.get(image) {
             return Ok(p.clone());
         }
-        match self.images.prepare(image) {
-            Ok(p) => {
-                self.prepared.insert(image.to_string(), p.clone());
-                self.image_states
-                    .insert(image.to_string(), ImageState::Ready);
-                Ok(p)
-            }
-            Err(e) => {
-                let error = e.to_string();
-                self.image_states.insert(
-                    image.to_string(),
-                    ImageState::Failed {
-                        error: error.clone(),
-                        at_ms: now_ms(),
-                    },
-                );
-                Err(error)
-            }
-        }
+        let found = self.images.resolved(image).ok_or_else(|| {
+            format!("image {image} is not in the local store (it is pulled when the workload is created or changed)")
+        })?;
+        self.prepared.insert(image.to_string(), found.clone());
+        Ok(found)
     }
 
     fn create_workload(&mut self, name: &Name) {
@@ -139,6 +132,9 @@ impl Agent {
             Ok((pid, digest)) => {
                 crec.started = true;
                 crec.start_error = None;
+                if let Err(e) = self.images.touch(&digest) {
+                    warn!(image = %digest, "cannot record image use: {e}");
+                }
                 crec.image_digest = Some(digest);
                 info!(workload = %wl, container = %c, pid, restart, restarts = crec.restarts, elapsed_ms = t0.elapsed().as_millis() as u64, "container started");
             }

@@ -67,6 +67,10 @@ pub struct Agent {
     /// Static workloads hidden by a hub workload of the same name.
     pub(super) conflicts: Vec<String>,
     pub(super) manifest_error: Option<String>,
+    /// Image pulls running in the background.
+    pub(super) pulls: super::pulls::Pulls,
+    /// When the image store was last trimmed to its budget.
+    pub(super) last_gc_ms: u64,
     /// The latest link statistics, shown in the report.
     pub(super) link_stats: Option<crate::hub::LinkStats>,
     /// A changed status the event loop has yet to hand to the hub link.
@@ -136,6 +140,8 @@ impl Agent {
             conflicts: Vec::new(),
             manifest_error: None,
             last_report: None,
+            pulls: super::pulls::Pulls::default(),
+            last_gc_ms: 0,
             link_stats: None,
             status_to_publish: None,
             _lock: lock,
@@ -277,6 +283,7 @@ impl Agent {
     pub fn reconcile(&mut self) -> Option<u64> {
         let mut wake = None;
         for _ in 0..MAX_ROUNDS {
+            self.collect_pulls();
             let observed = self.observe();
             let p = plan(&self.desired.workloads, &observed, now_ms());
             wake = p.wake_at_ms;
@@ -287,11 +294,102 @@ impl Agent {
                 self.apply(action);
             }
         }
+        self.collect_pulls();
         let observed = self.observe();
         if let Err(e) = self.report(&observed) {
             warn!("cannot write status: {e}");
         }
+        self.trim_images();
+        if !self.pulls.running().is_empty() {
+            // Refresh the pull progress in the status every second.
+            let soon = now_ms() + 1_000;
+            wake = Some(wake.map_or(soon, |w: u64| w.min(soon)));
+        }
         wake
+    }
+
+    /// Takes in finished pulls and the progress of running ones.
+    fn collect_pulls(&mut self) {
+        for (image, result) in self.pulls.take_finished() {
+            let state = match result {
+                Ok(p) => {
+                    self.prepared.insert(image.clone(), p);
+                    ImageState::Ready
+                }
+                Err(error) => ImageState::Failed {
+                    error,
+                    at_ms: now_ms(),
+                },
+            };
+            self.image_states.insert(image, state);
+        }
+        for (image, p) in self.pulls.running() {
+            let state = ImageState::Pulling {
+                done_bytes: p.done_bytes,
+                total_bytes: p.total_bytes,
+            };
+            self.image_states.insert(image, state);
+        }
+    }
+
+    /// What one pull needs: registry settings, the hub's registry, the free-disk floor.
+    pub(super) fn pull_config(&self) -> crate::image::PullConfig {
+        let hub = self.cfg.hub.as_ref().and_then(|h| {
+            Some(crate::image::HubRegistry {
+                url: h.registry.clone()?,
+                username: self.cfg.device.to_string(),
+                password: h.credential.clone(),
+            })
+        });
+        crate::image::PullConfig::new(&self.cfg.images, hub)
+    }
+
+    pub(super) fn min_free_disk(&self) -> u64 {
+        self.cfg.images.min_free_disk.0
+    }
+
+    /// Keeps the image store within `images.max_bytes`, at most once a minute and never
+    /// while a pull runs. Images of desired or created workloads are never removed.
+    fn trim_images(&mut self) {
+        let now = now_ms();
+        if now < self.last_gc_ms + 60_000 || !self.pulls.running().is_empty() {
+            return;
+        }
+        self.last_gc_ms = now;
+        let mut in_use: std::collections::BTreeSet<String> = self
+            .desired
+            .workloads
+            .iter()
+            .flat_map(|w| &w.containers)
+            .filter_map(|c| {
+                self.prepared
+                    .get(&c.image)
+                    .map(|p| p.manifest_digest.clone())
+            })
+            .collect();
+        in_use.extend(
+            self.records
+                .values()
+                .flat_map(|r| r.containers.values())
+                .filter_map(|c| c.image_digest.clone()),
+        );
+        match self.images.gc(&in_use, self.cfg.images.max_bytes.0) {
+            Ok(r) if !r.removed_images.is_empty() => info!(
+                removed_images = r.removed_images.len(),
+                bytes_before = r.bytes_before,
+                bytes_after = r.bytes_after,
+                "image store trimmed to its budget"
+            ),
+            Ok(r) if r.over_budget => {
+                warn!(
+                    bytes = r.bytes_after,
+                    budget = self.cfg.images.max_bytes.0,
+                    "image store over budget: every image is in use"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => warn!("trimming the image store: {e}"),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod actions;
 mod agent;
 mod manifests;
 mod observe;
+mod pulls;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use super::Agent;
 use crate::cgroups;
 use crate::fsutil::{now_ms, process_matches};
 use crate::reconcile::status::{container_phase, image_problem, workload_phase};
-use crate::reconcile::{Observed, ObservedContainer, ObservedWorkload, RunState};
+use crate::reconcile::{ImageState, Observed, ObservedContainer, ObservedWorkload, RunState};
 use crate::runtime::shim_alive;
 use crate::shim::status::{ShimState, ShimStatus};
 use crate::state::{AgentReport, ContainerRecord, StateError, save_report};
@@ -142,10 +142,13 @@ impl Agent {
             .filter_map(|c| c.resources.memory_bytes)
             .sum();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let disk_free_bytes = crate::fsutil::disk_free_bytes(&self.paths.root).unwrap_or(0);
         Capacity {
             memory_bytes: host_memory_bytes(),
             cpu_millis: cpus * 1000,
             memory_reserved_bytes,
+            disk_free_bytes,
+            low_disk: disk_free_bytes < self.min_free_disk(),
         }
     }
 
@@ -160,7 +163,18 @@ impl Agent {
             let containers = desired
                 .containers
                 .iter()
-                .map(|c| pending_container(c, phase))
+                .map(|c| {
+                    let mut st = pending_container(c, phase);
+                    if let Some(ImageState::Pulling {
+                        done_bytes,
+                        total_bytes,
+                    }) = observed.images.get(&c.image)
+                    {
+                        st.pull_done_bytes = Some(*done_bytes);
+                        st.pull_total_bytes = Some(*total_bytes);
+                    }
+                    st
+                })
                 .collect();
             return WorkloadStatus {
                 name: desired.name.clone(),
@@ -243,6 +257,8 @@ fn pending_container(c: &drover_protocol::ContainerSpec, phase: Phase) -> Contai
         last_error: None,
         memory_bytes: None,
         memory_limit_bytes: None,
+        pull_done_bytes: None,
+        pull_total_bytes: None,
     }
 }
 
@@ -250,6 +266,7 @@ fn pending_container(c: &drover_protocol::ContainerSpec, phase: Phase) -> Contai
 fn report_key(report: &AgentReport) -> AgentReport {
     let mut key = report.clone();
     key.status.time_ms = 0;
+    key.status.capacity.disk_free_bytes = 0;
     for c in key
         .status
         .workloads

@@ -5,7 +5,7 @@
 //! both digests matched; anything else is deleted. A layer is never held in memory.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,8 @@ use tracing::{info, warn};
 use super::ImageError;
 use super::digest::HashingReader;
 use super::extract;
-use super::layout::{LayerRef, Layout};
+use super::layout::LayerRef;
+use super::zstd::MultiFrameDecoder;
 use crate::fsutil;
 
 const TEMP_PREFIX: &str = ".tmp-";
@@ -25,28 +26,32 @@ const TEMP_PREFIX: &str = ".tmp-";
 enum Compression {
     None,
     Gzip,
+    Zstd,
 }
 
 /// A decompressing reader that gives its inner reader back.
-enum Decompress<R: Read> {
+enum Decompress<R: BufRead> {
     Plain(R),
     Gzip(MultiGzDecoder<R>),
+    Zstd(Box<MultiFrameDecoder<R>>),
 }
 
-impl<R: Read> Decompress<R> {
+impl<R: BufRead> Decompress<R> {
     fn into_inner(self) -> R {
         match self {
             Self::Plain(r) => r,
             Self::Gzip(d) => d.into_inner(),
+            Self::Zstd(d) => (*d).into_inner(),
         }
     }
 }
 
-impl<R: Read> Read for Decompress<R> {
+impl<R: BufRead> Read for Decompress<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Plain(r) => r.read(buf),
             Self::Gzip(d) => d.read(buf),
+            Self::Zstd(d) => d.read(buf),
         }
     }
 }
@@ -62,31 +67,42 @@ fn compression(layer: &LayerRef) -> Result<Compression, ImageError> {
         Ok(Compression::Gzip)
     } else if mt.ends_with(".tar") {
         Ok(Compression::None)
-    } else if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
-        Err(unsupported(
-            " (zstd-compressed layers are not supported yet; re-export the image with gzip layers)",
-        ))
+    } else if mt.ends_with("tar+zstd") || mt.ends_with(".tar.zstd") {
+        Ok(Compression::Zstd)
     } else {
-        Err(unsupported(" (expected a tar, tar+gzip layer)"))
+        Err(unsupported(" (expected a tar, tar+gzip or tar+zstd layer)"))
     }
 }
 
-/// Returns the folder of `layer`, extracting it first when it is not in the store.
-pub fn ensure(layers_dir: &Path, layout: &Layout, layer: &LayerRef) -> Result<PathBuf, ImageError> {
+/// Folder of `layer` in the store, if it is already extracted.
+pub fn present(layers_dir: &Path, layer: &LayerRef) -> Option<PathBuf> {
     let dest = layers_dir.join(layer.diff_id.hex());
-    if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+    fs::symlink_metadata(&dest)
+        .is_ok_and(|m| m.is_dir())
+        .then_some(dest)
+}
+
+/// Checks that the layer's media type can be extracted (before anything is downloaded).
+pub fn check_media_type(layer: &LayerRef) -> Result<(), ImageError> {
+    compression(layer).map(drop)
+}
+
+/// Returns the folder of `layer`, extracting it from the compressed blob at `blob` first
+/// when it is not in the store.
+pub fn ensure(layers_dir: &Path, blob: &Path, layer: &LayerRef) -> Result<PathBuf, ImageError> {
+    if let Some(dest) = present(layers_dir, layer) {
         return Ok(dest);
     }
+    let dest = layers_dir.join(layer.diff_id.hex());
     let kind = compression(layer)?;
     let tmp = layers_dir.join(temp_name(layer.diff_id.hex()));
     let io_err = |context: String| move |source| ImageError::Io { context, source };
     fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-    let result =
-        extract_verified(&layout.blob_path(&layer.blob), kind, &tmp, layer).and_then(|()| {
-            let dir = File::open(&tmp).map_err(io_err(format!("opening {}", tmp.display())))?;
-            nix::unistd::syncfs(dir.as_raw_fd())
-                .map_err(|e| io_err(format!("syncing {}", tmp.display()))(e.into()))
-        });
+    let result = extract_verified(blob, kind, &tmp, layer).and_then(|()| {
+        let dir = File::open(&tmp).map_err(io_err(format!("opening {}", tmp.display())))?;
+        nix::unistd::syncfs(dir.as_raw_fd())
+            .map_err(|e| io_err(format!("syncing {}", tmp.display()))(e.into()))
+    });
     if let Err(e) = result {
         remove_dir(&tmp);
         return Err(e);
@@ -119,9 +135,11 @@ fn extract_verified(
         source,
     })?;
     let outer = HashingReader::new(BufReader::with_capacity(64 * 1024, file));
+    let outer = BufReader::with_capacity(64 * 1024, outer);
     let decompressed = match kind {
         Compression::None => Decompress::Plain(outer),
         Compression::Gzip => Decompress::Gzip(MultiGzDecoder::new(outer)),
+        Compression::Zstd => Decompress::Zstd(Box::new(MultiFrameDecoder::new(outer))),
     };
     let mut archive = tar::Archive::new(HashingReader::new(decompressed));
     extract::unpack(&mut archive, tmp, &name)?;
@@ -131,7 +149,11 @@ fn extract_verified(
         source,
     };
     let (decompressed, diff_id, _) = archive.into_inner().finish().map_err(drain_err)?;
-    let (_, blob_digest, size) = decompressed.into_inner().finish().map_err(drain_err)?;
+    let (_, blob_digest, size) = decompressed
+        .into_inner()
+        .into_inner()
+        .finish()
+        .map_err(drain_err)?;
     if blob_digest != layer.blob || layer.size.is_some_and(|s| s != size) {
         let expected = format!(
             "{} ({} bytes)",

@@ -24,27 +24,27 @@ const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Descriptor {
+pub(super) struct Descriptor {
     #[serde(default)]
-    media_type: String,
-    digest: String,
+    pub media_type: String,
+    pub digest: String,
     #[serde(default)]
-    size: Option<u64>,
+    pub size: Option<u64>,
     #[serde(default)]
     annotations: HashMap<String, String>,
     #[serde(default)]
-    platform: Option<Platform>,
+    pub platform: Option<Platform>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Index {
-    manifests: Vec<Descriptor>,
+pub(super) struct Index {
+    pub manifests: Vec<Descriptor>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Manifest {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
+pub(super) struct Manifest {
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,7 +63,7 @@ struct RootFs {
 }
 
 #[derive(Debug, Deserialize)]
-struct ConfigBlob {
+pub(super) struct ConfigBlob {
     #[serde(default)]
     config: Option<ConfigSection>,
     rootfs: RootFs,
@@ -209,27 +209,7 @@ impl Layout {
         let config_digest = self.parse_digest(&manifest.config.digest, "manifest config")?;
         let config_value = self.read_json_blob(&config_digest, manifest.config.size)?;
         let config: ConfigBlob = self.decode(config_value, &config_digest, "image config")?;
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(self.err(format!(
-                "manifest {manifest_digest} lists {} layers but its config {config_digest} has {} rootfs.diff_ids",
-                manifest.layers.len(),
-                config.rootfs.diff_ids.len()
-            )));
-        }
-        let mut layers = Vec::with_capacity(manifest.layers.len());
-        for (desc, diff_id) in manifest.layers.into_iter().zip(&config.rootfs.diff_ids) {
-            layers.push(LayerRef {
-                blob: self.parse_digest(&desc.digest, "manifest layer")?,
-                size: desc.size,
-                media_type: desc.media_type,
-                diff_id: self.parse_digest(diff_id, "config rootfs.diff_ids")?,
-            });
-        }
-        Ok(ResolvedImage {
-            manifest_digest,
-            layers,
-            config: image_config(config.config.unwrap_or_default()),
-        })
+        build_image(manifest_digest, manifest, &config_digest, config).map_err(|e| self.err(e))
     }
 
     fn parse_digest(&self, s: &str, what: &str) -> Result<Digest, ImageError> {
@@ -283,12 +263,51 @@ fn bare_descriptor(digest: String) -> Descriptor {
     }
 }
 
-fn pick_platform(
+/// Pairs a manifest's layers with its config's diff_ids.
+pub(super) fn build_image(
+    manifest_digest: Digest,
+    manifest: Manifest,
+    config_digest: &Digest,
+    config: ConfigBlob,
+) -> Result<ResolvedImage, String> {
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(format!(
+            "manifest {manifest_digest} lists {} layers but its config {config_digest} has {} rootfs.diff_ids",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        ));
+    }
+    let parse = |s: &str, what: &str| Digest::parse(s).map_err(|e| format!("{what}: {e}"));
+    let mut layers = Vec::with_capacity(manifest.layers.len());
+    for (desc, diff_id) in manifest.layers.into_iter().zip(&config.rootfs.diff_ids) {
+        layers.push(LayerRef {
+            blob: parse(&desc.digest, "manifest layer")?,
+            size: desc.size,
+            media_type: desc.media_type,
+            diff_id: parse(diff_id, "config rootfs.diff_ids")?,
+        });
+    }
+    Ok(ResolvedImage {
+        manifest_digest,
+        layers,
+        config: image_config(config.config.unwrap_or_default()),
+    })
+}
+
+/// The entry of an image index for `host`; a clear error when there is none.
+pub(super) fn pick_platform(
     manifests: Vec<Descriptor>,
     host: &HostPlatform,
     reference: &str,
 ) -> Result<Descriptor, ImageError> {
     let platforms: Vec<Option<Platform>> = manifests.iter().map(|d| d.platform.clone()).collect();
+    if !platforms.is_empty() && platforms.iter().all(Option::is_none) {
+        return Err(ImageError::PlatformlessIndex {
+            reference: reference.to_string(),
+            entries: platforms.len(),
+            wanted: host.describe(),
+        });
+    }
     match host.select(&platforms) {
         Some(i) => Ok(manifests[i].clone()),
         None => {

@@ -1,26 +1,40 @@
-//! Image store: turns OCI image layouts (`oci:/path[:tag|@sha256:…]`) into extracted,
+//! Image store: turns OCI image layouts (`oci:/path[:tag|@sha256:…]`) and images in
+//! OCI distribution registries (`HOST/REPO:TAG`, `hub:REPO:TAG`) into extracted,
 //! content-addressed layer folders that the runtime stacks as overlayfs lowerdirs.
 //!
 //! Layout under the store root (`state_dir/images`):
 //! - `layers/sha256/<diff_id hex>/` one folder per layer, shared by every image that
 //!   contains it, extracted into a temporary folder and renamed into place;
-//! - `manifests/<manifest hex>.json` a small record of each prepared image.
+//! - `blobs/sha256/<hex>` downloaded blobs (`<hex>.partial` while downloading); layer
+//!   blobs are deleted once extracted, manifests and configs are kept;
+//! - `manifests/<manifest hex>.json` a record of each prepared image (layers, config,
+//!   size, last use), `refs.json` reference → manifest digest last resolved.
 //!
 //! It must never write outside its root: layer entries are confined to their folder
 //! (no absolute paths, no `..`, no writing through symlinks), every blob is verified
 //! against its digest while streaming, and a layer is never held in memory.
 
+mod auth;
+mod client;
+mod config;
 mod digest;
+mod download;
 mod extract;
+mod gc;
 mod layer;
 mod layout;
 mod paths;
 mod platform;
+mod pull;
+mod records;
 mod reference;
 mod sysfs;
+mod zstd;
 // The end-to-end tests' layout builder, shared so both build layouts the same way.
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_registry;
 #[cfg(test)]
 mod tests_unsafe;
 #[cfg(test)]
@@ -31,11 +45,16 @@ mod testutil;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use crate::fsutil;
+use serde::{Deserialize, Serialize};
+
+pub use config::{HubRegistry, ImagesConfig, Progress, PullConfig, RegistryConfig};
+pub use gc::GcReport;
+pub use records::ImageRecord;
 
 /// The parts of an image's config that matter to run it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
@@ -102,6 +121,24 @@ pub enum ImageError {
         context: String,
         source: io::Error,
     },
+    #[error(
+        "image `{reference}`: its image index lists {entries} manifest(s) without a `platform`, so none can be chosen for this host ({wanted}); push the image with platforms set"
+    )]
+    PlatformlessIndex {
+        reference: String,
+        entries: usize,
+        wanted: String,
+    },
+    #[error("registry {registry}: {reason}")]
+    Registry { registry: String, reason: String },
+    #[error("registry {registry}: authentication failed: {reason}")]
+    Auth { registry: String, reason: String },
+    #[error("registry {registry} cannot be reached: {reason}")]
+    Unreachable { registry: String, reason: String },
+    #[error(
+        "not enough free disk space for the image store: {free} bytes free, {needed} needed (download size + images.min_free_disk)"
+    )]
+    LowDisk { free: u64, needed: u64 },
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
 }
@@ -117,6 +154,16 @@ impl ImageError {
 #[derive(Clone, Debug)]
 pub struct ImageStore {
     root: PathBuf,
+    locks: Arc<Locks>,
+}
+
+#[derive(Debug, Default)]
+struct Locks {
+    /// Held shared by every prepare, exclusively by `gc`: a collection never removes a
+    /// layer that a concurrent prepare is about to use.
+    gc: RwLock<()>,
+    /// Serializes read-modify-writes of records and `refs.json`.
+    files: Mutex<()>,
 }
 
 impl ImageStore {
@@ -125,8 +172,9 @@ impl ImageStore {
     pub fn open(root: &Path) -> Result<Self, ImageError> {
         let store = Self {
             root: root.to_path_buf(),
+            locks: Arc::default(),
         };
-        for dir in [store.layers_dir(), store.manifests_dir()] {
+        for dir in [store.layers_dir(), store.manifests_dir(), store.blobs_dir()] {
             fs::create_dir_all(&dir)
                 .map_err(ImageError::io(format!("creating {}", dir.display())))?;
         }
@@ -134,28 +182,63 @@ impl ImageStore {
         Ok(store)
     }
 
-    /// Extracts (if needed) every layer of `reference` and returns its layer folders and
-    /// config. Blocking; cheap when the layers are already in the store.
+    /// `prepare_with` for references that need no settings (`oci:` layouts, anonymous
+    /// registries), without progress reports.
     pub fn prepare(&self, reference: &str) -> Result<PreparedImage, ImageError> {
-        let parsed = reference::parse(reference).map_err(|reason| ImageError::Reference {
+        self.prepare_with(reference, &PullConfig::default(), &|_| {})
+    }
+
+    /// Makes every layer of `reference` available in the store (pulling from a registry
+    /// when needed) and returns its layer folders and config. Blocking; cheap when the
+    /// layers are already in the store. When the registry cannot be reached, the image
+    /// the reference last resolved to is used if all its layers are present.
+    pub fn prepare_with(
+        &self,
+        reference: &str,
+        cfg: &PullConfig,
+        progress: &dyn Fn(Progress),
+    ) -> Result<PreparedImage, ImageError> {
+        let parsed = reference::parse_any(reference).map_err(|reason| ImageError::Reference {
             reference: reference.to_string(),
             reason,
         })?;
+        let _shared = self.locks.gc.read().unwrap_or_else(PoisonError::into_inner);
+        match parsed {
+            reference::ImageRef::Oci(r) => self.prepare_layout(reference, &r),
+            reference::ImageRef::Registry(r) | reference::ImageRef::Hub(r) => {
+                pull::prepare(self, reference, &r, cfg, progress)
+            }
+        }
+    }
+
+    fn prepare_layout(
+        &self,
+        reference: &str,
+        parsed: &reference::Reference,
+    ) -> Result<PreparedImage, ImageError> {
         let layout = layout::Layout::open(&parsed.layout)?;
         let host = platform::HostPlatform::current();
         let image = layout.resolve(&parsed.selector, &host, reference)?;
         let layers_dir = self.layers_dir();
         let mut layers = Vec::with_capacity(image.layers.len());
         for l in &image.layers {
-            layers.push(layer::ensure(&layers_dir, &layout, l)?);
+            layers.push(layer::ensure(&layers_dir, &layout.blob_path(&l.blob), l)?);
         }
-        self.write_record(reference, &image)?;
+        self.save_prepared(reference, &image, &layers, Vec::new())?;
         Ok(PreparedImage {
             reference: reference.to_string(),
             manifest_digest: image.manifest_digest.to_string(),
             layers,
             config: image.config,
         })
+    }
+
+    /// Free bytes (for unprivileged users) on the filesystem of the store, if known.
+    // The statvfs field types are narrower than u64 on some 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        let st = nix::sys::statvfs::statvfs(&self.root).ok()?;
+        Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
     }
 
     fn layers_dir(&self) -> PathBuf {
@@ -166,30 +249,10 @@ impl ImageStore {
         self.root.join("manifests")
     }
 
-    /// Records which layers an image uses (for garbage collection); written once.
-    fn write_record(
-        &self,
-        reference: &str,
-        image: &layout::ResolvedImage,
-    ) -> Result<(), ImageError> {
-        let path = self
-            .manifests_dir()
-            .join(format!("{}.json", image.manifest_digest.hex()));
-        if path.exists() {
-            return Ok(());
-        }
-        let diff_ids: Vec<String> = image.layers.iter().map(|l| l.diff_id.to_string()).collect();
-        let record = serde_json::json!({
-            "reference": reference,
-            "manifest_digest": image.manifest_digest.to_string(),
-            "diff_ids": diff_ids,
-            "prepared_at_ms": fsutil::now_ms(),
-        });
-        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| ImageError::Io {
-            context: "encoding manifest record".into(),
-            source: io::Error::other(e),
-        })?;
-        fsutil::write_atomic(&path, &bytes)
-            .map_err(ImageError::io(format!("writing {}", path.display())))
+    fn lock_files(&self) -> MutexGuard<'_, ()> {
+        self.locks
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }

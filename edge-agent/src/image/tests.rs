@@ -229,7 +229,7 @@ fn wrong_diff_id_is_refused() {
 }
 
 #[test]
-fn uncompressed_and_docker_media_types_work_zstd_does_not() {
+fn uncompressed_docker_and_zstd_media_types_work() {
     let fx = Fixture::new();
     let tar = base_layer();
     let plain = fx.layout("plain");
@@ -257,17 +257,38 @@ fn uncompressed_and_docker_media_types_work_zstd_does_not() {
     );
     assert!(fx.store.prepare(&reference(&docker, "latest")).is_ok());
     let zstd = fx.layout("zstd");
+    let top = top_layer();
+    let compressed =
+        ruzstd::encoding::compress_to_vec(&top[..], ruzstd::encoding::CompressionLevel::Fastest);
     custom_layout(
         &zstd,
         "application/vnd.oci.image.layer.v1.tar+zstd",
+        &compressed,
+        &testutil::sha256_digest(&top),
+    );
+    assert!(fx.store.prepare(&reference(&zstd, "latest")).is_ok());
+    let bad = fx.layout("badzstd");
+    custom_layout(
+        &bad,
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        b"not zstd at all",
+        &testutil::sha256_digest(b"y"),
+    );
+    let err = fx.store.prepare(&reference(&bad, "latest")).unwrap_err();
+    assert!(err.to_string().contains("zstd"), "{err}");
+    let odd = fx.layout("odd");
+    custom_layout(
+        &odd,
+        "application/x-rar",
         b"x",
         &testutil::sha256_digest(b"y"),
     );
-    let err = fx.store.prepare(&reference(&zstd, "latest")).unwrap_err();
+    let err = fx.store.prepare(&reference(&odd, "latest")).unwrap_err();
     assert!(
-        matches!(err, ImageError::UnsupportedMediaType { .. }) && err.to_string().contains("zstd"),
+        matches!(err, ImageError::UnsupportedMediaType { .. }),
         "{err}"
     );
+    assert!(!fx.layer_entries().iter().any(|e| e.starts_with(".tmp")));
 }
 
 #[test]

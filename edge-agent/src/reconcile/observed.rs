@@ -58,5 +58,13 @@ pub enum RunState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageState {
     Ready,
-    Failed { error: String, at_ms: u64 },
+    /// Being pulled (or unpacked); asked for already.
+    Pulling {
+        done_bytes: u64,
+        total_bytes: u64,
+    },
+    Failed {
+        error: String,
+        at_ms: u64,
+    },
 }

@@ -104,6 +104,7 @@ fn images_ready(
     for c in containers {
         match observed.images.get(&c.image) {
             Some(ImageState::Ready) => {}
+            Some(ImageState::Pulling { .. }) => ready = false,
             Some(ImageState::Failed { at_ms, .. })
                 if now_ms < at_ms.saturating_add(IMAGE_RETRY_MS) =>
             {

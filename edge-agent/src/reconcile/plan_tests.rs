@@ -359,3 +359,17 @@ fn removals_come_before_starts() {
     assert!(matches!(p.actions[0], Action::RemoveWorkload { .. }));
     assert!(matches!(p.actions[1], Action::CreateWorkload { .. }));
 }
+
+#[test]
+fn an_image_being_pulled_is_not_asked_for_again() {
+    let w = workload("web", &["oci:/a"], RestartPolicy::Always);
+    let mut o = Observed::default();
+    o.images.insert(
+        "oci:/a".into(),
+        ImageState::Pulling {
+            done_bytes: 1,
+            total_bytes: 9,
+        },
+    );
+    assert_eq!(plan(&[w], &o, 0), Plan::default());
+}
