@@ -46,6 +46,8 @@ pub fn now_ms() -> u64 {
 /// Free space (for unprivileged users) of the file system holding `path`.
 pub fn disk_free_bytes(path: &Path) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(path).ok()?;
+    // The field types are 32-bit on some ARM boards: keep the conversions.
+    #[allow(clippy::useless_conversion)]
     Some(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
 }
 

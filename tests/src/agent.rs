@@ -63,6 +63,13 @@ impl TestAgent {
         fs::write(&self.config, toml).expect("config");
     }
 
+    /// Appends tables (e.g. `[[images.registries]]`) to the config; after `connect_to_hub`.
+    pub fn append_config(&self, toml: &str) {
+        let mut text = fs::read_to_string(&self.config).expect("config");
+        text.push_str(toml);
+        fs::write(&self.config, text).expect("config");
+    }
+
     /// Starts the agent process; its log goes to `agent-N.log` in the test folder.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "agent already running");

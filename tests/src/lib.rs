@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod hub;
 pub mod oci;
+pub mod registry;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! End-to-end: a real agent runs real containers from an OCI layout built from Debian's
 //! busybox-static, with real cgroup limits. Needs root.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::fs;
 use std::time::{Duration, Instant};

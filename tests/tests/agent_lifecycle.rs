@@ -1,6 +1,7 @@
 //! End-to-end: the reconciler's promises with real containers — OOM kills and back-off,
 //! the pids limit, removal, replacement, adoption after kill -9, recovery after a power
 //! cut, and bad input that changes nothing. Needs root.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::fs;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! Parses every file under `configs/` with the parser that will read it in production,
 //! so that an example that drifts from the code fails the build. A file nobody knows how
 //! to check fails too: add its parser here.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
 //! End-to-end: a real hub (`drover-hub serve`), real agents in separate processes with
 //! their own state folders, real containers, and a real broker (embedded rumqttd, or
 //! Debian's Mosquitto). Needs root.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

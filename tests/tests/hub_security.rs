@@ -1,6 +1,7 @@
 //! End-to-end: the broker is not trusted. Forged, misdirected and replayed desired states
 //! published straight to the broker are rejected and counted by the agent, and nothing
 //! changes on the device; a forged status is dropped and counted by the hub. Needs root.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::Path;
 use std::process::Command;

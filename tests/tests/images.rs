@@ -1,0 +1,217 @@
+//! End-to-end: agents get real images the way users ship them — from an OCI registry
+//! (Debian's docker-registry, filled with skopeo) and from their hub — and run them as
+//! containers; a multi-platform index yields this host's image; a platform-less index is
+//! a clear error in the workload's status. Needs root.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use drover_tests::agent::TestAgent;
+use drover_tests::hub::TestHub;
+use drover_tests::registry::Registry;
+use drover_tests::{oci, require_root, wait_for};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(60);
+
+fn workload(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: drover.dev/v1\nkind: Workload\nmetadata: {{name: {name}}}\nspec:\n  stopGracePeriod: 1s\n  containers:\n    - name: main\n      image: {image}\n      command: [/bin/sh, -c, \"echo pulled; while true; do sleep 1; done\"]\n"
+    )
+}
+
+fn running(a: &TestAgent, wl: &str) -> Option<u64> {
+    let c = a.container(wl, "main")?;
+    (c["phase"] == "Running")
+        .then(|| c["pid"].as_u64())
+        .flatten()
+}
+
+/// A busybox image whose index lists this host's platform and one other.
+fn multiplatform_busybox(dir: &Path) -> std::path::PathBuf {
+    let single = dir.join("bb-single");
+    oci::busybox_layout(&single, "latest").unwrap();
+    let other = if oci::host_arch() == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    // Reuse busybox's layer for the host; the other platform gets a marker layer.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(single.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(single.join("blobs/sha256").join(&manifest_digest)).unwrap(),
+    )
+    .unwrap();
+    let layer_hex = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let gz = std::fs::read(single.join("blobs/sha256").join(layer_hex)).unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut tar).unwrap();
+    let layout = dir.join("bb-multi");
+    let cfg = json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]});
+    let images = [
+        oci::PlatformImage {
+            os: "linux".into(),
+            architecture: oci::host_arch().into(),
+            variant: None,
+            layers: vec![tar],
+            config: cfg.clone(),
+        },
+        oci::PlatformImage {
+            os: "linux".into(),
+            architecture: other.into(),
+            variant: None,
+            layers: vec![
+                oci::LayerBuilder::new()
+                    .add_file("wrong-platform", b"x", 0o644)
+                    .finish(),
+            ],
+            config: cfg,
+        },
+    ];
+    oci::write_multiplatform_layout(&layout, "latest", &images).unwrap();
+    layout
+}
+
+#[test]
+fn agent_pulls_from_a_registry_and_runs_it_and_picks_its_platform() {
+    if !require_root("agent_pulls_from_a_registry_and_runs_it_and_picks_its_platform") {
+        return;
+    }
+    let reg = Registry::start();
+    let mut a = TestAgent::new("pull");
+    let bb = a.dir.path().join("busybox");
+    oci::busybox_layout(&bb, "latest").unwrap();
+    reg.push(&bb, "latest", "tools/busybox", false);
+    reg.push(
+        &multiplatform_busybox(a.dir.path()),
+        "latest",
+        "multi",
+        true,
+    );
+    a.append_config(&format!(
+        "[[images.registries]]\nhost = \"{}\"\ninsecure = true\n",
+        reg.host()
+    ));
+    a.start();
+    let t0 = Instant::now();
+    a.write_manifest(
+        "bb.yaml",
+        &workload("bb", &format!("{}/tools/busybox:latest", reg.host())),
+    );
+    wait_for("busybox pulled from the registry and running", T, || {
+        running(&a, "bb")
+    });
+    eprintln!("registry pull + start: {:?}", t0.elapsed());
+    a.write_manifest(
+        "multi.yaml",
+        &workload("multi", &format!("{}/multi:latest", reg.host())),
+    );
+    wait_for(
+        "the host platform of a multi-platform index running",
+        T,
+        || running(&a, "multi"),
+    );
+    let c = a.container("multi", "main").unwrap();
+    assert!(c["image"].as_str().unwrap().ends_with("/multi:latest"));
+}
+
+#[test]
+fn a_platformless_index_and_a_missing_image_are_clear_errors_in_status() {
+    if !require_root("a_platformless_index_and_a_missing_image_are_clear_errors_in_status") {
+        return;
+    }
+    let reg = Registry::start();
+    let mut a = TestAgent::new("noplat");
+    // An index whose only entry has no platform.
+    let layout = a.dir.path().join("noplat");
+    oci::write_layout(
+        &layout,
+        "single",
+        &[oci::LayerBuilder::new().add_file("x", b"x", 0o644).finish()],
+        json!({"Cmd": ["/x"]}),
+    )
+    .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut entry = index["manifests"][0].clone();
+    entry.as_object_mut().unwrap().remove("annotations");
+    let list = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]});
+    let desc = oci::write_blob(
+        &layout,
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&list).unwrap(),
+    )
+    .unwrap();
+    oci::add_to_index(&layout, "latest", desc).unwrap();
+    reg.push(&layout, "latest", "noplat", true);
+    a.append_config(&format!(
+        "[[images.registries]]\nhost = \"{}\"\ninsecure = true\n",
+        reg.host()
+    ));
+    a.start();
+    a.write_manifest(
+        "np.yaml",
+        &workload("np", &format!("{}/noplat:latest", reg.host())),
+    );
+    a.write_manifest(
+        "gone.yaml",
+        &workload("gone", &format!("{}/nothing:here", reg.host())),
+    );
+    let ps = a.wait_ps("both in Error", T, |p| {
+        p["workloads"]
+            .as_array()
+            .is_some_and(|w| w.len() == 2 && w.iter().all(|w| w["phase"] == "Error"))
+    });
+    let err = |n: &str| {
+        ps["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == n)
+            .unwrap()["last_error"]
+            .to_string()
+    };
+    assert!(err("np").contains("platform"), "{}", err("np"));
+    assert!(err("gone").contains("nothing"), "{}", err("gone"));
+}
+
+#[test]
+fn the_hub_serves_imported_images_to_its_devices() {
+    if !require_root("the_hub_serves_imported_images_to_its_devices") {
+        return;
+    }
+    let mut hub = TestHub::new();
+    hub.start();
+    let layout = hub.dir.path().join("busybox");
+    oci::busybox_layout(&layout, "1.0").unwrap();
+    let (code, out, err) = hub.cli(&["image", "import", &layout.display().to_string()]);
+    assert_eq!(code, 0, "image import: {err}");
+    assert!(out.contains("busybox"), "{out}");
+    let (code, ls, _) = hub.cli(&["image", "ls"]);
+    assert!(
+        code == 0 && ls.contains("busybox") && ls.contains("1.0"),
+        "{ls}"
+    );
+
+    let mut a = TestAgent::new("hubimg");
+    a.connect_to_hub(&hub.device_add("hubimg", &["role=img"]));
+    a.start();
+    let dep = "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {name: fromhub}\nspec:\n  selector: {matchLabels: {role: img}}\n  template:\n    spec:\n      stopGracePeriod: 1s\n      containers:\n        - name: main\n          image: hub:busybox:1.0\n          command: [/bin/sh, -c, \"echo from the hub; while true; do sleep 1; done\"]\n";
+    let t0 = Instant::now();
+    assert_eq!(hub.apply("fromhub.yaml", dep).0, 0);
+    wait_for("the hub's image running on the device", T, || {
+        running(&a, "fromhub")
+    });
+    eprintln!("apply + pull from hub + start: {:?}", t0.elapsed());
+}
