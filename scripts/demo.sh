@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The Drover demo: builds hub and agent, makes an OCI image from Debian's busybox-static,
-# starts the hub (embedded MQTT broker, SQLite store, HTTP API), registers and starts one
-# local agent, applies configs/demo/ and shows the workload running as a real container.
+# The Drover demo: builds hub, agent and the example images (sensor-sim, uptime-http for
+# amd64, arm64 and arm/v7), starts the hub (embedded MQTT broker, SQLite store, HTTP API
+# and image registry), registers and starts one local agent, imports the images into the
+# hub, applies configs/demo/ and shows it all working: both workloads running as real
+# containers pulled from the hub, sensor readings arriving, the HTTP service answering.
 #
 #   sudo scripts/demo.sh          set up, build, start, show it running
-#   sudo scripts/demo.sh stop     remove the workload, stop agent and hub; leaves nothing behind
+#   sudo scripts/demo.sh stop     remove the workloads, stop agent and hub; leaves nothing behind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=/var/lib/drover-demo
@@ -12,6 +14,7 @@ bin=target/release
 hub="$bin/drover-hub"
 agent="$bin/drover-agent"
 export DROVER_HUB_API=http://127.0.0.1:7780
+http_port=18080
 
 if [ "$(id -u)" != 0 ]; then
   echo "demo: run as root (containers and cgroups need it): sudo $0 $*" >&2
@@ -21,9 +24,9 @@ fi
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 stop() {
-  if alive "$demo/hub.pid" && alive "$demo/agent.pid"; then
-    echo "demo: deleting the deployment (the agent stops its container and deletes its cgroup)"
-    "$hub" delete -f configs/demo/ || true
+  if alive "$demo/hub.pid" && alive "$demo/agent.pid" && [ -d "$demo/fleet" ]; then
+    echo "demo: deleting the deployments (the agent stops the containers and deletes their cgroups)"
+    "$hub" delete -f "$demo/fleet" || true
     for _ in $(seq 100); do
       [ -z "$(ls -A "$demo/agent/state/workloads" 2>/dev/null)" ] && break
       sleep 0.2
@@ -45,19 +48,22 @@ if [ "${1:-}" = stop ]; then
 fi
 
 scripts/setup.sh
-echo "demo: building (release; the first build takes a few minutes)…"
-cargo build --release --locked -p drover-agent -p drover-hub -p drover-tests --bins
+echo "demo: building hub and agent (release; the first build takes a few minutes)…"
+cargo build --release --locked -p drover-agent -p drover-hub
+echo "demo: building the example images for amd64, arm64 and arm/v7…"
+images/build.sh
 stop >/dev/null 2>&1 || true
-rm -rf "$demo/hub" "$demo/agent"
-mkdir -p "$demo/hub" "$demo/agent/manifests"
-"$bin/busybox-layout" "$demo/busybox" latest
+rm -rf "$demo/hub" "$demo/agent" "$demo/fleet"
+mkdir -p "$demo/hub" "$demo/agent/manifests" "$demo/fleet"
 
-# The hub on its defaults (API on 127.0.0.1:7780, embedded broker); only the data folder
-# moves under $demo, and the broker port if a system broker already holds 1883.
+# The hub on its defaults (API and registry on port 7780, embedded broker); only the data
+# folder moves under $demo, and the broker port if a system broker already holds 1883.
 port=1883
 if (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then port=11883; fi
 cat >"$demo/hub/hub.toml" <<TOML
 data_dir = "$demo/hub/data"
+[api]
+advertise = "127.0.0.1:7780"
 [broker]
 listen = "0.0.0.0:$port"
 advertise = "127.0.0.1:$port"
@@ -67,8 +73,12 @@ echo $! >"$demo/hub.pid"
 for _ in $(seq 100); do "$hub" get devices >/dev/null 2>&1 && break; sleep 0.1; done
 echo "demo: hub started (pid $(cat "$demo/hub.pid"), log $demo/hub.log)"
 
-# One local agent, registered with the label the demo Deployment selects.
-snippet=$("$hub" device add demo-board --label role=demo -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"])')
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
+# One local board, registered with the label the demo Deployments select; two more
+# broker logins: one the sensor publishes with, one to watch the readings.
+snippet=$("$hub" device add demo-board --label role=demo -o json | json_field config)
+sensor_cred=$("$hub" device add demo-sensor -o json | json_field credential)
+dash_cred=$("$hub" device add demo-dash -o json | json_field credential)
 cat >"$demo/agent/agent.toml" <<TOML
 state_dir = "$demo/agent/state"
 manifests_dir = "$demo/agent/manifests"
@@ -80,9 +90,16 @@ TOML
 echo $! >"$demo/agent.pid"
 echo "demo: agent started (pid $(cat "$demo/agent.pid"), log $demo/agent.log)"
 
-"$hub" apply -f configs/demo/
-for _ in $(seq 150); do
-  "$hub" get devices 2>/dev/null | grep -q ' 1/1 ' && break
+"$hub" image import target/images/sensor-sim
+"$hub" image import target/images/uptime-http
+"$hub" image ls
+for f in configs/demo/*.yaml; do
+  sed -e "s/@BROKER@/127.0.0.1:$port/" -e "s/@SENSOR_CREDENTIAL@/$sensor_cred/" -e "s/@PORT@/$http_port/" \
+    "$f" >"$demo/fleet/$(basename "$f")"
+done
+"$hub" apply -f "$demo/fleet"
+for _ in $(seq 300); do
+  "$hub" get devices 2>/dev/null | grep -q ' 2/2 ' && break
   sleep 0.2
 done
 echo
@@ -91,17 +108,20 @@ echo
 "$hub" get deployments
 echo
 "$agent" ps --config "$demo/agent/agent.toml"
-sleep 1
 echo
-echo "demo: the container's output:"
-"$agent" logs --config "$demo/agent/agent.toml" hello
+echo "demo: sensor readings arriving on the hub's broker:"
+mosquitto_sub -h 127.0.0.1 -p "$port" -i demo-dash -u demo-dash -P "$dash_cred" -t 'drover/v1/sensors/#' -v -C 3 -W 20 || true
+echo
+echo "demo: the HTTP service (GET http://127.0.0.1:$http_port/):"
+python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$http_port/', timeout=5).read().decode())" || true
 cat <<TXT
 
-Drover runs the 'hello' Deployment (configs/demo/hello.yaml) on the local board as a
-real container (32 MiB memory, 250m CPU, 32 pids). Try:
-  $hub get devices                 $hub describe device demo-board
+Drover runs two Deployments (configs/demo/) on the local board as real containers,
+pulled from the hub's own registry: 'sensor' publishes readings over MQTT, 'uptime'
+serves HTTP on port $http_port. Try:
+  $hub get devices        $hub describe device demo-board        $hub image ls
   $agent ps --config $demo/agent/agent.toml
-  $agent logs --config $demo/agent/agent.toml hello -f
-  edit configs/demo/hello.yaml and run: $hub apply -f configs/demo/
+  $agent logs --config $demo/agent/agent.toml sensor -f
+  mosquitto_sub -p $port -i demo-dash -u demo-dash -P $dash_cred -t 'drover/v1/sensors/#' -v
 Stop it all with:  sudo scripts/demo.sh stop
 TXT

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --workspace --locked
+# The example images (amd64, arm64, arm/v7) for the demo-flow test; installs the cross
+# toolchain on first use.
+images/build.sh
 if [ "$(id -u)" = 0 ]; then
   export DROVER_REQUIRE_ROOT=1
 fi
