@@ -21,18 +21,29 @@ fn repo() -> PathBuf {
 }
 
 fn credential(snippet: &str) -> String {
-    snippet.lines().find_map(|l| l.strip_prefix("credential = ")).unwrap().trim_matches('"').to_string()
+    snippet
+        .lines()
+        .find_map(|l| l.strip_prefix("credential = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
 }
 
 fn running(a: &TestAgent, wl: &str) -> Option<u64> {
     let c = a.container(wl, "main")?;
-    (c["phase"] == "Running").then(|| c["pid"].as_u64()).flatten()
+    (c["phase"] == "Running")
+        .then(|| c["pid"].as_u64())
+        .flatten()
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
@@ -45,7 +56,10 @@ fn demo_flow_hub_agent_example_images_and_sensor_readings() {
     }
     let images = repo().join("target/images");
     for img in ["sensor-sim", "uptime-http"] {
-        assert!(images.join(img).join("index.json").exists(), "{img} image missing: run images/build.sh (scripts/test.sh does)");
+        assert!(
+            images.join(img).join("index.json").exists(),
+            "{img} image missing: run images/build.sh (scripts/test.sh does)"
+        );
     }
     let mut hub = TestHub::new();
     hub.start();
@@ -78,22 +92,45 @@ fn demo_flow_hub_agent_example_images_and_sensor_readings() {
     assert_eq!(code, 0, "apply configs/demo: {err}");
     wait_for("sensor running", T, || running(&board, "sensor"));
     wait_for("uptime running", T, || running(&board, "uptime"));
-    eprintln!("apply to both running (pulls from the hub included): {:?}", t0.elapsed());
+    eprintln!(
+        "apply to both running (pulls from the hub included): {:?}",
+        t0.elapsed()
+    );
 
     let broker_port = hub.broker_port.to_string();
     let out = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &broker_port, "-i", "demo-dash", "-u", "demo-dash", "-P", &dash_cred])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker_port,
+            "-i",
+            "demo-dash",
+            "-u",
+            "demo-dash",
+            "-P",
+            &dash_cred,
+        ])
         .args(["-t", "drover/v1/sensors/#", "-C", "2", "-W", "30"])
         .output()
         .expect("mosquitto_sub (apt-get install mosquitto-clients)");
     let readings = String::from_utf8_lossy(&out.stdout);
-    assert!(readings.matches("temperature").count() >= 2 && readings.contains("humidity"), "no readings: {readings}");
+    assert!(
+        readings.matches("temperature").count() >= 2 && readings.contains("humidity"),
+        "no readings: {readings}"
+    );
 
-    let body = wait_for("the uptime service to answer", T, || http_get(port, "/").filter(|b| b.contains("uptime_seconds")));
+    let body = wait_for("the uptime service to answer", T, || {
+        http_get(port, "/").filter(|b| b.contains("uptime_seconds"))
+    });
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     wait_for("the hub to see 2/2 ready", T, || {
         let d = hub.devices();
-        let row = d.as_array()?.iter().find(|d| d["name"] == "demo-board")?.clone();
+        let row = d
+            .as_array()?
+            .iter()
+            .find(|d| d["name"] == "demo-board")?
+            .clone();
         (row["ready"] == 2 && row["total"] == 2 && row["in_sync"] == true).then_some(())
     });
 }
