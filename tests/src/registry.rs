@@ -60,6 +60,11 @@ impl Registry {
         registry
     }
 
+    /// The registry's storage folder (blobs under `docker/registry/v2/blobs/sha256/`).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

@@ -215,3 +215,74 @@ fn the_hub_serves_imported_images_to_its_devices() {
     });
     eprintln!("apply + pull from hub + start: {:?}", t0.elapsed());
 }
+
+#[test]
+fn a_blob_whose_digest_does_not_match_is_refused_and_nothing_half_written_stays() {
+    if !require_root("a_blob_whose_digest_does_not_match_is_refused_and_nothing_half_written_stays")
+    {
+        return;
+    }
+    let reg = Registry::start();
+    let mut a = TestAgent::new("badblob");
+    let bb = a.dir.path().join("busybox");
+    oci::busybox_layout(&bb, "latest").unwrap();
+    reg.push(&bb, "latest", "corrupt", false);
+    // Corrupt the layer (the biggest blob) inside the registry's own storage: it is served
+    // under its original digest, as a broken disk or a tampering mirror would.
+    let blobs = reg.data_dir().join("docker/registry/v2/blobs/sha256");
+    let mut files: Vec<_> = walk(&blobs)
+        .into_iter()
+        .filter(|p| p.ends_with("data"))
+        .collect();
+    files.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let layer = files.last().expect("a layer blob in the registry");
+    let mut bytes = std::fs::read(layer).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(layer, bytes).unwrap();
+
+    a.append_config(&format!(
+        "[[images.registries]]\nhost = \"{}\"\ninsecure = true\n",
+        reg.host()
+    ));
+    a.start();
+    a.write_manifest(
+        "bad.yaml",
+        &workload("bad", &format!("{}/corrupt:latest", reg.host())),
+    );
+    let ps = a.wait_ps("the pull refused", T, |p| {
+        p["workloads"][0]["phase"] == "Error"
+    });
+    let err = ps["workloads"][0]["last_error"].to_string();
+    eprintln!("refused with: {err}");
+    assert!(
+        err.contains("expected sha256:") && err.contains("found sha256:"),
+        "{err}"
+    );
+    let leftovers: Vec<_> = walk(&a.state.join("images"))
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().contains(".partial") || p.to_string_lossy().contains(".tmp-")
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-written files left: {leftovers:?}"
+    );
+    assert!(!a.state.join("containers/bad.main").exists());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
