@@ -28,6 +28,26 @@ fn running(a: &TestAgent, wl: &str) -> Option<u64> {
         .flatten()
 }
 
+/// The uncompressed tar of the (only) layer of a busybox layout.
+fn busybox_tar(layout: &Path) -> Vec<u8> {
+    let blob = |hex: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(hex.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    let gz = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut tar).unwrap();
+    tar
+}
+
 /// A busybox image whose index lists this host's platform and one other.
 fn multiplatform_busybox(dir: &Path) -> std::path::PathBuf {
     let single = dir.join("bb-single");
@@ -285,4 +305,62 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn the_image_budget_removes_unused_images_and_never_one_in_use() {
+    if !require_root("the_image_budget_removes_unused_images_and_never_one_in_use") {
+        return;
+    }
+    let mut a = TestAgent::new("budget");
+    let one = a.dir.path().join("one");
+    oci::busybox_layout(&one, "latest").unwrap();
+    // The same busybox layer plus a layer of its own: a different image sharing a layer.
+    let two = a.dir.path().join("two");
+    let marker = oci::LayerBuilder::new()
+        .add_file("etc/marker", b"two", 0o644)
+        .finish();
+    oci::write_layout(
+        &two,
+        "latest",
+        &[busybox_tar(&one), marker],
+        json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}),
+    )
+    .unwrap();
+    // A budget far below one image: everything unused must go, everything in use stays.
+    a.append_config("[images]\nmax_bytes = \"1Ki\"\n");
+    a.start();
+    a.write_manifest(
+        "keep.yaml",
+        &workload("keep", &format!("oci:{}:latest", one.display())),
+    );
+    a.write_manifest(
+        "drop.yaml",
+        &workload("drop", &format!("oci:{}:latest", two.display())),
+    );
+    let keep = wait_for("keep running", T, || running(&a, "keep"));
+    wait_for("drop running", T, || running(&a, "drop"));
+    let records = || walk(&a.state.join("images/manifests")).len();
+    assert_eq!(
+        records(),
+        2,
+        "two images in the store, both in use: none removed despite the budget"
+    );
+
+    a.remove_manifest("drop.yaml");
+    wait_for("the unused image to be removed", T, || {
+        (records() == 1).then_some(())
+    });
+    assert_eq!(
+        running(&a, "keep"),
+        Some(keep),
+        "the image in use stays and its workload keeps running"
+    );
+    let layer_dirs = std::fs::read_dir(a.state.join("images/layers/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        layer_dirs, 1,
+        "the marker layer goes, the busybox layer the running workload uses stays"
+    );
 }

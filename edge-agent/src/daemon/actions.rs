@@ -257,6 +257,7 @@ impl Agent {
             return;
         }
         self.records.remove(wl);
+        self.gc_requested = true;
         info!(workload = %wl, replaced = keep_data, "workload removed");
     }
 

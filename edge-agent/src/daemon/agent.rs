@@ -71,6 +71,8 @@ pub struct Agent {
     pub(super) pulls: super::pulls::Pulls,
     /// When the image store was last trimmed to its budget.
     pub(super) last_gc_ms: u64,
+    /// Set when a workload went away: its image may be unused now.
+    pub(super) gc_requested: bool,
     /// The latest link statistics, shown in the report.
     pub(super) link_stats: Option<crate::hub::LinkStats>,
     /// A changed status the event loop has yet to hand to the hub link.
@@ -142,6 +144,7 @@ impl Agent {
             last_report: None,
             pulls: super::pulls::Pulls::default(),
             last_gc_ms: 0,
+            gc_requested: false,
             link_stats: None,
             status_to_publish: None,
             _lock: lock,
@@ -348,14 +351,16 @@ impl Agent {
         self.cfg.images.min_free_disk.0
     }
 
-    /// Keeps the image store within `images.max_bytes`, at most once a minute and never
-    /// while a pull runs. Images of desired or created workloads are never removed.
+    /// Keeps the image store within `images.max_bytes`: once a minute, and right after a
+    /// workload was removed or replaced; never while a pull runs. Images of desired or created workloads are never removed.
     fn trim_images(&mut self) {
         let now = now_ms();
-        if now < self.last_gc_ms + 60_000 || !self.pulls.running().is_empty() {
+        let due = now >= self.last_gc_ms + 60_000 || self.gc_requested;
+        if !due || !self.pulls.running().is_empty() {
             return;
         }
         self.last_gc_ms = now;
+        self.gc_requested = false;
         let mut in_use: std::collections::BTreeSet<String> = self
             .desired
             .workloads
