@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Merges the parts' JSON files into bench/results.json and writes bench/REPORT.md (+ SVG plots,
+drawn by hand: matplotlib is not on this machine).
+
+Usage: python3 bench/harness/report.py --dir RUN_DIR --results bench/results.json --report bench/REPORT.md
+         [--mode full|smoke] [--command "bench/run.sh"]
+RUN_DIR holds agent.json, wire.json, sizes.json and optionally fanout.json / fanout.md.
+"""
+import argparse, datetime, json, os, platform, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import dump
+
+
+def load(d, name):
+    p = os.path.join(d, name)
+    if os.path.exists(p):
+        with open(p) as f:
+            return json.load(f)
+    return None
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB"
+
+
+def st(s, unit="ms"):
+    return f"{s['median']} {unit} ({s['min']}–{s['max']}, n={s['runs']})"
+
+
+def svg_lines(path, title, xlabel, ylabel, series):
+    """series: [(label, colour, [(x, y), ...])]. A plain line chart."""
+    w, h, l, r, t, b = 640, 320, 70, 20, 30, 45
+    xs = [x for _, _, pts in series for x, _ in pts]
+    ys = [y for _, _, pts in series for _, y in pts]
+    x0, x1 = min(xs), max(xs) or 1
+    y0, y1 = 0, max(ys) * 1.15 or 1
+    sx = lambda x: l + (x - x0) / ((x1 - x0) or 1) * (w - l - r)
+    sy = lambda y: h - b - (y - y0) / (y1 - y0) * (h - t - b)
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+         f'<rect width="{w}" height="{h}" fill="white"/>',
+         f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="13">{title}</text>',
+         f'<line x1="{l}" y1="{h - b}" x2="{w - r}" y2="{h - b}" stroke="black"/>',
+         f'<line x1="{l}" y1="{t}" x2="{l}" y2="{h - b}" stroke="black"/>',
+         f'<text x="{w / 2}" y="{h - 8}" text-anchor="middle">{xlabel}</text>',
+         f'<text x="14" y="{h / 2}" text-anchor="middle" transform="rotate(-90 14 {h / 2})">{ylabel}</text>']
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        o.append(f'<line x1="{l}" y1="{sy(yv):.1f}" x2="{w - r}" y2="{sy(yv):.1f}" stroke="#ddd"/>')
+        o.append(f'<text x="{l - 5}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.1f}</text>')
+        xv = x0 + (x1 - x0) * i / 4
+        o.append(f'<text x="{sx(xv):.1f}" y="{h - b + 15}" text-anchor="middle">{xv:.0f}</text>')
+    for k, (label, colour, pts) in enumerate(series):
+        d = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+        o.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{d}"/>')
+        o.append(f'<text x="{l + 10 + 170 * k}" y="{t + 12}" fill="{colour}">{label}</text>')
+    o.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
+
+
+def svg_strip(path, title, groups):
+    """groups: [(label, colour, [values])]: one row of dots per group, log-free linear ms axis."""
+    w, l, r, rowh, t = 640, 80, 20, 40, 30
+    h = t + rowh * len(groups) + 40
+    vmax = max(max(v) for _, _, v in groups) * 1.05
+    sx = lambda v: l + v / vmax * (w - l - r)
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+         f'<rect width="{w}" height="{h}" fill="white"/>',
+         f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="13">{title}</text>']
+    for i, (label, colour, vals) in enumerate(groups):
+        y = t + rowh * i + rowh / 2
+        o.append(f'<text x="{l - 8}" y="{y + 4}" text-anchor="end">{label}</text>')
+        for v in vals:
+            o.append(f'<circle cx="{sx(v):.1f}" cy="{y}" r="3" fill="{colour}" fill-opacity="0.5"/>')
+        med = sorted(vals)[len(vals) // 2]
+        o.append(f'<line x1="{sx(med):.1f}" y1="{y - 12}" x2="{sx(med):.1f}" y2="{y + 12}" stroke="black" stroke-width="2"/>')
+    yb = t + rowh * len(groups)
+    o.append(f'<line x1="{l}" y1="{yb}" x2="{w - r}" y2="{yb}" stroke="black"/>')
+    for i in range(6):
+        v = vmax * i / 5
+        o.append(f'<text x="{sx(v):.1f}" y="{yb + 15}" text-anchor="middle">{v:.0f}</text>')
+    o.append(f'<text x="{w / 2}" y="{yb + 32}" text-anchor="middle">ms (black bar: median)</text></svg>')
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
+
+
+def flat_rows(obj, prefix=""):
+    """Flattens unknown JSON (the fan-out part's) into (key, value) rows."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from flat_rows(v, f"{prefix}.{k}" if prefix else k)
+    elif isinstance(obj, list) and len(obj) <= 20:
+        for i, v in enumerate(obj):
+            yield from flat_rows(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, obj
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--mode", default="full")
+    ap.add_argument("--command", default="bench/run.sh")
+    ap.add_argument("--seconds", type=float)
+    args = ap.parse_args()
+    agent, wire, sizes = (load(args.dir, n) for n in ("agent.json", "wire.json", "sizes.json"))
+    fanout = load(args.dir, "fanout.json")
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    host = (agent or {}).get("host", {})
+    results = {"mode": args.mode, "date": when, "duration_s": args.seconds,
+               "host": dict(host, machine=platform.machine()),
+               "agent": agent, "wire": wire, "binary_sizes": sizes, "fanout": fanout}
+    dump(results, args.results)
+
+    outdir = os.path.dirname(os.path.abspath(args.report))
+    plots = os.path.join(outdir, "plots")
+    os.makedirs(plots, exist_ok=True)
+    md = [f"# Drover benchmark report", "",
+          f"Run: `{args.command}` ({args.mode}), {when}"
+          + (f", {args.seconds:.0f} s" if args.seconds else "") + ". "
+          f"Host: {host.get('cpus', '?')} CPUs {platform.machine()}, kernel {host.get('kernel', '?')}, "
+          "cgroup v1 (hybrid), Debian 12; shared machine (other builds ran at the same time), so read the "
+          "ratios measured in the same loop rather than absolute times. Raw figures: "
+          f"[`results.json`](results.json).", ""]
+    if agent:
+        lat = agent["start_latency"]
+        m = agent["agent_memory"]
+        u = agent["updates"]
+        n = m["workloads"]
+        md += ["## Start latency", "",
+               "Time from a desired state reaching the agent (manifest renamed into the manifests folder) to the "
+               "container's first output line (`echo ready`, read from `<state>/logs/<wl>/main.log`, polled every "
+               "1 ms). In the same loop (order rotated each round), on the same bundle — the agent's own "
+               "`config.json` for that container with a copy of its rootfs — `crun run` and `runc run`, from spawn "
+               "to the first line on their stdout. crun runs as `unshare -m sh -c 'umount /sys/fs/cgroup/unified "
+               "&& exec crun run …'` (it refuses hybrid cgroup hosts); that wrapper alone is measured too. "
+               "The agent's figure includes inotify, its 10 ms settle, manifest parsing, the overlay mount, the "
+               "spawn of a shim and libcontainer create+start; the runtimes get a ready bundle.", "",
+               "| path | median | min | max | runs |", "|---|---|---|---|---|"]
+        for k, label in (("drover", "drover-agent: manifest → first output"), ("crun", "`crun run` (incl. wrapper)"),
+                         ("runc", "`runc run`"), ("crun_wrapper_ms", "wrapper alone (unshare+umount+exec true)")):
+            s = lat[k]
+            md.append(f"| {label} | {s['median']} ms | {s['min']} ms | {s['max']} ms | {s['runs']} |")
+        md += ["", f"Ratios of medians: drover / crun = **{lat['ratio_drover_over_crun']}×** "
+               f"({lat['ratio_drover_over_crun_without_wrapper']}× against crun without its wrapper), "
+               f"drover / runc = **{lat['ratio_drover_over_runc']}×**.", "", "![start latency](plots/latency.svg)", ""]
+        svg_strip(os.path.join(plots, "latency.svg"), "Start latency, every run",
+                  [("drover", "#1f77b4", lat["raw_ms"]["drover"]), ("crun", "#2ca02c", lat["raw_ms"]["crun"]),
+                   ("runc", "#d62728", lat["raw_ms"]["runc"])])
+
+        def mrow(label, x):
+            return f"| {label} | {mib(x['rss_kib'])} | {mib(x['pss_kib'])} | {mib(x['private_kib'])} |"
+        md += ["## Agent memory", "",
+               "Release `drover-agent` in standalone mode; `/proc/PID/smaps_rollup`, median of 5 samples 0.2 s apart. "
+               "Workloads are busybox `while true; do sleep 1; done` with a 16 MiB limit. Each container has its own "
+               "`drover-agent shim` process; its RSS is mostly the shared binary, so its private memory is the cost "
+               "per container. The shims run the agent's own binary, so once one runs, the binary's pages are shared and "
+               "leave the agent's *private* figure (it drops with 1 workload and rises again when all are gone): PSS is "
+               "the fair figure.", "",
+               "| agent | RSS | PSS | private |", "|---|---|---|---|",
+               mrow("idle, no workload", m["agent_idle"]), mrow("1 workload", m["agent_1_workload"]),
+               mrow(f"{n} workloads", m["agent_n_workloads"]),
+               mrow(f"{n} workloads + 1 updated workload, before {u['count']} updates", u["agent_before"]),
+               mrow(f"same, after {u['count']} updates", u["agent_after"]),
+               mrow("idle again, everything removed", m["agent_idle_after_all"]), "",
+               "| per shim | private | RSS | PSS |", "|---|---|---|---|"]
+        for label, s in ((f"1 workload", m["shim_1_workload"]), (f"{n} workloads (median, min–max)", m["shim_n_workloads"]),
+                         (f"{n} workloads after {u['count']} updates", u["shims_after"])):
+            md.append(f"| {label} | {s['private_kib']['median']:.0f} KiB ({s['private_kib']['min']}–{s['private_kib']['max']}) "
+                      f"| {mib(s['rss_kib']['median'])} | {mib(s['pss_kib']['median'])} |")
+        md += ["", f"**Updates.** {u['count']} desired-state updates of one workload (`restartPolicy: Never`, command "
+               "`true`, env `V` alternating `a`/`b`, so the manifest never grows), each a replacement; each waits "
+               f"until {u['signal']}. Update → new container exited: {st(u['update_to_exited_ms'])}. "
+               f"Agent RSS {'+' if u['agent_rss_growth_kib'] >= 0 else ''}{u['agent_rss_growth_kib']} KiB, "
+               f"PSS {'+' if u['agent_pss_growth_kib'] >= 0 else ''}{u['agent_pss_growth_kib']} KiB after the updates.",
+               "", "![agent memory across updates](plots/memory.svg)", ""]
+        c = u["curve_kib"]
+        svg_lines(os.path.join(plots, "memory.svg"), f"drover-agent memory across {u['count']} updates",
+                  "updates applied", "MiB",
+                  [("RSS", "#1f77b4", [(x, r / 1024) for x, r, _ in c]), ("PSS", "#ff7f0e", [(x, p / 1024) for x, _, p in c])])
+    else:
+        md += ["## Start latency / agent memory", "", "Not measured in this run (agent part failed).", ""]
+    if fanout is not None:
+        md += ["## Hub fan-out", ""]
+        fmd = os.path.join(args.dir, "fanout.md")
+        if os.path.exists(fmd):
+            md += [open(fmd).read().rstrip(), ""]
+        elif isinstance(fanout.get("rows"), list) and all("broker" in r for r in fanout["rows"]):
+            md += ["Written by `bench/fanout.sh` (its own harness): " + str(fanout.get("what", "")), "",
+                   "| broker | N | ok | acked | connect all | apply → all acked (hub) | (devices) | hub RSS idle "
+                   "| hub RSS peak | hub CPU during rollout |", "|---|---|---|---|---|---|---|---|---|---|"]
+            for r in fanout["rows"]:
+                g = lambda k, unit="", f=None: ("–" if r.get(k) is None else (f(r[k]) if f else f"{r[k]}{unit}"))
+                md.append(f"| {r['broker']} | {r.get('n')} | {g('ok')} | {g('acknowledged')} | {g('connect_all_s', ' s')} "
+                          f"| {g('rollout_hub_s', ' s')} | {g('rollout_devices_s', ' s')} "
+                          f"| {g('hub_rss_idle_kib', f=mib)} | {g('hub_rss_peak_kib', f=mib)} | {g('hub_cpu_rollout_s', ' s')} |")
+            md.append("")
+        else:
+            md += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in flat_rows(fanout)] + [""]
+    else:
+        md += ["## Hub fan-out", "", "Not in this run (`bench/fanout.sh` missing, not executable or failed).", ""]
+    if wire:
+        md += ["## Wire size", "",
+               "Printed by `target/release/drover-bench-wire` (crate `bench/wire`): postcard in drover-protocol's "
+               "versioned envelope, exactly as published (`sign_desired`, `seal_status`), next to the same content "
+               "as JSON (`serde_json::to_vec`; signature / MAC as base64 strings). Workloads are modelled on the demo "
+               "and example manifests (images, env, limits, mounts, a device). The telemetry sample is defined in "
+               "`bench/wire` (drover-protocol has a telemetry topic but no telemetry type yet): device, time, agent RSS, "
+               "load, free memory and disk, and per workload CPU, memory and restarts; encoded in the same envelope, no MAC.",
+               "", "| message | wire bytes | JSON bytes | JSON / wire |", "|---|---|---|---|"]
+        for r in wire["rows"]:
+            md.append(f"| {r['message']} | {r['wire_bytes']} | {r['json_bytes']} | {r['json_over_wire']}× |")
+        md.append("")
+    if sizes:
+        md += ["## Binary sizes", "", "Release profile (opt-level z, fat LTO, panic=abort, stripped); aarch64/armv7 "
+               "built with `cross/build.sh`. Extra rows: the hub and the example images' binaries.", "",
+               "| binary | x86_64 | aarch64 | armv7 |", "|---|---|---|---|"]
+        by = {}
+        for r in sizes["rows"]:
+            by.setdefault(r["binary"], {})[r["arch"]] = (f"{r['bytes'] / 1048576:.2f} MiB ({r['bytes']} B)"
+                                                         if "bytes" in r else r["note"])
+        for b, v in by.items():
+            md.append(f"| `{b}` | {v.get('x86_64', '')} | {v.get('aarch64', '')} | {v.get('armv7', '')} |")
+        md.append("")
+    md += ["## Left out", "",
+           "- Plots are hand-written SVG (no matplotlib on the machine).",
+           "- The telemetry sample is a bench-defined struct: the protocol has no telemetry type yet.",
+           "- `drover-hub` is not cross-built for ARM by the benchmark (only the agent is, when missing).", ""]
+    with open(args.report, "w") as f:
+        f.write("\n".join(md))
+    print(f"report.py: wrote {args.results} and {args.report}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

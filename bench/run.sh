@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The benchmark, one command (root; Debian 12 with crun and runc):
+#
+#   sudo bench/run.sh            # full run (< 15 min): writes bench/results.json, bench/REPORT.md, bench/plots/
+#   sudo bench/run.sh --smoke    # CI: few runs, 1-2 workloads, 20 updates, no cross build (< 3 min);
+#                                # writes target/bench-smoke/{results.json,REPORT.md}
+#   options: --out DIR (where results.json / REPORT.md go), --no-build (use target/release as is)
+#
+# Parts: bench/harness/agent.py (agent memory, start latency vs crun/runc, memory across
+# updates), target/release/drover-bench-wire (wire sizes), bench/harness/sizes.py (binary
+# sizes; full mode cross-builds the aarch64 agent when missing), then bench/fanout.sh when it
+# exists and is executable (hub fan-out: `bench/fanout.sh [--smoke] --out RUN_DIR/fanout.json`,
+# BENCH_OUT_DIR/BENCH_SMOKE also in its environment), and bench/harness/report.py merges
+# everything into results.json and REPORT.md.
+# Exits non-zero when any part fails; every container, mount and cgroup it made is removed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+SMOKE=0 OUT="" BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=1 ;;
+    --out) OUT=${2:?--out DIR}; shift ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n 2,16p "$0"; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+say() { echo "bench/run.sh: $*" >&2; }
+[ "$(id -u)" = 0 ] || { say "must run as root (containers, cgroups)"; exit 1; }
+for t in python3 crun runc unshare file; do
+  command -v "$t" >/dev/null || { say "missing '$t' (apt-get install crun runc)"; exit 1; }
+done
+if [ -z "$OUT" ]; then
+  if [ "$SMOKE" = 1 ]; then OUT="$ROOT/target/bench-smoke"; else OUT="$ROOT/bench"; fi
+fi
+mkdir -p "$OUT"
+START=$(date +%s)
+
+if [ "$BUILD" = 1 ]; then
+  say "building release binaries (incremental)"
+  PKGS=(-p drover-agent -p drover-hub -p drover-tests -p drover-bench-wire)
+  [ -f bench/loadgen/Cargo.toml ] && PKGS+=(-p drover-bench-loadgen)
+  cargo build --release --locked "${PKGS[@]}" --bins || { say "build failed"; exit 1; }
+fi
+
+RUN=$(mktemp -d /tmp/drover-bench-run.XXXXXX)
+trap 'rm -rf "$RUN"' EXIT
+FAIL=()
+
+if [ "$SMOKE" = 1 ]; then AGENT_ARGS=(--runs 5 --workloads 2 --updates 20); else AGENT_ARGS=(--runs 30 --workloads 10 --updates 1000); fi
+say "agent: memory, start latency (drover / crun / runc), updates: ${AGENT_ARGS[*]}"
+python3 bench/harness/agent.py --out "$RUN/agent.json" "${AGENT_ARGS[@]}" || FAIL+=(agent)
+
+say "wire sizes"
+if target/release/drover-bench-wire > "$RUN/wire.json.tmp"; then mv "$RUN/wire.json.tmp" "$RUN/wire.json"; else FAIL+=(wire); fi
+
+say "binary sizes"
+SIZE_ARGS=()
+[ "$SMOKE" = 1 ] || SIZE_ARGS=(--build-aarch64)
+python3 bench/harness/sizes.py --out "$RUN/sizes.json" "${SIZE_ARGS[@]}" || FAIL+=(sizes)
+
+if [ -x bench/fanout.sh ]; then
+  say "hub fan-out: bench/fanout.sh"
+  FAN_ARGS=()
+  [ "$SMOKE" = 1 ] && FAN_ARGS=(--smoke)
+  BENCH_OUT_DIR="$RUN" BENCH_SMOKE="$SMOKE" bench/fanout.sh "${FAN_ARGS[@]}" --out "$RUN/fanout.json" || FAIL+=(fanout)
+else
+  say "bench/fanout.sh missing or not executable: hub fan-out skipped"
+fi
+
+MODE=full CMD="bench/run.sh"
+[ "$SMOKE" = 1 ] && MODE=smoke CMD="bench/run.sh --smoke"
+python3 bench/harness/report.py --dir "$RUN" --results "$OUT/results.json" --report "$OUT/REPORT.md" \
+  --mode "$MODE" --command "$CMD" --seconds "$(( $(date +%s) - START ))" || FAIL+=(report)
+
+# Nothing of ours may be left: bench cgroups, mounts, runtime containers.
+LEFT=$(ls -d /sys/fs/cgroup/*/drover-bench-* 2>/dev/null; grep -o ' /tmp/drover-bench-[^ ]*' /proc/self/mountinfo)
+if [ -n "$LEFT" ]; then say "left behind: $LEFT"; FAIL+=(cleanup); fi
+
+say "done in $(( $(date +%s) - START )) s: $OUT/REPORT.md"
+if [ ${#FAIL[@]} -gt 0 ]; then say "FAILED: ${FAIL[*]}"; exit 1; fi

@@ -1,0 +1,359 @@
+//! `drover-bench-wire`: prints, as JSON, the size in bytes of typical Drover wire messages
+//! (postcard in the versioned envelope, signed or sealed as published) next to the same
+//! content serialized as JSON (`serde_json::to_vec`).
+//!
+//! The protocol has a telemetry topic but no telemetry type yet: `TelemetrySample` below is
+//! a representative sample defined here (device, time, agent and per-workload CPU and
+//! memory), encoded in the same envelope.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use drover_protocol::auth::{seal_status, sign_desired};
+use drover_protocol::codec::Wire;
+use drover_protocol::{
+    Capacity, ContainerSpec, ContainerStatus, DesiredState, DeviceStatus, EnvVar, Mount,
+    MountSource, Name, NetworkMode, Phase, Resources, RestartPolicy, WorkloadSpec, WorkloadStatus,
+    encode,
+};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+const MIB: u64 = 1024 * 1024;
+const NOW_MS: u64 = 1_763_700_000_000;
+
+fn name(s: &str) -> Name {
+    Name::new(s).unwrap_or_else(|e| panic!("bad name {s}: {e}"))
+}
+
+fn env(k: &str, v: &str) -> EnvVar {
+    EnvVar {
+        name: k.into(),
+        value: v.into(),
+    }
+}
+
+/// Five workloads modelled on the demo and example manifests; the first one alone is the
+/// "1 workload" case.
+fn workloads() -> Vec<WorkloadSpec> {
+    let sensor = WorkloadSpec {
+        name: name("sensor"),
+        containers: vec![ContainerSpec {
+            name: name("main"),
+            image: "hub:sensor-sim:1.0".into(),
+            command: vec![],
+            args: vec![],
+            env: vec![
+                env("MQTT_BROKER", "hub.local:1883"),
+                env("MQTT_TOPIC", "sensors/pi-7/climate"),
+                env("INTERVAL", "5s"),
+            ],
+            working_dir: None,
+            mounts: vec![],
+            resources: Resources {
+                memory_bytes: Some(16 * MIB),
+                cpu_millis: Some(250),
+                pids: None,
+            },
+            devices: vec![],
+        }],
+        restart_policy: RestartPolicy::Always,
+        network: NetworkMode::Host,
+        volumes: vec![],
+        stop_grace_ms: 10_000,
+    };
+    let uptime = WorkloadSpec {
+        name: name("uptime"),
+        containers: vec![ContainerSpec {
+            name: name("main"),
+            image: "hub:uptime-http:1.0".into(),
+            command: vec![],
+            args: vec![],
+            env: vec![env("PORT", "8080")],
+            working_dir: None,
+            mounts: vec![],
+            resources: Resources {
+                memory_bytes: Some(16 * MIB),
+                cpu_millis: None,
+                pids: Some(32),
+            },
+            devices: vec![],
+        }],
+        restart_policy: RestartPolicy::Always,
+        network: NetworkMode::Host,
+        volumes: vec![],
+        stop_grace_ms: 10_000,
+    };
+    let web = WorkloadSpec {
+        name: name("web"),
+        containers: vec![ContainerSpec {
+            name: name("main"),
+            image: "registry.local:5000/web:1.4.2".into(),
+            command: vec!["/bin/web".into()],
+            args: vec!["--port".into(), "8081".into()],
+            env: vec![env("DATA_DIR", "/data"), env("MODE", "prod")],
+            working_dir: Some("/srv".into()),
+            mounts: vec![
+                Mount {
+                    source: MountSource::Volume(name("data")),
+                    target: "/data".into(),
+                    read_only: false,
+                },
+                Mount {
+                    source: MountSource::HostPath("/etc/ssl/certs".into()),
+                    target: "/etc/ssl/certs".into(),
+                    read_only: true,
+                },
+                Mount {
+                    source: MountSource::Tmpfs {
+                        size_bytes: 16 * MIB,
+                    },
+                    target: "/tmp".into(),
+                    read_only: false,
+                },
+            ],
+            resources: Resources {
+                memory_bytes: Some(64 * MIB),
+                cpu_millis: Some(500),
+                pids: Some(64),
+            },
+            devices: vec![],
+        }],
+        restart_policy: RestartPolicy::Always,
+        network: NetworkMode::Host,
+        volumes: vec![name("data")],
+        stop_grace_ms: 10_000,
+    };
+    let reader = WorkloadSpec {
+        name: name("i2c-reader"),
+        containers: vec![ContainerSpec {
+            name: name("reader"),
+            image: "hub:i2c-reader@sha256:8d3c1a7e5f0b2c4d6e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d"
+                .into(),
+            command: vec![],
+            args: vec![],
+            env: vec![env("BUS", "/dev/i2c-1")],
+            working_dir: None,
+            mounts: vec![],
+            resources: Resources {
+                memory_bytes: Some(8 * MIB),
+                cpu_millis: Some(100),
+                pids: Some(16),
+            },
+            devices: vec![drover_protocol::HostDevice {
+                host_path: "/dev/i2c-1".into(),
+                container_path: None,
+                permissions: "rw".into(),
+            }],
+        }],
+        restart_policy: RestartPolicy::OnFailure,
+        network: NetworkMode::None,
+        volumes: vec![],
+        stop_grace_ms: 2_000,
+    };
+    let shipper = WorkloadSpec {
+        name: name("log-shipper"),
+        containers: vec![ContainerSpec {
+            name: name("main"),
+            image: "docker.io/library/busybox:1.36".into(),
+            command: vec!["/bin/sh".into(), "-c".into()],
+            args: vec![
+                "while true; do tail -n 100 /logs/app.log | nc hub.local 5140; sleep 60; done"
+                    .into(),
+            ],
+            env: vec![],
+            working_dir: None,
+            mounts: vec![Mount {
+                source: MountSource::HostPath("/var/log/app".into()),
+                target: "/logs".into(),
+                read_only: true,
+            }],
+            resources: Resources {
+                memory_bytes: Some(8 * MIB),
+                cpu_millis: Some(100),
+                pids: Some(8),
+            },
+            devices: vec![],
+        }],
+        restart_policy: RestartPolicy::Always,
+        network: NetworkMode::Host,
+        volumes: vec![],
+        stop_grace_ms: 1_000,
+    };
+    vec![sensor, uptime, web, reader, shipper]
+}
+
+fn desired(n: usize) -> DesiredState {
+    DesiredState {
+        device: name("pi-7"),
+        generation: 42,
+        workloads: workloads().into_iter().take(n).collect(),
+    }
+}
+
+fn status(desired: &DesiredState) -> DeviceStatus {
+    let workloads = desired
+        .workloads
+        .iter()
+        .enumerate()
+        .map(|(i, w)| WorkloadStatus {
+            name: w.name.clone(),
+            phase: Phase::Running,
+            restarts: 0,
+            containers: w
+                .containers
+                .iter()
+                .map(|c| ContainerStatus {
+                    name: c.name.clone(),
+                    phase: Phase::Running,
+                    image: c.image.clone(),
+                    pid: Some(4242 + i as u32),
+                    restarts: 0,
+                    started_at_ms: Some(NOW_MS - 3_600_000),
+                    exit_code: None,
+                    oom_killed: false,
+                    last_error: None,
+                    memory_bytes: Some(3 * MIB + 123_456),
+                    memory_limit_bytes: c.resources.memory_bytes,
+                    pull_done_bytes: None,
+                    pull_total_bytes: None,
+                })
+                .collect(),
+            last_error: None,
+        })
+        .collect();
+    DeviceStatus {
+        device: desired.device.clone(),
+        observed_generation: desired.generation,
+        time_ms: NOW_MS,
+        workloads,
+        capacity: Capacity {
+            memory_bytes: 4 * 1024 * MIB,
+            cpu_millis: 4000,
+            memory_reserved_bytes: 112 * MIB,
+            disk_free_bytes: 21_474_836_480,
+            low_disk: false,
+        },
+    }
+}
+
+/// A representative telemetry sample (the protocol defines the topic, not yet a type).
+#[derive(Serialize, Deserialize)]
+struct TelemetrySample {
+    device: Name,
+    time_ms: u64,
+    agent_rss_bytes: u64,
+    load_avg_milli: u32,
+    memory_available_bytes: u64,
+    disk_free_bytes: u64,
+    workloads: Vec<WorkloadMetrics>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WorkloadMetrics {
+    name: Name,
+    cpu_millis: u32,
+    memory_bytes: u64,
+    restarts: u32,
+}
+
+impl Wire for TelemetrySample {
+    const KIND: u8 = 200;
+    const KIND_NAME: &'static str = "telemetry sample (bench only)";
+}
+
+fn telemetry(desired: &DesiredState) -> TelemetrySample {
+    TelemetrySample {
+        device: desired.device.clone(),
+        time_ms: NOW_MS,
+        agent_rss_bytes: 6_291_456,
+        load_avg_milli: 420,
+        memory_available_bytes: 3_221_225_472,
+        disk_free_bytes: 21_474_836_480,
+        workloads: desired
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WorkloadMetrics {
+                name: w.name.clone(),
+                cpu_millis: 12 + 7 * i as u32,
+                memory_bytes: 3 * MIB + 4096 * i as u64,
+                restarts: 0,
+            })
+            .collect(),
+    }
+}
+
+fn json_len<T: Serialize>(v: &T) -> Result<usize, serde_json::Error> {
+    Ok(serde_json::to_vec(v)?.len())
+}
+
+fn row(what: &str, note: &str, wire: usize, json: usize) -> Value {
+    json!({
+        "message": what,
+        "note": note,
+        "wire_bytes": wire,
+        "json_bytes": json,
+        "json_over_wire": (json as f64 / wire as f64 * 100.0).round() / 100.0,
+    })
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let credential = [9u8; 32];
+    let mut rows = Vec::new();
+    for n in [1usize, 5] {
+        let d = desired(n);
+        let plain = encode(&d)?;
+        let signed = sign_desired(&d, &key)?;
+        let djson = json_len(&d)?;
+        // JSON counterpart of the signed payload: the state plus a base64 ed25519 signature.
+        let sjson = json_len(&json!({"desired": d, "signature": B64.encode([0u8; 64])}))?;
+        rows.push(row(
+            &format!("desired state, {n} workload(s), signed (as published)"),
+            "sign_desired: envelope(SignedDesired{envelope(DesiredState), ed25519 sig}); JSON: {desired, signature: base64}",
+            signed.len(),
+            sjson,
+        ));
+        rows.push(row(
+            &format!("desired state, {n} workload(s), plain encode"),
+            "encode(DesiredState); JSON: serde_json::to_vec(DesiredState)",
+            plain.len(),
+            djson,
+        ));
+    }
+    for n in [1usize, 5] {
+        let d = desired(n);
+        let s = status(&d);
+        let sealed = seal_status(&s, &credential)?;
+        let sjson = json_len(&json!({"status": s, "mac": B64.encode([0u8; 32])}))?;
+        rows.push(row(
+            &format!("device status, {n} running workload(s), sealed (as published)"),
+            "seal_status: envelope(AuthedStatus{envelope(DeviceStatus), HMAC-SHA256}); JSON: {status, mac: base64}",
+            sealed.len(),
+            sjson,
+        ));
+        rows.push(row(
+            &format!("device status, {n} running workload(s), plain encode"),
+            "encode(DeviceStatus); JSON: serde_json::to_vec(DeviceStatus)",
+            encode(&s)?.len(),
+            json_len(&s)?,
+        ));
+    }
+    for n in [1usize, 5] {
+        let t = telemetry(&desired(n));
+        rows.push(row(
+            &format!("telemetry sample, {n} workload(s)"),
+            "bench-defined TelemetrySample (no telemetry type in drover-protocol yet), encode() envelope, no MAC",
+            encode(&t)?.len(),
+            json_len(&t)?,
+        ));
+    }
+    let out = json!({
+        "codec": "postcard in drover_protocol's versioned envelope",
+        "telemetry_type": "defined in bench/wire (drover-protocol has a telemetry topic but no type)",
+        "rows": rows,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
