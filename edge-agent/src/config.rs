@@ -14,19 +14,7 @@ use drover_protocol::Name;
 use drover_protocol::quantity::{ByteSize, DurationMs};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// Why the agent config could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{file}:{line}:{column}: {message}")]
-    Parse {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-}
+pub use drover_protocol::config_text::ConfigError;
 
 /// Settings of one agent. See `configs/agent.toml` for each default and its meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,15 +88,7 @@ impl AgentConfig {
 
     /// Parses config text; `file` only labels errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
-            ConfigError::Parse {
-                file: file.to_owned(),
-                line,
-                column,
-                message: e.message().trim_end().to_owned(),
-            }
-        })
+        drover_protocol::config_text::parse(file, text)
     }
 
     /// The defaults, with the device named after this host.
@@ -125,14 +105,6 @@ impl AgentConfig {
             hub: None,
         }
     }
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
 
 fn host_device_name() -> Name {

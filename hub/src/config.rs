@@ -12,19 +12,7 @@ use std::path::{Path, PathBuf};
 use drover_protocol::quantity::DurationMs;
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// Why the hub config could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{file}:{line}:{column}: {message}")]
-    Parse {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-}
+pub use drover_protocol::config_text::ConfigError;
 
 /// Settings of the hub. See `configs/hub.toml` for each default and its meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,15 +105,7 @@ impl HubConfig {
 
     /// Parses config text; `file` only labels errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
-            ConfigError::Parse {
-                file: file.to_owned(),
-                line,
-                column,
-                message: e.message().trim_end().to_owned(),
-            }
-        })
+        drover_protocol::config_text::parse(file, text)
     }
 
     /// The broker address devices are told to use (`device add`).
@@ -174,14 +154,6 @@ fn host_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
 
 fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {

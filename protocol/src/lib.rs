@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod config_text;
 pub mod manifest;
 pub mod names;
 pub mod quantity;
