@@ -186,13 +186,27 @@ impl TestAgent {
             .cloned()
     }
 
+    /// The PID of `wl/c` when `ps` reports it running.
+    pub fn running_pid(&self, wl: &str, c: &str) -> Option<u32> {
+        let c = self.container(wl, c)?;
+        (c["phase"] == "Running")
+            .then(|| c["pid"].as_u64().map(|p| p as u32))
+            .flatten()
+    }
+
     /// Waits until `wl/c` runs and returns its PID.
     pub fn wait_running(&self, wl: &str, c: &str, timeout: Duration) -> u32 {
         wait_for(&format!("{wl}/{c} running"), timeout, || {
-            let c = self.container(wl, c)?;
-            (c["phase"] == "Running")
-                .then(|| c["pid"].as_u64().map(|p| p as u32))
-                .flatten()
+            self.running_pid(wl, c)
+        })
+    }
+
+    /// Waits until exactly `n` workloads are reported, all in `phase`; returns that `ps`.
+    pub fn wait_all_in_phase(&self, n: usize, phase: &str, timeout: Duration) -> Value {
+        self.wait_ps(&format!("{n} workloads in {phase}"), timeout, |p| {
+            p["workloads"]
+                .as_array()
+                .is_some_and(|w| w.len() == n && w.iter().all(|w| w["phase"] == phase))
         })
     }
 
@@ -286,6 +300,18 @@ impl Drop for TestAgent {
         }
         self.cleanup();
     }
+}
+
+/// The `last_error` of workload `name` in a `ps` report, as JSON text (`null` when none).
+pub fn last_error(ps: &Value, name: &str) -> String {
+    let workloads = ps["workloads"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    workloads
+        .iter()
+        .find(|w| w["name"] == name)
+        .map_or("null".into(), |w| w["last_error"].to_string())
 }
 
 /// The agent settings every test agent shares (no device name, no hub).

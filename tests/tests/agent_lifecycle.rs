@@ -7,7 +7,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use drover_tests::agent::{TestAgent, workload_yaml};
+use drover_tests::agent::{TestAgent, last_error, workload_yaml};
 use drover_tests::{oci, require_root, wait_for};
 
 const T: Duration = Duration::from_secs(30);
@@ -349,20 +349,8 @@ fn unsafe_layers_are_refused_with_a_clear_status_and_write_nothing_outside() {
             &workload_yaml(name, &a.dir.path().join(name), "true", "", "memory: 8Mi"),
         );
     }
-    let ps = a.wait_ps("both refused", T, |p| {
-        p["workloads"]
-            .as_array()
-            .is_some_and(|w| w.len() == 2 && w.iter().all(|w| w["phase"] == "Error"))
-    });
-    let err = |n: &str| {
-        ps["workloads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["name"] == n)
-            .unwrap()["last_error"]
-            .to_string()
-    };
+    let ps = a.wait_all_in_phase(2, "Error", T);
+    let err = |n: &str| last_error(&ps, n);
     assert!(
         err("dotdot").contains("refusing unsafe entry") && err("dotdot").contains(".."),
         "{}",

@@ -29,11 +29,8 @@ fn credential(snippet: &str) -> String {
         .to_string()
 }
 
-fn running(a: &TestAgent, wl: &str) -> Option<u64> {
-    let c = a.container(wl, "main")?;
-    (c["phase"] == "Running")
-        .then(|| c["pid"].as_u64())
-        .flatten()
+fn running(a: &TestAgent, wl: &str) -> Option<u32> {
+    a.running_pid(wl, "main")
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {

@@ -44,10 +44,7 @@ fn busybox(dir: &Path) -> PathBuf {
 
 /// The PID of `wl/main` if it runs on `a`.
 fn running(a: &TestAgent, wl: &str) -> Option<u32> {
-    let c = a.container(wl, "main")?;
-    (c["phase"] == "Running")
-        .then(|| c["pid"].as_u64().map(|p| p as u32))
-        .flatten()
+    a.running_pid(wl, "main")
 }
 
 fn has_workload(a: &TestAgent, wl: &str) -> bool {

@@ -109,11 +109,8 @@ fn generation(a: &TestAgent) -> Option<u64> {
     a.ps()?["observed_generation"].as_u64()
 }
 
-fn pid(a: &TestAgent) -> Option<u64> {
-    let c = a.container("app", "main")?;
-    (c["phase"] == "Running")
-        .then(|| c["pid"].as_u64())
-        .flatten()
+fn pid(a: &TestAgent) -> Option<u32> {
+    a.running_pid("app", "main")
 }
 
 #[test]

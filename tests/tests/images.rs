@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use drover_tests::agent::TestAgent;
+use drover_tests::agent::{TestAgent, last_error};
 use drover_tests::hub::TestHub;
 use drover_tests::registry::Registry;
 use drover_tests::{oci, require_root, wait_for};
@@ -21,11 +21,8 @@ fn workload(name: &str, image: &str) -> String {
     )
 }
 
-fn running(a: &TestAgent, wl: &str) -> Option<u64> {
-    let c = a.container(wl, "main")?;
-    (c["phase"] == "Running")
-        .then(|| c["pid"].as_u64())
-        .flatten()
+fn running(a: &TestAgent, wl: &str) -> Option<u32> {
+    a.running_pid(wl, "main")
 }
 
 /// The uncompressed tar of the (only) layer of a busybox layout.
@@ -188,20 +185,8 @@ fn a_platformless_index_and_a_missing_image_are_clear_errors_in_status() {
         "gone.yaml",
         &workload("gone", &format!("{}/nothing:here", reg.host())),
     );
-    let ps = a.wait_ps("both in Error", T, |p| {
-        p["workloads"]
-            .as_array()
-            .is_some_and(|w| w.len() == 2 && w.iter().all(|w| w["phase"] == "Error"))
-    });
-    let err = |n: &str| {
-        ps["workloads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["name"] == n)
-            .unwrap()["last_error"]
-            .to_string()
-    };
+    let ps = a.wait_all_in_phase(2, "Error", T);
+    let err = |n: &str| last_error(&ps, n);
     assert!(err("np").contains("platform"), "{}", err("np"));
     assert!(err("gone").contains("nothing"), "{}", err("gone"));
 }
