@@ -1,11 +1,15 @@
-//! The HTTP JSON API (axum). Each route parses its request, calls the controller and
-//! serializes the answer; no logic lives here. Errors are `{"error": "..."}` with a status
+//! The HTTP JSON API (axum). Each route parses its request, sends a command to the
+//! controller thread (changes) or runs a view on the read connection (reads), and
+//! serializes the answer; no logic lives here and no handler waits on a lock held
+//! across planning. Errors are `{"error": "..."}` with a status
 //! code saying whose fault it was.
 //!
 //! Routes (all under `/v1`, answered only to loopback peers — 403 otherwise — so that
 //! `api.listen = "0.0.0.0:…"` exposes just the device registry):
 //! - `POST /apply`, `POST /delete`: body `[{"file": ..., "text": ...}]` → `{"results": [...]}`
-//! - `GET /devices`, `GET /devices/{name}`, `POST /devices` (`{"name", "labels"}`)
+//!   (`?dry_run=true`: plan and report the devices that would change, change nothing)
+//! - `GET /devices`, `GET /devices/{name}`, `POST /devices` (`{"name", "labels"}`),
+//!   `POST /devices/import` (`{"file", "text"}`: CSV or YAML, all or nothing)
 //! - `GET /deployments`, `GET /deployments/{name}`
 //! - `GET /images`, `POST /images/import` (`{"path", "name"?, "tag"?}`: a layout folder
 //!   read by the hub process, on the hub's machine)
@@ -14,9 +18,9 @@
 //! The `/v2` image registry routes (device credentials, any peer) are `registry::router`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,39 +28,47 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::controller::{Controller, ControllerError};
+use crate::broker::Credentials;
+use crate::controller::{Command, ControllerError, Handle, ReadSide};
 use crate::registry::{Registry, RegistryError, RegistryState};
-use crate::views::{AddDeviceRequest, DeviceAddedAnswer, ErrorBody, FileText, ImportRequest};
+use crate::views::{
+    AddDeviceRequest, DeviceAdded, DeviceAddedAnswer, DevicesImported, DryRunQuery, ErrorBody,
+    FileText, ImportRequest,
+};
 
-pub type Shared = Arc<Mutex<Controller>>;
+/// What every management route needs: the controller's command channel for changes and
+/// the read side for views.
+#[derive(Clone)]
+pub struct ApiState {
+    pub controller: Handle,
+    pub read: Arc<Mutex<ReadSide>>,
+    /// `http://host:port` of the registry, as devices reach it (goes into config snippets).
+    pub registry_url: String,
+}
 
-/// Every route: the management API over a shared controller (loopback peers only) and
-/// the image registry. `registry_url` goes into `device add`'s config snippets. Serve it
+/// Every route: the management API (loopback peers only) and the image registry. Serve it
 /// with `into_make_service_with_connect_info::<SocketAddr>()`: without the peer address
 /// every `/v1` request is refused.
-pub fn router(ctl: Shared, registry: Arc<Registry>, registry_url: String) -> Router {
-    let creds = lock(&ctl).credentials();
-    let add = move |State(ctl): State<Shared>, Json(req): Json<AddDeviceRequest>| async move {
-        add_device(ctl, req, &registry_url)
-    };
+pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> Router {
     let v1 = Router::new()
         .route("/v1/apply", post(apply))
         .route("/v1/delete", post(delete))
-        .route("/v1/devices", get(devices).post(add))
+        .route("/v1/devices", get(devices).post(add_device))
+        .route("/v1/devices/import", post(import_devices))
         .route("/v1/devices/{name}", get(device))
         .route("/v1/deployments", get(deployments))
         .route("/v1/deployments/{name}", get(deployment))
         .route("/v1/stats", get(stats))
         .route("/v1/healthz", get(|| async { "ok" }))
-        .with_state(ctl);
+        .with_state(state);
     let images = Router::new()
         .route("/v1/images", get(images))
         .route("/v1/images/import", post(import))
         .with_state(registry.clone());
-    let state = RegistryState { registry, creds };
+    let registry_state = RegistryState { registry, creds };
     v1.merge(images)
         .route_layer(middleware::from_fn(loopback_only))
-        .merge(crate::registry::router(state))
+        .merge(crate::registry::router(registry_state))
 }
 
 /// Refuses management requests from anything but a loopback peer.
@@ -98,12 +110,6 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn lock(ctl: &Shared) -> MutexGuard<'_, Controller> {
-    // A panic while holding the lock would abort (panic = abort in release); in debug
-    // builds, recover the data rather than fail every later request.
-    ctl.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn answer<T: Serialize>(r: Result<T, ControllerError>) -> ApiResult<T> {
     r.map(Json).map_err(ApiError)
 }
@@ -112,31 +118,97 @@ fn now() -> u64 {
     crate::now_ms()
 }
 
-async fn apply(State(ctl): State<Shared>, Json(files): Json<Vec<FileText>>) -> impl IntoResponse {
-    answer(lock(&ctl).apply(&files, now()))
+/// Runs a view on the read connection, off the async runtime.
+async fn read<T: Send + 'static>(
+    st: &ApiState,
+    f: impl FnOnce(&ReadSide) -> Result<T, ControllerError> + Send + 'static,
+) -> Result<T, ControllerError> {
+    let side = st.read.clone();
+    tokio::task::spawn_blocking(move || f(&side.lock().unwrap_or_else(|p| p.into_inner())))
+        .await
+        .map_err(|e| ControllerError::Invalid(format!("read task failed: {e}")))?
 }
 
-async fn delete(State(ctl): State<Shared>, Json(files): Json<Vec<FileText>>) -> impl IntoResponse {
-    answer(lock(&ctl).delete(&files, now()))
+async fn apply(
+    State(st): State<ApiState>,
+    Query(q): Query<DryRunQuery>,
+    Json(files): Json<Vec<FileText>>,
+) -> impl IntoResponse {
+    let dry_run = q.dry_run;
+    answer(
+        st.controller
+            .ask(|reply| Command::Apply {
+                files,
+                dry_run,
+                reply,
+            })
+            .await,
+    )
 }
 
-async fn devices(State(ctl): State<Shared>) -> impl IntoResponse {
-    answer(lock(&ctl).devices(now()))
+async fn delete(
+    State(st): State<ApiState>,
+    Query(q): Query<DryRunQuery>,
+    Json(files): Json<Vec<FileText>>,
+) -> impl IntoResponse {
+    let dry_run = q.dry_run;
+    answer(
+        st.controller
+            .ask(|reply| Command::Delete {
+                files,
+                dry_run,
+                reply,
+            })
+            .await,
+    )
 }
 
-async fn device(State(ctl): State<Shared>, Path(name): Path<String>) -> impl IntoResponse {
-    answer(lock(&ctl).device(&name, now()))
+async fn devices(State(st): State<ApiState>) -> impl IntoResponse {
+    answer(read(&st, |r| r.devices(now())).await)
 }
 
-/// Registers a device; its config snippet also gets the registry URL in `[hub]`.
-fn add_device(
-    ctl: Shared,
-    req: AddDeviceRequest,
-    registry_url: &str,
+async fn device(State(st): State<ApiState>, Path(name): Path<String>) -> impl IntoResponse {
+    answer(read(&st, move |r| r.device(&name, now())).await)
+}
+
+async fn add_device(
+    State(st): State<ApiState>,
+    Json(req): Json<AddDeviceRequest>,
 ) -> ApiResult<DeviceAddedAnswer> {
-    let mut device = lock(&ctl)
-        .add_device(&req.name, req.labels, now())
+    let AddDeviceRequest { name, labels } = req;
+    let added = st
+        .controller
+        .ask(|reply| Command::AddDevice {
+            name,
+            labels,
+            reply,
+        })
+        .await
         .map_err(ApiError)?;
+    Ok(Json(with_registry(added, &st.registry_url)))
+}
+
+async fn import_devices(
+    State(st): State<ApiState>,
+    Json(file): Json<FileText>,
+) -> ApiResult<DevicesImported> {
+    let added = st
+        .controller
+        .ask(|reply| Command::ImportDevices { file, reply })
+        .await
+        .map_err(ApiError)?;
+    let devices: Vec<DeviceAddedAnswer> = added
+        .into_iter()
+        .map(|d| with_registry(d, &st.registry_url))
+        .collect();
+    Ok(Json(DevicesImported {
+        registered: devices.len(),
+        devices,
+    }))
+}
+
+/// A device's answer with `registry = "..."` added to the `[hub]` section of its snippet.
+fn with_registry(mut device: DeviceAdded, registry_url: &str) -> DeviceAddedAnswer {
     let line = format!("registry = \"{registry_url}\"\n");
     device.config = match device.config.find("\nbroker = ") {
         Some(i) => {
@@ -147,10 +219,10 @@ fn add_device(
         }
         None => device.config + &line,
     };
-    Ok(Json(DeviceAddedAnswer {
+    DeviceAddedAnswer {
         device,
         registry: registry_url.to_owned(),
-    }))
+    }
 }
 
 async fn images(State(reg): State<Arc<Registry>>) -> impl IntoResponse {
@@ -179,14 +251,14 @@ async fn import(State(reg): State<Arc<Registry>>, Json(req): Json<ImportRequest>
         .into_response()
 }
 
-async fn deployments(State(ctl): State<Shared>) -> impl IntoResponse {
-    answer(lock(&ctl).deployments(now()))
+async fn deployments(State(st): State<ApiState>) -> impl IntoResponse {
+    answer(read(&st, |r| r.deployments(now())).await)
 }
 
-async fn deployment(State(ctl): State<Shared>, Path(name): Path<String>) -> impl IntoResponse {
-    answer(lock(&ctl).deployment(&name, now()))
+async fn deployment(State(st): State<ApiState>, Path(name): Path<String>) -> impl IntoResponse {
+    answer(read(&st, move |r| r.deployment(&name, now())).await)
 }
 
-async fn stats(State(ctl): State<Shared>) -> impl IntoResponse {
-    answer(lock(&ctl).stats())
+async fn stats(State(st): State<ApiState>) -> impl IntoResponse {
+    answer(read(&st, |r| r.stats()).await)
 }

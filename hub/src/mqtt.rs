@@ -1,21 +1,21 @@
 //! The hub's MQTT client (rumqttc): connects to the embedded broker over loopback or to
-//! the external one, reconnects with jittered exponential back-off, feeds incoming status
-//! and presence messages to the controller, and publishes what the controller queued,
-//! in order.
+//! the external one, reconnects with jittered exponential back-off, passes incoming status
+//! and presence messages to the controller thread (which folds them in batches), and
+//! publishes what the controller queued, in order.
 //!
-//! On every (re)connect it subscribes again and republishes every stored desired state:
-//! the embedded broker forgets retained messages, and the store is the source of truth.
+//! On every (re)connect the controller is told, and queues a subscribe and every stored
+//! desired state: the embedded broker forgets retained messages, and the store is the
+//! source of truth.
 //! This module must never decide anything: it moves bytes between broker and controller.
 
 use std::time::Duration;
 
 use drover_protocol::topics;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::api::Shared;
 use crate::broker::{HUB_CLIENT_ID, MAX_PAYLOAD};
-use crate::controller::Out;
+use crate::controller::{Command, Handle, Out};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -34,11 +34,14 @@ pub enum MqttError {
     Address(String),
 }
 
+/// QoS 1 publishes in flight at once: a 10,000-device apply must not wait for each
+/// PUBACK in turn.
+const MAX_INFLIGHT: u16 = 1_000;
+
 /// Starts the client: one task polls the connection, one publishes the outbox.
 pub fn spawn(
     settings: &ClientSettings,
-    ctl: Shared,
-    tx: UnboundedSender<Out>,
+    controller: Handle,
     rx: UnboundedReceiver<Out>,
 ) -> Result<(), MqttError> {
     let (host, port) = settings
@@ -50,14 +53,15 @@ pub fn spawn(
     opts.set_credentials(HUB_CLIENT_ID, settings.credential.clone())
         .set_max_packet_size(MAX_PAYLOAD, MAX_PAYLOAD)
         .set_keep_alive(Duration::from_secs(30))
+        .set_inflight(MAX_INFLIGHT)
         .set_clean_session(true);
-    let (client, eventloop) = AsyncClient::new(opts, 64);
-    tokio::spawn(poll(eventloop, ctl.clone(), tx));
-    tokio::spawn(publish(client, rx, ctl));
+    let (client, eventloop) = AsyncClient::new(opts, 1024);
+    tokio::spawn(poll(eventloop, controller));
+    tokio::spawn(publish(client, rx));
     Ok(())
 }
 
-async fn poll(mut eventloop: EventLoop, ctl: Shared, tx: UnboundedSender<Out>) {
+async fn poll(mut eventloop: EventLoop, controller: Handle) {
     let mut backoff = MIN_BACKOFF;
     let mut connected = false;
     loop {
@@ -66,14 +70,13 @@ async fn poll(mut eventloop: EventLoop, ctl: Shared, tx: UnboundedSender<Out>) {
                 tracing::info!("connected to the MQTT broker");
                 connected = true;
                 backoff = MIN_BACKOFF;
-                let _ = tx.send(Out::Connected);
+                controller.send(Command::Connected);
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let mut c = ctl.lock().unwrap_or_else(|e| e.into_inner());
-                if let Err(e) = c.ingest(&p.topic, &p.payload, crate::now_ms()) {
-                    tracing::error!(topic = %p.topic, "cannot record a device message: {e}");
-                }
-            }
+            Ok(Event::Incoming(Packet::Publish(p))) => controller.send(Command::Message {
+                topic: p.topic,
+                payload: p.payload.to_vec(),
+                at_ms: crate::now_ms(),
+            }),
             Ok(_) => {}
             Err(e) => {
                 if connected {
@@ -89,7 +92,7 @@ async fn poll(mut eventloop: EventLoop, ctl: Shared, tx: UnboundedSender<Out>) {
     }
 }
 
-async fn publish(client: AsyncClient, mut rx: UnboundedReceiver<Out>, ctl: Shared) {
+async fn publish(client: AsyncClient, mut rx: UnboundedReceiver<Out>) {
     while let Some(out) = rx.recv().await {
         let result = match out {
             Out::Publish(p) => {
@@ -97,7 +100,7 @@ async fn publish(client: AsyncClient, mut rx: UnboundedReceiver<Out>, ctl: Share
                     .publish(p.topic, QoS::AtLeastOnce, true, p.payload)
                     .await
             }
-            Out::Connected => resubscribe_and_republish(&client, &ctl).await,
+            Out::Connected => subscribe(&client).await,
         };
         if let Err(e) = result {
             tracing::warn!("MQTT client request failed: {e}");
@@ -105,28 +108,10 @@ async fn publish(client: AsyncClient, mut rx: UnboundedReceiver<Out>, ctl: Share
     }
 }
 
-async fn resubscribe_and_republish(
-    client: &AsyncClient,
-    ctl: &Shared,
-) -> Result<(), rumqttc::ClientError> {
+async fn subscribe(client: &AsyncClient) -> Result<(), rumqttc::ClientError> {
     for leaf in ["status", "online"] {
         let filter = format!("{}/dev/+/{leaf}", topics::ROOT);
         client.subscribe(filter, QoS::AtLeastOnce).await?;
-    }
-    // Read under the lock, publish after: anything committed later is queued behind this.
-    let all = ctl.lock().unwrap_or_else(|e| e.into_inner()).all_desired();
-    let all = match all {
-        Ok(all) => all,
-        Err(e) => {
-            tracing::error!("cannot read desired states to republish: {e}");
-            return Ok(());
-        }
-    };
-    tracing::info!(devices = all.len(), "republishing desired states");
-    for p in all {
-        client
-            .publish(p.topic, QoS::AtLeastOnce, true, p.payload)
-            .await?;
     }
     Ok(())
 }

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use crate::api::ApiState;
 use crate::broker::{self, BrokerError};
 use crate::config::HubConfig;
-use crate::controller::{Controller, ControllerError, Settings};
+use crate::controller::{self, Controller, ControllerError, ReadSide, Settings};
 use crate::keys::{self, KeysError};
 use crate::mqtt::{self, ClientSettings, MqttError};
 use crate::registry::{Registry, RegistryError};
@@ -40,6 +41,8 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the controller thread: {0}")]
+    Thread(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -67,7 +70,8 @@ pub async fn serve(
             path: dir.display().to_string(),
             source,
         })?;
-    let store = Store::open(&dir.join("fleet.db"))?;
+    let db = dir.join("fleet.db");
+    let store = Store::open(&db)?;
     let registry = Arc::new(Registry::open(&dir.join("registry"))?);
     let key = keys::load_or_create_signing_key(dir)?;
     let hub_credential = keys::load_or_create_hub_credential(dir)?;
@@ -76,20 +80,37 @@ pub async fn serve(
         device_broker: config.device_broker_address(),
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut controller = Controller::new(store, key, hub_credential.clone(), settings, tx.clone())?;
+    let started = std::time::Instant::now();
+    let mut controller = Controller::new(store, key, hub_credential.clone(), settings.clone(), tx)?
+        .with_registry(registry.clone());
     controller.resync(crate::now_ms())?;
+    tracing::info!(
+        devices = controller.device_count(),
+        ms = started.elapsed().as_millis() as u64,
+        "fleet loaded"
+    );
     tracing::info!(public_key = %controller.public_key(), "hub signing key");
+    let creds = controller.credentials();
     if config.broker.url.is_empty() {
-        let creds = controller.credentials();
-        broker::spawn(config.broker.listen, config.broker.max_connections, creds)?;
+        broker::spawn(
+            config.broker.listen,
+            config.broker.max_connections,
+            creds.clone(),
+        )?;
         tracing::info!(listen = %config.broker.listen, "embedded MQTT broker started");
     }
-    let ctl = Arc::new(Mutex::new(controller));
+    let read = ReadSide::new(
+        Store::open_read(&db)?,
+        settings,
+        controller.warnings(),
+        controller.metrics(),
+    );
+    let handle = controller::spawn(controller).map_err(ServeError::Thread)?;
     let client = ClientSettings {
         address: config.client_broker_address(),
         credential: hub_credential,
     };
-    mqtt::spawn(&client, ctl.clone(), tx, rx)?;
+    mqtt::spawn(&client, handle.clone(), rx)?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .map_err(|source| ServeError::Api {
@@ -98,7 +119,12 @@ pub async fn serve(
         })?;
     let registry_url = config.device_registry_url();
     tracing::info!(listen = %config.api.listen, registry = %registry_url, "API listening");
-    let app = crate::api::router(ctl, registry, registry_url);
+    let state = ApiState {
+        controller: handle,
+        read: Arc::new(Mutex::new(read)),
+        registry_url,
+    };
+    let app = crate::api::router(state, creds, registry);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -15,10 +15,43 @@ pub struct FileText {
     pub text: String,
 }
 
-/// What `apply` / `delete` did, one line per object (`deployment/web created`).
+/// What `apply` / `delete` did (or, with `dry_run`, would do): one line per object
+/// (`deployment/web created`) and each device whose desired state changes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ChangeReport {
     pub results: Vec<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// How many devices get a new desired state.
+    #[serde(default)]
+    pub changed_devices: usize,
+    /// With `dry_run`: each device whose workloads would change, by name.
+    #[serde(default)]
+    pub devices: Vec<DeviceChangeView>,
+}
+
+/// How one device's desired workloads change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DeviceChangeView {
+    pub device: String,
+    /// The generation it gets (or would get).
+    pub generation: u64,
+    #[serde(flatten)]
+    pub diff: crate::fleet::WorkloadDiff,
+}
+
+/// `POST /v1/apply` and `POST /v1/delete` with `?dry_run=true`: plan, report, change nothing.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct DryRunQuery {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `device import`'s answer: every registered device with what its agent needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DevicesImported {
+    pub registered: usize,
+    pub devices: Vec<DeviceAddedAnswer>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -158,6 +191,9 @@ pub struct DeploymentDetail {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EventView {
     pub ts_ms: u64,
+    /// Why it was recorded (`Registered`, `DesiredChanged`, `Placed`, …).
+    #[serde(default)]
+    pub reason: String,
     pub message: String,
 }
 

@@ -1,14 +1,22 @@
-//! Messages from devices: status snapshots (authenticated with the credential of the
-//! device named in the topic) and presence (`online` / `offline`, the agent's last will).
+//! Messages from devices, folded in batches: status snapshots (authenticated with the
+//! credential of the device named in the topic) and presence (`online` / `offline`, the
+//! agent's last will).
 //!
-//! Anything that fails a check is dropped and counted by reason; warnings about one device
-//! are logged at most once a minute. A device can never make the hub do more than one
-//! store write per message.
+//! A batch is verified message by message, then written in ONE transaction and folded
+//! into the snapshot; per message there is no O(devices) work. A capacity change re-plans
+//! only when a Deployment with `replicas` selects that device. Anything that fails a check
+//! is dropped and counted by reason; warnings about one device are logged at most once a
+//! minute.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use drover_protocol::auth::{AuthError, open_status};
 use drover_protocol::{DeviceStatus, Name, topics};
 
-use super::{Controller, ControllerError, reconcile};
+use super::{Controller, ControllerError};
+use crate::fleet::snapshot::online;
+use crate::store::{Event, EventReason, Store};
 
 /// Why a message from a device was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,106 +49,155 @@ impl RejectReason {
     ];
 }
 
+/// What one batch adds up to, before it is written.
+#[derive(Default)]
+struct Batch {
+    /// Last accepted status per device, with the time it arrived.
+    statuses: BTreeMap<Name, (DeviceStatus, u64)>,
+    presence: BTreeMap<Name, bool>,
+    counters: BTreeMap<String, u64>,
+    events: Vec<Event>,
+}
+
 impl Controller {
-    /// Handles one incoming MQTT message. Only store failures are errors; bad messages
-    /// are counted and dropped.
-    pub fn ingest(
-        &mut self,
-        topic: &str,
-        payload: &[u8],
-        now_ms: u64,
-    ) -> Result<(), ControllerError> {
+    /// Folds a batch of `(topic, payload, received_ms)` device messages: one transaction.
+    /// Only store failures are logged as errors; bad messages are counted and dropped.
+    pub fn ingest_batch(&mut self, messages: &[(String, Vec<u8>, u64)], now_ms: u64) {
+        let mut batch = Batch::default();
+        for (topic, payload, at_ms) in messages {
+            self.check_message(&mut batch, topic, payload, *at_ms);
+        }
+        self.metrics.message_batches.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .messages
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        if let Err(e) = self.fold(batch, now_ms) {
+            tracing::error!(
+                messages = messages.len(),
+                "cannot record device messages: {e}"
+            );
+        }
+    }
+
+    fn check_message(&mut self, batch: &mut Batch, topic: &str, payload: &[u8], at_ms: u64) {
         let Some((device, leaf)) = split_topic(topic) else {
-            return Ok(()); // Not ours (e.g. a desired topic echoed by a `#` subscription).
+            return; // Not ours (e.g. a desired topic echoed by a `#` subscription).
         };
-        match leaf {
-            "status" => self.ingest_status(device, payload, now_ms),
-            "online" => self.ingest_presence(device, payload, now_ms),
-            _ => Ok(()),
+        let result = match leaf {
+            "status" => self.check_status(device, payload).map(|s| {
+                batch.statuses.insert(s.device.clone(), (s, at_ms));
+            }),
+            "online" => self.check_presence(device, payload).map(|(name, online)| {
+                batch.presence.insert(name, online);
+            }),
+            _ => return,
+        };
+        if let Err((reason, detail)) = result {
+            let what = if leaf == "status" {
+                "status"
+            } else {
+                "presence"
+            };
+            self.reject(batch, what, device, reason, &detail, at_ms);
         }
     }
 
-    fn ingest_status(
-        &mut self,
+    fn check_status(
+        &self,
         device: &str,
         payload: &[u8],
-        now_ms: u64,
-    ) -> Result<(), ControllerError> {
-        let credential = self.credential_of(device);
-        let (Some(name), Some(credential)) = (Name::new(device).ok(), credential) else {
-            return self.reject("status", device, RejectReason::UnknownDevice, "", now_ms);
+    ) -> Result<DeviceStatus, (RejectReason, String)> {
+        let (Some(name), Some(credential)) = (Name::new(device).ok(), self.credential_of(device))
+        else {
+            return Err((RejectReason::UnknownDevice, String::new()));
         };
-        let status = match open_status(payload, &name, credential.as_bytes()) {
-            Ok(s) => s,
-            Err(e) => {
-                let reason = match e {
-                    AuthError::BadMac => RejectReason::BadMac,
-                    AuthError::WrongDevice { .. } => RejectReason::WrongDevice,
-                    _ => RejectReason::Malformed,
+        open_status(payload, &name, credential.as_bytes()).map_err(|e| {
+            let reason = match e {
+                AuthError::BadMac => RejectReason::BadMac,
+                AuthError::WrongDevice { .. } => RejectReason::WrongDevice,
+                _ => RejectReason::Malformed,
+            };
+            (reason, e.to_string())
+        })
+    }
+
+    fn check_presence(
+        &self,
+        device: &str,
+        payload: &[u8],
+    ) -> Result<(Name, bool), (RejectReason, String)> {
+        let name = Name::new(device)
+            .ok()
+            .filter(|_| self.credential_of(device).is_some());
+        let Some(name) = name else {
+            return Err((RejectReason::UnknownDevice, String::new()));
+        };
+        match payload {
+            b"online" => Ok((name, true)),
+            b"offline" => Ok((name, false)),
+            _ => Err((
+                RejectReason::Malformed,
+                "expected `online` or `offline`".to_owned(),
+            )),
+        }
+    }
+
+    /// Writes the batch in one transaction, then folds it into the snapshot and re-plans
+    /// if a capacity that placement depends on changed.
+    fn fold(&mut self, mut batch: Batch, now_ms: u64) -> Result<(), ControllerError> {
+        let mut replan = false;
+        for (name, (status, at_ms)) in &batch.statuses {
+            let Some(entry) = self.snapshot.devices.get(name) else {
+                continue;
+            };
+            if !online(entry, self.snapshot.offline_after_ms, *at_ms) {
+                batch.events.push(Event::device(
+                    *at_ms,
+                    name.as_str(),
+                    EventReason::ReportingStatus,
+                    "reporting status",
+                ));
+            }
+            let (old, new) = (entry.capacity, status.capacity);
+            let changed = old.memory_bytes != new.memory_bytes || old.cpu_millis != new.cpu_millis;
+            replan |= changed && self.snapshot.capacity_matters(name);
+        }
+        for (name, online) in &batch.presence {
+            let before = self.snapshot.devices.get(name).and_then(|d| d.presence);
+            if before != Some(*online) {
+                let (reason, word) = if *online {
+                    (EventReason::Online, "online")
+                } else {
+                    (EventReason::Offline, "offline")
                 };
-                return self.reject("status", device, reason, &e.to_string(), now_ms);
+                batch
+                    .events
+                    .push(Event::device(now_ms, name.as_str(), reason, word));
+                tracing::info!(device = %name, "device is {word}");
             }
-        };
-        self.accept_status(&status, now_ms)
-    }
-
-    fn accept_status(&mut self, status: &DeviceStatus, now_ms: u64) -> Result<(), ControllerError> {
-        let device = status.device.as_str();
-        let before = self.store.status(device)?;
-        let was_online = reconcile::is_online(before.as_ref(), &self.settings, now_ms);
-        let old_capacity = before
-            .as_ref()
-            .and_then(|r| r.status.as_ref())
-            .map(|s| s.capacity);
-        self.store.put_status(status, now_ms)?;
-        self.store.bump_counter("status_accepted", 1)?;
-        if !was_online {
-            self.store
-                .add_event(now_ms, "device", device, "reporting status")?;
         }
-        tracing::debug!(
-            device,
-            observed_generation = status.observed_generation,
-            "status"
-        );
-        // Placement uses total memory and CPU; re-place only when those change, not on
-        // every status (reserved memory changes as workloads start).
-        let cap = status.capacity;
-        let changed = old_capacity
-            .is_none_or(|o| o.memory_bytes != cap.memory_bytes || o.cpu_millis != cap.cpu_millis);
-        if changed
-            && reconcile::load_deployments(&self.store)?
-                .iter()
-                .any(|d| d.replicas.is_some())
-        {
+        if !batch.statuses.is_empty() {
+            *batch
+                .counters
+                .entry("status_accepted".to_owned())
+                .or_default() += batch.statuses.len() as u64;
+        }
+        self.store.atomically(|s| write_batch(s, &batch))?;
+        self.metrics.transactions.fetch_add(1, Ordering::Relaxed);
+        for (name, (status, at_ms)) in batch.statuses {
+            if let Some(d) = self.snapshot.devices.get_mut(&name) {
+                d.capacity = status.capacity;
+                d.last_seen_ms = at_ms;
+                d.observed_generation = status.observed_generation;
+            }
+        }
+        for (name, online) in batch.presence {
+            if let Some(d) = self.snapshot.devices.get_mut(&name) {
+                d.presence = Some(online);
+            }
+        }
+        if replan {
             self.resync(now_ms)?;
-        }
-        Ok(())
-    }
-
-    fn ingest_presence(
-        &mut self,
-        device: &str,
-        payload: &[u8],
-        now_ms: u64,
-    ) -> Result<(), ControllerError> {
-        if self.credential_of(device).is_none() {
-            return self.reject("presence", device, RejectReason::UnknownDevice, "", now_ms);
-        }
-        let online = match payload {
-            b"online" => true,
-            b"offline" => false,
-            _ => {
-                let msg = "expected `online` or `offline`";
-                return self.reject("presence", device, RejectReason::Malformed, msg, now_ms);
-            }
-        };
-        let before = self.store.status(device)?.and_then(|r| r.presence);
-        self.store.set_presence(device, online)?;
-        if before != Some(online) {
-            let word = if online { "online" } else { "offline" };
-            self.store.add_event(now_ms, "device", device, word)?;
-            tracing::info!(device, "device is {word}");
         }
         Ok(())
     }
@@ -154,25 +211,45 @@ impl Controller {
 
     fn reject(
         &mut self,
+        batch: &mut Batch,
         what: &str,
         device: &str,
         reason: RejectReason,
         detail: &str,
-        now_ms: u64,
-    ) -> Result<(), ControllerError> {
-        self.store
-            .bump_counter(&format!("{what}_rejected_{}", reason.as_str()), 1)?;
-        if !self.warn_limit.allow(device, now_ms) {
-            return Ok(());
+        at_ms: u64,
+    ) {
+        *batch
+            .counters
+            .entry(format!("{what}_rejected_{}", reason.as_str()))
+            .or_default() += 1;
+        if !self.warn_limit.allow(device, at_ms) {
+            return;
         }
         let device_log: String = device.chars().take(64).collect();
         tracing::warn!(device = %device_log, reason = reason.as_str(), "rejected {what}: {detail} (further ones for a minute are only counted)");
         if reason != RejectReason::UnknownDevice {
             let msg = format!("rejected {what} ({}): {detail}", reason.as_str());
-            self.store.add_event(now_ms, "device", device, &msg)?;
+            batch
+                .events
+                .push(Event::device(at_ms, device, EventReason::Rejected, msg));
         }
-        Ok(())
     }
+}
+
+fn write_batch(s: &Store, batch: &Batch) -> Result<(), ControllerError> {
+    for (status, at_ms) in batch.statuses.values() {
+        s.put_status(status, *at_ms)?;
+    }
+    for (name, online) in &batch.presence {
+        s.set_presence(name.as_str(), *online)?;
+    }
+    for (name, by) in &batch.counters {
+        s.bump_counter(name, *by)?;
+    }
+    for e in &batch.events {
+        s.add_event(e)?;
+    }
+    Ok(())
 }
 
 /// `drover/v1/dev/{device}/{leaf}` → `(device, leaf)`.

@@ -1,37 +1,48 @@
-//! The controller: every change to the fleet goes through here. It validates, writes the
-//! store in one transaction, recomputes placement and each device's desired state, and
-//! hands signed desired states to the outbox (the MQTT publisher) in commit order.
+//! The controller: every change to the fleet goes through here, on one thread of its
+//! own, behind a command channel.
 //!
-//! It is synchronous and owns no sockets: the HTTP handlers and the MQTT loop call it
-//! (behind a mutex) and do the IO. It must never publish anything it has not committed.
+//! It owns the typed [`FleetSnapshot`](crate::fleet::FleetSnapshot) (loaded from the store
+//! once at start) and the store's writing connection. For each change it runs the pure
+//! fleet planner, signs only the changed devices' desired states (in parallel), commits
+//! the change and the plan as one transaction, and only then hands the signed states to
+//! the outbox (the MQTT publisher), in commit order. Statuses and presence messages are
+//! folded in batches, one transaction per batch.
+//!
+//! HTTP handlers and the MQTT loop only send [`Command`]s and await replies: they never
+//! plan and never hold a lock across planning. Reads go through [`ReadSide`], a separate
+//! read-only store connection. It must never publish anything it has not committed.
 
+mod changes;
+mod core;
+mod devices;
 mod ingest;
-mod reconcile;
-mod views;
+mod read;
+mod sign;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
 
-use drover_protocol::Name;
 use drover_protocol::codec::CodecError;
 use drover_protocol::manifest::ManifestError;
-use ed25519_dalek::SigningKey;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 
-use crate::broker::{Credentials, HUB_CLIENT_ID};
-use crate::fleet::{self, Object, RESERVED_DEVICE_PREFIX};
-use crate::keys::{self, KeysError};
-use crate::ratelimit::RateLimit;
-use crate::store::{DeviceRow, Store, StoreError};
+use crate::keys::KeysError;
+use crate::store::StoreError;
 use crate::views::{ChangeReport, DeviceAdded, FileText};
 
+pub use self::core::Controller;
 pub use ingest::RejectReason;
+pub use read::ReadSide;
 
-/// Warnings about one device are logged at most this often.
-const WARN_EVERY_MS: u64 = 60_000;
+/// Device messages folded into one transaction at most.
+pub const MAX_BATCH: usize = 1_000;
+/// How long the first message of a batch waits for more to arrive.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// A retained QoS 1 message for the broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +55,7 @@ pub struct Publish {
 #[derive(Debug)]
 pub enum Out {
     Publish(Publish),
-    /// The client (re)connected: subscribe and republish every stored desired state.
+    /// The client (re)connected: subscribe again. Every stored desired state follows.
     Connected,
 }
 
@@ -64,6 +75,8 @@ pub enum ControllerError {
     Exists(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("the hub's controller has stopped")]
+    Stopped,
 }
 
 /// Static facts the controller needs from the config.
@@ -74,260 +87,138 @@ pub struct Settings {
     pub device_broker: String,
 }
 
-pub struct Controller {
-    store: Store,
-    key: SigningKey,
-    creds: Credentials,
-    settings: Settings,
-    outbox: UnboundedSender<Out>,
-    /// Placement warnings of the last reconcile, by deployment.
-    warnings: BTreeMap<String, Vec<String>>,
-    /// Rejection warnings (logs and events) per device.
-    warn_limit: RateLimit,
+/// Counters the controller keeps in memory for `get stats` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Store transactions committed by the controller.
+    pub transactions: AtomicU64,
+    /// Batches of device messages folded (one transaction each).
+    pub message_batches: AtomicU64,
+    /// Device messages in those batches.
+    pub messages: AtomicU64,
 }
 
-impl Controller {
-    /// Wraps an open store; loads every device credential (and the hub's own) into the
-    /// shared map the broker checks.
-    pub fn new(
-        store: Store,
-        key: SigningKey,
-        hub_credential: String,
-        settings: Settings,
-        outbox: UnboundedSender<Out>,
-    ) -> Result<Controller, ControllerError> {
-        let mut map: HashMap<String, String> = store
-            .devices()?
-            .into_iter()
-            .map(|d| (d.name, d.credential))
-            .collect();
-        map.insert(HUB_CLIENT_ID.to_owned(), hub_credential);
-        Ok(Controller {
-            store,
-            key,
-            creds: Arc::new(RwLock::new(map)),
-            settings,
-            outbox,
-            warnings: BTreeMap::new(),
-            warn_limit: RateLimit::new(WARN_EVERY_MS),
-        })
+impl Metrics {
+    pub fn get(&self, c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ControllerError>>;
+
+/// A request to the controller thread.
+pub enum Command {
+    Apply {
+        files: Vec<FileText>,
+        dry_run: bool,
+        reply: Reply<ChangeReport>,
+    },
+    Delete {
+        files: Vec<FileText>,
+        dry_run: bool,
+        reply: Reply<ChangeReport>,
+    },
+    AddDevice {
+        name: String,
+        labels: std::collections::BTreeMap<String, String>,
+        reply: Reply<DeviceAdded>,
+    },
+    ImportDevices {
+        file: FileText,
+        reply: Reply<Vec<DeviceAdded>>,
+    },
+    /// An MQTT message from a device (status or presence), received at `at_ms`.
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+        at_ms: u64,
+    },
+    /// The hub's MQTT client (re)connected: subscribe and republish everything.
+    Connected,
+}
+
+/// The sending side of the controller's command channel: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Handle {
+    tx: Sender<Command>,
+}
+
+impl Handle {
+    /// Queues a command that needs no answer (device messages, reconnects).
+    pub fn send(&self, cmd: Command) {
+        // Fails only when the controller thread is gone, i.e. the hub is stopping.
+        let _ = self.tx.send(cmd);
     }
 
-    /// The name → credential map the embedded broker authenticates against.
-    pub fn credentials(&self) -> Credentials {
-        self.creds.clone()
+    /// Sends a command built around a reply channel and awaits the answer.
+    pub async fn ask<T>(
+        &self,
+        build: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, ControllerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(build(reply))
+            .map_err(|_| ControllerError::Stopped)?;
+        rx.await.map_err(|_| ControllerError::Stopped)?
     }
+}
 
-    pub fn public_key(&self) -> String {
-        keys::public_key_base64(&self.key.verifying_key())
-    }
+/// Starts the controller on its own thread. The thread ends when every [`Handle`] is
+/// dropped.
+pub fn spawn(controller: Controller) -> std::io::Result<Handle> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("controller".to_owned())
+        .spawn(move || run(controller, rx))?;
+    Ok(Handle { tx })
+}
 
-    /// Brings every device's desired state up to date (after a start or an upgrade).
-    pub fn resync(&mut self, now_ms: u64) -> Result<(), ControllerError> {
-        let (pubs, warnings) = self
-            .store
-            .atomically(|s| reconcile::reconcile(s, &self.key, &self.settings, now_ms))?;
-        self.warnings = warnings;
-        self.send(pubs);
-        Ok(())
-    }
-
-    /// Applies a set of manifest files: all of them or, on any error, nothing.
-    pub fn apply(
-        &mut self,
-        files: &[FileText],
-        now_ms: u64,
-    ) -> Result<ChangeReport, ControllerError> {
-        let objects = parse(files)?;
-        let registered: Vec<String> = self.store.devices()?.into_iter().map(|d| d.name).collect();
-        for o in &objects {
-            if let Object::Device(d) = o
-                && !registered.iter().any(|r| r == d.name.as_str())
-            {
-                return Err(ControllerError::Invalid(format!(
-                    "Device {:?} is not registered: run `drover-hub device add {}` first",
-                    d.name.as_str(),
-                    d.name
-                )));
-            }
-        }
-        let source = files
-            .iter()
-            .map(|f| f.file.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        let (report, pubs, warnings) = self.store.atomically(|s| {
-            let report = apply_objects(s, &objects, &source, now_ms)?;
-            let (pubs, warnings) = reconcile::reconcile(s, &self.key, &self.settings, now_ms)?;
-            Ok::<_, ControllerError>((report, pubs, warnings))
-        })?;
-        self.warnings = warnings;
-        self.send(pubs);
-        Ok(report)
-    }
-
-    /// Deletes the Deployments named in the files. `Device` objects are ignored: devices
-    /// are not removed (nor their labels changed) by `delete`.
-    pub fn delete(
-        &mut self,
-        files: &[FileText],
-        now_ms: u64,
-    ) -> Result<ChangeReport, ControllerError> {
-        let objects = parse(files)?;
-        let (report, pubs, warnings) = self.store.atomically(|s| {
-            let mut report = ChangeReport::default();
-            for o in &objects {
-                let name = o.name().as_str();
-                let line = match o {
-                    Object::Deployment(_) if s.delete_deployment(name)? => {
-                        s.add_event(now_ms, "deployment", name, "deleted")?;
-                        format!("deployment/{name} deleted")
-                    }
-                    Object::Deployment(_) => format!("deployment/{name} not found"),
-                    Object::Device(_) => format!("device/{name} skipped (devices are not deleted)"),
-                };
-                report.results.push(line);
-            }
-            let (pubs, warnings) = reconcile::reconcile(s, &self.key, &self.settings, now_ms)?;
-            Ok::<_, ControllerError>((report, pubs, warnings))
-        })?;
-        self.warnings = warnings;
-        self.send(pubs);
-        Ok(report)
-    }
-
-    /// Registers a device with a fresh credential and gives it its first desired state.
-    pub fn add_device(
-        &mut self,
-        name: &str,
-        labels: BTreeMap<String, String>,
-        now_ms: u64,
-    ) -> Result<DeviceAdded, ControllerError> {
-        let name = check_device_name(name)?;
-        for (k, v) in &labels {
-            fleet::selector::check_label_key(k)
-                .and_then(|()| fleet::selector::check_label_value(v))
-                .map_err(|e| ControllerError::Invalid(e.to_string()))?;
-        }
-        let row = DeviceRow {
-            name: name.to_string(),
-            labels,
-            credential: keys::new_credential()?,
-            created_ms: now_ms,
+fn run(mut c: Controller, rx: Receiver<Command>) {
+    let mut held: Option<Command> = None;
+    loop {
+        let cmd = match held.take() {
+            Some(cmd) => cmd,
+            None => match rx.recv() {
+                Ok(cmd) => cmd,
+                Err(_) => return,
+            },
         };
-        let (pubs, warnings) = self.store.atomically(|s| {
-            if !s.insert_device(&row)? {
-                return Err(ControllerError::Exists(row.name.clone()));
-            }
-            s.add_event(now_ms, "device", &row.name, "registered")?;
-            reconcile::reconcile(s, &self.key, &self.settings, now_ms)
-        })?;
-        self.warnings = warnings;
-        if let Ok(mut map) = self.creds.write() {
-            map.insert(row.name.clone(), row.credential.clone());
-        }
-        self.send(pubs);
-        Ok(self.device_added(&name, row.credential))
-    }
-
-    /// Every stored signed desired state, for a republish after (re)connecting.
-    pub fn all_desired(&self) -> Result<Vec<Publish>, ControllerError> {
-        Ok(self
-            .store
-            .all_desired()?
-            .into_iter()
-            .filter_map(|(device, row)| {
-                let name = Name::new(device).ok()?;
-                Some(Publish {
-                    topic: drover_protocol::topics::desired(&name),
-                    payload: row.payload,
-                })
-            })
-            .collect())
-    }
-
-    fn device_added(&self, name: &Name, credential: String) -> DeviceAdded {
-        let public_key = self.public_key();
-        let broker = self.settings.device_broker.clone();
-        let config = format!(
-            "device = \"{name}\"\n\n[hub]\nbroker = \"{broker}\"\ncredential = \"{credential}\"\npublic_key = \"{public_key}\"\n"
-        );
-        DeviceAdded {
-            name: name.to_string(),
-            credential,
-            public_key,
-            broker,
-            config,
-        }
-    }
-
-    fn send(&self, pubs: Vec<Publish>) {
-        for p in pubs {
-            // The receiver only goes away when the hub shuts down.
-            let _ = self.outbox.send(Out::Publish(p));
-        }
-    }
-}
-
-fn parse(files: &[FileText]) -> Result<Vec<Object>, ControllerError> {
-    let pairs: Vec<(String, String)> = files
-        .iter()
-        .map(|f| (f.file.clone(), f.text.clone()))
-        .collect();
-    Ok(fleet::parse_set(&pairs)?)
-}
-
-fn check_device_name(name: &str) -> Result<Name, ControllerError> {
-    let name = Name::new(name).map_err(|e| ControllerError::Invalid(format!("device {e}")))?;
-    if name.as_str().starts_with(RESERVED_DEVICE_PREFIX) {
-        return Err(ControllerError::Invalid(format!(
-            "device names starting with {RESERVED_DEVICE_PREFIX:?} are reserved for the hub"
-        )));
-    }
-    Ok(name)
-}
-
-/// Writes the objects of one apply set; one report line per object.
-fn apply_objects(
-    s: &Store,
-    objects: &[Object],
-    source: &str,
-    now_ms: u64,
-) -> Result<ChangeReport, ControllerError> {
-    let mut report = ChangeReport::default();
-    let labels: BTreeMap<String, _> = s
-        .devices()?
-        .into_iter()
-        .map(|d| (d.name, d.labels))
-        .collect();
-    for o in objects {
-        let name = o.name().as_str();
-        let line = match o {
-            Object::Deployment(d) => {
-                let existed = s.deployments()?.iter().any(|(n, _, _)| n == name);
-                let spec = serde_json::to_string(d)
-                    .map_err(|e| ControllerError::Invalid(format!("deployment {name}: {e}")))?;
-                let verb = match (existed, s.upsert_deployment(name, &spec, source, now_ms)?) {
-                    (_, false) => "unchanged",
-                    (true, true) => "configured",
-                    (false, true) => "created",
-                };
-                if verb != "unchanged" {
-                    s.add_event(now_ms, "deployment", name, verb)?;
-                }
-                format!("deployment/{name} {verb}")
-            }
-            Object::Device(d) if labels.get(name) == Some(&d.labels) => {
-                format!("device/{name} unchanged")
-            }
-            Object::Device(d) => {
-                s.set_labels(name, &d.labels)?;
-                let msg = format!("labels set to {}", crate::views::labels_string(&d.labels));
-                s.add_event(now_ms, "device", name, &msg)?;
-                format!("device/{name} configured")
-            }
+        let Command::Message {
+            topic,
+            payload,
+            at_ms,
+        } = cmd
+        else {
+            c.handle(cmd);
+            continue;
         };
-        report.results.push(line);
+        let mut batch = vec![(topic, payload, at_ms)];
+        held = collect_batch(&rx, &mut batch);
+        c.ingest_batch(&batch, crate::now_ms());
     }
-    Ok(report)
 }
+
+/// Adds queued device messages to `batch` until it is full, the window has passed or
+/// another command arrives (returned, to run after the batch).
+fn collect_batch(
+    rx: &Receiver<Command>,
+    batch: &mut Vec<(String, Vec<u8>, u64)>,
+) -> Option<Command> {
+    let deadline = Instant::now() + BATCH_WINDOW;
+    while batch.len() < MAX_BATCH {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(Command::Message {
+                topic,
+                payload,
+                at_ms,
+            }) => batch.push((topic, payload, at_ms)),
+            Ok(other) => return Some(other),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    None
+}
+
+/// Shared between the controller and the read side.
+pub type SharedWarnings = Arc<std::sync::RwLock<std::collections::BTreeMap<String, Vec<String>>>>;

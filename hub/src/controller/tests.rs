@@ -2,24 +2,41 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use drover_protocol::auth::{seal_status, verify_desired};
-use drover_protocol::{DesiredState, DeviceStatus, Phase, WorkloadStatus};
+use drover_protocol::{DesiredState, DeviceStatus, Name, Phase, WorkloadStatus};
+use ed25519_dalek::SigningKey;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::*;
+use crate::store::Store;
+use crate::views::FileText;
 
 const KEY: [u8; 32] = [7; 32];
 
-fn controller(dir: &Path) -> (Controller, UnboundedReceiver<Out>) {
-    let store = Store::open(&dir.join("fleet.db")).unwrap();
-    let settings = Settings {
+fn settings() -> Settings {
+    Settings {
         offline_after_ms: 90_000,
         device_broker: "hub:1883".to_owned(),
-    };
+    }
+}
+
+fn controller(dir: &Path) -> (Controller, UnboundedReceiver<Out>) {
+    let store = Store::open(&dir.join("fleet.db")).unwrap();
     let (tx, rx) = unbounded_channel();
     let key = SigningKey::from_bytes(&KEY);
-    let c = Controller::new(store, key, "hubcred".to_owned(), settings, tx).unwrap();
+    let c = Controller::new(store, key, "hubcred".to_owned(), settings(), tx).unwrap();
     (c, rx)
+}
+
+fn reader(dir: &Path, c: &Controller) -> ReadSide {
+    let store = Store::open_read(&dir.join("fleet.db")).unwrap();
+    ReadSide::new(store, settings(), c.warnings(), c.metrics())
+}
+
+fn ingest(c: &mut Controller, topic: &str, payload: &[u8], at_ms: u64) {
+    c.ingest_batch(&[(topic.to_owned(), payload.to_vec(), at_ms)], at_ms);
 }
 
 /// The desired states published since the last call, verified with the hub key.
@@ -83,21 +100,21 @@ fn generations_bump_only_on_real_change_and_never_go_back() {
         c.add_device("pi-1", labels("sensor"), 1).unwrap();
         c.add_device("pi-2", labels("other"), 1).unwrap();
         published(&mut rx);
-        c.apply(&[deployment("web", "sensor", "oci:/a")], 2)
+        c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
             .unwrap();
         let p = published(&mut rx);
         assert_eq!(p.len(), 1, "only pi-1 changed");
         assert_eq!((p[0].device.as_str(), p[0].generation), ("pi-1", 2));
         // The same apply again changes nothing and publishes nothing.
         let r = c
-            .apply(&[deployment("web", "sensor", "oci:/a")], 3)
+            .apply(&[deployment("web", "sensor", "oci:/a")], false, 3)
             .unwrap();
         assert_eq!(r.results, ["deployment/web unchanged"]);
         assert!(published(&mut rx).is_empty());
-        c.apply(&[deployment("web", "sensor", "oci:/b")], 4)
+        c.apply(&[deployment("web", "sensor", "oci:/b")], false, 4)
             .unwrap();
         assert_eq!(published(&mut rx)[0].generation, 3);
-        c.delete(&[deployment("web", "sensor", "oci:/b")], 5)
+        c.delete(&[deployment("web", "sensor", "oci:/b")], false, 5)
             .unwrap();
         let p = published(&mut rx);
         assert_eq!((p[0].generation, p[0].workloads.len()), (4, 0));
@@ -108,10 +125,10 @@ fn generations_bump_only_on_real_change_and_never_go_back() {
     c.resync(6).unwrap();
     assert!(published(&mut rx).is_empty());
     assert_eq!(generation(&c, "pi-1"), 4);
-    c.apply(&[deployment("web", "sensor", "oci:/a")], 7)
+    c.apply(&[deployment("web", "sensor", "oci:/a")], false, 7)
         .unwrap();
     assert_eq!(published(&mut rx)[0].generation, 5);
-    assert_eq!(c.all_desired().unwrap().len(), 2);
+    assert_eq!(c.payloads.len(), 2);
 }
 
 #[test]
@@ -120,14 +137,14 @@ fn relabelling_a_device_moves_the_workload() {
     let (mut c, mut rx) = controller(dir.path());
     c.add_device("pi-1", labels("sensor"), 1).unwrap();
     c.add_device("pi-2", labels("other"), 1).unwrap();
-    c.apply(&[deployment("web", "sensor", "oci:/a")], 2)
+    c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
         .unwrap();
     published(&mut rx);
     let relabel = file(
         "dev.yaml",
         "apiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-2, labels: {role: sensor}}\n---\napiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-1, labels: {role: other}}\n",
     );
-    c.apply(&[relabel], 3).unwrap();
+    c.apply(&[relabel], false, 3).unwrap();
     let p = published(&mut rx);
     let on: Vec<(&str, usize)> = p
         .iter()
@@ -147,16 +164,16 @@ fn a_bad_file_in_the_set_changes_nothing() {
         "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  selector: {}\n  colour: red\n",
     );
     let err = c
-        .apply(&[deployment("web", "sensor", "oci:/a"), bad], 2)
+        .apply(&[deployment("web", "sensor", "oci:/a"), bad], false, 2)
         .unwrap_err();
     assert!(err.to_string().starts_with("bad.yaml:6:3:"), "{err}");
-    assert!(c.deployments(2).unwrap().is_empty());
+    assert!(reader(dir.path(), &c).deployments(2).unwrap().is_empty());
     assert!(published(&mut rx).is_empty());
     let unknown = file(
         "d.yaml",
         "apiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-9}\n",
     );
-    assert!(c.apply(&[unknown], 3).is_err());
+    assert!(c.apply(&[unknown], false, 3).is_err());
 }
 
 fn status(device: &str, generation: u64) -> DeviceStatus {
@@ -184,46 +201,250 @@ fn statuses_are_checked_against_the_topic_device_and_counted() {
         .unwrap()
         .credential;
     let cred2 = c.add_device("pi-2", labels("x"), 1).unwrap().credential;
-    c.apply(&[deployment("web", "sensor", "oci:/a")], 2)
+    c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
         .unwrap();
     published(&mut rx);
     let good = seal_status(&status("pi-1", 2), cred1.as_bytes()).unwrap();
     let t1 = "drover/v1/dev/pi-1/status";
     // Another device's credential, another device's status, garbage, an unknown device.
-    c.ingest(
+    ingest(
+        &mut c,
         t1,
         &seal_status(&status("pi-1", 2), cred2.as_bytes()).unwrap(),
         10,
-    )
-    .unwrap();
-    c.ingest(
+    );
+    ingest(
+        &mut c,
         t1,
         &seal_status(&status("pi-2", 2), cred1.as_bytes()).unwrap(),
         10,
-    )
-    .unwrap();
-    c.ingest(t1, b"garbage", 10).unwrap();
-    c.ingest("drover/v1/dev/pi-7/status", &good, 10).unwrap();
-    c.ingest("drover/v1/dev/pi-1/online", b"maybe", 10).unwrap();
-    let stats = c.stats().unwrap();
+    );
+    ingest(&mut c, t1, b"garbage", 10);
+    ingest(&mut c, "drover/v1/dev/pi-7/status", &good, 10);
+    ingest(&mut c, "drover/v1/dev/pi-1/online", b"maybe", 10);
+    let r = reader(dir.path(), &c);
+    let stats = r.stats().unwrap();
     assert_eq!(stats["status_rejected_bad_mac"], 1);
     assert_eq!(stats["status_rejected_wrong_device"], 1);
     assert_eq!(stats["status_rejected_malformed"], 1);
     assert_eq!(stats["status_rejected_unknown_device"], 1);
     assert_eq!(stats["presence_rejected_malformed"], 1);
-    assert!(!c.devices(10).unwrap()[0].online);
-    c.ingest("drover/v1/dev/pi-1/online", b"online", 10)
-        .unwrap();
-    c.ingest(t1, &good, 20).unwrap();
-    let v = &c.devices(30).unwrap()[0];
+    assert!(!r.devices(10).unwrap()[0].online);
+    ingest(&mut c, "drover/v1/dev/pi-1/online", b"online", 10);
+    ingest(&mut c, t1, &good, 20);
+    let v = &r.devices(30).unwrap()[0];
     assert!(v.online && v.in_sync, "{v:?}");
     assert_eq!((v.ready, v.total, v.observed_generation), (1, 1, 2));
     assert!(
-        !c.devices(20 + 90_001).unwrap()[0].online,
+        !r.devices(20 + 90_001).unwrap()[0].online,
         "silent too long"
     );
-    c.ingest("drover/v1/dev/pi-1/online", b"offline", 40)
+    ingest(&mut c, "drover/v1/dev/pi-1/online", b"offline", 40);
+    assert!(!r.devices(41).unwrap()[0].online, "last will");
+    assert_eq!(r.stats().unwrap()["status_accepted"], 1);
+}
+
+#[test]
+fn a_burst_of_statuses_is_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, mut rx) = controller(dir.path());
+    let csv = (0..200).fold("name,labels\n".to_owned(), |acc, i| {
+        acc + &format!("pi-{i},role=sensor\n")
+    });
+    let added = c.import_devices(&file("fleet.csv", &csv), 1).unwrap();
+    assert_eq!(added.len(), 200);
+    assert_eq!(
+        published(&mut rx).len(),
+        200,
+        "every new device gets generation 1"
+    );
+    let burst: Vec<(String, Vec<u8>, u64)> = added
+        .iter()
+        .map(|d| {
+            let st = seal_status(&status(&d.name, 1), d.credential.as_bytes()).unwrap();
+            (format!("drover/v1/dev/{}/status", d.name), st, 10)
+        })
+        .collect();
+    let before = c.store.commits();
+    c.ingest_batch(&burst, 10);
+    assert_eq!(
+        c.store.commits() - before,
+        1,
+        "one transaction for the whole burst"
+    );
+    let r = reader(dir.path(), &c);
+    assert_eq!(r.stats().unwrap()["status_accepted"], 200);
+    assert!(r.devices(11).unwrap().iter().all(|d| d.online));
+    assert!(
+        published(&mut rx).is_empty(),
+        "no capacity change that matters: no plan"
+    );
+}
+
+#[test]
+fn an_import_is_all_or_nothing_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, mut rx) = controller(dir.path());
+    let bad = "name,labels\npi-1,role=sensor\npi-2,role=sensor;zone\n";
+    let err = c.import_devices(&file("f.csv", bad), 1).unwrap_err();
+    assert!(err.to_string().starts_with("f.csv:3:"), "{err}");
+    let twice = "name,labels\npi-1,\npi-1,a=b\n";
+    let err = c.import_devices(&file("f.csv", twice), 1).unwrap_err();
+    assert!(
+        err.to_string().contains("listed twice (first on line 2)"),
+        "{err}"
+    );
+    let err = c
+        .import_devices(&file("f.csv", "nom,labels\npi-1,\n"), 1)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("expected the header line"),
+        "{err}"
+    );
+    assert!(
+        c.import_devices(&file("f.csv", "name,labels\n"), 1)
+            .is_err()
+    );
+    assert!(c.snapshot.devices.is_empty() && published(&mut rx).is_empty());
+    c.add_device("pi-1", labels("x"), 1).unwrap();
+    let yaml = "apiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-2, labels: {role: sensor}}\n---\napiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-1}\n";
+    assert!(matches!(
+        c.import_devices(&file("f.yaml", yaml), 2),
+        Err(ControllerError::Exists(n)) if n == "pi-1"
+    ));
+    assert_eq!(
+        c.snapshot.devices.len(),
+        1,
+        "pi-2 was not registered either"
+    );
+    let yaml = yaml.split("---").next().unwrap();
+    assert_eq!(c.import_devices(&file("f.yaml", yaml), 2).unwrap().len(), 1);
+    assert_eq!(
+        c.snapshot.devices[&Name::new("pi-2").unwrap()].labels,
+        labels("sensor")
+    );
+}
+
+#[test]
+fn a_dry_run_reports_the_devices_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, mut rx) = controller(dir.path());
+    c.add_device("pi-1", labels("sensor"), 1).unwrap();
+    c.add_device("pi-2", labels("other"), 1).unwrap();
+    c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
         .unwrap();
-    assert!(!c.devices(41).unwrap()[0].online, "last will");
-    assert_eq!(c.stats().unwrap()["status_accepted"], 1);
+    published(&mut rx);
+    let commits = c.store.commits();
+    let r = c
+        .apply(
+            &[
+                deployment("web", "sensor", "oci:/b"),
+                deployment("db", "other", "oci:/d"),
+            ],
+            true,
+            3,
+        )
+        .unwrap();
+    assert!(r.dry_run);
+    assert_eq!(
+        r.results,
+        ["deployment/web configured", "deployment/db created"]
+    );
+    let summary: Vec<(&str, u64, &[String], &[String])> = r
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.device.as_str(),
+                d.generation,
+                &d.diff.added[..],
+                &d.diff.changed[..],
+            )
+        })
+        .collect();
+    let (web, db) = (["web".to_owned()], ["db".to_owned()]);
+    assert_eq!(
+        summary,
+        [
+            ("pi-1", 3, &[][..], &web[..]),
+            ("pi-2", 2, &db[..], &[][..])
+        ]
+    );
+    assert_eq!(c.store.commits(), commits, "nothing written");
+    assert!(published(&mut rx).is_empty());
+    assert_eq!(generation(&c, "pi-1"), 2);
+    let r = c
+        .delete(&[deployment("web", "sensor", "oci:/a")], true, 4)
+        .unwrap();
+    assert_eq!(r.devices[0].diff.removed, ["web"]);
+    assert_eq!(c.snapshot.deployments.len(), 1);
+}
+
+#[test]
+fn an_oversize_desired_state_is_refused_naming_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, mut rx) = controller(dir.path());
+    c.add_device("pi-1", labels("sensor"), 1).unwrap();
+    published(&mut rx);
+    let big = "x".repeat(100_000);
+    let text = |name: &str| {
+        format!(
+            "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  selector:\n    matchLabels: {{role: sensor}}\n  template:\n    spec:\n      containers:\n        - name: main\n          image: oci:/a\n          env: [{{name: BIG, value: {big}}}]\n"
+        )
+    };
+    c.apply(&[file("a.yaml", &text("a"))], false, 2).unwrap();
+    published(&mut rx);
+    let err = c
+        .apply(
+            &[file("b.yaml", &text("b")), file("c.yaml", &text("c"))],
+            false,
+            3,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("desired state of device pi-1 would be"),
+        "{err}"
+    );
+    assert!(published(&mut rx).is_empty());
+    assert_eq!(c.snapshot.deployments.len(), 1, "nothing applied");
+    assert_eq!(generation(&c, "pi-1"), 2);
+}
+
+#[test]
+fn an_unregistered_device_object_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, _rx) = controller(dir.path());
+    let unknown = file(
+        "d.yaml",
+        "apiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-9}\n",
+    );
+    let err = c.apply(&[unknown], false, 3).unwrap_err();
+    assert!(
+        err.to_string().contains("\"pi-9\" is not registered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_capacity_change_replans_only_under_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, mut rx) = controller(dir.path());
+    let cred = c
+        .add_device("pi-1", labels("sensor"), 1)
+        .unwrap()
+        .credential;
+    c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
+        .unwrap();
+    published(&mut rx);
+    let mut st = status("pi-1", 2);
+    st.capacity.memory_bytes = 1 << 30;
+    let t = "drover/v1/dev/pi-1/status";
+    let before = c.metrics.get(&c.metrics.transactions);
+    ingest(&mut c, t, &seal_status(&st, cred.as_bytes()).unwrap(), 10);
+    assert_eq!(
+        c.metrics.get(&c.metrics.transactions) - before,
+        1,
+        "no plan committed"
+    );
 }

@@ -1,13 +1,17 @@
-//! Fleet logic of the hub: fleet manifests, label selectors and placement of Deployments
-//! on devices.
+//! Fleet logic of the hub: fleet manifests, label selectors, placement of Deployments on
+//! devices, and the fleet planner (`plan(snapshot, now) -> FleetPlan`).
 //!
 //! Everything here is pure and deterministic: no IO, no clocks, no async, no storage. The
 //! server reads files and its database, calls these functions and publishes the result.
 
 pub mod manifest;
 pub mod placement;
+pub mod plan;
 pub mod selector;
+pub mod snapshot;
 
+#[cfg(test)]
+mod plan_tests;
 #[cfg(test)]
 mod tests;
 
@@ -17,4 +21,6 @@ pub use manifest::{
 pub use placement::{
     Assignments, DeviceInfo, PlacementWarning, desired_by_device, memory_of, place,
 };
+pub use plan::{DeviceChange, FleetPlan, PlanEvent, WorkloadDiff, diff_workloads, plan};
 pub use selector::{Operator, Requirement, Selector, SelectorError, parse_label};
+pub use snapshot::{DesiredEntry, DeviceEntry, FleetSnapshot};

@@ -1,6 +1,11 @@
 //! Store tests on a real SQLite file in a temporary folder.
 
+use std::collections::BTreeMap;
+
+use drover_protocol::DeviceStatus;
+
 use super::*;
+use crate::fleet::{Object, parse_objects};
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -32,30 +37,44 @@ fn devices_are_inserted_once_and_relabelled() {
 }
 
 #[test]
-fn deployment_upsert_reports_real_changes_only() {
+fn deployments_round_trip_typed_and_take_their_placement_along() {
     let (_d, s) = open();
-    assert!(
-        s.upsert_deployment("web", "{\"a\":1}", "f.yaml", 1)
-            .unwrap()
-    );
-    assert!(
-        !s.upsert_deployment("web", "{\"a\":1}", "f.yaml", 2)
-            .unwrap()
-    );
-    assert!(
-        s.upsert_deployment("web", "{\"a\":2}", "f.yaml", 3)
-            .unwrap()
-    );
-    s.set_placement(&BTreeMap::from([(
-        "web".to_owned(),
-        BTreeSet::from(["pi-1".to_owned()]),
-    )]))
-    .unwrap();
+    let text = "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {role: sensor}}\n  template:\n    spec:\n      containers: [{name: main, image: oci:/x}]\n";
+    let Object::Deployment(dep) = parse_objects("w.yaml", text).unwrap().remove(0) else {
+        panic!("a Deployment");
+    };
+    let row = DeploymentRow {
+        deployment: dep,
+        source: "w.yaml".to_owned(),
+        updated_ms: 3,
+    };
+    s.put_deployment(&row).unwrap();
+    assert_eq!(s.deployments().unwrap(), vec![row]);
+    s.place("web", "pi-1").unwrap();
+    s.place("web", "pi-2").unwrap();
+    s.unplace("web", "pi-2").unwrap();
     assert_eq!(s.placement().unwrap()["web"].len(), 1);
     assert!(s.delete_deployment("web").unwrap());
     assert!(!s.delete_deployment("web").unwrap());
     assert!(s.deployments().unwrap().is_empty());
     assert!(s.placement().unwrap().is_empty(), "placement goes with it");
+}
+
+#[test]
+fn commits_are_counted_and_a_read_connection_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.db");
+    let s = Store::open(&path).unwrap();
+    let r = Store::open_read(&path).unwrap();
+    s.atomically(|s| {
+        s.insert_device(&device("pi-1"))?;
+        s.insert_device(&device("pi-2"))
+    })
+    .unwrap();
+    s.durably(|s| s.insert_device(&device("pi-3"))).unwrap();
+    assert_eq!(s.commits(), 2);
+    assert_eq!(r.devices().unwrap().len(), 3);
+    assert!(r.insert_device(&device("pi-4")).is_err(), "read-only");
 }
 
 #[test]
@@ -114,10 +133,18 @@ fn a_failed_transaction_leaves_nothing_behind() {
 fn events_come_back_per_object_oldest_first_and_limited() {
     let (_d, s) = open();
     for i in 0..5 {
-        s.add_event(i, "device", "pi-1", &format!("e{i}")).unwrap();
+        s.add_event(&Event::device(
+            i,
+            "pi-1",
+            EventReason::Online,
+            format!("e{i}"),
+        ))
+        .unwrap();
     }
-    s.add_event(9, "device", "pi-2", "other").unwrap();
-    let ev = s.events("device", "pi-1", 3).unwrap();
+    s.add_event(&Event::device(9, "pi-2", EventReason::Offline, "other"))
+        .unwrap();
+    let ev = s.events(ObjectKind::Device, "pi-1", 3).unwrap();
     let msgs: Vec<&str> = ev.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(msgs, ["e2", "e3", "e4"]);
+    assert!(ev.iter().all(|e| e.reason == EventReason::Online));
 }

@@ -1,13 +1,15 @@
-//! Read side of the controller: builds the API's views from the store. Never writes.
+//! Read side of the hub: builds the API's views from the store through its own
+//! read-only connection, so that reads never wait for the controller thread (WAL lets
+//! them run beside its writes). Never writes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use drover_protocol::{DesiredState, Phase, WorkloadSpec, WorkloadStatus, decode};
 
-use super::reconcile::{is_online, load_deployments};
-use super::{Controller, ControllerError, RejectReason};
+use super::{ControllerError, Metrics, RejectReason, Settings, SharedWarnings};
 use crate::fleet::{Deployment, Placement};
-use crate::store::{DesiredRow, StatusRow};
+use crate::store::{DesiredRow, ObjectKind, StatusRow, Store};
 use crate::views::{
     DeploymentDetail, DeploymentView, DeviceDetail, DeviceView, EventView, PlacedView,
     WorkloadBrief, selector_string,
@@ -16,7 +18,45 @@ use crate::views::{
 /// Events shown by `describe`.
 const DESCRIBE_EVENTS: u32 = 20;
 
-impl Controller {
+/// The API's view of the fleet.
+pub struct ReadSide {
+    store: Store,
+    settings: Settings,
+    warnings: SharedWarnings,
+    metrics: Arc<Metrics>,
+}
+
+/// Online: the last presence message did not say offline, and a status arrived within
+/// `offline_after` (presence alone is not enough: a broker may replay a stale one).
+pub fn is_online(row: Option<&StatusRow>, settings: &Settings, now_ms: u64) -> bool {
+    row.is_some_and(|r| {
+        r.presence != Some(false)
+            && r.last_seen_ms > 0
+            && now_ms.saturating_sub(r.last_seen_ms) <= settings.offline_after_ms
+    })
+}
+
+fn load_deployments(s: &Store) -> Result<Vec<Deployment>, ControllerError> {
+    Ok(s.deployments()?.into_iter().map(|r| r.deployment).collect())
+}
+
+impl ReadSide {
+    /// `store` must be a read connection ([`Store::open_read`]); `warnings` and `metrics`
+    /// are the controller's.
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        warnings: SharedWarnings,
+        metrics: Arc<Metrics>,
+    ) -> ReadSide {
+        ReadSide {
+            store,
+            settings,
+            warnings,
+            metrics,
+        }
+    }
+
     pub fn devices(&self, now_ms: u64) -> Result<Vec<DeviceView>, ControllerError> {
         let statuses = self.store.statuses()?;
         let desired: BTreeMap<String, DesiredRow> = self.store.all_desired()?.into_iter().collect();
@@ -34,9 +74,7 @@ impl Controller {
     pub fn device(&self, name: &str, now_ms: u64) -> Result<DeviceDetail, ControllerError> {
         let d = self
             .store
-            .devices()?
-            .into_iter()
-            .find(|d| d.name == name)
+            .device(name)?
             .ok_or_else(|| not_found("device", name))?;
         let st = self.store.status(name)?;
         let desired = self.store.desired(name)?;
@@ -48,7 +86,7 @@ impl Controller {
             capacity: status.map(|s| s.capacity),
             desired: desired.as_ref().map(workloads_of).unwrap_or_default(),
             reported: status.map(|s| s.workloads.clone()).unwrap_or_default(),
-            events: self.events("device", name)?,
+            events: self.events(ObjectKind::Device, name)?,
         })
     }
 
@@ -74,8 +112,14 @@ impl Controller {
         let placed = self.placed(&d, placement.get(name), &statuses, now_ms);
         Ok(DeploymentDetail {
             deployment: deployment_view(&d, &placed),
-            warnings: self.warnings.get(name).cloned().unwrap_or_default(),
-            events: self.events("deployment", name)?,
+            warnings: self
+                .warnings
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned()
+                .unwrap_or_default(),
+            events: self.events(ObjectKind::Deployment, name)?,
             placed,
             spec: d,
         })
@@ -95,16 +139,24 @@ impl Controller {
         for name in ["status_accepted", "desired_generations"] {
             out.entry(name.to_owned()).or_insert(0);
         }
+        let m = &self.metrics;
+        out.insert("controller_transactions".to_owned(), m.get(&m.transactions));
+        out.insert(
+            "controller_message_batches".to_owned(),
+            m.get(&m.message_batches),
+        );
+        out.insert("controller_messages".to_owned(), m.get(&m.messages));
         Ok(out)
     }
 
-    fn events(&self, kind: &str, name: &str) -> Result<Vec<EventView>, ControllerError> {
+    fn events(&self, kind: ObjectKind, name: &str) -> Result<Vec<EventView>, ControllerError> {
         Ok(self
             .store
             .events(kind, name, DESCRIBE_EVENTS)?
             .into_iter()
             .map(|e| EventView {
                 ts_ms: e.ts_ms,
+                reason: e.reason.as_str().to_owned(),
                 message: e.message,
             })
             .collect())

@@ -1,0 +1,229 @@
+//! `apply` and `delete` of fleet manifests: parse, build the candidate snapshot, plan,
+//! and either report (dry run) or commit through [`Controller::commit`]. All or nothing:
+//! any error, in any file or for any device, changes nothing.
+
+use drover_protocol::Name;
+
+use super::{Controller, ControllerError};
+use crate::fleet::{self, FleetPlan, FleetSnapshot, Object, diff_workloads, plan};
+use crate::store::{DeploymentRow, Event, EventReason, Store};
+use crate::views::{ChangeReport, DeviceChangeView, FileText, labels_string};
+
+/// One object's effect, decided before anything is written.
+enum Change {
+    Deployment { name: Name, verb: EventReason },
+    Labels { name: Name },
+    Unchanged,
+}
+
+impl Controller {
+    /// Applies a set of manifest files: all of them or, on any error, nothing.
+    pub fn apply(
+        &mut self,
+        files: &[FileText],
+        dry_run: bool,
+        now_ms: u64,
+    ) -> Result<ChangeReport, ControllerError> {
+        let objects = self.parse_for_apply(files)?;
+        let mut next = self.snapshot.clone();
+        let mut report = ChangeReport::default();
+        let mut todo = Vec::new();
+        for o in &objects {
+            let (line, change) = stage(&mut next, o);
+            report.results.push(line);
+            todo.push(change);
+        }
+        let source = sources(files);
+        self.finish(next, report, dry_run, now_ms, |s, next| {
+            for change in &todo {
+                write_change(s, next, change, &source, now_ms)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes the Deployments named in the files. `Device` objects are skipped: devices
+    /// are not removed (nor their labels changed) by `delete`.
+    pub fn delete(
+        &mut self,
+        files: &[FileText],
+        dry_run: bool,
+        now_ms: u64,
+    ) -> Result<ChangeReport, ControllerError> {
+        let objects = parse(files)?;
+        let mut next = self.snapshot.clone();
+        let mut report = ChangeReport::default();
+        let mut gone = Vec::new();
+        for o in &objects {
+            let name = o.name();
+            let line = match o {
+                Object::Deployment(_) if next.deployments.remove(name).is_some() => {
+                    gone.push(name.clone());
+                    format!("deployment/{name} deleted")
+                }
+                Object::Deployment(_) => format!("deployment/{name} not found"),
+                Object::Device(_) => format!("device/{name} skipped (devices are not deleted)"),
+            };
+            report.results.push(line);
+        }
+        self.finish(next, report, dry_run, now_ms, |s, _| {
+            for name in &gone {
+                s.delete_deployment(name.as_str())?;
+                s.add_event(&Event::deployment(
+                    now_ms,
+                    name.as_str(),
+                    EventReason::Deleted,
+                    "deleted",
+                ))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Parses the files, refuses Device objects for unregistered devices and pins `hub:`
+    /// image references to the digests the hub's registry holds now.
+    fn parse_for_apply(&self, files: &[FileText]) -> Result<Vec<Object>, ControllerError> {
+        let objects = parse(files)?;
+        for o in &objects {
+            if let Object::Device(d) = o
+                && !self.snapshot.devices.contains_key(&d.name)
+            {
+                return Err(ControllerError::Invalid(format!(
+                    "Device {:?} is not registered: register it first with `drover-hub device add {}` (or many with `drover-hub device import FILE`)",
+                    d.name.as_str(),
+                    d.name
+                )));
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Plans `next`; a dry run reports the plan, otherwise it is committed with `write`.
+    fn finish(
+        &mut self,
+        next: FleetSnapshot,
+        mut report: ChangeReport,
+        dry_run: bool,
+        now_ms: u64,
+        write: impl FnOnce(&Store, &FleetSnapshot) -> Result<(), ControllerError>,
+    ) -> Result<ChangeReport, ControllerError> {
+        if dry_run {
+            let p = plan(&next, now_ms);
+            report.dry_run = true;
+            report.devices = device_changes(&self.snapshot, &p);
+            report.changed_devices = report.devices.len();
+            return Ok(report);
+        }
+        let snapshot_for_write = next.clone();
+        let ((), p) = self.commit(next, now_ms, |s| write(s, &snapshot_for_write))?;
+        report.changed_devices = p.changes.len();
+        Ok(report)
+    }
+}
+
+/// Applies one object to the candidate snapshot; returns its report line and change.
+fn stage(next: &mut FleetSnapshot, o: &Object) -> (String, Change) {
+    let name = o.name().clone();
+    match o {
+        Object::Deployment(d) => {
+            let verb = match next.deployments.get(&name) {
+                Some(old) if old == d => {
+                    return (format!("deployment/{name} unchanged"), Change::Unchanged);
+                }
+                Some(_) => EventReason::Configured,
+                None => EventReason::Created,
+            };
+            next.deployments.insert(name.clone(), d.clone());
+            let word = if verb == EventReason::Created {
+                "created"
+            } else {
+                "configured"
+            };
+            (
+                format!("deployment/{name} {word}"),
+                Change::Deployment { name, verb },
+            )
+        }
+        Object::Device(d) => {
+            let Some(entry) = next.devices.get_mut(&name) else {
+                return (format!("device/{name} not registered"), Change::Unchanged);
+            };
+            if entry.labels == d.labels {
+                return (format!("device/{name} unchanged"), Change::Unchanged);
+            }
+            entry.labels = d.labels.clone();
+            (format!("device/{name} configured"), Change::Labels { name })
+        }
+    }
+}
+
+fn write_change(
+    s: &Store,
+    next: &FleetSnapshot,
+    change: &Change,
+    source: &str,
+    now_ms: u64,
+) -> Result<(), ControllerError> {
+    match change {
+        Change::Unchanged => {}
+        Change::Deployment { name, verb } => {
+            let row = DeploymentRow {
+                deployment: next.deployments[name].clone(),
+                source: source.to_owned(),
+                updated_ms: now_ms,
+            };
+            s.put_deployment(&row)?;
+            let word = if *verb == EventReason::Created {
+                "created"
+            } else {
+                "configured"
+            };
+            s.add_event(&Event::deployment(now_ms, name.as_str(), *verb, word))?;
+        }
+        Change::Labels { name } => {
+            let labels = &next.devices[name].labels;
+            s.set_labels(name.as_str(), labels)?;
+            let msg = format!("labels set to {}", labels_string(labels));
+            s.add_event(&Event::device(
+                now_ms,
+                name.as_str(),
+                EventReason::LabelsChanged,
+                msg,
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+fn device_changes(before: &FleetSnapshot, p: &FleetPlan) -> Vec<DeviceChangeView> {
+    p.changes
+        .iter()
+        .map(|(device, change)| {
+            let old = before
+                .desired
+                .get(device)
+                .map_or(&[][..], |d| &d.workloads[..]);
+            DeviceChangeView {
+                device: device.to_string(),
+                generation: change.generation,
+                diff: diff_workloads(old, &change.workloads),
+            }
+        })
+        .collect()
+}
+
+pub(super) fn parse(files: &[FileText]) -> Result<Vec<Object>, ControllerError> {
+    let pairs: Vec<(String, String)> = files
+        .iter()
+        .map(|f| (f.file.clone(), f.text.clone()))
+        .collect();
+    Ok(fleet::parse_set(&pairs)?)
+}
+
+fn sources(files: &[FileText]) -> String {
+    files
+        .iter()
+        .map(|f| f.file.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,302 @@
+//! The controller's state and the one path every change takes: plan on a candidate
+//! snapshot, sign the changed devices, commit the change and the plan in one durable
+//! transaction, then fold the candidate in and queue the publishes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use drover_protocol::{DesiredState, Name, decode};
+use ed25519_dalek::SigningKey;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::sign::{Signed, sign_changes};
+use super::{Command, ControllerError, Metrics, Out, Publish, Settings, SharedWarnings};
+use crate::broker::{Credentials, HUB_CLIENT_ID};
+use crate::fleet::{DesiredEntry, DeviceEntry, FleetPlan, FleetSnapshot, PlanEvent, plan};
+use crate::keys;
+use crate::ratelimit::RateLimit;
+use crate::registry::Registry;
+use crate::store::{Event, EventReason, Store};
+
+/// Warnings about one device are logged at most this often.
+const WARN_EVERY_MS: u64 = 60_000;
+
+pub struct Controller {
+    pub(super) store: Store,
+    pub(super) snapshot: FleetSnapshot,
+    /// The signed message of each device's current desired state, for republishing.
+    pub(super) payloads: BTreeMap<Name, Vec<u8>>,
+    pub(super) key: SigningKey,
+    pub(super) creds: Credentials,
+    pub(super) settings: Settings,
+    pub(super) outbox: UnboundedSender<Out>,
+    pub(super) warnings: SharedWarnings,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) registry: Option<Arc<Registry>>,
+    /// Rejection warnings (logs and events) per device.
+    pub(super) warn_limit: RateLimit,
+}
+
+impl Controller {
+    /// Loads the fleet from the store and every device credential (and the hub's own)
+    /// into the shared map the broker checks.
+    pub fn new(
+        store: Store,
+        key: SigningKey,
+        hub_credential: String,
+        settings: Settings,
+        outbox: UnboundedSender<Out>,
+    ) -> Result<Controller, ControllerError> {
+        let mut creds = HashMap::new();
+        creds.insert(HUB_CLIENT_ID.to_owned(), hub_credential);
+        let mut c = Controller {
+            snapshot: FleetSnapshot {
+                offline_after_ms: settings.offline_after_ms,
+                ..FleetSnapshot::default()
+            },
+            store,
+            payloads: BTreeMap::new(),
+            key,
+            creds: Arc::new(std::sync::RwLock::new(creds)),
+            settings,
+            outbox,
+            warnings: SharedWarnings::default(),
+            metrics: Arc::new(Metrics::default()),
+            registry: None,
+            warn_limit: RateLimit::new(WARN_EVERY_MS),
+        };
+        c.load()?;
+        Ok(c)
+    }
+
+    /// The registry `hub:` image references are resolved against at apply.
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Controller {
+        self.registry = Some(registry);
+        self
+    }
+
+    fn load(&mut self) -> Result<(), ControllerError> {
+        let mut creds = self.creds.write().unwrap_or_else(|e| e.into_inner());
+        for d in self.store.devices()? {
+            let Ok(name) = Name::new(d.name.clone()) else {
+                continue; // Names are checked on insert; a bad row cannot be addressed anyway.
+            };
+            creds.insert(d.name, d.credential);
+            let entry = DeviceEntry {
+                labels: d.labels,
+                ..DeviceEntry::default()
+            };
+            self.snapshot.devices.insert(name, entry);
+        }
+        drop(creds);
+        for (device, row) in self.store.statuses()? {
+            let Some(entry) = Name::new(device)
+                .ok()
+                .and_then(|n| self.snapshot.devices.get_mut(&n))
+            else {
+                continue;
+            };
+            entry.last_seen_ms = row.last_seen_ms;
+            entry.presence = row.presence;
+            if let Some(st) = row.status {
+                entry.capacity = st.capacity;
+                entry.observed_generation = st.observed_generation;
+            }
+        }
+        for row in self.store.deployments()? {
+            let d = row.deployment;
+            self.snapshot.deployments.insert(d.name.clone(), d);
+        }
+        for (dep, devices) in self.store.placement()? {
+            let Ok(dep) = Name::new(dep) else { continue };
+            let devices = devices
+                .into_iter()
+                .filter_map(|d| Name::new(d).ok())
+                .collect();
+            self.snapshot.placement.insert(dep, devices);
+        }
+        for (device, row) in self.store.all_desired()? {
+            let Ok(name) = Name::new(device) else {
+                continue;
+            };
+            let state: DesiredState = decode(&row.workloads)?;
+            let entry = DesiredEntry {
+                generation: row.generation,
+                workloads: state.workloads,
+            };
+            self.snapshot.desired.insert(name.clone(), entry);
+            self.payloads.insert(name, row.payload);
+        }
+        Ok(())
+    }
+
+    /// The name → credential map the embedded broker and the registry authenticate against.
+    pub fn credentials(&self) -> Credentials {
+        self.creds.clone()
+    }
+
+    pub fn public_key(&self) -> String {
+        keys::public_key_base64(&self.key.verifying_key())
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub fn warnings(&self) -> SharedWarnings {
+        self.warnings.clone()
+    }
+
+    pub fn device_count(&self) -> usize {
+        self.snapshot.devices.len()
+    }
+
+    /// Runs one command from the channel and sends its reply.
+    pub fn handle(&mut self, cmd: Command) {
+        let now = crate::now_ms();
+        match cmd {
+            Command::Apply {
+                files,
+                dry_run,
+                reply,
+            } => drop(reply.send(self.apply(&files, dry_run, now))),
+            Command::Delete {
+                files,
+                dry_run,
+                reply,
+            } => drop(reply.send(self.delete(&files, dry_run, now))),
+            Command::AddDevice {
+                name,
+                labels,
+                reply,
+            } => drop(reply.send(self.add_device(&name, labels, now))),
+            Command::ImportDevices { file, reply } => {
+                drop(reply.send(self.import_devices(&file, now)));
+            }
+            Command::Message {
+                topic,
+                payload,
+                at_ms,
+            } => self.ingest_batch(&[(topic, payload, at_ms)], now),
+            Command::Connected => self.republish_all(),
+        }
+    }
+
+    /// Brings every device's desired state up to date (after a start or an upgrade).
+    pub fn resync(&mut self, now_ms: u64) -> Result<(), ControllerError> {
+        let candidate = self.snapshot.clone();
+        self.commit(candidate, now_ms, |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Plans `candidate`, signs what changes and commits `write` (the change itself)
+    /// together with the plan in one durable transaction. Only then does `candidate`
+    /// become the snapshot and are the new states queued for publishing. On any error
+    /// nothing is kept.
+    pub(super) fn commit<T>(
+        &mut self,
+        mut candidate: FleetSnapshot,
+        now_ms: u64,
+        write: impl FnOnce(&Store) -> Result<T, ControllerError>,
+    ) -> Result<(T, FleetPlan), ControllerError> {
+        let plan = plan(&candidate, now_ms);
+        let signed = sign_changes(&self.key, &plan.changes)?;
+        let value = self.store.durably(|s| {
+            let v = write(s)?;
+            write_plan(s, &plan, &signed, now_ms)?;
+            Ok::<_, ControllerError>(v)
+        })?;
+        self.metrics.transactions.fetch_add(1, Ordering::Relaxed);
+        candidate.placement = plan.placement.clone();
+        for (device, change) in &plan.changes {
+            let entry = DesiredEntry {
+                generation: change.generation,
+                workloads: change.workloads.clone(),
+            };
+            candidate.desired.insert(device.clone(), entry);
+        }
+        self.snapshot = candidate;
+        *self.warnings.write().unwrap_or_else(|e| e.into_inner()) = plan
+            .warnings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        for s in signed {
+            tracing::info!(device = %s.device, generation = s.row.generation, "desired state changed");
+            let topic = drover_protocol::topics::desired(&s.device);
+            self.payloads.insert(s.device, s.row.payload.clone());
+            // The receiver only goes away when the hub shuts down.
+            let _ = self.outbox.send(Out::Publish(Publish {
+                topic,
+                payload: s.row.payload,
+            }));
+        }
+        Ok((value, plan))
+    }
+
+    /// After the MQTT client (re)connects: subscribe, then every stored desired state.
+    pub(super) fn republish_all(&self) {
+        let _ = self.outbox.send(Out::Connected);
+        tracing::info!(devices = self.payloads.len(), "republishing desired states");
+        for (device, payload) in &self.payloads {
+            let _ = self.outbox.send(Out::Publish(Publish {
+                topic: drover_protocol::topics::desired(device),
+                payload: payload.clone(),
+            }));
+        }
+    }
+}
+
+/// The plan's rows: placement changes, desired states and their events.
+fn write_plan(
+    s: &Store,
+    plan: &FleetPlan,
+    signed: &[Signed],
+    now_ms: u64,
+) -> Result<(), ControllerError> {
+    for e in &plan.events {
+        let (dep, dev, reason, word) = match e {
+            PlanEvent::Placed { deployment, device } => {
+                (deployment, device, EventReason::Placed, "placed on")
+            }
+            PlanEvent::Unplaced { deployment, device } => {
+                (deployment, device, EventReason::Unplaced, "removed from")
+            }
+        };
+        if reason == EventReason::Placed {
+            s.place(dep.as_str(), dev.as_str())?;
+        } else {
+            s.unplace(dep.as_str(), dev.as_str())?;
+        }
+        s.add_event(&Event::deployment(
+            now_ms,
+            dep.as_str(),
+            reason,
+            format!("{word} {dev}"),
+        ))?;
+    }
+    for x in signed {
+        s.put_desired(x.device.as_str(), &x.row, now_ms)?;
+        let names: Vec<&str> = plan.changes[&x.device]
+            .workloads
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect();
+        let msg = format!(
+            "desired generation {}: [{}]",
+            x.row.generation,
+            names.join(", ")
+        );
+        s.add_event(&Event::device(
+            now_ms,
+            x.device.as_str(),
+            EventReason::DesiredChanged,
+            msg,
+        ))?;
+    }
+    if !signed.is_empty() {
+        s.bump_counter("desired_generations", signed.len() as u64)?;
+    }
+    Ok(())
+}

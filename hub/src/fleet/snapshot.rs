@@ -1,0 +1,73 @@
+//! The fleet as the planner sees it: typed, in memory, no SQL rows and no clocks.
+//!
+//! The controller owns one [`FleetSnapshot`], loads it from the store once at start and
+//! folds every committed change into it. This module only holds data and answers
+//! questions about it; it must never do IO.
+
+use std::collections::BTreeMap;
+
+use drover_protocol::{Capacity, Name, WorkloadSpec};
+
+use super::manifest::Deployment;
+use super::placement::Assignments;
+
+/// What the hub knows about one registered device.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceEntry {
+    pub labels: BTreeMap<String, String>,
+    /// From the last accepted status; all zeros (= unknown, everything fits) before one.
+    pub capacity: Capacity,
+    /// Unix ms of the last accepted status; 0 = never.
+    pub last_seen_ms: u64,
+    /// Last presence message: `Some(true)` online, `Some(false)` offline, `None` never seen.
+    pub presence: Option<bool>,
+    /// Generation the device last reported reconciling towards.
+    pub observed_generation: u64,
+}
+
+/// A device's current desired state (what was last signed and published).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredEntry {
+    pub generation: u64,
+    pub workloads: Vec<WorkloadSpec>,
+}
+
+/// Everything the fleet planner needs, and nothing it does not.
+#[derive(Clone, Debug, Default)]
+pub struct FleetSnapshot {
+    pub deployments: BTreeMap<Name, Deployment>,
+    pub devices: BTreeMap<Name, DeviceEntry>,
+    /// The placement last committed.
+    pub placement: Assignments,
+    pub desired: BTreeMap<Name, DesiredEntry>,
+    /// A device is offline when no status arrived for this long.
+    pub offline_after_ms: u64,
+}
+
+impl FleetSnapshot {
+    /// Online: the last presence message did not say offline, and a status arrived within
+    /// `offline_after_ms` (presence alone is not enough: a broker may replay a stale one).
+    pub fn is_online(&self, device: &Name, now_ms: u64) -> bool {
+        self.devices
+            .get(device)
+            .is_some_and(|d| online(d, self.offline_after_ms, now_ms))
+    }
+
+    /// True when some Deployment with `replicas` selects this device: only then can its
+    /// capacity change where replicas go.
+    pub fn capacity_matters(&self, device: &Name) -> bool {
+        let Some(entry) = self.devices.get(device) else {
+            return false;
+        };
+        self.deployments
+            .values()
+            .any(|d| d.replicas.is_some() && d.selector.matches(&entry.labels))
+    }
+}
+
+/// See [`FleetSnapshot::is_online`].
+pub fn online(d: &DeviceEntry, offline_after_ms: u64, now_ms: u64) -> bool {
+    d.presence != Some(false)
+        && d.last_seen_ms > 0
+        && now_ms.saturating_sub(d.last_seen_ms) <= offline_after_ms
+}
