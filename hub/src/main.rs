@@ -37,9 +37,19 @@ enum Command {
         config: PathBuf,
     },
     /// Create or update the Deployments and Devices in manifest files (all or nothing).
-    Apply(FilesArg),
+    ///
+    /// `hub:NAME:TAG` images are pinned to the digest the hub's registry holds now; the
+    /// devices verify what they pull against it. Prints one line per object and how many
+    /// devices get a new desired state.
+    Apply(ChangeArgs),
     /// Delete the Deployments named in manifest files (Device objects are ignored).
-    Delete(FilesArg),
+    Delete(ChangeArgs),
+    /// Show which devices an apply of these files would change, and how (+added
+    /// ~changed -removed workloads), without changing anything.
+    ///
+    /// Exit status, like `kubectl diff`: 0 nothing would change, 1 something would,
+    /// 2 or more an error.
+    Diff(FilesArg),
     /// List devices or deployments, or show the hub's counters.
     Get {
         kind: GetKind,
@@ -99,6 +109,17 @@ struct FilesArg {
     files: Vec<PathBuf>,
 }
 
+#[derive(clap::Args, Debug)]
+struct ChangeArgs {
+    #[command(flatten)]
+    files: FilesArg,
+    /// Plan and print which devices would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
 #[derive(Subcommand, Debug)]
 enum DeviceCommand {
     /// Register a device and print the agent config snippet it needs.
@@ -107,6 +128,21 @@ enum DeviceCommand {
         /// A label `key=value`; repeat for more.
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Register many devices at once from a CSV or YAML file (all or nothing).
+    ///
+    /// CSV: a header line `name,labels`, then one device per line, labels as `key=value`
+    /// pairs separated by `;` (`pi-7,role=sensor;zone=north`); `#` starts a comment.
+    /// YAML: `kind: Device` documents, as in fleet manifests. Each device gets a fresh
+    /// credential, shown only in this answer: keep it with `-o json` or `--out-dir`.
+    Import {
+        /// The CSV (`*.csv`) or YAML (`*.yaml`, `*.yml`) file.
+        file: PathBuf,
+        /// Write each device's agent config snippet to DIR/NAME.toml (mode 0600).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -124,6 +160,7 @@ fn main() -> ExitCode {
             println!("drover-hub {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Diff(f) => return diff(&cli.api, &f),
         command => run_client(&cli.api, command).map_err(|e| e.to_string()),
     };
     match result {
@@ -131,6 +168,20 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("drover-hub: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `diff -f`: 0 nothing would change, 1 something would, 2 error.
+fn diff(api: &str, f: &FilesArg) -> ExitCode {
+    match cli::apply(&Client::new(api), &f.files, false, true, Format::Table) {
+        Ok(r) if r.changed_devices == 0 && r.results.iter().all(|l| l.ends_with(" unchanged")) => {
+            ExitCode::SUCCESS
+        }
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("drover-hub: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -144,8 +195,17 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
         _ => Client::new(api),
     };
     match command {
-        Command::Apply(f) => cli::apply(&client, &f.files),
-        Command::Delete(f) => cli::delete(&client, &f.files),
+        Command::Apply(a) => {
+            cli::apply(&client, &a.files.files, false, a.dry_run, a.output).map(drop)
+        }
+        Command::Delete(a) => {
+            cli::apply(&client, &a.files.files, true, a.dry_run, a.output).map(drop)
+        }
+        Command::Device(DeviceCommand::Import {
+            file,
+            out_dir,
+            output,
+        }) => cli::import_devices(&client, &file, out_dir.as_deref(), output),
         Command::Get { kind, output } => cli::get(&client, kind, output),
         Command::Describe { kind, name, output } => cli::describe(&client, kind, &name, output),
         Command::Device(DeviceCommand::Add {
@@ -160,7 +220,7 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
             output,
         }) => cli::image_import(&client, &path, name, tag, output),
         Command::Image(ImageCommand::Ls { output }) => cli::image_ls(&client, output),
-        Command::Serve { .. } | Command::Version => Ok(()),
+        Command::Serve { .. } | Command::Version | Command::Diff(_) => Ok(()),
     }
 }
 

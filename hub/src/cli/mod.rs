@@ -14,7 +14,7 @@ pub use client::{Client, ClientError};
 
 use crate::views::{
     AddDeviceRequest, ChangeReport, DeploymentDetail, DeploymentView, DeviceAddedAnswer,
-    DeviceDetail, DeviceView, FileText, ImageView, ImportReport, ImportRequest,
+    DeviceDetail, DeviceView, DevicesImported, FileText, ImageView, ImportReport, ImportRequest,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -111,18 +111,21 @@ fn read_one(path: &Path) -> Result<FileText, CliError> {
     })
 }
 
-pub fn apply(client: &Client, paths: &[PathBuf]) -> Result<(), CliError> {
+/// `apply -f` (`delete -f` with `delete`); with `dry_run` the hub plans and reports, and
+/// changes nothing. Returns the report (for `diff`'s exit code).
+pub fn apply(
+    client: &Client,
+    paths: &[PathBuf],
+    delete: bool,
+    dry_run: bool,
+    format: Format,
+) -> Result<ChangeReport, CliError> {
     let files = read_manifests(paths)?;
-    let report: ChangeReport = client.post("/v1/apply", &files)?;
-    report.results.iter().for_each(|l| println!("{l}"));
-    Ok(())
-}
-
-pub fn delete(client: &Client, paths: &[PathBuf]) -> Result<(), CliError> {
-    let files = read_manifests(paths)?;
-    let report: ChangeReport = client.post("/v1/delete", &files)?;
-    report.results.iter().for_each(|l| println!("{l}"));
-    Ok(())
+    let verb = if delete { "delete" } else { "apply" };
+    let path = format!("/v1/{verb}{}", if dry_run { "?dry_run=true" } else { "" });
+    let report: ChangeReport = client.post(&path, &files)?;
+    output::print(&report, format, output::change_report)?;
+    Ok(report)
 }
 
 pub fn get(client: &Client, kind: GetKind, format: Format) -> Result<(), CliError> {
@@ -180,6 +183,53 @@ pub fn add_device(
             a.device.name, a.device.config
         )
     })
+}
+
+/// `device import FILE`: registers every device of a CSV or YAML file (all or nothing);
+/// with `out_dir`, writes each device's agent config to `DIR/NAME.toml` (mode 0600).
+pub fn import_devices(
+    client: &Client,
+    path: &Path,
+    out_dir: Option<&Path>,
+    format: Format,
+) -> Result<(), CliError> {
+    let file = read_one(path)?;
+    let answer: DevicesImported = client.post("/v1/devices/import", &file)?;
+    if let Some(dir) = out_dir {
+        write_configs(dir, &answer)?;
+    }
+    output::print(&answer, format, |a| {
+        let mut s = format!("{} devices registered\n", a.registered);
+        if let Some(dir) = out_dir {
+            s += &format!("agent configs written to {}/NAME.toml\n", dir.display());
+        } else {
+            s += "(credentials are shown once: use -o json or --out-dir to keep them)\n";
+        }
+        s
+    })
+}
+
+fn write_configs(dir: &Path, answer: &DevicesImported) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CliError::Read { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    for d in &answer.devices {
+        let path = dir.join(format!("{}.toml", d.device.name));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(err(&path))?;
+        f.write_all(d.device.config.as_bytes())
+            .map_err(err(&path))?;
+    }
+    Ok(())
 }
 
 /// `image import PATH`: the hub reads the layout itself, so a relative path is made

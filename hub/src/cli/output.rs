@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::{CliError, Format};
 use crate::views::{
-    DeploymentDetail, DeploymentView, DeviceDetail, DeviceView, EventView, ImageView, ImportReport,
-    labels_string,
+    ChangeReport, DeploymentDetail, DeploymentView, DeviceDetail, DeviceView, EventView, ImageView,
+    ImportReport, labels_string,
 };
 
 /// Prints `v` as JSON, YAML, or the text `table` makes of it.
@@ -162,6 +162,39 @@ pub fn images_table(v: &[ImageView]) -> String {
         })
         .collect();
     table(&["NAME", "TAG", "DIGEST", "PLATFORMS", "SIZE"], rows)
+}
+
+/// `apply` / `delete` / `diff`: one line per object, then the devices that change.
+pub fn change_report(r: &ChangeReport) -> String {
+    let mut out = String::new();
+    let suffix = if r.dry_run { " (dry run)" } else { "" };
+    for l in &r.results {
+        let _ = writeln!(out, "{l}{suffix}");
+    }
+    for d in &r.devices {
+        let marks: Vec<String> = d
+            .diff
+            .added
+            .iter()
+            .map(|w| format!("+{w}"))
+            .chain(d.diff.changed.iter().map(|w| format!("~{w}")))
+            .chain(d.diff.removed.iter().map(|w| format!("-{w}")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "device/{} generation {}: {}",
+            d.device,
+            d.generation,
+            marks.join(" ")
+        );
+    }
+    let n = r.changed_devices;
+    let (verb, plural) = (
+        if r.dry_run { "would get" } else { "got" },
+        if n == 1 { "" } else { "s" },
+    );
+    let _ = writeln!(out, "{n} device{plural} {verb} a new desired state");
+    out
 }
 
 pub fn import_report(r: &ImportReport) -> String {
