@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use drover_agent::hub::{self, HubConfig, HubEvent, HubHandle, LinkStats};
 use drover_protocol::auth::{open_status, sign_desired};
-use drover_protocol::{DesiredState, DeviceStatus, Name, topics};
+use drover_protocol::{DesiredState, DeviceStatus, MAX_MQTT_PACKET_BYTES, Name, topics};
 use ed25519_dalek::SigningKey;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
@@ -112,7 +112,7 @@ struct FakeHub {
 impl FakeHub {
     async fn connect(port: u16, device: &Name) -> FakeHub {
         let mut opts = MqttOptions::new("test-hub", "127.0.0.1", port);
-        opts.set_max_packet_size(256 * 1024, 256 * 1024);
+        opts.set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES);
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
         let (tx, received) = mpsc::unbounded_channel();
         let (ready_tx, mut ready) = mpsc::unbounded_channel();

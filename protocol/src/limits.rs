@@ -89,7 +89,12 @@ mod tests {
 
     #[test]
     fn sizes_are_grouped_by_thousands() {
-        let cases = [(0, "0"), (999, "999"), (1_000, "1,000"), (262_144, "262,144")];
+        let cases = [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (262_144, "262,144"),
+        ];
         for (n, s) in cases {
             assert_eq!(grouped(n), s);
         }
@@ -113,6 +118,9 @@ mod tests {
         // `…/json` mirror suffix the hub may add.
         let mqtt = 1 + 4 + 2 + topic + "/json".len() + 2;
         assert!(mqtt * 4 < MQTT_OVERHEAD_BYTES, "{mqtt}");
-        assert_eq!(MAX_MQTT_PACKET_BYTES, MAX_MESSAGE_BYTES + MQTT_OVERHEAD_BYTES);
+        assert_eq!(
+            MAX_MQTT_PACKET_BYTES,
+            MAX_MESSAGE_BYTES + MQTT_OVERHEAD_BYTES
+        );
     }
 }
