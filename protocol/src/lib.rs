@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod codec;
 pub mod config_text;
+pub mod limits;
 pub mod manifest;
 pub mod names;
 pub mod quantity;
@@ -14,5 +15,6 @@ pub mod topics;
 pub mod types;
 
 pub use codec::{CodecError, decode, encode};
+pub use limits::{MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES, SizeError, check_desired_size};
 pub use names::{Name, NameError};
 pub use types::*;
