@@ -148,10 +148,10 @@ fn stage(next: &mut FleetSnapshot, o: &Object) -> (String, Change) {
             let Some(entry) = next.devices.get_mut(&name) else {
                 return (format!("device/{name} not registered"), Change::Unchanged);
             };
-            if entry.labels == d.labels {
+            if *entry.labels == d.labels {
                 return (format!("device/{name} unchanged"), Change::Unchanged);
             }
-            entry.labels = d.labels.clone();
+            entry.labels = std::sync::Arc::new(d.labels.clone());
             (format!("device/{name} configured"), Change::Labels { name })
         }
     }

@@ -84,7 +84,7 @@ impl Controller {
             };
             creds.insert(d.name, d.credential);
             let entry = DeviceEntry {
-                labels: d.labels,
+                labels: Arc::new(d.labels),
                 ..DeviceEntry::default()
             };
             self.snapshot.devices.insert(name, entry);
@@ -123,7 +123,7 @@ impl Controller {
             let state: DesiredState = decode(&row.workloads)?;
             let entry = DesiredEntry {
                 generation: row.generation,
-                workloads: state.workloads,
+                workloads: state.workloads.into_iter().map(Arc::new).collect(),
             };
             self.snapshot.desired.insert(name.clone(), entry);
             self.payloads.insert(name, row.payload);

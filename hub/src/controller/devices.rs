@@ -54,7 +54,7 @@ impl Controller {
                 return Err(ControllerError::Exists(name.to_string()));
             }
             let entry = DeviceEntry {
-                labels: labels.clone(),
+                labels: std::sync::Arc::new(labels.clone()),
                 ..DeviceEntry::default()
             };
             next.devices.insert(name.clone(), entry);

@@ -77,7 +77,7 @@ fn sign_one(
     let mut state = DesiredState {
         device: device.clone(),
         generation: 0,
-        workloads: change.workloads.clone(),
+        workloads: change.workloads.iter().map(|w| (**w).clone()).collect(),
     };
     // The canonical encoding with generation 0 is what the store compares and keeps.
     let too_big = |e| match e {

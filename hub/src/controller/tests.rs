@@ -321,7 +321,7 @@ fn an_import_is_all_or_nothing_with_file_and_line() {
     assert_eq!(c.import_devices(&file("f.yaml", yaml), 2).unwrap().len(), 1);
     assert_eq!(
         c.snapshot.devices[&Name::new("pi-2").unwrap()].labels,
-        labels("sensor")
+        std::sync::Arc::new(labels("sensor"))
     );
 }
 

@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use drover_protocol::{Capacity, Name, WorkloadSpec};
 
@@ -19,7 +20,8 @@ pub type Assignments = BTreeMap<Name, BTreeSet<Name>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
     pub name: Name,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the fleet snapshot: planning a 10,000-device fleet copies no labels.
+    pub labels: Arc<BTreeMap<String, String>>,
     pub online: bool,
     /// `memory_bytes == 0` means unknown: everything fits.
     pub capacity: Capacity,
@@ -183,19 +185,21 @@ fn shortfall(want: usize, matching: usize, room: usize, memory: u64) -> Option<S
 
 /// What each device should run: the templates of the Deployments placed on it, named after
 /// their Deployment and sorted by name. Devices with nothing placed on them are absent.
+/// Each Deployment's workload is one shared allocation, however many devices run it.
 pub fn desired_by_device(
     deployments: &[Deployment],
     placement: &Assignments,
-) -> BTreeMap<Name, Vec<WorkloadSpec>> {
-    let mut out: BTreeMap<Name, Vec<WorkloadSpec>> = BTreeMap::new();
+) -> BTreeMap<Name, Vec<Arc<WorkloadSpec>>> {
+    let mut out: BTreeMap<Name, Vec<Arc<WorkloadSpec>>> = BTreeMap::new();
     for d in deployments {
         let Some(devices) = placement.get(&d.name) else {
             continue;
         };
+        let mut spec = d.template.clone();
+        spec.name = d.name.clone();
+        let spec = Arc::new(spec);
         for device in devices {
-            let mut spec = d.template.clone();
-            spec.name = d.name.clone();
-            out.entry(device.clone()).or_default().push(spec);
+            out.entry(device.clone()).or_default().push(spec.clone());
         }
     }
     for specs in out.values_mut() {

@@ -6,6 +6,7 @@
 //! this returns. Deterministic: ordered maps only, ties broken by name.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use drover_protocol::{Name, WorkloadSpec};
 
@@ -17,7 +18,7 @@ use super::snapshot::{FleetSnapshot, online};
 pub struct DeviceChange {
     /// One more than the generation in the snapshot (1 for a device that had none).
     pub generation: u64,
-    pub workloads: Vec<WorkloadSpec>,
+    pub workloads: Vec<Arc<WorkloadSpec>>,
 }
 
 /// Something the plan did, for the event log.
@@ -123,9 +124,9 @@ pub struct WorkloadDiff {
 }
 
 /// Compares two workload lists by name and content.
-pub fn diff_workloads(old: &[WorkloadSpec], new: &[WorkloadSpec]) -> WorkloadDiff {
-    let old_by: BTreeMap<&Name, &WorkloadSpec> = old.iter().map(|w| (&w.name, w)).collect();
-    let new_by: BTreeMap<&Name, &WorkloadSpec> = new.iter().map(|w| (&w.name, w)).collect();
+pub fn diff_workloads(old: &[Arc<WorkloadSpec>], new: &[Arc<WorkloadSpec>]) -> WorkloadDiff {
+    let old_by: BTreeMap<&Name, &WorkloadSpec> = old.iter().map(|w| (&w.name, &**w)).collect();
+    let new_by: BTreeMap<&Name, &WorkloadSpec> = new.iter().map(|w| (&w.name, &**w)).collect();
     let mut d = WorkloadDiff::default();
     for (name, w) in &new_by {
         match old_by.get(name) {

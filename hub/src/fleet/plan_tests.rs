@@ -27,10 +27,12 @@ fn deployment(name: &str, selector: &str, extra: &str) -> super::Deployment {
 
 fn device(labels: &[(&str, &str)], memory_mib: u64) -> DeviceEntry {
     DeviceEntry {
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
+        labels: std::sync::Arc::new(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
         capacity: Capacity {
             memory_bytes: memory_mib << 20,
             ..Capacity::default()
@@ -110,7 +112,7 @@ fn one_label_change_moves_exactly_the_affected_replica() {
     let on: Vec<Name> = s.placement[&name("web")].iter().cloned().collect();
     let moved = on[1].clone();
     s.devices.get_mut(&moved).expect("placed").labels =
-        BTreeMap::from([("role".to_owned(), "other".to_owned())]);
+        std::sync::Arc::new(BTreeMap::from([("role".to_owned(), "other".to_owned())]));
     let p = plan(&s, NOW);
     // The relabelled device loses the replica, one new device gets it; nobody else changes.
     assert_eq!(p.changes.len(), 2, "{:?}", p.changes.keys());
@@ -237,6 +239,7 @@ fn workload_diff_names_added_changed_and_removed() {
     b.name = name("b");
     b2.name = name("b");
     c.name = name("c");
+    let [a, b, b2, c] = [a, b, b2, c].map(std::sync::Arc::new);
     let d = diff_workloads(&[a.clone(), b], &[b2, c]);
     assert_eq!(d.added, ["c"]);
     assert_eq!(d.changed, ["b"]);

@@ -5,6 +5,7 @@
 //! questions about it; it must never do IO.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use drover_protocol::{Capacity, Name, WorkloadSpec};
 
@@ -14,7 +15,8 @@ use super::placement::Assignments;
 /// What the hub knows about one registered device.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceEntry {
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the planner's device view (cloning the snapshot copies no labels).
+    pub labels: Arc<BTreeMap<String, String>>,
     /// From the last accepted status; all zeros (= unknown, everything fits) before one.
     pub capacity: Capacity,
     /// Unix ms of the last accepted status; 0 = never.
@@ -29,7 +31,8 @@ pub struct DeviceEntry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredEntry {
     pub generation: u64,
-    pub workloads: Vec<WorkloadSpec>,
+    /// Shared with the Deployment's template (see `placement::desired_by_device`).
+    pub workloads: Vec<Arc<WorkloadSpec>>,
 }
 
 /// Everything the fleet planner needs, and nothing it does not.

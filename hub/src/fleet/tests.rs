@@ -73,7 +73,7 @@ fn deployment(name: &str, spec_lines: &str, memory: &str) -> Deployment {
 fn device(n: &str, pairs: &[(&str, &str)], online: bool, memory: u64) -> DeviceInfo {
     DeviceInfo {
         name: name(n),
-        labels: labels(pairs),
+        labels: std::sync::Arc::new(labels(pairs)),
         online,
         capacity: Capacity {
             memory_bytes: memory,
@@ -287,7 +287,7 @@ fn relabel_moves_a_workload() {
     let mut devices = sensors(2);
     let (first, _) = place(std::slice::from_ref(&d), &devices, &Assignments::new());
     assert_eq!(on(&first, "sensor"), ["pi-1"]);
-    devices[0].labels = labels(&[("role", "spare")]);
+    devices[0].labels = std::sync::Arc::new(labels(&[("role", "spare")]));
     let (second, _) = place(std::slice::from_ref(&d), &devices, &first);
     assert_eq!(on(&second, "sensor"), ["pi-2"]);
     let daemon = deployment("agent", SENSORS, "1Mi");
