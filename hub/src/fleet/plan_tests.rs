@@ -244,5 +244,8 @@ fn workload_diff_names_added_changed_and_removed() {
     assert_eq!(d.added, ["c"]);
     assert_eq!(d.changed, ["b"]);
     assert_eq!(d.removed, ["a"]);
-    assert_eq!(diff_workloads(std::slice::from_ref(&a), &[a]), Default::default());
+    assert_eq!(
+        diff_workloads(std::slice::from_ref(&a), std::slice::from_ref(&a)),
+        Default::default()
+    );
 }
