@@ -178,14 +178,29 @@ fn a_pinned_image_is_refused_when_the_registry_serves_other_content_and_runs_whe
 
     // The registry now serves what was signed: the same pin (tag written too) runs.
     reg.swap.store(false, Ordering::Relaxed);
+    // (Its manifest carries labels too: `ps -o json` shows them with the workload.)
     let honest = format!("{}/app:good@{good}", reg.host());
-    a.write_manifest("honest.yaml", &workload("honest", &honest));
+    let labelled = workload("honest", &honest).replace(
+        "metadata: {name: honest}",
+        "metadata: {name: honest, labels: {app: pinned, example.com/tier: edge}}",
+    );
+    a.write_manifest("honest.yaml", &labelled);
     let pid = wait_for("the pinned image running", T, || {
         a.running_pid("honest", "main")
     });
     assert!(pid > 0);
     let ps = a.ps().unwrap();
     assert_eq!(last_error(&ps, "honest"), "null");
+    let honest_status = ps["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "honest")
+        .unwrap();
+    assert_eq!(
+        honest_status["labels"],
+        json!({"app": "pinned", "example.com/tier": "edge"})
+    );
     assert!(
         !a.state
             .join("images/manifests")
