@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use drover_agent::hub::{self, HubConfig, HubEvent, HubHandle, LinkStats};
 use drover_protocol::auth::{open_status, sign_desired};
-use drover_protocol::{DesiredState, DeviceStatus, Name, topics};
+use drover_protocol::{
+    ContainerSpec, DesiredState, DeviceStatus, EnvVar, MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES,
+    Name, NetworkMode, Phase, Resources, RestartPolicy, WorkloadSpec, WorkloadStatus, topics,
+};
 use ed25519_dalek::SigningKey;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
@@ -112,7 +115,7 @@ struct FakeHub {
 impl FakeHub {
     async fn connect(port: u16, device: &Name) -> FakeHub {
         let mut opts = MqttOptions::new("test-hub", "127.0.0.1", port);
-        opts.set_max_packet_size(256 * 1024, 256 * 1024);
+        opts.set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES);
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
         let (tx, received) = mpsc::unbounded_channel();
         let (ready_tx, mut ready) = mpsc::unbounded_channel();
@@ -317,6 +320,109 @@ async fn the_link_verifies_desired_states_seals_status_and_survives_a_broker_res
     // Dropping the last handle closes the connection: the broker publishes the last will.
     drop(handle);
     fake.next_on(&online, |p| p == b"offline").await;
+}
+
+/// A signed desired state of one workload whose env value pads it to `size` bytes.
+fn desired_of_size(device: &Name, generation: u64, key: &SigningKey, size: usize) -> Vec<u8> {
+    let sized = |pad: usize| {
+        let container = ContainerSpec {
+            name: Name::new("main").expect("name"),
+            image: "oci:/images/app:1".into(),
+            command: vec![],
+            args: vec![],
+            env: vec![EnvVar {
+                name: "BLOB".into(),
+                value: "x".repeat(pad),
+            }],
+            working_dir: None,
+            mounts: vec![],
+            resources: Resources::default(),
+            devices: vec![],
+        };
+        let state = DesiredState {
+            device: device.clone(),
+            generation,
+            workloads: vec![WorkloadSpec {
+                name: Name::new("app").expect("name"),
+                containers: vec![container],
+                restart_policy: RestartPolicy::Always,
+                network: NetworkMode::Host,
+                volumes: vec![],
+                stop_grace_ms: 1000,
+            }],
+        };
+        sign_desired(&state, key).expect("sign")
+    };
+    let base = sized(0).len();
+    // Length prefixes grow with the padding (1 → 3 bytes, three of them nested).
+    let payload = sized(size - base - 6);
+    assert!(
+        payload.len() <= size && payload.len() + 8 > size,
+        "{}",
+        payload.len()
+    );
+    payload
+}
+
+/// A status whose workload errors alone exceed one message.
+fn oversize_status(device: &Name, generation: u64) -> DeviceStatus {
+    let mut st = status(device, generation);
+    st.workloads = (0..8)
+        .map(|i| WorkloadStatus {
+            name: Name::new(format!("wl-{i}")).expect("name"),
+            phase: Phase::Error,
+            restarts: 0,
+            containers: vec![],
+            last_error: Some("e".repeat(MAX_MESSAGE_BYTES / 4)),
+        })
+        .collect();
+    st
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn desired_states_and_statuses_at_the_size_limit_keep_the_link_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start(dir.path());
+    let device = Name::new("pi-big").expect("name");
+    let hub_key = SigningKey::from_bytes(&[9; 32]);
+    let mut fake = FakeHub::connect(broker.port, &device).await;
+    let (tx, mut events) = mpsc::channel(8);
+    let handle = hub::spawn(&config(broker.port, &hub_key), &device, 0, tx).expect("spawn");
+    assert!(matches!(next_event(&mut events).await, HubEvent::Connected));
+
+    // A desired state of the largest allowed size arrives whole.
+    let payload = desired_of_size(&device, 7, &hub_key, MAX_MESSAGE_BYTES);
+    fake.publish_desired(&device, payload.clone()).await;
+    match next_event(&mut events).await {
+        HubEvent::Desired {
+            state,
+            payload: got,
+        } => {
+            assert_eq!(state.generation, 7);
+            assert_eq!(got, payload);
+        }
+        other => panic!("expected the desired state, got {other:?}"),
+    }
+
+    // A status over the limit is trimmed, sent, and opens at the hub.
+    handle.publish_status(oversize_status(&device, 7));
+    let got = fake.next_on(&topics::status(&device), |_| true).await;
+    assert!(got.len() <= MAX_MESSAGE_BYTES, "{}", got.len());
+    let opened = open_status(&got, &device, CREDENTIAL.as_bytes()).expect("status opens");
+    assert_eq!((opened.observed_generation, opened.workloads.len()), (7, 8));
+    assert!(opened.workloads.iter().all(|w| {
+        w.last_error
+            .as_deref()
+            .is_some_and(|e| e.ends_with("bytes cut]"))
+    }));
+    // The heartbeat resends it over the same connection.
+    fake.next_on(&topics::status(&device), |_| true).await;
+    let s = handle.stats();
+    assert_eq!(
+        (s.trimmed_status, s.reconnects, s.connected),
+        (1, 0, true),
+        "{s:?}"
+    );
 }
 
 #[test]

@@ -19,9 +19,8 @@ pub const HUB_CLIENT_ID: &str = "drover-hub";
 /// Device (and hub) name → credential string; updated by `device add`.
 pub type Credentials = Arc<RwLock<HashMap<String, String>>>;
 
-/// Largest MQTT payload accepted: a signed desired state of the codec's maximum size
-/// plus room for the envelope.
-pub const MAX_PAYLOAD: usize = drover_protocol::codec::MAX_MESSAGE_BYTES + 4096;
+/// Largest MQTT packet the broker accepts: the one limit of `drover_protocol::limits`.
+pub const MAX_PAYLOAD: usize = drover_protocol::MAX_MQTT_PACKET_BYTES;
 
 /// Per-filter in-memory log for device filters: enough for a few messages.
 const DEVICE_SEGMENT: SegmentConfig = SegmentConfig {

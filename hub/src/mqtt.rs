@@ -14,8 +14,9 @@ use drover_protocol::topics;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::broker::{HUB_CLIENT_ID, MAX_PAYLOAD};
+use crate::broker::HUB_CLIENT_ID;
 use crate::controller::{Command, Handle, Out};
+use drover_protocol::MAX_MQTT_PACKET_BYTES;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -51,7 +52,7 @@ pub fn spawn(
         .ok_or_else(|| MqttError::Address(settings.address.clone()))?;
     let mut opts = MqttOptions::new(HUB_CLIENT_ID, host, port);
     opts.set_credentials(HUB_CLIENT_ID, settings.credential.clone())
-        .set_max_packet_size(MAX_PAYLOAD, MAX_PAYLOAD)
+        .set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES)
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(MAX_INFLIGHT)
         .set_clean_session(true);

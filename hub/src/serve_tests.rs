@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use drover_protocol::auth::{seal_status, verify_desired};
-use drover_protocol::{DeviceStatus, Name, topics};
+use drover_protocol::{DeviceStatus, MAX_MQTT_PACKET_BYTES, Name, topics};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{Client as MqttClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
 
@@ -53,7 +53,7 @@ fn start_hub(dir: &std::path::Path) -> (Client, u16) {
 fn device_client(name: &str, password: &str, port: u16) -> (MqttClient, rumqttc::Connection) {
     let mut opts = MqttOptions::new(name, "127.0.0.1", port);
     opts.set_credentials(name, password)
-        .set_max_packet_size(300 * 1024, 300 * 1024)
+        .set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES)
         .set_keep_alive(Duration::from_secs(5));
     MqttClient::new(opts, 10)
 }

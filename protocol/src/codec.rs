@@ -13,9 +13,8 @@ use crate::types::{DesiredState, DeviceStatus};
 /// (2: `WorkloadSpec.labels`); `compat::decode_any` still reads older versions.
 pub const VERSION: u16 = 2;
 
-/// Largest payload accepted or produced. A desired state with dozens of workloads is a
-/// few KiB; anything near this bound is an attack or a bug.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Largest payload accepted or produced (see `limits`, where every size limit lives).
+pub use crate::limits::MAX_MESSAGE_BYTES;
 
 /// A type that travels in the envelope, with a tag so one kind is never read as another.
 pub trait Wire: Serialize + DeserializeOwned {

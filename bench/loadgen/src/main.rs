@@ -21,7 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand};
 use drover_protocol::auth::{AuthError, seal_status, verify_desired};
-use drover_protocol::{Capacity, DeviceStatus, Name, topics};
+use drover_protocol::{Capacity, DeviceStatus, MAX_MQTT_PACKET_BYTES, Name, topics};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -657,7 +657,7 @@ async fn device(
     let mut opts = MqttOptions::new(name.clone(), host, port);
     opts.set_credentials(name.clone(), d.credential.clone())
         .set_keep_alive(Duration::from_secs(60))
-        .set_max_packet_size(512 * 1024, 512 * 1024)
+        .set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES)
         .set_clean_session(true);
     let (client, mut el) = AsyncClient::new(opts, 16);
     el.network_options.set_connection_timeout(60);

@@ -53,8 +53,11 @@ pub fn ps(config: &Path, format: Format) -> u8 {
             "disconnected"
         };
         eprintln!(
-            "hub: {state}, desired generation {}, rejected desired states {}, dropped status updates {}",
-            report.status.observed_generation, h.rejected_desired, h.dropped_status
+            "hub: {state}, desired generation {}, rejected desired states {}, dropped status updates {}, trimmed status updates {}",
+            report.status.observed_generation,
+            h.rejected_desired,
+            h.dropped_status,
+            h.trimmed_status
         );
     }
     refresh_memory(&mut report.status, cfg.cgroup_parent.trim_matches('/'));

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use drover_protocol::auth::seal_status;
-use drover_protocol::{DeviceStatus, topics};
+use drover_protocol::{DeviceStatus, MAX_MQTT_PACKET_BYTES, topics};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
@@ -24,8 +24,6 @@ use super::{HubEvent, Shared};
 use crate::fsutil::now_ms;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
-const MAX_INCOMING: usize = 256 * 1024;
-const MAX_OUTGOING: usize = 64 * 1024;
 const WARN_PERIOD: Duration = Duration::from_secs(60);
 /// Pause before retrying when the MQTT request channel was full.
 const CHANNEL_RETRY: Duration = Duration::from_millis(200);
@@ -65,7 +63,7 @@ pub(super) fn build(
     opts.set_credentials(device, cfg.credential.clone())
         .set_clean_session(true)
         .set_keep_alive(KEEP_ALIVE)
-        .set_max_packet_size(MAX_INCOMING, MAX_OUTGOING)
+        .set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES)
         .set_last_will(LastWill::new(
             online_topic.clone(),
             "offline",

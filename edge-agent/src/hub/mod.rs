@@ -2,28 +2,36 @@
 //! status snapshots, and keeps reconnecting with jittered back-off while the hub or the
 //! broker is away.
 //!
-//! Decisions are pure (`decide`, `backoff`, `queue`); `link` is the thin async shell around
-//! rumqttc. This module must never block the agent (every call on `HubHandle` returns at
-//! once), never trust the broker (every desired state is verified against the pinned key,
-//! the device name and the generation held), and never panic on anything it receives.
+//! Decisions are pure (`decide`, `backoff`, `queue`, `trim`); `link` is the thin async
+//! shell around rumqttc. This module must never block the agent (every call on
+//! `HubHandle` returns at once), never trust the broker (every desired state is verified
+//! against the pinned key, the device name and the generation held), never send a status
+//! larger than one MQTT message, and never panic on anything it receives.
 
 pub mod backoff;
 pub mod config;
 pub mod decide;
 mod link;
 pub mod queue;
+pub mod trim;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use drover_protocol::{DesiredState, DeviceStatus, Name};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
+use tracing::warn;
 
 pub use config::{HubConfig, HubConfigError};
 
+use decide::RateLimit;
 use queue::StatusQueue;
+
+/// At most one warning about trimmed status snapshots per this period.
+const TRIM_WARN_PERIOD: Duration = Duration::from_secs(300);
 
 /// What the link tells the daemon.
 #[derive(Debug)]
@@ -54,6 +62,9 @@ pub struct LinkStats {
     pub published_status: u64,
     /// Successful connections after the first one.
     pub reconnects: u64,
+    /// Status snapshots too large for one MQTT message, trimmed before sending.
+    #[serde(default)]
+    pub trimmed_status: u64,
 }
 
 /// State shared by the handle and the link tasks. The mutex is never held across `.await`.
@@ -73,6 +84,8 @@ struct LinkState {
     /// Set on ConnAck: send `latest` even if nothing new was queued.
     resend_latest: bool,
     stats: LinkStats,
+    /// Rate limit of the warning about trimmed snapshots.
+    trim_warned: RateLimit,
 }
 
 impl Shared {
@@ -120,6 +133,7 @@ pub fn spawn(
             connected: false,
             resend_latest: false,
             stats: LinkStats::default(),
+            trim_warned: RateLimit::new(TRIM_WARN_PERIOD),
         }),
         wake: Notify::new(),
     });
@@ -133,10 +147,23 @@ pub fn spawn(
 
 impl HubHandle {
     /// Queues a status snapshot for the hub. Never blocks; while offline at most
-    /// `status_queue` snapshots are kept, the oldest dropped and counted.
-    pub fn publish_status(&self, status: DeviceStatus) {
+    /// `status_queue` snapshots are kept, the oldest dropped and counted. A snapshot too
+    /// large for one MQTT message is trimmed (see `trim`), counted and sent anyway.
+    pub fn publish_status(&self, mut status: DeviceStatus) {
+        let trimmed = trim::fit(&mut status, trim::STATUS_BUDGET_BYTES);
         {
             let mut st = self.shared.lock();
+            if let Some(t) = trimmed {
+                st.stats.trimmed_status += 1;
+                if let Some(suppressed) = st.trim_warned.allow("trimmed", Instant::now()) {
+                    warn!(device = %self.shared.device, bytes_before = t.bytes_before,
+                        bytes_after = t.bytes_after, errors_cut = t.errors_cut,
+                        details_dropped = t.details_dropped,
+                        workloads_dropped = t.workloads_dropped, suppressed,
+                        "status too large for one MQTT message ({} bytes): trimmed to fit",
+                        drover_protocol::MAX_MESSAGE_BYTES);
+                }
+            }
             st.latest = Some(status.clone());
             let dropped = st.queue.push(status);
             st.stats.dropped_status += dropped;

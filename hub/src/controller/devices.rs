@@ -181,7 +181,7 @@ fn parse_csv(file: &FileText) -> Result<DeviceList, ControllerError> {
         .map_err(|e| at(f, 1, 1, format!("cannot read the CSV header: {e}")))?
         .clone();
     let want = ["name", "labels"];
-    if headers.len() < 1 || headers.len() > 2 || headers.iter().zip(want).any(|(h, w)| h != w) {
+    if headers.is_empty() || headers.len() > 2 || headers.iter().zip(want).any(|(h, w)| h != w) {
         let msg =
             "expected the header line `name,labels` (labels: key=value pairs separated by `;`)";
         return Err(at(f, 1, 1, msg.to_owned()).into());

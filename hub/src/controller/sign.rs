@@ -1,11 +1,13 @@
 //! Signing the changed devices' desired states, spread over the machine's cores: at
 //! 10,000 devices signing is the largest CPU cost of an apply. Each state is also checked
-//! against the one message-size limit before anything is committed.
+//! against the one message-size limit (`drover_protocol::limits`) before anything is
+//! committed.
 
 use std::collections::BTreeMap;
 
 use drover_protocol::auth::sign_desired;
-use drover_protocol::codec::{CodecError, MAX_MESSAGE_BYTES};
+use drover_protocol::codec::CodecError;
+use drover_protocol::limits::check_desired_size;
 use drover_protocol::{DesiredState, Name, encode};
 use ed25519_dalek::SigningKey;
 
@@ -17,9 +19,12 @@ use crate::store::DesiredRow;
 const PARALLEL_FROM: usize = 64;
 
 fn oversize(device: &Name, bytes: usize) -> ControllerError {
-    ControllerError::Invalid(format!(
-        "the desired state of device {device} would be {bytes} bytes, over the limit of {MAX_MESSAGE_BYTES} bytes for one MQTT message: place fewer or smaller workloads on it"
-    ))
+    match check_desired_size(device, bytes) {
+        Err(e) => ControllerError::Invalid(e.to_string()),
+        Ok(()) => {
+            ControllerError::Invalid(format!("the desired state of device {device} is too large"))
+        }
+    }
 }
 
 /// One device's next desired state, signed and ready to store and publish.
@@ -82,9 +87,8 @@ fn sign_one(
     let workloads = encode(&state).map_err(too_big)?;
     state.generation = change.generation;
     let payload = sign_desired(&state, key).map_err(too_big)?;
-    if payload.len() > MAX_MESSAGE_BYTES {
-        return Err(oversize(device, payload.len()));
-    }
+    check_desired_size(device, payload.len())
+        .map_err(|e| ControllerError::Invalid(e.to_string()))?;
     Ok(Signed {
         device: device.clone(),
         row: DesiredRow {

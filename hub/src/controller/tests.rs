@@ -403,7 +403,7 @@ fn an_oversize_desired_state_is_refused_naming_the_device() {
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("desired state of device pi-1 would be"),
+            .contains("desired state for device pi-1 would be"),
         "{err}"
     );
     assert!(published(&mut rx).is_empty());
