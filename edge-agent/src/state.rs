@@ -126,6 +126,9 @@ pub struct AgentReport {
     pub warnings: Vec<String>,
     /// The link to the hub, when one is configured.
     pub hub: Option<crate::hub::LinkStats>,
+    /// Each desired workload's labels (not part of the wire status), for `ps -o json`.
+    #[serde(default)]
+    pub labels: BTreeMap<Name, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,11 +208,12 @@ pub fn save_desired(paths: &StatePaths, desired: &DesiredState) -> Result<(), St
     write_atomic(&path, &bytes).map_err(io_err(&path))
 }
 
-/// The last persisted desired state; `Ok(None)` when there is none yet.
+/// The last persisted desired state; `Ok(None)` when there is none yet. A state written
+/// by an older agent (older envelope version) is read too.
 pub fn load_desired(paths: &StatePaths) -> Result<Option<DesiredState>, StateError> {
     let path = paths.desired();
     match fs::read(&path) {
-        Ok(bytes) => drover_protocol::decode(&bytes)
+        Ok(bytes) => drover_protocol::compat::decode_any(&bytes)
             .map(Some)
             .map_err(|source| StateError::Codec { path, source }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -230,4 +234,38 @@ pub fn load_report(paths: &StatePaths) -> Result<AgentReport, StateError> {
     let path = paths.status();
     let bytes = fs::read(&path).map_err(io_err(&path))?;
     serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// `encode(&desired)` by the envelope-version-1 build (commit 34ca3cb): device `pi-1`,
+    /// generation 7, workload `web` with container `main` from `hub:sensor:1.0`.
+    const V1_DESIRED: &str = "01010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e";
+
+    #[test]
+    fn a_desired_state_persisted_by_an_older_agent_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::new(dir.path());
+        assert_eq!(load_desired(&paths).unwrap(), None);
+        let bytes: Vec<u8> = (0..V1_DESIRED.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&V1_DESIRED[i..i + 2], 16).unwrap())
+            .collect();
+        fs::write(paths.desired(), bytes).unwrap();
+        let old = load_desired(&paths).unwrap().unwrap();
+        assert_eq!((old.device.as_str(), old.generation), ("pi-1", 7));
+        assert_eq!(
+            old.workloads[0].containers[0].image.as_str(),
+            "hub:sensor:1.0"
+        );
+        assert!(old.workloads[0].labels.is_empty());
+        // Saved again, it is written in the current version and reads back the same.
+        save_desired(&paths, &old).unwrap();
+        assert_eq!(fs::read(paths.desired()).unwrap()[0], 2);
+        assert_eq!(load_desired(&paths).unwrap(), Some(old));
+    }
 }

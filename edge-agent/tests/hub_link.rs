@@ -327,7 +327,7 @@ fn desired_of_size(device: &Name, generation: u64, key: &SigningKey, size: usize
     let sized = |pad: usize| {
         let container = ContainerSpec {
             name: Name::new("main").expect("name"),
-            image: "oci:/images/app:1".into(),
+            image: drover_protocol::ImageRef::new("oci:/images/app:1").expect("image"),
             command: vec![],
             args: vec![],
             env: vec![EnvVar {
@@ -349,6 +349,7 @@ fn desired_of_size(device: &Name, generation: u64, key: &SigningKey, size: usize
                 network: NetworkMode::Host,
                 volumes: vec![],
                 stop_grace_ms: 1000,
+                labels: Default::default(),
             }],
         };
         sign_desired(&state, key).expect("sign")

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::Name;
-use crate::codec::{CodecError, Wire, decode, encode};
+use crate::codec::{CodecError, Wire, encode};
+use crate::compat::decode_any;
 use crate::types::{DesiredState, DeviceStatus};
 
 /// Domain separation: a signature over a desired state is never valid for anything else.
@@ -75,11 +76,13 @@ pub fn verify_desired(
     device: &Name,
     held: u64,
 ) -> Result<DesiredState, AuthError> {
-    let signed: SignedDesired = decode(payload)?;
+    // Older envelope versions are read too (a state persisted before an upgrade); the
+    // signature is checked over the bytes as signed, before any conversion.
+    let signed: SignedDesired = decode_any(payload)?;
     let sig = Signature::from_slice(&signed.signature).map_err(|_| AuthError::BadSignature)?;
     hub.verify(&[DESIRED_CONTEXT, &signed.desired].concat(), &sig)
         .map_err(|_| AuthError::BadSignature)?;
-    let desired: DesiredState = decode(&signed.desired)?;
+    let desired: DesiredState = decode_any(&signed.desired)?;
     if &desired.device != device {
         return Err(AuthError::WrongDevice {
             expected: device.to_string(),
@@ -119,12 +122,12 @@ pub fn open_status(
     device: &Name,
     credential: &[u8],
 ) -> Result<DeviceStatus, AuthError> {
-    let authed: AuthedStatus = decode(payload)?;
+    let authed: AuthedStatus = decode_any(payload)?;
     let mut m = mac(credential);
     m.update(STATUS_CONTEXT);
     m.update(&authed.status);
     m.verify_slice(&authed.mac).map_err(|_| AuthError::BadMac)?;
-    let status: DeviceStatus = decode(&authed.status)?;
+    let status: DeviceStatus = decode_any(&authed.status)?;
     if &status.device != device {
         return Err(AuthError::WrongDevice {
             expected: device.to_string(),
@@ -139,6 +142,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::codec::decode;
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])

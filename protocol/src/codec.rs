@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 
 use crate::types::{DesiredState, DeviceStatus};
 
-/// Envelope version written by this build. Bump it when a wire struct changes shape.
-pub const VERSION: u16 = 1;
+/// Envelope version written by this build. Bump it when a wire struct changes shape
+/// (2: `WorkloadSpec.labels`); `compat::decode_any` still reads older versions.
+pub const VERSION: u16 = 2;
 
 /// Largest payload accepted or produced (see `limits`, where every size limit lives).
 pub use crate::limits::MAX_MESSAGE_BYTES;
@@ -93,8 +94,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::Name;
     use crate::types::*;
+    use crate::{ImageRef, Name};
 
     fn name() -> impl Strategy<Value = Name> {
         "[a-z][a-z0-9-]{0,10}[a-z0-9]".prop_map(|s| Name::new(s).unwrap())
@@ -103,14 +104,14 @@ mod tests {
     fn container() -> impl Strategy<Value = ContainerSpec> {
         (
             name(),
-            ".{0,40}",
+            "[a-z0-9]{1,10}(:[a-z0-9]{1,8})?",
             prop::collection::vec(".{0,10}", 0..4),
             any::<Option<u64>>(),
             any::<Option<u32>>(),
         )
             .prop_map(|(name, image, args, mem, pids)| ContainerSpec {
                 name,
-                image,
+                image: ImageRef::new(image).unwrap(),
                 command: vec![],
                 args,
                 env: vec![EnvVar {
@@ -156,6 +157,7 @@ mod tests {
                         network: NetworkMode::None,
                         volumes: vec![Name::new("data").unwrap()],
                         stop_grace_ms: 5000,
+                        labels: [("app".to_string(), "web".to_string())].into(),
                     })
                     .collect(),
             })
@@ -197,11 +199,11 @@ mod tests {
             decode::<DeviceStatus>(&bytes),
             Err(CodecError::Kind { found: 1, .. })
         ));
-        let mut v2 = bytes.clone();
-        v2[0] = 2;
+        let mut other = bytes.clone();
+        other[0] = 3;
         assert!(matches!(
-            decode::<DesiredState>(&v2),
-            Err(CodecError::Version { found: 2 })
+            decode::<DesiredState>(&other),
+            Err(CodecError::Version { found: 3 })
         ));
         let mut long = bytes.clone();
         long.push(0);

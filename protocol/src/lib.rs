@@ -6,7 +6,11 @@
 
 pub mod auth;
 pub mod codec;
+pub mod compat;
 pub mod config_text;
+pub mod digest;
+pub mod image_ref;
+pub mod labels;
 pub mod limits;
 pub mod manifest;
 pub mod names;
@@ -15,6 +19,8 @@ pub mod topics;
 pub mod types;
 
 pub use codec::{CodecError, decode, encode};
+pub use digest::{Digest, DigestError};
+pub use image_ref::{ImageRef, ImageRefError, ImageSource};
 pub use limits::{MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES, SizeError, check_desired_size};
 pub use names::{Name, NameError};
 pub use types::*;

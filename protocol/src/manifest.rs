@@ -15,9 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_saphyr::{Budget, MessageFormatter, Options, Spanned, UserMessageFormatter};
 
+use crate::labels::{check_label_key, check_label_value};
 use crate::quantity::{ByteSize, CpuMillis, DurationMs};
 use crate::{
-    ContainerSpec, EnvVar, HostDevice, Mount, MountSource, Name, NetworkMode, Resources,
+    ContainerSpec, EnvVar, HostDevice, ImageRef, Mount, MountSource, Name, NetworkMode, Resources,
     RestartPolicy, WorkloadSpec,
 };
 
@@ -39,7 +40,8 @@ pub struct ManifestError {
 }
 
 impl ManifestError {
-    fn at<T>(file: &str, node: &Spanned<T>, message: impl Into<String>) -> Self {
+    /// An error located at `node`.
+    pub fn at<T>(file: &str, node: &Spanned<T>, message: impl Into<String>) -> Self {
         let loc = node.referenced;
         ManifestError {
             file: file.to_owned(),
@@ -111,9 +113,9 @@ pub enum WorkloadKind {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ObjectMeta {
     pub name: Name,
-    /// Free-form; not part of the wire spec (the hub selects on device labels).
+    /// The workload's labels, checked like device labels and kept in `WorkloadSpec::labels`.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, Spanned<String>>,
 }
 
 /// The pod-like part of a manifest: a Workload's `spec`, later a Deployment's `template.spec`.
@@ -149,7 +151,7 @@ pub struct VolumeDecl {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ContainerManifest {
     pub name: Spanned<Name>,
-    pub image: Spanned<String>,
+    pub image: Spanned<ImageRef>,
     #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]
@@ -251,7 +253,7 @@ pub fn parse_workloads(file_name: &str, text: &str) -> Result<Vec<WorkloadSpec>,
     let mut specs = Vec::with_capacity(docs.len());
     for doc in &docs {
         let name = doc.value.metadata.name.clone();
-        let spec = doc
+        let mut spec = doc
             .value
             .spec
             .to_spec(file_name, name.clone())
@@ -261,6 +263,7 @@ pub fn parse_workloads(file_name: &str, text: &str) -> Result<Vec<WorkloadSpec>,
                 }
                 e
             })?;
+        spec.labels = checked_labels(file_name, &doc.value.metadata.labels)?;
         if !seen.insert(name.clone()) {
             let msg = format!("workload {:?} is defined twice", name.as_str());
             return Err(ManifestError::at(file_name, doc, msg));
@@ -304,6 +307,7 @@ impl WorkloadTemplateSpec {
             },
             volumes: volumes.into_iter().collect(),
             stop_grace_ms,
+            labels: BTreeMap::new(),
         })
     }
 
@@ -317,6 +321,22 @@ impl WorkloadTemplateSpec {
         }
         Ok(names)
     }
+}
+
+/// Checks `metadata.labels`-style maps. Keys are located at their value: serde-saphyr
+/// gives map keys no span.
+pub fn checked_labels(
+    file: &str,
+    labels: &BTreeMap<String, Spanned<String>>,
+) -> Result<BTreeMap<String, String>, ManifestError> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            check_label_key(k).map_err(|e| ManifestError::at(file, v, e.to_string()))?;
+            check_label_value(&v.value).map_err(|e| ManifestError::at(file, v, e.to_string()))?;
+            Ok((k.clone(), v.value.clone()))
+        })
+        .collect()
 }
 
 /// An absolute path without `..` components.
@@ -341,13 +361,6 @@ impl ContainerManifest {
         file: &str,
         volumes: &BTreeSet<Name>,
     ) -> Result<ContainerSpec, ManifestError> {
-        if self.image.value.trim().is_empty() {
-            return Err(ManifestError::at(
-                file,
-                &self.image,
-                "image must not be empty",
-            ));
-        }
         if let Some(dir) = &self.working_dir {
             check_path(file, dir, "workingDir")?;
         }
@@ -362,7 +375,7 @@ impl ContainerManifest {
         }
         Ok(ContainerSpec {
             name: self.name.value.clone(),
-            image: self.image.value.trim().to_owned(),
+            image: self.image.value.clone(),
             command: self.command.clone(),
             args: self.args.clone(),
             env: self
@@ -558,9 +571,10 @@ spec:
             network: NetworkMode::None,
             volumes: vec![name("data")],
             stop_grace_ms: 5000,
+            labels: [("app".to_owned(), "web".to_owned())].into(),
             containers: vec![ContainerSpec {
                 name: name("main"),
-                image: "oci:/var/lib/images/web:1.0".into(),
+                image: ImageRef::new("oci:/var/lib/images/web:1.0").expect("valid image"),
                 command: vec!["/bin/web".into()],
                 args: vec!["--port".into(), "8080".into()],
                 env: vec![env("A", "b"), env("PORT", "8080")],
@@ -714,7 +728,56 @@ spec:
             "web.yaml:6:15: a workload needs at least one container"
         );
         let empty_image = MINIMAL.replace("image: x", "image: \"\"");
-        assert_eq!(err(&empty_image), "web.yaml:8:14: image must not be empty");
+        assert_eq!(err(&empty_image), "web.yaml:8:14: image reference is empty");
+    }
+
+    #[test]
+    fn image_typos_point_at_the_image() {
+        let typo = err(&MINIMAL.replace("image: x", "image: Nginx:1"));
+        assert!(
+            typo.starts_with("web.yaml:8:14: image \"Nginx:1\": repository \"Nginx\" is not valid"),
+            "{typo}"
+        );
+        let url = err(&MINIMAL.replace("image: x", "image: docker://busybox"));
+        assert!(
+            url.starts_with("web.yaml:8:14: image \"docker://busybox\" is a URL"),
+            "{url}"
+        );
+        let digest = err(&MINIMAL.replace("image: x", "image: hub:a@sha512:00"));
+        assert!(
+            digest.starts_with("web.yaml:8:14: ") && digest.contains("only sha256"),
+            "{digest}"
+        );
+    }
+
+    #[test]
+    fn workload_labels_are_checked_and_kept() {
+        let text = MINIMAL.replace(
+            "  name: web\n",
+            "  name: web\n  labels: {app: web, example.com/tier: \"1\"}\n",
+        );
+        let spec = &parse_workloads("web.yaml", &text).expect("parses")[0];
+        let want: BTreeMap<String, String> = [("app", "web"), ("example.com/tier", "1")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(spec.labels, want);
+        let bad_value = MINIMAL.replace("  name: web\n", "  name: web\n  labels: {app: a b}\n");
+        assert!(
+            err(&bad_value).starts_with("web.yaml:5:17: label value \"a b\""),
+            "{}",
+            err(&bad_value)
+        );
+        let bad_key = MINIMAL.replace("  name: web\n", "  name: web\n  labels: {-app: x}\n");
+        assert!(
+            err(&bad_key).starts_with("web.yaml:5:18: label key \"-app\""),
+            "{}",
+            err(&bad_key)
+        );
+        assert!(
+            parse_workloads("web.yaml", MINIMAL).expect("parses")[0]
+                .labels
+                .is_empty()
+        );
     }
 
     #[test]

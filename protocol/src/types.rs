@@ -5,9 +5,11 @@
 //! changes shape. No `skip_serializing_if`, `flatten` or `untagged` here: they break
 //! postcard decoding.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::Name;
+use crate::{ImageRef, Name};
 
 /// Everything one device should run, as of `generation`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,13 +33,18 @@ pub struct WorkloadSpec {
     pub volumes: Vec<Name>,
     /// Time between SIGTERM and SIGKILL when a container is stopped.
     pub stop_grace_ms: u32,
+    /// The workload's own labels (a manifest's `metadata.labels`, a Deployment's
+    /// `template.metadata.labels`), checked like device labels. Since envelope version 2;
+    /// `default` keeps JSON written before that readable.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub name: Name,
-    /// `oci:/path/to/layout[:tag|@sha256:…]` (more schemes come with registry pulls).
-    pub image: String,
+    /// Validated; encoded as the plain string it was written as.
+    pub image: ImageRef,
     /// Replaces the image's entrypoint when not empty.
     pub command: Vec<String>,
     /// Replaces the image's cmd when not empty.

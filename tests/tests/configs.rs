@@ -93,7 +93,10 @@ fn hello_manifest_is_the_documented_demo() {
         std::fs::read_to_string(configs_dir().join("manifests/hello.yaml")).expect("hello.yaml");
     let specs = parse_workloads("hello.yaml", &text).expect("parses");
     let main = &specs[0].containers[0];
-    assert_eq!(main.image, "oci:/var/lib/drover-demo/busybox:latest");
+    assert_eq!(
+        main.image.as_str(),
+        "oci:/var/lib/drover-demo/busybox:latest"
+    );
     assert_eq!(main.resources.memory_bytes, Some(32 << 20));
     assert_eq!(main.resources.pids, Some(32));
 }

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use drover_protocol::auth::{seal_status, sign_desired};
 use drover_protocol::codec::Wire;
 use drover_protocol::{
-    Capacity, ContainerSpec, ContainerStatus, DesiredState, DeviceStatus, EnvVar, Mount,
+    Capacity, ContainerSpec, ContainerStatus, DesiredState, DeviceStatus, EnvVar, ImageRef, Mount,
     MountSource, Name, NetworkMode, Phase, Resources, RestartPolicy, WorkloadSpec, WorkloadStatus,
     encode,
 };
@@ -24,6 +24,10 @@ const NOW_MS: u64 = 1_763_700_000_000;
 
 fn name(s: &str) -> Name {
     Name::new(s).unwrap_or_else(|e| panic!("bad name {s}: {e}"))
+}
+
+fn image(s: &str) -> ImageRef {
+    ImageRef::new(s).unwrap_or_else(|e| panic!("bad image {s}: {e}"))
 }
 
 fn env(k: &str, v: &str) -> EnvVar {
@@ -40,7 +44,7 @@ fn workloads() -> Vec<WorkloadSpec> {
         name: name("sensor"),
         containers: vec![ContainerSpec {
             name: name("main"),
-            image: "hub:sensor-sim:1.0".into(),
+            image: image("hub:sensor-sim:1.0"),
             command: vec![],
             args: vec![],
             env: vec![
@@ -61,12 +65,13 @@ fn workloads() -> Vec<WorkloadSpec> {
         network: NetworkMode::Host,
         volumes: vec![],
         stop_grace_ms: 10_000,
+        labels: Default::default(),
     };
     let uptime = WorkloadSpec {
         name: name("uptime"),
         containers: vec![ContainerSpec {
             name: name("main"),
-            image: "hub:uptime-http:1.0".into(),
+            image: image("hub:uptime-http:1.0"),
             command: vec![],
             args: vec![],
             env: vec![env("PORT", "8080")],
@@ -83,12 +88,13 @@ fn workloads() -> Vec<WorkloadSpec> {
         network: NetworkMode::Host,
         volumes: vec![],
         stop_grace_ms: 10_000,
+        labels: Default::default(),
     };
     let web = WorkloadSpec {
         name: name("web"),
         containers: vec![ContainerSpec {
             name: name("main"),
-            image: "registry.local:5000/web:1.4.2".into(),
+            image: image("registry.local:5000/web:1.4.2"),
             command: vec!["/bin/web".into()],
             args: vec!["--port".into(), "8081".into()],
             env: vec![env("DATA_DIR", "/data"), env("MODE", "prod")],
@@ -123,13 +129,15 @@ fn workloads() -> Vec<WorkloadSpec> {
         network: NetworkMode::Host,
         volumes: vec![name("data")],
         stop_grace_ms: 10_000,
+        labels: Default::default(),
     };
     let reader = WorkloadSpec {
         name: name("i2c-reader"),
         containers: vec![ContainerSpec {
             name: name("reader"),
-            image: "hub:i2c-reader@sha256:8d3c1a7e5f0b2c4d6e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d"
-                .into(),
+            image: image(
+                "hub:i2c-reader@sha256:8d3c1a7e5f0b2c4d6e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d",
+            ),
             command: vec![],
             args: vec![],
             env: vec![env("BUS", "/dev/i2c-1")],
@@ -150,12 +158,13 @@ fn workloads() -> Vec<WorkloadSpec> {
         network: NetworkMode::None,
         volumes: vec![],
         stop_grace_ms: 2_000,
+        labels: Default::default(),
     };
     let shipper = WorkloadSpec {
         name: name("log-shipper"),
         containers: vec![ContainerSpec {
             name: name("main"),
-            image: "docker.io/library/busybox:1.36".into(),
+            image: image("docker.io/library/busybox:1.36"),
             command: vec!["/bin/sh".into(), "-c".into()],
             args: vec![
                 "while true; do tail -n 100 /logs/app.log | nc hub.local 5140; sleep 60; done"
@@ -179,6 +188,7 @@ fn workloads() -> Vec<WorkloadSpec> {
         network: NetworkMode::Host,
         volumes: vec![],
         stop_grace_ms: 1_000,
+        labels: Default::default(),
     };
     vec![sensor, uptime, web, reader, shipper]
 }
@@ -206,7 +216,7 @@ fn status(desired: &DesiredState) -> DeviceStatus {
                 .map(|c| ContainerStatus {
                     name: c.name.clone(),
                     phase: Phase::Running,
-                    image: c.image.clone(),
+                    image: c.image.to_string(),
                     pid: Some(4242 + i as u32),
                     restarts: 0,
                     started_at_ms: Some(NOW_MS - 3_600_000),

@@ -74,9 +74,16 @@ pub fn ps(config: &Path, format: Format) -> u8 {
     0
 }
 
-/// The status as JSON, with the agent's own view (manifest errors, hub link) under `agent`.
+/// The status as JSON, with each workload's labels, and the agent's own view (manifest
+/// errors, hub link) under `agent`.
 fn json(report: &state::AgentReport) -> serde_json::Result<String> {
     let mut v = serde_json::to_value(&report.status)?;
+    if let Some(workloads) = v["workloads"].as_array_mut() {
+        for (w, status) in workloads.iter_mut().zip(&report.status.workloads) {
+            let labels = report.labels.get(&status.name).cloned().unwrap_or_default();
+            w["labels"] = serde_json::to_value(labels)?;
+        }
+    }
     v["agent"] = serde_json::json!({
         "pid": report.agent_pid,
         "manifest_error": report.manifest_error,
@@ -211,5 +218,40 @@ mod tests {
         assert_eq!(age(5_000), "5s");
         assert_eq!(age(125_000), "2m5s");
         assert_eq!(age(7_300_000), "2h1m");
+    }
+
+    #[test]
+    fn json_shows_each_workload_with_its_labels() {
+        use drover_protocol::{Name, Phase, WorkloadStatus};
+        let name = |s: &str| Name::new(s).expect("valid name");
+        let workload = |n: &str| WorkloadStatus {
+            name: name(n),
+            phase: Phase::Running,
+            restarts: 0,
+            containers: vec![],
+            last_error: None,
+        };
+        let report = state::AgentReport {
+            agent_pid: 1,
+            status: DeviceStatus {
+                device: name("pi"),
+                observed_generation: 1,
+                time_ms: 0,
+                workloads: vec![workload("web"), workload("db")],
+                capacity: Default::default(),
+            },
+            manifest_error: None,
+            warnings: vec![],
+            hub: None,
+            labels: [(name("web"), [("app".to_owned(), "web".to_owned())].into())].into(),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&report).expect("json")).expect("parses");
+        assert_eq!(
+            v["workloads"][0]["labels"],
+            serde_json::json!({"app": "web"})
+        );
+        assert_eq!(v["workloads"][1]["labels"], serde_json::json!({}));
+        assert_eq!(v["agent"]["pid"], 1);
     }
 }

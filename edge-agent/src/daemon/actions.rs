@@ -158,7 +158,7 @@ impl Agent {
         spec: &WorkloadSpec,
         c: &ContainerSpec,
     ) -> Result<(u32, String), String> {
-        let image = self.ensure_image(&c.image)?;
+        let image = self.ensure_image(c.image.as_str())?;
         let id = container_id(&spec.name, &c.name);
         let dir = self.paths.container_dir(&spec.name, &c.name);
         self.clear_previous(&id, &dir);

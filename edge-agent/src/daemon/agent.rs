@@ -368,7 +368,7 @@ impl Agent {
             .flat_map(|w| &w.containers)
             .filter_map(|c| {
                 self.prepared
-                    .get(&c.image)
+                    .get(c.image.as_str())
                     .map(|p| p.manifest_digest.clone())
             })
             .collect();

@@ -115,6 +115,13 @@ impl Agent {
             manifest_error: self.manifest_error.clone(),
             warnings: self.conflicts.clone(),
             hub: self.link_stats.clone(),
+            labels: self
+                .desired
+                .workloads
+                .iter()
+                .filter(|w| !w.labels.is_empty())
+                .map(|w| (w.name.clone(), w.labels.clone()))
+                .collect(),
         };
         let key = report_key(&report);
         if self.last_report.as_ref() == Some(&key) {
@@ -168,7 +175,7 @@ impl Agent {
                     if let Some(ImageState::Pulling {
                         done_bytes,
                         total_bytes,
-                    }) = observed.images.get(&c.image)
+                    }) = observed.images.get(c.image.as_str())
                     {
                         st.pull_done_bytes = Some(*done_bytes);
                         st.pull_total_bytes = Some(*total_bytes);
@@ -248,7 +255,7 @@ fn pending_container(c: &drover_protocol::ContainerSpec, phase: Phase) -> Contai
     ContainerStatus {
         name: c.name.clone(),
         phase,
-        image: c.image.clone(),
+        image: c.image.to_string(),
         pid: None,
         restarts: 0,
         started_at_ms: None,

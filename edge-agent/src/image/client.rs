@@ -95,6 +95,11 @@ impl Client {
         &self.base
     }
 
+    /// The repository this client reads.
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
     /// Fetches a manifest or index by tag or digest; returns its bytes and media type.
     pub fn manifest(&mut self, reference: &str) -> Result<(Vec<u8>, String), ImageError> {
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repo);

@@ -1,62 +1,13 @@
-//! Content digests (`sha256:<hex>`) and a reader that hashes and counts what passes through it.
+//! Content digests (`sha256:<hex>`, the protocol's validated [`Digest`]) and a reader that
+//! hashes and counts what passes through it.
 //!
 //! Only sha256 is accepted: a digest is validated once, when parsed, and must never be
 //! used to build a path before it is (the hex part becomes a file name in the store).
 
-use std::fmt;
 use std::io::{self, Read};
 
+pub use drover_protocol::Digest;
 use sha2::{Digest as _, Sha256};
-
-/// A validated `sha256:<64 lowercase hex>` digest.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Digest {
-    hex: String,
-}
-
-impl Digest {
-    /// Parses `sha256:<hex>`; the error says what is wrong.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (alg, hex) = s
-            .split_once(':')
-            .ok_or_else(|| format!("digest `{s}` has no `algorithm:` prefix"))?;
-        if alg != "sha256" {
-            return Err(format!(
-                "digest `{s}`: algorithm `{alg}` is not supported (only sha256)"
-            ));
-        }
-        let valid = hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !valid {
-            return Err(format!(
-                "digest `{s}`: expected 64 lowercase hex characters after `sha256:`"
-            ));
-        }
-        Ok(Self {
-            hex: hex.to_string(),
-        })
-    }
-
-    /// The hex part only (safe as a file name).
-    pub fn hex(&self) -> &str {
-        &self.hex
-    }
-
-    /// Digest of a byte slice.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self {
-            hex: hex::encode(Sha256::digest(bytes)),
-        }
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
-    }
-}
 
 /// Hashes (sha256) and counts every byte read through it.
 pub struct HashingReader<R> {
@@ -78,8 +29,8 @@ impl<R: Read> HashingReader<R> {
     /// the inner reader, the digest and the number of bytes seen.
     pub fn finish(mut self) -> io::Result<(R, Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        let hex = hex::encode(self.hasher.finalize());
-        Ok((self.inner, Digest { hex }, self.count))
+        let digest = Digest::from_sha256(self.hasher.finalize().into());
+        Ok((self.inner, digest, self.count))
     }
 }
 

@@ -101,6 +101,15 @@ pub enum ImageError {
         expected: String,
         actual: String,
     },
+    #[error(
+        "registry {registry}: manifest {repo}@{expected} has digest {actual}: refusing content that does not match the pinned digest (nothing was stored)"
+    )]
+    PinnedMismatch {
+        registry: String,
+        repo: String,
+        expected: String,
+        actual: String,
+    },
     #[error("layer {layer}: media type `{media_type}` is not supported{hint}")]
     UnsupportedMediaType {
         layer: String,
@@ -204,10 +213,8 @@ impl ImageStore {
         })?;
         let _shared = self.locks.gc.read().unwrap_or_else(PoisonError::into_inner);
         match parsed {
-            reference::ImageRef::Oci(r) => self.prepare_layout(reference, &r),
-            reference::ImageRef::Registry(r) | reference::ImageRef::Hub(r) => {
-                pull::prepare(self, reference, &r, cfg, progress)
-            }
+            reference::Source::Oci(r) => self.prepare_layout(reference, &r),
+            reference::Source::Registry(r) => pull::prepare(self, reference, &r, cfg, progress),
         }
     }
 

@@ -132,12 +132,15 @@ fn resolve(
     ))
 }
 
+/// Refuses a manifest or index that does not hash to the digest it was asked by: a
+/// pinned (signed) reference must get exactly that content, or nothing.
 fn check_pinned(client: &Client, expected: &Digest, actual: &Digest) -> Result<(), ImageError> {
     if expected == actual {
         return Ok(());
     }
-    Err(ImageError::DigestMismatch {
-        path: format!("{}/… manifest {expected}", client.base()).into(),
+    Err(ImageError::PinnedMismatch {
+        registry: client.base().to_string(),
+        repo: client.repo().to_string(),
         expected: expected.to_string(),
         actual: actual.to_string(),
     })

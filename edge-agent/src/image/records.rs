@@ -164,9 +164,9 @@ impl ImageStore {
 
     /// Records that an image was just used (a container of it started).
     pub fn touch(&self, manifest_digest: &str) -> Result<(), ImageError> {
-        let digest = Digest::parse(manifest_digest).map_err(|reason| ImageError::Reference {
+        let digest = Digest::parse(manifest_digest).map_err(|e| ImageError::Reference {
             reference: manifest_digest.to_string(),
-            reason,
+            reason: e.to_string(),
         })?;
         let _guard = self.lock_files();
         let Some(mut record) = self.read_record(&digest) else {

@@ -530,3 +530,46 @@ fn gc_removes_oldest_unused_and_never_in_use() {
             .is_none()
     );
 }
+
+#[test]
+fn a_pinned_reference_refuses_a_swapped_manifest_and_stores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    let pinned_index =
+        testutil::write_multiplatform_layout(&good, "v1", &[small_image("good")]).unwrap();
+    let evil = tmp.path().join("evil");
+    let evil_index =
+        testutil::write_multiplatform_layout(&evil, "v1", &[small_image("evil")]).unwrap();
+    // Asked for the pinned digest, the registry answers with another (valid) image.
+    let (evil_hex, honest) = (evil_index[7..].to_string(), serve_layout(evil.clone()));
+    let swapping = FakeServer::start(move |req, i| {
+        if req.path.starts_with("/v2/app/manifests/sha256:") {
+            let bytes = std::fs::read(evil.join("blobs/sha256").join(&evil_hex)).unwrap();
+            return Resp::new(200, bytes)
+                .header("Content-Type", "application/vnd.oci.image.index.v1+json");
+        }
+        honest(req, i)
+    });
+    let store = ImageStore::open(&tmp.path().join("images")).unwrap();
+    let reference = format!("{}/app@{pinned_index}", swapping.addr);
+    let err = store
+        .prepare_with(&reference, &PullConfig::default(), &|_| {})
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ImageError::PinnedMismatch { .. }), "{msg}");
+    assert!(
+        msg.contains(&format!("app@{pinned_index} has digest {evil_index}")),
+        "{msg}"
+    );
+    let stored =
+        |dir: &str| std::fs::read_dir(tmp.path().join("images").join(dir)).map_or(0, |d| d.count());
+    assert_eq!((stored("blobs/sha256"), stored("layers/sha256")), (0, 0));
+    assert!(!tmp.path().join("images/refs.json").exists());
+    // The registry serving what was signed: accepted.
+    let srv = FakeServer::start(serve_layout(good));
+    let reference = format!("{}/app@{pinned_index}", srv.addr);
+    let img = store
+        .prepare_with(&reference, &PullConfig::default(), &|_| {})
+        .unwrap();
+    assert!(img.layers[0].join("good").is_file());
+}

@@ -102,7 +102,7 @@ fn images_ready(
 ) -> bool {
     let mut ready = true;
     for c in containers {
-        match observed.images.get(&c.image) {
+        match observed.images.get(c.image.as_str()) {
             Some(ImageState::Ready) => {}
             Some(ImageState::Pulling { .. }) => ready = false,
             Some(ImageState::Failed { at_ms, .. })
@@ -114,7 +114,7 @@ fn images_ready(
             _ => {
                 ready = false;
                 let action = Action::PrepareImage {
-                    image: c.image.clone(),
+                    image: c.image.to_string(),
                 };
                 if !p.actions.contains(&action) {
                     p.actions.push(action);

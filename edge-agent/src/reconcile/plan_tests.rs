@@ -9,10 +9,14 @@ fn n(s: &str) -> Name {
     Name::new(s).unwrap()
 }
 
+fn img(s: &str) -> ImageRef {
+    ImageRef::new(s).expect("valid image")
+}
+
 fn container(name: &str, image: &str) -> ContainerSpec {
     ContainerSpec {
         name: n(name),
-        image: image.into(),
+        image: img(image),
         command: vec![],
         args: vec![],
         env: vec![],
@@ -35,6 +39,7 @@ fn workload(name: &str, images: &[&str], policy: RestartPolicy) -> WorkloadSpec 
         network: NetworkMode::Host,
         volumes: vec![],
         stop_grace_ms: 3000,
+        labels: Default::default(),
     }
 }
 
@@ -172,7 +177,7 @@ fn a_workload_no_longer_desired_is_removed_with_its_data() {
 fn a_changed_workload_is_replaced_once_its_new_images_are_ready() {
     let old = workload("web", &["oci:/a"], RestartPolicy::Always);
     let mut new = old.clone();
-    new.containers[0].image = "oci:/b".into();
+    new.containers[0].image = img("oci:/b");
     new.stop_grace_ms = 1;
     let mut o = observed_with(
         &old,
@@ -214,7 +219,7 @@ fn a_changed_workload_is_replaced_once_its_new_images_are_ready() {
 fn a_failed_new_image_leaves_the_old_workload_running_and_is_retried_later() {
     let old = workload("web", &["oci:/a"], RestartPolicy::Always);
     let mut new = old.clone();
-    new.containers[0].image = "oci:/missing".into();
+    new.containers[0].image = img("oci:/missing");
     let mut o = observed_with(
         &old,
         RunState::Running {

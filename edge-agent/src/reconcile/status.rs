@@ -44,7 +44,7 @@ pub fn container_phase(
 pub fn image_problem(containers: &[ContainerSpec], observed: &Observed) -> Option<String> {
     containers
         .iter()
-        .find_map(|c| match observed.images.get(&c.image) {
+        .find_map(|c| match observed.images.get(c.image.as_str()) {
             Some(ImageState::Failed { error, .. }) => Some(format!("image {}: {error}", c.image)),
             _ => None,
         })
@@ -82,6 +82,7 @@ mod tests {
             network: NetworkMode::Host,
             volumes: vec![],
             stop_grace_ms: 0,
+            labels: Default::default(),
         }
     }
 

@@ -4,20 +4,25 @@
 //! Parsing mirrors `drover_protocol::manifest`: serde-saphyr with the shared hardened
 //! options and `deny_unknown_fields` for syntax and types, then checks that types cannot
 //! express (selectors, labels, replicas), each located as `file:line:col`. A Deployment's
-//! `template.spec` is the agent's Workload spec and is converted by the protocol crate.
+//! `template.spec` is the agent's Workload spec and is converted by the protocol crate;
+//! `template.metadata.labels` become the workload's labels. Objects keep where their name
+//! and images were written ([`Positions`]) for checks made after parsing. A file without
+//! any object is an error, as `kubectl apply` says "no objects passed to apply".
 //!
 //! This module must never do IO: callers read the files and pass names and texts.
 
 use std::collections::BTreeMap;
 
 use drover_protocol::manifest::{
-    ApiVersion, MAX_MANIFEST_BYTES, ManifestError, WorkloadTemplateSpec, yaml_options,
+    ApiVersion, MAX_MANIFEST_BYTES, ManifestError, WorkloadTemplateSpec, checked_labels,
+    yaml_options,
 };
 use drover_protocol::{Name, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use super::selector::{Operator, Requirement, Selector, check_label_key, check_label_value};
+use super::source::{Position, Positions};
 
 /// Device names starting with this are refused: it is the hub's own MQTT identity.
 pub const RESERVED_DEVICE_PREFIX: &str = "drover-hub";
@@ -41,6 +46,9 @@ pub struct Deployment {
     /// The workload each chosen device runs; its name is the Deployment's name.
     pub template: WorkloadSpec,
     pub labels: BTreeMap<String, String>,
+    /// Where the name and each container's image were written (not stored or compared).
+    #[serde(skip)]
+    pub positions: Positions,
 }
 
 /// A device's labels, as declared in a manifest.
@@ -48,6 +56,25 @@ pub struct Deployment {
 pub struct DeviceObject {
     pub name: Name,
     pub labels: BTreeMap<String, String>,
+    /// Where the name was written (not stored or compared).
+    #[serde(skip)]
+    pub positions: Positions,
+}
+
+impl DeviceObject {
+    /// `message` located at this Device's `metadata.name`, e.g. for
+    /// `FILE:LINE:COL: Device "x" is not registered: …`.
+    pub fn at(&self, message: impl Into<String>) -> ManifestError {
+        Positions::error_at(self.positions.name.as_ref(), "Device", &self.name, message)
+    }
+}
+
+impl Deployment {
+    /// `message` located at this Deployment's `metadata.name`.
+    pub fn at(&self, message: impl Into<String>) -> ManifestError {
+        let at = self.positions.name.as_ref();
+        Positions::error_at(at, "Deployment", &self.name, message)
+    }
 }
 
 /// How replicas are spread over the matching devices.
@@ -121,10 +148,20 @@ struct DeploymentSpecManifest {
     template: Spanned<TemplateManifest>,
 }
 
+/// `template`: the workload's `spec`, and optionally Kubernetes' `metadata.labels`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct TemplateManifest {
+    #[serde(default)]
+    metadata: TemplateMetadata,
     spec: WorkloadTemplateSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TemplateMetadata {
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -146,19 +183,14 @@ struct RequirementManifest {
 }
 
 fn at<T>(file: &str, node: &Spanned<T>, message: impl Into<String>) -> ManifestError {
-    ManifestError {
-        file: file.to_owned(),
-        line: node.referenced.line(),
-        column: node.referenced.column(),
-        message: message.into(),
-    }
+    ManifestError::at(file, node, message)
 }
 
 /// A parsed object and where its document starts, for duplicate reports.
 type Located = (u64, u64, Object);
 
-/// Parses every document of one fleet manifest file. Names are not checked for
-/// duplicates here; [`parse_set`] does that across files.
+/// Parses every document of one fleet manifest file; a file without any object is an
+/// error. Names are not checked for duplicates here; [`parse_set`] does that across files.
 pub fn parse_objects(file: &str, text: &str) -> Result<Vec<Object>, ManifestError> {
     Ok(parse_located(file, text)?
         .into_iter()
@@ -206,6 +238,14 @@ fn parse_located(file: &str, text: &str) -> Result<Vec<Located>, ManifestError> 
     let docs: Vec<Spanned<Document>> =
         serde_saphyr::from_str_multiple_with_options(text, yaml_options())
             .map_err(|e| ManifestError::from_yaml(file, &e))?;
+    if docs.is_empty() {
+        return Err(ManifestError {
+            file: file.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!("no objects in {file}"),
+        });
+    }
     docs.iter()
         .map(|doc| {
             let object = convert(file, doc)?;
@@ -252,11 +292,21 @@ fn convert(file: &str, doc: &Spanned<Document>) -> Result<Object, ManifestError>
                 );
                 return Err(at(file, &d.metadata.name, msg));
             }
-            Ok(Object::Device(DeviceObject { name, labels }))
+            let positions = Positions {
+                name: Some(Position::of(file, &d.metadata.name)),
+                ..Positions::default()
+            };
+            Ok(Object::Device(DeviceObject {
+                name,
+                labels,
+                positions,
+            }))
         }
         (Kind::Deployment, None) => Err(at(file, doc, "a Deployment needs a spec")),
         (Kind::Deployment, Some(spec)) => {
-            deployment(file, name, labels, spec).map(Object::Deployment)
+            let mut dep = deployment(file, name, labels, spec)?;
+            dep.positions.name = Some(Position::of(file, &d.metadata.name));
+            Ok(Object::Deployment(dep))
         }
     }
 }
@@ -281,17 +331,21 @@ fn deployment(
             "placement needs replicas: without replicas every matching device runs the workload";
         return Err(at(file, p, msg));
     }
-    let template = s
-        .template
-        .value
-        .spec
-        .to_spec(file, name.clone())
-        .map_err(|mut e| {
-            if e.line == 0 {
-                (e.line, e.column) = (s.template.referenced.line(), s.template.referenced.column());
-            }
-            e
-        })?;
+    let t = &s.template.value;
+    let mut template = t.spec.to_spec(file, name.clone()).map_err(|mut e| {
+        if e.line == 0 {
+            (e.line, e.column) = (s.template.referenced.line(), s.template.referenced.column());
+        }
+        e
+    })?;
+    template.labels = checked_labels(file, &t.metadata.labels)?;
+    let images = t.spec.containers.value.iter();
+    let positions = Positions {
+        name: None,
+        images: images
+            .map(|c| (c.name.value.clone(), Position::of(file, &c.image)))
+            .collect(),
+    };
     Ok(Deployment {
         name,
         selector,
@@ -299,22 +353,8 @@ fn deployment(
         placement: s.placement.as_ref().map(|p| p.value).unwrap_or_default(),
         template,
         labels,
+        positions,
     })
-}
-
-/// Keys are located at their value: serde-saphyr gives map keys no span here.
-fn checked_labels(
-    file: &str,
-    labels: &BTreeMap<String, Spanned<String>>,
-) -> Result<BTreeMap<String, String>, ManifestError> {
-    labels
-        .iter()
-        .map(|(k, v)| {
-            check_label_key(k).map_err(|e| at(file, v, e.to_string()))?;
-            check_label_value(&v.value).map_err(|e| at(file, v, e.to_string()))?;
-            Ok((k.clone(), v.value.clone()))
-        })
-        .collect()
 }
 
 fn checked_selector(file: &str, s: &SelectorManifest) -> Result<Selector, ManifestError> {

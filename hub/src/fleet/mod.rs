@@ -5,10 +5,12 @@
 //! server reads files and its database, calls these functions and publishes the result.
 
 pub mod manifest;
+pub mod pin;
 pub mod placement;
 pub mod plan;
 pub mod selector;
 pub mod snapshot;
+pub mod source;
 
 #[cfg(test)]
 mod plan_tests;
@@ -18,9 +20,11 @@ mod tests;
 pub use manifest::{
     Deployment, DeviceObject, Object, Placement, RESERVED_DEVICE_PREFIX, parse_objects, parse_set,
 };
+pub use pin::pin_hub_images;
 pub use placement::{
     Assignments, DeviceInfo, PlacementWarning, desired_by_device, memory_of, place,
 };
 pub use plan::{DeviceChange, FleetPlan, PlanEvent, WorkloadDiff, diff_workloads, plan};
 pub use selector::{Operator, Requirement, Selector, SelectorError, parse_label};
 pub use snapshot::{DesiredEntry, DeviceEntry, FleetSnapshot};
+pub use source::{Position, Positions};

@@ -8,22 +8,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Longest label value, and longest name part of a label key.
-pub const MAX_LABEL_NAME: usize = 63;
-/// Longest prefix (`example.com` in `example.com/zone`) of a label key.
-pub const MAX_LABEL_PREFIX: usize = 253;
+pub use drover_protocol::labels::{LabelError, MAX_LABEL_NAME, MAX_LABEL_PREFIX};
 
 /// Why a label key, value or `key=value` pair is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
-    #[error(
-        "label key {0:?} must be [prefix/]name: name 1-63 characters of [A-Za-z0-9._-] starting and ending with a letter or digit, prefix a DNS subdomain"
-    )]
-    BadKey(String),
-    #[error(
-        "label value {0:?} must be at most 63 characters of [A-Za-z0-9._-], starting and ending with a letter or digit (or empty)"
-    )]
-    BadValue(String),
+    #[error(transparent)]
+    Label(#[from] LabelError),
     #[error("label {0:?} must look like key=value")]
     NoEquals(String),
 }
@@ -86,49 +77,14 @@ impl Requirement {
     }
 }
 
-/// The name part of a key, or a value: letters, digits, `._-`, alphanumeric at both ends.
-fn is_label_name(s: &str) -> bool {
-    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    s.len() <= MAX_LABEL_NAME
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && alnum(s.chars().next())
-        && alnum(s.chars().last())
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= MAX_LABEL_PREFIX
-        && s.split('.').all(|part| {
-            !part.is_empty()
-                && part.len() <= MAX_LABEL_NAME
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !part.starts_with('-')
-                && !part.ends_with('-')
-        })
-}
-
 /// Checks a label key: `name` or `prefix/name` (`example.com/zone`).
 pub fn check_label_key(key: &str) -> Result<(), SelectorError> {
-    let ok = match key.split_once('/') {
-        None => is_label_name(key),
-        Some((prefix, name)) => is_dns_subdomain(prefix) && is_label_name(name),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(SelectorError::BadKey(key.to_owned()))
-    }
+    Ok(drover_protocol::labels::check_label_key(key)?)
 }
 
 /// Checks a label value; the empty value is allowed.
 pub fn check_label_value(value: &str) -> Result<(), SelectorError> {
-    if value.is_empty() || is_label_name(value) {
-        Ok(())
-    } else {
-        Err(SelectorError::BadValue(value.to_owned()))
-    }
+    Ok(drover_protocol::labels::check_label_value(value)?)
 }
 
 /// Parses and checks a `key=value` label, as given to `--label`.

@@ -129,6 +129,7 @@ fn full_example_parses_both_kinds() {
         &DeviceObject {
             name: name("pi-1"),
             labels: labels(&[("role", "sensor"), ("zone", "a")]),
+            positions: Positions::default(),
         }
     );
     let daemon = deployment("web", "  selector: {}\n", "1Mi");
@@ -423,8 +424,99 @@ fn desired_by_device_names_workloads_after_deployments() {
 }
 
 #[test]
-fn empty_documents_are_skipped() {
-    assert_eq!(parse_objects("e.yaml", ""), Ok(vec![]));
+fn empty_documents_are_skipped_but_a_file_without_objects_is_refused() {
     let text = format!("---\n{EXAMPLE}---\n");
     assert_eq!(parse_objects("e.yaml", &text).map(|v| v.len()), Ok(2));
+    for empty in ["", "---\n", "---\n---\n", "# only a comment\n"] {
+        assert_eq!(
+            parse_objects("e.yaml", empty).map_err(|e| e.to_string()),
+            Err("e.yaml:1:1: no objects in e.yaml".to_owned()),
+            "{empty:?}"
+        );
+    }
+    let set = parse_set(&[
+        ("a.yaml".to_owned(), EXAMPLE.to_owned()),
+        ("b.yaml".to_owned(), "---\n".to_owned()),
+    ]);
+    assert_eq!(
+        set.map_err(|e| e.to_string()),
+        Err("b.yaml:1:1: no objects in b.yaml".to_owned())
+    );
+}
+
+#[test]
+fn objects_know_where_they_were_written() {
+    let objects = parse_objects("fleet.yaml", EXAMPLE).expect("parses");
+    let (Object::Deployment(dep), Object::Device(dev)) = (&objects[0], &objects[1]) else {
+        panic!("{objects:?}")
+    };
+    assert_eq!(
+        dev.at("Device \"pi-1\" is not registered: add it with drover-hub device add")
+            .to_string(),
+        "fleet.yaml:21:18: Device \"pi-1\" is not registered: add it with drover-hub device add"
+    );
+    assert_eq!(dep.at("x").to_string(), "fleet.yaml:3:18: x");
+    let image = &dep.positions.images[&name("main")];
+    assert_eq!(
+        (image.file.as_str(), image.line, image.column),
+        ("fleet.yaml", 16, 18)
+    );
+    // Positions are not part of the object: the same object written elsewhere is equal,
+    // and the stored (JSON) form has none and round-trips.
+    let moved = parse_objects("other.yaml", &format!("\n\n{EXAMPLE}")).expect("parses");
+    assert_eq!(moved, objects);
+    let json = serde_json::to_string(&objects).expect("serializes");
+    assert!(!json.contains("positions"), "{json}");
+    let back: Vec<Object> = serde_json::from_str(&json).expect("deserializes");
+    assert_eq!(back, objects);
+    let Object::Device(stored) = &back[1] else {
+        panic!()
+    };
+    assert!(stored.positions.name.is_none());
+    assert_eq!(stored.at("x").to_string(), "device/pi-1:0:0: x");
+}
+
+#[test]
+fn template_metadata_labels_are_checked_and_kept_on_the_workload() {
+    let with = |labels: &str| {
+        EXAMPLE.replace(
+            "  template:\n    spec:\n",
+            &format!("  template:\n    metadata:\n      labels: {labels}\n    spec:\n"),
+        )
+    };
+    let objects = parse_objects("fleet.yaml", &with("{app: sensor, example.com/tier: edge}"))
+        .expect("parses");
+    let Object::Deployment(dep) = &objects[0] else {
+        panic!()
+    };
+    assert_eq!(
+        dep.template.labels,
+        labels(&[("app", "sensor"), ("example.com/tier", "edge")])
+    );
+    assert_eq!(
+        dep.labels,
+        labels(&[("team", "iot")]),
+        "metadata.labels stay apart"
+    );
+    starts(&with("{app: a b}"), "fleet.yaml:12:21: label value \"a b\"");
+    starts(&with("{-app: x}"), "fleet.yaml:12:22: label key \"-app\"");
+    let unknown = EXAMPLE.replace(
+        "  template:\n    spec:\n",
+        "  template:\n    metadata: {name: x}\n    spec:\n",
+    );
+    starts(&unknown, "fleet.yaml:11:16: unknown field `name`");
+    let plain = parse_objects("fleet.yaml", EXAMPLE).expect("parses");
+    let Object::Deployment(dep) = &plain[0] else {
+        panic!()
+    };
+    assert!(dep.template.labels.is_empty());
+}
+
+#[test]
+fn an_image_typo_is_refused_at_the_image() {
+    let typo = EXAMPLE.replace("image: oci:/images/sensor:1", "image: Nginx:1");
+    starts(
+        &typo,
+        "fleet.yaml:16:18: image \"Nginx:1\": repository \"Nginx\" is not valid",
+    );
 }

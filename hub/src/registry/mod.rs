@@ -73,6 +73,12 @@ impl RegistryError {
     }
 }
 
+impl From<drover_protocol::DigestError> for RegistryError {
+    fn from(e: drover_protocol::DigestError) -> Self {
+        RegistryError::Invalid(e.to_string())
+    }
+}
+
 pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RegistryError {
     let path = path.to_owned();
     move |source| RegistryError::Io { what, path, source }
@@ -113,6 +119,14 @@ impl Registry {
     /// A copy of one repository's entry.
     pub fn repository(&self, name: &str) -> Option<Repository> {
         self.index().repositories.get(name).cloned()
+    }
+
+    /// The digest `/v2/REPO/manifests/TAG` serves (an image index or a manifest), if
+    /// the repository has that tag. What the hub pins `hub:REPO:TAG` to at apply.
+    pub fn resolve(&self, repo: &str, tag: &str) -> Option<Digest> {
+        let index = self.index();
+        let entry = index.repositories.get(repo)?.tags.get(tag)?;
+        Digest::parse(&entry.digest).ok()
     }
 
     /// Every tag of every repository, by name then tag.

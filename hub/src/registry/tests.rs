@@ -86,6 +86,25 @@ fn a_multi_platform_layout_imports_with_all_its_tags() {
 }
 
 #[test]
+fn resolve_gives_the_digest_a_tag_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, index) = layout(tmp.path());
+    let reg = Registry::open(&tmp.path().join("registry")).unwrap();
+    assert_eq!(reg.resolve("busybox", "1.36"), None);
+    reg.import(&req(&path, None, None)).unwrap();
+    let pinned = reg.resolve("busybox", "1.36").unwrap();
+    assert_eq!(
+        pinned.as_str(),
+        index,
+        "the index, as /v2/busybox/manifests/1.36 serves it"
+    );
+    let single = reg.resolve("busybox", "single").unwrap();
+    assert_ne!(single, pinned);
+    assert_eq!(reg.resolve("busybox", "nope"), None);
+    assert_eq!(reg.resolve("other", "1.36"), None);
+}
+
+#[test]
 fn a_digest_mismatch_is_refused_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let (path, index) = layout(tmp.path());

@@ -20,7 +20,7 @@ fn name(s: &str) -> Name {
 fn container() -> ContainerSpec {
     ContainerSpec {
         name: name("main"),
-        image: "oci:/img".to_string(),
+        image: drover_protocol::ImageRef::new("oci:/img").expect("valid image"),
         command: vec![],
         args: vec![],
         env: vec![],
@@ -39,6 +39,7 @@ fn workload(c: ContainerSpec, network: NetworkMode) -> WorkloadSpec {
         network,
         volumes: vec![name("data")],
         stop_grace_ms: 1000,
+        labels: Default::default(),
     }
 }
 

@@ -1,0 +1,122 @@
+#![allow(clippy::unwrap_used)]
+
+use ed25519_dalek::SigningKey;
+
+use super::*;
+use crate::auth::{sign_desired, verify_desired};
+use crate::codec::encode;
+use crate::types::{EnvVar, Resources};
+use crate::{ImageRef, WorkloadSpec};
+
+/// Written by the envelope-version-1 build (commit 34ca3cb): `encode(&desired)` and
+/// `sign_desired(&desired, &SigningKey::from_bytes(&[7; 32]))` of [`expected`] without labels.
+const V1_DESIRED: &str = "01010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e";
+const V1_SIGNED: &str = "01034501010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e40e2be68b7bc322fa9c1437bdfc12ef09e4b613d5285d191e7fb71a2d08dfe4e9b28a2c265387d130d1e1ccc317ee45d14198d1c4a2edf85885a830d8cdaa54105";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn name(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+fn expected() -> DesiredState {
+    DesiredState {
+        device: name("pi-1"),
+        generation: 7,
+        workloads: vec![WorkloadSpec {
+            name: name("web"),
+            containers: vec![ContainerSpec {
+                name: name("main"),
+                image: ImageRef::new("hub:sensor:1.0").unwrap(),
+                command: vec!["/bin/sh".into()],
+                args: vec![],
+                env: vec![EnvVar {
+                    name: "A".into(),
+                    value: "b".into(),
+                }],
+                working_dir: None,
+                mounts: vec![],
+                resources: Resources {
+                    memory_bytes: Some(64 << 20),
+                    cpu_millis: None,
+                    pids: None,
+                },
+                devices: vec![],
+            }],
+            restart_policy: RestartPolicy::Always,
+            network: NetworkMode::Host,
+            volumes: vec![name("data")],
+            stop_grace_ms: 10_000,
+            labels: Default::default(),
+        }],
+    }
+}
+
+#[test]
+fn a_version_1_desired_state_decodes_with_empty_labels() {
+    let v1 = unhex(V1_DESIRED);
+    assert!(matches!(
+        codec::decode::<DesiredState>(&v1),
+        Err(CodecError::Version { found: 1 })
+    ));
+    assert_eq!(decode_any::<DesiredState>(&v1).unwrap(), expected());
+}
+
+#[test]
+fn a_version_1_signed_state_persisted_by_an_old_agent_still_verifies() {
+    let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let state = verify_desired(&unhex(V1_SIGNED), &key, &name("pi-1"), 0).unwrap();
+    assert_eq!(state, expected());
+    // The signature still covers the old bytes: tampering is caught before converting.
+    let mut tampered = unhex(V1_SIGNED);
+    tampered[20] ^= 1;
+    assert!(verify_desired(&tampered, &key, &name("pi-1"), 0).is_err());
+    let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+    assert!(verify_desired(&unhex(V1_SIGNED), &other, &name("pi-1"), 0).is_err());
+}
+
+#[test]
+fn the_current_version_carries_labels_and_unknown_versions_are_refused() {
+    let mut d = expected();
+    d.workloads[0].labels.insert("app".into(), "web".into());
+    let bytes = encode(&d).unwrap();
+    assert_eq!(bytes[0], VERSION as u8);
+    assert_eq!(decode_any::<DesiredState>(&bytes).unwrap(), d);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let signed = sign_desired(&d, &key).unwrap();
+    let back = verify_desired(&signed, &key.verifying_key(), &name("pi-1"), 0).unwrap();
+    assert_eq!(back, d);
+    let mut future = bytes.clone();
+    future[0] = (VERSION + 1) as u8;
+    assert!(matches!(
+        decode_any::<DesiredState>(&future),
+        Err(CodecError::Version { .. })
+    ));
+    let mut v1 = unhex(V1_DESIRED);
+    v1.push(0);
+    assert!(matches!(
+        decode_any::<DesiredState>(&v1),
+        Err(CodecError::Trailing(1))
+    ));
+    assert!(matches!(
+        decode_any::<DeviceStatus>(&unhex(V1_DESIRED)),
+        Err(CodecError::Kind { found: 1, .. })
+    ));
+}
+
+proptest::proptest! {
+    #[test]
+    fn garbage_never_panics(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        if let Some(b) = bytes.first_mut() {
+            *b %= 3;
+        }
+        let _ = decode_any::<DesiredState>(&bytes);
+        let _ = decode_any::<DeviceStatus>(&bytes);
+        let _ = decode_any::<SignedDesired>(&bytes);
+    }
+}
