@@ -81,20 +81,26 @@ impl Controller {
     }
 
     /// Parses the files, refuses Device objects for unregistered devices and pins `hub:`
-    /// image references to the digests the hub's registry holds now.
+    /// image references to the digests the hub's registry holds now (so a re-tagged image
+    /// never changes a running fleet behind the operator's back: a new apply does).
     fn parse_for_apply(&self, files: &[FileText]) -> Result<Vec<Object>, ControllerError> {
-        let objects = parse(files)?;
+        let mut objects = parse(files)?;
         for o in &objects {
             if let Object::Device(d) = o
                 && !self.snapshot.devices.contains_key(&d.name)
             {
-                return Err(ControllerError::Invalid(format!(
-                    "Device {:?} is not registered: register it first with `drover-hub device add {}` (or many with `drover-hub device import FILE`)",
-                    d.name.as_str(),
-                    d.name
-                )));
+                return Err(d
+                    .at(format!(
+                        "Device {:?} is not registered: register it first with `drover-hub device add {}` (or many with `drover-hub device import FILE`)",
+                        d.name.as_str(),
+                        d.name
+                    ))
+                    .into());
             }
         }
+        let registry = self.registry.clone();
+        let resolve = move |repo: &str, tag: &str| registry.as_ref()?.resolve(repo, tag);
+        fleet::pin_hub_images(&mut objects, &resolve)?;
         Ok(objects)
     }
 

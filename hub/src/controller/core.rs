@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use drover_protocol::{DesiredState, Name, decode};
+use drover_protocol::compat::decode_any;
+use drover_protocol::{DesiredState, Name};
 use ed25519_dalek::SigningKey;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -120,7 +121,8 @@ impl Controller {
             let Ok(name) = Name::new(device) else {
                 continue;
             };
-            let state: DesiredState = decode(&row.workloads)?;
+            // Rows written by an older hub are an older envelope version.
+            let state: DesiredState = decode_any(&row.workloads)?;
             let entry = DesiredEntry {
                 generation: row.generation,
                 workloads: state.workloads.into_iter().map(Arc::new).collect(),

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use drover_protocol::{DesiredState, Phase, WorkloadSpec, WorkloadStatus, decode};
+use drover_protocol::compat::decode_any;
+use drover_protocol::{DesiredState, Phase, WorkloadSpec, WorkloadStatus};
 
 use super::{ControllerError, Metrics, RejectReason, Settings, SharedWarnings};
 use crate::fleet::{Deployment, Placement};
@@ -232,7 +233,7 @@ fn not_found(kind: &'static str, name: &str) -> ControllerError {
 }
 
 fn workloads_of(row: &DesiredRow) -> Vec<WorkloadSpec> {
-    decode::<DesiredState>(&row.workloads)
+    decode_any::<DesiredState>(&row.workloads)
         .map(|d| d.workloads)
         .unwrap_or_default()
 }

@@ -424,6 +424,7 @@ fn an_unregistered_device_object_is_refused() {
         err.to_string().contains("\"pi-9\" is not registered"),
         "{err}"
     );
+    assert!(err.to_string().starts_with("d.yaml:3:"), "located: {err}");
 }
 
 #[test]
@@ -447,4 +448,58 @@ fn a_capacity_change_replans_only_under_replicas() {
         1,
         "no plan committed"
     );
+}
+
+#[test]
+fn hub_images_are_pinned_to_their_digest_at_apply_and_a_moved_tag_needs_a_new_apply() {
+    use crate::registry::testoci;
+    let dir = tempfile::tempdir().unwrap();
+    let registry =
+        std::sync::Arc::new(crate::registry::Registry::open(&dir.path().join("reg")).unwrap());
+    let import = |text: &str| {
+        let layout = dir.path().join(format!("layout-{text}"));
+        let layer = testoci::LayerBuilder::new()
+            .add_file("hello.txt", text.as_bytes(), 0o644)
+            .finish();
+        testoci::write_layout(&layout, "1.0", &[layer], serde_json::json!({})).unwrap();
+        let req = crate::views::ImportRequest {
+            path: layout.display().to_string(),
+            name: Some("sensor".to_owned()),
+            tag: None,
+        };
+        registry.import(&req).unwrap();
+        registry.resolve("sensor", "1.0").unwrap()
+    };
+    let (c, mut rx) = controller(dir.path());
+    let mut c = c.with_registry(registry.clone());
+    c.add_device("pi-1", labels("sensor"), 1).unwrap();
+    published(&mut rx);
+    // Not imported yet: refused at the image, nothing changes.
+    let err = c
+        .apply(&[deployment("web", "sensor", "hub:sensor:1.0")], false, 2)
+        .unwrap_err();
+    assert!(err.to_string().starts_with("web.yaml:11:18:"), "{err}");
+    assert!(
+        err.to_string().contains("not in the hub's registry"),
+        "{err}"
+    );
+    let first = import("one");
+    c.apply(&[deployment("web", "sensor", "hub:sensor:1.0")], false, 3)
+        .unwrap();
+    let p = published(&mut rx);
+    let image = p[0].workloads[0].containers[0].image.as_str().to_owned();
+    assert_eq!(
+        image,
+        format!("hub:sensor@{}", first.as_str()),
+        "the digest is signed"
+    );
+    // The tag moves: the running fleet does not, until the next apply.
+    let second = import("two");
+    assert_ne!(first, second);
+    assert!(published(&mut rx).is_empty());
+    c.apply(&[deployment("web", "sensor", "hub:sensor:1.0")], false, 4)
+        .unwrap();
+    let p = published(&mut rx);
+    let image = p[0].workloads[0].containers[0].image.as_str().to_owned();
+    assert_eq!(image, format!("hub:sensor@{}", second.as_str()));
 }

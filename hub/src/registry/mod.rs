@@ -23,7 +23,7 @@ mod tests;
 #[cfg(test)]
 #[allow(dead_code, clippy::unwrap_used)]
 #[path = "../../../tests/src/oci.rs"]
-mod testoci;
+pub(crate) mod testoci;
 
 use std::fs;
 use std::io::{self, Write};
