@@ -29,6 +29,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
+mod fleet;
+mod fleet_apply;
+mod probe;
+mod sim;
+
 type Res<T> = Result<T, String>;
 
 #[derive(Parser)]
@@ -93,6 +98,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         idle_secs: u64,
     },
+    /// Simulated devices that stay up across measurements, driven by JSON-line commands on
+    /// stdin (bench/fanout.py); see the `fleet` module.
+    Fleet(fleet::Args),
 }
 
 fn main() {
@@ -139,6 +147,7 @@ fn main() {
                 };
                 run(&opts, &creds).await
             }
+            Cmd::Fleet(args) => fleet::run(args).await,
         }
     });
     // Exit at once: the device tasks are not worth tearing down one by one.

@@ -1,0 +1,414 @@
+//! `drover-loadgen fleet`: a fleet of simulated devices ([`super::sim`]) that stays up
+//! across measurements (and across hub restarts), driven by bench/fanout.py through JSON
+//! lines: one command per line on stdin, one answer per line on stdout.
+//!
+//! Commands (`{"cmd": ..., ...}`):
+//! - `connect {timeout_s}`: start every device; wait until all are connected and have
+//!   acknowledged their first desired state, and the hub has recorded those statuses.
+//! - `apply {manifest, hub_pid, broker_pid?, wait?, timeout_s, probe?}`: run
+//!   `drover-hub apply -f manifest` and time it until every device (or only `wait`, a
+//!   device name) has acknowledged a newer generation, and until the hub has recorded it
+//!   (`status_accepted`); `probe: {paths, interval_ms}` probes the API meanwhile.
+//! - `mark`, then `wait_resync {timeout_s}`: when did every device receive a desired state
+//!   with a valid signature (a republished one counts) after the mark.
+//! - `heartbeat {interval_ms}` (0 = off), `counters`, `quit`.
+//!
+//! Times are taken where things happen (in the device tasks); wall-clock times are Unix
+//! seconds, so that the driver can relate them to processes it started. This module
+//! measures and reports; it never judges a figure against a target.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use drover_protocol::Name;
+use ed25519_dalek::VerifyingKey;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+
+use super::fleet_apply::ApplyCmd;
+use super::sim::{self, Ev, Shared};
+use super::{Res, round3};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// `host:port` of the hub's HTTP API.
+    #[arg(long)]
+    pub api: String,
+    /// `host:port` of the MQTT broker the devices use.
+    #[arg(long)]
+    pub broker: String,
+    /// JSON `{"public_key": BASE64, "devices": [[name, credential], ...]}`.
+    #[arg(long)]
+    pub creds: PathBuf,
+    /// The `drover-hub` binary used for `apply`.
+    #[arg(long)]
+    pub hub_bin: PathBuf,
+    /// Connection attempts in flight at once.
+    #[arg(long, default_value_t = 500)]
+    pub connect_concurrency: usize,
+    /// Cap of each device's reconnect back-off (100 ms doubling, jittered 0.5-1.5x).
+    #[arg(long, default_value_t = 1000)]
+    pub reconnect_max_ms: u64,
+}
+
+/// What the coordinator knows about the fleet, fed by the devices' events.
+pub struct Fleet {
+    pub args: Args,
+    pub n: usize,
+    names: Vec<Name>,
+    credentials: Vec<String>,
+    pub index: HashMap<String, usize>,
+    key: VerifyingKey,
+    tx: mpsc::UnboundedSender<Ev>,
+    rx: mpsc::UnboundedReceiver<Ev>,
+    heartbeat: watch::Sender<u64>,
+    started: bool,
+    n_connected: usize,
+    connected: Vec<bool>,
+    /// Newest generation each device acknowledged (PUBACK of its status).
+    pub acked: Vec<u64>,
+    n_synced: usize,
+    mark: Option<Instant>,
+    seen: Vec<bool>,
+    n_seen: usize,
+    first_seen: Option<Instant>,
+    all_seen: Option<Instant>,
+    connects_since_mark: u64,
+    last_connect: Option<Instant>,
+    /// Errors by kind, since the start; each answer reports those of its command.
+    pub errors: HashMap<&'static str, u64>,
+    pub error_samples: Vec<String>,
+    /// `Instant` and Unix time read together, to turn one into the other.
+    base: (Instant, f64),
+}
+
+/// An acknowledgement that raised a device's acknowledged generation.
+pub struct Ack {
+    pub device: usize,
+    pub from: u64,
+    pub to: u64,
+    pub at: Instant,
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Fleet {
+    pub fn load(args: Args) -> Res<Fleet> {
+        let text = std::fs::read_to_string(&args.creds)
+            .map_err(|e| format!("cannot read {}: {e}", args.creds.display()))?;
+        let doc: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", args.creds.display()))?;
+        let key_bytes = STANDARD
+            .decode(doc["public_key"].as_str().unwrap_or_default())
+            .map_err(|e| format!("bad public key: {e}"))?;
+        let key_arr: [u8; 32] = key_bytes
+            .try_into()
+            .map_err(|_| "public key is not 32 bytes".to_owned())?;
+        let key = VerifyingKey::from_bytes(&key_arr).map_err(|e| format!("bad public key: {e}"))?;
+        let (mut names, mut credentials) = (Vec::new(), Vec::new());
+        for d in doc["devices"].as_array().ok_or("no devices")? {
+            names.push(Name::new(d[0].as_str().unwrap_or_default()).map_err(|e| e.to_string())?);
+            credentials.push(d[1].as_str().unwrap_or_default().to_owned());
+        }
+        let n = names.len();
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.as_str().to_owned(), i))
+            .collect();
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok(Fleet {
+            args,
+            n,
+            names,
+            credentials,
+            index,
+            key,
+            tx,
+            rx,
+            heartbeat: watch::channel(0).0,
+            started: false,
+            n_connected: 0,
+            connected: vec![false; n],
+            acked: vec![0; n],
+            n_synced: 0,
+            mark: None,
+            seen: vec![false; n],
+            n_seen: 0,
+            first_seen: None,
+            all_seen: None,
+            connects_since_mark: 0,
+            last_connect: None,
+            errors: HashMap::new(),
+            error_samples: Vec::new(),
+            base: (Instant::now(), unix_now()),
+        })
+    }
+
+    pub fn unix(&self, t: Instant) -> f64 {
+        let (i0, u0) = self.base;
+        if t >= i0 {
+            u0 + (t - i0).as_secs_f64()
+        } else {
+            u0 - (i0 - t).as_secs_f64()
+        }
+    }
+
+    /// Takes in one device event; an acknowledgement of a newer generation is returned.
+    fn on(&mut self, ev: Ev) -> Option<Ack> {
+        match ev {
+            Ev::Connected(i, at) => {
+                if !self.connected[i] {
+                    self.connected[i] = true;
+                    self.n_connected += 1;
+                }
+                if self.mark.is_some_and(|m| at >= m) {
+                    self.connects_since_mark += 1;
+                    self.last_connect = Some(at);
+                }
+            }
+            Ev::Desired(i, _generation, at) => {
+                if self.mark.is_some_and(|m| at >= m) && !self.seen[i] {
+                    self.seen[i] = true;
+                    self.n_seen += 1;
+                    self.first_seen.get_or_insert(at);
+                    if self.n_seen == self.n {
+                        self.all_seen = Some(at);
+                    }
+                }
+            }
+            Ev::Acked(i, generation, at) => {
+                let from = self.acked[i];
+                if generation > from {
+                    self.acked[i] = generation;
+                    if from == 0 {
+                        self.n_synced += 1;
+                    }
+                    return Some(Ack {
+                        device: i,
+                        from,
+                        to: generation,
+                        at,
+                    });
+                }
+            }
+            Ev::ConnError(i, e) => {
+                if self.connected[i] {
+                    self.connected[i] = false;
+                    self.n_connected -= 1;
+                }
+                self.note("connection", e);
+            }
+            Ev::Rejected(e) => self.note("rejected", e),
+        }
+        None
+    }
+
+    fn note(&mut self, kind: &'static str, msg: String) {
+        *self.errors.entry(kind).or_default() += 1;
+        if self.error_samples.len() < 5 {
+            self.error_samples.push(msg);
+        }
+    }
+
+    /// The next device event, taken in; `None` when `until` passed first.
+    pub async fn next_event(&mut self, until: Instant) -> Option<Option<Ack>> {
+        tokio::select! {
+            ev = self.rx.recv() => ev.map(|ev| self.on(ev)),
+            _ = tokio::time::sleep_until(until) => None,
+        }
+    }
+
+    /// Errors counted since `since` (a copy of `errors` taken earlier).
+    pub fn errors_since(&self, since: &HashMap<&'static str, u64>) -> Value {
+        let d: serde_json::Map<String, Value> = self
+            .errors
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v - since.get(k).copied().unwrap_or(0))))
+            .filter(|(_, v)| v.as_u64() != Some(0))
+            .collect();
+        Value::Object(d)
+    }
+
+    fn start_devices(&mut self) -> Res<()> {
+        let (host, port) = self
+            .args
+            .broker
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("--broker {:?} is not host:port", self.args.broker))?;
+        let shared = Arc::new(Shared {
+            host,
+            port,
+            key: self.key,
+            n: self.n,
+            tx: self.tx.clone(),
+            gate: Arc::new(Semaphore::new(self.args.connect_concurrency.max(1))),
+            heartbeat_ms: self.heartbeat.subscribe(),
+            reconnect_max: Duration::from_millis(self.args.reconnect_max_ms.max(100)),
+        });
+        let creds = std::mem::take(&mut self.credentials);
+        for (i, (name, cred)) in self.names.iter().zip(creds).enumerate() {
+            sim::spawn(i, name.clone(), cred, shared.clone());
+        }
+        self.started = true;
+        Ok(())
+    }
+
+    async fn connect(&mut self, timeout: Duration) -> Res<Value> {
+        if self.started {
+            return Err("connect: the devices are already started".to_owned());
+        }
+        let mut http = super::Http::new(&self.args.api);
+        let accepted0 = super::stat(&mut http, "status_accepted").await?;
+        let errors0 = self.errors.clone();
+        let start = Instant::now();
+        let deadline = start + timeout;
+        self.start_devices()?;
+        let mut connected_s = None;
+        while self.n_synced < self.n {
+            if connected_s.is_none() && self.n_connected == self.n {
+                connected_s = Some(start.elapsed().as_secs_f64());
+            }
+            if self.next_event(deadline).await.is_none() {
+                return Ok(json!({"ok": false, "failure": format!(
+                    "timed out after {} s: {}/{} connected, {}/{} acknowledged their first desired state",
+                    timeout.as_secs(), self.n_connected, self.n, self.n_synced, self.n),
+                    "errors": self.errors_since(&errors0), "error_samples": self.error_samples}));
+            }
+        }
+        let synced_s = start.elapsed().as_secs_f64();
+        let target = accepted0 + self.n as u64;
+        let hub = super::fleet_apply::wait_accepted(self.args.api.clone(), target, deadline);
+        let hub_s = self.drain_while(hub).await?;
+        Ok(json!({
+            "ok": hub_s.is_some(),
+            "failure": hub_s.is_none().then_some("the hub did not record every first status in time"),
+            "n": self.n,
+            "connect_all_s": round3(connected_s.unwrap_or(synced_s)),
+            "first_sync_devices_s": round3(synced_s),
+            "first_sync_hub_s": hub_s.map(|t| round3((t - start).as_secs_f64())),
+            "errors": self.errors_since(&errors0),
+            "error_samples": self.error_samples,
+        }))
+    }
+
+    /// Keeps taking device events until `task` ends; its result.
+    pub async fn drain_while<T>(&mut self, task: tokio::task::JoinHandle<Res<T>>) -> Res<T> {
+        tokio::pin!(task);
+        loop {
+            tokio::select! {
+                r = &mut task => return r.map_err(|e| format!("task failed: {e}"))?,
+                ev = self.rx.recv() => { ev.map(|ev| self.on(ev)); }
+            }
+        }
+    }
+
+    fn mark(&mut self) -> Value {
+        let now = Instant::now();
+        self.mark = Some(now);
+        self.seen.iter_mut().for_each(|s| *s = false);
+        self.n_seen = 0;
+        self.first_seen = None;
+        self.all_seen = None;
+        self.connects_since_mark = 0;
+        self.last_connect = None;
+        json!({"ok": true, "mark_unix": self.unix(now)})
+    }
+
+    async fn wait_resync(&mut self, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        while self.n_seen < self.n {
+            if self.next_event(deadline).await.is_none() {
+                break;
+            }
+        }
+        let u = |t: Option<Instant>| t.map(|t| round3(self.unix(t)));
+        json!({
+            "ok": self.n_seen == self.n,
+            "failure": (self.n_seen < self.n).then(|| format!(
+                "timed out after {} s: {}/{} devices received a desired state ({} connected)",
+                timeout.as_secs(), self.n_seen, self.n, self.n_connected)),
+            "received": self.n_seen,
+            "first_received_unix": u(self.first_seen),
+            "all_received_unix": u(self.all_seen),
+            "reconnects": self.connects_since_mark,
+            "last_connect_unix": u(self.last_connect),
+            "connected": self.n_connected,
+        })
+    }
+
+    fn counters(&self) -> Value {
+        json!({"ok": true, "connected": self.n_connected, "synced": self.n_synced,
+               "errors": self.errors_since(&HashMap::new()), "error_samples": self.error_samples})
+    }
+}
+
+/// Runs the command loop until `quit` or the end of stdin.
+pub async fn run(args: Args) -> Res<Value> {
+    let mut fleet = Fleet::load(args)?;
+    let mut lines = stdin_lines();
+    eprintln!("drover-loadgen fleet: {} devices, waiting for commands", fleet.n);
+    loop {
+        let line = tokio::select! {
+            l = lines.recv() => l,
+            ev = fleet.rx.recv() => { ev.map(|ev| fleet.on(ev)); continue; }
+        };
+        let Some(line) = line else {
+            return Ok(json!({"ok": true, "bye": "end of input"}));
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match command(&mut fleet, &line).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return Ok(json!({"ok": true, "bye": "quit"})),
+            Err(e) => json!({"ok": false, "failure": e}),
+        };
+        println!("{answer}");
+    }
+}
+
+/// Lines of stdin, read on a thread of their own (the channel ends with stdin).
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// One command line; `None` for `quit`.
+async fn command(fleet: &mut Fleet, line: &str) -> Res<Option<Value>> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("bad command {line:?}: {e}"))?;
+    let secs = |k: &str| Duration::from_secs(v[k].as_u64().unwrap_or(120));
+    Ok(Some(match v["cmd"].as_str().unwrap_or_default() {
+        "connect" => fleet.connect(secs("timeout_s")).await?,
+        "apply" => ApplyCmd::parse(&v, fleet)?.run(fleet).await?,
+        "mark" => fleet.mark(),
+        "wait_resync" => fleet.wait_resync(secs("timeout_s")).await,
+        "heartbeat" => {
+            let ms = v["interval_ms"].as_u64().ok_or("heartbeat needs interval_ms")?;
+            fleet.heartbeat.send_replace(ms);
+            json!({"ok": true, "interval_ms": ms})
+        }
+        "counters" => fleet.counters(),
+        "quit" => return Ok(None),
+        other => return Err(format!("unknown command {other:?} in {line:?}")),
+    }))
+}
