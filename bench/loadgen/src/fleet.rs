@@ -358,7 +358,10 @@ impl Fleet {
 pub async fn run(args: Args) -> Res<Value> {
     let mut fleet = Fleet::load(args)?;
     let mut lines = stdin_lines();
-    eprintln!("drover-loadgen fleet: {} devices, waiting for commands", fleet.n);
+    eprintln!(
+        "drover-loadgen fleet: {} devices, waiting for commands",
+        fleet.n
+    );
     loop {
         let line = tokio::select! {
             l = lines.recv() => l,
@@ -403,7 +406,9 @@ async fn command(fleet: &mut Fleet, line: &str) -> Res<Option<Value>> {
         "mark" => fleet.mark(),
         "wait_resync" => fleet.wait_resync(secs("timeout_s")).await,
         "heartbeat" => {
-            let ms = v["interval_ms"].as_u64().ok_or("heartbeat needs interval_ms")?;
+            let ms = v["interval_ms"]
+                .as_u64()
+                .ok_or("heartbeat needs interval_ms")?;
             fleet.heartbeat.send_replace(ms);
             json!({"ok": true, "interval_ms": ms})
         }

@@ -83,14 +83,16 @@ impl ApplyCmd {
         };
         let probe = v["probe"].as_object().map(|p| {
             let paths = p["paths"].as_array().into_iter().flatten();
-            let paths = paths.filter_map(|x| x.as_str().map(str::to_owned)).collect();
-            (paths, Duration::from_millis(p["interval_ms"].as_u64().unwrap_or(10)))
+            let paths = paths
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect();
+            (
+                paths,
+                Duration::from_millis(p["interval_ms"].as_u64().unwrap_or(10)),
+            )
         });
         Ok(ApplyCmd {
-            manifest: v["manifest"]
-                .as_str()
-                .ok_or("apply needs manifest")?
-                .into(),
+            manifest: v["manifest"].as_str().ok_or("apply needs manifest")?.into(),
             hub_pid: v["hub_pid"].as_u64().ok_or("apply needs hub_pid")? as u32,
             broker_pid: v["broker_pid"].as_u64().map(|p| p as u32),
             wait,
@@ -162,7 +164,8 @@ impl ApplyCmd {
         if failure.is_some() {
             hub.abort();
         }
-        let since = |t: Option<Instant>| t.map(|t| round3(t.saturating_duration_since(t0).as_secs_f64()));
+        let since =
+            |t: Option<Instant>| t.map(|t| round3(t.saturating_duration_since(t0).as_secs_f64()));
         let stdout = apply_out
             .as_ref()
             .map(|(_, o)| String::from_utf8_lossy(&o.stdout).trim().to_owned());

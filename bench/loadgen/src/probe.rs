@@ -36,7 +36,10 @@ impl Probe {
             .iter()
             .map(|path| {
                 let (api, p, stop) = (api.to_owned(), path.clone(), stop.clone());
-                (path.clone(), std::thread::spawn(move || probe(&api, &p, interval, &stop)))
+                (
+                    path.clone(),
+                    std::thread::spawn(move || probe(&api, &p, interval, &stop)),
+                )
             })
             .collect();
         Probe { stop, threads }
@@ -109,7 +112,8 @@ fn get(api: &str, path: &str, conn: &mut Option<TcpStream>) -> Res<u16> {
     if conn.is_none() {
         let c = TcpStream::connect(api).map_err(io)?;
         c.set_nodelay(true).map_err(io)?;
-        c.set_read_timeout(Some(Duration::from_secs(30))).map_err(io)?;
+        c.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(io)?;
         *conn = Some(c);
     }
     let Some(c) = conn.as_mut() else {

@@ -177,9 +177,7 @@ fn on_desired(dev: &Dev, shared: &Shared, payload: &[u8]) {
         }
         Err(AuthError::Stale { .. }) => {}
         Err(e) => {
-            let _ = shared
-                .tx
-                .send(Ev::Rejected(format!("{}: {e}", dev.name)));
+            let _ = shared.tx.send(Ev::Rejected(format!("{}: {e}", dev.name)));
         }
     }
 }
