@@ -7,7 +7,7 @@ Usage: python3 bench/harness/report.py --dir RUN_DIR --results bench/results.jso
 RUN_DIR holds agent.json, wire.json, sizes.json and optionally fanout.json. The fan-out section
 (fanout_section) is also spliced into an existing REPORT.md by bench/fanout.py (splice_fanout).
 """
-import argparse, datetime, json, os, platform, sys
+import argparse, datetime, json, os, platform, statistics, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import dump
@@ -153,6 +153,13 @@ def _fmt(s, unit):
     return f"{f(s['median'])}{sep}{unit} ({f(s['min'])}–{f(s['max'])}, n={s['runs']})"
 
 
+def _med(s, unit):
+    """Just the median, for the details table."""
+    if not s:
+        return "–"
+    return f"{s['median']:.2f}{'' if unit == '%' else ' '}{unit}" if unit != "MiB" else f"{s['median']:.1f} MiB"
+
+
 def fanout_section(doc, before):
     """The body of REPORT.md's "Hub fan-out" section (issue 8's table, then details)."""
     rows = {(r["n"], r.get("broker_key")): r for r in doc.get("rows", []) if "broker_key" in r}
@@ -204,20 +211,30 @@ def fanout_section(doc, before):
            "embedded broker, rumqttd lives in the hub process and is included; Mosquitto's own figures are below.",
            f"- *API latency*: during each apply, two threads of the load generator issue {probe_paths} every 10 ms "
            "each (keep-alive connections); p99 per run, nearest rank.", "",
-           "| broker | N | connect all | apply cmd | hub CPU per apply | API p50 / max (count) | Mosquitto CPU / RSS "
-           "(steady) | hub start: API healthy |", "|---|---|---|---|---|---|---|---|"]
+           "Details (medians unless said): *connect all* — every device connected (connection errors meanwhile); "
+           "*apply cmd* — the `drover-hub apply` process alone; *one device* — its apply cmd, then its ack.", "",
+           "| broker | N | connect all (errors) | apply cmd | hub CPU per apply | one device: apply cmd / ack "
+           "| API p50 / max (count, errors) | Mosquitto CPU / RSS (steady) | hub start: API healthy |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in doc.get("rows", []):
         if "broker_key" not in r:
             continue
         ro, pr, st, hs = r.get("rollout") or {}, r.get("api_probe") or {}, r.get("steady") or {}, r.get("hub_start") or {}
-        conn = (r.get("connect") or {}).get("connect_all_s")
-        probe = (f"{_fmt(pr.get('p50_ms'), 'ms')} / {pr.get('max_ms')} ms ({pr.get('count')}, "
-                 f"{pr.get('errors')} errors)") if pr else "–"
-        bro = (f"{_fmt(st.get('broker_cpu_pct'), '%')} / {_fmt(st.get('broker_rss_mib'), 'MiB')}"
+        c = r.get("connect") or {}
+        conn = (f"{c['connect_all_s']:.2f} s ({sum((c.get('errors') or {}).values())})"
+                if c.get("connect_all_s") is not None else "–")
+        sd = r.get("single_device")
+        one = "–"
+        if sd:
+            cmd = statistics.median(a["apply_cmd_s"] for a in sd["runs"]) * 1000
+            one = f"{cmd:.0f} ms / {sd['device_s']['median'] * 1000:.0f} ms"
+        probe = (f"{pr['p50_ms']['median']:.1f} ms / {pr.get('max_ms'):.0f} ms ({pr.get('count')}, "
+                 f"{pr.get('errors')})") if pr and pr.get("p50_ms") else "–"
+        bro = (f"{_med(st.get('broker_cpu_pct'), '%')} / {_med(st.get('broker_rss_mib'), 'MiB')}"
                if st.get("broker_cpu_pct") else "–")
-        md.append(f"| {r['broker']} | {r['n']} | {'–' if conn is None else f'{conn:.2f} s'} "
-                  f"| {_fmt(ro.get('apply_cmd_s'), 's')} | {_fmt(ro.get('hub_cpu_s'), 's')} | {probe} | {bro} "
-                  f"| {_fmt(hs.get('healthy_s'), 's')} |")
+        md.append(f"| {r['broker']} | {r['n']} | {conn} "
+                  f"| {_med(ro.get('apply_cmd_s'), 's')} | {_med(ro.get('hub_cpu_s'), 's')} | {one} | {probe} | {bro} "
+                  f"| {_med(hs.get('healthy_s'), 's')} |")
     failed = [r for r in doc.get("rows", []) if not r.get("ok")]
     for r in failed:
         md.append(f"\n**Failed**: {r.get('broker')} N={r.get('n')}: {r.get('failure')}")

@@ -3,7 +3,7 @@
 //! generation (PUBACK of its status, timed in the device task), and until the hub has
 //! recorded those statuses (`status_accepted` in `GET /v1/stats`, polled every 10 ms by a
 //! task of its own). Meanwhile it samples the hub's (and an external broker's) RSS and
-//! CPU time, and optionally probes the API ([`super::probe`]). It never judges a figure.
+//! CPU time, and optionally probes the API ([`crate::probe`]). It never judges a figure.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -12,9 +12,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::fleet::Fleet;
-use super::probe::Probe;
-use super::{Http, Res, cpu_ticks, round3, rss_kib, stat, ticks_s};
+use super::Fleet;
+use crate::probe::Probe;
+use crate::{Http, Res, cpu_ticks, round3, rss_kib, stat, ticks_s};
 
 pub struct ApplyCmd {
     manifest: PathBuf,
