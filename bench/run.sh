@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark, one command (root; Debian 12 with crun and runc):
 #
-#   sudo bench/run.sh            # full run (~30 min): writes bench/results.json, bench/REPORT.md, bench/plots/,
+#   bench/run.sh                 # full run (~35 min): writes bench/results.json, bench/REPORT.md, bench/plots/,
 #                                # bench/fanout-results.json
-#   sudo bench/run.sh --smoke    # CI: few runs, 1-2 workloads, 20 updates, no cross build (< 3 min);
+#   bench/run.sh --smoke         # CI: few runs, 1-2 workloads, 20 updates, no cross build (< 3 min);
 #                                # writes target/bench-smoke/{results.json,REPORT.md}
 #   options: --out DIR (where results.json / REPORT.md go), --no-build (use target/release as is)
 #

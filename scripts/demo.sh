@@ -5,8 +5,8 @@
 # hub, applies configs/demo/ and shows it all working: both workloads running as real
 # containers pulled from the hub, sensor readings arriving, the HTTP service answering.
 #
-#   sudo scripts/demo.sh          set up, build, start, show it running
-#   sudo scripts/demo.sh stop     remove the workloads, stop agent and hub; leaves nothing behind
+#   scripts/demo.sh               set up, build, start, show it running
+#   scripts/demo.sh stop          remove the workloads, stop agent and hub; leaves nothing behind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=/var/lib/drover-demo
@@ -17,7 +17,7 @@ export DROVER_HUB_API=http://127.0.0.1:7780
 http_port=18080
 
 if [ "$(id -u)" != 0 ]; then
-  echo "demo: run as root (containers and cgroups need it): sudo $0 $*" >&2
+  echo "demo: run as root (containers and cgroups need it): as root, or sudo $0 $*" >&2
   exit 1
 fi
 
@@ -123,5 +123,5 @@ serves HTTP on port $http_port. Try:
   $agent ps --config $demo/agent/agent.toml
   $agent logs --config $demo/agent/agent.toml sensor -f
   mosquitto_sub -p $port -i demo-dash -u demo-dash -P $dash_cred -t 'drover/v1/sensors/#' -v
-Stop it all with:  sudo scripts/demo.sh stop
+Stop it all with:  scripts/demo.sh stop
 TXT

@@ -104,6 +104,14 @@ impl TestHub {
         }
     }
 
+    /// SIGKILL and wait: a crash, as a power cut or the OOM killer would leave it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// `drover-hub --api URL ARGS`: (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(bin("drover-hub"))
@@ -184,7 +192,11 @@ impl Mosquitto {
         let conf = dir.path().join("mosquitto.conf");
         fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            // The default queue (1,000 messages per client) drops messages for a subscriber
+            // that watches a whole fleet's topics.
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+            ),
         )
         .expect("conf");
         let child = Command::new("mosquitto")

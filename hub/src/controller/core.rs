@@ -222,8 +222,16 @@ impl Controller {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
+        if !signed.is_empty() {
+            let moved = plan.events.len();
+            tracing::info!(
+                devices = signed.len(),
+                placement_changes = moved,
+                "fleet plan committed"
+            );
+        }
         for s in signed {
-            tracing::info!(device = %s.device, generation = s.row.generation, "desired state changed");
+            tracing::debug!(device = %s.device, generation = s.row.generation, "desired state changed");
             let topic = drover_protocol::topics::desired(&s.device);
             self.payloads.insert(s.device, s.row.payload.clone());
             // The receiver only goes away when the hub shuts down.
