@@ -230,7 +230,8 @@ def row(work, n, broker, p):
     try:
         hub = registration(work, n, broker, bport, p["register_runs"], out, procs)
         mosq = procs.get("mosq")
-        fleet = Fleet(work, os.path.join(work, f"creds-{n}.json"), hub, f"127.0.0.1:{bport}")
+        fleet = Fleet(work, os.path.join(work, f"creds-{n}.json"), hub, f"127.0.0.1:{bport}",
+                      ["--tcp-nodelay"] if p["tcp_nodelay"] else [])
         c = fleet.cmd("connect", timeout_s=p["connect_timeout"])
         out["connect"] = c
         log(f"  connect: {c.get('connect_all_s')} s all connected, {c.get('first_sync_hub_s')} s first statuses recorded")
@@ -296,11 +297,15 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs of each figure (default 3)")
     ap.add_argument("--window", type=int, default=60, help="steady-state window, seconds (default 60)")
     ap.add_argument("--windows", type=int, default=3, help="steady-state windows (default 3)")
+    ap.add_argument("--tcp-nodelay", action="store_true",
+                    help="TCP_NODELAY on the simulated devices' connections (drover-agent does not set it)")
     args = ap.parse_args()
     for b in (HUB, LOADGEN):
         if not os.access(b, os.X_OK):
             sys.exit(f"missing {b}: cargo build --release --locked -p drover-hub -p drover-bench-loadgen")
     rows_plan = plan(args)
+    for _, _, p in rows_plan:
+        p["tcp_nodelay"] = args.tcp_nodelay
     if any(b == "mosquitto" for _, b, _ in rows_plan) and not shutil.which("mosquitto"):
         sys.exit("mosquitto is not installed (apt-get install mosquitto)")
     work = tempfile.mkdtemp(prefix="drover-fanout-")
@@ -317,6 +322,7 @@ def main():
                 "the new generation and the hub recorded it; a one-device change; API latency during applies; "
                 "steady-state heartbeats; hub restart -> every device received its republished desired state",
         "smoke": args.smoke,
+        "devices_tcp_nodelay": args.tcp_nodelay,
         "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
                     "shared": "other builds may have run at the same time"},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

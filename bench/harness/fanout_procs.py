@@ -154,10 +154,11 @@ class Hub:
 class Fleet:
     """`drover-loadgen fleet`: one JSON command per line, one JSON answer per line."""
 
-    def __init__(self, work, creds, hub, broker_addr):
+    def __init__(self, work, creds, hub, broker_addr, extra=()):
         self.log = os.path.join(work, "loadgen.log")
         self.proc = subprocess.Popen(
-            [LOADGEN, "fleet", "--api", hub.addr, "--broker", broker_addr, "--creds", creds, "--hub-bin", HUB],
+            [LOADGEN, "fleet", "--api", hub.addr, "--broker", broker_addr, "--creds", creds, "--hub-bin", HUB,
+             *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "a"), text=True, bufsize=1)
 
     def cmd(self, cmd, **kw):

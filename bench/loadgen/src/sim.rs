@@ -55,6 +55,7 @@ pub struct Shared {
     pub heartbeat_ms: watch::Receiver<u64>,
     /// Cap of the reconnect back-off (from 100 ms, doubling, jittered).
     pub reconnect_max: Duration,
+    pub tcp_nodelay: bool,
 }
 
 /// One device's state shared by its two tasks.
@@ -90,6 +91,7 @@ pub fn spawn(index: usize, name: Name, credential: String, shared: Arc<Shared>) 
         ));
     let (client, mut el) = AsyncClient::new(opts, 16);
     el.network_options.set_connection_timeout(60);
+    el.network_options.set_tcp_nodelay(shared.tcp_nodelay);
     let dev = Arc::new(Dev {
         index,
         status_topic: topics::status(&name),

@@ -164,6 +164,11 @@ impl ApplyCmd {
         if failure.is_some() {
             hub.abort();
         }
+        // When the last awaited device received its new desired state.
+        let received = (0..fleet.n)
+            .filter(|i| self.wait.is_none_or(|w| w == *i) && fleet.received[*i].0 > before[*i])
+            .map(|i| fleet.received[i].1)
+            .max();
         let since =
             |t: Option<Instant>| t.map(|t| round3(t.saturating_duration_since(t0).as_secs_f64()));
         let stdout = apply_out
@@ -178,6 +183,7 @@ impl ApplyCmd {
             "apply_cmd_s": apply_out.as_ref().map(|(s, _)| round3(*s)),
             "apply_stdout": stdout,
             "first_ack_s": since(first),
+            "received_s": since(received),
             "devices_s": since(last),
             "hub_s": since(hub_at),
             "usage": usage.finish()?,

@@ -58,6 +58,10 @@ pub struct Args {
     /// Cap of each device's reconnect back-off (100 ms doubling, jittered 0.5-1.5x).
     #[arg(long, default_value_t = 1000)]
     pub reconnect_max_ms: u64,
+    /// Set TCP_NODELAY on the devices' connections (drover-agent does not: Nagle's
+    /// algorithm then holds a status sent right after the PUBACK of a desired state).
+    #[arg(long)]
+    pub tcp_nodelay: bool,
 }
 
 /// What the coordinator knows about the fleet, fed by the devices' events.
@@ -76,6 +80,8 @@ pub struct Fleet {
     connected: Vec<bool>,
     /// Newest generation each device acknowledged (PUBACK of its status).
     pub acked: Vec<u64>,
+    /// Newest generation each device received, and when.
+    pub received: Vec<(u64, Instant)>,
     n_synced: usize,
     mark: Option<Instant>,
     seen: Vec<bool>,
@@ -145,6 +151,7 @@ impl Fleet {
             n_connected: 0,
             connected: vec![false; n],
             acked: vec![0; n],
+            received: vec![(0, Instant::now()); n],
             n_synced: 0,
             mark: None,
             seen: vec![false; n],
@@ -181,7 +188,10 @@ impl Fleet {
                     self.last_connect = Some(at);
                 }
             }
-            Ev::Desired(i, _generation, at) => {
+            Ev::Desired(i, generation, at) => {
+                if generation > self.received[i].0 {
+                    self.received[i] = (generation, at);
+                }
                 if self.mark.is_some_and(|m| at >= m) && !self.seen[i] {
                     self.seen[i] = true;
                     self.n_seen += 1;
@@ -260,6 +270,7 @@ impl Fleet {
             gate: Arc::new(Semaphore::new(self.args.connect_concurrency.max(1))),
             heartbeat_ms: self.heartbeat.subscribe(),
             reconnect_max: Duration::from_millis(self.args.reconnect_max_ms.max(100)),
+            tcp_nodelay: self.args.tcp_nodelay,
         });
         let creds = std::mem::take(&mut self.credentials);
         for (i, (name, cred)) in self.names.iter().zip(creds).enumerate() {
