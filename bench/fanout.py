@@ -16,7 +16,7 @@ Results: bench/fanout-results.json; in a full run also the fan-out section of
 bench/REPORT.md (bench/harness/report.py renders it, with the before column from
 bench/fanout-results-before.json).
 """
-import argparse, json, os, shutil, statistics, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness"))
 from fanout_procs import HUB, LOADGEN, ROOT, Fleet, Hub, Mosquitto, cpu_s, free_port, rss_kib, stop, tail
@@ -70,7 +70,6 @@ def register(work, hub, n, creds):
     if "unrecognized subcommand" not in r.stderr:
         raise RuntimeError(f"device import failed: {r.stderr.strip()[-1000:]}")
     log("  this hub has no `device import`: falling back to one POST /v1/devices per device")
-    import subprocess
     t = time.monotonic()
     r = subprocess.run([LOADGEN, "register", "--api", hub.addr, "--count", str(n), "--out", creds],
                        capture_output=True, text=True)
@@ -271,6 +270,18 @@ def row(work, n, broker, p):
     return out
 
 
+def git_commit():
+    """The checkout's commit (with "+dirty" when it has uncommitted changes), or None."""
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def plan(args):
     """(n, broker, parameters) per row."""
     if args.smoke:
@@ -326,6 +337,7 @@ def main():
         "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
                     "shared": "other builds may have run at the same time"},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": git_commit(),
         "hub_binary_bytes": os.path.getsize(HUB),
         "total_s": round(time.monotonic() - t_start, 1),
         "rows": rows,

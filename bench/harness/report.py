@@ -171,7 +171,7 @@ def fanout_section(doc, before):
     probe_paths = " and ".join(f"`GET {p}`" for p in (big.get("api_probe") or {}).get("paths", []))
     md = ["Written by `bench/fanout.sh` ([`fanout-results.json`](fanout-results.json); before: "
           "[`fanout-results-before.json`](fanout-results-before.json), the benchmark of commit ba75934, one run "
-          f"each). Run {doc.get('date', '?')}, {doc.get('total_s', '?')} s, on {doc['machine']['cpus']} cores shared "
+          f"each). Run {doc.get('date', '?')} at commit {doc.get('commit', '?')}, {doc.get('total_s', '?')} s, on {doc['machine']['cpus']} cores shared "
           "with other builds: the lead re-runs it alone for the figures that count. N simulated devices are real "
           "MQTT clients (one `drover-loadgen fleet` process on the same machine, so it competes with the hub for the "
           "2 cores) behaving like agents: last will, retained presence, a status sealed with the device credential "
@@ -216,8 +216,9 @@ def fanout_section(doc, before):
            f"- *API latency*: during each apply, two threads of the load generator issue {probe_paths} every 10 ms "
            "each (keep-alive connections); p99 per run, nearest rank.", "",
            "Details (medians unless said): *connect all* — every device connected (connection errors meanwhile); "
-           "*apply cmd* — the `drover-hub apply` process alone; *one device* — its apply cmd, then its ack.", "",
-           "| broker | N | connect all (errors) | apply cmd | hub CPU per apply | one device: apply cmd / ack "
+           "*apply cmd* — the `drover-hub apply` process alone; *one device* — its apply cmd returned / the device "
+           "received the new desired state / the device's status was acknowledged, from the spawn of `apply`.", "",
+           "| broker | N | connect all (errors) | apply cmd | hub CPU per apply | one device: cmd / received / ack "
            "| API p50 / max (count, errors) | Mosquitto CPU / RSS (steady) | hub start: API healthy |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in doc.get("rows", []):
@@ -230,8 +231,8 @@ def fanout_section(doc, before):
         sd = r.get("single_device")
         one = "–"
         if sd:
-            cmd = statistics.median(a["apply_cmd_s"] for a in sd["runs"]) * 1000
-            one = f"{cmd:.0f} ms / {sd['device_s']['median'] * 1000:.0f} ms"
+            med = lambda k: statistics.median(a[k] for a in sd["runs"] if a.get(k) is not None) * 1000
+            one = f"{med('apply_cmd_s'):.0f} / {med('received_s'):.0f} / {med('devices_s'):.0f} ms"
         probe = (f"{pr['p50_ms']['median']:.1f} ms / {pr.get('max_ms'):.0f} ms ({pr.get('count')}, "
                  f"{pr.get('errors')})") if pr and pr.get("p50_ms") else "–"
         bro = (f"{_med(st.get('broker_cpu_pct'), '%')} / {_med(st.get('broker_rss_mib'), 'MiB')}"
