@@ -14,6 +14,8 @@ use super::{Args, Fleet};
 use crate::{Res, round3};
 
 impl Fleet {
+    /// Starts every device; waits until all acknowledged a first desired state and the hub
+    /// recorded those statuses.
     async fn connect(&mut self, timeout: Duration) -> Res<Value> {
         if self.started {
             return Err("connect: the devices are already started".to_owned());
@@ -52,7 +54,7 @@ impl Fleet {
         }))
     }
 
-    /// Keeps taking device events until `task` ends; its result.
+    /// From now on, `wait_resync` counts the desired states the devices receive.
     fn mark(&mut self) -> Value {
         let now = Instant::now();
         self.mark = Some(now);

@@ -280,6 +280,7 @@ impl Fleet {
         Ok(())
     }
 
+    /// Keeps taking device events until `task` ends; its result.
     pub async fn drain_while<T>(&mut self, task: tokio::task::JoinHandle<Res<T>>) -> Res<T> {
         tokio::pin!(task);
         loop {
