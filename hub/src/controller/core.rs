@@ -200,13 +200,18 @@ impl Controller {
         now_ms: u64,
         write: impl FnOnce(&Store) -> Result<T, ControllerError>,
     ) -> Result<(T, FleetPlan), ControllerError> {
+        let t0 = std::time::Instant::now();
         let plan = plan(&candidate, now_ms);
+        let t1 = std::time::Instant::now();
         let signed = sign_changes(&self.key, &plan.changes)?;
+        let t2 = std::time::Instant::now();
         let value = self.store.durably(|s| {
             let v = write(s)?;
             write_plan(s, &plan, &signed, now_ms)?;
             Ok::<_, ControllerError>(v)
         })?;
+        let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_millis() as u64;
+        let timing = (ms(t0, t1), ms(t1, t2), ms(t2, std::time::Instant::now()));
         self.metrics.transactions.fetch_add(1, Ordering::Relaxed);
         candidate.placement = plan.placement.clone();
         for (device, change) in &plan.changes {
@@ -223,10 +228,13 @@ impl Controller {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         if !signed.is_empty() {
-            let moved = plan.events.len();
+            let (plan_ms, sign_ms, commit_ms) = timing;
             tracing::info!(
                 devices = signed.len(),
-                placement_changes = moved,
+                placement_changes = plan.events.len(),
+                plan_ms,
+                sign_ms,
+                commit_ms,
                 "fleet plan committed"
             );
         }
