@@ -4,9 +4,10 @@ drawn by hand: matplotlib is not on this machine).
 
 Usage: python3 bench/harness/report.py --dir RUN_DIR --results bench/results.json --report bench/REPORT.md
          [--mode full|smoke] [--command "bench/run.sh"]
-RUN_DIR holds agent.json, wire.json, sizes.json and optionally fanout.json / fanout.md.
+RUN_DIR holds agent.json, wire.json, sizes.json and optionally fanout.json. The fan-out section
+(fanout_section) is also spliced into an existing REPORT.md by bench/fanout.py (splice_fanout).
 """
-import argparse, datetime, json, os, platform, sys
+import argparse, datetime, json, os, platform, statistics, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import dump
@@ -83,6 +84,180 @@ def svg_strip(path, title, groups):
     o.append(f'<text x="{w / 2}" y="{yb + 32}" text-anchor="middle">ms (black bar: median)</text></svg>')
     with open(path, "w") as f:
         f.write("\n".join(o) + "\n")
+
+
+BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FANOUT_BEFORE = os.path.join(BENCH, "fanout-results-before.json")
+
+# Issue 8's figures: (key, N, label ({n}: N with thousands separators), {broker: target}, unit).
+FANOUT_FIGURES = [
+    ("rollout", 10000, "apply → all acknowledged, {n} devices", {"mosquitto": 2.0}, "s"),
+    ("rollout", 1000, "apply → all acknowledged, {n} devices", {"embedded": 0.5}, "s"),
+    ("single", 10000, "one-device change in {n} → its acknowledgement", {"embedded": 50, "mosquitto": 50}, "ms"),
+    ("register", 10000, "registration of {n} devices (`device import`)", {"embedded": 5.0, "mosquitto": 5.0}, "s"),
+    ("start", 10000, "hub start, {n} devices → API healthy and every device has its desired state",
+     {"embedded": 5.0, "mosquitto": 5.0}, "s"),
+    ("cpu", 10000, "steady state, {n} devices heartbeating every {hb} s: hub CPU (% of one core)",
+     {"embedded": 5.0, "mosquitto": 5.0}, "%"),
+    ("rss", 10000, "steady state: hub RSS (embedded: broker inside the hub)", {"embedded": 100, "mosquitto": 100}, "MiB"),
+    ("p99", 10000, "API p99 during a {n}-device apply", {"embedded": 100, "mosquitto": 100}, "ms"),
+]
+
+
+def load_before(path=FANOUT_BEFORE):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _now(row, key):
+    """The figure's summary ({median, min, max, runs}) in the figure's unit, or None."""
+    def get(*ks):
+        v = row
+        for k in ks:
+            v = (v or {}).get(k)
+        return v
+    s = {"rollout": get("rollout", "hub_s"), "single": get("single_device", "device_s"),
+         "register": get("registration", "seconds"), "start": get("hub_start", "total_s"),
+         "cpu": get("steady", "hub_cpu_pct"), "rss": get("steady", "hub_rss_mib"),
+         "p99": get("api_probe", "p99_ms")}[key]
+    if s and key == "single":
+        s = {k: (round(v * 1000, 1) if k != "runs" and isinstance(v, (int, float)) else v) for k, v in s.items()}
+    return s
+
+
+def _before(before, broker, n, key):
+    """The before column: what the benchmark of commit ba75934 measured, or why not."""
+    rows = [r for r in (before or {}).get("rows", []) if r.get("n") == n and r.get("broker", "").startswith(
+        "rumqttd" if broker == "embedded" else "mosquitto")]
+    r = rows[0] if rows else {}
+    if key == "rollout" and r.get("rollout_hub_s") is not None:
+        return f"{r['rollout_hub_s']:.2f} s (1 run)"
+    if key == "register":
+        return "no bulk path (one POST per device is quadratic: 1,000 took 5.4 s)"
+    if key == "start" and r.get("hub_start_s") is not None:
+        return f"{r['hub_start_s']:.1f} s (to API healthy only)"
+    if key == "rss" and r.get("hub_rss_idle_kib") is not None:
+        return f"{r['hub_rss_idle_kib'] / 1024:.1f} MiB (idle, no heartbeats)"
+    return "not measured"
+
+
+def _fmt(s, unit):
+    if not s:
+        return "–"
+    nd = 0 if unit == "ms" and s["median"] >= 100 else (1 if unit in ("ms", "MiB") else 2)
+    f = lambda x: f"{x:.{nd}f}"
+    sep = "" if unit == "%" else " "
+    return f"{f(s['median'])}{sep}{unit} ({f(s['min'])}–{f(s['max'])}, n={s['runs']})"
+
+
+def _med(s, unit):
+    """Just the median, for the details table."""
+    if not s:
+        return "–"
+    return f"{s['median']:.2f}{'' if unit == '%' else ' '}{unit}" if unit != "MiB" else f"{s['median']:.1f} MiB"
+
+
+def fanout_section(doc, before):
+    """The body of REPORT.md's "Hub fan-out" section (issue 8's table, then details)."""
+    rows = {(r["n"], r.get("broker_key")): r for r in doc.get("rows", []) if "broker_key" in r}
+    smoke = doc.get("smoke")
+    if smoke:  # one small row stands for every figure; the targets are for the full sizes
+        rows = {(n, b): r for (_, b), r in rows.items() for n in (1000, 10000)}
+    big = next((r for (n, _), r in rows.items() if n == 10000), {})
+    hb = ((big.get("steady") or {}).get("heartbeat_s")) or 30
+    probe_paths = " and ".join(f"`GET {p}`" for p in (big.get("api_probe") or {}).get("paths", []))
+    md = ["Written by `bench/fanout.sh` ([`fanout-results.json`](fanout-results.json); before: "
+          "[`fanout-results-before.json`](fanout-results-before.json), the benchmark of commit ba75934, one run "
+          f"each). Run {doc.get('date', '?')} at commit {doc.get('commit', '?')}, {doc.get('total_s', '?')} s, on {doc['machine']['cpus']} cores shared "
+          "with other builds: the lead re-runs it alone for the figures that count. N simulated devices are real "
+          "MQTT clients (one `drover-loadgen fleet` process on the same machine, so it competes with the hub for the "
+          "2 cores) behaving like agents: last will, retained presence, a status sealed with the device credential "
+          "for every new generation, re-sent after reconnects and on every heartbeat. Each figure: median (min–max, "
+          "n runs)." + (" **Smoke run** (N=50, one run each): not the issue's sizes, so no ✓/✗." if smoke else ""), "",
+          "| figure | broker | target | before | now |", "|---|---|---|---|---|"]
+    for key, n, label, targets, unit in FANOUT_FIGURES:
+        if smoke and n != 10000:
+            continue
+        for broker in ("embedded", "mosquitto"):
+            r = rows.get((n, broker))
+            if r is None:
+                continue
+            s = _now(r, key)
+            target = targets.get(broker)
+            mark = "" if target is None or not s or smoke else (" ✓" if s["median"] <= target else " ✗")
+            now = _fmt(s, unit) + mark if s else ("failed: " + str(r.get("failure")) if not r.get("ok") else "–")
+            tgt = "–" if target is None else f"≤ {target:g}{'' if unit == '%' else ' '}{unit}"
+            label_n = label.format(n=f"{r['n']:,}", hb=f"{hb:g}")
+            md.append(f"| {label_n} | {r['broker']} | {tgt} | {'–' if smoke else _before(before, broker, n, key)} | {now} |")
+    md += ["", "How each figure is taken:", "",
+           "- *apply → all acknowledged*: from spawning `drover-hub apply -f` (a Deployment selecting every device, "
+           "a new env value each run) until the hub has recorded every device's acknowledging status "
+           "(`status_accepted` in `GET /v1/stats`, polled every 10 ms); the devices' own PUBACK times are in the JSON "
+           "(`devices_s`).",
+           "- *one-device change*: `apply` of a `kind: Device` object giving one device the label `pick=yes`, so that a "
+           "second Deployment (selector `pick=yes`) lands on it; until that device's status for the new generation "
+           "is acknowledged by the broker (PUBACK). No other device may change. "
+           + ("The devices set TCP_NODELAY (`--tcp-nodelay`); drover-agent does not." if doc.get("devices_tcp_nodelay")
+              else "Like drover-agent, the devices leave Nagle's algorithm on: the status that follows the PUBACK of "
+                   "the desired state can wait for the broker's delayed TCP ACK (~40 ms; `bench/fanout.sh "
+                   "--tcp-nodelay` shows the difference)."),
+           "- *registration*: `drover-hub device import devices.csv -o json` (one line `sim-i,fleet=bench` per device), "
+           "timed around the CLI, on a fresh hub each run.",
+           "- *hub start*: SIGTERM the hub, spawn it again on the same store; until both `GET /v1/healthz` answers and "
+           "every device has received a validly signed desired state since (the republished one). With the embedded "
+           "broker the devices lose their connection and reconnect (back-off from 100 ms, doubling, capped at 1 s, "
+           "jittered 0.5–1.5×); with Mosquitto they stay connected.",
+           f"- *steady state*: every device sends its sealed status every {hb:g} s, at a phase of i/N of the period; "
+           "after a short warm-up, hub utime+stime over each window (60 s in a full run); RSS is the peak of 1 s samples (VmRSS). With the "
+           "embedded broker, rumqttd lives in the hub process and is included; Mosquitto's own figures are below.",
+           f"- *API latency*: during each apply, two threads of the load generator issue {probe_paths} every 10 ms "
+           "each (keep-alive connections); p99 per run, nearest rank.", "",
+           "Details (medians unless said): *connect all* — every device connected (connection errors meanwhile); "
+           "*apply cmd* — the `drover-hub apply` process alone; *one device* — its apply cmd returned / the device "
+           "received the new desired state / the device's status was acknowledged, from the spawn of `apply`.", "",
+           "| broker | N | connect all (errors) | apply cmd | hub CPU per apply | one device: cmd / received / ack "
+           "| API p50 / max (count, errors) | Mosquitto CPU / RSS (steady) | hub start: API healthy |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc.get("rows", []):
+        if "broker_key" not in r:
+            continue
+        ro, pr, st, hs = r.get("rollout") or {}, r.get("api_probe") or {}, r.get("steady") or {}, r.get("hub_start") or {}
+        c = r.get("connect") or {}
+        conn = (f"{c['connect_all_s']:.2f} s ({sum((c.get('errors') or {}).values())})"
+                if c.get("connect_all_s") is not None else "–")
+        sd = r.get("single_device")
+        one = "–"
+        if sd:
+            med = lambda k: statistics.median(a[k] for a in sd["runs"] if a.get(k) is not None) * 1000
+            one = f"{med('apply_cmd_s'):.0f} / {med('received_s'):.0f} / {med('devices_s'):.0f} ms"
+        probe = (f"{pr['p50_ms']['median']:.1f} ms / {pr.get('max_ms'):.0f} ms ({pr.get('count')}, "
+                 f"{pr.get('errors')})") if pr and pr.get("p50_ms") else "–"
+        bro = (f"{_med(st.get('broker_cpu_pct'), '%')} / {_med(st.get('broker_rss_mib'), 'MiB')}"
+               if st.get("broker_cpu_pct") else "–")
+        md.append(f"| {r['broker']} | {r['n']} | {conn} "
+                  f"| {_med(ro.get('apply_cmd_s'), 's')} | {_med(ro.get('hub_cpu_s'), 's')} | {one} | {probe} | {bro} "
+                  f"| {_med(hs.get('healthy_s'), 's')} |")
+    failed = [r for r in doc.get("rows", []) if not r.get("ok")]
+    for r in failed:
+        md.append(f"\n**Failed**: {r.get('broker')} N={r.get('n')}: {r.get('failure')}")
+    return md
+
+
+def splice_fanout(report, doc, before=None):
+    """Replaces the "## Hub fan-out" section of an existing REPORT.md (appends it if absent)."""
+    text = open(report).read() if os.path.exists(report) else "# Drover benchmark report\n"
+    body = "\n".join(["## Hub fan-out", ""] + fanout_section(doc, before or load_before()) + [""])
+    start = text.find("## Hub fan-out")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + body + ("\n" + text[end + 1:] if end >= 0 else "")
+    with open(report, "w") as f:
+        f.write(text)
 
 
 def flat_rows(obj, prefix=""):
@@ -185,19 +360,8 @@ def main():
         md += ["## Start latency / agent memory", "", "Not measured in this run (agent part failed).", ""]
     if fanout is not None:
         md += ["## Hub fan-out", ""]
-        fmd = os.path.join(args.dir, "fanout.md")
-        if os.path.exists(fmd):
-            md += [open(fmd).read().rstrip(), ""]
-        elif isinstance(fanout.get("rows"), list) and all("broker" in r for r in fanout["rows"]):
-            md += ["Written by `bench/fanout.sh` (its own harness): " + str(fanout.get("what", "")), "",
-                   "| broker | N | ok | acked | connect all | apply → all acked (hub) | (devices) | hub RSS idle "
-                   "| hub RSS peak | hub CPU during rollout |", "|---|---|---|---|---|---|---|---|---|---|"]
-            for r in fanout["rows"]:
-                g = lambda k, unit="", f=None: ("–" if r.get(k) is None else (f(r[k]) if f else f"{r[k]}{unit}"))
-                md.append(f"| {r['broker']} | {r.get('n')} | {g('ok')} | {g('acknowledged')} | {g('connect_all_s', ' s')} "
-                          f"| {g('rollout_hub_s', ' s')} | {g('rollout_devices_s', ' s')} "
-                          f"| {g('hub_rss_idle_kib', f=mib)} | {g('hub_rss_peak_kib', f=mib)} | {g('hub_cpu_rollout_s', ' s')} |")
-            md.append("")
+        if isinstance(fanout.get("rows"), list) and all("broker_key" in r for r in fanout["rows"]):
+            md += fanout_section(fanout, load_before()) + [""]
         else:
             md += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in flat_rows(fanout)] + [""]
     else:
