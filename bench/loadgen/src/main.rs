@@ -29,6 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
+mod broker;
+
 type Res<T> = Result<T, String>;
 
 #[derive(Parser)]
@@ -93,6 +95,8 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         idle_secs: u64,
     },
+    /// Measure an MQTT broker alone with the hub's traffic pattern (bench/broker.py).
+    Broker(broker::Args),
 }
 
 fn main() {
@@ -139,6 +143,7 @@ fn main() {
                 };
                 run(&opts, &creds).await
             }
+            Cmd::Broker(args) => broker::run(args).await,
         }
     });
     // Exit at once: the device tasks are not worth tearing down one by one.
