@@ -93,7 +93,7 @@ def one_run(work, n, broker, extra, order, rounds, timeout, log):
     else:
         cmd = [BROKER, "--listen", f"127.0.0.1:{port}", "--creds", creds,
                "--max-connections", str(2 * n + 100)] + extra
-    out = {"broker": broker, "args": extra, "n": n, "order": order,
+    out = {"broker": broker, "args": extra, "broker_bin": BROKER if broker != "mosquitto" else "mosquitto", "n": n, "order": order,
            "loadavg_before": open("/proc/loadavg").read().split()[:3]}
     proc = None
     try:
@@ -170,15 +170,18 @@ def fmt(s, unit="s", nd=2):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", default="1000,5000,10000", help="device counts, comma-separated")
+    ap.add_argument("--n", default="1000,2000,5000,10000", help="device counts, comma-separated")
     ap.add_argument("--brokers", default="rumqttd,mosquitto")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--order", default="publish-first", choices=["publish-first", "connect-first"])
     ap.add_argument("--rumqttd-args", default="", help="extra drover-embedded-broker flags (settings to try)")
+    ap.add_argument("--broker-bin", help="another drover-embedded-broker build (e.g. other compiler settings)")
     ap.add_argument("--timeout", type=int, default=400, help="seconds per phase")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/broker-results.json"))
     args = ap.parse_args()
+    global BROKER
+    BROKER = args.broker_bin or BROKER
     for b in (BROKER, LOADGEN):
         if not os.access(b, os.X_OK):
             sys.exit(f"missing {b}: cargo build --release --locked -p drover-bench-embedded-broker -p drover-bench-loadgen")

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Embedded broker at its honest size: the hub's embedded rumqttd alone
-# (drover-embedded-broker) and Mosquitto under N = 1,000 / 5,000 / 10,000 simulated
+# (drover-embedded-broker) and Mosquitto under N = 1,000 / 2,000 / 5,000 / 10,000 simulated
 # devices, 3 runs each. Writes bench/broker-results.json and prints medians [min-max].
 # Method and conclusions: bench/broker.md.
 #   bench/broker.sh                          the headline table (~30-40 min on 2 cores)
 #   bench/broker.sh --n 10000 --runs 1       one size
-#   bench/broker.sh --brokers rumqttd --rumqttd-args "--initialized-filters"   try a setting
+#   bench/broker.sh --brokers rumqttd --rumqttd-args="--max-inflight-count 10"   try a setting
 # Builds what it needs (release); needs mosquitto (apt-get install mosquitto).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -27,9 +27,10 @@ struct Cli {
     creds: PathBuf,
     #[arg(long)]
     max_connections: usize,
-    /// Create every device's `…/desired` filter at start (rumqttd `initialized_filters`).
+    /// Do not create every device's `…/desired` filter at start (rumqttd
+    /// `initialized_filters`, which the hub sets), to measure without it.
     #[arg(long)]
-    initialized_filters: bool,
+    no_initialized_filters: bool,
     #[arg(long)]
     max_outgoing_packet_count: Option<u64>,
     #[arg(long)]
@@ -57,16 +58,12 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let filters: Vec<String> = devices
-        .iter()
-        .map(|(name, _)| format!("{}/dev/{name}/desired", drover_protocol::topics::ROOT))
-        .collect();
     let mut map: HashMap<String, String> = devices.into_iter().collect();
     map.insert(HUB_CLIENT_ID.to_owned(), hub_cred);
     let mut config = broker_config(cli.listen, cli.max_connections, Arc::new(RwLock::new(map)));
     let r = &mut config.router;
-    if cli.initialized_filters {
-        r.initialized_filters = Some(filters);
+    if cli.no_initialized_filters {
+        r.initialized_filters = None;
     }
     set(
         &mut r.max_outgoing_packet_count,
