@@ -114,7 +114,7 @@ pub fn broker_config(listen: SocketAddr, max_connections: usize, creds: Credenti
     // rumqttd matches every new filter against every topic it has seen, and every new
     // topic against every filter. Creating the registered devices' filters up front skips
     // the first and lets the hub's first publish to each device be matched once, at start
-    // (bench/broker.md: about a quarter less broker CPU when a whole fleet reconnects).
+    // (bench/broker.md: about a third less broker CPU when a whole fleet reconnects).
     let initialized_filters = Some(desired_filters(&creds));
     let mut connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
