@@ -4,6 +4,8 @@
 //! rumqttd's config accepts anything and `RouterConfig::default()` is all zeros, so every
 //! field is set here, in code. rumqttd has no topic ACLs: authentication only proves who
 //! connects; desired states are signed and statuses carry a MAC for the rest.
+//! It also knows how far the embedded broker goes (`capacity_warning`): measured in
+//! bench/broker.md, beyond that a site should use Mosquitto through `broker.url`.
 //! This module must never decide anything about devices beyond "may this client connect".
 
 use std::collections::HashMap;
@@ -35,6 +37,34 @@ const HUB_SEGMENT: SegmentConfig = SegmentConfig {
     max_segment_count: 8,
 };
 
+/// Devices the embedded broker serves comfortably. Measured (bench/broker.md, rumqttd
+/// 0.20 alone on 2 shared cores): when every device reconnects at once (hub restart,
+/// network outage) and fetches its retained desired state, rumqttd's router matches every
+/// new subscription against every retained message and every new topic against every
+/// subscription, so its work grows with the square of the fleet: 2,000 devices cost 2.7 s
+/// of broker CPU and 120 MiB, 5,000 cost 18 s and 290 MiB, 10,000 cost 80 s and 580 MiB
+/// (Mosquitto: 0.3 s / 18 MiB, 0.8 s / 34 MiB, 1.5 s / 59 MiB). No rumqttd setting or
+/// newer release changes that.
+pub const COMFORTABLE_MAX_DEVICES: usize = 2000;
+
+/// Where the README explains the switch to an external broker.
+pub const SWITCH_BROKER_DOC: &str = "README.md, \"When to switch to Mosquitto\"";
+
+/// A warning for `serve` to log (at start and after registrations) when more devices are
+/// registered than the embedded broker serves comfortably; None otherwise. Only meaningful
+/// while the embedded broker runs (`broker.url` empty).
+pub fn capacity_warning(registered_devices: usize) -> Option<String> {
+    (registered_devices > COMFORTABLE_MAX_DEVICES).then(|| {
+        format!(
+            "{registered_devices} devices are registered, more than the embedded MQTT broker \
+             serves well ({COMFORTABLE_MAX_DEVICES}): when they all reconnect, rumqttd needs \
+             about 18 s of CPU and 290 MiB for 5,000 devices and 80 s and 580 MiB for 10,000 \
+             (Mosquitto: 0.8 s and 34 MiB, 1.5 s and 59 MiB; bench/broker.md). Set \
+             `broker.url` to a Mosquitto broker: {SWITCH_BROKER_DOC}"
+        )
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot listen on {addr} for the embedded broker: {source}")]
@@ -64,8 +94,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The `desired` filter of every device registered when the broker starts.
+fn desired_filters(creds: &Credentials) -> Vec<String> {
+    let Ok(map) = creds.read() else {
+        return Vec::new();
+    };
+    let mut names: Vec<&String> = map.keys().filter(|n| *n != HUB_CLIENT_ID).collect();
+    names.sort();
+    let root = drover_protocol::topics::ROOT;
+    names
+        .into_iter()
+        .map(|n| format!("{root}/dev/{n}/desired"))
+        .collect()
+}
+
 /// The complete rumqttd configuration: one MQTT 3.1.1 listener, small segments.
 pub fn broker_config(listen: SocketAddr, max_connections: usize, creds: Credentials) -> Config {
+    // rumqttd matches every new filter against every topic it has seen, and every new
+    // topic against every filter. Creating the registered devices' filters up front skips
+    // the first and lets the hub's first publish to each device be matched once, at start
+    // (bench/broker.md: about a third less broker CPU when a whole fleet reconnects).
+    let initialized_filters = Some(desired_filters(&creds));
     let mut connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: MAX_PAYLOAD,
@@ -102,7 +151,7 @@ pub fn broker_config(listen: SocketAddr, max_connections: usize, creds: Credenti
         max_segment_size: DEVICE_SEGMENT.max_segment_size,
         max_segment_count: DEVICE_SEGMENT.max_segment_count,
         custom_segment: Some(hub_filters.into_iter().collect()),
-        initialized_filters: None,
+        initialized_filters,
         shared_subscriptions_strategy: Default::default(),
     };
     Config {
@@ -153,6 +202,7 @@ mod tests {
         Arc::new(RwLock::new(HashMap::from([
             ("pi-1".to_owned(), "secret-1".to_owned()),
             ("pi-2".to_owned(), "secret-2".to_owned()),
+            (HUB_CLIENT_ID.to_owned(), "hub-secret".to_owned()),
         ])))
     }
 
@@ -185,10 +235,31 @@ mod tests {
     }
 
     #[test]
+    fn no_capacity_warning_up_to_the_measured_maximum() {
+        assert_eq!(capacity_warning(0), None);
+        assert_eq!(capacity_warning(COMFORTABLE_MAX_DEVICES), None);
+    }
+
+    #[test]
+    fn capacity_warning_names_the_count_and_the_way_out() {
+        let w = capacity_warning(COMFORTABLE_MAX_DEVICES + 1).expect("a warning");
+        assert!(w.starts_with("2001 devices are registered"), "{w}");
+        assert!(w.contains("(2000)") && w.contains("580 MiB"), "{w}");
+        assert!(w.contains("`broker.url`") && w.contains("Mosquitto"), "{w}");
+        assert!(w.contains("When to switch to Mosquitto"), "{w}");
+    }
+
+    #[test]
     fn every_router_field_is_set_and_small() {
         let cfg = broker_config("127.0.0.1:1".parse().unwrap(), 10, creds());
         assert_eq!(cfg.router.max_segment_size, 4096);
         assert_eq!(cfg.router.custom_segment.as_ref().unwrap().len(), 2);
+        assert_eq!(
+            cfg.router.initialized_filters.as_deref(),
+            Some(
+                &["drover/v1/dev/pi-1/desired", "drover/v1/dev/pi-2/desired"].map(String::from)[..]
+            )
+        );
         let v4 = cfg.v4.unwrap();
         let server = v4.values().next().unwrap();
         assert_eq!(server.next_connection_delay_ms, 0);

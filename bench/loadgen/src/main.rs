@@ -23,6 +23,8 @@ mod fleet;
 mod probe;
 mod sim;
 
+mod broker;
+
 type Res<T> = Result<T, String>;
 
 #[derive(Parser)]
@@ -58,6 +60,8 @@ enum Cmd {
     /// Simulated devices that stay up across measurements, driven by JSON-line commands on
     /// stdin (bench/fanout.py); see the `fleet` module.
     Fleet(fleet::Args),
+    /// Measure an MQTT broker alone with the hub's traffic pattern (bench/broker.py).
+    Broker(broker::Args),
 }
 
 fn main() {
@@ -80,6 +84,7 @@ fn main() {
                 out,
             } => register(&api, count, &prefix, &label, concurrency, &out).await,
             Cmd::Fleet(args) => fleet::run(args).await,
+            Cmd::Broker(args) => broker::run(args).await,
         }
     });
     // Exit at once: the device tasks are not worth tearing down one by one.
