@@ -308,15 +308,15 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs of each figure (default 3)")
     ap.add_argument("--window", type=int, default=60, help="steady-state window, seconds (default 60)")
     ap.add_argument("--windows", type=int, default=3, help="steady-state windows (default 3)")
-    ap.add_argument("--tcp-nodelay", action="store_true",
-                    help="TCP_NODELAY on the simulated devices' connections (drover-agent does not set it)")
+    ap.add_argument("--nagle", action="store_true",
+                    help="leave Nagle's algorithm on for the simulated devices (drover-agent sets TCP_NODELAY)")
     args = ap.parse_args()
     for b in (HUB, LOADGEN):
         if not os.access(b, os.X_OK):
             sys.exit(f"missing {b}: cargo build --release --locked -p drover-hub -p drover-bench-loadgen")
     rows_plan = plan(args)
     for _, _, p in rows_plan:
-        p["tcp_nodelay"] = args.tcp_nodelay
+        p["tcp_nodelay"] = not args.nagle
     if any(b == "mosquitto" for _, b, _ in rows_plan) and not shutil.which("mosquitto"):
         sys.exit("mosquitto is not installed (apt-get install mosquitto)")
     work = tempfile.mkdtemp(prefix="drover-fanout-")
@@ -333,7 +333,7 @@ def main():
                 "the new generation and the hub recorded it; a one-device change; API latency during applies; "
                 "steady-state heartbeats; hub restart -> every device received its republished desired state",
         "smoke": args.smoke,
-        "devices_tcp_nodelay": args.tcp_nodelay,
+        "devices_tcp_nodelay": not args.nagle,
         "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
                     "shared": "other builds may have run at the same time"},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

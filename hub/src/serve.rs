@@ -78,6 +78,7 @@ pub async fn serve(
     let settings = Settings {
         offline_after_ms: config.offline_after.0,
         device_broker: config.device_broker_address(),
+        embedded_broker: config.broker.url.is_empty(),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let started = std::time::Instant::now();
@@ -92,6 +93,9 @@ pub async fn serve(
     tracing::info!(public_key = %controller.public_key(), "hub signing key");
     let creds = controller.credentials();
     if config.broker.url.is_empty() {
+        if let Some(w) = broker::capacity_warning(controller.device_count()) {
+            tracing::warn!("{w}");
+        }
         broker::spawn(
             config.broker.listen,
             config.broker.max_connections,

@@ -71,7 +71,12 @@ pub(super) fn build(
             true,
         ));
     // Room for `online` + subscribe + a full flush of the offline queue.
-    let (client, eventloop) = AsyncClient::new(opts, cfg.status_queue as usize + 8);
+    let (client, mut eventloop) = AsyncClient::new(opts, cfg.status_queue as usize + 8);
+    // A status is one small packet that should leave now, not after the broker's delayed
+    // ACK of the previous one (Nagle's algorithm added ~40 ms to every acknowledgement).
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let receiver = Receiver {
         eventloop,
         client: client.clone(),

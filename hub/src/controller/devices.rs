@@ -84,6 +84,12 @@ impl Controller {
         }
         drop(creds);
         tracing::info!(devices = rows.len(), "devices registered");
+        let total = self.snapshot.devices.len();
+        if let Some(w) =
+            crate::broker::capacity_warning(total).filter(|_| self.settings.embedded_broker)
+        {
+            tracing::warn!("{w}");
+        }
         Ok(rows
             .into_iter()
             .map(|r| self.device_added(&r.name, r.credential))

@@ -85,6 +85,8 @@ pub struct Settings {
     pub offline_after_ms: u64,
     /// Broker address put in agent config snippets.
     pub device_broker: String,
+    /// The hub runs the embedded broker: warn when registrations outgrow it.
+    pub embedded_broker: bool,
 }
 
 /// Counters the controller keeps in memory for `get stats` and the benchmarks.
