@@ -200,10 +200,11 @@ def fanout_section(doc, before):
            "- *one-device change*: `apply` of a `kind: Device` object giving one device the label `pick=yes`, so that a "
            "second Deployment (selector `pick=yes`) lands on it; until that device's status for the new generation "
            "is acknowledged by the broker (PUBACK). No other device may change. "
-           + ("The devices set TCP_NODELAY (`--tcp-nodelay`); drover-agent does not." if doc.get("devices_tcp_nodelay")
-              else "Like drover-agent, the devices leave Nagle's algorithm on: the status that follows the PUBACK of "
-                   "the desired state can wait for the broker's delayed TCP ACK (~40 ms; `bench/fanout.sh "
-                   "--tcp-nodelay` shows the difference)."),
+           + ("Like drover-agent and the hub, the devices set TCP_NODELAY (`bench/fanout.sh --nagle` leaves "
+              "Nagle's algorithm on, as both did before issue 8: the status after the PUBACK then waits for the "
+              "broker's delayed ACK, ~40 ms more)." if doc.get("devices_tcp_nodelay")
+              else "The devices leave Nagle's algorithm on (`--nagle`), unlike drover-agent: the status that follows "
+                   "the PUBACK of the desired state can wait for the broker's delayed TCP ACK (~40 ms)."),
            "- *registration*: `drover-hub device import devices.csv -o json` (one line `sim-i,fleet=bench` per device), "
            "timed around the CLI, on a fresh hub each run.",
            "- *hub start*: SIGTERM the hub, spawn it again on the same store; until both `GET /v1/healthz` answers and "

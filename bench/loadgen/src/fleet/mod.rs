@@ -58,8 +58,8 @@ pub struct Args {
     /// Cap of each device's reconnect back-off (100 ms doubling, jittered 0.5-1.5x).
     #[arg(long, default_value_t = 1000)]
     pub reconnect_max_ms: u64,
-    /// Set TCP_NODELAY on the devices' connections (drover-agent does not: Nagle's
-    /// algorithm then holds a status sent right after the PUBACK of a desired state).
+    /// Set TCP_NODELAY on the devices' connections, as drover-agent does (without it,
+    /// Nagle's algorithm holds a status sent right after the PUBACK of a desired state).
     #[arg(long)]
     pub tcp_nodelay: bool,
 }
