@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark, one command (root; Debian 12 with crun and runc):
+# The benchmark, one command (root, Debian 12; installs crun, runc, mosquitto when missing):
 #
 #   bench/run.sh                 # full run (~35 min): writes bench/results.json, bench/REPORT.md, bench/plots/,
 #                                # bench/fanout-results.json
@@ -31,9 +31,16 @@ while [ $# -gt 0 ]; do
 done
 say() { echo "bench/run.sh: $*" >&2; }
 [ "$(id -u)" = 0 ] || { say "must run as root (containers, cgroups)"; exit 1; }
-for t in python3 crun runc unshare file; do
-  command -v "$t" >/dev/null || { say "missing '$t' (apt-get install crun runc)"; exit 1; }
+# Install what the benchmark needs (Debian packages), like scripts/setup.sh does for tests.
+missing=()
+for p in python3:python3 crun:crun runc:runc unshare:util-linux file:file mosquitto:mosquitto; do
+  command -v "${p%%:*}" >/dev/null || missing+=("${p#*:}")
 done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 if [ -z "$OUT" ]; then
   if [ "$SMOKE" = 1 ]; then OUT="$ROOT/target/bench-smoke"; else OUT="$ROOT/bench"; fi
 fi
