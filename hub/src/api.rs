@@ -36,6 +36,9 @@ use crate::views::{
     FileText, ImportRequest,
 };
 
+/// Largest `/v1` request body accepted.
+const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
 /// What every management route needs: the controller's command channel for changes and
 /// the read side for views.
 #[derive(Clone)]
@@ -68,6 +71,9 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
     let registry_state = RegistryState { registry, creds };
     v1.merge(images)
         .route_layer(middleware::from_fn(loopback_only))
+        // Manifest sets and device lists run to several MiB (each file is bounded by the
+        // parser); axum's default is 2 MiB.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .merge(crate::registry::router(registry_state))
 }
 

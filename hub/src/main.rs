@@ -28,13 +28,11 @@ struct Cli {
 enum Command {
     /// Run the hub: store, embedded MQTT broker, HTTP API.
     Serve {
-        /// Hub config file (TOML); built-in defaults when absent.
-        #[arg(
-            long,
-            env = "DROVER_HUB_CONFIG",
-            default_value = "/etc/drover/hub.toml"
-        )]
-        config: PathBuf,
+        /// Hub config file (TOML) [default: /etc/drover/hub.toml, built-in defaults when
+        /// that file does not exist]. A file named here (or in $DROVER_HUB_CONFIG) must
+        /// exist.
+        #[arg(long, env = "DROVER_HUB_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Create or update the Deployments and Devices in manifest files (all or nothing).
     ///
@@ -155,7 +153,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config } => serve(config.as_deref()),
         Command::Version => {
             println!("drover-hub {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -224,8 +222,15 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
     }
 }
 
-fn serve(path: &std::path::Path) -> Result<(), String> {
-    let config = HubConfig::load_or_default(path).map_err(|e| e.to_string())?;
+fn serve(path: Option<&std::path::Path>) -> Result<(), String> {
+    let config = match path {
+        Some(p) => HubConfig::load(p),
+        None => HubConfig::load_or_default(std::path::Path::new("/etc/drover/hub.toml")),
+    }
+    .map_err(|e| e.to_string())?;
+    if config.broker.url.is_empty() && config.broker.max_connections == 0 {
+        return Err("broker.max_connections must be at least 1 (it bounds the embedded broker's connections)".to_owned());
+    }
     init_logging(&config.log_level);
     drover_hub::serve::run(config).map_err(|e| e.to_string())
 }

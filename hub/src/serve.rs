@@ -72,6 +72,20 @@ pub async fn serve(
         })?;
     let db = dir.join("fleet.db");
     let store = Store::open(&db)?;
+    // The store holds every device's credential: owner only, whatever the umask or a
+    // data folder created beforehand allow (SQLite gives its -wal/-shm the same mode).
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(format!("fleet.db{suffix}"));
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| ServeError::DataDir {
+                    path: path.display().to_string(),
+                    source,
+                },
+            )?;
+        }
+    }
     let registry = Arc::new(Registry::open(&dir.join("registry"))?);
     let key = keys::load_or_create_signing_key(dir)?;
     let hub_credential = keys::load_or_create_hub_credential(dir)?;

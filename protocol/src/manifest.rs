@@ -72,9 +72,11 @@ impl ManifestError {
 pub fn yaml_options() -> Options {
     let mut budget = Budget::default();
     budget.max_depth = 32;
-    budget.max_documents = 256;
-    budget.max_nodes = 100_000;
-    budget.max_events = 200_000;
+    // A fleet file may list thousands of Device documents; the 1 MiB input bound below
+    // keeps all of these finite.
+    budget.max_documents = 20_000;
+    budget.max_nodes = 500_000;
+    budget.max_events = 1_000_000;
     budget.max_aliases = 64;
     budget.max_anchors = 64;
     budget.max_total_scalar_bytes = MAX_MANIFEST_BYTES;
@@ -786,7 +788,7 @@ spec:
         let alias_err = err(&aliases);
         assert!(alias_err.starts_with("web.yaml:9:"), "{alias_err}");
         assert!(alias_err.contains("alias"), "{alias_err}");
-        let docs = err(&"---\n".repeat(300));
+        let docs = err(&"---\n".repeat(20_001));
         assert!(docs.contains("document"), "{docs}");
         let big = format!("# {}\n", "x".repeat(MAX_MANIFEST_BYTES));
         assert!(err(&big).starts_with("web.yaml:1:1: file is larger than"));

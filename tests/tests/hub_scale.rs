@@ -243,6 +243,12 @@ fn bulk_registration_and_dry_runs_from_the_cli() {
     fs::write(&bad, "name,labels\nd-1,fleet=scale\nD_2,fleet=scale\n").expect("csv");
     let (code, _, err) = hub.cli(&["device", "import", &bad.display().to_string()]);
     assert_eq!(code, 1);
+    assert!(
+        err.contains("--out-dir DIR or -o json"),
+        "credentials shown once: {err}"
+    );
+    let (code, _, err) = hub.cli(&["device", "import", &bad.display().to_string(), "-o", "json"]);
+    assert_eq!(code, 1);
     assert!(err.contains("bad.csv:3:1:"), "{err}");
     assert_eq!(hub.devices().as_array().expect("devices").len(), 0);
     // Good: 100 devices, configs written one file each, mode 0600.
@@ -261,6 +267,26 @@ fn bulk_registration_and_dry_runs_from_the_cli() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("100 devices registered"), "{out}");
+    // A config file in the way is never overwritten: the devices are registered, so every
+    // credential is printed instead of lost.
+    let more = hub.dir.path().join("more.csv");
+    fs::write(&more, "name,labels\nx-1,fleet=scale\nx-2,fleet=scale\n").expect("csv");
+    fs::write(out_dir.join("x-2.toml"), "old").expect("old file");
+    let (code, out, err) = hub.cli(&[
+        "device",
+        "import",
+        &more.display().to_string(),
+        "--out-dir",
+        &out_dir.display().to_string(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("2 devices WERE registered"), "{err}");
+    let printed: Value = serde_json::from_str(&out).expect("credentials as JSON");
+    assert_eq!(printed["devices"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        fs::read_to_string(out_dir.join("x-2.toml")).expect("old"),
+        "old"
+    );
     let cfg = fs::read_to_string(out_dir.join("d-7.toml")).expect("config");
     assert!(
         cfg.contains("device = \"d-7\"") && cfg.contains("credential = "),
@@ -273,7 +299,13 @@ fn bulk_registration_and_dry_runs_from_the_cli() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     // The same again: already registered, nothing changes.
-    let (code, _, err) = hub.cli(&["device", "import", &good.display().to_string()]);
+    let (code, _, err) = hub.cli(&[
+        "device",
+        "import",
+        &good.display().to_string(),
+        "-o",
+        "json",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("already registered"), "{err}");
     // Dry run and diff: report, change nothing; diff's exit code says whether anything would.

@@ -18,6 +18,9 @@ pub enum ClientError {
     BadAnswer { url: String, message: String },
 }
 
+/// Largest API answer read (100,000 devices with their config snippets fit).
+const MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
+
 pub struct Client {
     base: String,
     agent: ureq::Agent,
@@ -68,8 +71,11 @@ impl Client {
             message: e.to_string(),
         })?;
         let status = resp.status();
+        // `get devices` of a large fleet or an import's credentials run to tens of MiB.
         let text = resp
             .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
             .read_to_string()
             .map_err(|e| ClientError::BadAnswer {
                 url: url.to_owned(),

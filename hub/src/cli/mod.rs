@@ -52,6 +52,8 @@ pub enum CliError {
     },
     #[error("{}: no *.yaml or *.yml files in this folder", .0.display())]
     EmptyDir(PathBuf),
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot print as {format}: {message}")]
     Output {
         format: &'static str,
@@ -193,20 +195,53 @@ pub fn import_devices(
     out_dir: Option<&Path>,
     format: Format,
 ) -> Result<(), CliError> {
+    if out_dir.is_none() && format == Format::Table {
+        return Err(CliError::Usage(
+            "device import shows each credential only once: pass --out-dir DIR or -o json"
+                .to_owned(),
+        ));
+    }
+    if let Some(dir) = out_dir {
+        prepare_out_dir(dir)?;
+    }
     let file = read_one(path)?;
     let answer: DevicesImported = client.post("/v1/devices/import", &file)?;
-    if let Some(dir) = out_dir {
-        write_configs(dir, &answer)?;
+    if let Some(dir) = out_dir
+        && let Err(e) = write_configs(dir, &answer)
+    {
+        // Registered already: never lose the credentials.
+        output::print(&answer, Format::Json, |_| String::new())?;
+        return Err(CliError::Usage(format!(
+            "{} devices WERE registered, but their configs could not all be written ({e}); every credential is printed above as JSON",
+            answer.registered
+        )));
     }
     output::print(&answer, format, |a| {
-        let mut s = format!("{} devices registered\n", a.registered);
-        if let Some(dir) = out_dir {
-            s += &format!("agent configs written to {}/NAME.toml\n", dir.display());
-        } else {
-            s += "(credentials are shown once: use -o json or --out-dir to keep them)\n";
-        }
-        s
+        let dir = out_dir.map(|d| d.display().to_string()).unwrap_or_default();
+        format!(
+            "{} devices registered; agent configs written to {}/NAME.toml\n",
+            a.registered,
+            dir.trim_end_matches('/')
+        )
     })
+}
+
+/// Creates `dir` (mode 0700) if needed and checks that files can be created in it, before
+/// anything is registered.
+fn prepare_out_dir(dir: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let err = |source| CliError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    let probe = dir.join(format!(".drover-write-test-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(err)?;
+    std::fs::remove_file(&probe).map_err(err)
 }
 
 fn write_configs(dir: &Path, answer: &DevicesImported) -> Result<(), CliError> {
@@ -219,10 +254,11 @@ fn write_configs(dir: &Path, answer: &DevicesImported) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).map_err(err(dir))?;
     for d in &answer.devices {
         let path = dir.join(format!("{}.toml", d.device.name));
+        // Never over an existing file (or through a symlink): its mode could expose the
+        // credential.
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&path)
             .map_err(err(&path))?;

@@ -4,6 +4,7 @@
 
 use drover_protocol::Name;
 
+use super::sign::sign_changes;
 use super::{Controller, ControllerError};
 use crate::fleet::{self, FleetPlan, FleetSnapshot, Object, diff_workloads, plan};
 use crate::store::{DeploymentRow, Event, EventReason, Store};
@@ -115,6 +116,9 @@ impl Controller {
     ) -> Result<ChangeReport, ControllerError> {
         if dry_run {
             let p = plan(&next, now_ms);
+            // The same size check as a real apply: a dry run must not promise what apply
+            // refuses.
+            sign_changes(&self.key, &p.changes)?;
             report.dry_run = true;
             report.devices = device_changes(&self.snapshot, &p);
             report.changed_devices = report.devices.len();

@@ -220,6 +220,9 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     for pair in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) = fleet::parse_label(pair).map_err(|e| e.to_string())?;
+        if out.contains_key(&k) {
+            return Err(format!("label {k:?} is given twice"));
+        }
         out.insert(k, v);
     }
     check_labels(&out)?;

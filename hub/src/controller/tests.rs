@@ -289,6 +289,14 @@ fn an_import_is_all_or_nothing_with_file_and_line() {
     let bad = "name,labels\npi-1,role=sensor\npi-2,role=sensor;zone\n";
     let err = c.import_devices(&file("f.csv", bad), 1).unwrap_err();
     assert!(err.to_string().starts_with("f.csv:3:"), "{err}");
+    let labels_twice = "name,labels\npi-1,a=b;a=c\n";
+    let err = c
+        .import_devices(&file("f.csv", labels_twice), 1)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("label \"a\" is given twice"),
+        "{err}"
+    );
     let twice = "name,labels\npi-1,\npi-1,a=b\n";
     let err = c.import_devices(&file("f.csv", twice), 1).unwrap_err();
     assert!(
@@ -409,6 +417,12 @@ fn an_oversize_desired_state_is_refused_naming_the_device() {
     );
     assert!(published(&mut rx).is_empty());
     assert_eq!(c.snapshot.deployments.len(), 1, "nothing applied");
+    let dry = c.apply(
+        &[file("b.yaml", &text("b")), file("c.yaml", &text("c"))],
+        true,
+        3,
+    );
+    assert!(dry.is_err(), "a dry run refuses what apply refuses");
     assert_eq!(generation(&c, "pi-1"), 2);
 }
 
