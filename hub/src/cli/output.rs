@@ -31,8 +31,17 @@ pub fn print<T: Serialize>(
             message: e.to_string(),
         })?,
     };
-    print!("{text}");
-    Ok(())
+    // A reader that goes away (`… | head -1`) is not an error; `print!` would panic.
+    let mut out = std::io::stdout().lock();
+    match std::io::Write::write_all(&mut out, text.as_bytes())
+        .and_then(|()| std::io::Write::flush(&mut out))
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Output {
+            format: "stdout",
+            message: e.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Left-aligned columns separated by three spaces, like kubectl.
