@@ -124,8 +124,7 @@ impl Controller {
             report.changed_devices = report.devices.len();
             return Ok(report);
         }
-        let snapshot_for_write = next.clone();
-        let ((), p) = self.commit(next, now_ms, |s| write(s, &snapshot_for_write))?;
+        let ((), p) = self.commit(next, now_ms, write)?;
         report.changed_devices = p.changes.len();
         Ok(report)
     }

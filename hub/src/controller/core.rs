@@ -188,11 +188,12 @@ impl Controller {
     /// Brings every device's desired state up to date (after a start or an upgrade).
     pub fn resync(&mut self, now_ms: u64) -> Result<(), ControllerError> {
         let candidate = self.snapshot.clone();
-        self.commit(candidate, now_ms, |_| Ok(()))?;
+        self.commit(candidate, now_ms, |_, _| Ok(()))?;
         Ok(())
     }
 
-    /// Plans `candidate`, signs what changes and commits `write` (the change itself)
+    /// Plans `candidate`, signs what changes and commits `write` (the change itself, which
+    /// reads what it writes from `candidate`)
     /// together with the plan in one durable transaction. Only then does `candidate`
     /// become the snapshot and are the new states queued for publishing. On any error
     /// nothing is kept.
@@ -200,7 +201,7 @@ impl Controller {
         &mut self,
         mut candidate: FleetSnapshot,
         now_ms: u64,
-        write: impl FnOnce(&Store) -> Result<T, ControllerError>,
+        write: impl FnOnce(&Store, &FleetSnapshot) -> Result<T, ControllerError>,
     ) -> Result<(T, FleetPlan), ControllerError> {
         let t0 = std::time::Instant::now();
         let plan = plan(&candidate, now_ms);
@@ -208,7 +209,7 @@ impl Controller {
         let signed = sign_changes(&self.key, &plan.changes)?;
         let t2 = std::time::Instant::now();
         let value = self.store.durably(|s| {
-            let v = write(s)?;
+            let v = write(s, &candidate)?;
             write_plan(s, &plan, &signed, now_ms)?;
             Ok::<_, ControllerError>(v)
         })?;

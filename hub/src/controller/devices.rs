@@ -65,7 +65,7 @@ impl Controller {
                 created_ms: now_ms,
             });
         }
-        self.commit(next, now_ms, |s| {
+        self.commit(next, now_ms, |s, _| {
             for row in &rows {
                 s.insert_device(row)?;
                 let msg = format!("registered with labels {}", labels_string(&row.labels));
