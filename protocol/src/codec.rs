@@ -64,29 +64,45 @@ pub fn encode<T: Wire>(msg: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes a `T` from an envelope, checking size, version, kind and trailing bytes.
 pub fn decode<T: Wire>(bytes: &[u8]) -> Result<T, CodecError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(CodecError::TooLarge(bytes.len()));
-    }
-    let malformed = |source| CodecError::Malformed {
-        kind: T::KIND_NAME,
-        source,
-    };
-    let (version, rest) = postcard::take_from_bytes::<u16>(bytes).map_err(malformed)?;
+    let (version, rest) = open_envelope::<T>(bytes)?;
     if version != VERSION {
         return Err(CodecError::Version { found: version });
     }
-    let (kind, rest) = postcard::take_from_bytes::<u8>(rest).map_err(malformed)?;
+    decode_body::<T, T>(rest)
+}
+
+/// Checks the size and reads the envelope's version; the rest is kind and body.
+pub(crate) fn open_envelope<T: Wire>(bytes: &[u8]) -> Result<(u16, &[u8]), CodecError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(CodecError::TooLarge(bytes.len()));
+    }
+    postcard::take_from_bytes::<u16>(bytes).map_err(malformed::<T>)
+}
+
+/// Checks the kind byte of a `T` and decodes its body as `B` (`T` itself, or the shape
+/// `T` had in an older envelope version), refusing trailing bytes.
+pub(crate) fn decode_body<T: Wire, B: serde::de::DeserializeOwned>(
+    rest: &[u8],
+) -> Result<B, CodecError> {
+    let (kind, rest) = postcard::take_from_bytes::<u8>(rest).map_err(malformed::<T>)?;
     if kind != T::KIND {
         return Err(CodecError::Kind {
             expected: T::KIND_NAME,
             found: kind,
         });
     }
-    let (msg, rest) = postcard::take_from_bytes::<T>(rest).map_err(malformed)?;
+    let (msg, rest) = postcard::take_from_bytes::<B>(rest).map_err(malformed::<T>)?;
     if !rest.is_empty() {
         return Err(CodecError::Trailing(rest.len()));
     }
     Ok(msg)
+}
+
+fn malformed<T: Wire>(source: postcard::Error) -> CodecError {
+    CodecError::Malformed {
+        kind: T::KIND_NAME,
+        source,
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthedStatus, SignedDesired};
-use crate::codec::{self, CodecError, MAX_MESSAGE_BYTES, VERSION, Wire};
+use crate::codec::{self, CodecError, VERSION, Wire};
 use crate::types::{ContainerSpec, DesiredState, DeviceStatus, NetworkMode, RestartPolicy};
 use crate::{Name, WorkloadSpec};
 
@@ -48,30 +48,10 @@ impl Compat for AuthedStatus {
 /// Decodes a `T` from an envelope of any version from [`OLDEST_VERSION`] to
 /// [`codec::VERSION`], with the same checks as [`codec::decode`].
 pub fn decode_any<T: Compat>(bytes: &[u8]) -> Result<T, CodecError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(CodecError::TooLarge(bytes.len()));
-    }
-    let malformed = |source| CodecError::Malformed {
-        kind: T::KIND_NAME,
-        source,
-    };
-    let (version, rest) = postcard::take_from_bytes::<u16>(bytes).map_err(malformed)?;
+    let (version, rest) = codec::open_envelope::<T>(bytes)?;
     match version {
-        VERSION => codec::decode(bytes),
-        1 => {
-            let (kind, rest) = postcard::take_from_bytes::<u8>(rest).map_err(malformed)?;
-            if kind != T::KIND {
-                return Err(CodecError::Kind {
-                    expected: T::KIND_NAME,
-                    found: kind,
-                });
-            }
-            let (old, rest) = postcard::take_from_bytes::<T::V1>(rest).map_err(malformed)?;
-            if !rest.is_empty() {
-                return Err(CodecError::Trailing(rest.len()));
-            }
-            Ok(old.into())
-        }
+        VERSION => codec::decode_body::<T, T>(rest),
+        1 => codec::decode_body::<T, T::V1>(rest).map(Into::into),
         found => Err(CodecError::Version { found }),
     }
 }
