@@ -251,6 +251,16 @@ def row(work, n, broker, p):
         log(f"  FAILED: {out['failure']}")
         if fleet:
             out["loadgen_log_tail"] = tail(fleet.log)
+            for line in out["loadgen_log_tail"]:
+                log(f"    loadgen: {line}")
+        hub = procs.get("hub")
+        if hub and hub.alive():
+            try:
+                stats = hub.get("/v1/stats")
+                out["hub_stats"] = stats
+                log(f"    hub stats: {json.dumps(stats, sort_keys=True)}")
+            except OSError as err:
+                log(f"    hub stats: unavailable ({err})")
     finally:
         hub, mosq = procs.get("hub"), procs.get("mosq")
         if hub and hub.proc and hub.proc.poll() is not None and out.get("ok"):
@@ -264,6 +274,8 @@ def row(work, n, broker, p):
                 out["hub_log_sample"] = sample
             if not out.get("ok"):
                 out["hub_log_tail"] = tail(hub.log)
+                for line in out["hub_log_tail"]:
+                    log(f"    hub: {line}")
         if mosq:
             mosq.stop()
     out["seconds"] = round(time.monotonic() - t, 1)

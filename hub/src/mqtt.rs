@@ -3,15 +3,19 @@
 //! and presence messages to the controller thread (which folds them in batches), and
 //! publishes what the controller queued, in order.
 //!
-//! On every (re)connect the controller is told, and queues a subscribe and every stored
-//! desired state: the embedded broker forgets retained messages, and the store is the
-//! source of truth.
+//! On every (re)connect the subscription to statuses and presence goes out first, before
+//! any publish that waited in the client's queue (a device answers a desired state within
+//! milliseconds, and a status sent before the hub subscribed is lost to it: the session
+//! is clean). Then the controller is told, and queues every stored desired state: the
+//! embedded broker forgets retained messages, and the store is the source of truth.
 //! This module must never decide anything: it moves bytes between broker and controller.
 
 use std::time::Duration;
 
 use drover_protocol::topics;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Request, Subscribe, SubscribeFilter,
+};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::broker::HUB_CLIENT_ID;
@@ -72,7 +76,15 @@ async fn poll(mut eventloop: EventLoop, controller: Handle) {
                 tracing::info!("connected to the MQTT broker");
                 connected = true;
                 backoff = MIN_BACKOFF;
+                // rumqttc sends its pending queue before the requests channel, where
+                // publishes queued while disconnected wait.
+                eventloop
+                    .pending
+                    .push_front(Request::Subscribe(subscription()));
                 controller.send(Command::Connected);
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                tracing::debug!(codes = ?ack.return_codes, "subscribed to device statuses and presence");
             }
             Ok(Event::Incoming(Packet::Publish(p))) => controller.send(Command::Message {
                 topic: p.topic,
@@ -96,26 +108,22 @@ async fn poll(mut eventloop: EventLoop, controller: Handle) {
 
 async fn publish(client: AsyncClient, mut rx: UnboundedReceiver<Out>) {
     while let Some(out) = rx.recv().await {
-        let result = match out {
-            Out::Publish(p) => {
-                client
-                    .publish(p.topic, QoS::AtLeastOnce, true, p.payload)
-                    .await
-            }
-            Out::Connected => subscribe(&client).await,
-        };
-        if let Err(e) = result {
+        let Out::Publish(p) = out;
+        if let Err(e) = client
+            .publish(p.topic, QoS::AtLeastOnce, true, p.payload)
+            .await
+        {
             tracing::warn!("MQTT client request failed: {e}");
         }
     }
 }
 
-async fn subscribe(client: &AsyncClient) -> Result<(), rumqttc::ClientError> {
-    for leaf in ["status", "online"] {
-        let filter = format!("{}/dev/+/{leaf}", topics::ROOT);
-        client.subscribe(filter, QoS::AtLeastOnce).await?;
-    }
-    Ok(())
+/// One SUBSCRIBE for every device's status and presence (`drover/v1/dev/+/status`,
+/// `…/online`), QoS 1.
+fn subscription() -> Subscribe {
+    Subscribe::new_many(["status", "online"].map(|leaf| {
+        SubscribeFilter::new(format!("{}/dev/+/{leaf}", topics::ROOT), QoS::AtLeastOnce)
+    }))
 }
 
 /// TCP_NODELAY: a desired state is one small packet that should leave now, not wait for

@@ -186,24 +186,39 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// On a free port, logging only errors (to nowhere).
     pub fn start() -> Mosquitto {
+        Self::start_on(free_port(), None)
+    }
+
+    /// On 127.0.0.1:`port`; with `log`, every packet it receives and sends is written
+    /// there (`log_type all`), e.g. to check the order of a client's packets.
+    pub fn start_on(port: u16, log: Option<&std::path::Path>) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
+        let logging = if log.is_some() {
+            "log_dest stderr\nlog_type all\n"
+        } else {
+            ""
+        };
         fs::write(
             &conf,
             // The default queue (1,000 messages per client) drops messages for a subscriber
             // that watches a whole fleet's topics.
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n{logging}"
             ),
         )
         .expect("conf");
+        let stderr = match log {
+            Some(path) => Stdio::from(fs::File::create(path).expect("mosquitto log")),
+            None => Stdio::null(),
+        };
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("mosquitto not found: apt-get install mosquitto");
         wait_for("mosquitto to listen", Duration::from_secs(10), || {

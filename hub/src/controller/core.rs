@@ -254,9 +254,8 @@ impl Controller {
         Ok((value, plan))
     }
 
-    /// After the MQTT client (re)connects: subscribe, then every stored desired state.
+    /// After the MQTT client (re)connected (and subscribed): every stored desired state.
     pub(super) fn republish_all(&self) {
-        let _ = self.outbox.send(Out::Connected);
         tracing::info!(devices = self.payloads.len(), "republishing desired states");
         for (device, payload) in &self.payloads {
             let _ = self.outbox.send(Out::Publish(Publish {

@@ -54,9 +54,8 @@ pub struct Publish {
 /// What the controller asks the MQTT publisher to do, in order.
 #[derive(Debug)]
 pub enum Out {
+    /// A desired state, published retained with QoS 1.
     Publish(Publish),
-    /// The client (re)connected: subscribe again. Every stored desired state follows.
-    Connected,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +134,8 @@ pub enum Command {
         payload: Vec<u8>,
         at_ms: u64,
     },
-    /// The hub's MQTT client (re)connected: subscribe and republish everything.
+    /// The hub's MQTT client (re)connected and queued its subscription: republish every
+    /// stored desired state.
     Connected,
 }
 
