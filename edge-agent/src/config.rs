@@ -40,7 +40,7 @@ pub struct AgentConfig {
     /// Image store budget, free-disk floor and registry credentials.
     pub images: crate::image::ImagesConfig,
     /// The hub to take desired state from and report to; standalone without it.
-    pub hub: Option<crate::hub::config::HubConfig>,
+    pub hub: Option<crate::hub_link::config::HubConfig>,
 }
 
 /// Rotation of container stdout/stderr logs.

@@ -8,7 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
-pub mod hub;
+pub mod hub_link;
 pub mod image;
 pub mod preflight;
 pub mod reconcile;

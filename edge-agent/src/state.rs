@@ -125,7 +125,7 @@ pub struct AgentReport {
     /// a hub workload of the same name).
     pub warnings: Vec<String>,
     /// The link to the hub, when one is configured.
-    pub hub: Option<crate::hub::LinkStats>,
+    pub hub: Option<crate::hub_link::LinkStats>,
     /// Each desired workload's labels (not part of the wire status), for `ps -o json`.
     #[serde(default)]
     pub labels: BTreeMap<Name, BTreeMap<String, String>>,

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use drover_agent::hub::{self, HubConfig, HubEvent, HubHandle, LinkStats};
+use drover_agent::hub_link::{self as hub, HubConfig, HubEvent, HubHandle, LinkStats};
 use drover_protocol::auth::{open_status, sign_desired};
 use drover_protocol::{
     ContainerSpec, DesiredState, DeviceStatus, EnvVar, MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES,

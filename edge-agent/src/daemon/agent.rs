@@ -74,7 +74,7 @@ pub struct Agent {
     /// Set when a workload went away: its image may be unused now.
     pub(super) gc_requested: bool,
     /// The latest link statistics, shown in the report.
-    pub(super) link_stats: Option<crate::hub::LinkStats>,
+    pub(super) link_stats: Option<crate::hub_link::LinkStats>,
     /// A changed status the event loop has yet to hand to the hub link.
     pub(super) status_to_publish: Option<drover_protocol::DeviceStatus>,
     /// The last report written (without time and memory), to skip identical writes.

@@ -19,7 +19,7 @@ use tracing::info;
 pub use agent::{Agent, DaemonError};
 
 use crate::fsutil::now_ms;
-use crate::hub::{self, HubEvent};
+use crate::hub_link::{self, HubEvent};
 
 /// Runs the agent until SIGTERM or SIGINT. Containers keep running after it exits.
 pub fn run(agent: Agent) -> Result<(), DaemonError> {
@@ -46,7 +46,7 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
     let (hub_tx, mut hub_rx) = tokio::sync::mpsc::channel::<HubEvent>(8);
     let link = match &agent.cfg.hub {
         Some(h) => Some(
-            hub::spawn(h, &agent.cfg.device, agent.hub_generation(), hub_tx.clone())
+            hub_link::spawn(h, &agent.cfg.device, agent.hub_generation(), hub_tx.clone())
                 .map_err(DaemonError::hub)?,
         ),
         None => None,
