@@ -5,9 +5,11 @@
 
 pub mod cgroups;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
+pub mod host;
 pub mod hub_link;
 pub mod image;
 pub mod preflight;

@@ -1,28 +1,53 @@
-//! Carrying out the planner's actions: images, pods, containers, removal.
-//! Every failure is logged and recorded where the next plan (and the status) sees it.
-
-use std::fs;
-use std::time::Duration;
+//! Carrying out the planner's actions through the ports: images, pods, containers, stops
+//! and removal. Every failure is logged and recorded where the next plan (and the
+//! status) sees it; none of these waits for a process to end.
 
 use drover_protocol::{ContainerSpec, Name, NetworkMode, WorkloadSpec};
 use tracing::{error, info, warn};
 
-use super::Agent;
-use super::agent::DaemonError;
-use crate::cgroups;
-use crate::fsutil::now_ms;
-use crate::image::PreparedImage;
-use crate::reconcile::{Action, ImageState};
-use crate::runtime::spec::{ImageProcess, SpecInput, runtime_spec};
-use crate::runtime::{Runtime, netns, rootfs};
+use super::agent::Agent;
+use crate::host::HostError;
+use crate::reconcile::{Action, StartErrorKind};
+use crate::runtime::RuntimeError;
+use crate::runtime::spec::{ImageProcess, SpecError, SpecInput, runtime_spec};
 use crate::shim::RunArgs;
-use crate::shim::status::{STATUS_FILE, ShimState, ShimStatus};
-use crate::state::{self, ContainerRecord, StartError, WorkloadRecord, container_id};
+use crate::state::{ContainerRecord, StartFailure, StopRecord, WorkloadRecord, container_id};
+
+/// Why a container could not be started. The kind decides how the planner retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "image {reference} is not in the local store (it is pulled again before the next try)"
+    )]
+    Image { reference: String },
+    #[error("setting up the root filesystem: {0}")]
+    Rootfs(#[from] HostError),
+    #[error("the spec cannot run: {0}")]
+    Spec(#[from] SpecError),
+    #[error("encoding config.json: {0}")]
+    Bundle(#[from] serde_json::Error),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl StartError {
+    pub fn kind(&self) -> StartErrorKind {
+        match self {
+            StartError::Image { .. } => StartErrorKind::Image,
+            StartError::Rootfs(_) => StartErrorKind::Rootfs,
+            StartError::Spec(_) | StartError::Bundle(_) => StartErrorKind::Spec,
+            StartError::Runtime(_) => StartErrorKind::Runtime,
+        }
+    }
+}
 
 impl Agent {
     pub(super) fn apply(&mut self, action: Action) {
         match action {
-            Action::PrepareImage { image } => self.prepare_image(&image),
+            Action::PrepareImage { image } => {
+                self.ports.images.start_pull(&image);
+                self.images.pulling(&image);
+            }
             Action::CreateWorkload { workload } => self.create_workload(&workload),
             Action::StartContainer {
                 workload,
@@ -30,44 +55,18 @@ impl Agent {
                 restart,
                 backoff_level,
             } => self.start_container(&workload, &container, restart, backoff_level),
+            Action::StopWorkload { workload } => self.stop_workload(&workload),
             Action::RemoveWorkload {
                 workload,
-                grace_ms,
                 keep_data,
-            } => self.remove_workload(&workload, grace_ms, keep_data),
+                force,
+            } => self.remove_workload(&workload, keep_data, force),
         }
-    }
-
-    /// Starts a background pull (or unpack) of `image`; the result arrives with a later
-    /// pass through `collect_pulls`.
-    fn prepare_image(&mut self, image: &str) {
-        let cfg = self.pull_config();
-        self.pulls
-            .start(&self.images, image, cfg, self.paths.agent_sock());
-        self.image_states.insert(
-            image.to_string(),
-            ImageState::Pulling {
-                done_bytes: 0,
-                total_bytes: 0,
-            },
-        );
-    }
-
-    /// The prepared image for a container start: from this generation's cache, else what
-    /// the store resolved before (no network: a device restarts workloads offline).
-    fn ensure_image(&mut self, image: &str) -> Result<PreparedImage, String> {
-        if let Some(p) = self.prepared.get(image) {
-            return Ok(p.clone());
-        }
-        let found = self.images.resolved(image).ok_or_else(|| {
-            format!("image {image} is not in the local store (it is pulled when the workload is created or changed)")
-        })?;
-        self.prepared.insert(image.to_string(), found.clone());
-        Ok(found)
     }
 
     fn create_workload(&mut self, name: &Name) {
         let Some(spec) = self
+            .sources
             .desired
             .workloads
             .iter()
@@ -86,10 +85,11 @@ impl Agent {
             .collect();
         let rec = WorkloadRecord {
             spec,
-            created_at_ms: now_ms(),
+            created_at_ms: self.ports.clock.wall_ms(),
             containers,
+            stopping: None,
         };
-        if let Err(e) = state::save_record(&self.paths, &rec) {
+        if let Err(e) = self.ports.state.save_record(&rec) {
             error!(workload = %name, "cannot persist workload record: {e}");
         }
         info!(workload = %name, "workload created");
@@ -97,18 +97,13 @@ impl Agent {
     }
 
     /// What the containers of a workload share: volumes and, for `network: none`, a netns.
-    fn setup_pod(&self, spec: &WorkloadSpec) -> Result<(), DaemonError> {
-        let io = |context: String| move |source| DaemonError::Io { context, source };
+    fn setup_pod(&self, spec: &WorkloadSpec) -> Result<(), HostError> {
         for v in &spec.volumes {
             let dir = self.paths.volumes_dir(&spec.name).join(v.as_str());
-            fs::create_dir_all(&dir).map_err(io(format!("creating volume {}", dir.display())))?;
+            self.ports.host.create_dir(&dir)?;
         }
         if spec.network == NetworkMode::None {
-            let path = self.paths.netns(&spec.name);
-            netns::create(&path).map_err(|e| DaemonError::Io {
-                context: format!("creating network namespace {}", path.display()),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            self.ports.host.create_netns(&self.paths.netns(&spec.name))?;
         }
         Ok(())
     }
@@ -122,6 +117,7 @@ impl Agent {
         };
         let t0 = std::time::Instant::now();
         let result = self.try_start(&spec, &cspec);
+        let (wall, boot) = (self.ports.clock.wall_ms(), self.ports.clock.boot_ms());
         let Some(rec) = self.records.get_mut(wl) else {
             return;
         };
@@ -132,22 +128,24 @@ impl Agent {
             Ok((pid, digest)) => {
                 crec.started = true;
                 crec.start_error = None;
-                if let Err(e) = self.images.touch(&digest) {
+                if let Err(e) = self.ports.images.touch(&digest) {
                     warn!(image = %digest, "cannot record image use: {e}");
                 }
                 crec.image_digest = Some(digest);
                 info!(workload = %wl, container = %c, pid, restart, restarts = crec.restarts, elapsed_ms = t0.elapsed().as_millis() as u64, "container started");
             }
-            Err(error) => {
-                warn!(workload = %wl, container = %c, "start failed: {error}");
-                crec.start_error = Some(StartError {
-                    at_ms: now_ms(),
-                    error,
+            Err(e) => {
+                let kind = e.kind();
+                warn!(workload = %wl, container = %c, kind = kind.as_str(), "start failed: {e}");
+                crec.start_error = Some(StartFailure {
+                    at_ms: wall,
+                    at_boot_ms: Some(boot),
+                    kind,
+                    error: e.to_string(),
                 });
             }
         }
-        let rec = rec.clone();
-        if let Err(e) = state::save_record(&self.paths, &rec) {
+        if let Err(e) = self.ports.state.save_record(rec) {
             error!(workload = %wl, "cannot persist workload record: {e}");
         }
     }
@@ -157,19 +155,24 @@ impl Agent {
         &mut self,
         spec: &WorkloadSpec,
         c: &ContainerSpec,
-    ) -> Result<(u32, String), String> {
-        let image = self.ensure_image(c.image.as_str())?;
+    ) -> Result<(u32, String), StartError> {
+        let image = self
+            .images
+            .ensure(self.ports.images.as_ref(), c.image.as_str())
+            .ok_or_else(|| StartError::Image {
+                reference: c.image.to_string(),
+            })?;
         let id = container_id(&spec.name, &c.name);
         let dir = self.paths.container_dir(&spec.name, &c.name);
-        self.clear_previous(&id, &dir);
-        let bundle = dir.join("bundle");
-        let root = bundle.join("rootfs");
-        rootfs::unmount(&root).map_err(|e| e.to_string())?;
-        rootfs::reset_upper(&dir.join("upper"), &dir.join("work")).map_err(|e| e.to_string())?;
-        rootfs::mount_overlay(&image.layers, &dir.join("upper"), &dir.join("work"), &root)
-            .map_err(|e| e.to_string())?;
-        let read = |p: &str| fs::read_to_string(root.join(p)).ok();
-        let (passwd, group) = (read("etc/passwd"), read("etc/group"));
+        if let Err(e) = self.ports.runtime.clear(&id, &dir) {
+            warn!(container = id, "cleaning up the previous instance: {e}");
+        }
+        let host = &self.ports.host;
+        let root = host.mount_rootfs(&image.layers, &dir)?;
+        let (passwd, group) = (
+            host.read_rootfs_file(&root, "etc/passwd"),
+            host.read_rootfs_file(&root, "etc/group"),
+        );
         let cfg = &image.config;
         let process = ImageProcess {
             entrypoint: cfg.entrypoint.clone(),
@@ -191,11 +194,11 @@ impl Agent {
             hostname: spec.name.as_str(),
             passwd: passwd.as_deref(),
             group: group.as_deref(),
-            swap_accounting: cgroups::swap_accounting(),
+            swap_accounting: host.swap_accounting(),
         };
-        let oci = runtime_spec(&input).map_err(|e| e.to_string())?;
-        oci.save(bundle.join("config.json"))
-            .map_err(|e| format!("writing config.json: {e}"))?;
+        let oci = runtime_spec(&input)?;
+        let bytes = serde_json::to_vec(&oci)?;
+        host.write_file(&dir.join("bundle").join("config.json"), &bytes)?;
         let args = RunArgs {
             id,
             dir,
@@ -206,76 +209,83 @@ impl Agent {
             stop_grace_ms: u64::from(spec.stop_grace_ms),
             notify: Some(self.paths.agent_sock()),
         };
-        let pid = self.runtime.start(&args).map_err(|e| e.to_string())?;
+        let pid = self.ports.runtime.start(&args)?;
         Ok((pid, image.manifest_digest))
     }
 
-    /// Makes sure no earlier instance of the container is left: a clean exit needs
-    /// nothing, anything else (power cut, dead shim) is force-deleted first.
-    fn clear_previous(&self, id: &str, dir: &std::path::Path) {
-        let st = ShimStatus::read(dir);
-        if (st.as_ref().is_some_and(|s| s.state != ShimState::Exited)
-            || dir.join("bundle").exists() && st.is_none())
-            && let Err(e) = self.runtime.wait_stopped(id, dir, Duration::ZERO)
-        {
-            warn!(container = id, "cleaning up the previous instance: {e}");
+    /// Asks every container of `wl` to stop and records the request (so that an agent
+    /// restarted meanwhile carries on with the removal). Returns at once.
+    fn stop_workload(&mut self, wl: &Name) {
+        let (wall, boot) = (self.ports.clock.wall_ms(), self.ports.clock.boot_ms());
+        let Some(rec) = self.records.get_mut(wl) else {
+            return;
+        };
+        rec.stopping = Some(StopRecord {
+            requested_at_ms: wall,
+            requested_at_boot_ms: boot,
+        });
+        if let Err(e) = self.ports.state.save_record(rec) {
+            error!(workload = %wl, "cannot persist the stop request: {e}");
         }
-        let _ = fs::remove_file(dir.join(STATUS_FILE));
+        for c in &rec.spec.containers {
+            self.ports
+                .runtime
+                .request_stop(&self.paths.container_dir(wl, &c.name));
+        }
+        info!(workload = %wl, grace_ms = rec.spec.stop_grace_ms, "stopping workload");
     }
 
-    fn remove_workload(&mut self, wl: &Name, grace_ms: u32, keep_data: bool) {
+    /// Deletes a stopped workload; with `force`, kills what still runs first.
+    fn remove_workload(&mut self, wl: &Name, keep_data: bool, force: bool) {
         let Some(rec) = self.records.get(wl).cloned() else {
             return;
         };
-        let dirs: Vec<_> = rec
-            .spec
-            .containers
-            .iter()
-            .map(|c| (c, self.paths.container_dir(wl, &c.name)))
-            .collect();
-        for (_, dir) in &dirs {
-            self.runtime.request_stop(dir);
-        }
-        let grace = Duration::from_millis(u64::from(grace_ms));
-        for (c, dir) in &dirs {
+        for c in &rec.spec.containers {
             let id = container_id(wl, &c.name);
-            if let Err(e) = self.runtime.wait_stopped(&id, dir, grace) {
-                warn!(container = %id, "stopping: {e}");
+            let dir = self.paths.container_dir(wl, &c.name);
+            let done = if force {
+                warn!(container = %id, "still running after its grace period: killing it");
+                self.ports.runtime.force_stop(&id, &dir)
+            } else {
+                // Down already; force-deletes only what a dead shim left behind.
+                self.ports.runtime.clear(&id, &dir)
+            };
+            if let Err(e) = done {
+                warn!(container = %id, "deleting the container: {e}");
             }
-            if let Err(e) = rootfs::unmount(&dir.join("bundle").join("rootfs")) {
-                warn!(container = %id, "unmounting rootfs: {e}");
-            }
-            if let Err(e) = fs::remove_dir_all(dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                warn!(container = %id, "removing {}: {e}", dir.display());
+            if let Err(e) = self.ports.host.remove_container_dir(&dir) {
+                warn!(container = %id, "removing its folder: {e}");
             }
         }
         self.teardown_pod(wl, keep_data);
-        if let Err(e) = state::delete_record(&self.paths, wl) {
+        if let Err(e) = self.ports.state.delete_record(wl) {
             error!(workload = %wl, "cannot delete workload record: {e}");
             return;
         }
         self.records.remove(wl);
-        self.gc_requested = true;
+        self.images.gc_requested = true;
         info!(workload = %wl, replaced = keep_data, "workload removed");
     }
 
     fn teardown_pod(&self, wl: &Name, keep_data: bool) {
-        let ns = self.paths.netns(wl);
-        if ns.exists()
-            && let Err(e) = netns::remove(&ns)
-        {
+        let host = &self.ports.host;
+        if let Err(e) = host.remove_netns(&self.paths.netns(wl)) {
             warn!(workload = %wl, "removing network namespace: {e}");
         }
         let cg = format!("/{}/{wl}", self.cfg.cgroup_parent.trim_matches('/'));
-        if let Err(e) = cgroups::remove_tree(&cg) {
+        if let Err(e) = host.remove_cgroup(&cg) {
             warn!(workload = %wl, "removing cgroup {cg}: {e}");
         }
         if !keep_data {
             for d in [self.paths.volumes_dir(wl), self.paths.logs_dir(wl)] {
-                let _ = fs::remove_dir_all(d);
+                if let Err(e) = host.remove_dir(&d) {
+                    warn!(workload = %wl, "removing {}: {e}", d.display());
+                }
             }
         }
+    }
+
+    pub(super) fn cgroups_path(&self, wl: &Name, c: &Name) -> String {
+        format!("/{}/{wl}/{c}", self.cfg.cgroup_parent.trim_matches('/'))
     }
 }

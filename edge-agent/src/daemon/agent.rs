@@ -1,22 +1,28 @@
-//! The agent's in-memory state and one reconcile pass: observe → plan → apply → report.
+//! The agent: its parts, how it opens, and where desired state comes from.
+//!
+//! `Agent` composes the ports (runtime, images, state store, host, clock — real ones from
+//! [`Agent::open`], fakes in unit tests through [`Agent::with_ports`]) with four small
+//! parts: the desired-state sources, the image cache, the workload records and the
+//! reporter. A reconcile pass (`pass.rs`) observes, plans and applies through them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use drover_protocol::{DesiredState, Name, WorkloadSpec};
-use tracing::{error, info, warn};
+use drover_protocol::{DesiredState, DeviceStatus, Name, WorkloadSpec};
+use tracing::{error, info};
 
+use super::images::ImageCache;
 use super::manifests;
+use super::report::Reporter;
+use crate::clock::{Clock, SystemClock};
 use crate::config::AgentConfig;
-use crate::fsutil::now_ms;
-use crate::image::{ImageError, ImageStore, PreparedImage};
-use crate::reconcile::{ImageState, plan};
-use crate::runtime::ShimRuntime;
-use crate::state::{self, StatePaths, WorkloadRecord};
-
-/// A reconcile pass stops after this many rounds of actions, so that nothing can spin.
-const MAX_ROUNDS: usize = 8;
+use crate::host::{Host, LinuxHost};
+use crate::image::{ImageError, ImageService, ImageStore, StoreImageService};
+use crate::reconcile::sources::{Merged, merge};
+use crate::runtime::{Runtime, ShimRuntime};
+use crate::state::{self, FileStateStore, StatePaths, StateStore, WorkloadRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -49,70 +55,86 @@ impl DaemonError {
     }
 }
 
+/// Everything through which the agent touches the world.
+pub struct Ports {
+    pub runtime: Box<dyn Runtime>,
+    pub images: Box<dyn ImageService>,
+    pub state: Box<dyn StateStore>,
+    pub host: Box<dyn Host>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The desired state and where it came from.
+#[derive(Debug)]
+pub(super) struct Sources {
+    /// Workloads from the manifests folder (persisted as `desired.bin`).
+    pub static_desired: DesiredState,
+    /// The last verified desired state from the hub (persisted signed).
+    pub hub_desired: Option<DesiredState>,
+    /// What the agent reconciles towards; its generation is the hub's (0 without a hub).
+    pub desired: DesiredState,
+    /// Static workloads hidden by a hub workload of the same name.
+    pub conflicts: Vec<String>,
+    pub manifest_error: Option<String>,
+}
+
 pub struct Agent {
     pub cfg: AgentConfig,
     pub paths: StatePaths,
-    pub(super) runtime: ShimRuntime,
-    pub(super) images: ImageStore,
-    pub(super) prepared: BTreeMap<String, PreparedImage>,
-    pub(super) image_states: BTreeMap<String, ImageState>,
+    pub(super) ports: Ports,
+    pub(super) sources: Sources,
+    pub(super) images: ImageCache,
     pub(super) records: BTreeMap<Name, WorkloadRecord>,
-    /// What the agent reconciles towards: the hub's workloads plus the static ones.
-    /// Its generation is the hub's (0 without a hub).
-    pub(super) desired: DesiredState,
-    /// Workloads from the manifests folder (persisted as `desired.bin`).
-    pub(super) static_desired: DesiredState,
-    /// The last verified desired state from the hub (persisted signed, `hub-desired.bin`).
-    pub(super) hub_desired: Option<DesiredState>,
-    /// Static workloads hidden by a hub workload of the same name.
-    pub(super) conflicts: Vec<String>,
-    pub(super) manifest_error: Option<String>,
-    /// Image pulls running in the background.
-    pub(super) pulls: super::pulls::Pulls,
-    /// When the image store was last trimmed to its budget.
-    pub(super) last_gc_ms: u64,
-    /// Set when a workload went away: its image may be unused now.
-    pub(super) gc_requested: bool,
-    /// The latest link statistics, shown in the report.
-    pub(super) link_stats: Option<crate::hub_link::LinkStats>,
-    /// A changed status the event loop has yet to hand to the hub link.
-    pub(super) status_to_publish: Option<drover_protocol::DeviceStatus>,
-    /// The last report written (without time and memory), to skip identical writes.
-    pub(super) last_report: Option<state::AgentReport>,
+    pub(super) reporter: Reporter,
     /// Held for the agent's lifetime: one agent per state folder.
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 impl Agent {
     /// Opens the state folder, takes its lock and loads what a previous agent left.
     pub fn open(cfg: AgentConfig) -> Result<Agent, DaemonError> {
         let paths = StatePaths::new(&cfg.state_dir);
-        let io = |context: String| move |source| DaemonError::Io { context, source };
-        paths.ensure().map_err(io(format!(
-            "creating state folder {}",
-            paths.root.display()
-        )))?;
+        paths.ensure().map_err(|source| DaemonError::Io {
+            context: format!("creating state folder {}", paths.root.display()),
+            source,
+        })?;
         let lock = lock_state(&paths)?;
-        let (records, errors) = state::load_records(&paths);
+        let store = ImageStore::open(&paths.images())?;
+        let pull_cfg = super::images::pull_config(&cfg);
+        let ports = Ports {
+            runtime: Box::new(ShimRuntime::new(paths.runtime())),
+            images: Box::new(StoreImageService::new(store, pull_cfg, paths.agent_sock())),
+            state: Box::new(FileStateStore {
+                paths: paths.clone(),
+            }),
+            host: Box::new(LinuxHost),
+            clock: Arc::new(SystemClock),
+        };
+        let mut agent = Agent::with_ports(cfg, ports);
+        agent._lock = Some(lock);
+        Ok(agent)
+    }
+
+    /// An agent on the given ports, with what their state store holds.
+    pub fn with_ports(cfg: AgentConfig, ports: Ports) -> Agent {
+        let paths = StatePaths::new(&cfg.state_dir);
+        let (records, errors) = ports.state.load_records();
         for e in errors {
             error!("skipping unreadable workload record: {e}");
         }
-        let static_desired = match state::load_desired(&paths) {
-            Ok(Some(d)) => d,
-            Ok(None) => DesiredState {
-                device: cfg.device.clone(),
-                generation: 0,
-                workloads: vec![],
-            },
-            Err(e) => {
-                error!("ignoring unreadable desired state: {e}");
-                DesiredState {
-                    device: cfg.device.clone(),
-                    generation: 0,
-                    workloads: vec![],
-                }
-            }
+        let empty = || DesiredState {
+            device: cfg.device.clone(),
+            generation: 0,
+            workloads: vec![],
         };
+        let static_desired = ports
+            .state
+            .load_static_desired()
+            .unwrap_or_else(|e| {
+                error!("ignoring unreadable desired state: {e}");
+                None
+            })
+            .unwrap_or_else(empty);
         info!(
             device = %cfg.device,
             state_dir = %paths.root.display(),
@@ -121,37 +143,26 @@ impl Agent {
             adopted_records = records.len(),
             "agent state loaded"
         );
-        let images = ImageStore::open(&paths.images())?;
-        let runtime = ShimRuntime::new(paths.runtime());
-        let desired = DesiredState {
-            device: cfg.device.clone(),
-            generation: 0,
-            workloads: vec![],
+        let sources = Sources {
+            static_desired,
+            hub_desired: None,
+            desired: empty(),
+            conflicts: Vec::new(),
+            manifest_error: None,
         };
         let mut agent = Agent {
             cfg,
             paths,
-            runtime,
-            images,
-            prepared: BTreeMap::new(),
-            image_states: BTreeMap::new(),
+            ports,
+            sources,
+            images: ImageCache::default(),
             records,
-            desired,
-            static_desired,
-            hub_desired: None,
-            conflicts: Vec::new(),
-            manifest_error: None,
-            last_report: None,
-            pulls: super::pulls::Pulls::default(),
-            last_gc_ms: 0,
-            gc_requested: false,
-            link_stats: None,
-            status_to_publish: None,
-            _lock: lock,
+            reporter: Reporter::default(),
+            _lock: None,
         };
         agent.load_hub_desired();
         agent.merge();
-        Ok(agent)
+        agent
     }
 
     pub fn manifests_dir(&self) -> Option<&Path> {
@@ -162,6 +173,16 @@ impl Agent {
         self.cfg.resync_interval.as_duration()
     }
 
+    /// The status the hub link has yet to send, if it changed since the last one.
+    pub fn take_status(&mut self) -> Option<DeviceStatus> {
+        self.reporter.status_to_publish.take()
+    }
+
+    /// The hub link's statistics, shown in the next report.
+    pub fn set_link_stats(&mut self, stats: Option<crate::hub_link::LinkStats>) {
+        self.reporter.link_stats = stats;
+    }
+
     /// Re-reads the manifests folder. A broken file keeps the last good desired state.
     pub fn load_manifests(&mut self) {
         let Some(dir) = self.cfg.manifests_dir.clone() else {
@@ -169,34 +190,35 @@ impl Agent {
         };
         match manifests::read_dir(&dir) {
             Ok(workloads) => {
-                if self.manifest_error.take().is_some() {
+                if self.sources.manifest_error.take().is_some() {
                     info!(dir = %dir.display(), "manifests are readable again");
                 }
-                self.set_desired(workloads);
+                self.set_static_desired(workloads);
             }
             Err(e) => {
-                if self.manifest_error.as_deref() != Some(e.as_str()) {
+                if self.sources.manifest_error.as_deref() != Some(e.as_str()) {
                     error!("manifests not applied, keeping the last good state: {e}");
                 }
-                self.manifest_error = Some(e);
+                self.sources.manifest_error = Some(e);
             }
         }
     }
 
     /// Takes a new set of static workloads; bumps and persists their generation on change.
-    fn set_desired(&mut self, workloads: Vec<WorkloadSpec>) {
-        if workloads == self.static_desired.workloads {
+    pub fn set_static_desired(&mut self, workloads: Vec<WorkloadSpec>) {
+        let s = &mut self.sources.static_desired;
+        if workloads == s.workloads {
             return;
         }
-        self.static_desired.workloads = workloads;
-        self.static_desired.generation += 1;
-        self.static_desired.device = self.cfg.device.clone();
+        s.workloads = workloads;
+        s.generation += 1;
+        s.device = self.cfg.device.clone();
         info!(
-            generation = self.static_desired.generation,
-            workloads = self.static_desired.workloads.len(),
+            generation = s.generation,
+            workloads = s.workloads.len(),
             "new static manifests"
         );
-        if let Err(e) = state::save_desired(&self.paths, &self.static_desired) {
+        if let Err(e) = self.ports.state.save_static_desired(s) {
             error!(
                 "cannot persist the manifests' desired state (it still applies until restart): {e}"
             );
@@ -212,10 +234,10 @@ impl Agent {
             workloads = desired.workloads.len(),
             "new desired state from the hub"
         );
-        if let Err(e) = crate::fsutil::write_atomic(&self.paths.hub_desired(), payload) {
+        if let Err(e) = self.ports.state.save_hub_desired(payload) {
             error!("cannot persist the hub's desired state (it still applies until restart): {e}");
         }
-        self.hub_desired = Some(desired);
+        self.sources.hub_desired = Some(desired);
         self.merge();
     }
 
@@ -223,7 +245,7 @@ impl Agent {
     /// file that does not verify (changed key, tampering) is ignored, loudly.
     fn load_hub_desired(&mut self) {
         let Some(hub) = &self.cfg.hub else { return };
-        let Ok(payload) = std::fs::read(self.paths.hub_desired()) else {
+        let Some(payload) = self.ports.state.load_hub_desired() else {
             return;
         };
         let verified = hub
@@ -240,7 +262,7 @@ impl Agent {
                     workloads = d.workloads.len(),
                     "hub's desired state loaded from disk"
                 );
-                self.hub_desired = Some(d);
+                self.sources.hub_desired = Some(d);
             }
             Err(e) => error!("ignoring the stored hub desired state: {e}"),
         }
@@ -248,153 +270,27 @@ impl Agent {
 
     /// The generation of the hub's desired state held (0 when none).
     pub fn hub_generation(&self) -> u64 {
-        self.hub_desired.as_ref().map_or(0, |d| d.generation)
+        self.sources.hub_desired.as_ref().map_or(0, |d| d.generation)
     }
 
-    /// Recomputes `desired` from the hub's and the static workloads. The hub wins a name
-    /// clash; the hidden static workload is reported.
+    /// Recomputes the desired workloads from the sources.
     fn merge(&mut self) {
-        let mut workloads = self
-            .hub_desired
-            .as_ref()
-            .map(|d| d.workloads.clone())
-            .unwrap_or_default();
-        self.conflicts.clear();
-        for w in &self.static_desired.workloads {
-            if workloads.iter().any(|h| h.name == w.name) {
-                self.conflicts.push(format!("workload `{}` is defined by the hub and in the manifests folder: the hub's is used", w.name));
-            } else {
-                workloads.push(w.clone());
-            }
+        let s = &mut self.sources;
+        let Merged {
+            workloads,
+            conflicts,
+        } = merge(s.hub_desired.as_ref(), &s.static_desired.workloads);
+        s.conflicts = conflicts;
+        let generation = s.hub_desired.as_ref().map_or(0, |d| d.generation);
+        if workloads != s.desired.workloads {
+            // Image references (tags) are resolved again for each new desired state.
+            self.images.forget_resolutions();
         }
-        let generation = self.hub_generation();
-        if workloads != self.desired.workloads || generation != self.desired.generation {
-            if workloads != self.desired.workloads {
-                // Image references (tags) are resolved again for each new desired state.
-                self.prepared.clear();
-                self.image_states.clear();
-            }
-            self.desired = DesiredState {
-                device: self.cfg.device.clone(),
-                generation,
-                workloads,
-            };
-        }
-    }
-
-    /// One reconcile pass. Returns when the next pass is due at the latest (unix ms).
-    pub fn reconcile(&mut self) -> Option<u64> {
-        let mut wake = None;
-        for _ in 0..MAX_ROUNDS {
-            self.collect_pulls();
-            let observed = self.observe();
-            let p = plan(&self.desired.workloads, &observed, now_ms());
-            wake = p.wake_at_ms;
-            if p.actions.is_empty() {
-                break;
-            }
-            for action in p.actions {
-                self.apply(action);
-            }
-        }
-        self.collect_pulls();
-        let observed = self.observe();
-        if let Err(e) = self.report(&observed) {
-            warn!("cannot write status: {e}");
-        }
-        self.trim_images();
-        if !self.pulls.running().is_empty() {
-            // Refresh the pull progress in the status every second.
-            let soon = now_ms() + 1_000;
-            wake = Some(wake.map_or(soon, |w: u64| w.min(soon)));
-        }
-        wake
-    }
-
-    /// Takes in finished pulls and the progress of running ones.
-    fn collect_pulls(&mut self) {
-        for (image, result) in self.pulls.take_finished() {
-            let state = match result {
-                Ok(p) => {
-                    self.prepared.insert(image.clone(), p);
-                    ImageState::Ready
-                }
-                Err(error) => ImageState::Failed {
-                    error,
-                    at_ms: now_ms(),
-                },
-            };
-            self.image_states.insert(image, state);
-        }
-        for (image, p) in self.pulls.running() {
-            let state = ImageState::Pulling {
-                done_bytes: p.done_bytes,
-                total_bytes: p.total_bytes,
-            };
-            self.image_states.insert(image, state);
-        }
-    }
-
-    /// What one pull needs: registry settings, the hub's registry, the free-disk floor.
-    pub(super) fn pull_config(&self) -> crate::image::PullConfig {
-        let hub = self.cfg.hub.as_ref().and_then(|h| {
-            Some(crate::image::HubRegistry {
-                url: h.registry.clone()?,
-                username: self.cfg.device.to_string(),
-                password: h.credential.clone(),
-            })
-        });
-        crate::image::PullConfig::new(&self.cfg.images, hub)
-    }
-
-    pub(super) fn min_free_disk(&self) -> u64 {
-        self.cfg.images.min_free_disk.0
-    }
-
-    /// Keeps the image store within `images.max_bytes`: once a minute, and right after a
-    /// workload was removed or replaced; never while a pull runs. Images of desired or created workloads are never removed.
-    fn trim_images(&mut self) {
-        let now = now_ms();
-        let due = now >= self.last_gc_ms + 60_000 || self.gc_requested;
-        if !due || !self.pulls.running().is_empty() {
-            return;
-        }
-        self.last_gc_ms = now;
-        self.gc_requested = false;
-        let mut in_use: std::collections::BTreeSet<String> = self
-            .desired
-            .workloads
-            .iter()
-            .flat_map(|w| &w.containers)
-            .filter_map(|c| {
-                self.prepared
-                    .get(c.image.as_str())
-                    .map(|p| p.manifest_digest.clone())
-            })
-            .collect();
-        in_use.extend(
-            self.records
-                .values()
-                .flat_map(|r| r.containers.values())
-                .filter_map(|c| c.image_digest.clone()),
-        );
-        match self.images.gc(&in_use, self.cfg.images.max_bytes.0) {
-            Ok(r) if !r.removed_images.is_empty() => info!(
-                removed_images = r.removed_images.len(),
-                bytes_before = r.bytes_before,
-                bytes_after = r.bytes_after,
-                "image store trimmed to its budget"
-            ),
-            Ok(r) if r.over_budget => {
-                warn!(
-                    bytes = r.bytes_after,
-                    budget = self.cfg.images.max_bytes.0,
-                    "image store over budget: every image is in use"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => warn!("trimming the image store: {e}"),
-        }
+        s.desired = DesiredState {
+            device: self.cfg.device.clone(),
+            generation,
+            workloads,
+        };
     }
 }
 

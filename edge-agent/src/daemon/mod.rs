@@ -1,24 +1,30 @@
 //! The agent daemon: the thin async shell around the pure planner.
 //!
 //! It waits for something to happen (a manifest changed, a shim reported an exit, a
-//! back-off ended, the periodic resync), then runs one reconcile pass on a blocking
-//! thread: observe, `plan`, apply, report. It never decides anything itself.
+//! back-off or stop deadline came, the periodic resync), then runs one reconcile pass on
+//! a blocking thread: observe, `plan`, apply, report. A pass never waits for a process,
+//! so hub events, status and signals keep flowing during a long stop. It never decides
+//! anything itself.
 
 mod actions;
 mod agent;
+mod images;
 mod manifests;
 mod observe;
-mod pulls;
+mod pass;
+mod report;
+#[cfg(test)]
+mod tests;
 
-use std::time::Duration;
 
 use tokio::net::UnixDatagram;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-pub use agent::{Agent, DaemonError};
+pub use actions::StartError;
+pub use agent::{Agent, DaemonError, Ports};
+pub use report::{ReportDecision, decide, report_key};
 
-use crate::fsutil::now_ms;
 use crate::hub_link::{self, HubEvent};
 
 /// Runs the agent until SIGTERM or SIGINT. Containers keep running after it exits.
@@ -55,8 +61,8 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
     let mut buf = [0u8; 256];
     agent.load_manifests();
     loop {
-        agent.link_stats = link.as_ref().map(|l| l.stats());
-        let (a, wake_at) = tokio::task::spawn_blocking(move || {
+        agent.set_link_stats(link.as_ref().map(|l| l.stats()));
+        let (a, wake) = tokio::task::spawn_blocking(move || {
             let wake = agent.reconcile();
             (agent, wake)
         })
@@ -66,12 +72,10 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
             source: std::io::Error::other(e),
         })?;
         agent = a;
-        if let (Some(l), Some(st)) = (&link, agent.status_to_publish.take()) {
+        if let (Some(l), Some(st)) = (&link, agent.take_status()) {
             l.publish_status(st);
         }
-        let sleep = wake_at.map_or(resync, |w| {
-            Duration::from_millis(w.saturating_sub(now_ms())).min(resync)
-        });
+        let sleep = wake.map_or(resync, |w| w.min(resync));
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {
                 agent.load_manifests();

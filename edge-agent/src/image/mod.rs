@@ -26,8 +26,10 @@ mod layout;
 mod paths;
 mod platform;
 mod pull;
+mod pulls;
 mod records;
 mod reference;
+mod service;
 mod sysfs;
 mod zstd;
 // The end-to-end tests' layout builder, shared so both build layouts the same way.
@@ -52,6 +54,10 @@ use serde::{Deserialize, Serialize};
 pub use config::{HubRegistry, ImagesConfig, Progress, PullConfig, RegistryConfig};
 pub use gc::GcReport;
 pub use records::ImageRecord;
+pub use service::{ImageService, StoreImageService};
+
+#[cfg(test)]
+pub mod fake;
 
 /// The parts of an image's config that matter to run it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

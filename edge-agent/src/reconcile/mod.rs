@@ -6,9 +6,14 @@
 //! decision (restart policies, back-off, replacement, removal) unit-testable.
 
 pub mod backoff;
+pub mod images;
 pub mod observed;
 pub mod plan;
+pub mod run_state;
+pub mod sources;
 pub mod status;
 
-pub use observed::{ImageState, Observed, ObservedContainer, ObservedWorkload, RunState};
+pub use observed::{
+    ImageState, Observed, ObservedContainer, ObservedWorkload, RunState, StartErrorKind,
+};
 pub use plan::{Action, Plan, plan};

@@ -3,6 +3,9 @@
 use std::collections::BTreeMap;
 
 use drover_protocol::{Name, WorkloadSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::BootMs;
 
 /// A snapshot of the device: the workloads that exist (created from some spec) and the
 /// state of the images the planner asked for.
@@ -18,6 +21,8 @@ pub struct ObservedWorkload {
     /// The spec the workload was created from.
     pub spec: WorkloadSpec,
     pub containers: BTreeMap<Name, ObservedContainer>,
+    /// Boot-clock time its stop was requested: it is being removed or replaced.
+    pub stopping_since: Option<BootMs>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -37,18 +42,26 @@ pub enum RunState {
     Starting,
     Running {
         pid: u32,
+        /// Wall clock, for the status.
         started_at_ms: u64,
     },
     /// Exited; `code` is 128 + signal when killed by a signal.
     Exited {
         code: i32,
         oom_killed: bool,
+        /// Wall clock, for the status.
         started_at_ms: u64,
         finished_at_ms: u64,
+        /// How long it ran (boot clock; 0 when unknown).
+        ran_ms: u64,
+        /// When it ended, on the boot clock (0 when unknown: long ago).
+        finished_at_boot_ms: BootMs,
     },
     /// Could not be created or started.
     StartFailed {
-        at_ms: u64,
+        /// Boot clock (0 when unknown: long ago).
+        at_boot_ms: BootMs,
+        kind: StartErrorKind,
         error: String,
     },
     /// Was running, but neither its shim nor a final status remain (power cut, kill -9).
@@ -65,6 +78,40 @@ pub enum ImageState {
     },
     Failed {
         error: String,
-        at_ms: u64,
+        /// Boot clock.
+        at_boot_ms: BootMs,
     },
+}
+
+/// Which step of a container start failed: it decides how the planner retries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartErrorKind {
+    /// The image is not in the local store: pulled again, then retried.
+    Image,
+    /// The container's root filesystem could not be set up (mount, disk): retried with
+    /// back-off.
+    Rootfs,
+    /// The workload's spec cannot work with its image (bad user, mount, limits): never
+    /// retried until the spec changes.
+    Spec,
+    /// The runtime or the shim refused or failed: retried with back-off.
+    #[default]
+    Runtime,
+}
+
+impl StartErrorKind {
+    /// True when retrying the same spec cannot help.
+    pub fn is_permanent(self) -> bool {
+        self == StartErrorKind::Spec
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartErrorKind::Image => "image",
+            StartErrorKind::Rootfs => "rootfs",
+            StartErrorKind::Spec => "spec",
+            StartErrorKind::Runtime => "runtime",
+        }
+    }
 }

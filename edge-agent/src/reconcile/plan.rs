@@ -1,21 +1,36 @@
 //! `plan(desired, observed, now) -> actions`: the reconciler's only decision function.
+//!
+//! Times are on the boot clock (`crate::clock`), which never steps. Removing a workload
+//! takes two steps that never wait: `StopWorkload` asks its shims to stop; once every
+//! container is down (or the grace period plus [`STOP_SLACK_MS`] has passed),
+//! `RemoveWorkload` deletes it. A replacement is created after the old one is removed.
 
 use drover_protocol::{ContainerSpec, Name, RestartPolicy, WorkloadSpec};
 
 use super::backoff;
-use super::observed::{ImageState, Observed, ObservedContainer, ObservedWorkload, RunState};
+use super::observed::{
+    ImageState, Observed, ObservedContainer, ObservedWorkload, RunState, StartErrorKind,
+};
+use crate::clock::{BootMs, due_at};
 
 /// How long a failed image preparation is trusted before it is tried again.
 pub const IMAGE_RETRY_MS: u64 = 30_000;
+/// Beyond a workload's grace period, how long its shims get to finish a stop before the
+/// agent kills them.
+pub const STOP_SLACK_MS: u64 = 5_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Stop (SIGTERM, grace, SIGKILL) and delete every container of the workload and its
-    /// cgroups. Volumes and logs are kept when the workload is being replaced.
+    /// Ask every container of the workload to stop (SIGTERM, then SIGKILL after its grace
+    /// period, done by the shims) and record that the workload is stopping. Returns at once.
+    StopWorkload { workload: Name },
+    /// Delete the stopped workload: containers, pod, cgroups, record. `force`: the stop
+    /// deadline passed, kill what still runs first. Volumes and logs are kept when the
+    /// workload is still desired (replacement).
     RemoveWorkload {
         workload: Name,
-        grace_ms: u32,
         keep_data: bool,
+        force: bool,
     },
     /// Make the image available locally.
     PrepareImage { image: String },
@@ -45,51 +60,81 @@ impl Plan {
     }
 }
 
-/// Decides what to do to move the device from `observed` towards `desired` at `now_ms`.
-pub fn plan(desired: &[WorkloadSpec], observed: &Observed, now_ms: u64) -> Plan {
+/// Decides what to do to move the device from `observed` towards `desired` at `now`
+/// (boot clock, ms).
+pub fn plan(desired: &[WorkloadSpec], observed: &Observed, now: BootMs) -> Plan {
     let mut p = Plan::default();
+    let mut starts = Vec::new();
     for (name, wl) in &observed.workloads {
-        if !desired.iter().any(|d| &d.name == name) {
-            p.actions.push(Action::RemoveWorkload {
+        let wanted = desired.iter().find(|d| &d.name == name);
+        if let Some(since) = wl.stopping_since {
+            finish_stop(name, wl, since, wanted.is_some(), now, &mut p);
+        } else if wanted.is_none() {
+            p.actions.push(Action::StopWorkload {
                 workload: name.clone(),
-                grace_ms: wl.spec.stop_grace_ms,
-                keep_data: false,
             });
         }
     }
-    let mut starts = Vec::new();
     for spec in desired {
-        let current = observed.workloads.get(&spec.name);
-        if current.is_some_and(|c| c.spec == *spec) {
-            if let Some(c) = current {
-                plan_containers(spec, c, now_ms, &mut p, &mut starts);
+        match observed.workloads.get(&spec.name) {
+            Some(c) if c.stopping_since.is_some() => {} // created again once removed
+            Some(c) if c.spec == *spec => plan_containers(spec, c, observed, now, &mut p, &mut starts),
+            Some(_) => {
+                // Keep what runs until the new images are there, then stop it.
+                if images_ready(&spec.containers, observed, now, &mut p) {
+                    p.actions.push(Action::StopWorkload {
+                        workload: spec.name.clone(),
+                    });
+                }
             }
-            continue;
-        }
-        if !images_ready(&spec.containers, observed, now_ms, &mut p) {
-            continue; // keep what runs until the new images are there
-        }
-        if let Some(c) = current {
-            p.actions.push(Action::RemoveWorkload {
-                workload: spec.name.clone(),
-                grace_ms: c.spec.stop_grace_ms,
-                keep_data: true,
-            });
-        }
-        starts.push(Action::CreateWorkload {
-            workload: spec.name.clone(),
-        });
-        for c in &spec.containers {
-            starts.push(Action::StartContainer {
-                workload: spec.name.clone(),
-                container: c.name.clone(),
-                restart: false,
-                backoff_level: 0,
-            });
+            None => {
+                if images_ready(&spec.containers, observed, now, &mut p) {
+                    create(spec, &mut starts);
+                }
+            }
         }
     }
     p.actions.extend(starts);
     p
+}
+
+/// A stopping workload: removed once every container is down, or by force once the
+/// grace period and the slack have passed; until then the plan wakes at that deadline.
+fn finish_stop(
+    name: &Name,
+    wl: &ObservedWorkload,
+    since: BootMs,
+    still_desired: bool,
+    now: BootMs,
+    p: &mut Plan,
+) {
+    let down = wl
+        .containers
+        .values()
+        .all(|c| !matches!(c.run, RunState::Running { .. } | RunState::Starting));
+    let deadline = due_at(
+        since,
+        u64::from(wl.spec.stop_grace_ms).saturating_add(STOP_SLACK_MS),
+        now,
+    );
+    if down || now >= deadline {
+        p.actions.push(Action::RemoveWorkload {
+            workload: name.clone(),
+            keep_data: still_desired,
+            force: !down,
+        });
+    } else {
+        p.wake(deadline);
+    }
+}
+
+fn create(spec: &WorkloadSpec, starts: &mut Vec<Action>) {
+    starts.push(Action::CreateWorkload {
+        workload: spec.name.clone(),
+    });
+    for c in &spec.containers {
+        starts.push(start(spec, &c.name, false, 0));
+    }
 }
 
 /// True when every image is ready. Otherwise asks for the missing ones (and for failed
@@ -97,7 +142,7 @@ pub fn plan(desired: &[WorkloadSpec], observed: &Observed, now_ms: u64) -> Plan 
 fn images_ready(
     containers: &[ContainerSpec],
     observed: &Observed,
-    now_ms: u64,
+    now: BootMs,
     p: &mut Plan,
 ) -> bool {
     let mut ready = true;
@@ -105,11 +150,11 @@ fn images_ready(
         match observed.images.get(c.image.as_str()) {
             Some(ImageState::Ready) => {}
             Some(ImageState::Pulling { .. }) => ready = false,
-            Some(ImageState::Failed { at_ms, .. })
-                if now_ms < at_ms.saturating_add(IMAGE_RETRY_MS) =>
+            Some(ImageState::Failed { at_boot_ms, .. })
+                if now < due_at(*at_boot_ms, IMAGE_RETRY_MS, now) =>
             {
                 ready = false;
-                p.wake(at_ms.saturating_add(IMAGE_RETRY_MS));
+                p.wake(due_at(*at_boot_ms, IMAGE_RETRY_MS, now));
             }
             _ => {
                 ready = false;
@@ -126,12 +171,13 @@ fn images_ready(
 }
 
 /// Starts, restarts or leaves alone each container of a workload whose spec is current.
-/// Its images were ready when it was created; the daemon prepares them again on start
-/// if it has to (after an agent restart), and a failure there is a `StartFailed`.
+/// Its images were ready when it was created; a container whose start found its image
+/// gone from the store has it prepared again first.
 fn plan_containers(
     spec: &WorkloadSpec,
     wl: &ObservedWorkload,
-    now_ms: u64,
+    observed: &Observed,
+    now: BootMs,
     p: &mut Plan,
     starts: &mut Vec<Action>,
 ) {
@@ -140,7 +186,15 @@ fn plan_containers(
             starts.push(start(spec, &c.name, false, 0));
             continue;
         };
-        match next_start(spec.restart_policy, obs, now_ms) {
+        if let RunState::StartFailed {
+            kind: StartErrorKind::Image,
+            ..
+        } = obs.run
+            && !images_ready(std::slice::from_ref(c), observed, now, p)
+        {
+            continue;
+        }
+        match next_start(spec.restart_policy, obs, now) {
             NextStart::Never => {}
             NextStart::Now { restart, level } => starts.push(start(spec, &c.name, restart, level)),
             NextStart::At(at) => p.wake(at),
@@ -164,7 +218,7 @@ enum NextStart {
 }
 
 /// When (if ever) a container in state `obs` should be started again.
-fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now_ms: u64) -> NextStart {
+fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now: BootMs) -> NextStart {
     let (level, due) = match &obs.run {
         RunState::Running { .. } | RunState::Starting => return NextStart::Never,
         RunState::NotCreated => {
@@ -179,28 +233,29 @@ fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now_ms: u64) -> Ne
                 level: obs.backoff_level,
             };
         }
-        RunState::StartFailed { at_ms, .. } => (
+        RunState::StartFailed { kind, .. } if kind.is_permanent() => return NextStart::Never,
+        RunState::StartFailed { at_boot_ms, .. } => (
             obs.backoff_level,
-            at_ms.saturating_add(backoff::delay_ms(obs.backoff_level)),
+            due_at(*at_boot_ms, backoff::delay_ms(obs.backoff_level), now),
         ),
         RunState::Exited {
             code,
             oom_killed,
-            started_at_ms,
-            finished_at_ms,
+            ran_ms,
+            finished_at_boot_ms,
+            ..
         } => {
             if !should_restart(policy, *code, *oom_killed) {
                 return NextStart::Never;
             }
-            let level =
-                backoff::effective_level(obs.backoff_level, *started_at_ms, *finished_at_ms);
+            let level = backoff::effective_level(obs.backoff_level, *ran_ms);
             (
                 level,
-                finished_at_ms.saturating_add(backoff::delay_ms(level)),
+                due_at(*finished_at_boot_ms, backoff::delay_ms(level), now),
             )
         }
     };
-    if now_ms >= due {
+    if now >= due {
         NextStart::Now {
             restart: true,
             level: level.saturating_add(1),

@@ -64,6 +64,7 @@ fn observed_with(spec: &WorkloadSpec, run: RunState, restarts: u32, level: u32) 
         ObservedWorkload {
             spec: spec.clone(),
             containers,
+            stopping_since: None,
         },
     );
     o
@@ -81,6 +82,8 @@ fn exited(code: i32, oom: bool, started: u64, finished: u64) -> RunState {
         oom_killed: oom,
         started_at_ms: started,
         finished_at_ms: finished,
+        ran_ms: finished - started,
+        finished_at_boot_ms: finished,
     }
 }
 
@@ -165,10 +168,8 @@ fn a_workload_no_longer_desired_is_removed_with_its_data() {
     let p = plan(&[], &o, 5);
     assert_eq!(
         p.actions,
-        vec![Action::RemoveWorkload {
-            workload: n("old"),
-            grace_ms: 3000,
-            keep_data: false
+        vec![Action::StopWorkload {
+            workload: n("old")
         }]
     );
 }
@@ -201,18 +202,87 @@ fn a_changed_workload_is_replaced_once_its_new_images_are_ready() {
     ready(&mut o, &["oci:/b"]);
     let p = plan(std::slice::from_ref(&new), &o, 5);
     assert_eq!(
-        p.actions[..2],
-        [
-            Action::RemoveWorkload {
-                workload: n("web"),
-                grace_ms: 3000,
-                keep_data: true
-            },
-            Action::CreateWorkload { workload: n("web") },
-        ],
-        "stopped with the old grace period, volumes kept"
+        p.actions,
+        vec![Action::StopWorkload {
+            workload: n("web")
+        }],
+        "the old one is asked to stop first"
     );
+
+    // Stopping, still running: nothing until its grace period (the old one's) ends.
+    let w = o.workloads.get_mut(&n("web")).unwrap();
+    w.stopping_since = Some(10);
+    let p = plan(std::slice::from_ref(&new), &o, 20);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.wake_at_ms, Some(10 + 3000 + STOP_SLACK_MS));
+
+    // Down: removed, volumes kept; once removed, the new one is created.
+    let w = o.workloads.get_mut(&n("web")).unwrap();
+    for c in w.containers.values_mut() {
+        c.run = exited(143, false, 1, 30);
+    }
+    let p = plan(std::slice::from_ref(&new), &o, 40);
+    assert_eq!(
+        p.actions,
+        vec![Action::RemoveWorkload {
+            workload: n("web"),
+            keep_data: true,
+            force: false
+        }]
+    );
+    o.workloads.clear();
+    let p = plan(std::slice::from_ref(&new), &o, 50);
+    assert_eq!(p.actions[0], Action::CreateWorkload { workload: n("web") });
     assert_eq!(start_of(&p), vec![(false, 0)]);
+}
+
+#[test]
+fn a_stop_that_outlives_grace_and_slack_is_forced_and_a_removed_workload_loses_its_data() {
+    let w = workload("old", &["oci:/a"], RestartPolicy::Always);
+    let mut o = observed_with(
+        &w,
+        RunState::Running {
+            pid: 42,
+            started_at_ms: 1,
+        },
+        0,
+        0,
+    );
+    o.workloads.get_mut(&n("old")).unwrap().stopping_since = Some(1_000);
+    let deadline = 1_000 + 3_000 + STOP_SLACK_MS;
+    let p = plan(&[], &o, deadline - 1);
+    assert!(p.actions.is_empty());
+    assert_eq!(p.wake_at_ms, Some(deadline));
+    let p = plan(&[], &o, deadline);
+    assert_eq!(
+        p.actions,
+        vec![Action::RemoveWorkload {
+            workload: n("old"),
+            keep_data: false,
+            force: true
+        }]
+    );
+}
+
+#[test]
+fn a_stopping_workload_is_never_restarted() {
+    let w = workload("svc", &["oci:/a"], RestartPolicy::Always);
+    let mut o = observed_with(&w, RunState::Starting, 0, 0);
+    o.workloads.get_mut(&n("svc")).unwrap().stopping_since = Some(0);
+    let p = plan(std::slice::from_ref(&w), &o, 1);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+}
+
+#[test]
+fn a_stop_stamp_from_before_a_reboot_does_not_hold_the_removal_back() {
+    let w = workload("old", &["oci:/a"], RestartPolicy::Always);
+    let mut o = observed_with(&w, RunState::Running { pid: 4, started_at_ms: 1 }, 0, 0);
+    o.workloads.get_mut(&n("old")).unwrap().stopping_since = Some(9_000_000);
+    let p = plan(&[], &o, 3_000 + STOP_SLACK_MS);
+    assert!(matches!(
+        p.actions[..],
+        [Action::RemoveWorkload { force: true, .. }]
+    ));
 }
 
 #[test]
@@ -233,7 +303,7 @@ fn a_failed_new_image_leaves_the_old_workload_running_and_is_retried_later() {
         "oci:/missing".into(),
         ImageState::Failed {
             error: "no such layout".into(),
-            at_ms: 100,
+            at_boot_ms: 100,
         },
     );
 
@@ -318,7 +388,8 @@ fn lost_containers_come_back_at_once_and_failed_starts_back_off() {
     let o = observed_with(
         &w,
         RunState::StartFailed {
-            at_ms: 100,
+            at_boot_ms: 100,
+            kind: StartErrorKind::Runtime,
             error: "boom".into(),
         },
         0,
@@ -361,7 +432,7 @@ fn removals_come_before_starts() {
     );
     ready(&mut o, &["oci:/a"]);
     let p = plan(&[new], &o, 0);
-    assert!(matches!(p.actions[0], Action::RemoveWorkload { .. }));
+    assert!(matches!(p.actions[0], Action::StopWorkload { .. }));
     assert!(matches!(p.actions[1], Action::CreateWorkload { .. }));
 }
 
@@ -377,4 +448,60 @@ fn an_image_being_pulled_is_not_asked_for_again() {
         },
     );
     assert_eq!(plan(&[w], &o, 0), Plan::default());
+}
+
+#[test]
+fn a_spec_that_cannot_run_is_not_retried_until_it_changes() {
+    let w = workload("bad", &["oci:/a"], RestartPolicy::Always);
+    let o = observed_with(
+        &w,
+        RunState::StartFailed {
+            at_boot_ms: 100,
+            kind: StartErrorKind::Spec,
+            error: "user nobody is not in the image".into(),
+        },
+        0,
+        0,
+    );
+    let p = plan(std::slice::from_ref(&w), &o, 10_000_000);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.wake_at_ms, None, "no hot loop, no timer");
+}
+
+#[test]
+fn a_start_that_found_its_image_gone_pulls_it_again_then_retries() {
+    let w = workload("app", &["oci:/a"], RestartPolicy::Always);
+    let mut o = observed_with(
+        &w,
+        RunState::StartFailed {
+            at_boot_ms: 100,
+            kind: StartErrorKind::Image,
+            error: "image oci:/a is not in the local store".into(),
+        },
+        0,
+        1,
+    );
+    let p = plan(std::slice::from_ref(&w), &o, 5_000);
+    assert_eq!(
+        p.actions,
+        vec![Action::PrepareImage {
+            image: "oci:/a".into()
+        }]
+    );
+    ready(&mut o, &["oci:/a"]);
+    let p = plan(std::slice::from_ref(&w), &o, 5_000);
+    assert_eq!(start_of(&p), vec![(true, 2)]);
+}
+
+#[test]
+fn back_off_is_counted_on_the_boot_clock_and_a_stamp_from_before_a_reboot_waits_no_longer() {
+    let w = workload("svc", &["oci:/a"], RestartPolicy::Always);
+    // Level 3: 8 s after the exit at boot time 50 s.
+    let o = observed_with(&w, exited(1, false, 49_000, 50_000), 3, 3);
+    let p = plan(std::slice::from_ref(&w), &o, 51_000);
+    assert_eq!(p.wake_at_ms, Some(58_000));
+    assert_eq!(start_of(&plan(std::slice::from_ref(&w), &o, 58_000)), vec![(true, 4)]);
+    // Exit stamped by the previous boot (later than "now" on a fresh boot clock).
+    let o = observed_with(&w, exited(1, false, 1_990_000, 2_000_000), 3, 3);
+    assert_eq!(start_of(&plan(std::slice::from_ref(&w), &o, 9_000)), vec![(true, 4)]);
 }

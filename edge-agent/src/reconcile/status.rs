@@ -6,17 +6,24 @@ use drover_protocol::{ContainerSpec, Phase, WorkloadSpec};
 use super::observed::{ImageState, Observed, ObservedContainer, RunState};
 use super::plan::should_restart;
 
-/// Phase and error of one container of a workload whose spec is current.
+/// Phase and error of one container of a created workload; `stopping` while the
+/// workload's stop is under way.
 pub fn container_phase(
     spec: &WorkloadSpec,
     obs: Option<&ObservedContainer>,
+    stopping: bool,
 ) -> (Phase, Option<String>) {
     let Some(obs) = obs else {
         return (Phase::Pending, None);
     };
     match &obs.run {
+        RunState::Running { .. } | RunState::Starting if stopping => (Phase::Stopping, None),
         RunState::NotCreated | RunState::Starting | RunState::Lost => (Phase::Pending, None),
         RunState::Running { .. } => (Phase::Running, None),
+        RunState::StartFailed { error, kind, .. } if kind.is_permanent() => (
+            Phase::Error,
+            Some(format!("{error} (not retried until the workload changes)")),
+        ),
         RunState::StartFailed { error, .. } => (Phase::Error, Some(error.clone())),
         RunState::Exited {
             code, oom_killed, ..
@@ -92,6 +99,8 @@ mod tests {
             oom_killed: oom,
             started_at_ms: 0,
             finished_at_ms: 1,
+            ran_ms: 1,
+            finished_at_boot_ms: 1,
         };
         ObservedContainer {
             run,
@@ -105,18 +114,18 @@ mod tests {
         let always = spec(RestartPolicy::Always);
         let never = spec(RestartPolicy::Never);
         assert_eq!(
-            container_phase(&always, Some(&exited(0, false))).0,
+            container_phase(&always, Some(&exited(0, false)), false).0,
             Phase::BackOff
         );
         assert_eq!(
-            container_phase(&never, Some(&exited(0, false))),
+            container_phase(&never, Some(&exited(0, false)), false),
             (Phase::Succeeded, None)
         );
         assert_eq!(
-            container_phase(&never, Some(&exited(2, false))).0,
+            container_phase(&never, Some(&exited(2, false)), false).0,
             Phase::Failed
         );
-        let (phase, why) = container_phase(&always, Some(&exited(137, true)));
+        let (phase, why) = container_phase(&always, Some(&exited(137, true)), false);
         assert_eq!(
             (phase, why.as_deref()),
             (Phase::BackOff, Some("killed: out of memory"))

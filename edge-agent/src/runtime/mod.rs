@@ -8,6 +8,9 @@ pub mod netns;
 pub mod rootfs;
 pub mod spec;
 
+#[cfg(test)]
+pub mod fake;
+
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -20,12 +23,13 @@ use nix::unistd::Pid;
 
 use crate::fsutil::process_matches;
 use crate::shim::RunArgs;
-use crate::shim::status::{ShimState, ShimStatus};
+use crate::shim::status::{STATUS_FILE, ShimState, ShimStatus};
 
 /// How long a shim may take to report that its container runs.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Extra time, beyond the grace period, for a shim to finish after SIGTERM.
-const STOP_SLACK: Duration = Duration::from_secs(5);
+/// Extra time, beyond the grace period, for a shim to finish after SIGTERM before the
+/// agent kills it.
+pub const STOP_SLACK_MS: u64 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -42,16 +46,37 @@ pub enum RuntimeError {
     Delete { id: String, message: String },
 }
 
-/// The seam between the daemon and containers.
-pub trait Runtime {
-    /// Starts a container from the bundle in `args.dir`; returns its init PID.
+/// What the runtime can tell about the container of one container folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShimView {
+    /// The shim's last status file.
+    pub status: ShimStatus,
+    /// The shim that wrote it is still alive.
+    pub shim_alive: bool,
+    /// The container's init process (`status.pid`) is still the process that started.
+    pub init_alive: bool,
+}
+
+/// The seam between the daemon and containers. No method waits for a container to stop:
+/// a stop is requested, and later passes see it in [`Runtime::inspect`].
+pub trait Runtime: Send {
+    /// Starts a container from the bundle in `args.dir`; returns its init PID once the
+    /// shim reports it running (at most a few seconds: creation, not the workload).
     fn start(&self, args: &RunArgs) -> Result<u32, RuntimeError>;
     /// Asks the shim of the container folder `dir` to stop its container (SIGTERM, then
-    /// SIGKILL after the grace period). Returns at once.
+    /// SIGKILL after the grace period it was started with). Returns at once.
     fn request_stop(&self, dir: &Path);
-    /// Waits until the container of `dir` is gone, at most `grace` plus slack, then makes
-    /// sure of it (kills the shim and force-deletes what is left).
-    fn wait_stopped(&self, id: &str, dir: &Path, grace: Duration) -> Result<(), RuntimeError>;
+    /// The shim's status and liveness for container folder `dir`; `None` when no shim
+    /// ever wrote one there (or it is unreadable).
+    fn inspect(&self, dir: &Path) -> Option<ShimView>;
+    /// Ends container `id` now: SIGKILL to its shim, then force-deletes what is left. For
+    /// a stop whose deadline passed, or a leftover of a dead shim. Does not wait for the
+    /// container's processes beyond what the kernel needs to deliver SIGKILL.
+    fn force_stop(&self, id: &str, dir: &Path) -> Result<(), RuntimeError>;
+    /// Makes sure no earlier instance of container `id` is left before a new start (a
+    /// clean exit needs nothing; a power cut or a dead shim is force-deleted), and forgets
+    /// its last status.
+    fn clear(&self, id: &str, dir: &Path) -> Result<(), RuntimeError>;
 }
 
 /// The real runtime: one `drover-agent shim` process per container.
@@ -136,25 +161,38 @@ impl Runtime for ShimRuntime {
         }
     }
 
-    fn wait_stopped(&self, id: &str, dir: &Path, grace: Duration) -> Result<(), RuntimeError> {
-        let deadline = Instant::now() + grace + STOP_SLACK;
-        loop {
-            let st = ShimStatus::read(dir);
-            let final_state = st
-                .as_ref()
-                .is_some_and(|s| matches!(s.state, ShimState::Exited | ShimState::Failed));
-            let alive = st.as_ref().is_some_and(shim_alive);
-            if final_state && !alive {
-                return Ok(());
-            }
-            if !alive || Instant::now() >= deadline {
-                if let Some(s) = st.filter(shim_alive) {
-                    let _ = kill(Pid::from_raw(s.shim_pid as i32), Signal::SIGKILL);
-                }
-                return self.force_delete(id);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    fn inspect(&self, dir: &Path) -> Option<ShimView> {
+        let status = ShimStatus::read(dir)?;
+        let shim_alive = shim_alive(&status);
+        let init_alive = match (status.pid, status.pid_start_ticks) {
+            (Some(pid), Some(ticks)) => process_matches(pid, ticks),
+            _ => false,
+        };
+        Some(ShimView {
+            status,
+            shim_alive,
+            init_alive,
+        })
+    }
+
+    fn force_stop(&self, id: &str, dir: &Path) -> Result<(), RuntimeError> {
+        if let Some(s) = ShimStatus::read(dir).filter(shim_alive) {
+            let _ = kill(Pid::from_raw(s.shim_pid as i32), Signal::SIGKILL);
         }
+        self.force_delete(id)
+    }
+
+    fn clear(&self, id: &str, dir: &Path) -> Result<(), RuntimeError> {
+        let st = ShimStatus::read(dir);
+        let unfinished = st.as_ref().is_some_and(|s| s.state != ShimState::Exited)
+            || (st.is_none() && dir.join("bundle").exists());
+        let result = if unfinished {
+            self.force_stop(id, dir)
+        } else {
+            Ok(())
+        };
+        let _ = std::fs::remove_file(dir.join(STATUS_FILE));
+        result
     }
 }
 

@@ -35,6 +35,7 @@ pub fn run(args: &RunArgs, mut report: File) -> i32 {
             status.state = ShimState::Failed;
             status.error = Some(e.to_string());
             status.finished_at_ms = Some(fsutil::now_ms());
+            status.finished_at_boot_ms = Some(crate::clock::boot_ms());
             write_status(&status, &args.dir);
             let line = e.to_string().replace('\n', " ");
             let _ = writeln!(report, "failed {line}");
@@ -61,6 +62,8 @@ fn initial_status() -> ShimStatus {
         pid_start_ticks: None,
         started_at_ms: None,
         finished_at_ms: None,
+        started_at_boot_ms: None,
+        finished_at_boot_ms: None,
         exit_code: None,
         signal: None,
         oom_killed: false,
@@ -96,6 +99,7 @@ fn start(
     status.pid = Some(pid);
     status.pid_start_ticks = fsutil::proc_start_ticks(pid);
     status.started_at_ms = Some(fsutil::now_ms());
+    status.started_at_boot_ms = Some(crate::clock::boot_ms());
     write_status(status, &args.dir);
     Ok((container, log_rd))
 }
@@ -174,6 +178,7 @@ fn finish(args: &RunArgs, container: &mut Container, status: &mut ShimStatus, ex
     status.exit_code = Some(exit.code);
     status.signal = exit.signal;
     status.finished_at_ms = Some(fsutil::now_ms());
+    status.finished_at_boot_ms = Some(crate::clock::boot_ms());
     write_status(status, &args.dir);
     notify(args);
 }

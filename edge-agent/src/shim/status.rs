@@ -33,8 +33,15 @@ pub struct ShimStatus {
     /// The container's init process, once created.
     pub pid: Option<u32>,
     pub pid_start_ticks: Option<u64>,
+    /// Wall clock (Unix ms), for people and the hub.
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
+    /// The same instants on the boot clock (`clock::boot_ms`), for back-off decisions.
+    /// Absent in files written by shims of older agents.
+    #[serde(default)]
+    pub started_at_boot_ms: Option<u64>,
+    #[serde(default)]
+    pub finished_at_boot_ms: Option<u64>,
     /// Exit code, or 128 + signal number when killed by a signal (shell convention).
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,

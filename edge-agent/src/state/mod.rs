@@ -2,6 +2,14 @@
 //! restarted agent (or one after a power cut) pick up exactly where it was.
 //!
 //! Every file is written with `fsutil::write_atomic`. Nothing here decides anything.
+//! The daemon reaches these files only through [`StateStore`] ([`FileStateStore`] here,
+//! an in-memory fake for unit tests beside it).
+
+#[cfg(test)]
+pub mod memory;
+mod store;
+
+pub use store::{FileStateStore, StateStore};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,6 +20,7 @@ use drover_protocol::{DesiredState, DeviceStatus, Name, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
+use crate::reconcile::StartErrorKind;
 
 /// Paths inside the state folder (see CONTRACT in the design notes).
 #[derive(Clone, Debug)]
@@ -94,6 +103,19 @@ pub struct WorkloadRecord {
     pub spec: WorkloadSpec,
     pub created_at_ms: u64,
     pub containers: BTreeMap<Name, ContainerRecord>,
+    /// Set once its containers were asked to stop: the workload is being removed (or
+    /// replaced) and is deleted when they are down. Kept across agent restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<StopRecord>,
+}
+
+/// When a workload's stop was requested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRecord {
+    /// Wall clock (Unix ms), for people.
+    pub requested_at_ms: u64,
+    /// Boot clock (`clock::boot_ms`), for the deadline.
+    pub requested_at_boot_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -104,13 +126,21 @@ pub struct ContainerRecord {
     /// status means the container was lost (power cut), not that it never ran.
     pub started: bool,
     /// Set when the last start failed before a shim could report anything.
-    pub start_error: Option<StartError>,
+    pub start_error: Option<StartFailure>,
     pub image_digest: Option<String>,
 }
 
+/// Why the last start of a container failed, and when.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StartError {
+pub struct StartFailure {
+    /// Wall clock (Unix ms), for people.
     pub at_ms: u64,
+    /// Boot clock, for the back-off; absent in records of older agents.
+    #[serde(default)]
+    pub at_boot_ms: Option<u64>,
+    /// Absent in records of older agents: retried with back-off, as they were.
+    #[serde(default)]
+    pub kind: StartErrorKind,
     pub error: String,
 }
 

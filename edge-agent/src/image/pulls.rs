@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::{error, info};
 
-use crate::image::{ImageStore, PreparedImage, Progress, PullConfig};
+use super::{ImageError, ImageStore, PreparedImage, Progress, PullConfig};
 
 enum Pull {
     Running(Progress),
-    Done(Result<PreparedImage, String>),
+    Done(Result<PreparedImage, ImageError>),
 }
 
 /// The pulls in flight and those finished but not yet collected.
@@ -41,7 +41,7 @@ impl Pulls {
         let (pulls, store, reference) = (self.clone(), store.clone(), reference.to_string());
         let spawned = std::thread::Builder::new().name("pull".into()).spawn(move || {
             let progress = |p: Progress| pulls.set(&reference, Pull::Running(p));
-            let result = store.prepare_with(&reference, &cfg, &progress).map_err(|e| e.to_string());
+            let result = store.prepare_with(&reference, &cfg, &progress);
             match &result {
                 Ok(p) => info!(image = %reference, digest = %p.manifest_digest, layers = p.layers.len(), "image ready"),
                 Err(e) => error!(image = %reference, "image not available: {e}"),
@@ -54,7 +54,10 @@ impl Pulls {
         if let Err(e) = spawned {
             self.set(
                 &key,
-                Pull::Done(Err(format!("cannot start a pull thread: {e}"))),
+                Pull::Done(Err(ImageError::Io {
+                    context: "starting a pull thread".to_owned(),
+                    source: e,
+                })),
             );
         }
     }
@@ -67,7 +70,7 @@ impl Pulls {
     }
 
     /// Removes and returns the finished pulls.
-    pub fn take_finished(&self) -> Vec<(String, Result<PreparedImage, String>)> {
+    pub fn take_finished(&self) -> Vec<(String, Result<PreparedImage, ImageError>)> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         let done: Vec<String> = map
             .iter()

@@ -1,0 +1,48 @@
+//! One reconcile pass: collect pulls → observe → plan → apply, a few rounds until the
+//! plan is empty, then report and trim the image store. A pass never waits for a process:
+//! starts return once the shim reports, stops are only requested.
+
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::agent::Agent;
+use crate::reconcile::plan;
+
+/// A pass stops after this many rounds of actions, so that nothing can spin.
+const MAX_ROUNDS: usize = 8;
+/// While pulls run, the status (with their progress) is refreshed this often.
+const PULL_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+impl Agent {
+    /// One reconcile pass. Returns how soon the next pass is due at the latest (`None`:
+    /// only when something happens, or at the periodic resync).
+    pub fn reconcile(&mut self) -> Option<Duration> {
+        let mut wake_at = None;
+        for _ in 0..MAX_ROUNDS {
+            let now = self.ports.clock.boot_ms();
+            self.images.collect(self.ports.images.as_mut(), now);
+            let observed = self.observe();
+            let p = plan(&self.sources.desired.workloads, &observed, now);
+            wake_at = p.wake_at_ms;
+            if p.actions.is_empty() {
+                break;
+            }
+            for action in p.actions {
+                self.apply(action);
+            }
+        }
+        let now = self.ports.clock.boot_ms();
+        self.images.collect(self.ports.images.as_mut(), now);
+        let observed = self.observe();
+        if let Err(e) = self.report(&observed) {
+            warn!("cannot write status: {e}");
+        }
+        self.trim_images();
+        let mut wake = wake_at.map(|at| Duration::from_millis(at.saturating_sub(now)));
+        if !self.ports.images.running().is_empty() {
+            wake = Some(wake.map_or(PULL_PROGRESS_EVERY, |w| w.min(PULL_PROGRESS_EVERY)));
+        }
+        wake
+    }
+}

@@ -1,0 +1,237 @@
+//! The status report: built from the same snapshot the planner saw, written for `ps`
+//! when it changed, and handed to the hub link when the device's status changed.
+//!
+//! What counts as a change is a pure rule ([`report_key`]): everything but the clock,
+//! disk space and memory figures. A board's flash is not written every resync, and the
+//! hub only hears about real changes (the link's heartbeat covers the rest).
+
+use drover_protocol::{Capacity, ContainerStatus, DeviceStatus, Phase, WorkloadSpec, WorkloadStatus};
+
+use super::agent::Agent;
+use crate::reconcile::status::{container_phase, image_problem, workload_phase};
+use crate::reconcile::{ImageState, Observed, ObservedWorkload, RunState};
+use crate::state::{AgentReport, StateError};
+
+#[derive(Debug, Default)]
+pub(super) struct Reporter {
+    /// The key of the last report written.
+    last: Option<AgentReport>,
+    /// A changed status the event loop has yet to hand to the hub link.
+    pub status_to_publish: Option<DeviceStatus>,
+    /// The latest link statistics, shown in the report.
+    pub link_stats: Option<crate::hub_link::LinkStats>,
+}
+
+/// What to do with a new report, given the key of the last one written.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReportDecision {
+    /// Write it for `ps`.
+    pub write: bool,
+    /// Send the status to the hub.
+    pub publish: bool,
+}
+
+/// The report's key: everything but time, free disk and memory use.
+pub fn report_key(report: &AgentReport) -> AgentReport {
+    let mut key = report.clone();
+    key.status.time_ms = 0;
+    key.status.capacity.disk_free_bytes = 0;
+    for c in key
+        .status
+        .workloads
+        .iter_mut()
+        .flat_map(|w| w.containers.iter_mut())
+    {
+        c.memory_bytes = None;
+        c.memory_limit_bytes = None;
+    }
+    key
+}
+
+/// Write when the key changed; publish when the status part of it changed.
+pub fn decide(last: Option<&AgentReport>, key: &AgentReport) -> ReportDecision {
+    ReportDecision {
+        write: last != Some(key),
+        publish: last.is_none_or(|l| l.status != key.status),
+    }
+}
+
+impl Agent {
+    /// Builds the report; writes and queues it as [`decide`] says.
+    pub(super) fn report(&mut self, observed: &Observed) -> Result<(), StateError> {
+        let desired = &self.sources.desired;
+        let workloads = desired
+            .workloads
+            .iter()
+            .map(|spec| self.workload_status(spec, observed))
+            .collect();
+        let status = DeviceStatus {
+            device: self.cfg.device.clone(),
+            observed_generation: desired.generation,
+            time_ms: self.ports.clock.wall_ms(),
+            capacity: self.capacity(),
+            workloads,
+        };
+        let report = AgentReport {
+            agent_pid: std::process::id(),
+            status,
+            manifest_error: self.sources.manifest_error.clone(),
+            warnings: self.sources.conflicts.clone(),
+            hub: self.reporter.link_stats.clone(),
+            labels: desired
+                .workloads
+                .iter()
+                .filter(|w| !w.labels.is_empty())
+                .map(|w| (w.name.clone(), w.labels.clone()))
+                .collect(),
+        };
+        let key = report_key(&report);
+        let d = decide(self.reporter.last.as_ref(), &key);
+        if !d.write {
+            return Ok(());
+        }
+        self.ports.state.save_report(&report)?;
+        if d.publish {
+            self.reporter.status_to_publish = Some(report.status);
+        }
+        self.reporter.last = Some(key);
+        Ok(())
+    }
+
+    /// The device's memory and CPUs, and the memory its desired workloads reserve.
+    fn capacity(&self) -> Capacity {
+        let memory_reserved_bytes = self
+            .sources
+            .desired
+            .workloads
+            .iter()
+            .flat_map(|w| &w.containers)
+            .filter_map(|c| c.resources.memory_bytes)
+            .sum();
+        let r = self.ports.host.resources(&self.paths.root);
+        Capacity {
+            memory_bytes: r.memory_bytes,
+            cpu_millis: r.cpus * 1000,
+            memory_reserved_bytes,
+            disk_free_bytes: r.disk_free_bytes,
+            low_disk: r.disk_free_bytes < self.cfg.images.min_free_disk.0,
+        }
+    }
+
+    fn workload_status(&self, desired: &WorkloadSpec, observed: &Observed) -> WorkloadStatus {
+        let image_error = image_problem(&desired.containers, observed);
+        let Some(wl) = observed.workloads.get(&desired.name) else {
+            return pending_workload(desired, observed, image_error);
+        };
+        // While an update waits for its images (or the old one stops), report what runs.
+        let last_error = match (&image_error, wl.spec == *desired) {
+            (Some(e), false) => Some(format!("update pending: {e}")),
+            _ => None,
+        };
+        let containers: Vec<ContainerStatus> = wl
+            .spec
+            .containers
+            .iter()
+            .map(|c| self.container_status(wl, c))
+            .collect();
+        let last_error =
+            last_error.or_else(|| containers.iter().find_map(|c| c.last_error.clone()));
+        WorkloadStatus {
+            name: desired.name.clone(),
+            phase: workload_phase(containers.iter().map(|c| c.phase)),
+            restarts: containers.iter().map(|c| c.restarts).sum(),
+            containers,
+            last_error,
+        }
+    }
+
+    fn container_status(
+        &self,
+        wl: &ObservedWorkload,
+        c: &drover_protocol::ContainerSpec,
+    ) -> ContainerStatus {
+        let obs = wl.containers.get(&c.name);
+        let (phase, last_error) = container_phase(&wl.spec, obs, wl.stopping_since.is_some());
+        let mut st = pending_container(c, phase);
+        st.last_error = last_error;
+        let Some(obs) = obs else { return st };
+        st.restarts = obs.restarts;
+        match &obs.run {
+            RunState::Running { pid, started_at_ms } => {
+                st.pid = Some(*pid);
+                st.started_at_ms = Some(*started_at_ms);
+                let cg = self.cgroups_path(&wl.spec.name, &c.name);
+                if let Some((used, limit)) = self.ports.host.memory_usage(&cg) {
+                    st.memory_bytes = Some(used);
+                    st.memory_limit_bytes = limit;
+                }
+            }
+            RunState::Exited {
+                code,
+                oom_killed,
+                started_at_ms,
+                ..
+            } => {
+                st.exit_code = Some(*code);
+                st.oom_killed = *oom_killed;
+                st.started_at_ms = Some(*started_at_ms);
+            }
+            _ => {}
+        }
+        st
+    }
+}
+
+/// A desired workload not created yet: pending, or failed when its image is.
+fn pending_workload(
+    desired: &WorkloadSpec,
+    observed: &Observed,
+    image_error: Option<String>,
+) -> WorkloadStatus {
+    let phase = if image_error.is_some() {
+        Phase::Error
+    } else {
+        Phase::Pending
+    };
+    let containers = desired
+        .containers
+        .iter()
+        .map(|c| {
+            let mut st = pending_container(c, phase);
+            if let Some(ImageState::Pulling {
+                done_bytes,
+                total_bytes,
+            }) = observed.images.get(c.image.as_str())
+            {
+                st.pull_done_bytes = Some(*done_bytes);
+                st.pull_total_bytes = Some(*total_bytes);
+            }
+            st
+        })
+        .collect();
+    WorkloadStatus {
+        name: desired.name.clone(),
+        phase,
+        restarts: 0,
+        containers,
+        last_error: image_error,
+    }
+}
+
+fn pending_container(c: &drover_protocol::ContainerSpec, phase: Phase) -> ContainerStatus {
+    ContainerStatus {
+        name: c.name.clone(),
+        phase,
+        image: c.image.to_string(),
+        pid: None,
+        restarts: 0,
+        started_at_ms: None,
+        exit_code: None,
+        oom_killed: false,
+        last_error: None,
+        memory_bytes: None,
+        memory_limit_bytes: None,
+        pull_done_bytes: None,
+        pull_total_bytes: None,
+    }
+}

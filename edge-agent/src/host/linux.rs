@@ -1,0 +1,101 @@
+//! The real [`Host`]: overlayfs, network namespaces and cgroupfs of this machine.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{Host, HostError, HostResources};
+use crate::cgroups;
+use crate::runtime::{netns, rootfs};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinuxHost;
+
+fn io(context: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HostError {
+    let path = path.to_path_buf();
+    move |source| HostError::Io {
+        context,
+        path,
+        source,
+    }
+}
+
+impl Host for LinuxHost {
+    fn mount_rootfs(&self, layers: &[PathBuf], dir: &Path) -> Result<PathBuf, HostError> {
+        let root = dir.join("bundle").join("rootfs");
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        rootfs::unmount(&root)?;
+        rootfs::reset_upper(&upper, &work)?;
+        rootfs::mount_overlay(layers, &upper, &work, &root)?;
+        Ok(root)
+    }
+
+    fn remove_container_dir(&self, dir: &Path) -> Result<(), HostError> {
+        rootfs::unmount(&dir.join("bundle").join("rootfs"))?;
+        self.remove_dir(dir)
+    }
+
+    fn read_rootfs_file(&self, rootfs: &Path, rel: &str) -> Option<String> {
+        fs::read_to_string(rootfs.join(rel)).ok()
+    }
+
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError> {
+        crate::fsutil::write_atomic(path, bytes).map_err(io("writing", path))
+    }
+
+    fn create_dir(&self, dir: &Path) -> Result<(), HostError> {
+        fs::create_dir_all(dir).map_err(io("creating", dir))
+    }
+
+    fn remove_dir(&self, dir: &Path) -> Result<(), HostError> {
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn create_netns(&self, path: &Path) -> Result<(), HostError> {
+        Ok(netns::create(path)?)
+    }
+
+    fn remove_netns(&self, path: &Path) -> Result<(), HostError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        Ok(netns::remove(path)?)
+    }
+
+    fn remove_cgroup(&self, rel: &str) -> Result<(), HostError> {
+        Ok(cgroups::remove_tree(rel)?)
+    }
+
+    fn memory_usage(&self, rel: &str) -> Option<(u64, Option<u64>)> {
+        cgroups::memory_usage(rel)
+    }
+
+    fn swap_accounting(&self) -> bool {
+        cgroups::swap_accounting()
+    }
+
+    fn resources(&self, state_dir: &Path) -> HostResources {
+        HostResources {
+            memory_bytes: mem_total_bytes(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            disk_free_bytes: crate::fsutil::disk_free_bytes(state_dir).unwrap_or(0),
+        }
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes (0 when unreadable).
+fn mem_total_bytes() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}

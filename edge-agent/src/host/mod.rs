@@ -1,0 +1,74 @@
+//! The host operations the daemon needs besides containers: the overlay rootfs of a
+//! container, pod network namespaces, cgroup cleanup, folders and files of the state
+//! folder, and what the board has (memory, CPUs, disk). The daemon reaches the OS only
+//! through this trait, [`crate::runtime::Runtime`], [`crate::image::ImageService`] and
+//! [`crate::state::StateStore`], so one daemon pass runs in a unit test on fakes.
+//!
+//! [`LinuxHost`] is the real one; [`fake::FakeHost`] records calls and keeps everything
+//! in memory. Nothing here decides anything.
+
+mod linux;
+
+#[cfg(test)]
+pub mod fake;
+
+use std::path::{Path, PathBuf};
+
+pub use linux::LinuxHost;
+
+use crate::cgroups::CgroupsError;
+use crate::runtime::netns::NetnsError;
+use crate::runtime::rootfs::RootfsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Cgroups(#[from] CgroupsError),
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What the board offers, for the status's capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostResources {
+    /// `MemTotal`, bytes.
+    pub memory_bytes: u64,
+    pub cpus: u32,
+    /// Free bytes (for unprivileged users) on the state folder's filesystem.
+    pub disk_free_bytes: u64,
+}
+
+pub trait Host: Send {
+    /// Mounts a fresh overlay of `layers` (bottom first) as the rootfs of container
+    /// folder `dir` (`dir/bundle/rootfs`, upper and work folders in `dir`), replacing what
+    /// an earlier instance left. Returns the rootfs path.
+    fn mount_rootfs(&self, layers: &[PathBuf], dir: &Path) -> Result<PathBuf, HostError>;
+    /// Unmounts the rootfs of container folder `dir` and removes the folder.
+    fn remove_container_dir(&self, dir: &Path) -> Result<(), HostError>;
+    /// A text file of a mounted rootfs (`etc/passwd`), `None` when absent or unreadable.
+    fn read_rootfs_file(&self, rootfs: &Path, rel: &str) -> Option<String>;
+    /// Writes a file atomically (e.g. a bundle's `config.json`).
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError>;
+    fn create_dir(&self, dir: &Path) -> Result<(), HostError>;
+    /// Removes a folder and everything in it; a missing folder is fine.
+    fn remove_dir(&self, dir: &Path) -> Result<(), HostError>;
+    /// Creates a network namespace with `lo` up, pinned at `path` (nothing if it exists).
+    fn create_netns(&self, path: &Path) -> Result<(), HostError>;
+    /// Removes the namespace pinned at `path`; a missing one is fine.
+    fn remove_netns(&self, path: &Path) -> Result<(), HostError>;
+    /// Removes cgroup `rel` (e.g. `/drover/web`) and everything below, in every hierarchy.
+    fn remove_cgroup(&self, rel: &str) -> Result<(), HostError>;
+    /// Memory in use and its limit of cgroup `rel`, bytes.
+    fn memory_usage(&self, rel: &str) -> Option<(u64, Option<u64>)>;
+    /// Whether memory+swap limits can be set (cgroup v1 `memsw`, or v2).
+    fn swap_accounting(&self) -> bool;
+    fn resources(&self, state_dir: &Path) -> HostResources;
+}
