@@ -8,7 +8,9 @@
 //! meaningless after it; [`since`] and [`due_at`] read a stamp from the future as "before
 //! this boot", which it is, so such stamps never hold a decision back.
 
+#[cfg(test)]
 use std::sync::Arc;
+#[cfg(test)]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Milliseconds on the boot clock.
@@ -64,12 +66,14 @@ pub fn due_at(stamp: BootMs, delay: u64, now: BootMs) -> BootMs {
 }
 
 /// A clock the test moves by hand. Clones share the same time.
+#[cfg(test)]
 #[derive(Clone, Debug, Default)]
 pub struct FakeClock {
     boot: Arc<AtomicU64>,
     wall: Arc<AtomicU64>,
 }
 
+#[cfg(test)]
 impl FakeClock {
     pub fn new(boot_ms: BootMs, wall_ms: u64) -> Self {
         FakeClock {
@@ -90,6 +94,7 @@ impl FakeClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for FakeClock {
     fn boot_ms(&self) -> BootMs {
         self.boot.load(Ordering::SeqCst)

@@ -367,3 +367,50 @@ fn unsafe_layers_are_refused_with_a_clear_status_and_write_nothing_outside() {
         "nothing may be created from a refused image"
     );
 }
+
+#[test]
+fn a_long_stop_never_holds_up_other_workloads_or_the_status() {
+    if !require_root("a_long_stop_never_holds_up_other_workloads_or_the_status") {
+        return;
+    }
+    let (mut a, image) = agent_with_busybox("slowstop");
+    a.start();
+    // PID 1 of a container ignores SIGTERM unless it handles it: this one runs out its
+    // whole 12 s grace period and is then killed by its shim.
+    let slow = workload_yaml("slow", &image, SLEEPER, "", "memory: 32Mi")
+        .replace("stopGracePeriod: 2s", "stopGracePeriod: 12s");
+    a.write_manifest("slow.yaml", &slow);
+    let pid = a.wait_running("slow", "main", T);
+
+    let removed_at = Instant::now();
+    a.remove_manifest("slow.yaml");
+    a.write_manifest(
+        "fresh.yaml",
+        &workload_yaml("fresh", &image, SLEEPER, "", "memory: 32Mi"),
+    );
+    a.wait_running("fresh", "main", T);
+    let fresh_after = removed_at.elapsed();
+    assert!(
+        fresh_after < Duration::from_secs(8),
+        "the new workload waited {fresh_after:?} for the old one's grace period"
+    );
+    assert!(pid_alive(pid), "slow was killed before its grace period ended");
+    // Meanwhile the status keeps flowing and shows the old one stopping.
+    a.wait_ps("slow shown as Stopping", Duration::from_secs(5), |p| {
+        p["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["name"] == "slow" && w["phase"] == "Stopping")
+    });
+    // The stop runs its course in the background: SIGKILL after the grace period.
+    wait_for("slow's record to disappear", Duration::from_secs(40), || {
+        (!a.state.join("workloads/slow.json").exists()).then_some(())
+    });
+    assert!(!pid_alive(pid), "slow's container {pid} still alive");
+    assert!(
+        removed_at.elapsed() >= Duration::from_secs(12),
+        "slow ended before its grace period: {:?}",
+        removed_at.elapsed()
+    );
+}

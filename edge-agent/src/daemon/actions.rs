@@ -75,9 +75,6 @@ impl Agent {
         else {
             return;
         };
-        if let Err(e) = self.setup_pod(&spec) {
-            error!(workload = %name, "cannot set up workload: {e}");
-        }
         let containers = spec
             .containers
             .iter()
@@ -97,6 +94,8 @@ impl Agent {
     }
 
     /// What the containers of a workload share: volumes and, for `network: none`, a netns.
+    /// Done before every container start (each step does nothing when already done), so
+    /// a failure is a start failure, retried with back-off.
     fn setup_pod(&self, spec: &WorkloadSpec) -> Result<(), HostError> {
         for v in &spec.volumes {
             let dir = self.paths.volumes_dir(&spec.name).join(v.as_str());
@@ -162,6 +161,7 @@ impl Agent {
             .ok_or_else(|| StartError::Image {
                 reference: c.image.to_string(),
             })?;
+        self.setup_pod(spec)?;
         let id = container_id(&spec.name, &c.name);
         let dir = self.paths.container_dir(&spec.name, &c.name);
         if let Err(e) = self.ports.runtime.clear(&id, &dir) {
@@ -272,7 +272,7 @@ impl Agent {
         if let Err(e) = host.remove_netns(&self.paths.netns(wl)) {
             warn!(workload = %wl, "removing network namespace: {e}");
         }
-        let cg = format!("/{}/{wl}", self.cfg.cgroup_parent.trim_matches('/'));
+        let cg = self.workload_cgroup(wl);
         if let Err(e) = host.remove_cgroup(&cg) {
             warn!(workload = %wl, "removing cgroup {cg}: {e}");
         }
@@ -285,7 +285,13 @@ impl Agent {
         }
     }
 
+    /// The workload's cgroup, relative to each hierarchy's root: `/{parent}/{wl}`.
+    fn workload_cgroup(&self, wl: &Name) -> String {
+        format!("/{}/{wl}", self.cfg.cgroup_parent.trim_matches('/'))
+    }
+
+    /// A container's cgroup: `/{parent}/{wl}/{c}`.
     pub(super) fn cgroups_path(&self, wl: &Name, c: &Name) -> String {
-        format!("/{}/{wl}/{c}", self.cfg.cgroup_parent.trim_matches('/'))
+        format!("{}/{c}", self.workload_cgroup(wl))
     }
 }

@@ -60,11 +60,17 @@ impl Agent {
     /// Builds the report; writes and queues it as [`decide`] says.
     pub(super) fn report(&mut self, observed: &Observed) -> Result<(), StateError> {
         let desired = &self.sources.desired;
-        let workloads = desired
+        let mut workloads: Vec<WorkloadStatus> = desired
             .workloads
             .iter()
             .map(|spec| self.workload_status(spec, observed))
             .collect();
+        // Workloads no longer desired stay in the status (as `Stopping`) until removed.
+        for (name, wl) in &observed.workloads {
+            if !desired.workloads.iter().any(|d| &d.name == name) {
+                workloads.push(self.workload_status(&wl.spec, observed));
+            }
+        }
         let status = DeviceStatus {
             device: self.cfg.device.clone(),
             observed_generation: desired.generation,

@@ -27,9 +27,6 @@ use crate::shim::status::{STATUS_FILE, ShimState, ShimStatus};
 
 /// How long a shim may take to report that its container runs.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Extra time, beyond the grace period, for a shim to finish after SIGTERM before the
-/// agent kills it.
-pub const STOP_SLACK_MS: u64 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
