@@ -394,7 +394,10 @@ fn a_long_stop_never_holds_up_other_workloads_or_the_status() {
         fresh_after < Duration::from_secs(8),
         "the new workload waited {fresh_after:?} for the old one's grace period"
     );
-    assert!(pid_alive(pid), "slow was killed before its grace period ended");
+    assert!(
+        pid_alive(pid),
+        "slow was killed before its grace period ended"
+    );
     // Meanwhile the status keeps flowing and shows the old one stopping.
     a.wait_ps("slow shown as Stopping", Duration::from_secs(5), |p| {
         p["workloads"]
@@ -404,9 +407,11 @@ fn a_long_stop_never_holds_up_other_workloads_or_the_status() {
             .any(|w| w["name"] == "slow" && w["phase"] == "Stopping")
     });
     // The stop runs its course in the background: SIGKILL after the grace period.
-    wait_for("slow's record to disappear", Duration::from_secs(40), || {
-        (!a.state.join("workloads/slow.json").exists()).then_some(())
-    });
+    wait_for(
+        "slow's record to disappear",
+        Duration::from_secs(40),
+        || (!a.state.join("workloads/slow.json").exists()).then_some(()),
+    );
     assert!(!pid_alive(pid), "slow's container {pid} still alive");
     assert!(
         removed_at.elapsed() >= Duration::from_secs(12),

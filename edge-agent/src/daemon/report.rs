@@ -5,7 +5,9 @@
 //! disk space and memory figures. A board's flash is not written every resync, and the
 //! hub only hears about real changes (the link's heartbeat covers the rest).
 
-use drover_protocol::{Capacity, ContainerStatus, DeviceStatus, Phase, WorkloadSpec, WorkloadStatus};
+use drover_protocol::{
+    Capacity, ContainerStatus, DeviceStatus, Phase, WorkloadSpec, WorkloadStatus,
+};
 
 use super::agent::Agent;
 use crate::reconcile::status::{container_phase, image_problem, workload_phase};
@@ -239,5 +241,73 @@ fn pending_container(c: &drover_protocol::ContainerSpec, phase: Phase) -> Contai
         memory_limit_bytes: None,
         pull_done_bytes: None,
         pull_total_bytes: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use drover_protocol::{Capacity, DeviceStatus, Name};
+
+    use super::*;
+
+    fn report(time_ms: u64, disk: u64, generation: u64, warnings: &[&str]) -> AgentReport {
+        AgentReport {
+            agent_pid: 1,
+            status: DeviceStatus {
+                device: Name::new("pi").unwrap(),
+                observed_generation: generation,
+                time_ms,
+                capacity: Capacity {
+                    disk_free_bytes: disk,
+                    ..Capacity::default()
+                },
+                workloads: vec![],
+            },
+            manifest_error: None,
+            warnings: warnings.iter().map(|w| (*w).to_owned()).collect(),
+            hub: None,
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_clock_and_disk_space_alone_change_nothing() {
+        let first = report_key(&report(1, 100, 3, &[]));
+        assert_eq!(
+            decide(None, &first),
+            ReportDecision {
+                write: true,
+                publish: true
+            }
+        );
+        let later = report_key(&report(9_999, 50, 3, &[]));
+        assert_eq!(
+            decide(Some(&first), &later),
+            ReportDecision {
+                write: false,
+                publish: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_local_warning_is_written_but_only_a_status_change_is_published() {
+        let first = report_key(&report(1, 100, 3, &[]));
+        let warned = report_key(&report(2, 100, 3, &["clash"]));
+        assert_eq!(
+            decide(Some(&first), &warned),
+            ReportDecision {
+                write: true,
+                publish: false
+            }
+        );
+        let next_gen = report_key(&report(3, 100, 4, &["clash"]));
+        assert_eq!(
+            decide(Some(&warned), &next_gen),
+            ReportDecision {
+                write: true,
+                publish: true
+            }
+        );
     }
 }

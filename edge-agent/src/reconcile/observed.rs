@@ -95,6 +95,9 @@ pub enum StartErrorKind {
     /// The workload's spec cannot work with its image (bad user, mount, limits): never
     /// retried until the spec changes.
     Spec,
+    /// The host lacks what the spec needs (a device, a host path to mount): retried with
+    /// back-off, since it may appear (a USB adapter plugged in).
+    Host,
     /// The runtime or the shim refused or failed: retried with back-off.
     #[default]
     Runtime,
@@ -111,6 +114,7 @@ impl StartErrorKind {
             StartErrorKind::Image => "image",
             StartErrorKind::Rootfs => "rootfs",
             StartErrorKind::Spec => "spec",
+            StartErrorKind::Host => "host",
             StartErrorKind::Runtime => "runtime",
         }
     }

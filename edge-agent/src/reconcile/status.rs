@@ -7,7 +7,7 @@ use super::observed::{ImageState, Observed, ObservedContainer, RunState};
 use super::plan::should_restart;
 
 /// Phase and error of one container of a created workload; `stopping` while the
-/// workload's stop is under way.
+/// workload's stop is under way (then every container is `Stopping`).
 pub fn container_phase(
     spec: &WorkloadSpec,
     obs: Option<&ObservedContainer>,
@@ -17,7 +17,8 @@ pub fn container_phase(
         return (Phase::Pending, None);
     };
     match &obs.run {
-        RunState::Running { .. } | RunState::Starting if stopping => (Phase::Stopping, None),
+        // Being removed or replaced: whatever its containers do now is not a failure.
+        _ if stopping => (Phase::Stopping, None),
         RunState::NotCreated | RunState::Starting | RunState::Lost => (Phase::Pending, None),
         RunState::Running { .. } => (Phase::Running, None),
         RunState::StartFailed { error, kind, .. } if kind.is_permanent() => (
@@ -129,6 +130,47 @@ mod tests {
         assert_eq!(
             (phase, why.as_deref()),
             (Phase::BackOff, Some("killed: out of memory"))
+        );
+    }
+
+    #[test]
+    fn a_stopping_workload_shows_its_running_containers_as_stopping_and_permanent_errors_say_so() {
+        let always = spec(RestartPolicy::Always);
+        let running = ObservedContainer {
+            run: RunState::Running {
+                pid: 4,
+                started_at_ms: 1,
+            },
+            restarts: 0,
+            backoff_level: 0,
+        };
+        assert_eq!(
+            container_phase(&always, Some(&running), true).0,
+            Phase::Stopping
+        );
+        assert_eq!(
+            container_phase(&always, Some(&running), false).0,
+            Phase::Running
+        );
+        assert_eq!(
+            container_phase(&always, Some(&exited(143, false)), true),
+            (Phase::Stopping, None),
+            "killed by its stop: no failure, no back-off"
+        );
+        let bad = ObservedContainer {
+            run: RunState::StartFailed {
+                at_boot_ms: 1,
+                kind: crate::reconcile::StartErrorKind::Spec,
+                error: "working directory \"srv\" must be an absolute path".into(),
+            },
+            restarts: 0,
+            backoff_level: 0,
+        };
+        let (phase, why) = container_phase(&always, Some(&bad), false);
+        assert_eq!(phase, Phase::Error);
+        assert!(
+            why.unwrap()
+                .contains("not retried until the workload changes")
         );
     }
 
