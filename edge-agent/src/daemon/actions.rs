@@ -16,9 +16,7 @@ use crate::state::{ContainerRecord, StartFailure, StopRecord, WorkloadRecord, co
 /// Why a container could not be started. The kind decides how the planner retries.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error(
-        "image {reference} is not in the local store (it is pulled again before the next try)"
-    )]
+    #[error("image {reference} is not in the local store (it is pulled again before the next try)")]
     Image { reference: String },
     #[error("setting up the root filesystem: {0}")]
     Rootfs(#[from] HostError),
@@ -103,7 +101,9 @@ impl Agent {
             self.ports.host.create_dir(&dir)?;
         }
         if spec.network == NetworkMode::None {
-            self.ports.host.create_netns(&self.paths.netns(&spec.name))?;
+            self.ports
+                .host
+                .create_netns(&self.paths.netns(&spec.name))?;
         }
         Ok(())
     }

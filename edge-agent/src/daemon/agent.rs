@@ -270,7 +270,10 @@ impl Agent {
 
     /// The generation of the hub's desired state held (0 when none).
     pub fn hub_generation(&self) -> u64 {
-        self.sources.hub_desired.as_ref().map_or(0, |d| d.generation)
+        self.sources
+            .hub_desired
+            .as_ref()
+            .map_or(0, |d| d.generation)
     }
 
     /// Recomputes the desired workloads from the sources.

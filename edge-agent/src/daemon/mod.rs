@@ -16,7 +16,6 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-
 use tokio::net::UnixDatagram;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;

@@ -5,7 +5,9 @@
 //! disk space and memory figures. A board's flash is not written every resync, and the
 //! hub only hears about real changes (the link's heartbeat covers the rest).
 
-use drover_protocol::{Capacity, ContainerStatus, DeviceStatus, Phase, WorkloadSpec, WorkloadStatus};
+use drover_protocol::{
+    Capacity, ContainerStatus, DeviceStatus, Phase, WorkloadSpec, WorkloadStatus,
+};
 
 use super::agent::Agent;
 use crate::reconcile::status::{container_phase, image_problem, workload_phase};

@@ -95,9 +95,7 @@ impl Host for FakeHost {
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError> {
-        self.lock()
-            .files
-            .insert(path.to_path_buf(), bytes.to_vec());
+        self.lock().files.insert(path.to_path_buf(), bytes.to_vec());
         Ok(())
     }
 
@@ -129,7 +127,9 @@ impl Host for FakeHost {
     }
 
     fn remove_cgroup(&self, rel: &str) -> Result<(), HostError> {
-        self.lock().calls.push(HostCall::RemoveCgroup(rel.to_owned()));
+        self.lock()
+            .calls
+            .push(HostCall::RemoveCgroup(rel.to_owned()));
         Ok(())
     }
 

@@ -48,8 +48,12 @@ impl StoreImageService {
 
 impl ImageService for StoreImageService {
     fn start_pull(&mut self, reference: &str) {
-        self.pulls
-            .start(&self.store, reference, self.cfg.clone(), self.notify.clone());
+        self.pulls.start(
+            &self.store,
+            reference,
+            self.cfg.clone(),
+            self.notify.clone(),
+        );
     }
 
     fn take_finished(&mut self) -> Vec<(String, Result<PreparedImage, ImageError>)> {

@@ -15,11 +15,7 @@ pub fn delay_ms(level: u32) -> u64 {
 
 /// The level that applies after a run of `ran_ms` (boot clock).
 pub fn effective_level(level: u32, ran_ms: u64) -> u32 {
-    if ran_ms >= RESET_AFTER_MS {
-        0
-    } else {
-        level
-    }
+    if ran_ms >= RESET_AFTER_MS { 0 } else { level }
 }
 
 #[cfg(test)]

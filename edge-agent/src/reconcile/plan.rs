@@ -78,7 +78,9 @@ pub fn plan(desired: &[WorkloadSpec], observed: &Observed, now: BootMs) -> Plan 
     for spec in desired {
         match observed.workloads.get(&spec.name) {
             Some(c) if c.stopping_since.is_some() => {} // created again once removed
-            Some(c) if c.spec == *spec => plan_containers(spec, c, observed, now, &mut p, &mut starts),
+            Some(c) if c.spec == *spec => {
+                plan_containers(spec, c, observed, now, &mut p, &mut starts)
+            }
             Some(_) => {
                 // Keep what runs until the new images are there, then stop it.
                 if images_ready(&spec.containers, observed, now, &mut p) {

@@ -166,12 +166,7 @@ fn a_workload_no_longer_desired_is_removed_with_its_data() {
         0,
     );
     let p = plan(&[], &o, 5);
-    assert_eq!(
-        p.actions,
-        vec![Action::StopWorkload {
-            workload: n("old")
-        }]
-    );
+    assert_eq!(p.actions, vec![Action::StopWorkload { workload: n("old") }]);
 }
 
 #[test]
@@ -203,9 +198,7 @@ fn a_changed_workload_is_replaced_once_its_new_images_are_ready() {
     let p = plan(std::slice::from_ref(&new), &o, 5);
     assert_eq!(
         p.actions,
-        vec![Action::StopWorkload {
-            workload: n("web")
-        }],
+        vec![Action::StopWorkload { workload: n("web") }],
         "the old one is asked to stop first"
     );
 
@@ -276,7 +269,15 @@ fn a_stopping_workload_is_never_restarted() {
 #[test]
 fn a_stop_stamp_from_before_a_reboot_does_not_hold_the_removal_back() {
     let w = workload("old", &["oci:/a"], RestartPolicy::Always);
-    let mut o = observed_with(&w, RunState::Running { pid: 4, started_at_ms: 1 }, 0, 0);
+    let mut o = observed_with(
+        &w,
+        RunState::Running {
+            pid: 4,
+            started_at_ms: 1,
+        },
+        0,
+        0,
+    );
     o.workloads.get_mut(&n("old")).unwrap().stopping_since = Some(9_000_000);
     let p = plan(&[], &o, 3_000 + STOP_SLACK_MS);
     assert!(matches!(
@@ -500,8 +501,14 @@ fn back_off_is_counted_on_the_boot_clock_and_a_stamp_from_before_a_reboot_waits_
     let o = observed_with(&w, exited(1, false, 49_000, 50_000), 3, 3);
     let p = plan(std::slice::from_ref(&w), &o, 51_000);
     assert_eq!(p.wake_at_ms, Some(58_000));
-    assert_eq!(start_of(&plan(std::slice::from_ref(&w), &o, 58_000)), vec![(true, 4)]);
+    assert_eq!(
+        start_of(&plan(std::slice::from_ref(&w), &o, 58_000)),
+        vec![(true, 4)]
+    );
     // Exit stamped by the previous boot (later than "now" on a fresh boot clock).
     let o = observed_with(&w, exited(1, false, 1_990_000, 2_000_000), 3, 3);
-    assert_eq!(start_of(&plan(std::slice::from_ref(&w), &o, 9_000)), vec![(true, 4)]);
+    assert_eq!(
+        start_of(&plan(std::slice::from_ref(&w), &o, 9_000)),
+        vec![(true, 4)]
+    );
 }

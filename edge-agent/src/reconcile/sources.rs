@@ -71,7 +71,10 @@ mod tests {
     fn the_hub_wins_a_name_clash_and_the_hidden_static_workload_is_reported() {
         let h = hub(vec![wl("web", 5), wl("db", 5)]);
         let m = merge(Some(&h), &[wl("web", 1), wl("logger", 1)]);
-        assert_eq!(m.workloads, vec![wl("web", 5), wl("db", 5), wl("logger", 1)]);
+        assert_eq!(
+            m.workloads,
+            vec![wl("web", 5), wl("db", 5), wl("logger", 1)]
+        );
         assert_eq!(m.conflicts.len(), 1);
         assert!(m.conflicts[0].contains("`web`"), "{:?}", m.conflicts);
     }

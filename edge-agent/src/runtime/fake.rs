@@ -211,7 +211,9 @@ impl Runtime for FakeRuntime {
     fn force_stop(&self, id: &str, dir: &Path) -> Result<(), RuntimeError> {
         let (wall, boot) = (self.clock.wall_ms(), self.clock.boot_ms());
         let mut inner = self.lock();
-        inner.calls.push(RuntimeCall::ForceStop { id: id.to_owned() });
+        inner
+            .calls
+            .push(RuntimeCall::ForceStop { id: id.to_owned() });
         if let Some(c) = inner.containers.get_mut(dir)
             && c.view.status.state != ShimState::Exited
         {
