@@ -62,11 +62,19 @@ impl Agent {
     /// Builds the report; writes and queues it as [`decide`] says.
     pub(super) fn report(&mut self, observed: &Observed) -> Result<(), StateError> {
         let desired = &self.sources.desired;
-        let workloads = desired
+        let mut workloads: Vec<WorkloadStatus> = desired
             .workloads
             .iter()
             .map(|spec| self.workload_status(spec, observed))
             .collect();
+        // Workloads no longer desired show (as Stopping) until they are removed.
+        workloads.extend(
+            observed
+                .workloads
+                .values()
+                .filter(|wl| !desired.workloads.iter().any(|d| d.name == wl.spec.name))
+                .map(|wl| self.workload_status(&wl.spec, observed)),
+        );
         let status = DeviceStatus {
             device: self.cfg.device.clone(),
             observed_generation: desired.generation,
