@@ -1,7 +1,11 @@
-//! Image-store trimming: never while a pull runs, and never of an image in use.
+//! Images: the store is never trimmed while a pull runs nor of an image in use; a
+//! failed pull is reported and tried again.
+
+use drover_protocol::Phase;
 
 use super::fixture::*;
 use crate::reconcile::images::GC_INTERVAL_MS;
+use crate::reconcile::plan::IMAGE_RETRY_MS;
 use crate::runtime::fake::RuntimeCall;
 
 #[test]
@@ -44,4 +48,37 @@ fn the_store_is_never_trimmed_during_a_pull_and_then_keeps_images_in_use() {
         vec!["sha256:a", "sha256:c"],
         "running and new, not the removed b"
     );
+}
+
+#[test]
+fn a_failed_pull_is_reported_and_tried_again_after_thirty_seconds() {
+    let mut fx = Fx::new();
+    fx.agent.set_static_desired(vec![wl("web", "gone")]);
+    assert_eq!(ms(fx.pass()), Some(IMAGE_RETRY_MS));
+    assert_eq!(
+        fx.rt.take_calls(),
+        vec![],
+        "nothing created without its image"
+    );
+    assert!(fx.record("web").is_none());
+    let w = fx.workload("web");
+    assert_eq!(w.phase, Phase::Error);
+    let why = w.last_error.unwrap();
+    assert!(
+        why.contains(&img("gone")) && why.contains("manifest unknown"),
+        "{why}"
+    );
+    fx.clock.advance(IMAGE_RETRY_MS - 1);
+    fx.pass();
+    assert_eq!(
+        fx.images.pulls_started(),
+        vec![img("gone")],
+        "not before 30 s"
+    );
+    fx.images.add(&img("gone"), "sha256:back");
+    fx.clock.advance(1);
+    assert_eq!(fx.pass(), None);
+    assert_eq!(fx.images.pulls_started(), vec![img("gone"), img("gone")]);
+    assert_eq!(fx.rt.take_calls(), vec![clear("web"), start("web")]);
+    assert_eq!(fx.phase("web"), Phase::Running);
 }

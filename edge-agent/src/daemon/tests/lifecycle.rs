@@ -228,3 +228,37 @@ fn a_restarted_agent_adopts_running_containers_without_touching_them() {
     );
     assert_eq!(fx.rt.pid(&id("web")), pid);
 }
+
+#[test]
+fn a_replaced_workload_that_ignores_sigterm_shows_stopping_and_its_successor_waits() {
+    let mut fx = Fx::new();
+    fx.run(vec![wl("web", "a")]);
+    fx.rt.set_stop_behaviour(StopBehaviour::Hang);
+    fx.agent.set_static_desired(vec![wl("web", "b")]);
+    assert_eq!(ms(fx.pass()), Some(3_000 + STOP_SLACK_MS));
+    let stop = RuntimeCall::RequestStop { id: id("web") };
+    assert_eq!(fx.rt.take_calls(), vec![stop]);
+    let st = fx.published().expect("Stopping is published");
+    assert_eq!(st.workloads.len(), 1);
+    assert_eq!(st.workloads[0].phase, Phase::Stopping);
+    assert_eq!(
+        st.workloads[0].containers[0].image,
+        img("a"),
+        "what still runs"
+    );
+    fx.clock.advance(1_000);
+    fx.pass();
+    assert_eq!(
+        fx.rt.take_calls(),
+        vec![],
+        "the new one waits for the old to go"
+    );
+    fx.rt.exit(&id("web"), 143);
+    assert_eq!(fx.pass(), None);
+    assert_eq!(
+        fx.rt.take_calls(),
+        vec![clear("web"), clear("web"), start("web")]
+    );
+    assert_eq!(fx.record("web").unwrap().spec, wl("web", "b"));
+    assert_eq!(fx.published().unwrap().workloads[0].phase, Phase::Running);
+}
