@@ -158,6 +158,13 @@ impl Agent {
         spec: &WorkloadSpec,
         c: &ContainerSpec,
     ) -> Result<(u32, String), StartError> {
+        let id = container_id(&spec.name, &c.name);
+        let dir = self.paths.container_dir(&spec.name, &c.name);
+        // First, so that the previous instance's last status (exited, lost) is gone
+        // whatever step fails next: observation then sees this start's failure.
+        if let Err(e) = self.ports.runtime.clear(&id, &dir) {
+            warn!(container = id, "cleaning up the previous instance: {e}");
+        }
         let image = self
             .images
             .ensure(self.ports.images.as_ref(), c.image.as_str())
@@ -165,11 +172,6 @@ impl Agent {
                 reference: c.image.to_string(),
             })?;
         self.setup_pod(spec)?;
-        let id = container_id(&spec.name, &c.name);
-        let dir = self.paths.container_dir(&spec.name, &c.name);
-        if let Err(e) = self.ports.runtime.clear(&id, &dir) {
-            warn!(container = id, "cleaning up the previous instance: {e}");
-        }
         let host = &self.ports.host;
         let root = host.mount_rootfs(&image.layers, &dir)?;
         let (passwd, group) = (

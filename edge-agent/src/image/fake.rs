@@ -55,6 +55,12 @@ impl FakeImages {
             .insert(reference.to_owned(), digest.to_owned());
     }
 
+    /// The store loses `reference` (trimmed, or its disk replaced): it no longer resolves
+    /// until it is pulled again.
+    pub fn remove_from_store(&self, reference: &str) {
+        self.lock().resolved.remove(reference);
+    }
+
     /// Pulls stay running while `hold` is set.
     pub fn hold_pulls(&self, hold: bool) {
         self.lock().hold = hold;

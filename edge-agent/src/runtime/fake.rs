@@ -194,14 +194,17 @@ impl Runtime for FakeRuntime {
         let (wall, boot) = (self.clock.wall_ms(), self.clock.boot_ms());
         let mut inner = self.lock();
         let stop = inner.stop;
-        let Some(c) = inner.containers.get_mut(dir) else {
-            return;
-        };
-        let id = c.id.clone();
-        if stop == StopBehaviour::Exit && c.view.shim_alive {
+        // A container folder is named after the container's id.
+        let id = dir
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        inner.calls.push(RuntimeCall::RequestStop { id });
+        if let Some(c) = inner.containers.get_mut(dir)
+            && stop == StopBehaviour::Exit
+            && c.view.shim_alive
+        {
             finish(&mut c.view, 143, wall, boot);
         }
-        inner.calls.push(RuntimeCall::RequestStop { id });
     }
 
     fn inspect(&self, dir: &Path) -> Option<ShimView> {

@@ -1,0 +1,72 @@
+//! Where desired state comes from (hub and manifests folder) and when the status is
+//! written and published.
+
+use drover_protocol::{DesiredState, Phase};
+
+use super::fixture::*;
+use crate::state::StateStore;
+
+#[test]
+fn the_hub_wins_a_name_clash_with_the_manifests_folder_and_the_report_says_so() {
+    let mut fx = Fx::new();
+    let hub = DesiredState {
+        device: n("pi"),
+        generation: 7,
+        workloads: vec![wl("web", "b")],
+    };
+    fx.agent.set_hub_desired(hub, b"signed payload");
+    fx.agent
+        .set_static_desired(vec![wl("web", "a"), wl("logger", "c")]);
+    fx.pass();
+    assert_eq!(
+        fx.state.load_hub_desired().as_deref(),
+        Some(&b"signed payload"[..])
+    );
+    assert_eq!(
+        fx.images.pulls_started(),
+        vec![img("b"), img("c")],
+        "a is never pulled"
+    );
+    assert_eq!(
+        fx.record("web").unwrap().spec,
+        wl("web", "b"),
+        "the hub's spec runs"
+    );
+    assert_eq!(fx.record("logger").unwrap().spec, wl("logger", "c"));
+    let report = fx.state.report().unwrap();
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("`web`"),
+        "{}",
+        report.warnings[0]
+    );
+    let st = fx.published().unwrap();
+    assert_eq!(st.observed_generation, 7);
+    let names: Vec<_> = st.workloads.iter().map(|w| w.name.to_string()).collect();
+    assert_eq!(names, ["web", "logger"]);
+    assert!(st.workloads.iter().all(|w| w.phase == Phase::Running));
+    assert_eq!(st.workloads[0].containers[0].image, img("b"));
+}
+
+#[test]
+fn the_status_is_written_and_published_only_when_it_changes() {
+    let mut fx = Fx::new();
+    fx.agent.set_static_desired(vec![wl("web", "a")]);
+    fx.pass();
+    assert_eq!(fx.state.reports_written(), 1);
+    assert!(fx.published().is_some());
+    fx.pass();
+    fx.clock.advance(30_000); // only the report's time differs
+    fx.pass();
+    assert_eq!(
+        fx.state.reports_written(),
+        1,
+        "identical passes write nothing"
+    );
+    assert!(fx.published().is_none(), "and publish nothing");
+    fx.rt.exit(&id("web"), 2);
+    fx.pass();
+    assert_eq!(fx.state.reports_written(), 2);
+    let st = fx.published().expect("the exit is published");
+    assert_eq!(st.workloads[0].phase, Phase::BackOff);
+}
