@@ -87,11 +87,39 @@ impl Agent {
             containers,
             stopping: None,
         };
-        if let Err(e) = self.ports.state.save_record(&rec) {
-            error!(workload = %name, "cannot persist workload record: {e}");
-        }
         info!(workload = %name, "workload created");
         self.records.insert(name.clone(), rec);
+        self.save_record(name);
+    }
+
+    /// Persists the record of `wl`; a failure (full disk) is logged and the record is
+    /// written again at the next pass ([`Agent::save_unsaved_records`]).
+    fn save_record(&mut self, wl: &Name) {
+        let Some(rec) = self.records.get(wl) else {
+            return;
+        };
+        match self.ports.state.save_record(rec) {
+            Ok(()) => {
+                self.unsaved.remove(wl);
+            }
+            Err(e) => {
+                if self.unsaved.insert(wl.clone()) {
+                    error!(workload = %wl, "cannot persist workload record (retried at every pass): {e}");
+                }
+            }
+        }
+    }
+
+    /// Writes the records a full disk (or another write error) kept from being saved.
+    pub(super) fn save_unsaved_records(&mut self) {
+        let pending: Vec<Name> = self.unsaved.iter().cloned().collect();
+        for wl in pending {
+            if self.records.contains_key(&wl) {
+                self.save_record(&wl);
+            } else {
+                self.unsaved.remove(&wl);
+            }
+        }
     }
 
     /// What the containers of a workload share: volumes and, for `network: none`, a netns.
@@ -147,9 +175,7 @@ impl Agent {
                 });
             }
         }
-        if let Err(e) = self.ports.state.save_record(rec) {
-            error!(workload = %wl, "cannot persist workload record: {e}");
-        }
+        self.save_record(wl);
     }
 
     /// Builds the container's rootfs and bundle and starts its shim: `(pid, image digest)`.
@@ -229,15 +255,14 @@ impl Agent {
             requested_at_ms: wall,
             requested_at_boot_ms: boot,
         });
-        if let Err(e) = self.ports.state.save_record(rec) {
-            error!(workload = %wl, "cannot persist the stop request: {e}");
-        }
+        let grace_ms = rec.spec.stop_grace_ms;
         for c in &rec.spec.containers {
             self.ports
                 .runtime
                 .request_stop(&self.paths.container_dir(wl, &c.name));
         }
-        info!(workload = %wl, grace_ms = rec.spec.stop_grace_ms, "stopping workload");
+        info!(workload = %wl, grace_ms, "stopping workload");
+        self.save_record(wl);
     }
 
     /// Deletes a stopped workload; with `force`, kills what still runs first.

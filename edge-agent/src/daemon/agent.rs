@@ -5,7 +5,7 @@
 //! parts: the desired-state sources, the image cache, the workload records and the
 //! reporter. A reconcile pass (`pass.rs`) observes, plans and applies through them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +85,8 @@ pub struct Agent {
     pub(super) sources: Sources,
     pub(super) images: ImageCache,
     pub(super) records: BTreeMap<Name, WorkloadRecord>,
+    /// Records changed in memory whose write failed: written again at every pass.
+    pub(super) unsaved: BTreeSet<Name>,
     pub(super) reporter: Reporter,
     /// Held for the agent's lifetime: one agent per state folder.
     _lock: Option<std::fs::File>,
@@ -157,6 +159,7 @@ impl Agent {
             sources,
             images: ImageCache::default(),
             records,
+            unsaved: BTreeSet::new(),
             reporter: Reporter::default(),
             _lock: None,
         };

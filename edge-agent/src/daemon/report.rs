@@ -16,8 +16,11 @@ use crate::state::{AgentReport, StateError};
 
 #[derive(Debug, Default)]
 pub(super) struct Reporter {
-    /// The key of the last report written.
-    last: Option<AgentReport>,
+    /// The key of the last report written for `ps`.
+    last_written: Option<AgentReport>,
+    /// The key of the last status handed to the hub link (sent even when the report
+    /// cannot be written: a full disk must not silence the device).
+    last_published: Option<DeviceStatus>,
     /// A changed status the event loop has yet to hand to the hub link.
     pub status_to_publish: Option<DeviceStatus>,
     /// The latest link statistics, shown in the report.
@@ -50,16 +53,22 @@ pub fn report_key(report: &AgentReport) -> AgentReport {
     key
 }
 
-/// Write when the key changed; publish when the status part of it changed.
-pub fn decide(last: Option<&AgentReport>, key: &AgentReport) -> ReportDecision {
+/// Write when the key differs from the last written one; publish when its status differs
+/// from the last published one.
+pub fn decide(
+    last_written: Option<&AgentReport>,
+    last_published: Option<&DeviceStatus>,
+    key: &AgentReport,
+) -> ReportDecision {
     ReportDecision {
-        write: last != Some(key),
-        publish: last.is_none_or(|l| l.status != key.status),
+        write: last_written != Some(key),
+        publish: last_published != Some(&key.status),
     }
 }
 
 impl Agent {
-    /// Builds the report; writes and queues it as [`decide`] says.
+    /// Builds the report; queues its status for the hub and writes it as [`decide`] says.
+    /// A failed write is retried at the next pass; the status goes out regardless.
     pub(super) fn report(&mut self, observed: &Observed) -> Result<(), StateError> {
         let desired = &self.sources.desired;
         let mut workloads: Vec<WorkloadStatus> = desired
@@ -94,15 +103,16 @@ impl Agent {
                 .collect(),
         };
         let key = report_key(&report);
-        let d = decide(self.reporter.last.as_ref(), &key);
-        if !d.write {
-            return Ok(());
-        }
-        self.ports.state.save_report(&report)?;
+        let r = &mut self.reporter;
+        let d = decide(r.last_written.as_ref(), r.last_published.as_ref(), &key);
         if d.publish {
-            self.reporter.status_to_publish = Some(report.status);
+            r.status_to_publish = Some(report.status.clone());
+            r.last_published = Some(key.status.clone());
         }
-        self.reporter.last = Some(key);
+        if d.write {
+            self.ports.state.save_report(&report)?;
+            self.reporter.last_written = Some(key);
+        }
         Ok(())
     }
 
@@ -274,7 +284,7 @@ mod tests {
     fn the_clock_and_disk_space_alone_change_nothing() {
         let first = report_key(&report(1, 100, 3, &[]));
         assert_eq!(
-            decide(None, &first),
+            decide(None, None, &first),
             ReportDecision {
                 write: true,
                 publish: true
@@ -282,7 +292,7 @@ mod tests {
         );
         let later = report_key(&report(9_999, 50, 3, &[]));
         assert_eq!(
-            decide(Some(&first), &later),
+            decide(Some(&first), Some(&first.status), &later),
             ReportDecision {
                 write: false,
                 publish: false
@@ -295,7 +305,7 @@ mod tests {
         let first = report_key(&report(1, 100, 3, &[]));
         let warned = report_key(&report(2, 100, 3, &["clash"]));
         assert_eq!(
-            decide(Some(&first), &warned),
+            decide(Some(&first), Some(&first.status), &warned),
             ReportDecision {
                 write: true,
                 publish: false
@@ -303,10 +313,22 @@ mod tests {
         );
         let next_gen = report_key(&report(3, 100, 4, &["clash"]));
         assert_eq!(
-            decide(Some(&warned), &next_gen),
+            decide(Some(&warned), Some(&warned.status), &next_gen),
             ReportDecision {
                 write: true,
                 publish: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_report_that_could_not_be_written_is_written_again_but_not_published_again() {
+        let r = report_key(&report(1, 100, 3, &[]));
+        assert_eq!(
+            decide(None, Some(&r.status), &r),
+            ReportDecision {
+                write: true,
+                publish: false
             }
         );
     }
