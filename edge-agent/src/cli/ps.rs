@@ -40,6 +40,14 @@ pub fn ps(config: &Path, format: Format) -> u8 {
             paths.root.display()
         );
     }
+    let floor = cfg.images.min_free_disk.0.max(1 << 20);
+    if let Some(free) = crate::fsutil::disk_free_bytes(&paths.root)
+        && free < floor
+    {
+        eprintln!(
+            "warning: only {free} bytes free on the state folder's filesystem: the agent cannot write its report, so this one may be out of date (workloads keep running; see the agent's log)"
+        );
+    }
     if let Some(e) = &report.manifest_error {
         eprintln!("warning: manifests not applied: {e}");
     }

@@ -20,7 +20,7 @@ pub enum StartError {
     Image { reference: String },
     #[error("setting up the root filesystem: {0}")]
     Rootfs(#[from] HostError),
-    #[error("the spec cannot run: {0}")]
+    #[error("{0}")]
     Spec(#[from] SpecError),
     #[error("encoding config.json: {0}")]
     Bundle(#[from] serde_json::Error),

@@ -76,6 +76,10 @@ pub(super) struct Sources {
     /// Static workloads hidden by a hub workload of the same name.
     pub conflicts: Vec<String>,
     pub manifest_error: Option<String>,
+    /// The static desired state changed but could not be saved (full disk): retried.
+    pub static_unsaved: bool,
+    /// The hub's signed desired state that could not be saved: retried.
+    pub hub_unsaved: Option<Vec<u8>>,
 }
 
 pub struct Agent {
@@ -151,6 +155,8 @@ impl Agent {
             desired: empty(),
             conflicts: Vec::new(),
             manifest_error: None,
+            static_unsaved: false,
+            hub_unsaved: None,
         };
         let mut agent = Agent {
             cfg,
@@ -221,11 +227,8 @@ impl Agent {
             workloads = s.workloads.len(),
             "new static manifests"
         );
-        if let Err(e) = self.ports.state.save_static_desired(s) {
-            error!(
-                "cannot persist the manifests' desired state (it still applies until restart): {e}"
-            );
-        }
+        self.sources.static_unsaved = true;
+        self.save_unsaved_desired(true);
         self.merge();
     }
 
@@ -237,11 +240,35 @@ impl Agent {
             workloads = desired.workloads.len(),
             "new desired state from the hub"
         );
-        if let Err(e) = self.ports.state.save_hub_desired(payload) {
-            error!("cannot persist the hub's desired state (it still applies until restart): {e}");
-        }
+        self.sources.hub_unsaved = Some(payload.to_vec());
+        self.save_unsaved_desired(true);
         self.sources.hub_desired = Some(desired);
         self.merge();
+    }
+
+    /// Persists the desired states whose last write failed (it applies in memory anyway;
+    /// tried again at every pass until it is on disk). Failures are logged when `loud`
+    /// (the first try), not at every retry.
+    pub(super) fn save_unsaved_desired(&mut self, loud: bool) {
+        let s = &mut self.sources;
+        if s.static_unsaved {
+            match self.ports.state.save_static_desired(&s.static_desired) {
+                Ok(()) => s.static_unsaved = false,
+                Err(e) if loud => error!(
+                    "cannot persist the manifests' desired state (it applies; retried at every pass): {e}"
+                ),
+                Err(_) => {}
+            }
+        }
+        if let Some(payload) = &s.hub_unsaved {
+            match self.ports.state.save_hub_desired(payload) {
+                Ok(()) => s.hub_unsaved = None,
+                Err(e) if loud => error!(
+                    "cannot persist the hub's desired state (it applies; retried at every pass): {e}"
+                ),
+                Err(_) => {}
+            }
+        }
     }
 
     /// Loads the hub's last desired state, verifying it again against the pinned key: a

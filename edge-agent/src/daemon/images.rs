@@ -71,14 +71,26 @@ impl ImageCache {
     }
 
     /// The prepared image for a container start: from this generation's cache, else what
-    /// the store resolved before (no network: a device restarts workloads offline).
+    /// the store resolved before (no network: a device restarts workloads offline); only
+    /// while its layers are still in the store.
     pub fn ensure(&mut self, service: &dyn ImageService, image: &str) -> Option<PreparedImage> {
-        if let Some(p) = self.prepared.get(image) {
+        if let Some(p) = self.prepared.get(image)
+            && service.still_present(p)
+        {
             return Some(p.clone());
         }
-        let found = service.resolved(image)?;
+        let Some(found) = service.resolved(image) else {
+            self.forget(image);
+            return None;
+        };
         self.prepared.insert(image.to_string(), found.clone());
         Some(found)
+    }
+
+    /// `image` is gone from the store: the planner will ask for it again.
+    fn forget(&mut self, image: &str) {
+        self.prepared.remove(image);
+        self.states.remove(image);
     }
 
     /// A pull was asked for: it shows as started at once.

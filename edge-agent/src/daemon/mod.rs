@@ -85,7 +85,7 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
             }
             r = sock.recv(&mut buf) => {
                 if let Ok(n) = r {
-                    info!(message = %String::from_utf8_lossy(&buf[..n]).trim(), "shim reported");
+                    info!(message = %String::from_utf8_lossy(&buf[..n]).trim(), "notified by a shim or a pull");
                 }
             }
             Some(ev) = hub_rx.recv() => {

@@ -18,6 +18,7 @@ impl Agent {
     /// One reconcile pass. Returns how soon the next pass is due at the latest (`None`:
     /// only when something happens, or at the periodic resync).
     pub fn reconcile(&mut self) -> Option<Duration> {
+        self.save_unsaved_desired(false);
         self.save_unsaved_records();
         let mut wake_at = None;
         for _ in 0..MAX_ROUNDS {

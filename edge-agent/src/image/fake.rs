@@ -121,6 +121,10 @@ impl ImageService for FakeImages {
         self.lock().resolved.get(reference).cloned()
     }
 
+    fn still_present(&self, image: &PreparedImage) -> bool {
+        self.lock().resolved.contains_key(&image.reference)
+    }
+
     fn touch(&self, _manifest_digest: &str) -> Result<(), ImageError> {
         Ok(())
     }

@@ -19,6 +19,8 @@ pub trait ImageService: Send {
     fn running(&self) -> Vec<(String, Progress)>;
     /// What `reference` resolved to last time, if all its layers are still here.
     fn resolved(&self, reference: &str) -> Option<PreparedImage>;
+    /// True while every layer folder of a prepared image is still in the store.
+    fn still_present(&self, image: &PreparedImage) -> bool;
     /// Records that the image `manifest_digest` was used now (for LRU removal).
     fn touch(&self, manifest_digest: &str) -> Result<(), ImageError>;
     /// Removes least recently used images outside `in_use` until the store holds at most
@@ -66,6 +68,13 @@ impl ImageService for StoreImageService {
 
     fn resolved(&self, reference: &str) -> Option<PreparedImage> {
         self.store.resolved(reference)
+    }
+
+    fn still_present(&self, image: &PreparedImage) -> bool {
+        image
+            .layers
+            .iter()
+            .all(|l| std::fs::symlink_metadata(l).is_ok_and(|m| m.is_dir()))
     }
 
     fn touch(&self, manifest_digest: &str) -> Result<(), ImageError> {

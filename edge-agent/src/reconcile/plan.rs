@@ -192,8 +192,12 @@ fn plan_containers(
             kind: StartErrorKind::Image,
             ..
         } = obs.run
-            && !images_ready(std::slice::from_ref(c), observed, now, p)
         {
+            // Its image went missing: pulled again first, then started at once (the
+            // pull's own retry paces it, not the container's back-off).
+            if images_ready(std::slice::from_ref(c), observed, now, p) {
+                starts.push(start(spec, &c.name, true, obs.backoff_level));
+            }
             continue;
         }
         match next_start(spec.restart_policy, obs, now) {

@@ -3,7 +3,7 @@
 
 use drover_protocol::{ContainerSpec, Phase, WorkloadSpec};
 
-use super::observed::{ImageState, Observed, ObservedContainer, RunState};
+use super::observed::{ImageState, Observed, ObservedContainer, RunState, StartErrorKind};
 use super::plan::should_restart;
 
 /// Phase and error of one container of a created workload; `stopping` while the
@@ -25,7 +25,18 @@ pub fn container_phase(
             Phase::Error,
             Some(format!("{error} (not retried until the workload changes)")),
         ),
-        RunState::StartFailed { error, .. } => (Phase::Error, Some(error.clone())),
+        RunState::StartFailed {
+            error,
+            kind: StartErrorKind::Image,
+            ..
+        } => (
+            Phase::Error,
+            Some(format!("{error} (pulled again, then started)")),
+        ),
+        RunState::StartFailed { error, .. } => (
+            Phase::Error,
+            Some(format!("{error} (retried with back-off)")),
+        ),
         RunState::Exited {
             code, oom_killed, ..
         } => {
@@ -53,7 +64,11 @@ pub fn image_problem(containers: &[ContainerSpec], observed: &Observed) -> Optio
     containers
         .iter()
         .find_map(|c| match observed.images.get(c.image.as_str()) {
-            Some(ImageState::Failed { error, .. }) => Some(format!("image {}: {error}", c.image)),
+            Some(ImageState::Failed { error, .. }) => Some(format!(
+                "image {}: {error} (tried again every {} s)",
+                c.image,
+                super::plan::IMAGE_RETRY_MS / 1000
+            )),
             _ => None,
         })
 }

@@ -58,7 +58,8 @@ fn with_every_write_failing_workloads_keep_running_and_the_status_still_goes_out
     // manifests folder again, as the daemon does at start).
     fx.rt.take_calls();
     fx.restart();
-    fx.agent.set_static_desired(vec![wl("web", "a"), wl("db", "b")]);
+    fx.agent
+        .set_static_desired(vec![wl("web", "a"), wl("db", "b")]);
     fx.pass();
     assert_eq!(fx.rt.take_calls(), vec![], "nothing started twice");
     assert_eq!(fx.rt.pid(&id("web")), Some(pid));

@@ -133,12 +133,8 @@ fn an_image_gone_from_the_store_is_pulled_again_then_started() {
     fx.rt.lose(&id("web"));
     fx.images.remove_from_store(&img("a"));
     fx.restart();
-    let wake = fx.pass();
-    assert_eq!(
-        fx.images.pulls_started(),
-        vec![img("a"), img("a")],
-        "pulled again"
-    );
+    fx.images.hold_pulls(true);
+    fx.pass();
     assert_eq!(
         fx.rt.take_calls(),
         vec![clear("web")],
@@ -147,10 +143,35 @@ fn an_image_gone_from_the_store_is_pulled_again_then_started() {
     let f = failure(&fx, "web").expect("recorded");
     assert_eq!(f.kind, StartErrorKind::Image);
     assert!(f.error.contains(&img("a")), "{}", f.error);
-    assert_eq!(ms(wake), Some(1_000), "then retried after its back-off");
-    fx.clock.advance(1_000);
-    assert_eq!(fx.pass(), None);
-    assert_eq!(fx.rt.take_calls(), vec![clear("web"), start("web")]);
+    let w = fx.workload("web");
+    assert!(
+        w.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("pulled again"),
+        "{w:?}"
+    );
+    fx.clock.advance(60_000);
+    fx.pass();
+    assert_eq!(fx.rt.take_calls(), vec![], "nothing while the pull runs");
+    fx.images.hold_pulls(false);
+    let wake = fx.pass();
+    assert_eq!(
+        fx.images.pulls_started(),
+        vec![img("a"), img("a")],
+        "pulled again"
+    );
+    assert_eq!(
+        fx.rt.take_calls(),
+        vec![clear("web"), start("web")],
+        "started as soon as the image is back (no extra back-off)"
+    );
+    assert_eq!(wake, None);
+    assert_eq!(
+        failure(&fx, "web"),
+        None,
+        "the good start cleared the failure"
+    );
     assert_eq!(fx.phase("web"), Phase::Running);
     let crec = &fx.record("web").unwrap().containers[&n("app")];
     assert_eq!(
