@@ -1,6 +1,7 @@
 //! Image pulls in the background: each runs on its own thread, reports progress into a
 //! shared map, and pokes the daemon through its socket when done. A pull never blocks a
 //! reconcile pass, so status (with progress) keeps flowing while a big image downloads.
+//! A local layout whose layers are already extracted needs no thread: it resolves at once.
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
@@ -23,10 +24,18 @@ pub struct Pulls {
 }
 
 impl Pulls {
-    /// Starts pulling `reference` unless a pull of it is already running.
+    /// Starts pulling `reference` unless a pull of it is already running. A local layout
+    /// whose layers are all extracted is resolved at once on the caller's thread (no
+    /// thread, no wake-up round trip): its result is there for the next round of the pass.
     pub fn start(&self, store: &ImageStore, reference: &str, cfg: PullConfig, notify: PathBuf) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.contains_key(reference) {
+            return;
+        }
+        if let Some(result) = store.prepare_local(reference) {
+            let result = result.map_err(|e| e.to_string());
+            log_result(reference, &result);
+            map.insert(reference.to_string(), Pull::Done(result));
             return;
         }
         map.insert(
@@ -42,10 +51,7 @@ impl Pulls {
         let spawned = std::thread::Builder::new().name("pull".into()).spawn(move || {
             let progress = |p: Progress| pulls.set(&reference, Pull::Running(p));
             let result = store.prepare_with(&reference, &cfg, &progress).map_err(|e| e.to_string());
-            match &result {
-                Ok(p) => info!(image = %reference, digest = %p.manifest_digest, layers = p.layers.len(), "image ready"),
-                Err(e) => error!(image = %reference, "image not available: {e}"),
-            }
+            log_result(&reference, &result);
             pulls.set(&reference, Pull::Done(result));
             if let Ok(sock) = UnixDatagram::unbound() {
                 let _ = sock.send_to(format!("image {reference}").as_bytes(), &notify);
@@ -91,5 +97,12 @@ impl Pulls {
                 Pull::Done(_) => None,
             })
             .collect()
+    }
+}
+
+fn log_result(reference: &str, result: &Result<PreparedImage, String>) {
+    match result {
+        Ok(p) => info!(image = %reference, digest = %p.manifest_digest, layers = p.layers.len(), "image ready"),
+        Err(e) => error!(image = %reference, "image not available: {e}"),
     }
 }
