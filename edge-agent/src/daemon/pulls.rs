@@ -48,15 +48,19 @@ impl Pulls {
         drop(map);
         let key = reference.to_string();
         let (pulls, store, reference) = (self.clone(), store.clone(), reference.to_string());
-        let spawned = std::thread::Builder::new().name("pull".into()).spawn(move || {
-            let progress = |p: Progress| pulls.set(&reference, Pull::Running(p));
-            let result = store.prepare_with(&reference, &cfg, &progress).map_err(|e| e.to_string());
-            log_result(&reference, &result);
-            pulls.set(&reference, Pull::Done(result));
-            if let Ok(sock) = UnixDatagram::unbound() {
-                let _ = sock.send_to(format!("image {reference}").as_bytes(), &notify);
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("pull".into())
+            .spawn(move || {
+                let progress = |p: Progress| pulls.set(&reference, Pull::Running(p));
+                let result = store
+                    .prepare_with(&reference, &cfg, &progress)
+                    .map_err(|e| e.to_string());
+                log_result(&reference, &result);
+                pulls.set(&reference, Pull::Done(result));
+                if let Ok(sock) = UnixDatagram::unbound() {
+                    let _ = sock.send_to(format!("image {reference}").as_bytes(), &notify);
+                }
+            });
         if let Err(e) = spawned {
             self.set(
                 &key,
@@ -102,7 +106,9 @@ impl Pulls {
 
 fn log_result(reference: &str, result: &Result<PreparedImage, String>) {
     match result {
-        Ok(p) => info!(image = %reference, digest = %p.manifest_digest, layers = p.layers.len(), "image ready"),
+        Ok(p) => {
+            info!(image = %reference, digest = %p.manifest_digest, layers = p.layers.len(), "image ready")
+        }
         Err(e) => error!(image = %reference, "image not available: {e}"),
     }
 }
