@@ -13,11 +13,16 @@ cgroup parent), root only:
 3. U desired-state updates of one workload (`restartPolicy: Never`, command `true`, an env
    value alternating a/b): each waits until the workload record holds the new spec and the
    shim's status.json shows a new container that exited; agent memory sampled along the way
-   and again after, with the shims of the N sleepers.
+   and again after, with the shims of the N sleepers;
+4. the hub path (unless --hub-runs 0): a release `drover-hub serve` on loopback ports and a
+   second agent connected to it as a registered device; time from `drover-hub apply` of a
+   Deployment selecting that device (CLI process included) to the container's first output
+   line, with the apply CLI's own time reported apart.
 
 Usage: python3 bench/harness/agent.py --out FILE [--runs 30] [--workloads 10] [--updates 1000]
+                                     [--hub-runs RUNS]
 """
-import argparse, json, os, shutil, signal, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, signal, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (REL, dump, kill_cgroup_procs, manifest, mem_sample, put, read_json, remove_cgroups,
@@ -36,13 +41,13 @@ class Bench:
         self.rt_ids = []
         self.agent = None
 
-    def start_agent(self):
+    def start_agent(self, extra_config=""):
         os.makedirs(self.mdir)
         subprocess.run([f"{REL}/busybox-layout", self.image], check=True, stdout=subprocess.DEVNULL)
         cfg = os.path.join(self.work, "agent.toml")
         with open(cfg, "w") as f:
             f.write(f'state_dir = "{self.state}"\nmanifests_dir = "{self.mdir}"\n'
-                    f'cgroup_parent = "{self.parent}/agent"\nlog_level = "warn"\n')
+                    f'cgroup_parent = "{self.parent}/agent"\nlog_level = "warn"\n{extra_config}')
         self.agent = subprocess.Popen([f"{REL}/drover-agent", "run", "--config", cfg],
                                       stderr=open(os.path.join(self.work, "agent.log"), "w"))
         wait(lambda: os.path.exists(os.path.join(self.state, "status.json")), timeout=20, step=0.05,
@@ -149,6 +154,72 @@ class Bench:
             d / max(0.1, out["crun"]["median"] - out["crun_wrapper_ms"]["median"]), 2)
         return out
 
+    # ---- hub path -------------------------------------------------------------------
+    def start_hub(self):
+        """A release hub on free loopback ports; this bench's agent is registered as `bench`."""
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        self.api = f"http://127.0.0.1:{ports[0]}"
+        hub_dir = os.path.join(self.work, "hub")
+        os.makedirs(hub_dir)
+        cfg = os.path.join(hub_dir, "hub.toml")
+        with open(cfg, "w") as f:
+            f.write(f'data_dir = "{hub_dir}/data"\nlog_level = "warn"\n[api]\nlisten = "127.0.0.1:{ports[0]}"\n'
+                    f'[broker]\nlisten = "127.0.0.1:{ports[1]}"\nadvertise = "127.0.0.1:{ports[1]}"\n')
+        self.hub = subprocess.Popen([f"{REL}/drover-hub", "serve", "--config", cfg], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=open(os.path.join(hub_dir, "hub.log"), "w"))
+        wait(lambda: self.hub_cli("get", "devices", check=False).returncode == 0, timeout=30, step=0.05,
+             what="hub API")
+        out = self.hub_cli("device", "add", "bench", "--label", "bench=yes", "-o", "json").stdout
+        return json.loads(out)["config"]
+
+    def hub_cli(self, *args, check=True):
+        r = subprocess.run([f"{REL}/drover-hub", "--api", self.api, *args], capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"drover-hub {' '.join(args)}: {r.stderr.strip()}")
+        return r
+
+    def hub_once(self, name):
+        """`drover-hub apply` of a Deployment for this device -> first output; (total, apply CLI) ms."""
+        path = os.path.join(self.work, "hub", f"{name}.yaml")
+        with open(path, "w") as f:
+            f.write(f"apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n"
+                    f"  selector: {{matchLabels: {{bench: 'yes'}}}}\n  template:\n    spec:\n      stopGracePeriod: 1s\n"
+                    f"      restartPolicy: Never\n      containers:\n        - name: main\n"
+                    f"          image: oci:{self.image}:latest\n          command: [/bin/sh, -c, echo ready]\n"
+                    f"          resources: {{memory: 16Mi}}\n")
+        log = os.path.join(self.state, "logs", name, "main.log")
+
+        def ready():
+            try:
+                with open(log) as f:
+                    return "ready" in f.read()
+            except OSError:
+                return False
+        t0 = time.monotonic()
+        self.hub_cli("apply", "-f", path)
+        cli = (time.monotonic() - t0) * 1000
+        wait(ready, timeout=30, what=f"{name} first output (hub)")
+        total = (time.monotonic() - t0) * 1000
+        wait(lambda: self.shim(name).get("state") == "exited", timeout=10, what=f"{name} exit")
+        self.hub_cli("delete", "-f", path)
+        wait(lambda: self.record(name) is None and not os.path.exists(os.path.join(self.state, "containers", f"{name}.main")),
+             timeout=30, step=0.005, what=f"{name} removed (hub)")
+        return total, cli
+
+    def hub_latency(self, runs):
+        self.hub_once("hub-warm")
+        total, cli = [], []
+        for i in range(runs):
+            t, c = self.hub_once(f"hlat{i}")
+            total.append(t)
+            cli.append(c)
+        return {"hub_apply_to_first_output": stats(total), "apply_cli_ms": stats(cli),
+                "raw_ms": [round(x, 2) for x in total]}
+
     # ---- memory ---------------------------------------------------------------------
     def start_sleepers(self, names):
         for n in names:
@@ -216,6 +287,13 @@ class Bench:
             except subprocess.TimeoutExpired:
                 self.agent.kill()
                 self.agent.wait()
+        if getattr(self, "hub", None) and self.hub.poll() is None:
+            self.hub.send_signal(signal.SIGTERM)
+            try:
+                self.hub.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.hub.kill()
+                self.hub.wait()
         # Anything left behind: shims, containers, runtime state, mounts, cgroups.
         for d in (os.listdir(os.path.join(self.state, "containers")) if os.path.isdir(os.path.join(self.state, "containers")) else []):
             st = read_json(os.path.join(self.state, "containers", d, "status.json")) or {}
@@ -247,6 +325,7 @@ def main():
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--workloads", type=int, default=10)
     ap.add_argument("--updates", type=int, default=1000)
+    ap.add_argument("--hub-runs", type=int, default=None, help="runs of the hub path (default: --runs; 0: skip)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("agent.py: must run as root")
@@ -278,6 +357,19 @@ def main():
         wait(lambda: not os.listdir(os.path.join(b.state, "workloads")), timeout=60, step=0.05, what="all removed")
         time.sleep(2)
         mem["agent_idle_after_all"] = b.agent_mem()
+        hub_runs = args.runs if args.hub_runs is None else args.hub_runs
+        if hub_runs:
+            problems = b.cleanup()
+            if problems:
+                print("agent.py: cleanup before the hub run: " + "; ".join(problems), file=sys.stderr)
+            b = Bench(tempfile.mkdtemp(prefix="drover-bench-hub-"))
+            os.makedirs(b.work, exist_ok=True)
+            snippet = b.start_hub()
+            b.start_agent(extra_config="\n" + snippet + "\n")
+            out["hub_path"] = b.hub_latency(hub_runs)
+            out["hub_path"]["ratio_over_crun"] = round(
+                out["hub_path"]["hub_apply_to_first_output"]["median"] / out["start_latency"]["crun"]["median"], 2)
+            print(f"agent.py: hub path done ({time.monotonic() - t:.0f}s)", file=sys.stderr)
         out["agent_binary_bytes"] = os.path.getsize(f"{REL}/drover-agent")
         out["host"] = {"kernel": os.uname().release, "cpus": os.cpu_count(),
                        "crun": subprocess.run(["crun", "--version"], capture_output=True, text=True).stdout.splitlines()[0],

@@ -1,7 +1,10 @@
 //! Small filesystem and process helpers shared by the agent's modules.
 //!
-//! Every state file the agent or a shim writes goes through [`write_atomic`]: a power cut
-//! at any point leaves either the old or the new file, never a torn one.
+//! Every state file the agent or a shim writes goes through [`write_atomic`] (durable: a
+//! power cut at any point leaves either the old or the new file, never a torn one, and
+//! once it returns the new one survives) or [`replace_atomic`] (the same rename without
+//! the two fsyncs, for files whose loss at a power cut is harmless: timestamps, states
+//! that a power cut makes stale anyway). Readers treat an unreadable file as absent.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -10,6 +13,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Writes `bytes` to `path` via a temporary file, fsync, rename and fsync of the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_via_rename(path, bytes, true)
+}
+
+/// Writes `bytes` to `path` via a temporary file and a rename, without fsync: readers
+/// never see a torn file, but after a power cut the file may hold its old content (or,
+/// if it was new, be empty or missing). Only for files whose loss is harmless; each
+/// fsync costs milliseconds on flash and on the container start path.
+pub fn replace_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_via_rename(path, bytes, false)
+}
+
+fn write_via_rename(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -25,9 +40,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -92,6 +112,16 @@ mod tests {
             1,
             "no temp file left behind"
         );
+    }
+
+    #[test]
+    fn replace_without_fsync_is_still_a_whole_file_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("status.json");
+        replace_atomic(&p, b"starting").unwrap();
+        replace_atomic(&p, b"running").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"running");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -69,7 +69,10 @@ fn main() -> ExitCode {
         return ExitCode::from(shim::main(args).clamp(0, 255) as u8);
     }
     let code = match cli.command {
-        Command::Run(c) => cli::run(&c.config),
+        Command::Run(c) => {
+            one_malloc_arena();
+            cli::run(&c.config)
+        }
         Command::Ps { config, output } => cli::ps(&config.config, output),
         Command::Logs {
             config,
@@ -88,6 +91,19 @@ fn main() -> ExitCode {
         Command::Shim(_) => unreachable!("dispatched above"),
     };
     ExitCode::from(code)
+}
+
+/// The daemon's few threads (async loop, reconcile passes, image pulls) each allocate a
+/// little. glibc gives every new thread its own malloc arena (up to 8 per core) and rarely
+/// returns an arena's freed memory, so the agent's RSS crept up with every pass that ran
+/// on a new thread (+0.4 MiB over 1,000 updates). One arena keeps it flat; the threads
+/// seldom allocate at the same time, so sharing it costs nothing measurable.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
 
 #[cfg(test)]

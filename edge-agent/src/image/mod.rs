@@ -224,26 +224,59 @@ impl ImageStore {
         }
     }
 
+    /// `prepare` for an `oci:` layout whose layers are all in the store already: nothing
+    /// to extract or download, so it is cheap enough for the caller's thread (a reconcile
+    /// pass). `None` for registry references and for layouts with a layer still to
+    /// extract: those go to a background pull.
+    pub fn prepare_local(&self, reference: &str) -> Option<Result<PreparedImage, ImageError>> {
+        let reference::Source::Oci(parsed) = reference::parse_any(reference).ok()? else {
+            return None;
+        };
+        let _shared = self.locks.gc.read().unwrap_or_else(PoisonError::into_inner);
+        self.prepare_layout_with(reference, &parsed, false)
+            .transpose()
+    }
+
     fn prepare_layout(
         &self,
         reference: &str,
         parsed: &reference::Reference,
     ) -> Result<PreparedImage, ImageError> {
+        let prepared = self.prepare_layout_with(reference, parsed, true)?;
+        prepared.ok_or_else(|| ImageError::Layout {
+            path: parsed.layout.clone(),
+            reason: "layers were not extracted".into(),
+        })
+    }
+
+    /// Resolves the layout's image; extracts missing layers when `extract`, else returns
+    /// `Ok(None)` as soon as a layer is missing.
+    fn prepare_layout_with(
+        &self,
+        reference: &str,
+        parsed: &reference::Reference,
+        extract: bool,
+    ) -> Result<Option<PreparedImage>, ImageError> {
         let layout = layout::Layout::open(&parsed.layout)?;
         let host = platform::HostPlatform::current();
         let image = layout.resolve(&parsed.selector, &host, reference)?;
         let layers_dir = self.layers_dir();
         let mut layers = Vec::with_capacity(image.layers.len());
         for l in &image.layers {
-            layers.push(layer::ensure(&layers_dir, &layout.blob_path(&l.blob), l)?);
+            let dir = match layer::present(&layers_dir, l) {
+                Some(dir) => dir,
+                None if extract => layer::ensure(&layers_dir, &layout.blob_path(&l.blob), l)?,
+                None => return Ok(None),
+            };
+            layers.push(dir);
         }
         self.save_prepared(reference, &image, &layers, Vec::new())?;
-        Ok(PreparedImage {
+        Ok(Some(PreparedImage {
             reference: reference.to_string(),
             manifest_digest: image.manifest_digest.to_string(),
             layers,
             config: image.config,
-        })
+        }))
     }
 
     /// Free bytes (for unprivileged users) on the filesystem of the store, if known.

@@ -1,13 +1,12 @@
 //! Image pulls in the background: each runs on its own thread, reports progress into a
 //! shared map, and pokes the daemon through its socket when done. A pull never blocks a
 //! reconcile pass, so status (with progress) keeps flowing while a big image downloads.
+//! A local layout whose layers are already extracted needs no thread: it resolves at once.
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-
-use tracing::{error, info};
 
 use super::{ImageError, ImageStore, PreparedImage, Progress, PullConfig};
 
@@ -23,10 +22,16 @@ pub struct Pulls {
 }
 
 impl Pulls {
-    /// Starts pulling `reference` unless a pull of it is already running.
+    /// Starts pulling `reference` unless a pull of it is already running. A local layout
+    /// whose layers are all extracted is resolved at once on the caller's thread (no
+    /// thread, no wake-up round trip): its result is there for the next round of the pass.
     pub fn start(&self, store: &ImageStore, reference: &str, cfg: PullConfig, notify: PathBuf) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.contains_key(reference) {
+            return;
+        }
+        if let Some(result) = store.prepare_local(reference) {
+            map.insert(reference.to_string(), Pull::Done(result));
             return;
         }
         map.insert(
@@ -39,18 +44,16 @@ impl Pulls {
         drop(map);
         let key = reference.to_string();
         let (pulls, store, reference) = (self.clone(), store.clone(), reference.to_string());
-        let spawned = std::thread::Builder::new().name("pull".into()).spawn(move || {
-            let progress = |p: Progress| pulls.set(&reference, Pull::Running(p));
-            let result = store.prepare_with(&reference, &cfg, &progress);
-            match &result {
-                Ok(p) => info!(image = %reference, digest = %p.manifest_digest, layers = p.layers.len(), "image ready"),
-                Err(e) => error!(image = %reference, "image not available: {e}"),
-            }
-            pulls.set(&reference, Pull::Done(result));
-            if let Ok(sock) = UnixDatagram::unbound() {
-                let _ = sock.send_to(format!("image {reference}").as_bytes(), &notify);
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("pull".into())
+            .spawn(move || {
+                let progress = |p: Progress| pulls.set(&reference, Pull::Running(p));
+                let result = store.prepare_with(&reference, &cfg, &progress);
+                pulls.set(&reference, Pull::Done(result));
+                if let Ok(sock) = UnixDatagram::unbound() {
+                    let _ = sock.send_to(format!("image {reference}").as_bytes(), &notify);
+                }
+            });
         if let Err(e) = spawned {
             self.set(
                 &key,

@@ -3,6 +3,8 @@
 //!
 //! These files let the agent restart its workloads without network and let the budget
 //! pick what to remove. Written atomically; it never removes anything (see `gc.rs`).
+//! A write that only moves a timestamp (`last_used_ms`, `resolved_ms`) skips the fsyncs:
+//! losing it at a power cut only makes an image look less recently used.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -83,15 +85,15 @@ impl ImageStore {
             .collect()
     }
 
-    fn write_record_file(&self, record: &ImageRecord) -> Result<(), ImageError> {
+    /// Writes a record; `durable` unless only its timestamps changed.
+    fn write_record_file(&self, record: &ImageRecord, durable: bool) -> Result<(), ImageError> {
         let digest = Digest::parse(&record.manifest_digest).map_err(|reason| ImageError::Io {
             context: "writing image record".into(),
             source: io::Error::other(reason),
         })?;
         let path = self.record_path(&digest);
         let bytes = serde_json::to_vec_pretty(record).map_err(encode_err)?;
-        fsutil::write_atomic(&path, &bytes)
-            .map_err(ImageError::io(format!("writing {}", path.display())))
+        write_file(&path, &bytes, durable)
     }
 
     /// Creates or refreshes the record of a prepared image and maps `reference` to it.
@@ -104,7 +106,8 @@ impl ImageStore {
     ) -> Result<(), ImageError> {
         let _guard = self.lock_files();
         let now = fsutil::now_ms();
-        let mut record = match self.read_record(&image.manifest_digest) {
+        let existing = self.read_record(&image.manifest_digest);
+        let mut record = match existing.clone() {
             Some(r) => r,
             None => ImageRecord {
                 reference: String::new(),
@@ -125,16 +128,26 @@ impl ImageStore {
             let mut seen = HashSet::new();
             record.size_bytes = layer_dirs.iter().map(|d| disk_usage(d, &mut seen)).sum();
         }
-        self.write_record_file(&record)?;
-        self.update_refs(|refs| {
-            refs.insert(
-                reference.to_string(),
-                RefEntry {
-                    manifest_digest: image.manifest_digest.to_string(),
-                    resolved_ms: now,
-                },
-            );
-        })
+        let same_record = existing.is_some_and(|e| {
+            e.reference == record.reference
+                && e.config == record.config
+                && e.blobs == record.blobs
+                && e.size_bytes == record.size_bytes
+        });
+        self.write_record_file(&record, !same_record)?;
+        let digest = image.manifest_digest.to_string();
+        let mut refs = self.read_refs();
+        let same_ref = refs
+            .get(reference)
+            .is_some_and(|e| e.manifest_digest == digest);
+        refs.insert(
+            reference.to_string(),
+            RefEntry {
+                manifest_digest: digest,
+                resolved_ms: now,
+            },
+        );
+        self.write_refs(&refs, !same_ref)
     }
 
     fn read_refs(&self) -> BTreeMap<String, RefEntry> {
@@ -151,10 +164,17 @@ impl ImageStore {
     ) -> Result<(), ImageError> {
         let mut refs = self.read_refs();
         change(&mut refs);
+        self.write_refs(&refs, true)
+    }
+
+    fn write_refs(
+        &self,
+        refs: &BTreeMap<String, RefEntry>,
+        durable: bool,
+    ) -> Result<(), ImageError> {
         let path = self.refs_path();
-        let bytes = serde_json::to_vec_pretty(&refs).map_err(encode_err)?;
-        fsutil::write_atomic(&path, &bytes)
-            .map_err(ImageError::io(format!("writing {}", path.display())))
+        let bytes = serde_json::to_vec_pretty(refs).map_err(encode_err)?;
+        write_file(&path, &bytes, durable)
     }
 
     /// Drops `refs.json` entries pointing at removed images; the caller holds the file lock.
@@ -173,7 +193,7 @@ impl ImageStore {
             return Ok(());
         };
         record.last_used_ms = fsutil::now_ms();
-        self.write_record_file(&record)
+        self.write_record_file(&record, false)
     }
 
     /// The image `reference` was last resolved to, if all its layers are still in the
@@ -218,4 +238,13 @@ pub(super) fn disk_usage(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
         }
     }
     total
+}
+
+fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ImageError> {
+    let written = if durable {
+        fsutil::write_atomic(path, bytes)
+    } else {
+        fsutil::replace_atomic(path, bytes)
+    };
+    written.map_err(ImageError::io(format!("writing {}", path.display())))
 }

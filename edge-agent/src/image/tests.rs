@@ -168,6 +168,36 @@ fn layers_are_shared_and_not_extracted_twice() {
     assert_eq!(fx.layer_entries().len(), 3);
 }
 
+/// The start path's shortcut: a layout is resolved in place only when nothing has to be
+/// extracted; registry references and layouts with a missing layer go to a pull.
+#[test]
+fn prepare_local_only_when_every_layer_is_extracted() {
+    let fx = Fixture::new();
+    let layout = fx.layout("app");
+    let app = LayerBuilder::new().add_file("app", b"1", 0o755).finish();
+    testutil::write_layout(&layout, "v1", &[base_layer(), app], json!({})).unwrap();
+    let r = reference(&layout, "v1");
+    assert!(
+        fx.store.prepare_local(&r).is_none(),
+        "layers not extracted yet"
+    );
+    assert!(
+        fx.layer_entries().is_empty(),
+        "prepare_local never extracts"
+    );
+    let pulled = fx.store.prepare(&r).unwrap();
+    let local = fx.store.prepare_local(&r).unwrap().unwrap();
+    assert_eq!(local.layers, pulled.layers);
+    assert_eq!(local.manifest_digest, pulled.manifest_digest);
+    assert_eq!(fx.store.resolved(&r).unwrap().layers, pulled.layers);
+    assert!(fx.store.prepare_local("registry.example/app:v1").is_none());
+    let missing_tag = fx.store.prepare_local(&reference(&layout, "v2"));
+    assert!(matches!(
+        missing_tag,
+        Some(Err(ImageError::TagNotFound { .. }))
+    ));
+}
+
 #[test]
 fn corrupted_blob_is_refused_and_nothing_remains() {
     let fx = Fixture::new();

@@ -56,9 +56,16 @@ impl ShimStatus {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Writes it atomically into the container folder `dir`.
+    /// Writes it atomically into the container folder `dir`. Only the final states are
+    /// made durable: `starting` and `running` describe processes that a power cut kills
+    /// anyway, and the agent treats a missing or stale status of a dead shim as a lost
+    /// container (so their two fsyncs each stay off the container start path).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        fsutil::write_atomic(&dir.join(STATUS_FILE), &bytes)
+        let path = dir.join(STATUS_FILE);
+        match self.state {
+            ShimState::Starting | ShimState::Running => fsutil::replace_atomic(&path, &bytes),
+            ShimState::Exited | ShimState::Failed => fsutil::write_atomic(&path, &bytes),
+        }
     }
 }
