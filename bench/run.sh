@@ -5,7 +5,8 @@
 #                                # bench/fanout-results.json
 #   bench/run.sh --smoke         # CI: few runs, 1-2 workloads, 20 updates, no cross build (< 3 min);
 #                                # writes target/bench-smoke/{results.json,REPORT.md}
-#   options: --out DIR (where results.json / REPORT.md go), --no-build (use target/release as is)
+#   options: --out DIR (where results.json / REPORT.md go), --no-build (use target/release as is),
+#            --reuse-fanout (skip the ~20 min fan-out; its section comes from bench/fanout-results.json)
 #
 # Parts: bench/harness/agent.py (agent memory, start latency vs crun/runc, memory across
 # updates), target/release/drover-bench-wire (wire sizes), bench/harness/sizes.py (binary
@@ -18,13 +19,14 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-SMOKE=0 OUT="" BUILD=1
+SMOKE=0 OUT="" BUILD=1 REUSE_FANOUT=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
     --out) OUT=${2:?--out DIR}; shift ;;
     --no-build) BUILD=0 ;;
-    -h | --help) sed -n 2,16p "$0"; exit 0 ;;
+    --reuse-fanout) REUSE_FANOUT=1 ;;
+    -h | --help) sed -n 2,17p "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -70,7 +72,10 @@ SIZE_ARGS=()
 [ "$SMOKE" = 1 ] || SIZE_ARGS=(--build-aarch64)
 python3 bench/harness/sizes.py --out "$RUN/sizes.json" "${SIZE_ARGS[@]}" || FAIL+=(sizes)
 
-if [ -x bench/fanout.sh ]; then
+if [ "$REUSE_FANOUT" = 1 ] && [ -f bench/fanout-results.json ]; then
+  say "hub fan-out: not run (--reuse-fanout): the section comes from bench/fanout-results.json"
+  cp bench/fanout-results.json "$RUN/fanout.json"
+elif [ -x bench/fanout.sh ]; then
   say "hub fan-out: bench/fanout.sh"
   FAN_ARGS=()
   [ "$SMOKE" = 1 ] && FAN_ARGS=(--smoke)
