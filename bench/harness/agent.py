@@ -72,18 +72,18 @@ class Bench:
         return mem_sample(self.agent.pid)
 
     # ---- start latency -------------------------------------------------------------
-    def drover_once(self, name):
-        log = os.path.join(self.state, "logs", name, "main.log")
+    def printed_ready(self, name):
+        """True once workload `name`'s container has written `ready` to its log."""
+        try:
+            with open(os.path.join(self.state, "logs", name, "main.log")) as f:
+                return "ready" in f.read()
+        except OSError:
+            return False
 
-        def ready():
-            try:
-                with open(log) as f:
-                    return "ready" in f.read()
-            except OSError:
-                return False
+    def drover_once(self, name):
         t0 = time.monotonic()
         put(self.mdir, name, manifest(name, self.image, "echo ready", restart="Never"))
-        wait(ready, timeout=30, what=f"{name} first output")
+        wait(lambda: self.printed_ready(name), timeout=30, what=f"{name} first output")
         return (time.monotonic() - t0) * 1000
 
     def make_bundle(self, name):
@@ -191,18 +191,10 @@ class Bench:
                     f"      restartPolicy: Never\n      containers:\n        - name: main\n"
                     f"          image: oci:{self.image}:latest\n          command: [/bin/sh, -c, echo ready]\n"
                     f"          resources: {{memory: 16Mi}}\n")
-        log = os.path.join(self.state, "logs", name, "main.log")
-
-        def ready():
-            try:
-                with open(log) as f:
-                    return "ready" in f.read()
-            except OSError:
-                return False
         t0 = time.monotonic()
         self.hub_cli("apply", "-f", path)
         cli = (time.monotonic() - t0) * 1000
-        wait(ready, timeout=30, what=f"{name} first output (hub)")
+        wait(lambda: self.printed_ready(name), timeout=30, what=f"{name} first output (hub)")
         total = (time.monotonic() - t0) * 1000
         wait(lambda: self.shim(name).get("state") == "exited", timeout=10, what=f"{name} exit")
         self.hub_cli("delete", "-f", path)

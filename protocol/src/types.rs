@@ -57,6 +57,24 @@ pub struct ContainerSpec {
     pub devices: Vec<HostDevice>,
 }
 
+impl ContainerSpec {
+    /// A container that runs `image` as it is: the image's entrypoint, cmd and
+    /// environment, no mounts, limits or devices.
+    pub fn new(name: Name, image: ImageRef) -> Self {
+        ContainerSpec {
+            name,
+            image,
+            command: vec![],
+            args: vec![],
+            env: vec![],
+            working_dir: None,
+            mounts: vec![],
+            resources: Resources::default(),
+            devices: vec![],
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvVar {
     pub name: String,

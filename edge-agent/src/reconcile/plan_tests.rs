@@ -14,17 +14,7 @@ fn img(s: &str) -> ImageRef {
 }
 
 fn container(name: &str, image: &str) -> ContainerSpec {
-    ContainerSpec {
-        name: n(name),
-        image: img(image),
-        command: vec![],
-        args: vec![],
-        env: vec![],
-        working_dir: None,
-        mounts: vec![],
-        resources: Resources::default(),
-        devices: vec![],
-    }
+    ContainerSpec::new(n(name), img(image))
 }
 
 fn workload(name: &str, images: &[&str], policy: RestartPolicy) -> WorkloadSpec {

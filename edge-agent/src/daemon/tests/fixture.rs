@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover_protocol::{
-    ContainerSpec, DeviceStatus, ImageRef, Name, NetworkMode, Phase, Resources, RestartPolicy,
-    WorkloadSpec, WorkloadStatus,
+    ContainerSpec, DeviceStatus, ImageRef, Name, NetworkMode, Phase, RestartPolicy, WorkloadSpec,
+    WorkloadStatus,
 };
 
 use crate::clock::{Clock, FakeClock};
@@ -160,17 +160,10 @@ pub fn digest(x: &str) -> String {
 pub fn wl(name: &str, x: &str) -> WorkloadSpec {
     WorkloadSpec {
         name: n(name),
-        containers: vec![ContainerSpec {
-            name: n("app"),
-            image: ImageRef::new(img(x)).expect("valid image"),
-            command: vec![],
-            args: vec![],
-            env: vec![],
-            working_dir: None,
-            mounts: vec![],
-            resources: Resources::default(),
-            devices: vec![],
-        }],
+        containers: vec![ContainerSpec::new(
+            n("app"),
+            ImageRef::new(img(x)).expect("valid image"),
+        )],
         restart_policy: RestartPolicy::Always,
         network: NetworkMode::Host,
         volumes: vec![],

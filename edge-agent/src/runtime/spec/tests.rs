@@ -18,17 +18,10 @@ fn name(s: &str) -> Name {
 }
 
 fn container() -> ContainerSpec {
-    ContainerSpec {
-        name: name("main"),
-        image: drover_protocol::ImageRef::new("oci:/img").expect("valid image"),
-        command: vec![],
-        args: vec![],
-        env: vec![],
-        working_dir: None,
-        mounts: vec![],
-        resources: Resources::default(),
-        devices: vec![],
-    }
+    ContainerSpec::new(
+        name("main"),
+        drover_protocol::ImageRef::new("oci:/img").expect("valid image"),
+    )
 }
 
 fn workload(c: ContainerSpec, network: NetworkMode) -> WorkloadSpec {
