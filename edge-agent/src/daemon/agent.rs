@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover_protocol::{DesiredState, DeviceStatus, Name, WorkloadSpec};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::images::ImageCache;
 use super::manifests;
@@ -20,7 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::AgentConfig;
 use crate::host::{Host, LinuxHost};
 use crate::image::{ImageError, ImageService, ImageStore, StoreImageService};
-use crate::reconcile::sources::{Merged, merge};
+use crate::reconcile::sources::{Merged, hold_running, merge};
 use crate::runtime::{Runtime, ShimRuntime};
 use crate::state::{self, FileStateStore, StatePaths, StateStore, WorkloadRecord};
 
@@ -313,7 +313,23 @@ impl Agent {
             workloads,
             conflicts,
         } = merge(s.hub_desired.as_ref(), &s.static_desired.workloads);
+        let mut workloads = workloads;
         s.conflicts = conflicts;
+        if self.cfg.hub.is_some() && s.hub_desired.is_none() {
+            let running = self
+                .records
+                .values()
+                .filter(|r| r.stopping.is_none())
+                .map(|r| &r.spec);
+            let kept = hold_running(&mut workloads, running);
+            if !kept.is_empty() {
+                warn!(workloads = ?kept, "no verified desired state from the hub: keeping what runs until it sends one");
+                s.conflicts.push(format!(
+                    "no verified desired state from the hub yet: keeping {} as they run until it sends one",
+                    kept.join(", ")
+                ));
+            }
+        }
         let generation = s.hub_desired.as_ref().map_or(0, |d| d.generation);
         if workloads != s.desired.workloads {
             // Image references (tags) are resolved again for each new desired state.

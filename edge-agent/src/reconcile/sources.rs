@@ -13,6 +13,25 @@ pub struct Merged {
     pub conflicts: Vec<String>,
 }
 
+/// Keeps `running` workloads (the specs of created workloads not being removed) that the
+/// desired list does not name. For a device that has a hub but no verified state from it
+/// (first start after an SD card was re-flashed or corrupted, a key rotation, an older
+/// codec): what the hub placed keeps running, volumes included, until the hub says
+/// otherwise. Returns the names kept.
+pub fn hold_running<'a>(
+    workloads: &mut Vec<WorkloadSpec>,
+    running: impl IntoIterator<Item = &'a WorkloadSpec>,
+) -> Vec<String> {
+    let mut kept = Vec::new();
+    for spec in running {
+        if !workloads.iter().any(|w| w.name == spec.name) {
+            kept.push(spec.name.to_string());
+            workloads.push(spec.clone());
+        }
+    }
+    kept
+}
+
 /// Combines the hub's desired state (if any) with the static workloads.
 pub fn merge(hub: Option<&DesiredState>, static_workloads: &[WorkloadSpec]) -> Merged {
     let mut workloads: Vec<WorkloadSpec> = hub.map(|d| d.workloads.clone()).unwrap_or_default();
@@ -77,6 +96,15 @@ mod tests {
         );
         assert_eq!(m.conflicts.len(), 1);
         assert!(m.conflicts[0].contains("`web`"), "{:?}", m.conflicts);
+    }
+
+    #[test]
+    fn without_a_verified_hub_state_what_runs_is_kept_as_it_is() {
+        let mut desired = merge(None, &[wl("local", 1)]).workloads;
+        let running = [wl("local", 9), wl("from-hub", 30)];
+        let kept = hold_running(&mut desired, &running);
+        assert_eq!(kept, vec!["from-hub".to_owned()]);
+        assert_eq!(desired, vec![wl("local", 1), wl("from-hub", 30)]);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn config() -> AgentConfig {
 }
 
 fn agent(
+    cfg: AgentConfig,
     clock: &FakeClock,
     rt: &FakeRuntime,
     images: &FakeImages,
@@ -59,7 +60,7 @@ fn agent(
         host: Box::new(host.clone()),
         clock: Arc::new(clock.clone()),
     };
-    Agent::with_ports(config(), ports)
+    Agent::with_ports(cfg, ports)
 }
 
 impl Fx {
@@ -73,7 +74,7 @@ impl Fx {
             images.add(&img(x), &digest(x));
         }
         let (state, host) = (MemoryStateStore::default(), FakeHost::default());
-        let agent = agent(&clock, &rt, &images, &state, &host);
+        let agent = agent(config(), &clock, &rt, &images, &state, &host);
         Fx {
             clock,
             rt,
@@ -86,7 +87,15 @@ impl Fx {
 
     /// A new agent on the same fakes, as after `systemctl restart drover-agent`.
     pub fn restart(&mut self) {
-        self.agent = agent(&self.clock, &self.rt, &self.images, &self.state, &self.host);
+        let cfg = self.agent.cfg.clone();
+        self.agent = agent(
+            cfg,
+            &self.clock,
+            &self.rt,
+            &self.images,
+            &self.state,
+            &self.host,
+        );
     }
 
     /// One reconcile pass; its wake-up.

@@ -70,3 +70,66 @@ fn the_status_is_written_and_published_only_when_it_changes() {
     let st = fx.published().expect("the exit is published");
     assert_eq!(st.workloads[0].phase, Phase::BackOff);
 }
+
+/// A device with a hub (whose broker is never reached in these tests).
+fn with_hub(fx: &mut Fx) {
+    fx.agent.cfg.hub = Some(crate::hub_link::config::HubConfig {
+        broker: "127.0.0.1:1883".into(),
+        credential: "c".repeat(32),
+        public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+        heartbeat: drover_protocol::quantity::DurationMs(30_000),
+        status_queue: 16,
+        registry: None,
+    });
+    fx.restart();
+}
+
+#[test]
+fn a_hub_state_that_no_longer_verifies_keeps_what_runs_until_the_hub_speaks() {
+    let mut fx = Fx::new();
+    with_hub(&mut fx);
+    let hub = |generation, workloads| DesiredState {
+        device: n("pi"),
+        generation,
+        workloads,
+    };
+    fx.agent.set_hub_desired(
+        hub(3, vec![wl("web", "a"), wl("db", "b")]),
+        b"not a signature",
+    );
+    fx.pass();
+    let pid = fx.rt.pid(&id("web")).expect("web runs");
+    fx.rt.take_calls();
+    fx.host.take_calls();
+
+    // Restarted offline, the stored state does not verify (re-flashed key, corruption).
+    fx.restart();
+    fx.clock.advance(60_000);
+    fx.pass();
+    assert_eq!(
+        fx.rt.take_calls(),
+        vec![],
+        "nothing stopped, nothing started"
+    );
+    assert_eq!(fx.host.take_calls(), vec![], "no volume or folder removed");
+    assert_eq!(fx.rt.pid(&id("web")), Some(pid));
+    assert_eq!(fx.phase("db"), Phase::Running);
+    let warnings = fx.state.report().unwrap().warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("no verified desired state") && w.contains("web")),
+        "{warnings:?}"
+    );
+
+    // The hub's verified word decides: db stays, web goes.
+    fx.agent
+        .set_hub_desired(hub(4, vec![wl("db", "b")]), b"signed");
+    fx.pass();
+    assert_eq!(
+        fx.rt.take_calls()[0],
+        crate::runtime::fake::RuntimeCall::RequestStop { id: id("web") }
+    );
+    assert_eq!(fx.record("web"), None, "removed once the hub said so");
+    assert_eq!(fx.phase("db"), Phase::Running);
+}
