@@ -45,7 +45,8 @@ pub struct ContainerSpec {
     pub name: Name,
     /// Validated; encoded as the plain string it was written as.
     pub image: ImageRef,
-    /// Replaces the image's entrypoint when not empty.
+    /// Replaces the image's entrypoint when not empty, and then drops the image's cmd
+    /// unless `args` are given (Kubernetes semantics).
     pub command: Vec<String>,
     /// Replaces the image's cmd when not empty.
     pub args: Vec<String>,

@@ -77,3 +77,23 @@ fn workload_runs_logs_and_shows_in_ps_with_its_limits() {
         "{row}"
     );
 }
+
+#[test]
+fn command_without_args_drops_the_images_cmd_as_kubernetes_does() {
+    if !require_root("command_without_args_drops_the_images_cmd_as_kubernetes_does") {
+        return;
+    }
+    // The busybox image's Cmd is ["/bin/sh"]: it must not be appended to `command`.
+    let (mut a, image) = agent_with_busybox("cmdonly");
+    a.start();
+    let manifest = format!(
+        "apiVersion: drover.dev/v1\nkind: Workload\nmetadata: {{name: cmdonly}}\nspec:\n  restartPolicy: Never\n  containers:\n    - name: main\n      image: oci:{}:latest\n      command: [/bin/echo, only-this]\n",
+        image.display()
+    );
+    a.write_manifest("cmdonly.yaml", &manifest);
+    let log = wait_for("the echo's output", T, || {
+        let (code, out, _) = a.cli(&["logs", "cmdonly"]);
+        (code == 0 && out.contains("only-this")).then_some(out)
+    });
+    assert_eq!(log.trim_end(), "only-this", "the image's Cmd was appended");
+}

@@ -118,11 +118,13 @@ fn process(input: &SpecInput) -> Result<oci_spec::runtime::Process, SpecError> {
     } else {
         c.command.clone()
     };
-    args.extend(if c.args.is_empty() {
-        input.image.cmd.clone()
-    } else {
-        c.args.clone()
-    });
+    // Kubernetes: `command` replaces the entrypoint and drops the image's Cmd; `args`
+    // replace the Cmd.
+    if !c.args.is_empty() {
+        args.extend(c.args.iter().cloned());
+    } else if c.command.is_empty() {
+        args.extend(input.image.cmd.iter().cloned());
+    }
     if args.is_empty() {
         return Err(SpecError::NoCommand(c.name.to_string()));
     }

@@ -322,3 +322,23 @@ fn devices_deny_by_default_and_allow_host_devices() {
     let err = build(&wl, &image(), None).expect_err("missing device");
     assert!(err.to_string().contains("/dev/i2c-drover-missing"), "{err}");
 }
+
+#[test]
+fn command_and_args_follow_kubernetes() {
+    // The image: entrypoint ["/bin/server"], cmd ["--port", "80"].
+    let cases: [(&[&str], &[&str], &[&str]); 4] = [
+        (&[], &[], &["/bin/server", "--port", "80"]),
+        (&["/bin/sleep", "3600"], &[], &["/bin/sleep", "3600"]),
+        (&[], &["--port", "81"], &["/bin/server", "--port", "81"]),
+        (&["/bin/sh"], &["-c", "true"], &["/bin/sh", "-c", "true"]),
+    ];
+    for (command, args, want) in cases {
+        let mut c = container();
+        c.command = command.iter().map(|s| (*s).to_owned()).collect();
+        c.args = args.iter().map(|s| (*s).to_owned()).collect();
+        let wl = workload(c, NetworkMode::Host);
+        let spec = build(&wl, &image(), None).expect("spec");
+        let got = process(&spec).args().clone().expect("args");
+        assert_eq!(got, want, "command {command:?}, args {args:?}");
+    }
+}
