@@ -178,6 +178,11 @@ pub struct EnvManifest {
     pub value: String,
 }
 
+/// Smallest memory limit accepted: Docker's minimum; nothing starts in less.
+pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
+/// Smallest CPU limit accepted: 1 ms of CFS quota per 100 ms period (the kernel's minimum).
+pub const MIN_CPU_MILLIS: u64 = 10;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResourcesManifest {
@@ -479,24 +484,39 @@ fn convert_device(file: &str, d: &Spanned<DeviceManifest>) -> Result<HostDevice,
 
 impl ResourcesManifest {
     fn to_spec(&self, file: &str) -> Result<Resources, ManifestError> {
-        fn positive<T: Copy>(
+        fn at_least<T: Copy>(
             file: &str,
             v: &Option<Spanned<T>>,
-            what: &str,
             get: impl Fn(T) -> u64,
+            min: u64,
+            why: &str,
         ) -> Result<(), ManifestError> {
             match v {
-                Some(s) if get(s.value) == 0 => Err(ManifestError::at(
-                    file,
-                    s,
-                    format!("resources.{what} must not be 0"),
-                )),
+                Some(s) if get(s.value) < min => Err(ManifestError::at(file, s, why.to_owned())),
                 _ => Ok(()),
             }
         }
-        positive(file, &self.memory, "memory", |b| b.0)?;
-        positive(file, &self.cpu, "cpu", |c| u64::from(c.0))?;
-        positive(file, &self.pids, "pids", u64::from)?;
+        at_least(
+            file,
+            &self.memory,
+            |b| b.0,
+            MIN_MEMORY_BYTES,
+            "resources.memory must be at least 6Mi (nothing starts in less; Docker refuses it too)",
+        )?;
+        at_least(
+            file,
+            &self.cpu,
+            |c| u64::from(c.0),
+            MIN_CPU_MILLIS,
+            "resources.cpu must be at least 10m: the kernel's smallest CFS quota is 1 ms per 100 ms period",
+        )?;
+        at_least(
+            file,
+            &self.pids,
+            u64::from,
+            1,
+            "resources.pids must not be 0",
+        )?;
         Ok(Resources {
             memory_bytes: self.memory.as_ref().map(|m| m.value.0),
             cpu_millis: self.cpu.as_ref().map(|c| c.value.0),
@@ -642,6 +662,32 @@ spec:
         assert_eq!(
             err(&twice),
             "web.yaml:10:1: workload \"web\" is defined twice"
+        );
+    }
+
+    #[test]
+    fn limits_nothing_can_run_under_are_refused_at_their_value() {
+        let with = |r: &str| format!("{MINIMAL}      resources: {{{r}}}\n");
+        for tiny in ["memory: 1e3", "memory: 5Mi", "memory: 1000"] {
+            let e = err(&with(tiny));
+            assert!(
+                e.starts_with("web.yaml:9:27: resources.memory must be at least 6Mi"),
+                "{tiny}: {e}"
+            );
+        }
+        for tiny in ["cpu: 1m", "cpu: 5m", "cpu: 9m"] {
+            let e = err(&with(tiny));
+            assert!(
+                e.starts_with("web.yaml:9:24: resources.cpu must be at least 10m"),
+                "{tiny}: {e}"
+            );
+        }
+        assert!(err(&with("pids: 0")).contains("resources.pids must not be 0"));
+        let ok = parse_workloads("web.yaml", &with("memory: 6Mi, cpu: 10m, pids: 1")).unwrap();
+        let r = &ok[0].containers[0].resources;
+        assert_eq!(
+            (r.memory_bytes, r.cpu_millis, r.pids),
+            (Some(6 << 20), Some(10), Some(1))
         );
     }
 
