@@ -132,7 +132,7 @@ fn full_example_parses_both_kinds() {
             positions: Positions::default(),
         }
     );
-    let daemon = deployment("web", "  selector: {}\n", "1Mi");
+    let daemon = deployment("web", "  selector: {}\n", "8Mi");
     assert_eq!(
         (daemon.replicas, daemon.placement),
         (None, Placement::Spread)
@@ -270,7 +270,7 @@ fn apply_set_refuses_duplicates_and_any_bad_file() {
 
 #[test]
 fn daemonset_runs_on_every_matching_device() {
-    let d = deployment("agent", SENSORS, "1Mi");
+    let d = deployment("agent", SENSORS, "8Mi");
     let mut devices = sensors(3);
     devices.push(device("gw", &[("role", "gateway")], true, 0));
     devices[1].online = false;
@@ -284,27 +284,27 @@ fn daemonset_runs_on_every_matching_device() {
 
 #[test]
 fn relabel_moves_a_workload() {
-    let d = deployment("sensor", &format!("{SENSORS}  replicas: 1\n"), "1Mi");
+    let d = deployment("sensor", &format!("{SENSORS}  replicas: 1\n"), "8Mi");
     let mut devices = sensors(2);
     let (first, _) = place(std::slice::from_ref(&d), &devices, &Assignments::new());
     assert_eq!(on(&first, "sensor"), ["pi-1"]);
     devices[0].labels = std::sync::Arc::new(labels(&[("role", "spare")]));
     let (second, _) = place(std::slice::from_ref(&d), &devices, &first);
     assert_eq!(on(&second, "sensor"), ["pi-2"]);
-    let daemon = deployment("agent", SENSORS, "1Mi");
+    let daemon = deployment("agent", SENSORS, "8Mi");
     let (placed, _) = place(&[daemon], &devices, &first);
     assert_eq!(on(&placed, "agent"), ["pi-2"]);
 }
 
 #[test]
 fn spread_puts_replicas_on_different_devices() {
-    let d = deployment("sensor", &format!("{SENSORS}  replicas: 2\n"), "1Mi");
+    let d = deployment("sensor", &format!("{SENSORS}  replicas: 2\n"), "8Mi");
     let (placed, warnings) = place(&[d], &sensors(3), &Assignments::new());
     assert_eq!(on(&placed, "sensor"), ["pi-1", "pi-2"]);
     assert!(warnings.is_empty());
     // A second deployment goes to the least loaded device first.
-    let a = deployment("a", &format!("{SENSORS}  replicas: 2\n"), "1Mi");
-    let b = deployment("b", &format!("{SENSORS}  replicas: 2\n"), "1Mi");
+    let a = deployment("a", &format!("{SENSORS}  replicas: 2\n"), "8Mi");
+    let b = deployment("b", &format!("{SENSORS}  replicas: 2\n"), "8Mi");
     let (placed, _) = place(&[b, a], &sensors(3), &Assignments::new());
     assert_eq!(on(&placed, "a"), ["pi-1", "pi-2"]);
     assert_eq!(on(&placed, "b"), ["pi-1", "pi-3"]);
@@ -312,7 +312,7 @@ fn spread_puts_replicas_on_different_devices() {
 
 #[test]
 fn online_devices_are_preferred() {
-    let d = deployment("sensor", &format!("{SENSORS}  replicas: 1\n"), "1Mi");
+    let d = deployment("sensor", &format!("{SENSORS}  replicas: 1\n"), "8Mi");
     let mut devices = sensors(2);
     devices[0].online = false;
     let (placed, _) = place(std::slice::from_ref(&d), &devices, &Assignments::new());
@@ -325,8 +325,8 @@ fn online_devices_are_preferred() {
 
 #[test]
 fn stable_when_a_new_device_appears() {
-    let a = deployment("a", &format!("{SENSORS}  replicas: 2\n"), "1Mi");
-    let b = deployment("b", &format!("{SENSORS}  replicas: 1\n"), "1Mi");
+    let a = deployment("a", &format!("{SENSORS}  replicas: 2\n"), "8Mi");
+    let b = deployment("b", &format!("{SENSORS}  replicas: 1\n"), "8Mi");
     let ds = [a, b];
     let (first, _) = place(&ds, &sensors(2), &Assignments::new());
     let mut devices = vec![device("pi-0", &[("role", "sensor")], true, 0)];
@@ -339,10 +339,10 @@ fn stable_when_a_new_device_appears() {
 
 #[test]
 fn scale_down_drops_the_last_devices() {
-    let three = deployment("sensor", &format!("{SENSORS}  replicas: 3\n"), "1Mi");
+    let three = deployment("sensor", &format!("{SENSORS}  replicas: 3\n"), "8Mi");
     let (placed, _) = place(&[three], &sensors(4), &Assignments::new());
     assert_eq!(on(&placed, "sensor"), ["pi-1", "pi-2", "pi-3"]);
-    let one = deployment("sensor", &format!("{SENSORS}  replicas: 1\n"), "1Mi");
+    let one = deployment("sensor", &format!("{SENSORS}  replicas: 1\n"), "8Mi");
     let (down, _) = place(std::slice::from_ref(&one), &sensors(4), &placed);
     assert_eq!(on(&down, "sensor"), ["pi-1"]);
     // Offline devices are dropped before online ones.
@@ -388,7 +388,7 @@ fn binpack_fills_one_device_first() {
 
 #[test]
 fn fewer_matching_devices_than_replicas_warns() {
-    let d = deployment("sensor", &format!("{SENSORS}  replicas: 3\n"), "1Mi");
+    let d = deployment("sensor", &format!("{SENSORS}  replicas: 3\n"), "8Mi");
     let (placed, warnings) = place(&[d], &sensors(2), &Assignments::new());
     assert_eq!(on(&placed, "sensor"), ["pi-1", "pi-2"]);
     assert_eq!(
@@ -402,8 +402,8 @@ fn fewer_matching_devices_than_replicas_warns() {
 
 #[test]
 fn desired_by_device_names_workloads_after_deployments() {
-    let b = deployment("b", SENSORS, "1Mi");
-    let a = deployment("a", &format!("{SENSORS}  replicas: 1\n"), "1Mi");
+    let b = deployment("b", SENSORS, "8Mi");
+    let a = deployment("a", &format!("{SENSORS}  replicas: 1\n"), "8Mi");
     let ds = [b, a];
     let (placed, _) = place(&ds, &sensors(2), &Assignments::new());
     let desired = desired_by_device(&ds, &placed);
