@@ -270,6 +270,12 @@ pub fn write_multiplatform_layout(
 /// with relative applet symlinks, `etc/passwd`, `etc/group`, `tmp/` (1777), empty `proc/`,
 /// `sys/`, `dev/`; config `Cmd ["/bin/sh"]`, `Env PATH=/bin`.
 pub fn busybox_layout(dir: &Path, tag: &str) -> io::Result<()> {
+    let config = json!({ "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"] });
+    write_layout(dir, tag, &[busybox_layer()?], config).map(drop)
+}
+
+/// The one layer of [`busybox_layout`], to build other images on.
+pub fn busybox_layer() -> io::Result<Vec<u8>> {
     let busybox = fs::read("/bin/busybox").map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -296,8 +302,7 @@ pub fn busybox_layout(dir: &Path, tag: &str) -> io::Result<()> {
         .add_dir("dev", 0o755)
         .add_dir("root", 0o700)
         .finish();
-    let config = json!({ "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"] });
-    write_layout(dir, tag, &[layer], config).map(drop)
+    Ok(layer)
 }
 
 /// Creates `blobs/sha256/` and the `oci-layout` file.

@@ -24,6 +24,8 @@ pub enum StartError {
     Spec(#[from] SpecError),
     #[error("encoding config.json: {0}")]
     Bundle(#[from] serde_json::Error),
+    #[error("{0}")]
+    WorkingDir(HostError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -36,7 +38,9 @@ impl StartError {
             StartError::Spec(SpecError::HostPathMissing(_) | SpecError::Device { .. }) => {
                 StartErrorKind::Host
             }
-            StartError::Spec(_) | StartError::Bundle(_) => StartErrorKind::Spec,
+            StartError::Spec(_) | StartError::Bundle(_) | StartError::WorkingDir(_) => {
+                StartErrorKind::Spec
+            }
             StartError::Runtime(_) => StartErrorKind::Runtime,
         }
     }
@@ -228,6 +232,15 @@ impl Agent {
             swap_accounting: host.swap_accounting(),
         };
         let oci = runtime_spec(&input)?;
+        if let Some(cwd) = oci
+            .process()
+            .as_ref()
+            .map(|p| p.cwd().to_string_lossy().into_owned())
+            && cwd != "/"
+        {
+            host.ensure_rootfs_dir(&root, &cwd)
+                .map_err(StartError::WorkingDir)?;
+        }
         let bytes = serde_json::to_vec(&oci)?;
         host.write_file(&dir.join("bundle").join("config.json"), &bytes)?;
         let args = RunArgs {

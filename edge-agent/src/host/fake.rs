@@ -94,6 +94,12 @@ impl Host for FakeHost {
         String::from_utf8(bytes).ok()
     }
 
+    fn ensure_rootfs_dir(&self, rootfs: &Path, path: &str) -> Result<(), HostError> {
+        let dir = rootfs.join(path.trim_start_matches('/'));
+        self.lock().dirs.insert(dir);
+        Ok(())
+    }
+
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError> {
         self.lock().files.insert(path.to_path_buf(), bytes.to_vec());
         Ok(())

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{Host, HostError, HostResources};
+use super::{Host, HostError, HostResources, MAX_ROOTFS_FILE_BYTES};
 use crate::cgroups;
 use crate::runtime::{netns, rootfs};
 
@@ -35,7 +35,32 @@ impl Host for LinuxHost {
     }
 
     fn read_rootfs_file(&self, rootfs: &Path, rel: &str) -> Option<String> {
-        fs::read_to_string(rootfs.join(rel)).ok()
+        use std::io::Read;
+        let root = pathrs::Root::open(rootfs).ok()?;
+        let flags = pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_NONBLOCK;
+        let file = root.open_subpath(rel, flags).ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() > MAX_ROOTFS_FILE_BYTES {
+            return None;
+        }
+        let mut text = String::new();
+        file.take(MAX_ROOTFS_FILE_BYTES)
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(text)
+    }
+
+    fn ensure_rootfs_dir(&self, rootfs: &Path, path: &str) -> Result<(), HostError> {
+        use std::os::unix::fs::PermissionsExt;
+        let in_rootfs = |source| HostError::InRootfs {
+            what: "working directory",
+            path: path.to_owned(),
+            source,
+        };
+        let root = pathrs::Root::open(rootfs).map_err(in_rootfs)?;
+        root.mkdir_all(path, &fs::Permissions::from_mode(0o755))
+            .map_err(in_rootfs)?;
+        Ok(())
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError> {

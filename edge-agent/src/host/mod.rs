@@ -28,6 +28,12 @@ pub enum HostError {
     Netns(#[from] NetnsError),
     #[error(transparent)]
     Cgroups(#[from] CgroupsError),
+    #[error("{what} {path} in the image: {source}")]
+    InRootfs {
+        what: &'static str,
+        path: String,
+        source: pathrs::error::Error,
+    },
     #[error("{context} {path}: {source}")]
     Io {
         context: &'static str,
@@ -35,6 +41,9 @@ pub enum HostError {
         source: std::io::Error,
     },
 }
+
+/// Largest file read from an image (`/etc/passwd`, `/etc/group`).
+pub const MAX_ROOTFS_FILE_BYTES: u64 = 1 << 20;
 
 /// What the board offers, for the status's capacity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,8 +62,14 @@ pub trait Host: Send {
     fn mount_rootfs(&self, layers: &[PathBuf], dir: &Path) -> Result<PathBuf, HostError>;
     /// Unmounts the rootfs of container folder `dir` and removes the folder.
     fn remove_container_dir(&self, dir: &Path) -> Result<(), HostError>;
-    /// A text file of a mounted rootfs (`etc/passwd`), `None` when absent or unreadable.
+    /// A text file of a mounted rootfs (`etc/passwd`), resolved inside the rootfs (a
+    /// symlink never leads to the host's files); `None` when absent, not a regular file
+    /// (a FIFO must not hang the agent), larger than [`MAX_ROOTFS_FILE_BYTES`] or unreadable.
     fn read_rootfs_file(&self, rootfs: &Path, rel: &str) -> Option<String>;
+    /// Creates the absolute folder `path` (a working directory) inside the rootfs with
+    /// its missing parents, resolving every component inside the rootfs, as runc does.
+    /// An error names the path (e.g. a component that is a file).
+    fn ensure_rootfs_dir(&self, rootfs: &Path, path: &str) -> Result<(), HostError>;
     /// Writes a file atomically (e.g. a bundle's `config.json`).
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError>;
     fn create_dir(&self, dir: &Path) -> Result<(), HostError>;

@@ -161,6 +161,12 @@ fn environment(input: &SpecInput) -> Vec<String> {
     if !env.iter().any(|e| env_key(e) == "PATH") {
         env.insert(0, DEFAULT_PATH.to_string());
     }
+    if !env.iter().any(|e| env_key(e) == "HOME") {
+        env.push(format!(
+            "HOME={}",
+            user::home(input.image.user.as_deref(), input.passwd)
+        ));
+    }
     // The image's HOSTNAME describes the build machine; only the spec may override ours.
     if !input.container.env.iter().any(|v| v.name == "HOSTNAME") {
         let host = format!("HOSTNAME={}", input.hostname);

@@ -77,7 +77,10 @@ fn image_defaults_make_the_process() {
     assert_eq!(p.user().uid(), 0);
     assert_eq!(p.terminal(), Some(false));
     let env = p.env().clone().expect("env");
-    assert_eq!(env, ["PATH=/bin", "MODE=prod", "HOSTNAME=web"]);
+    assert_eq!(
+        env,
+        ["PATH=/bin", "MODE=prod", "HOME=/root", "HOSTNAME=web"]
+    );
     let root = spec.root().as_ref().expect("root");
     assert_eq!(root.readonly(), Some(false));
     let linux = spec.linux().as_ref().expect("linux");
@@ -120,7 +123,16 @@ fn spec_overrides_command_args_env_and_cwd() {
     assert_eq!(p.args().clone().expect("args"), ["/bin/sh", "-c", "true"]);
     assert_eq!(p.cwd(), Path::new("/tmp"));
     let env = p.env().clone().expect("env");
-    assert_eq!(env, [DEFAULT_PATH, "MODE=dev", "EXTRA=a=b", "HOSTNAME=web"]);
+    assert_eq!(
+        env,
+        [
+            DEFAULT_PATH,
+            "MODE=dev",
+            "EXTRA=a=b",
+            "HOME=/root",
+            "HOSTNAME=web"
+        ]
+    );
 }
 
 #[test]
@@ -341,4 +353,17 @@ fn command_and_args_follow_kubernetes() {
         let got = process(&spec).args().clone().expect("args");
         assert_eq!(got, want, "command {command:?}, args {args:?}");
     }
+}
+
+#[test]
+fn home_comes_from_the_images_passwd_else_slash() {
+    use crate::runtime::spec::user::home;
+    let passwd =
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnohome:x:7:7::\n";
+    assert_eq!(home(None, Some(passwd)), "/root");
+    assert_eq!(home(Some("app"), Some(passwd)), "/home/app");
+    assert_eq!(home(Some("1000:1000"), Some(passwd)), "/home/app");
+    assert_eq!(home(Some("nohome"), Some(passwd)), "/");
+    assert_eq!(home(Some("4242"), Some(passwd)), "/");
+    assert_eq!(home(None, None), "/");
 }

@@ -17,12 +17,31 @@ struct PasswdEntry<'a> {
     name: &'a str,
     uid: u32,
     gid: u32,
+    home: &'a str,
 }
 
 struct GroupEntry<'a> {
     name: &'a str,
     gid: u32,
     members: Vec<&'a str>,
+}
+
+/// The home folder of `user` (name or uid, root when empty) in the image's `passwd`;
+/// `/` when the user has no entry or the entry no home (as Docker does).
+pub fn home(user: Option<&str>, passwd: Option<&str>) -> String {
+    let spec = user.map(str::trim).unwrap_or("");
+    let user_part = spec.split_once(':').map_or(spec, |(u, _)| u);
+    let users = parse_passwd(passwd.unwrap_or(""));
+    let entry = match user_part.parse::<u32>() {
+        _ if user_part.is_empty() => users.iter().find(|e| e.uid == 0),
+        Ok(uid) => users.iter().find(|e| e.uid == uid),
+        Err(_) => users.iter().find(|e| e.name == user_part),
+    };
+    entry
+        .map(|e| e.home)
+        .filter(|h| h.starts_with('/'))
+        .unwrap_or("/")
+        .to_owned()
 }
 
 /// Root (0:0) when `user` is `None` or empty.
@@ -105,6 +124,7 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry<'_>> {
                 name: f.first()?,
                 uid: f.get(2)?.parse().ok()?,
                 gid: f.get(3)?.parse().ok()?,
+                home: f.get(5).copied().unwrap_or(""),
             })
         })
         .collect()
