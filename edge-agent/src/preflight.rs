@@ -55,7 +55,9 @@ pub enum PreflightError {
 pub fn check(state_dir: &Path) -> Result<PreflightReport, PreflightError> {
     let version = cgroups::detect();
     let (controllers, mut warnings) = check_controllers(version, Path::new(cgroups::CGROUP_ROOT))?;
-    check_state_dir(state_dir)?;
+    if let Some(w) = check_state_dir(state_dir)? {
+        warnings.push(w);
+    }
     let filesystems =
         fs::read_to_string("/proc/filesystems").map_err(PreflightError::Filesystems)?;
     check_overlay(&filesystems)?;
@@ -114,8 +116,10 @@ pub(crate) fn check_controllers(
     Ok((controllers, warnings))
 }
 
-/// Creates the state folder if needed and proves it writable with a probe file.
-fn check_state_dir(dir: &Path) -> Result<(), PreflightError> {
+/// Creates the state folder if needed and proves it writable with a probe file, which is
+/// always removed. A full disk is a warning, not a failure: the agent must start, keep
+/// running what runs and report low disk.
+fn check_state_dir(dir: &Path) -> Result<Option<String>, PreflightError> {
     let fail = |what: &'static str| {
         move |source| PreflightError::StateDir {
             path: dir.to_path_buf(),
@@ -125,8 +129,24 @@ fn check_state_dir(dir: &Path) -> Result<(), PreflightError> {
     };
     fs::create_dir_all(dir).map_err(fail("cannot create it"))?;
     let probe = dir.join(format!(".preflight-{}", std::process::id()));
-    fs::write(&probe, b"probe").map_err(fail("cannot write in it"))?;
-    fs::remove_file(&probe).map_err(fail("cannot remove a file in it"))
+    let written = fs::write(&probe, b"probe");
+    let removed = fs::remove_file(&probe);
+    match written {
+        Err(e) if is_disk_full(&e) => {
+            return Ok(Some(format!(
+                "the state folder {} is on a full disk: workloads keep running, but nothing can be recorded until space is freed",
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(fail("cannot write in it")(e)),
+        Ok(()) => {}
+    }
+    removed.map_err(fail("cannot remove a file in it"))?;
+    Ok(None)
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 fn check_overlay(filesystems: &str) -> Result<(), PreflightError> {
@@ -218,7 +238,15 @@ mod tests {
         ));
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("a/b");
-        check_state_dir(&state).expect("creatable and writable");
+        assert_eq!(
+            check_state_dir(&state).expect("creatable and writable"),
+            None
+        );
+        assert_eq!(
+            fs::read_dir(&state).unwrap().count(),
+            0,
+            "no probe left behind"
+        );
         assert_eq!(fs::read_dir(&state).expect("list").count(), 0);
         let file = dir.path().join("file");
         fs::write(&file, "").expect("write");
