@@ -95,6 +95,15 @@ class Bench:
         with open(os.path.join(src, "config.json")) as f:
             self.spec = json.load(f)
         self.spec["root"]["path"] = "rootfs"
+        # The agent's /etc/hosts, hostname and resolv.conf: copied, so the bundle outlives
+        # the workload; crun and runc bind-mount them as the agent's container does.
+        etc = os.path.join(self.bundle, "etc")
+        os.makedirs(etc)
+        for m in self.spec.get("mounts", []):
+            if m.get("type") == "bind" and m["source"].startswith(os.path.join(self.state, "containers")):
+                copy = os.path.join(etc, os.path.basename(m["source"]))
+                shutil.copyfile(m["source"], copy)
+                m["source"] = copy
 
     def runtime_once(self, rt, i):
         cid = f"{self.parent}-{rt}-{i}"

@@ -97,3 +97,45 @@ fn command_without_args_drops_the_images_cmd_as_kubernetes_does() {
     });
     assert_eq!(log.trim_end(), "only-this", "the image's Cmd was appended");
 }
+
+#[test]
+fn containers_get_hosts_hostname_and_resolv_conf_as_docker_gives_them() {
+    if !require_root("containers_get_hosts_hostname_and_resolv_conf_as_docker_gives_them") {
+        return;
+    }
+    // The busybox image has none of these files.
+    let (mut a, image) = agent_with_busybox("etcfiles");
+    a.start();
+    let cat =
+        "[/bin/sh, -c, \"cat /etc/hostname /etc/hosts; echo ---; cat /etc/resolv.conf; echo end\"]";
+    for (name, network) in [("onhost", "host"), ("isolated", "none")] {
+        let manifest = format!(
+            "apiVersion: drover.dev/v1\nkind: Workload\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  network: {network}\n  containers:\n    - name: main\n      image: oci:{}:latest\n      command: {cat}\n",
+            image.display()
+        );
+        a.write_manifest(&format!("{name}.yaml"), &manifest);
+    }
+    let out = |name: &str| {
+        wait_for(&format!("{name}'s output"), T, || {
+            let (code, out, _) = a.cli(&["logs", name]);
+            (code == 0 && out.contains("end")).then_some(out)
+        })
+    };
+    let host = out("onhost");
+    let (files, resolv) = host.split_once("---\n").unwrap();
+    assert!(files.starts_with("onhost\n"), "{host}");
+    assert!(
+        files.contains("127.0.0.1\tlocalhost") && files.contains("\tonhost"),
+        "{host}"
+    );
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(
+        resolv.trim_end_matches("end\n"),
+        host_resolv,
+        "the host's resolvers"
+    );
+    let none = out("isolated");
+    let (files, resolv) = none.split_once("---\n").unwrap();
+    assert!(files.starts_with("isolated\n"), "{none}");
+    assert_eq!(resolv, "end\n", "no resolvers without a network: {none}");
+}

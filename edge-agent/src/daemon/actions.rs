@@ -216,6 +216,7 @@ impl Agent {
             working_dir: cfg.working_dir.clone(),
             user: cfg.user.clone(),
         };
+        let etc = self.write_etc_files(spec, &dir)?;
         let netns = self.paths.netns(&spec.name);
         let cgroups_path = self.cgroups_path(&spec.name, &c.name);
         let input = SpecInput {
@@ -227,6 +228,7 @@ impl Agent {
             netns: (spec.network == NetworkMode::None).then_some(netns.as_path()),
             volumes_dir: &self.paths.volumes_dir(&spec.name),
             hostname: spec.name.as_str(),
+            etc_files: Some(&etc),
             passwd: passwd.as_deref(),
             group: group.as_deref(),
             swap_accounting: host.swap_accounting(),
@@ -255,6 +257,31 @@ impl Agent {
         };
         let pid = self.ports.runtime.start(&args)?;
         Ok((pid, image.manifest_digest))
+    }
+
+    /// The container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` in
+    /// `dir/etc/` (as Docker provides them): localhost and the workload's name; the host's
+    /// resolvers on the host network, none without a network.
+    fn write_etc_files(
+        &self,
+        spec: &WorkloadSpec,
+        dir: &std::path::Path,
+    ) -> Result<std::path::PathBuf, StartError> {
+        let host = &self.ports.host;
+        let etc = dir.join("etc");
+        host.create_dir(&etc)?;
+        let name = spec.name.as_str();
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{name}\n"
+        );
+        let resolv = match spec.network {
+            NetworkMode::Host => host.resolv_conf(),
+            NetworkMode::None => String::new(),
+        };
+        host.write_file(&etc.join("hosts"), hosts.as_bytes())?;
+        host.write_file(&etc.join("hostname"), format!("{name}\n").as_bytes())?;
+        host.write_file(&etc.join("resolv.conf"), resolv.as_bytes())?;
+        Ok(etc)
     }
 
     /// Asks every container of `wl` to stop and records the request (so that an agent

@@ -143,6 +143,10 @@ impl Host for FakeHost {
         None
     }
 
+    fn resolv_conf(&self) -> String {
+        "nameserver 192.0.2.53\n".to_owned()
+    }
+
     fn swap_accounting(&self) -> bool {
         true
     }

@@ -97,6 +97,15 @@ impl Host for LinuxHost {
         cgroups::memory_usage(rel)
     }
 
+    fn resolv_conf(&self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Ok(f) = fs::File::open("/etc/resolv.conf") {
+            let _ = f.take(64 << 10).read_to_string(&mut text);
+        }
+        text
+    }
+
     fn swap_accounting(&self) -> bool {
         cgroups::swap_accounting()
     }

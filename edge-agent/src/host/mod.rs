@@ -83,6 +83,9 @@ pub trait Host: Send {
     fn remove_cgroup(&self, rel: &str) -> Result<(), HostError>;
     /// Memory in use and its limit of cgroup `rel`, bytes.
     fn memory_usage(&self, rel: &str) -> Option<(u64, Option<u64>)>;
+    /// The host's `/etc/resolv.conf` (at most 64 KiB; empty when unreadable), for
+    /// containers on the host network.
+    fn resolv_conf(&self) -> String;
     /// Whether memory+swap limits can be set (cgroup v1 `memsw`, or v2).
     fn swap_accounting(&self) -> bool;
     fn resources(&self, state_dir: &Path) -> HostResources;

@@ -51,6 +51,9 @@ pub struct SpecInput<'a> {
     /// `S/volumes/{wl}`: named volume `v` is bind-mounted from `volumes_dir/v`.
     pub volumes_dir: &'a Path,
     pub hostname: &'a str,
+    /// Folder holding the container's `hosts`, `hostname` and `resolv.conf`, bind-mounted
+    /// on `/etc/…` as Docker does (a mount of the spec on the same target wins).
+    pub etc_files: Option<&'a Path>,
     /// Contents of the rootfs's `/etc/passwd` and `/etc/group` (None when absent).
     pub passwd: Option<&'a str>,
     pub group: Option<&'a str>,
@@ -95,7 +98,9 @@ pub fn runtime_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     ));
     spec.set_process(Some(process(input)?));
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    mounts.extend(container_mounts(input)?);
+    let own = container_mounts(input)?;
+    mounts.extend(etc_mounts(input, &own)?);
+    mounts.extend(own);
     spec.set_mounts(Some(mounts));
     let mut linux = spec.linux().clone().unwrap_or_default();
     linux.set_namespaces(Some(namespaces(input)?));
@@ -251,6 +256,30 @@ fn container_mount(
         .destination(&m.target)
         .typ(typ);
     Ok(b.source(source).options(options).build()?)
+}
+
+/// Files the runtime provides under `/etc`, as Docker does.
+pub const ETC_FILES: [&str; 3] = ["hosts", "hostname", "resolv.conf"];
+
+fn etc_mounts(input: &SpecInput, own: &[Mount]) -> Result<Vec<Mount>, SpecError> {
+    let Some(dir) = input.etc_files else {
+        return Ok(Vec::new());
+    };
+    let mut mounts = Vec::new();
+    for name in ETC_FILES {
+        let target = format!("/etc/{name}");
+        if own.iter().any(|m| m.destination() == Path::new(&target)) {
+            continue;
+        }
+        let m = oci_spec::runtime::MountBuilder::default()
+            .destination(target)
+            .typ("bind")
+            .source(dir.join(name))
+            .options(bind_options("rw"))
+            .build()?;
+        mounts.push(m);
+    }
+    Ok(mounts)
 }
 
 fn bind_options(rw: &str) -> Vec<String> {

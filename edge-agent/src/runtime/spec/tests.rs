@@ -56,6 +56,7 @@ fn build(wl: &WorkloadSpec, img: &ImageProcess, netns: Option<&Path>) -> Result<
         netns,
         volumes_dir: Path::new("/var/lib/drover/volumes/web"),
         hostname: "web",
+        etc_files: None,
         passwd: Some(PASSWD),
         group: Some(GROUP),
         swap_accounting: true,
@@ -366,4 +367,57 @@ fn home_comes_from_the_images_passwd_else_slash() {
     assert_eq!(home(Some("nohome"), Some(passwd)), "/");
     assert_eq!(home(Some("4242"), Some(passwd)), "/");
     assert_eq!(home(None, None), "/");
+}
+
+#[test]
+fn hosts_hostname_and_resolv_conf_are_bind_mounted_unless_the_spec_mounts_them() {
+    let dir = Path::new("/state/containers/web.main/etc");
+    let mut c = container();
+    c.mounts = vec![drover_protocol::Mount {
+        source: drover_protocol::MountSource::Tmpfs {
+            size_bytes: 1 << 20,
+        },
+        target: "/etc/resolv.conf".into(),
+        read_only: false,
+    }];
+    let wl = workload(c, NetworkMode::Host);
+    let mut input_spec = build(&wl, &image(), None).expect("spec");
+    assert!(
+        !input_spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.destination() == Path::new("/etc/hosts")),
+        "nothing without etc_files"
+    );
+    input_spec = runtime_spec(&SpecInput {
+        workload: &wl,
+        container: &wl.containers[0],
+        image: &image(),
+        rootfs: Path::new("/rootfs"),
+        cgroups_path: "/drover/web/main",
+        netns: None,
+        volumes_dir: Path::new("/state/volumes/web"),
+        hostname: "web",
+        etc_files: Some(dir),
+        passwd: Some(PASSWD),
+        group: Some(GROUP),
+        swap_accounting: true,
+    })
+    .expect("spec");
+    let mounts = input_spec.mounts().as_ref().unwrap();
+    for name in ["hosts", "hostname"] {
+        let m = mounts
+            .iter()
+            .find(|m| m.destination() == &Path::new("/etc").join(name))
+            .expect(name);
+        assert_eq!(m.source().as_deref(), Some(dir.join(name).as_path()));
+    }
+    let resolv: Vec<_> = mounts
+        .iter()
+        .filter(|m| m.destination() == Path::new("/etc/resolv.conf"))
+        .collect();
+    assert_eq!(resolv.len(), 1, "the spec's own mount wins");
+    assert_eq!(resolv[0].typ().as_deref(), Some("tmpfs"));
 }
