@@ -419,3 +419,27 @@ fn a_long_stop_never_holds_up_other_workloads_or_the_status() {
         removed_at.elapsed()
     );
 }
+
+#[test]
+fn a_child_killed_by_the_oom_killer_marks_the_container_oom_killed() {
+    if !require_root("a_child_killed_by_the_oom_killer_marks_the_container_oom_killed") {
+        return;
+    }
+    let (mut a, image) = agent_with_busybox("oomchild");
+    a.start();
+    // tail (a child) is OOM-killed; the shell, PID 1, then exits with its status, 137.
+    let yaml = workload_yaml(
+        "oomchild",
+        &image,
+        "head -c 200m /dev/zero | tail",
+        "  restartPolicy: Never\n",
+        "memory: 32Mi",
+    );
+    a.write_manifest("oomchild.yaml", &yaml);
+    let c = wait_for("oomchild to exit", T, || {
+        a.container("oomchild", "main")
+            .filter(|c| c["exit_code"].as_i64().is_some())
+    });
+    assert_eq!(c["exit_code"], 137, "{c}");
+    assert_eq!(c["oom_killed"], true, "the cgroup counted the kill: {c}");
+}

@@ -168,7 +168,9 @@ fn supervise(args: &RunArgs, container: &mut Container, log_rd: std::os::fd::Own
 fn finish(args: &RunArgs, container: &mut Container, status: &mut ShimStatus, exit: Exit) {
     let oom_kills =
         oom::cgroups_path(&args.dir.join("bundle")).and_then(|p| oom::oom_kill_count(&p));
-    status.oom_killed = oom_kills.unwrap_or(0) > 0 && exit.signal == Some(libc::SIGKILL);
+    // As Docker and Kubernetes report it: any OOM kill in the container's cgroup (which
+    // lives as long as this instance) — also of a child whose death made PID 1 exit 137.
+    status.oom_killed = oom_kills.unwrap_or(0) > 0;
     info!(id = %args.id, code = exit.code, oom_kills, "container exited");
     if let Err(e) = container.delete(true) {
         warn!(id = %args.id, "deleting the container failed: {e}");
