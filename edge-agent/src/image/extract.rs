@@ -22,14 +22,18 @@ use super::paths;
 use super::sysfs::{self, set_mtime, set_xattr};
 
 /// Extracts every entry of `archive` into `root` (an empty folder).
+/// `lower`: the extracted layers below this one, bottom first; a hard link may name a file
+/// of theirs (what `docker save` writes), which is then linked from there.
 pub fn unpack<R: Read>(
     archive: &mut tar::Archive<R>,
     root: &Path,
     layer: &str,
+    lower: &[PathBuf],
 ) -> Result<(), ImageError> {
     let mut u = Unpacker {
         root,
         layer,
+        lower,
         dir_times: Vec::new(),
     };
     let entries = archive
@@ -56,6 +60,7 @@ struct Meta {
 struct Unpacker<'a> {
     root: &'a Path,
     layer: &'a str,
+    lower: &'a [PathBuf],
     dir_times: Vec<(PathBuf, u64)>,
 }
 
@@ -262,24 +267,69 @@ impl Unpacker<'_> {
         if target.as_os_str().is_empty() {
             return Err(self.refuse(name, "hard link without a target".into()));
         }
-        self.prepare_parents(&target, name, false)?;
-        let src = self.root.join(&target);
-        match fs::symlink_metadata(&src) {
+        // Parents present here must be real folders; when one is missing, the target can
+        // only be in a lower layer.
+        let parents_here = target
+            .ancestors()
+            .skip(1)
+            .all(|a| fs::symlink_metadata(self.root.join(a)).is_ok());
+        if parents_here {
+            self.prepare_parents(&target, name, false)?;
+        }
+        let here = self.root.join(&target);
+        let found_here = if parents_here {
+            fs::symlink_metadata(&here)
+        } else {
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        };
+        let src = match found_here {
             Ok(m) if m.is_dir() => {
                 return Err(self.refuse(name, format!("hard link target `{shown}` is a folder")));
             }
-            Ok(_) if src == dest => return Ok(()),
-            Ok(_) => {}
-            Err(_) => {
-                return Err(self.refuse(
+            Ok(_) if here == dest => return Ok(()),
+            Ok(_) => here,
+            Err(_) => self.in_lower(&target).ok_or_else(|| {
+                self.refuse(
                     name,
-                    format!("hard link target `{shown}` is not an earlier entry of this layer"),
-                ));
-            }
-        }
+                    format!(
+                        "hard link target `{shown}` is neither an earlier entry of this layer nor a file of the layers below"
+                    ),
+                )
+            })?,
+        };
         self.clear(dest, name, false)?;
         // linkat without AT_SYMLINK_FOLLOW: a symlink target is linked, not followed.
         fs::hard_link(&src, dest).map_err(|e| self.io(format!("creating hard link `{name}`"), e))
+    }
+
+    /// `target` (normalized, relative) as a non-folder entry of the topmost lower layer
+    /// that has it, reached without any symlink component; `None` when no layer has it
+    /// or the topmost one that names it deleted it (a whiteout).
+    fn in_lower(&self, target: &Path) -> Option<PathBuf> {
+        for layer in self.lower.iter().rev() {
+            let mut path = layer.clone();
+            let mut parents = target.components().peekable();
+            let mut reachable = true;
+            while let Some(c) = parents.next() {
+                path.push(c);
+                if parents.peek().is_some() {
+                    reachable = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+                    if !reachable {
+                        break;
+                    }
+                }
+            }
+            if !reachable {
+                continue;
+            }
+            match fs::symlink_metadata(&path) {
+                Ok(m) if sysfs::is_whiteout(&m) => return None,
+                Ok(m) if !m.is_dir() => return Some(path),
+                Ok(_) => return None,
+                Err(_) => {}
+            }
+        }
+        None
     }
 
     fn fifo(&self, dest: &Path, meta: &Meta, name: &str) -> Result<(), ImageError> {

@@ -89,7 +89,14 @@ pub fn check_media_type(layer: &LayerRef) -> Result<(), ImageError> {
 
 /// Returns the folder of `layer`, extracting it from the compressed blob at `blob` first
 /// when it is not in the store.
-pub fn ensure(layers_dir: &Path, blob: &Path, layer: &LayerRef) -> Result<PathBuf, ImageError> {
+/// `lower`: the folders of the layers below it, bottom first (a hard link may name a
+/// file of one of them).
+pub fn ensure(
+    layers_dir: &Path,
+    blob: &Path,
+    layer: &LayerRef,
+    lower: &[PathBuf],
+) -> Result<PathBuf, ImageError> {
     if let Some(dest) = present(layers_dir, layer) {
         return Ok(dest);
     }
@@ -98,7 +105,7 @@ pub fn ensure(layers_dir: &Path, blob: &Path, layer: &LayerRef) -> Result<PathBu
     let tmp = layers_dir.join(temp_name(layer.diff_id.hex()));
     let io_err = |context: String| move |source| ImageError::Io { context, source };
     fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-    let result = extract_verified(blob, kind, &tmp, layer).and_then(|()| {
+    let result = extract_verified(blob, kind, &tmp, layer, lower).and_then(|()| {
         let dir = File::open(&tmp).map_err(io_err(format!("opening {}", tmp.display())))?;
         nix::unistd::syncfs(dir.as_raw_fd())
             .map_err(|e| io_err(format!("syncing {}", tmp.display()))(e.into()))
@@ -127,6 +134,7 @@ fn extract_verified(
     kind: Compression,
     tmp: &Path,
     layer: &LayerRef,
+    lower: &[PathBuf],
 ) -> Result<(), ImageError> {
     let name = layer.blob.to_string();
     let file = File::open(blob).map_err(|source| ImageError::Extract {
@@ -142,7 +150,7 @@ fn extract_verified(
         Compression::Zstd => Decompress::Zstd(Box::new(MultiFrameDecoder::new(outer))),
     };
     let mut archive = tar::Archive::new(HashingReader::new(decompressed));
-    extract::unpack(&mut archive, tmp, &name)?;
+    extract::unpack(&mut archive, tmp, &name, lower)?;
     let drain_err = |source| ImageError::Extract {
         layer: name.clone(),
         context: "reading the rest of the blob".into(),

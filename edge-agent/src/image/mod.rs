@@ -265,7 +265,9 @@ impl ImageStore {
         for l in &image.layers {
             let dir = match layer::present(&layers_dir, l) {
                 Some(dir) => dir,
-                None if extract => layer::ensure(&layers_dir, &layout.blob_path(&l.blob), l)?,
+                None if extract => {
+                    layer::ensure(&layers_dir, &layout.blob_path(&l.blob), l, &layers)?
+                }
                 None => return Ok(None),
             };
             layers.push(dir);

@@ -212,7 +212,9 @@ fn fetch_layers(
             reporter.current(n);
         })?;
         reporter.finish_layer(l.size.unwrap_or(0));
-        let result = layer::ensure(&layers_dir, &blob, l);
+        let below = image.layers.iter().take_while(|x| x.diff_id != l.diff_id);
+        let lower: Vec<_> = below.map(|x| layers_dir.join(x.diff_id.hex())).collect();
+        let result = layer::ensure(&layers_dir, &blob, l, &lower);
         if let Err(e) = fs::remove_file(&blob) {
             warn!(blob = %blob.display(), "cannot remove extracted layer blob: {e}");
         }

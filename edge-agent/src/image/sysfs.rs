@@ -17,6 +17,12 @@ pub fn make_whiteout(path: &Path) -> io::Result<()> {
 }
 
 /// Creates a fifo (permissions are set by the caller).
+/// True for an overlayfs whiteout: a character device 0:0.
+pub fn is_whiteout(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
 pub fn make_fifo(path: &Path, mode: u32) -> io::Result<()> {
     Ok(mknod(
         path,

@@ -466,3 +466,51 @@ fn busybox_layout_prepares() {
         0o1777
     );
 }
+
+#[test]
+fn a_hard_link_to_a_file_of_a_lower_layer_resolves_there() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::new();
+    let layout = fx.layout("saved");
+    // What `docker save` writes: the upper layer links to a file only the base has.
+    let upper = LayerBuilder::new()
+        .add_dir("srv", 0o755)
+        .add_hardlink("srv/tool", "bin/tool")
+        .add_hardlink("srv/motd", "etc/motd")
+        .finish();
+    testutil::write_layout(&layout, "v1", &[base_layer(), upper], json!({})).unwrap();
+    let img = fx.store.prepare(&reference(&layout, "v1")).unwrap();
+    let [base, top] = &img.layers[..] else {
+        panic!("expected 2 layers: {:?}", img.layers)
+    };
+    let linked = fs::metadata(top.join("srv/tool")).unwrap();
+    assert_eq!(
+        linked.ino(),
+        fs::metadata(base.join("bin/tool")).unwrap().ino()
+    );
+    assert_eq!(fs::read(top.join("srv/motd")).unwrap(), b"hello");
+
+    // A file the layer in between deleted (whiteout) is gone: the link is refused.
+    let fx = Fixture::new();
+    let layout = fx.layout("deleted");
+    let middle = LayerBuilder::new().add_whiteout("etc/motd").finish();
+    let upper = LayerBuilder::new()
+        .add_hardlink("motd-again", "etc/motd")
+        .finish();
+    testutil::write_layout(&layout, "v1", &[base_layer(), middle, upper], json!({})).unwrap();
+    let err = fx.store.prepare(&reference(&layout, "v1")).unwrap_err();
+    assert!(matches!(err, ImageError::UnsafeEntry { .. }), "{err}");
+
+    // Reached through a symlinked folder of the lower layer: refused too.
+    let fx = Fixture::new();
+    let layout = fx.layout("through");
+    let base = LayerBuilder::new()
+        .add_dir("real", 0o755)
+        .add_file("real/f", b"f", 0o644)
+        .add_symlink("alias", "real")
+        .finish();
+    let upper = LayerBuilder::new().add_hardlink("g", "alias/f").finish();
+    testutil::write_layout(&layout, "v1", &[base, upper], json!({})).unwrap();
+    let err = fx.store.prepare(&reference(&layout, "v1")).unwrap_err();
+    assert!(matches!(err, ImageError::UnsafeEntry { .. }), "{err}");
+}

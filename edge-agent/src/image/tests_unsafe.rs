@@ -119,7 +119,10 @@ fn hard_link_targets_outside_the_layer() {
         ),
         "etc/later",
     );
-    assert!(msg.contains("not an earlier entry"), "{msg}");
+    assert!(
+        msg.contains("neither an earlier entry of this layer nor a file of the layers below"),
+        "{msg}"
+    );
 }
 
 #[test]
