@@ -219,7 +219,7 @@ impl ImageStore {
         })?;
         let _shared = self.locks.gc.read().unwrap_or_else(PoisonError::into_inner);
         match parsed {
-            reference::Source::Oci(r) => self.prepare_layout(reference, &r),
+            reference::Source::Oci(r) => self.prepare_layout(reference, &r, cfg.min_free_disk),
             reference::Source::Registry(r) => pull::prepare(self, reference, &r, cfg, progress),
         }
     }
@@ -233,7 +233,7 @@ impl ImageStore {
             return None;
         };
         let _shared = self.locks.gc.read().unwrap_or_else(PoisonError::into_inner);
-        self.prepare_layout_with(reference, &parsed, false)
+        self.prepare_layout_with(reference, &parsed, None)
             .transpose()
     }
 
@@ -241,31 +241,43 @@ impl ImageStore {
         &self,
         reference: &str,
         parsed: &reference::Reference,
+        min_free_disk: u64,
     ) -> Result<PreparedImage, ImageError> {
-        let prepared = self.prepare_layout_with(reference, parsed, true)?;
+        let prepared = self.prepare_layout_with(reference, parsed, Some(min_free_disk))?;
         prepared.ok_or_else(|| ImageError::Layout {
             path: parsed.layout.clone(),
             reason: "layers were not extracted".into(),
         })
     }
 
-    /// Resolves the layout's image; extracts missing layers when `extract`, else returns
-    /// `Ok(None)` as soon as a layer is missing.
+    /// Resolves the layout's image; extracts missing layers when `extract` is the free-disk
+    /// floor (`images.min_free_disk`, as for pulls), else returns `Ok(None)` as soon as a
+    /// layer is missing.
     fn prepare_layout_with(
         &self,
         reference: &str,
         parsed: &reference::Reference,
-        extract: bool,
+        extract: Option<u64>,
     ) -> Result<Option<PreparedImage>, ImageError> {
         let layout = layout::Layout::open(&parsed.layout)?;
         let host = platform::HostPlatform::current();
         let image = layout.resolve(&parsed.selector, &host, reference)?;
         let layers_dir = self.layers_dir();
+        if let Some(floor) = extract {
+            let missing = image
+                .layers
+                .iter()
+                .filter(|l| layer::present(&layers_dir, l).is_none());
+            let total: u64 = missing.filter_map(|l| l.size).sum();
+            if total > 0 {
+                pull::check_disk(self, total, floor)?;
+            }
+        }
         let mut layers = Vec::with_capacity(image.layers.len());
         for l in &image.layers {
             let dir = match layer::present(&layers_dir, l) {
                 Some(dir) => dir,
-                None if extract => {
+                None if extract.is_some() => {
                     layer::ensure(&layers_dir, &layout.blob_path(&l.blob), l, &layers)?
                 }
                 None => return Ok(None),

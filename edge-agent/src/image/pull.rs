@@ -236,7 +236,7 @@ fn fetch_layers(
         .collect()
 }
 
-fn check_disk(store: &ImageStore, download: u64, floor: u64) -> Result<(), ImageError> {
+pub(super) fn check_disk(store: &ImageStore, download: u64, floor: u64) -> Result<(), ImageError> {
     let Some(free) = store.disk_free_bytes() else {
         return Ok(());
     };

@@ -514,3 +514,25 @@ fn a_hard_link_to_a_file_of_a_lower_layer_resolves_there() {
     let err = fx.store.prepare(&reference(&layout, "v1")).unwrap_err();
     assert!(matches!(err, ImageError::UnsafeEntry { .. }), "{err}");
 }
+
+#[test]
+fn min_free_disk_applies_to_oci_layouts_too() {
+    let fx = Fixture::new();
+    let layout = fx.layout("big");
+    testutil::write_layout(&layout, "v1", &[base_layer()], json!({})).unwrap();
+    let cfg = super::PullConfig {
+        min_free_disk: u64::MAX / 2,
+        ..super::PullConfig::default()
+    };
+    let err = fx
+        .store
+        .prepare_with(&reference(&layout, "v1"), &cfg, &|_| {})
+        .unwrap_err();
+    assert!(matches!(err, ImageError::LowDisk { .. }), "{err}");
+    assert!(fx.layer_entries().is_empty(), "nothing extracted");
+    // With room, it extracts; once extracted, the floor no longer matters (no new bytes).
+    fx.store.prepare(&reference(&layout, "v1")).unwrap();
+    fx.store
+        .prepare_with(&reference(&layout, "v1"), &cfg, &|_| {})
+        .unwrap();
+}
