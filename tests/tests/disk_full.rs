@@ -61,6 +61,8 @@ fn on_a_full_disk_the_agent_starts_keeps_what_runs_and_recovers() {
     let mut a = TestAgent::new("diskfull");
     let image = a.dir.path().join("busybox");
     oci::busybox_layout(&image, "latest").unwrap();
+    // A 24 MiB disk: the image-store floor must sit below it, or nothing is extracted.
+    a.append_config("[images]\nmin_free_disk = \"1Mi\"\n");
     let disk = Tmpfs::mount(&a.state, "24m");
     a.start();
     let sleeper = "echo up; while true; do sleep 1; done";
