@@ -255,8 +255,22 @@ impl Agent {
             stop_grace_ms: u64::from(spec.stop_grace_ms),
             notify: Some(self.paths.agent_sock()),
         };
-        let pid = self.ports.runtime.start(&args)?;
-        Ok((pid, image.manifest_digest))
+        let (id, dir) = (args.id.clone(), args.dir.clone());
+        match self.ports.runtime.start(&args) {
+            Ok(pid) => Ok((pid, image.manifest_digest)),
+            Err(e @ RuntimeError::StartTimeout { .. }) => {
+                // A shim stuck in creation would keep the container `Starting` forever:
+                // end it, so that this failure is what the next passes see (and back off).
+                if let Err(k) = self.ports.runtime.force_stop(&id, &dir) {
+                    warn!(container = %id, "ending the stuck shim: {k}");
+                }
+                if let Err(k) = self.ports.runtime.clear(&id, &dir) {
+                    warn!(container = %id, "clearing the stuck start: {k}");
+                }
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` in

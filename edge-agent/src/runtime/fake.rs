@@ -6,7 +6,7 @@
 //! SIGTERM) or leaves it running until the test calls [`FakeRuntime::exit`] or the daemon
 //! force-stops it (`StopBehaviour::Hang`, like a process that ignores SIGTERM).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -46,6 +46,8 @@ struct Inner {
     next_pid: u32,
     /// Container id → message: its next starts fail with it.
     fail_start: BTreeMap<String, String>,
+    /// Container ids whose starts hang: the shim stays `starting` and never reports.
+    hang_start: BTreeSet<String>,
     stop: StopBehaviour,
 }
 
@@ -85,7 +87,15 @@ impl FakeRuntime {
     }
 
     pub fn heal(&self, id: &str) {
-        self.lock().fail_start.remove(id);
+        let mut inner = self.lock();
+        inner.fail_start.remove(id);
+        inner.hang_start.remove(id);
+    }
+
+    /// Starts of container `id` hang (libcontainer stuck in create) until [`Self::heal`]:
+    /// the shim stays alive in `starting` and `start` times out.
+    pub fn hang_starts(&self, id: &str) {
+        self.lock().hang_start.insert(id.to_owned());
     }
 
     /// Container `id` exits with `code` now, as its shim would record it.
@@ -126,6 +136,25 @@ impl FakeRuntime {
     }
 }
 
+/// A shim status in `starting`.
+fn starting(pid: u32, wall: u64, boot: u64) -> ShimStatus {
+    ShimStatus {
+        shim_pid: pid + 100_000,
+        shim_start_ticks: 1,
+        state: ShimState::Starting,
+        pid: Some(pid),
+        pid_start_ticks: Some(1),
+        started_at_ms: Some(wall),
+        finished_at_ms: None,
+        started_at_boot_ms: Some(boot),
+        finished_at_boot_ms: None,
+        exit_code: None,
+        signal: None,
+        oom_killed: false,
+        error: None,
+    }
+}
+
 fn finish(view: &mut ShimView, code: i32, wall: u64, boot: u64) {
     let s = &mut view.status;
     s.state = ShimState::Exited;
@@ -147,6 +176,24 @@ impl Runtime for FakeRuntime {
         inner.next_pid += 1;
         let pid = 1000 + inner.next_pid;
         let failure = inner.fail_start.get(&args.id).cloned();
+        if inner.hang_start.contains(&args.id) {
+            let mut view = ShimView {
+                status: starting(pid, wall, boot),
+                shim_alive: true,
+                init_alive: false,
+            };
+            view.status.pid = None;
+            inner.containers.insert(
+                args.dir.clone(),
+                Container {
+                    id: args.id.clone(),
+                    view,
+                },
+            );
+            return Err(RuntimeError::StartTimeout {
+                id: args.id.clone(),
+            });
+        }
         let mut status = ShimStatus {
             shim_pid: pid + 100_000,
             shim_start_ticks: 1,

@@ -179,3 +179,34 @@ fn an_image_gone_from_the_store_is_pulled_again_then_started() {
         (2, Some("sha256:a"))
     );
 }
+
+#[test]
+fn a_start_that_hangs_is_ended_reported_and_retried_with_back_off() {
+    let mut fx = Fx::new();
+    fx.rt.hang_starts(&id("web"));
+    fx.agent.set_static_desired(vec![wl("web", "a")]);
+    assert_eq!(
+        ms(fx.pass()),
+        Some(1_000),
+        "backs off like any runtime failure"
+    );
+    assert_eq!(
+        fx.rt.take_calls(),
+        vec![
+            clear("web"),
+            start("web"),
+            RuntimeCall::ForceStop { id: id("web") },
+            clear("web"),
+        ],
+        "the stuck shim is ended"
+    );
+    let f = failure(&fx, "web").expect("recorded");
+    assert_eq!(f.kind, StartErrorKind::Runtime);
+    assert!(f.error.contains("did not report"), "{}", f.error);
+    let w = fx.workload("web");
+    assert_eq!(w.phase, Phase::Error, "not Pending forever: {w:?}");
+    fx.rt.heal(&id("web"));
+    fx.clock.advance(1_000);
+    fx.pass();
+    assert_eq!(fx.phase("web"), Phase::Running);
+}
