@@ -73,14 +73,38 @@ fn load_or_create(
         Err(_) => {}
     }
     let bytes = make()?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err)?;
-    file.write_all(&bytes).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
+    // Written in full under a temporary name, then linked into place (never replacing
+    // an existing file): a power cut leaves either no key or the whole key, never a
+    // short one the next start would refuse.
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => {}
+        // Another process created it first: that one is the key.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return std::fs::read(path).map_err(io_err);
+        }
+        Err(e) => return Err(io_err(e)),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err)?;
+    }
     Ok(bytes)
 }
 
@@ -113,5 +137,25 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
         );
         assert_ne!(c, new_credential().unwrap());
+    }
+
+    #[test]
+    fn a_key_is_linked_into_place_whole_and_no_temporary_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a power cut in the middle of an earlier write would have left.
+        let stray = dir
+            .path()
+            .join(format!(".{KEY_FILE}.tmp{}", std::process::id()));
+        std::fs::write(&stray, b"short").unwrap();
+        let key = load_or_create_signing_key(dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join(KEY_FILE)).unwrap().len(), 32);
+        assert!(!stray.exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [KEY_FILE]);
+        let again = load_or_create_signing_key(dir.path()).unwrap();
+        assert_eq!(key.to_bytes(), again.to_bytes());
     }
 }
