@@ -195,19 +195,8 @@ impl Runtime for FakeRuntime {
             });
         }
         let mut status = ShimStatus {
-            shim_pid: pid + 100_000,
-            shim_start_ticks: 1,
             state: ShimState::Running,
-            pid: Some(pid),
-            pid_start_ticks: Some(1),
-            started_at_ms: Some(wall),
-            finished_at_ms: None,
-            started_at_boot_ms: Some(boot),
-            finished_at_boot_ms: None,
-            exit_code: None,
-            signal: None,
-            oom_killed: false,
-            error: None,
+            ..starting(pid, wall, boot)
         };
         if let Some(message) = &failure {
             status.state = ShimState::Failed;
