@@ -77,9 +77,12 @@ fn compression(layer: &LayerRef) -> Result<Compression, ImageError> {
 /// Folder of `layer` in the store, if it is already extracted.
 pub fn present(layers_dir: &Path, layer: &LayerRef) -> Option<PathBuf> {
     let dest = layers_dir.join(layer.diff_id.hex());
-    fs::symlink_metadata(&dest)
-        .is_ok_and(|m| m.is_dir())
-        .then_some(dest)
+    is_extracted(&dest).then_some(dest)
+}
+
+/// True when `dir` is an extracted layer's folder (a real folder, not a symlink).
+pub fn is_extracted(dir: &Path) -> bool {
+    fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
 }
 
 /// Checks that the layer's media type can be extracted (before anything is downloaded).

@@ -206,7 +206,7 @@ impl ImageStore {
         let mut layers = Vec::with_capacity(record.layers.len());
         for diff_id in &record.layers {
             let dir = layers_dir.join(Digest::parse(diff_id).ok()?.hex());
-            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            if !super::layer::is_extracted(&dir) {
                 return None;
             }
             layers.push(dir);

@@ -71,10 +71,7 @@ impl ImageService for StoreImageService {
     }
 
     fn still_present(&self, image: &PreparedImage) -> bool {
-        image
-            .layers
-            .iter()
-            .all(|l| std::fs::symlink_metadata(l).is_ok_and(|m| m.is_dir()))
+        image.layers.iter().all(|l| super::layer::is_extracted(l))
     }
 
     fn touch(&self, manifest_digest: &str) -> Result<(), ImageError> {
