@@ -21,6 +21,8 @@ impl Agent {
         self.save_unsaved_desired(false);
         self.save_unsaved_records();
         let mut wake_at = None;
+        // The snapshot of the round that planned nothing is the device as it is now.
+        let mut settled = None;
         for _ in 0..MAX_ROUNDS {
             let now = self.ports.clock.boot_ms();
             self.images.collect(self.ports.images.as_mut(), now);
@@ -28,15 +30,18 @@ impl Agent {
             let p = plan(&self.sources.desired.workloads, &observed, now);
             wake_at = p.wake_at_ms;
             if p.actions.is_empty() {
+                settled = Some((observed, now));
                 break;
             }
             for action in p.actions {
                 self.apply(action);
             }
         }
-        let now = self.ports.clock.boot_ms();
-        self.images.collect(self.ports.images.as_mut(), now);
-        let observed = self.observe();
+        let (observed, now) = settled.unwrap_or_else(|| {
+            let now = self.ports.clock.boot_ms();
+            self.images.collect(self.ports.images.as_mut(), now);
+            (self.observe(), now)
+        });
         if let Err(e) = self.report(&observed) {
             warn!("cannot write status: {e}");
         }
