@@ -338,6 +338,7 @@ fn desired_of_size(device: &Name, generation: u64, key: &SigningKey, size: usize
             mounts: vec![],
             resources: Resources::default(),
             devices: vec![],
+            init: false,
         };
         let state = DesiredState {
             device: device.clone(),

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use crate::types::{DesiredState, DeviceStatus};
 
 /// Envelope version written by this build. Bump it when a wire struct changes shape
-/// (2: `WorkloadSpec.labels`); `compat::decode_any` still reads older versions.
-pub const VERSION: u16 = 2;
+/// (2: `WorkloadSpec.labels`, 3: `ContainerSpec.init`); `compat::decode_any` still reads older versions.
+pub const VERSION: u16 = 3;
 
 /// Largest payload accepted or produced (see `limits`, where every size limit lives).
 pub use crate::limits::MAX_MESSAGE_BYTES;
@@ -152,6 +152,7 @@ mod tests {
                     container_path: None,
                     permissions: "rw".into(),
                 }],
+                init: pids.is_some(),
             })
     }
 
@@ -216,10 +217,10 @@ mod tests {
             Err(CodecError::Kind { found: 1, .. })
         ));
         let mut other = bytes.clone();
-        other[0] = 3;
+        other[0] = VERSION as u8 + 1;
         assert!(matches!(
             decode::<DesiredState>(&other),
-            Err(CodecError::Version { found: 3 })
+            Err(CodecError::Version { found }) if found == VERSION + 1
         ));
         let mut long = bytes.clone();
         long.push(0);

@@ -8,6 +8,7 @@
 //! Version history:
 //! - 1: the first wire format.
 //! - 2: `WorkloadSpec.labels` appended.
+//! - 3: `ContainerSpec.init` appended.
 //!
 //! Signatures and MACs are over the bytes as sent: callers verify those bytes first and
 //! convert after (see `auth`). This module must never re-encode an old message.
@@ -17,32 +18,42 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthedStatus, SignedDesired};
 use crate::codec::{self, CodecError, VERSION, Wire};
-use crate::types::{ContainerSpec, DesiredState, DeviceStatus, NetworkMode, RestartPolicy};
+use crate::types::EnvVar;
+use crate::types::{
+    ContainerSpec, DesiredState, DeviceStatus, HostDevice, Mount, NetworkMode, Resources,
+    RestartPolicy,
+};
 use crate::{Name, WorkloadSpec};
 
 /// The oldest envelope version this build reads.
 pub const OLDEST_VERSION: u16 = 1;
 
-/// A wire type together with the shape it had in envelope version 1.
+/// A wire type together with the shapes it had in older envelope versions.
 pub trait Compat: Wire {
-    /// `Self` when the shape did not change.
+    /// The shape in envelope version 1; `Self` when the shape did not change.
     type V1: DeserializeOwned + Into<Self>;
+    /// The shape in envelope version 2; `Self` when the shape did not change.
+    type V2: DeserializeOwned + Into<Self>;
 }
 
 impl Compat for DesiredState {
     type V1 = DesiredStateV1;
+    type V2 = DesiredStateV2;
 }
 
 impl Compat for DeviceStatus {
     type V1 = DeviceStatus;
+    type V2 = DeviceStatus;
 }
 
 impl Compat for SignedDesired {
     type V1 = SignedDesired;
+    type V2 = SignedDesired;
 }
 
 impl Compat for AuthedStatus {
     type V1 = AuthedStatus;
+    type V2 = AuthedStatus;
 }
 
 /// Decodes a `T` from an envelope of any version from [`OLDEST_VERSION`] to
@@ -52,6 +63,7 @@ pub fn decode_any<T: Compat>(bytes: &[u8]) -> Result<T, CodecError> {
     match version {
         VERSION => codec::decode_body::<T, T>(rest),
         1 => codec::decode_body::<T, T::V1>(rest).map(Into::into),
+        2 => codec::decode_body::<T, T::V2>(rest).map(Into::into),
         found => Err(CodecError::Version { found }),
     }
 }
@@ -68,15 +80,78 @@ pub struct DesiredStateV1 {
 #[derive(Debug, Deserialize)]
 struct WorkloadSpecV1 {
     name: Name,
-    containers: Vec<ContainerSpec>,
+    containers: Vec<ContainerSpecV2>,
     restart_policy: RestartPolicy,
     network: NetworkMode,
     volumes: Vec<Name>,
     stop_grace_ms: u32,
 }
 
+/// `DesiredState` as encoded in envelope version 2.
+#[derive(Debug, Deserialize)]
+pub struct DesiredStateV2 {
+    device: Name,
+    generation: u64,
+    workloads: Vec<WorkloadSpecV2>,
+}
+
+/// `WorkloadSpec` as encoded in envelope version 2: containers without `init`.
+#[derive(Debug, Deserialize)]
+struct WorkloadSpecV2 {
+    name: Name,
+    containers: Vec<ContainerSpecV2>,
+    restart_policy: RestartPolicy,
+    network: NetworkMode,
+    volumes: Vec<Name>,
+    stop_grace_ms: u32,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `ContainerSpec` as encoded in envelope versions 1 and 2: no `init`.
+#[derive(Debug, Deserialize)]
+struct ContainerSpecV2 {
+    name: Name,
+    image: crate::ImageRef,
+    command: Vec<String>,
+    args: Vec<String>,
+    env: Vec<EnvVar>,
+    working_dir: Option<String>,
+    mounts: Vec<Mount>,
+    resources: Resources,
+    devices: Vec<HostDevice>,
+}
+
 impl From<DesiredStateV1> for DesiredState {
     fn from(old: DesiredStateV1) -> DesiredState {
+        DesiredStateV2 {
+            device: old.device,
+            generation: old.generation,
+            workloads: old
+                .workloads
+                .into_iter()
+                .map(WorkloadSpecV2::from)
+                .collect(),
+        }
+        .into()
+    }
+}
+
+impl From<WorkloadSpecV1> for WorkloadSpecV2 {
+    fn from(old: WorkloadSpecV1) -> WorkloadSpecV2 {
+        WorkloadSpecV2 {
+            name: old.name,
+            containers: old.containers,
+            restart_policy: old.restart_policy,
+            network: old.network,
+            volumes: old.volumes,
+            stop_grace_ms: old.stop_grace_ms,
+            labels: Default::default(),
+        }
+    }
+}
+
+impl From<DesiredStateV2> for DesiredState {
+    fn from(old: DesiredStateV2) -> DesiredState {
         DesiredState {
             device: old.device,
             generation: old.generation,
@@ -85,16 +160,37 @@ impl From<DesiredStateV1> for DesiredState {
     }
 }
 
-impl From<WorkloadSpecV1> for WorkloadSpec {
-    fn from(old: WorkloadSpecV1) -> WorkloadSpec {
+impl From<WorkloadSpecV2> for WorkloadSpec {
+    fn from(old: WorkloadSpecV2) -> WorkloadSpec {
         WorkloadSpec {
             name: old.name,
-            containers: old.containers,
+            containers: old
+                .containers
+                .into_iter()
+                .map(ContainerSpec::from)
+                .collect(),
             restart_policy: old.restart_policy,
             network: old.network,
             volumes: old.volumes,
             stop_grace_ms: old.stop_grace_ms,
-            labels: Default::default(),
+            labels: old.labels,
+        }
+    }
+}
+
+impl From<ContainerSpecV2> for ContainerSpec {
+    fn from(old: ContainerSpecV2) -> ContainerSpec {
+        ContainerSpec {
+            name: old.name,
+            image: old.image,
+            command: old.command,
+            args: old.args,
+            env: old.env,
+            working_dir: old.working_dir,
+            mounts: old.mounts,
+            resources: old.resources,
+            devices: old.devices,
+            init: false,
         }
     }
 }

@@ -11,6 +11,10 @@ use crate::{ImageRef, WorkloadSpec};
 /// Written by the envelope-version-1 build (commit 34ca3cb): `encode(&desired)` and
 /// `sign_desired(&desired, &SigningKey::from_bytes(&[7; 32]))` of [`expected`] without labels.
 const V1_DESIRED: &str = "01010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e";
+/// Written by the envelope-version-2 build (commit b1066af): [`expected`] with label
+/// `app=web`, encoded and signed with the same key.
+const V2_DESIRED: &str = "02010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e010361707003776562";
+const V2_SIGNED: &str = "02034e02010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e01036170700377656240d6e667db1030e88c1643cbd479520f09e6429a193d464221c5c4ddab0c47221929cd0e628141f8343d9a671ce2b55c37d2b0b22cadb4747f3c336c4a6e5f410c";
 const V1_SIGNED: &str = "01034501010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e40e2be68b7bc322fa9c1437bdfc12ef09e4b613d5285d191e7fb71a2d08dfe4e9b28a2c265387d130d1e1ccc317ee45d14198d1c4a2edf85885a830d8cdaa54105";
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -47,6 +51,7 @@ fn expected() -> DesiredState {
                     pids: None,
                 },
                 devices: vec![],
+                init: false,
             }],
             restart_policy: RestartPolicy::Always,
             network: NetworkMode::Host,
@@ -81,9 +86,26 @@ fn a_version_1_signed_state_persisted_by_an_old_agent_still_verifies() {
 }
 
 #[test]
+fn a_version_2_state_decodes_and_verifies_with_init_off() {
+    let mut want = expected();
+    want.workloads[0].labels.insert("app".into(), "web".into());
+    assert_eq!(
+        decode_any::<DesiredState>(&unhex(V2_DESIRED)).unwrap(),
+        want
+    );
+    let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let state = verify_desired(&unhex(V2_SIGNED), &key, &name("pi-1"), 0).unwrap();
+    assert_eq!(state, want);
+    let mut tampered = unhex(V2_SIGNED);
+    tampered[20] ^= 1;
+    assert!(verify_desired(&tampered, &key, &name("pi-1"), 0).is_err());
+}
+
+#[test]
 fn the_current_version_carries_labels_and_unknown_versions_are_refused() {
     let mut d = expected();
     d.workloads[0].labels.insert("app".into(), "web".into());
+    d.workloads[0].containers[0].init = true;
     let bytes = encode(&d).unwrap();
     assert_eq!(bytes[0], VERSION as u8);
     assert_eq!(decode_any::<DesiredState>(&bytes).unwrap(), d);

@@ -168,6 +168,9 @@ pub struct ContainerManifest {
     pub devices: Vec<Spanned<DeviceManifest>>,
     #[serde(default)]
     pub mounts: Vec<Spanned<MountManifest>>,
+    /// `init: true` runs a minimal init as PID 1 (`docker run --init`).
+    #[serde(default)]
+    pub init: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +401,7 @@ impl ContainerManifest {
                 .iter()
                 .map(|d| convert_device(file, d))
                 .collect::<Result<_, _>>()?,
+            init: self.init,
         })
     }
 }
@@ -553,6 +557,7 @@ spec:
         - {volume: data, mountPath: /data}
         - {hostPath: /etc/ssl/certs, mountPath: /etc/ssl/certs, readOnly: true}
         - {tmpfs: 16Mi, mountPath: /tmp}
+      init: true
 ";
 
     const MINIMAL: &str = "\
@@ -633,6 +638,7 @@ spec:
                         permissions: "rw".into(),
                     },
                 ],
+                init: true,
             }],
         }
     }

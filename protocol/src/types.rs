@@ -56,6 +56,11 @@ pub struct ContainerSpec {
     pub mounts: Vec<Mount>,
     pub resources: Resources,
     pub devices: Vec<HostDevice>,
+    /// Run a minimal init as PID 1 that forwards signals to the command and reaps orphaned
+    /// processes (`docker run --init`). Since envelope version 3; `default` keeps JSON
+    /// written before that readable.
+    #[serde(default)]
+    pub init: bool,
 }
 
 impl ContainerSpec {
@@ -72,6 +77,7 @@ impl ContainerSpec {
             mounts: vec![],
             resources: Resources::default(),
             devices: vec![],
+            init: false,
         }
     }
 }

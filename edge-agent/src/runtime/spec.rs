@@ -25,6 +25,10 @@ pub use user::UserError;
 /// `PATH` when neither the image nor the spec sets one (the value runc and Docker use).
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Runtime-config annotation asking the shim to run a minimal init as PID 1
+/// (`ContainerSpec::init`, `docker run --init`); value `"true"`.
+pub const INIT_ANNOTATION: &str = "org.drover.init";
+
 /// The parts of an image's config that shape the process (mirrors `image::ImageConfig`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImageProcess {
@@ -113,6 +117,11 @@ pub fn runtime_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         rules,
     )?));
     spec.set_linux(Some(linux));
+    if input.container.init {
+        let mut notes = spec.annotations().clone().unwrap_or_default();
+        notes.insert(INIT_ANNOTATION.to_owned(), "true".to_owned());
+        spec.set_annotations(Some(notes));
+    }
     Ok(spec)
 }
 

@@ -7,6 +7,7 @@
 //! outcome in `status.json`. `drover-agent shim delete …` force-deletes what a dead shim
 //! left behind. Nothing here may run inside the agent's (multi-threaded) daemon process.
 
+mod init;
 mod logs;
 mod oom;
 mod run;

@@ -17,6 +17,7 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use tracing::{info, warn};
 
+use super::init::DroverExecutor;
 use super::logs::RotatingLog;
 use super::status::{ShimState, ShimStatus};
 use super::supervise::{Exit, Supervisor};
@@ -108,6 +109,7 @@ fn create_and_start(args: &RunArgs) -> Result<Container, ShimError> {
     let mut container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.root)?
         .validate_id()?
+        .with_executor(DroverExecutor)
         .as_init(args.dir.join("bundle"))
         .with_systemd(false)
         .with_detach(true)

@@ -421,3 +421,16 @@ fn hosts_hostname_and_resolv_conf_are_bind_mounted_unless_the_spec_mounts_them()
     assert_eq!(resolv.len(), 1, "the spec's own mount wins");
     assert_eq!(resolv[0].typ().as_deref(), Some("tmpfs"));
 }
+
+#[test]
+fn init_is_an_annotation_for_the_shim_and_absent_by_default() {
+    let wl = workload(container(), NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let notes = spec.annotations().clone().unwrap_or_default();
+    assert!(!notes.contains_key(INIT_ANNOTATION), "{notes:?}");
+    let mut c = container();
+    c.init = true;
+    let spec = build(&workload(c, NetworkMode::Host), &image(), None).expect("spec");
+    let notes = spec.annotations().clone().expect("annotations");
+    assert_eq!(notes.get(INIT_ANNOTATION).map(String::as_str), Some("true"));
+}
