@@ -339,6 +339,10 @@ fn desired_of_size(device: &Name, generation: u64, key: &SigningKey, size: usize
             resources: Resources::default(),
             devices: vec![],
             init: false,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            depends_on: vec![],
         };
         let state = DesiredState {
             device: device.clone(),
@@ -351,6 +355,7 @@ fn desired_of_size(device: &Name, generation: u64, key: &SigningKey, size: usize
                 volumes: vec![],
                 stop_grace_ms: 1000,
                 labels: Default::default(),
+                depends_on: vec![],
             }],
         };
         sign_desired(&state, key).expect("sign")
@@ -376,6 +381,7 @@ fn oversize_status(device: &Name, generation: u64) -> DeviceStatus {
             restarts: 0,
             containers: vec![],
             last_error: Some("e".repeat(MAX_MESSAGE_BYTES / 4)),
+            reason: None,
         })
         .collect();
     st

@@ -153,6 +153,25 @@ mod tests {
                     permissions: "rw".into(),
                 }],
                 init: pids.is_some(),
+                liveness_probe: mem.map(|m| {
+                    let mut p = Probe::new(ProbeAction::HttpGet {
+                        path: "/healthz".into(),
+                        port: (m % 65535) as u16 + 1,
+                        scheme: HttpScheme::Https,
+                        headers: vec![("X-A".into(), "b".into())],
+                    });
+                    p.period_s = (m % 100) as u32 + 1;
+                    p
+                }),
+                readiness_probe: pids
+                    .map(|p| Probe::new(ProbeAction::TcpSocket { port: p as u16 })),
+                startup_probe: Some(Probe::new(ProbeAction::Exec {
+                    command: vec!["cat".into(), "/ready".into()],
+                })),
+                depends_on: vec![Dependency {
+                    name: Name::new("setup").unwrap(),
+                    condition: DependencyCondition::Completed,
+                }],
             })
     }
 
@@ -175,6 +194,10 @@ mod tests {
                         volumes: vec![Name::new("data").unwrap()],
                         stop_grace_ms: 5000,
                         labels: [("app".to_string(), "web".to_string())].into(),
+                        depends_on: vec![Dependency {
+                            name: Name::new("db").unwrap(),
+                            condition: DependencyCondition::Healthy,
+                        }],
                     })
                     .collect(),
             })

@@ -8,7 +8,9 @@
 //! Version history:
 //! - 1: the first wire format.
 //! - 2: `WorkloadSpec.labels` appended.
-//! - 3: `ContainerSpec.init` appended.
+//! - 3: `ContainerSpec.{init, liveness_probe, readiness_probe, startup_probe, depends_on}`,
+//!   `WorkloadSpec.depends_on`, `WorkloadStatus.reason`,
+//!   `ContainerStatus.{health, ready, probe_failures, probe_message}` appended.
 //!
 //! Signatures and MACs are over the bytes as sent: callers verify those bytes first and
 //! convert after (see `auth`). This module must never re-encode an old message.
@@ -20,8 +22,8 @@ use crate::auth::{AuthedStatus, SignedDesired};
 use crate::codec::{self, CodecError, VERSION, Wire};
 use crate::types::EnvVar;
 use crate::types::{
-    ContainerSpec, DesiredState, DeviceStatus, HostDevice, Mount, NetworkMode, Resources,
-    RestartPolicy,
+    Capacity, ContainerSpec, ContainerStatus, DesiredState, DeviceStatus, Health, HostDevice,
+    Mount, NetworkMode, Phase, Resources, RestartPolicy, WorkloadStatus,
 };
 use crate::{Name, WorkloadSpec};
 
@@ -42,8 +44,8 @@ impl Compat for DesiredState {
 }
 
 impl Compat for DeviceStatus {
-    type V1 = DeviceStatus;
-    type V2 = DeviceStatus;
+    type V1 = DeviceStatusV2;
+    type V2 = DeviceStatusV2;
 }
 
 impl Compat for SignedDesired {
@@ -174,6 +176,7 @@ impl From<WorkloadSpecV2> for WorkloadSpec {
             volumes: old.volumes,
             stop_grace_ms: old.stop_grace_ms,
             labels: old.labels,
+            depends_on: vec![],
         }
     }
 }
@@ -191,6 +194,105 @@ impl From<ContainerSpecV2> for ContainerSpec {
             resources: old.resources,
             devices: old.devices,
             init: false,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            depends_on: vec![],
+        }
+    }
+}
+
+/// `DeviceStatus` as encoded in envelope versions 1 and 2.
+#[derive(Debug, Deserialize)]
+pub struct DeviceStatusV2 {
+    device: Name,
+    observed_generation: u64,
+    time_ms: u64,
+    workloads: Vec<WorkloadStatusV2>,
+    capacity: Capacity,
+}
+
+/// `WorkloadStatus` as encoded in envelope versions 1 and 2: no reason.
+#[derive(Debug, Deserialize)]
+struct WorkloadStatusV2 {
+    name: Name,
+    phase: Phase,
+    restarts: u32,
+    containers: Vec<ContainerStatusV2>,
+    last_error: Option<String>,
+}
+
+/// `ContainerStatus` as encoded in envelope versions 1 and 2: no health.
+#[derive(Debug, Deserialize)]
+struct ContainerStatusV2 {
+    name: Name,
+    phase: Phase,
+    image: String,
+    pid: Option<u32>,
+    restarts: u32,
+    started_at_ms: Option<u64>,
+    exit_code: Option<i32>,
+    oom_killed: bool,
+    last_error: Option<String>,
+    memory_bytes: Option<u64>,
+    memory_limit_bytes: Option<u64>,
+    pull_done_bytes: Option<u64>,
+    pull_total_bytes: Option<u64>,
+}
+
+impl From<DeviceStatusV2> for DeviceStatus {
+    fn from(old: DeviceStatusV2) -> DeviceStatus {
+        DeviceStatus {
+            device: old.device,
+            observed_generation: old.observed_generation,
+            time_ms: old.time_ms,
+            workloads: old
+                .workloads
+                .into_iter()
+                .map(WorkloadStatus::from)
+                .collect(),
+            capacity: old.capacity,
+        }
+    }
+}
+
+impl From<WorkloadStatusV2> for WorkloadStatus {
+    fn from(old: WorkloadStatusV2) -> WorkloadStatus {
+        WorkloadStatus {
+            name: old.name,
+            phase: old.phase,
+            restarts: old.restarts,
+            containers: old
+                .containers
+                .into_iter()
+                .map(ContainerStatus::from)
+                .collect(),
+            last_error: old.last_error,
+            reason: None,
+        }
+    }
+}
+
+impl From<ContainerStatusV2> for ContainerStatus {
+    fn from(old: ContainerStatusV2) -> ContainerStatus {
+        ContainerStatus {
+            name: old.name,
+            phase: old.phase,
+            image: old.image,
+            pid: old.pid,
+            restarts: old.restarts,
+            started_at_ms: old.started_at_ms,
+            exit_code: old.exit_code,
+            oom_killed: old.oom_killed,
+            last_error: old.last_error,
+            memory_bytes: old.memory_bytes,
+            memory_limit_bytes: old.memory_limit_bytes,
+            pull_done_bytes: old.pull_done_bytes,
+            pull_total_bytes: old.pull_total_bytes,
+            health: Health::None,
+            ready: false,
+            probe_failures: 0,
+            probe_message: None,
         }
     }
 }

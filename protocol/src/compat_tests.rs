@@ -52,12 +52,17 @@ fn expected() -> DesiredState {
                 },
                 devices: vec![],
                 init: false,
+                liveness_probe: None,
+                readiness_probe: None,
+                startup_probe: None,
+                depends_on: vec![],
             }],
             restart_policy: RestartPolicy::Always,
             network: NetworkMode::Host,
             volumes: vec![name("data")],
             stop_grace_ms: 10_000,
             labels: Default::default(),
+            depends_on: vec![],
         }],
     }
 }

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod compat;
 pub mod config_text;
 pub mod digest;
+pub mod health;
 pub mod image_ref;
 pub mod labels;
 pub mod limits;

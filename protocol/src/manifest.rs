@@ -15,6 +15,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_saphyr::{Budget, MessageFormatter, Options, Spanned, UserMessageFormatter};
 
+mod health;
+
+pub use health::{
+    ContainerDependencyManifest, ProbeKind, ProbeManifest, WorkloadDependencyManifest, find_cycle,
+    join_cycle, workload_cycle,
+};
+
 use crate::labels::{check_label_key, check_label_value};
 use crate::quantity::{ByteSize, CpuMillis, DurationMs};
 use crate::{
@@ -133,6 +140,9 @@ pub struct WorkloadTemplateSpec {
     #[serde(default)]
     pub volumes: Vec<VolumeDecl>,
     pub containers: Spanned<Vec<ContainerManifest>>,
+    /// Workloads of the same device this one starts after.
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<WorkloadDependencyManifest>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -171,6 +181,15 @@ pub struct ContainerManifest {
     /// `init: true` runs a minimal init as PID 1 (`docker run --init`).
     #[serde(default)]
     pub init: bool,
+    #[serde(default)]
+    pub liveness_probe: Option<Spanned<ProbeManifest>>,
+    #[serde(default)]
+    pub readiness_probe: Option<Spanned<ProbeManifest>>,
+    #[serde(default)]
+    pub startup_probe: Option<Spanned<ProbeManifest>>,
+    /// Containers of the same workload this one starts after.
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<ContainerDependencyManifest>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,7 +299,31 @@ pub fn parse_workloads(file_name: &str, text: &str) -> Result<Vec<WorkloadSpec>,
         }
         specs.push(spec);
     }
+    check_workload_cycle(file_name, &docs, &specs)?;
     Ok(specs)
+}
+
+/// A `dependsOn` cycle among the workloads of one file, located at the first one's
+/// `dependsOn` (cycles across files are found where all of a device's workloads meet).
+fn check_workload_cycle(
+    file: &str,
+    docs: &[Spanned<WorkloadManifest>],
+    specs: &[WorkloadSpec],
+) -> Result<(), ManifestError> {
+    let Some(cycle) = workload_cycle(specs) else {
+        return Ok(());
+    };
+    let msg = format!("dependsOn forms a cycle: {}", join_cycle(&cycle));
+    let doc = docs.iter().find(|d| &d.value.metadata.name == cycle[0]);
+    match doc.and_then(|d| d.value.spec.depends_on.first()) {
+        Some(node) => Err(ManifestError::at(file, node, msg)),
+        None => Err(ManifestError {
+            file: file.to_owned(),
+            line: 1,
+            column: 1,
+            message: msg,
+        }),
+    }
 }
 
 impl WorkloadTemplateSpec {
@@ -293,14 +336,18 @@ impl WorkloadTemplateSpec {
             return Err(ManifestError::at(file, &self.containers, msg));
         }
         let mut names = BTreeSet::new();
-        let mut containers = Vec::with_capacity(self.containers.value.len());
         for c in &self.containers.value {
             if !names.insert(&c.name.value) {
                 let msg = format!("container name {:?} is used twice", c.name.value.as_str());
                 return Err(ManifestError::at(file, &c.name, msg));
             }
-            containers.push(c.to_spec(file, &volumes)?);
         }
+        let mut containers = Vec::with_capacity(self.containers.value.len());
+        for c in &self.containers.value {
+            containers.push(c.to_spec(file, &volumes, &names)?);
+        }
+        self.check_container_cycle(file, &containers)?;
+        let depends_on = health::workload_dependencies(file, &name, &self.depends_on)?;
         let grace = self.stop_grace_period.as_ref();
         let stop_grace_ms = match grace {
             None => DEFAULT_STOP_GRACE.0 as u32,
@@ -318,7 +365,33 @@ impl WorkloadTemplateSpec {
             volumes: volumes.into_iter().collect(),
             stop_grace_ms,
             labels: BTreeMap::new(),
+            depends_on,
         })
+    }
+
+    /// A `dependsOn` cycle among the containers, located at the first one's `dependsOn`.
+    fn check_container_cycle(
+        &self,
+        file: &str,
+        containers: &[ContainerSpec],
+    ) -> Result<(), ManifestError> {
+        let nodes: BTreeMap<&Name, Vec<&Name>> = containers
+            .iter()
+            .map(|c| (&c.name, c.depends_on.iter().map(|d| &d.name).collect()))
+            .collect();
+        let Some(cycle) = find_cycle(&nodes) else {
+            return Ok(());
+        };
+        let msg = format!("dependsOn forms a cycle: {}", join_cycle(&cycle));
+        let first = self
+            .containers
+            .value
+            .iter()
+            .find(|c| &c.name.value == cycle[0]);
+        match first.and_then(|c| c.depends_on.first()) {
+            Some(node) => Err(ManifestError::at(file, node, msg)),
+            None => Err(ManifestError::at(file, &self.containers, msg)),
+        }
     }
 
     fn volume_names(&self, file: &str) -> Result<BTreeSet<Name>, ManifestError> {
@@ -370,6 +443,7 @@ impl ContainerManifest {
         &self,
         file: &str,
         volumes: &BTreeSet<Name>,
+        containers: &BTreeSet<&Name>,
     ) -> Result<ContainerSpec, ManifestError> {
         if let Some(dir) = &self.working_dir {
             check_path(file, dir, "workingDir")?;
@@ -402,7 +476,27 @@ impl ContainerManifest {
                 .map(|d| convert_device(file, d))
                 .collect::<Result<_, _>>()?,
             init: self.init,
+            liveness_probe: self.probe(file, &self.liveness_probe, ProbeKind::Liveness)?,
+            readiness_probe: self.probe(file, &self.readiness_probe, ProbeKind::Readiness)?,
+            startup_probe: self.probe(file, &self.startup_probe, ProbeKind::Startup)?,
+            depends_on: health::container_dependencies(
+                file,
+                &self.name.value,
+                &self.depends_on,
+                containers,
+            )?,
         })
+    }
+
+    fn probe(
+        &self,
+        file: &str,
+        node: &Option<Spanned<ProbeManifest>>,
+        kind: ProbeKind,
+    ) -> Result<Option<crate::Probe>, ManifestError> {
+        node.as_ref()
+            .map(|n| health::probe(file, n, kind))
+            .transpose()
     }
 }
 
@@ -639,7 +733,12 @@ spec:
                     },
                 ],
                 init: true,
+                liveness_probe: None,
+                readiness_probe: None,
+                startup_probe: None,
+                depends_on: vec![],
             }],
+            depends_on: vec![],
         }
     }
 

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::health::{
+    Dependency, DependencyCondition, Health, HttpScheme, Probe, ProbeAction, WorkloadReason,
+};
 use crate::{ImageRef, Name};
 
 /// Everything one device should run, as of `generation`.
@@ -38,6 +41,9 @@ pub struct WorkloadSpec {
     /// `default` keeps JSON written before that readable.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Workloads of the same device to wait for before this one starts. Since version 3.
+    #[serde(default)]
+    pub depends_on: Vec<Dependency>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +67,18 @@ pub struct ContainerSpec {
     /// written before that readable.
     #[serde(default)]
     pub init: bool,
+    /// Failing → the container is restarted per the restart policy. Since version 3.
+    #[serde(default)]
+    pub liveness_probe: Option<Probe>,
+    /// Failing → the container is not `ready`; nothing restarts. Since version 3.
+    #[serde(default)]
+    pub readiness_probe: Option<Probe>,
+    /// Holds the other probes off until it succeeds once; failing → restart. Since version 3.
+    #[serde(default)]
+    pub startup_probe: Option<Probe>,
+    /// Containers of the same workload to wait for before this one starts. Since version 3.
+    #[serde(default)]
+    pub depends_on: Vec<Dependency>,
 }
 
 impl ContainerSpec {
@@ -78,6 +96,10 @@ impl ContainerSpec {
             resources: Resources::default(),
             devices: vec![],
             init: false,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            depends_on: vec![],
         }
     }
 }
@@ -179,6 +201,9 @@ pub struct WorkloadStatus {
     pub restarts: u32,
     pub containers: Vec<ContainerStatus>,
     pub last_error: Option<String>,
+    /// More than the phase says: crash loop, waiting for a dependency. Since version 3.
+    #[serde(default)]
+    pub reason: Option<WorkloadReason>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +222,18 @@ pub struct ContainerStatus {
     /// While its image is being pulled: bytes downloaded and to download.
     pub pull_done_bytes: Option<u64>,
     pub pull_total_bytes: Option<u64>,
+    /// What its probes say (`None` without probes). Since version 3.
+    #[serde(default)]
+    pub health: Health,
+    /// Running and its readiness probe (if any) passing. Since version 3.
+    #[serde(default)]
+    pub ready: bool,
+    /// Consecutive failures of the probe that is failing now. Since version 3.
+    #[serde(default)]
+    pub probe_failures: u32,
+    /// The last probe's message (output or error), at most 256 bytes. Since version 3.
+    #[serde(default)]
+    pub probe_message: Option<String>,
 }
 
 /// Where a workload or container is in its life.

@@ -61,12 +61,17 @@ fn workloads() -> Vec<WorkloadSpec> {
             },
             devices: vec![],
             init: false,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            depends_on: vec![],
         }],
         restart_policy: RestartPolicy::Always,
         network: NetworkMode::Host,
         volumes: vec![],
         stop_grace_ms: 10_000,
         labels: Default::default(),
+        depends_on: vec![],
     };
     let uptime = WorkloadSpec {
         name: name("uptime"),
@@ -85,12 +90,17 @@ fn workloads() -> Vec<WorkloadSpec> {
             },
             devices: vec![],
             init: false,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            depends_on: vec![],
         }],
         restart_policy: RestartPolicy::Always,
         network: NetworkMode::Host,
         volumes: vec![],
         stop_grace_ms: 10_000,
         labels: Default::default(),
+        depends_on: vec![],
     };
     let web = WorkloadSpec {
         name: name("web"),
@@ -127,12 +137,17 @@ fn workloads() -> Vec<WorkloadSpec> {
             },
             devices: vec![],
             init: false,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            depends_on: vec![],
         }],
         restart_policy: RestartPolicy::Always,
         network: NetworkMode::Host,
         volumes: vec![name("data")],
         stop_grace_ms: 10_000,
         labels: Default::default(),
+        depends_on: vec![],
     };
     let reader = WorkloadSpec {
         name: name("i2c-reader"),
@@ -157,12 +172,17 @@ fn workloads() -> Vec<WorkloadSpec> {
                 permissions: "rw".into(),
             }],
             init: false,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            depends_on: vec![],
         }],
         restart_policy: RestartPolicy::OnFailure,
         network: NetworkMode::None,
         volumes: vec![],
         stop_grace_ms: 2_000,
         labels: Default::default(),
+        depends_on: vec![],
     };
     let shipper = WorkloadSpec {
         name: name("log-shipper"),
@@ -188,12 +208,17 @@ fn workloads() -> Vec<WorkloadSpec> {
             },
             devices: vec![],
             init: false,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            depends_on: vec![],
         }],
         restart_policy: RestartPolicy::Always,
         network: NetworkMode::Host,
         volumes: vec![],
         stop_grace_ms: 1_000,
         labels: Default::default(),
+        depends_on: vec![],
     };
     vec![sensor, uptime, web, reader, shipper]
 }
@@ -232,9 +257,14 @@ fn status(desired: &DesiredState) -> DeviceStatus {
                     memory_limit_bytes: c.resources.memory_bytes,
                     pull_done_bytes: None,
                     pull_total_bytes: None,
+                    health: Default::default(),
+                    ready: false,
+                    probe_failures: 0,
+                    probe_message: None,
                 })
                 .collect(),
             last_error: None,
+            reason: None,
         })
         .collect();
     DeviceStatus {

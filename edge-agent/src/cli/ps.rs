@@ -238,6 +238,7 @@ mod tests {
             restarts: 0,
             containers: vec![],
             last_error: None,
+            reason: None,
         };
         let report = state::AgentReport {
             agent_pid: 1,

@@ -160,6 +160,7 @@ impl Agent {
             restarts: containers.iter().map(|c| c.restarts).sum(),
             containers,
             last_error,
+            reason: None,
         }
     }
 
@@ -233,6 +234,7 @@ fn pending_workload(
         restarts: 0,
         containers,
         last_error: image_error,
+        reason: None,
     }
 }
 
@@ -251,6 +253,10 @@ fn pending_container(c: &drover_protocol::ContainerSpec, phase: Phase) -> Contai
         memory_limit_bytes: None,
         pull_done_bytes: None,
         pull_total_bytes: None,
+        health: Default::default(),
+        ready: false,
+        probe_failures: 0,
+        probe_message: None,
     }
 }
 

@@ -18,6 +18,10 @@ fn container(image: &str, error: Option<String>) -> ContainerStatus {
         memory_limit_bytes: None,
         pull_done_bytes: None,
         pull_total_bytes: None,
+        health: Default::default(),
+        ready: false,
+        probe_failures: 0,
+        probe_message: None,
     }
 }
 
@@ -28,6 +32,7 @@ fn workload(i: usize, phase: Phase, error: Option<String>, image: &str) -> Workl
         restarts: 3,
         containers: vec![container(image, error.clone()), container(image, None)],
         last_error: error,
+        reason: None,
     }
 }
 
@@ -154,6 +159,7 @@ fn when_names_alone_overflow_workloads_are_left_out_from_the_end() {
             restarts: 0,
             containers: vec![],
             last_error: Some("waiting for its image".into()),
+            reason: None,
         })
         .collect();
     let mut s = status(workloads);

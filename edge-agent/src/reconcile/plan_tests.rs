@@ -30,6 +30,7 @@ fn workload(name: &str, images: &[&str], policy: RestartPolicy) -> WorkloadSpec 
         volumes: vec![],
         stop_grace_ms: 3000,
         labels: Default::default(),
+        depends_on: vec![],
     }
 }
 

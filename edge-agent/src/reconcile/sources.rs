@@ -68,6 +68,7 @@ mod tests {
             volumes: vec![],
             stop_grace_ms: grace,
             labels: Default::default(),
+            depends_on: vec![],
         }
     }
 

@@ -106,6 +106,7 @@ mod tests {
             volumes: vec![],
             stop_grace_ms: 0,
             labels: Default::default(),
+            depends_on: vec![],
         }
     }
 

@@ -188,6 +188,7 @@ fn status(device: &str, generation: u64) -> DeviceStatus {
             restarts: 1,
             containers: vec![],
             last_error: None,
+            reason: None,
         }],
         capacity: Default::default(),
     }

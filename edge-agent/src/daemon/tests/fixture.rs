@@ -178,6 +178,7 @@ pub fn wl(name: &str, x: &str) -> WorkloadSpec {
         volumes: vec![],
         stop_grace_ms: 3_000,
         labels: Default::default(),
+        depends_on: vec![],
     }
 }
 

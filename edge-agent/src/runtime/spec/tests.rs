@@ -33,6 +33,7 @@ fn workload(c: ContainerSpec, network: NetworkMode) -> WorkloadSpec {
         volumes: vec![name("data")],
         stop_grace_ms: 1000,
         labels: Default::default(),
+        depends_on: vec![],
     }
 }
 
