@@ -26,6 +26,7 @@ impl Host for LinuxHost {
         rootfs::unmount(&root)?;
         rootfs::reset_upper(&upper, &work)?;
         rootfs::mount_overlay(layers, &upper, &work, &root)?;
+        rootfs::prepare_etc_targets(&root)?;
         Ok(root)
     }
 
@@ -132,4 +133,34 @@ fn mem_total_bytes() -> u64 {
                 .ok()
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A container writes its volumes: removing them (and logs) must delete the links it
+    /// planted, never what they point at, and not open its FIFOs.
+    #[test]
+    fn removing_a_volume_never_follows_what_the_container_planted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (vol, outside) = (dir.path().join("volumes/web"), dir.path().join("host"));
+        fs::create_dir_all(vol.join("data/sub")).expect("volume");
+        fs::create_dir_all(&outside).expect("outside");
+        fs::write(outside.join("keep"), "k").expect("keep");
+        symlink(&outside, vol.join("data/dir-link")).expect("ln");
+        symlink(outside.join("keep"), vol.join("data/sub/file-link")).expect("ln");
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&vol.join("data/fifo"), mode).expect("fifo");
+        LinuxHost.remove_dir(&vol).expect("remove");
+        assert!(!vol.exists());
+        assert_eq!(fs::read_to_string(outside.join("keep")).expect("kept"), "k");
+        // A volume folder that is itself a link (it never is: the agent creates it, and a
+        // container sees only its contents) goes as a link.
+        symlink(&outside, &vol).expect("ln");
+        LinuxHost.remove_dir(&vol).expect("remove the link");
+        assert!(fs::symlink_metadata(&vol).is_err());
+        assert!(outside.join("keep").exists());
+    }
 }
