@@ -38,10 +38,8 @@ impl Host for LinuxHost {
     fn read_rootfs_file(&self, rootfs: &Path, rel: &str) -> Option<String> {
         use std::io::Read;
         let root = pathrs::Root::open(rootfs).ok()?;
-        let flags = pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_NONBLOCK;
-        let file = root.open_subpath(rel, flags).ok()?;
-        let meta = file.metadata().ok()?;
-        if !meta.is_file() || meta.len() > MAX_ROOTFS_FILE_BYTES {
+        let file = crate::image::open_regular(&root, Path::new(rel)).ok()?;
+        if file.metadata().ok()?.len() > MAX_ROOTFS_FILE_BYTES {
             return None;
         }
         let mut text = String::new();
@@ -162,5 +160,27 @@ mod tests {
         LinuxHost.remove_dir(&vol).expect("remove the link");
         assert!(fs::symlink_metadata(&vol).is_err());
         assert!(outside.join("keep").exists());
+    }
+
+    #[test]
+    fn rootfs_files_are_read_inside_the_rootfs_and_only_when_regular() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, host) = (dir.path().join("rootfs"), dir.path().join("host-passwd"));
+        fs::create_dir_all(root.join("etc")).expect("etc");
+        fs::write(&host, "ghost:x:4242:4242::/:/bin/sh\n").expect("host");
+        fs::write(root.join("etc/group"), "g:x:1:\n").expect("group");
+        assert_eq!(
+            LinuxHost.read_rootfs_file(&root, "etc/group").as_deref(),
+            Some("g:x:1:\n")
+        );
+        symlink(&host, root.join("etc/passwd")).expect("ln");
+        assert_eq!(LinuxHost.read_rootfs_file(&root, "etc/passwd"), None);
+        fs::remove_file(root.join("etc/passwd")).expect("rm");
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&root.join("etc/passwd"), mode).expect("fifo");
+        assert_eq!(LinuxHost.read_rootfs_file(&root, "etc/passwd"), None);
+        let big = vec![b'x'; MAX_ROOTFS_FILE_BYTES as usize + 1];
+        fs::write(root.join("etc/group"), big).expect("big");
+        assert_eq!(LinuxHost.read_rootfs_file(&root, "etc/group"), None);
     }
 }

@@ -384,16 +384,22 @@ fn blob_rel(digest: &Digest) -> PathBuf {
     Path::new("blobs").join("sha256").join(digest.hex())
 }
 
-/// Opens `rel` inside `dir` (symlinks resolved inside it, never above it) without
-/// blocking on a FIFO or device, and only when it is a regular file.
-fn open_regular(dir: &pathrs::Root, rel: &Path) -> std::io::Result<File> {
+/// Opens `rel` inside `dir` for reading (symlinks resolved inside it, never above it),
+/// only when it is a regular file: the type is checked on an `O_PATH` handle before the
+/// file is opened, so a FIFO is never opened (no hang) and a device never touched.
+pub(crate) fn open_regular(dir: &pathrs::Root, rel: &Path) -> std::io::Result<File> {
     use pathrs::flags::OpenFlags;
-    let flags = OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK | OpenFlags::O_CLOEXEC;
-    let file = dir
-        .open_subpath(rel, flags)
+    let handle = dir
+        .resolve(rel)
         .map_err(|e| std::io::Error::other(with_causes(&e)))?;
-    if !file.metadata()?.is_file() {
+    let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(
+        &handle,
+    )))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(std::io::Error::other("not a regular file"));
     }
-    Ok(file)
+    let flags = OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK | OpenFlags::O_CLOEXEC;
+    handle
+        .reopen(flags)
+        .map_err(|e| std::io::Error::other(with_causes(&e)))
 }

@@ -55,6 +55,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{HubRegistry, ImagesConfig, Progress, PullConfig, RegistryConfig};
 pub use gc::GcReport;
+pub(crate) use layout::open_regular;
 pub use records::ImageRecord;
 pub use service::{ImageService, StoreImageService};
 
