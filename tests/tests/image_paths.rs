@@ -122,3 +122,49 @@ fn users_come_from_the_image_only_and_a_fifo_passwd_hangs_nothing() {
         "the host's user must not be found: {err}"
     );
 }
+
+/// The files the agent bind-mounts on `/etc` (hosts, hostname, resolv.conf) may be, in an
+/// image, a dangling symlink (systemd's `resolv.conf -> ../run/systemd/resolve/…`), a
+/// symlink to a host path, or a FIFO: the container still starts and sees the agent's
+/// files there, and nothing outside the rootfs is touched.
+#[test]
+fn etc_files_that_are_links_or_fifos_in_the_image_still_get_the_agents_files() {
+    if !require_root("etc_files_that_are_links_or_fifos_in_the_image_still_get_the_agents_files") {
+        return;
+    }
+    let mut a = TestAgent::new("etclinks");
+    let host_file = a.dir.path().join("host-hostname");
+    std::fs::write(&host_file, "host-secret\n").unwrap();
+    let base = oci::busybox_layer().unwrap();
+    let etc = oci::LayerBuilder::new()
+        .add_dir("etc", 0o755)
+        .add_symlink("etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf")
+        .add_symlink("etc/hostname", &host_file.display().to_string())
+        .add_fifo("etc/hosts", 0o644)
+        .finish();
+    let image = a.dir.path().join("etclinks");
+    let cfg = json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]});
+    oci::write_layout(&image, "latest", &[base, etc], cfg).unwrap();
+    a.start();
+    let show =
+        "[/bin/sh, -c, \"cat /etc/hostname /etc/hosts; echo resolv=$(wc -c < /etc/resolv.conf)\"]";
+    a.write_manifest("etc.yaml", &manifest("etcwl", &image, "", show));
+    let log = wait_for("the container's /etc files", T, || {
+        let (code, out, _) = a.cli(&["logs", "etcwl"]);
+        (code == 0 && out.contains("resolv=")).then_some(out)
+    });
+    assert!(log.starts_with("etcwl\n"), "hostname is the agent's: {log}");
+    assert!(
+        log.contains("127.0.0.1\tlocalhost"),
+        "hosts is the agent's: {log}"
+    );
+    let host_resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    assert!(
+        log.contains(&format!("resolv={}", host_resolv.len())),
+        "resolv.conf is the host's (host network): {log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&host_file).unwrap(),
+        "host-secret\n"
+    );
+}

@@ -26,6 +26,7 @@ impl Host for LinuxHost {
         rootfs::unmount(&root)?;
         rootfs::reset_upper(&upper, &work)?;
         rootfs::mount_overlay(layers, &upper, &work, &root)?;
+        rootfs::prepare_etc_targets(&root)?;
         Ok(root)
     }
 
@@ -37,10 +38,8 @@ impl Host for LinuxHost {
     fn read_rootfs_file(&self, rootfs: &Path, rel: &str) -> Option<String> {
         use std::io::Read;
         let root = pathrs::Root::open(rootfs).ok()?;
-        let flags = pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_NONBLOCK;
-        let file = root.open_subpath(rel, flags).ok()?;
-        let meta = file.metadata().ok()?;
-        if !meta.is_file() || meta.len() > MAX_ROOTFS_FILE_BYTES {
+        let file = crate::image::open_regular(&root, Path::new(rel)).ok()?;
+        if file.metadata().ok()?.len() > MAX_ROOTFS_FILE_BYTES {
             return None;
         }
         let mut text = String::new();
@@ -132,4 +131,56 @@ fn mem_total_bytes() -> u64 {
                 .ok()
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A container writes its volumes: removing them (and logs) must delete the links it
+    /// planted, never what they point at, and not open its FIFOs.
+    #[test]
+    fn removing_a_volume_never_follows_what_the_container_planted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (vol, outside) = (dir.path().join("volumes/web"), dir.path().join("host"));
+        fs::create_dir_all(vol.join("data/sub")).expect("volume");
+        fs::create_dir_all(&outside).expect("outside");
+        fs::write(outside.join("keep"), "k").expect("keep");
+        symlink(&outside, vol.join("data/dir-link")).expect("ln");
+        symlink(outside.join("keep"), vol.join("data/sub/file-link")).expect("ln");
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&vol.join("data/fifo"), mode).expect("fifo");
+        LinuxHost.remove_dir(&vol).expect("remove");
+        assert!(!vol.exists());
+        assert_eq!(fs::read_to_string(outside.join("keep")).expect("kept"), "k");
+        // A volume folder that is itself a link (it never is: the agent creates it, and a
+        // container sees only its contents) goes as a link.
+        symlink(&outside, &vol).expect("ln");
+        LinuxHost.remove_dir(&vol).expect("remove the link");
+        assert!(fs::symlink_metadata(&vol).is_err());
+        assert!(outside.join("keep").exists());
+    }
+
+    #[test]
+    fn rootfs_files_are_read_inside_the_rootfs_and_only_when_regular() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, host) = (dir.path().join("rootfs"), dir.path().join("host-passwd"));
+        fs::create_dir_all(root.join("etc")).expect("etc");
+        fs::write(&host, "ghost:x:4242:4242::/:/bin/sh\n").expect("host");
+        fs::write(root.join("etc/group"), "g:x:1:\n").expect("group");
+        assert_eq!(
+            LinuxHost.read_rootfs_file(&root, "etc/group").as_deref(),
+            Some("g:x:1:\n")
+        );
+        symlink(&host, root.join("etc/passwd")).expect("ln");
+        assert_eq!(LinuxHost.read_rootfs_file(&root, "etc/passwd"), None);
+        fs::remove_file(root.join("etc/passwd")).expect("rm");
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&root.join("etc/passwd"), mode).expect("fifo");
+        assert_eq!(LinuxHost.read_rootfs_file(&root, "etc/passwd"), None);
+        let big = vec![b'x'; MAX_ROOTFS_FILE_BYTES as usize + 1];
+        fs::write(root.join("etc/group"), big).expect("big");
+        assert_eq!(LinuxHost.read_rootfs_file(&root, "etc/group"), None);
+    }
 }

@@ -58,7 +58,9 @@ pub struct HostResources {
 pub trait Host: Send {
     /// Mounts a fresh overlay of `layers` (bottom first) as the rootfs of container
     /// folder `dir` (`dir/bundle/rootfs`, upper and work folders in `dir`), replacing what
-    /// an earlier instance left. Returns the rootfs path.
+    /// an earlier instance left, and makes the image's `/etc/hosts`, `hostname` and
+    /// `resolv.conf` plain files when they are links or special files (see
+    /// [`crate::runtime::rootfs::prepare_etc_targets`]). Returns the rootfs path.
     fn mount_rootfs(&self, layers: &[PathBuf], dir: &Path) -> Result<PathBuf, HostError>;
     /// Unmounts the rootfs of container folder `dir` and removes the folder.
     fn remove_container_dir(&self, dir: &Path) -> Result<(), HostError>;

@@ -90,8 +90,8 @@ pub fn check_media_type(layer: &LayerRef) -> Result<(), ImageError> {
     compression(layer).map(drop)
 }
 
-/// Returns the folder of `layer`, extracting it from the compressed blob at `blob` first
-/// when it is not in the store.
+/// Returns the folder of `layer`, extracting it from the compressed blob at `blob` (a
+/// file of the agent's own store) first when it is not in the store.
 /// `lower`: the folders of the layers below it, bottom first (a hard link may name a
 /// file of one of them).
 pub fn ensure(
@@ -103,12 +103,33 @@ pub fn ensure(
     if let Some(dest) = present(layers_dir, layer) {
         return Ok(dest);
     }
+    let file = File::open(blob).map_err(|source| ImageError::Extract {
+        layer: layer.blob.to_string(),
+        context: format!("opening blob {}", blob.display()),
+        source,
+    })?;
+    ensure_from(layers_dir, file, blob, layer, lower)
+}
+
+/// [`ensure`] from a blob already opened (by [`super::layout::Layout::open_blob`]);
+/// `shown` names it in messages.
+pub fn ensure_from(
+    layers_dir: &Path,
+    blob: File,
+    shown: &Path,
+    layer: &LayerRef,
+    lower: &[PathBuf],
+) -> Result<PathBuf, ImageError> {
+    if let Some(dest) = present(layers_dir, layer) {
+        return Ok(dest);
+    }
     let dest = layers_dir.join(layer.diff_id.hex());
     let kind = compression(layer)?;
     let tmp = layers_dir.join(temp_name(layer.diff_id.hex()));
     let io_err = |context: String| move |source| ImageError::Io { context, source };
     fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-    let result = extract_verified(blob, kind, &tmp, layer, lower).and_then(|()| {
+    let source = (blob, shown);
+    let result = extract_verified(source, kind, &tmp, layer, lower).and_then(|()| {
         let dir = File::open(&tmp).map_err(io_err(format!("opening {}", tmp.display())))?;
         nix::unistd::syncfs(dir.as_raw_fd())
             .map_err(|e| io_err(format!("syncing {}", tmp.display()))(e.into()))
@@ -133,18 +154,13 @@ pub fn ensure(
 
 /// Streams the blob through both digest checks into `tmp`.
 fn extract_verified(
-    blob: &Path,
+    (file, blob): (File, &Path),
     kind: Compression,
     tmp: &Path,
     layer: &LayerRef,
     lower: &[PathBuf],
 ) -> Result<(), ImageError> {
     let name = layer.blob.to_string();
-    let file = File::open(blob).map_err(|source| ImageError::Extract {
-        layer: name.clone(),
-        context: format!("opening blob {}", blob.display()),
-        source,
-    })?;
     let outer = HashingReader::new(BufReader::with_capacity(64 * 1024, file));
     let outer = BufReader::with_capacity(64 * 1024, outer);
     let decompressed = match kind {

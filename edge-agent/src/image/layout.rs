@@ -2,7 +2,10 @@
 //! image index and config blobs it points at, each verified against its digest.
 //!
 //! Reads small JSON blobs only (size-capped); layer blobs are streamed by `layer.rs`.
-//! It never writes to the layout.
+//! It never writes to the layout, and never reads through the host's view of it: every
+//! file is resolved inside the layout folder (a symlink there cannot lead to a host file),
+//! opened without blocking and used only when it is a regular file (a FIFO named
+//! `index.json` must not hang the agent, which resolves layouts on its own loop).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -89,21 +92,30 @@ pub struct ResolvedImage {
 /// An OCI image layout folder.
 pub struct Layout {
     root: PathBuf,
+    /// The folder, through which every file of the layout is resolved.
+    dir: pathrs::Root,
 }
 
 impl Layout {
     /// Checks that `root` looks like an OCI image layout (has `oci-layout`).
     pub fn open(root: &Path) -> Result<Self, ImageError> {
-        let layout = Self {
-            root: root.to_path_buf(),
-        };
         let marker = root.join("oci-layout");
-        let text = std::fs::read_to_string(&marker).map_err(|e| {
-            layout.err(format!(
+        let not_layout = |e: String| ImageError::Layout {
+            path: root.to_path_buf(),
+            reason: format!(
                 "not an OCI image layout: cannot read {}: {e}",
                 marker.display()
-            ))
-        })?;
+            ),
+        };
+        let dir = pathrs::Root::open(root).map_err(|e| not_layout(with_causes(&e)))?;
+        let layout = Self {
+            root: root.to_path_buf(),
+            dir,
+        };
+        let bytes = layout
+            .read_capped(Path::new("oci-layout"))
+            .map_err(|e| not_layout(e.to_string()))?;
+        let text = String::from_utf8_lossy(&bytes);
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| layout.err(format!("oci-layout is not valid JSON: {e}")))?;
         if value
@@ -116,9 +128,29 @@ impl Layout {
         Ok(layout)
     }
 
-    /// Path of a blob in this layout.
+    /// Path of a blob in this layout (for messages; open it with [`Layout::open_blob`]).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs").join("sha256").join(digest.hex())
+        self.root.join(blob_rel(digest))
+    }
+
+    /// Opens a blob for streaming: resolved inside the layout, a regular file only.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, ImageError> {
+        open_regular(&self.dir, &blob_rel(digest))
+            .map_err(|e| self.err(format!("cannot read blob {digest}: {e}")))
+    }
+
+    /// Reads a file of the layout (at most [`MAX_JSON_BLOB`] bytes).
+    fn read_capped(&self, rel: &Path) -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        open_regular(&self.dir, rel)?
+            .take(MAX_JSON_BLOB + 1)
+            .read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_JSON_BLOB {
+            return Err(std::io::Error::other(format!(
+                "larger than {MAX_JSON_BLOB} bytes"
+            )));
+        }
+        Ok(bytes)
     }
 
     fn err(&self, reason: String) -> ImageError {
@@ -151,9 +183,9 @@ impl Layout {
     }
 
     fn select_in_index(&self, selector: &Selector) -> Result<Descriptor, ImageError> {
-        let path = self.root.join("index.json");
-        let bytes =
-            read_capped(&path).map_err(|e| self.err(format!("cannot read index.json: {e}")))?;
+        let bytes = self
+            .read_capped(Path::new("index.json"))
+            .map_err(|e| self.err(format!("cannot read index.json: {e}")))?;
         let index: Index = serde_json::from_slice(&bytes)
             .map_err(|e| self.err(format!("index.json is not a valid image index: {e}")))?;
         let by_tag = |tag: &str| {
@@ -233,8 +265,9 @@ impl Layout {
         size: Option<u64>,
     ) -> Result<serde_json::Value, ImageError> {
         let path = self.blob_path(digest);
-        let bytes =
-            read_capped(&path).map_err(|e| self.err(format!("cannot read blob {digest}: {e}")))?;
+        let bytes = self
+            .read_capped(&blob_rel(digest))
+            .map_err(|e| self.err(format!("cannot read blob {digest}: {e}")))?;
         let actual = Digest::of(&bytes);
         if actual != *digest || size.is_some_and(|s| s != bytes.len() as u64) {
             let expected = format!(
@@ -336,15 +369,37 @@ fn image_config(c: ConfigSection) -> ImageConfig {
     }
 }
 
-fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    File::open(path)?
-        .take(MAX_JSON_BLOB + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_JSON_BLOB {
-        return Err(std::io::Error::other(format!(
-            "larger than {MAX_JSON_BLOB} bytes"
-        )));
+/// pathrs's message with the errors beneath it (`… failed: No such file or directory`).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
     }
-    Ok(bytes)
+    text
+}
+
+fn blob_rel(digest: &Digest) -> PathBuf {
+    Path::new("blobs").join("sha256").join(digest.hex())
+}
+
+/// Opens `rel` inside `dir` for reading (symlinks resolved inside it, never above it),
+/// only when it is a regular file: the type is checked on an `O_PATH` handle before the
+/// file is opened, so a FIFO is never opened (no hang) and a device never touched.
+pub(crate) fn open_regular(dir: &pathrs::Root, rel: &Path) -> std::io::Result<File> {
+    use pathrs::flags::OpenFlags;
+    let handle = dir
+        .resolve(rel)
+        .map_err(|e| std::io::Error::other(with_causes(&e)))?;
+    let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(
+        &handle,
+    )))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let flags = OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK | OpenFlags::O_CLOEXEC;
+    handle
+        .reopen(flags)
+        .map_err(|e| std::io::Error::other(with_causes(&e)))
 }

@@ -36,6 +36,8 @@ mod zstd;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_layout_paths;
+#[cfg(test)]
 mod tests_registry;
 #[cfg(test)]
 mod tests_unsafe;
@@ -53,6 +55,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{HubRegistry, ImagesConfig, Progress, PullConfig, RegistryConfig};
 pub use gc::GcReport;
+pub(crate) use layout::open_regular;
 pub use records::ImageRecord;
 pub use service::{ImageService, StoreImageService};
 
@@ -278,7 +281,8 @@ impl ImageStore {
             let dir = match layer::present(&layers_dir, l) {
                 Some(dir) => dir,
                 None if extract.is_some() => {
-                    layer::ensure(&layers_dir, &layout.blob_path(&l.blob), l, &layers)?
+                    let blob = layout.open_blob(&l.blob)?;
+                    layer::ensure_from(&layers_dir, blob, &layout.blob_path(&l.blob), l, &layers)?
                 }
                 None => return Ok(None),
             };

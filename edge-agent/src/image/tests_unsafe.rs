@@ -205,3 +205,41 @@ fn device_nodes_are_skipped() {
     assert!(fs::symlink_metadata(img.layers[0].join("dev-sda")).is_err());
     assert!(img.layers[0].join("etc/ok").is_file());
 }
+
+/// Folder times are set after the last entry: a folder that a later entry replaced by a
+/// symlink to a host folder must not give that folder the layer's time (nor anything
+/// else), and an existing symlink is never chmod-ed or chown-ed through.
+#[test]
+fn metadata_passes_never_follow_a_symlink_that_replaced_a_folder() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::new();
+    let outside = tempfile::tempdir().unwrap();
+    let before = fs::metadata(outside.path()).unwrap();
+    let target = outside.path().to_str().unwrap();
+    let tar = LayerBuilder::new()
+        .add_dir("d", 0o777)
+        .add_symlink("d", target)
+        .add_dir("e", 0o755)
+        .add_symlink("e", target)
+        .add_dir("e", 0o700)
+        .finish();
+    let layout = fx.layout("app");
+    testutil::write_layout(&layout, "latest", &[tar], json!({})).unwrap();
+    let img = fx.store.prepare(&reference(&layout, "latest")).unwrap();
+    let after = fs::metadata(outside.path()).unwrap();
+    assert_eq!(
+        (after.mtime(), after.mode(), after.uid()),
+        (before.mtime(), before.mode(), before.uid()),
+        "the host folder was touched through the link"
+    );
+    assert!(
+        fs::symlink_metadata(img.layers[0].join("d"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert!(
+        fs::symlink_metadata(img.layers[0].join("e"))
+            .unwrap()
+            .is_dir()
+    );
+}

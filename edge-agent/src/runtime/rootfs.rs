@@ -2,7 +2,8 @@
 //! shared by every container of that image) with a private writable upper layer.
 //!
 //! It must never write into a layer folder: layers belong to the image store, and only
-//! `upper/` and `work/` are the container's own.
+//! `upper/` and `work/` are the container's own. Paths inside the mounted rootfs come from
+//! the image: they are resolved inside it (pathrs), never through the host's view.
 
 use std::fs;
 use std::io;
@@ -32,6 +33,12 @@ pub enum RootfsError {
         what: &'static str,
         path: PathBuf,
         source: io::Error,
+    },
+    #[error("{what} /{path} in the image: {source}")]
+    InRootfs {
+        what: &'static str,
+        path: String,
+        source: pathrs::error::Error,
     },
     #[error("{what} {path}: {source}")]
     Sys {
@@ -126,6 +133,41 @@ fn page_size() -> usize {
         Ok(Some(n)) if n > 0 => n as usize,
         _ => 4096,
     }
+}
+
+/// Makes `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` of a freshly mounted rootfs
+/// plain files the runtime's bind mounts can land on. An image may have a dangling symlink
+/// there (systemd's `resolv.conf -> ../run/systemd/resolve/stub-resolv.conf`, on which
+/// libcontainer's mount fails), a symlink to a host path or a FIFO: each is replaced by an
+/// empty file in the container's own upper layer (the image is untouched). A missing file
+/// is left to the runtime, which creates it inside the rootfs; a folder is left as it is.
+pub fn prepare_etc_targets(rootfs: &Path) -> Result<(), RootfsError> {
+    use pathrs::flags::OpenFlags;
+    use std::os::unix::fs::PermissionsExt;
+    let root = pathrs::Root::open(rootfs).map_err(|source| RootfsError::InRootfs {
+        what: "opening the rootfs for",
+        path: "etc".into(),
+        source,
+    })?;
+    for name in crate::runtime::spec::ETC_FILES {
+        let rel = format!("etc/{name}");
+        let Ok(found) = root.resolve_nofollow(&rel) else {
+            continue;
+        };
+        let meta = fs::File::from(std::os::fd::OwnedFd::from(found)).metadata();
+        if meta.is_ok_and(|m| m.is_file() || m.is_dir()) {
+            continue;
+        }
+        let in_rootfs = |what| {
+            let path = rel.clone();
+            move |source| RootfsError::InRootfs { what, path, source }
+        };
+        root.remove_file(&rel).map_err(in_rootfs("replacing"))?;
+        let flags = OpenFlags::O_WRONLY | OpenFlags::O_EXCL | OpenFlags::O_NOFOLLOW;
+        root.create_file(&rel, flags, &fs::Permissions::from_mode(0o644))
+            .map_err(in_rootfs("creating"))?;
+    }
+    Ok(())
 }
 
 /// Unmounts `target`; detaches it lazily when busy. Not mounted (or missing) is fine.
@@ -236,5 +278,84 @@ mod tests {
         unmount(&target).expect("unmount twice");
         reset_upper(&upper, &work).expect("reset");
         assert!(!upper.join("new").exists() && upper.is_dir());
+    }
+
+    #[test]
+    fn etc_targets_that_are_links_or_fifos_become_plain_files() {
+        use std::os::unix::fs::{FileTypeExt, symlink};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, host) = (dir.path().join("rootfs"), dir.path().join("host-file"));
+        let etc = root.join("etc");
+        fs::create_dir_all(&etc).expect("etc");
+        fs::write(&host, "host").expect("host file");
+        symlink(
+            "../run/systemd/resolve/stub-resolv.conf",
+            etc.join("resolv.conf"),
+        )
+        .expect("ln");
+        symlink(&host, etc.join("hostname")).expect("ln");
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&etc.join("hosts"), mode).expect("fifo");
+        prepare_etc_targets(&root).expect("prepare");
+        for name in ["resolv.conf", "hostname", "hosts"] {
+            let m = fs::symlink_metadata(etc.join(name)).expect(name);
+            assert!(m.is_file() && m.len() == 0, "{name}: {:?}", m.file_type());
+        }
+        assert_eq!(fs::read_to_string(&host).expect("host"), "host");
+        assert!(
+            !root.join("run").exists(),
+            "nothing created through the link"
+        );
+
+        // Plain files and folders stay; a missing file is left to the runtime.
+        fs::write(etc.join("hosts"), "image hosts").expect("hosts");
+        fs::remove_file(etc.join("hostname")).expect("rm");
+        fs::remove_file(etc.join("resolv.conf")).expect("rm");
+        fs::create_dir(etc.join("resolv.conf")).expect("dir");
+        prepare_etc_targets(&root).expect("prepare again");
+        assert_eq!(
+            fs::read_to_string(etc.join("hosts")).expect("hosts"),
+            "image hosts"
+        );
+        assert!(!etc.join("hostname").exists());
+        assert!(etc.join("resolv.conf").is_dir());
+        assert!(
+            !fs::symlink_metadata(etc.join("hosts"))
+                .expect("hosts")
+                .file_type()
+                .is_fifo()
+        );
+        // `/etc` itself a symlink to a host folder: resolved inside the rootfs.
+        let outside = dir.path().join("outside-etc");
+        fs::create_dir(&outside).expect("outside");
+        symlink(&host, outside.join("hosts")).expect("ln");
+        fs::remove_dir_all(&etc).expect("rm etc");
+        symlink(&outside, &etc).expect("ln etc");
+        prepare_etc_targets(&root).expect("prepare through etc link");
+        assert!(
+            fs::symlink_metadata(outside.join("hosts"))
+                .expect("kept")
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn resetting_the_upper_layer_never_follows_its_symlinks() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (upper, work, outside) = (
+            dir.path().join("u"),
+            dir.path().join("w"),
+            dir.path().join("o"),
+        );
+        fs::create_dir_all(upper.join("data")).expect("upper");
+        fs::create_dir_all(&outside).expect("outside");
+        fs::write(outside.join("keep"), "k").expect("keep");
+        // What a container can write into its upper layer.
+        symlink(&outside, upper.join("link")).expect("ln");
+        symlink(&outside, upper.join("data/link")).expect("ln");
+        reset_upper(&upper, &work).expect("reset");
+        assert_eq!(fs::read_dir(&upper).expect("upper").count(), 0);
+        assert_eq!(fs::read_to_string(outside.join("keep")).expect("kept"), "k");
     }
 }
