@@ -83,6 +83,7 @@ mod tests {
                 signal: None,
                 oom_killed: false,
                 error: Some("no such file".into()),
+                probes: Default::default(),
             },
             shim_alive,
             init_alive,

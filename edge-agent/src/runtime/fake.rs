@@ -152,6 +152,7 @@ fn starting(pid: u32, wall: u64, boot: u64) -> ShimStatus {
         signal: None,
         oom_killed: false,
         error: None,
+        probes: Default::default(),
     }
 }
 

@@ -29,6 +29,32 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 /// (`ContainerSpec::init`, `docker run --init`); value `"true"`.
 pub const INIT_ANNOTATION: &str = "org.drover.init";
 
+/// Runtime-config annotation carrying the container's probes for the shim, as the JSON of
+/// [`ContainerProbes`]; absent when the container has none.
+pub const PROBES_ANNOTATION: &str = "org.drover.probes";
+
+/// The probes of one container, as the shim runs them (the manifest's, or the image's
+/// `HEALTHCHECK` when the manifest sets none).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContainerProbes {
+    pub liveness: Option<drover_protocol::Probe>,
+    pub readiness: Option<drover_protocol::Probe>,
+    pub startup: Option<drover_protocol::Probe>,
+}
+
+impl ContainerProbes {
+    pub fn is_empty(&self) -> bool {
+        self.liveness.is_none() && self.readiness.is_none() && self.startup.is_none()
+    }
+
+    /// The probes a runtime config asks for; `None` when it carries none (or they do not
+    /// parse, which only a hand-edited config.json can cause).
+    pub fn of(spec: &Spec) -> Option<ContainerProbes> {
+        let json = spec.annotations().as_ref()?.get(PROBES_ANNOTATION)?;
+        serde_json::from_str(json).ok()
+    }
+}
+
 /// The parts of an image's config that shape the process (mirrors `image::ImageConfig`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImageProcess {
@@ -86,6 +112,8 @@ pub enum SpecError {
     User(#[from] UserError),
     #[error("invalid resource value: {0}")]
     Resource(String),
+    #[error("encoding the probes for the shim: {0}")]
+    Probes(String),
     #[error("building the runtime config: {0}")]
     Oci(#[from] OciSpecError),
 }
@@ -117,11 +145,20 @@ pub fn runtime_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         rules,
     )?));
     spec.set_linux(Some(linux));
+    let mut notes = spec.annotations().clone().unwrap_or_default();
     if input.container.init {
-        let mut notes = spec.annotations().clone().unwrap_or_default();
         notes.insert(INIT_ANNOTATION.to_owned(), "true".to_owned());
-        spec.set_annotations(Some(notes));
     }
+    let probes = ContainerProbes {
+        liveness: input.container.liveness_probe.clone(),
+        readiness: input.container.readiness_probe.clone(),
+        startup: input.container.startup_probe.clone(),
+    };
+    if !probes.is_empty() {
+        let json = serde_json::to_string(&probes).map_err(|e| SpecError::Probes(e.to_string()))?;
+        notes.insert(PROBES_ANNOTATION.to_owned(), json);
+    }
+    spec.set_annotations(Some(notes));
     Ok(spec)
 }
 

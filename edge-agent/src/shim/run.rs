@@ -69,6 +69,7 @@ fn initial_status() -> ShimStatus {
         signal: None,
         oom_killed: false,
         error: None,
+        probes: Default::default(),
     }
 }
 

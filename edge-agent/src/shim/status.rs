@@ -6,6 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use drover_protocol::Health;
+
 use crate::fsutil;
 
 /// File name of the status file inside a container folder.
@@ -47,7 +49,31 @@ pub struct ShimStatus {
     pub signal: Option<i32>,
     pub oom_killed: bool,
     pub error: Option<String>,
+    /// What the container's probes say while it runs (`ProbeStatus::default()` without
+    /// probes). Absent in files written by shims of older agents.
+    #[serde(default)]
+    pub probes: ProbeStatus,
 }
+
+/// The probes' verdict, kept by the shim that runs them (see `shim::probe`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    pub health: Health,
+    /// Running, the startup probe (if any) has succeeded and the readiness probe (if any)
+    /// passes; with no probe, simply running.
+    pub ready: bool,
+    /// Consecutive failures of the probe failing now (0 when none fails).
+    pub failures: u32,
+    /// The last failing probe's message, or the last message after a recovery (at most
+    /// [`MAX_PROBE_MESSAGE`] bytes).
+    pub message: Option<String>,
+    /// Set when the shim stopped the container because its liveness or startup probe
+    /// failed `failureThreshold` times: why, for the agent's `last_error`.
+    pub killed_by_probe: Option<String>,
+}
+
+/// Longest probe message kept (bytes; cut on a character boundary).
+pub const MAX_PROBE_MESSAGE: usize = 256;
 
 impl ShimStatus {
     /// Reads the status file of the container folder `dir`; `None` when absent or unreadable.

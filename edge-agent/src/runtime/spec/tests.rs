@@ -435,3 +435,18 @@ fn init_is_an_annotation_for_the_shim_and_absent_by_default() {
     let notes = spec.annotations().clone().expect("annotations");
     assert_eq!(notes.get(INIT_ANNOTATION).map(String::as_str), Some("true"));
 }
+
+#[test]
+fn probes_travel_to_the_shim_as_an_annotation() {
+    let wl = workload(container(), NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    assert_eq!(ContainerProbes::of(&spec), None);
+    let mut c = container();
+    c.readiness_probe = Some(drover_protocol::Probe::new(
+        drover_protocol::ProbeAction::TcpSocket { port: 80 },
+    ));
+    let spec = build(&workload(c.clone(), NetworkMode::Host), &image(), None).expect("spec");
+    let probes = ContainerProbes::of(&spec).expect("probes");
+    assert_eq!(probes.readiness, c.readiness_probe);
+    assert_eq!((probes.liveness, probes.startup), (None, None));
+}
