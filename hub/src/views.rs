@@ -120,6 +120,7 @@ pub struct ImageView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkloadBrief {
     pub name: String,
+    /// `WorkloadStatus::display_state`.
     pub phase: String,
     pub restarts: u32,
 }
@@ -135,7 +136,7 @@ pub struct DeviceView {
     pub desired_generation: u64,
     pub observed_generation: u64,
     pub in_sync: bool,
-    /// Desired workloads the device reports Running.
+    /// Desired workloads the device reports running with every container ready.
     pub ready: u32,
     /// Desired workloads.
     pub total: u32,
@@ -162,7 +163,7 @@ pub struct DeploymentView {
     pub replicas: Option<u32>,
     pub placement: String,
     pub devices: Vec<String>,
-    /// Placed devices that report the workload Running.
+    /// Placed devices that report the workload running with every container ready.
     pub ready: u32,
     pub total: u32,
 }
@@ -173,9 +174,14 @@ pub struct PlacedView {
     pub device: String,
     pub online: bool,
     pub in_sync: bool,
+    /// `WorkloadStatus::display_state`: the phase, or `CrashLoopBackOff`, `Waiting`, …
     pub phase: String,
+    /// Running with every container ready.
+    pub ready: bool,
     pub restarts: u32,
     pub last_error: Option<String>,
+    /// `WorkloadReason::describe`, when the device gave one.
+    pub reason: Option<String>,
 }
 
 /// `describe deployment`.

@@ -290,7 +290,8 @@ impl From<ContainerStatusV2> for ContainerStatus {
             pull_done_bytes: old.pull_done_bytes,
             pull_total_bytes: old.pull_total_bytes,
             health: Health::None,
-            ready: false,
+            // Agents before version 3 had no probes: running meant ready.
+            ready: old.phase == Phase::Running,
             probe_failures: 0,
             probe_message: None,
         }

@@ -101,3 +101,67 @@ pub enum WorkloadReason {
     /// Not started until `dependency` (a workload or container) reaches its condition.
     WaitingForDependency { dependency: Dependency },
 }
+
+impl WorkloadReason {
+    /// One line for people: `back-off: next try in 40s`, `waiting for workload db to be
+    /// healthy`. `now_ms` is Unix ms.
+    pub fn describe(&self, now_ms: u64) -> String {
+        match self {
+            WorkloadReason::CrashLoopBackOff { next_retry_ms } => {
+                let secs = next_retry_ms.saturating_sub(now_ms).div_ceil(1000);
+                format!("CrashLoopBackOff: restarting failed container, next try in {secs}s")
+            }
+            WorkloadReason::WaitingForDependency { dependency } => format!(
+                "waiting for {} to be {}",
+                dependency.name,
+                dependency.condition.as_str()
+            ),
+        }
+    }
+}
+
+impl DependencyCondition {
+    /// As written in manifests: `started`, `healthy`, `completed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependencyCondition::Started => "started",
+            DependencyCondition::Healthy => "healthy",
+            DependencyCondition::Completed => "completed",
+        }
+    }
+}
+
+impl Health {
+    /// `none`, `starting`, `healthy`, `unhealthy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::None => "none",
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_as_kubectl_would_say_them() {
+        let back_off = WorkloadReason::CrashLoopBackOff {
+            next_retry_ms: 50_500,
+        };
+        assert_eq!(
+            back_off.describe(10_000),
+            "CrashLoopBackOff: restarting failed container, next try in 41s"
+        );
+        let wait = WorkloadReason::WaitingForDependency {
+            dependency: Dependency {
+                name: Name::new("db").unwrap(),
+                condition: DependencyCondition::Healthy,
+            },
+        };
+        assert_eq!(wait.describe(0), "waiting for db to be healthy");
+    }
+}

@@ -206,6 +206,33 @@ pub struct WorkloadStatus {
     pub reason: Option<WorkloadReason>,
 }
 
+impl WorkloadStatus {
+    /// Running with every container ready (its readiness probe passing, or no probe).
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Running && self.containers.iter().all(|c| c.ready)
+    }
+
+    /// The state people read first, as `kubectl get pods` shows it: the reason when there
+    /// is one (`CrashLoopBackOff`, `Waiting`), else the phase, marked when a running
+    /// workload is not ready or unhealthy (`Running (unhealthy)`).
+    pub fn display_state(&self) -> String {
+        match &self.reason {
+            Some(WorkloadReason::CrashLoopBackOff { .. }) => return "CrashLoopBackOff".into(),
+            Some(WorkloadReason::WaitingForDependency { .. }) => return "Waiting".into(),
+            None => {}
+        }
+        let unhealthy = self
+            .containers
+            .iter()
+            .any(|c| c.health == Health::Unhealthy);
+        match self.phase {
+            Phase::Running if unhealthy => "Running (unhealthy)".into(),
+            Phase::Running if !self.is_ready() => "Running (not ready)".into(),
+            phase => phase.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStatus {
     pub name: Name,

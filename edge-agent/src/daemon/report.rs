@@ -177,6 +177,7 @@ impl Agent {
         st.restarts = obs.restarts;
         match &obs.run {
             RunState::Running { pid, started_at_ms } => {
+                st.ready = true;
                 st.pid = Some(*pid);
                 st.started_at_ms = Some(*started_at_ms);
                 let cg = self.cgroups_path(&wl.spec.name, &c.name);

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use drover_protocol::{Health, WorkloadStatus};
 use serde::Serialize;
 
 use super::{CliError, Format};
@@ -294,24 +295,52 @@ pub fn describe_device(d: &DeviceDetail, now_ms: u64) -> String {
         out.push_str("  <none>\n");
     }
     for w in &d.reported {
-        let _ = writeln!(out, "  {}: {} (restarts {})", w.name, w.phase, w.restarts);
-        if let Some(e) = &w.last_error {
-            let _ = writeln!(out, "    last error: {e}");
-        }
-        for c in &w.containers {
-            let pid = c.pid.map_or("-".to_owned(), |p| p.to_string());
-            let _ = writeln!(
-                out,
-                "    {}: {} pid {pid} restarts {}",
-                c.name, c.phase, c.restarts
-            );
-            if let Some(e) = &c.last_error {
-                let _ = writeln!(out, "      last error: {e}");
-            }
-        }
+        reported_workload(&mut out, w, now_ms);
     }
     events(&mut out, &d.events, now_ms);
     out
+}
+
+/// One reported workload of `describe device`: state, reason, error, then its containers
+/// with their health (`healthy, ready`; probe failures and message when failing).
+fn reported_workload(out: &mut String, w: &WorkloadStatus, now_ms: u64) {
+    let _ = writeln!(
+        out,
+        "  {}: {} (restarts {})",
+        w.name,
+        w.display_state(),
+        w.restarts
+    );
+    if let Some(r) = &w.reason {
+        let _ = writeln!(out, "    reason: {}", r.describe(now_ms));
+    }
+    if let Some(e) = &w.last_error {
+        let _ = writeln!(out, "    last error: {e}");
+    }
+    for c in &w.containers {
+        let pid = c.pid.map_or("-".to_owned(), |p| p.to_string());
+        let ready = if c.ready { "ready" } else { "not ready" };
+        let health = match c.health {
+            Health::None => String::new(),
+            h => format!(", {}", h.as_str()),
+        };
+        let _ = writeln!(
+            out,
+            "    {}: {} pid {pid} restarts {}{health}, {ready}",
+            c.name, c.phase, c.restarts
+        );
+        if c.probe_failures > 0 || c.probe_message.is_some() {
+            let msg = c.probe_message.as_deref().unwrap_or("");
+            let _ = writeln!(
+                out,
+                "      probe: {} consecutive failures {msg}",
+                c.probe_failures
+            );
+        }
+        if let Some(e) = &c.last_error {
+            let _ = writeln!(out, "      last error: {e}");
+        }
+    }
 }
 
 pub fn describe_deployment(d: &DeploymentDetail, now_ms: u64) -> String {
@@ -335,11 +364,15 @@ pub fn describe_deployment(d: &DeploymentDetail, now_ms: u64) -> String {
     for p in &d.placed {
         let online = if p.online { "online" } else { "offline" };
         let sync = if p.in_sync { "in sync" } else { "not in sync" };
+        let ready = if p.ready { "ready" } else { "not ready" };
         let _ = writeln!(
             out,
-            "  {}: {} (restarts {}, {online}, {sync})",
+            "  {}: {} (restarts {}, {ready}, {online}, {sync})",
             p.device, p.phase, p.restarts
         );
+        if let Some(r) = &p.reason {
+            let _ = writeln!(out, "    reason: {r}");
+        }
         if let Some(e) = &p.last_error {
             let _ = writeln!(out, "    last error: {e}");
         }
@@ -349,4 +382,71 @@ pub fn describe_deployment(d: &DeploymentDetail, now_ms: u64) -> String {
     }
     events(&mut out, &d.events, now_ms);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use drover_protocol::{ContainerStatus, Name, Phase, WorkloadReason};
+
+    use super::*;
+
+    fn container(ready: bool, health: Health, failures: u32) -> ContainerStatus {
+        ContainerStatus {
+            name: Name::new("main").unwrap(),
+            phase: Phase::Running,
+            image: "oci:/a".into(),
+            pid: Some(42),
+            restarts: 1,
+            started_at_ms: None,
+            exit_code: None,
+            oom_killed: false,
+            last_error: None,
+            memory_bytes: None,
+            memory_limit_bytes: None,
+            pull_done_bytes: None,
+            pull_total_bytes: None,
+            health,
+            ready,
+            probe_failures: failures,
+            probe_message: (failures > 0).then(|| "HTTP 500".to_owned()),
+        }
+    }
+
+    fn workload(c: ContainerStatus, reason: Option<WorkloadReason>) -> WorkloadStatus {
+        WorkloadStatus {
+            name: Name::new("web").unwrap(),
+            phase: Phase::Running,
+            restarts: 1,
+            containers: vec![c],
+            last_error: None,
+            reason,
+        }
+    }
+
+    #[test]
+    fn describe_shows_health_readiness_probe_failures_and_reasons() {
+        let mut out = String::new();
+        reported_workload(
+            &mut out,
+            &workload(container(false, Health::Unhealthy, 2), None),
+            0,
+        );
+        assert_eq!(
+            out,
+            "  web: Running (unhealthy) (restarts 1)\n    main: Running pid 42 restarts 1, unhealthy, not ready\n      probe: 2 consecutive failures HTTP 500\n"
+        );
+        let mut out = String::new();
+        let back_off = WorkloadReason::CrashLoopBackOff {
+            next_retry_ms: 20_000,
+        };
+        reported_workload(
+            &mut out,
+            &workload(container(true, Health::None, 0), Some(back_off)),
+            10_000,
+        );
+        assert_eq!(
+            out,
+            "  web: CrashLoopBackOff (restarts 1)\n    reason: CrashLoopBackOff: restarting failed container, next try in 10s\n    main: Running pid 42 restarts 1, ready\n"
+        );
+    }
 }

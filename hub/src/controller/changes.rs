@@ -34,6 +34,7 @@ impl Controller {
             report.results.push(line);
             todo.push(change);
         }
+        check_dependency_cycle(&next, &objects)?;
         let source = sources(files);
         self.finish(next, report, dry_run, now_ms, |s, next| {
             for change in &todo {
@@ -235,4 +236,34 @@ fn sources(files: &[FileText]) -> String {
         .map(|f| f.file.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Refuses a `dependsOn` cycle among the Deployments the apply would leave (its own and
+/// those already stored), located at an applied Deployment of the cycle. Checked over the
+/// whole fleet, not per device: Deployments of a cycle that never share a device would wait
+/// for each other forever just the same.
+fn check_dependency_cycle(next: &FleetSnapshot, applied: &[Object]) -> Result<(), ControllerError> {
+    let nodes: std::collections::BTreeMap<&Name, Vec<&Name>> = next
+        .deployments
+        .values()
+        .map(|d| {
+            let deps = d.template.depends_on.iter().map(|x| &x.name).collect();
+            (&d.name, deps)
+        })
+        .collect();
+    let Some(cycle) = drover_protocol::manifest::find_cycle(&nodes) else {
+        return Ok(());
+    };
+    let msg = format!(
+        "dependsOn forms a cycle: {}",
+        drover_protocol::manifest::join_cycle(&cycle)
+    );
+    let located = applied.iter().find_map(|o| match o {
+        Object::Deployment(d) if cycle.contains(&&d.name) => Some(d),
+        _ => None,
+    });
+    Err(match located {
+        Some(d) => d.at(msg).into(),
+        None => ControllerError::Invalid(msg),
+    })
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use drover_protocol::compat::decode_any;
-use drover_protocol::{DesiredState, Phase, WorkloadSpec, WorkloadStatus};
+use drover_protocol::{DesiredState, WorkloadSpec, WorkloadStatus};
 
 use super::{ControllerError, Metrics, RejectReason, Settings, SharedWarnings};
 use crate::fleet::{Deployment, Placement};
@@ -184,7 +184,7 @@ impl ReadSide {
             desired_generation,
             observed_generation,
             in_sync: desired_generation == observed_generation,
-            ready: wanted.iter().filter(|w| running(reported, w)).count() as u32,
+            ready: wanted.iter().filter(|w| ready(reported, w)).count() as u32,
             total: wanted.len() as u32,
             workloads: briefs(&wanted, reported),
         }
@@ -216,9 +216,13 @@ impl ReadSide {
                     device: dev.clone(),
                     online: is_online(st, &self.settings, now_ms),
                     in_sync: status.is_some_and(|s| s.observed_generation == desired_gen),
-                    phase: w.map_or("Pending".to_owned(), |w| w.phase.to_string()),
+                    phase: w.map_or("Pending".to_owned(), WorkloadStatus::display_state),
+                    ready: w.is_some_and(WorkloadStatus::is_ready),
                     restarts: w.map_or(0, |w| w.restarts),
                     last_error: w.and_then(|w| w.last_error.clone()),
+                    reason: w
+                        .and_then(|w| w.reason.as_ref())
+                        .map(|r| r.describe(now_ms)),
                 }
             })
             .collect()
@@ -238,10 +242,9 @@ fn workloads_of(row: &DesiredRow) -> Vec<WorkloadSpec> {
         .unwrap_or_default()
 }
 
-fn running(reported: &[WorkloadStatus], w: &WorkloadSpec) -> bool {
-    reported
-        .iter()
-        .any(|r| r.name == w.name && r.phase == Phase::Running)
+/// Reported running with every container ready.
+fn ready(reported: &[WorkloadStatus], w: &WorkloadSpec) -> bool {
+    reported.iter().any(|r| r.name == w.name && r.is_ready())
 }
 
 /// Desired workloads with their reported phase (`Pending` when not reported), then
@@ -253,7 +256,7 @@ fn briefs(wanted: &[WorkloadSpec], reported: &[WorkloadStatus]) -> Vec<WorkloadB
             let r = reported.iter().find(|r| r.name == w.name);
             WorkloadBrief {
                 name: w.name.to_string(),
-                phase: r.map_or("Pending".to_owned(), |r| r.phase.to_string()),
+                phase: r.map_or("Pending".to_owned(), WorkloadStatus::display_state),
                 restarts: r.map_or(0, |r| r.restarts),
             }
         })
@@ -262,7 +265,7 @@ fn briefs(wanted: &[WorkloadSpec], reported: &[WorkloadStatus]) -> Vec<WorkloadB
         if !wanted.iter().any(|w| w.name == r.name) {
             out.push(WorkloadBrief {
                 name: r.name.to_string(),
-                phase: r.phase.to_string(),
+                phase: r.display_state(),
                 restarts: r.restarts,
             });
         }
@@ -281,7 +284,7 @@ fn deployment_view(d: &Deployment, placed: &[PlacedView]) -> DeploymentView {
         }
         .to_owned(),
         devices: placed.iter().map(|p| p.device.clone()).collect(),
-        ready: placed.iter().filter(|p| p.phase == "Running").count() as u32,
+        ready: placed.iter().filter(|p| p.ready).count() as u32,
         total: placed.len() as u32,
     }
 }

@@ -177,6 +177,44 @@ fn a_bad_file_in_the_set_changes_nothing() {
     assert!(c.apply(&[unknown], false, 3).is_err());
 }
 
+/// A Deployment on `role: sensor` devices that starts after `after`.
+fn dependent(name: &str, after: &str) -> FileText {
+    file(
+        &format!("{name}.yaml"),
+        &format!(
+            "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  selector:\n    matchLabels: {{role: sensor}}\n  template:\n    spec:\n      dependsOn: [{{workload: {after}, condition: healthy}}]\n      containers:\n        - name: main\n          image: oci:/a\n"
+        ),
+    )
+}
+
+#[test]
+fn a_depends_on_cycle_across_deployments_and_applies_is_refused_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, mut rx) = controller(dir.path());
+    c.add_device("pi-1", labels("sensor"), 1).unwrap();
+    published(&mut rx);
+    // In one apply, across two files.
+    let err = c
+        .apply(&[dependent("a", "b"), dependent("b", "a")], false, 2)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a.yaml:3:18: dependsOn forms a cycle: a → b → a"
+    );
+    assert!(reader(dir.path(), &c).deployments(2).unwrap().is_empty());
+    // Across applies: b is stored, then a closes the cycle; b alone was fine.
+    c.apply(&[dependent("b", "a")], false, 3).unwrap();
+    let err = c.apply(&[dependent("a", "b")], false, 4).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("dependsOn forms a cycle: a → b → a"),
+        "{err}"
+    );
+    assert_eq!(reader(dir.path(), &c).deployments(4).unwrap().len(), 1);
+    // A chain is fine.
+    c.apply(&[dependent("a", "c")], false, 5).unwrap();
+}
+
 fn status(device: &str, generation: u64) -> DeviceStatus {
     DeviceStatus {
         device: Name::new(device).unwrap(),
