@@ -356,6 +356,10 @@ fn desired_of_size(device: &Name, generation: u64, key: &SigningKey, size: usize
                 stop_grace_ms: 1000,
                 labels: Default::default(),
                 depends_on: vec![],
+                revision: 0,
+                health_timeout_ms: 0,
+                min_ready_ms: 0,
+                fallback: None,
             }],
         };
         sign_desired(&state, key).expect("sign")
@@ -382,6 +386,8 @@ fn oversize_status(device: &Name, generation: u64) -> DeviceStatus {
             containers: vec![],
             last_error: Some("e".repeat(MAX_MESSAGE_BYTES / 4)),
             reason: None,
+            revision: 0,
+            rolled_back: None,
         })
         .collect();
     st

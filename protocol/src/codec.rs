@@ -186,18 +186,28 @@ mod tests {
                 generation,
                 workloads: wls
                     .into_iter()
-                    .map(|(name, containers)| WorkloadSpec {
-                        name,
-                        containers,
-                        restart_policy: RestartPolicy::OnFailure,
-                        network: NetworkMode::None,
-                        volumes: vec![Name::new("data").unwrap()],
-                        stop_grace_ms: 5000,
-                        labels: [("app".to_string(), "web".to_string())].into(),
-                        depends_on: vec![Dependency {
-                            name: Name::new("db").unwrap(),
-                            condition: DependencyCondition::Healthy,
-                        }],
+                    .map(|(name, containers)| {
+                        let previous = WorkloadSpec {
+                            revision: generation % 7,
+                            ..WorkloadSpec::new(name.clone(), containers.clone())
+                        };
+                        WorkloadSpec {
+                            name,
+                            containers,
+                            restart_policy: RestartPolicy::OnFailure,
+                            network: NetworkMode::None,
+                            volumes: vec![Name::new("data").unwrap()],
+                            stop_grace_ms: 5000,
+                            labels: [("app".to_string(), "web".to_string())].into(),
+                            depends_on: vec![Dependency {
+                                name: Name::new("db").unwrap(),
+                                condition: DependencyCondition::Healthy,
+                            }],
+                            revision: generation % 7 + 1,
+                            health_timeout_ms: 120_000,
+                            min_ready_ms: 10_000,
+                            fallback: Some(Box::new(previous)),
+                        }
                     })
                     .collect(),
             })

@@ -177,6 +177,10 @@ impl From<WorkloadSpecV2> for WorkloadSpec {
             stop_grace_ms: old.stop_grace_ms,
             labels: old.labels,
             depends_on: vec![],
+            revision: 0,
+            health_timeout_ms: 0,
+            min_ready_ms: 0,
+            fallback: None,
         }
     }
 }
@@ -269,6 +273,8 @@ impl From<WorkloadStatusV2> for WorkloadStatus {
                 .collect(),
             last_error: old.last_error,
             reason: None,
+            revision: 0,
+            rolled_back: None,
         }
     }
 }

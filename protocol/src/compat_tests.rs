@@ -63,6 +63,10 @@ fn expected() -> DesiredState {
             stop_grace_ms: 10_000,
             labels: Default::default(),
             depends_on: vec![],
+            revision: 0,
+            health_timeout_ms: 0,
+            min_ready_ms: 0,
+            fallback: None,
         }],
     }
 }

@@ -102,6 +102,16 @@ pub enum WorkloadReason {
     WaitingForDependency { dependency: Dependency },
 }
 
+/// A device's own rollback: revision `from` did not become healthy within its health
+/// timeout, so the device went back to revision `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolledBack {
+    pub from: u64,
+    pub to: u64,
+    /// Why, e.g. `liveness probe failed 3 times: HTTP 500` or `CrashLoopBackOff`.
+    pub reason: String,
+}
+
 impl WorkloadReason {
     /// One line for people: `back-off: next try in 40s`, `waiting for workload db to be
     /// healthy`. `now_ms` is Unix ms.

@@ -366,6 +366,10 @@ impl WorkloadTemplateSpec {
             stop_grace_ms,
             labels: BTreeMap::new(),
             depends_on,
+            revision: 0,
+            health_timeout_ms: 0,
+            min_ready_ms: 0,
+            fallback: None,
         })
     }
 
@@ -739,6 +743,10 @@ spec:
                 depends_on: vec![],
             }],
             depends_on: vec![],
+            revision: 0,
+            health_timeout_ms: 0,
+            min_ready_ms: 0,
+            fallback: None,
         }
     }
 

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::health::{
-    Dependency, DependencyCondition, Health, HttpScheme, Probe, ProbeAction, WorkloadReason,
+    Dependency, DependencyCondition, Health, HttpScheme, Probe, ProbeAction, RolledBack,
+    WorkloadReason,
 };
 use crate::{ImageRef, Name};
 
@@ -44,6 +45,23 @@ pub struct WorkloadSpec {
     /// Workloads of the same device to wait for before this one starts. Since version 3.
     #[serde(default)]
     pub depends_on: Vec<Dependency>,
+    /// The hub's revision of the Deployment this workload comes from (0: none, e.g. a
+    /// local manifest). Since version 3.
+    #[serde(default)]
+    pub revision: u64,
+    /// Health gate of a rollout: how long this revision may take to become healthy before
+    /// the device reverts to `fallback` by itself (0: never). Since version 3.
+    #[serde(default)]
+    pub health_timeout_ms: u32,
+    /// Without probes, "healthy" means running without a restart for this long. Since
+    /// version 3.
+    #[serde(default)]
+    pub min_ready_ms: u32,
+    /// The previous revision, signed with this one, that the device reverts to when this
+    /// one does not become healthy within `health_timeout_ms` (its own `fallback` is
+    /// `None`). Since version 3.
+    #[serde(default)]
+    pub fallback: Option<Box<WorkloadSpec>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +97,28 @@ pub struct ContainerSpec {
     /// Containers of the same workload to wait for before this one starts. Since version 3.
     #[serde(default)]
     pub depends_on: Vec<Dependency>,
+}
+
+impl WorkloadSpec {
+    /// A workload of `containers` with every other field at its default: restart
+    /// `Always`, host network, no volumes, 10 s stop grace, no labels, no dependencies,
+    /// no revision.
+    pub fn new(name: Name, containers: Vec<ContainerSpec>) -> Self {
+        WorkloadSpec {
+            name,
+            containers,
+            restart_policy: RestartPolicy::Always,
+            network: NetworkMode::Host,
+            volumes: vec![],
+            stop_grace_ms: 10_000,
+            labels: BTreeMap::new(),
+            depends_on: vec![],
+            revision: 0,
+            health_timeout_ms: 0,
+            min_ready_ms: 0,
+            fallback: None,
+        }
+    }
 }
 
 impl ContainerSpec {
@@ -204,6 +244,12 @@ pub struct WorkloadStatus {
     /// More than the phase says: crash loop, waiting for a dependency. Since version 3.
     #[serde(default)]
     pub reason: Option<WorkloadReason>,
+    /// The revision that runs (`WorkloadSpec::revision`; 0: none). Since version 3.
+    #[serde(default)]
+    pub revision: u64,
+    /// Set when the device reverted to the fallback revision by itself. Since version 3.
+    #[serde(default)]
+    pub rolled_back: Option<RolledBack>,
 }
 
 impl WorkloadStatus {

@@ -72,6 +72,10 @@ fn workloads() -> Vec<WorkloadSpec> {
         stop_grace_ms: 10_000,
         labels: Default::default(),
         depends_on: vec![],
+        revision: 0,
+        health_timeout_ms: 0,
+        min_ready_ms: 0,
+        fallback: None,
     };
     let uptime = WorkloadSpec {
         name: name("uptime"),
@@ -101,6 +105,10 @@ fn workloads() -> Vec<WorkloadSpec> {
         stop_grace_ms: 10_000,
         labels: Default::default(),
         depends_on: vec![],
+        revision: 0,
+        health_timeout_ms: 0,
+        min_ready_ms: 0,
+        fallback: None,
     };
     let web = WorkloadSpec {
         name: name("web"),
@@ -148,6 +156,10 @@ fn workloads() -> Vec<WorkloadSpec> {
         stop_grace_ms: 10_000,
         labels: Default::default(),
         depends_on: vec![],
+        revision: 0,
+        health_timeout_ms: 0,
+        min_ready_ms: 0,
+        fallback: None,
     };
     let reader = WorkloadSpec {
         name: name("i2c-reader"),
@@ -183,6 +195,10 @@ fn workloads() -> Vec<WorkloadSpec> {
         stop_grace_ms: 2_000,
         labels: Default::default(),
         depends_on: vec![],
+        revision: 0,
+        health_timeout_ms: 0,
+        min_ready_ms: 0,
+        fallback: None,
     };
     let shipper = WorkloadSpec {
         name: name("log-shipper"),
@@ -219,6 +235,10 @@ fn workloads() -> Vec<WorkloadSpec> {
         stop_grace_ms: 1_000,
         labels: Default::default(),
         depends_on: vec![],
+        revision: 0,
+        health_timeout_ms: 0,
+        min_ready_ms: 0,
+        fallback: None,
     };
     vec![sensor, uptime, web, reader, shipper]
 }
@@ -265,6 +285,8 @@ fn status(desired: &DesiredState) -> DeviceStatus {
                 .collect(),
             last_error: None,
             reason: None,
+            revision: 0,
+            rolled_back: None,
         })
         .collect();
     DeviceStatus {

@@ -239,6 +239,8 @@ mod tests {
             containers: vec![],
             last_error: None,
             reason: None,
+            revision: 0,
+            rolled_back: None,
         };
         let report = state::AgentReport {
             agent_pid: 1,

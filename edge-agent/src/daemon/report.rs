@@ -161,6 +161,8 @@ impl Agent {
             containers,
             last_error,
             reason: None,
+            revision: 0,
+            rolled_back: None,
         }
     }
 
@@ -236,6 +238,8 @@ fn pending_workload(
         containers,
         last_error: image_error,
         reason: None,
+        revision: 0,
+        rolled_back: None,
     }
 }
 

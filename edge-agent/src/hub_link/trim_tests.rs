@@ -33,6 +33,8 @@ fn workload(i: usize, phase: Phase, error: Option<String>, image: &str) -> Workl
         containers: vec![container(image, error.clone()), container(image, None)],
         last_error: error,
         reason: None,
+        revision: 0,
+        rolled_back: None,
     }
 }
 
@@ -160,6 +162,8 @@ fn when_names_alone_overflow_workloads_are_left_out_from_the_end() {
             containers: vec![],
             last_error: Some("waiting for its image".into()),
             reason: None,
+            revision: 0,
+            rolled_back: None,
         })
         .collect();
     let mut s = status(workloads);

@@ -31,6 +31,10 @@ fn workload(name: &str, images: &[&str], policy: RestartPolicy) -> WorkloadSpec 
         stop_grace_ms: 3000,
         labels: Default::default(),
         depends_on: vec![],
+        revision: 0,
+        health_timeout_ms: 0,
+        min_ready_ms: 0,
+        fallback: None,
     }
 }
 

@@ -69,6 +69,10 @@ mod tests {
             stop_grace_ms: grace,
             labels: Default::default(),
             depends_on: vec![],
+            revision: 0,
+            health_timeout_ms: 0,
+            min_ready_ms: 0,
+            fallback: None,
         }
     }
 

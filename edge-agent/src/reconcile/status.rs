@@ -107,6 +107,10 @@ mod tests {
             stop_grace_ms: 0,
             labels: Default::default(),
             depends_on: vec![],
+            revision: 0,
+            health_timeout_ms: 0,
+            min_ready_ms: 0,
+            fallback: None,
         }
     }
 

@@ -420,6 +420,8 @@ mod tests {
             containers: vec![c],
             last_error: None,
             reason,
+            revision: 0,
+            rolled_back: None,
         }
     }
 

@@ -227,6 +227,8 @@ fn status(device: &str, generation: u64) -> DeviceStatus {
             containers: vec![],
             last_error: None,
             reason: None,
+            revision: 0,
+            rolled_back: None,
         }],
         capacity: Default::default(),
     }

@@ -28,6 +28,9 @@ use super::source::{Position, Positions};
 pub const RESERVED_DEVICE_PREFIX: &str = "drover-hub";
 
 /// One checked fleet object.
+// A Device is much smaller than a Deployment; objects are few and short-lived (one apply),
+// so boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Object {
     Deployment(Deployment),

@@ -179,6 +179,10 @@ pub fn wl(name: &str, x: &str) -> WorkloadSpec {
         stop_grace_ms: 3_000,
         labels: Default::default(),
         depends_on: vec![],
+        revision: 0,
+        health_timeout_ms: 0,
+        min_ready_ms: 0,
+        fallback: None,
     }
 }
 

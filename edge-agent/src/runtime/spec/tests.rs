@@ -34,6 +34,10 @@ fn workload(c: ContainerSpec, network: NetworkMode) -> WorkloadSpec {
         stop_grace_ms: 1000,
         labels: Default::default(),
         depends_on: vec![],
+        revision: 0,
+        health_timeout_ms: 0,
+        min_ready_ms: 0,
+        fallback: None,
     }
 }
 
