@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod pin;
 pub mod placement;
 pub mod plan;
+pub mod rollout;
 pub mod selector;
 pub mod snapshot;
 pub mod source;
