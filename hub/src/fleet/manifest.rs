@@ -21,8 +21,10 @@ use drover_protocol::{Name, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+use super::rollout::Strategy;
 use super::selector::{Operator, Requirement, Selector, check_label_key, check_label_value};
 use super::source::{Position, Positions};
+use super::strategy::{StrategyManifest, checked_strategy};
 
 /// Device names starting with this are refused: it is the hub's own MQTT identity.
 pub const RESERVED_DEVICE_PREFIX: &str = "drover-hub";
@@ -49,6 +51,9 @@ pub struct Deployment {
     /// The workload each chosen device runs; its name is the Deployment's name.
     pub template: WorkloadSpec,
     pub labels: BTreeMap<String, String>,
+    /// How a new revision reaches the devices: `None` = all at once, no health gate.
+    #[serde(default)]
+    pub strategy: Option<Strategy>,
     /// Where the name and each container's image were written (not stored or compared).
     #[serde(skip)]
     pub positions: Positions,
@@ -149,6 +154,10 @@ struct DeploymentSpecManifest {
     #[serde(default)]
     placement: Option<Spanned<Placement>>,
     template: Spanned<TemplateManifest>,
+    #[serde(default)]
+    strategy: Option<Spanned<StrategyManifest>>,
+    #[serde(default)]
+    min_ready_seconds: Option<Spanned<u32>>,
 }
 
 /// `template`: the workload's `spec`, and optionally Kubernetes' `metadata.labels`.
@@ -342,6 +351,9 @@ fn deployment(
         e
     })?;
     template.labels = checked_labels(file, &t.metadata.labels)?;
+    let min_ready = s.min_ready_seconds.as_ref();
+    template.min_ready_ms = min_ready.map_or(0, |m| m.value.saturating_mul(1000));
+    let strategy = checked_strategy(file, s.strategy.as_ref(), min_ready)?;
     let images = t.spec.containers.value.iter();
     let positions = Positions {
         name: None,
@@ -356,6 +368,7 @@ fn deployment(
         placement: s.placement.as_ref().map(|p| p.value).unwrap_or_default(),
         template,
         labels,
+        strategy,
         positions,
     })
 }

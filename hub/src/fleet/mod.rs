@@ -12,6 +12,7 @@ pub mod rollout;
 pub mod selector;
 pub mod snapshot;
 pub mod source;
+mod strategy;
 
 #[cfg(test)]
 mod plan_tests;
