@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod images;
 pub mod observed;
 pub mod plan;
+pub mod rollback;
 pub mod run_state;
 pub mod sources;
 pub mod status;

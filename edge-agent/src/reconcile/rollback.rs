@@ -1,0 +1,202 @@
+//! The device's own rollback: a new revision that does not become healthy within its
+//! health timeout is replaced by the fallback revision signed with it — also with no hub
+//! reachable. Pure: the daemon keeps a [`RevisionTrack`] per workload in its record,
+//! calls [`judge`] each pass, and runs [`effective`] instead of the desired spec.
+//!
+//! A revision is judged once: when it is healthy (ready, and ready for `min_ready_ms` when
+//! that is set) it is *proven* and never rolled back by the device afterwards; when its
+//! health timeout passes first it is rolled back, and stays so until the hub sends another
+//! revision. Nothing the hub did not sign ever runs: the fallback is part of the signed
+//! desired state.
+
+use drover_protocol::{RolledBack, WorkloadSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{self, BootMs};
+
+/// What the device knows about the revision of one workload it was given last.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionTrack {
+    /// `WorkloadSpec::revision` this track is about.
+    pub revision: u64,
+    /// When the device first saw this revision (boot clock).
+    pub since_boot_ms: BootMs,
+    /// It became healthy once: never rolled back by the device.
+    pub proven: bool,
+    /// The device went back to the fallback.
+    pub rolled_back: Option<RolledBack>,
+}
+
+/// How the workload is doing right now, as the daemon observed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Running with every container ready, for at least the spec's `min_ready_ms`.
+    pub healthy: bool,
+    /// Why not, when known (probe message, crash loop, start error).
+    pub problem: Option<String>,
+}
+
+/// The track after this pass, given the desired spec, the last track and the health of
+/// what runs. A new revision starts a new track; an old track of the same revision is
+/// kept (so a reboot neither forgets a rollback nor restarts the timeout from zero —
+/// stamps of an earlier boot count from this boot's start).
+pub fn judge(
+    desired: &WorkloadSpec,
+    track: Option<&RevisionTrack>,
+    health: &Health,
+    now: BootMs,
+) -> RevisionTrack {
+    let mut t = match track {
+        Some(t) if t.revision == desired.revision => t.clone(),
+        _ => RevisionTrack {
+            revision: desired.revision,
+            since_boot_ms: now,
+            proven: false,
+            rolled_back: None,
+        },
+    };
+    if t.proven || t.rolled_back.is_some() {
+        return t;
+    }
+    if health.healthy {
+        t.proven = true;
+        return t;
+    }
+    let Some(fallback) = &desired.fallback else {
+        return t;
+    };
+    let timeout = u64::from(desired.health_timeout_ms);
+    if timeout == 0 || clock::since(t.since_boot_ms, now) < timeout {
+        return t;
+    }
+    let why = health
+        .problem
+        .clone()
+        .unwrap_or_else(|| "not ready".to_owned());
+    t.rolled_back = Some(RolledBack {
+        from: desired.revision,
+        to: fallback.revision,
+        reason: format!("not healthy within {}s: {why}", timeout / 1000),
+    });
+    t
+}
+
+/// The spec the device runs for `desired` under `track`: the fallback once rolled back,
+/// else the desired spec itself.
+pub fn effective<'a>(desired: &'a WorkloadSpec, track: Option<&RevisionTrack>) -> &'a WorkloadSpec {
+    match (track, &desired.fallback) {
+        (Some(t), Some(fallback)) if t.revision == desired.revision && t.rolled_back.is_some() => {
+            fallback
+        }
+        _ => desired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use drover_protocol::{ContainerSpec, ImageRef, Name};
+
+    use super::*;
+
+    fn spec(revision: u64, image: &str) -> WorkloadSpec {
+        let c = ContainerSpec::new(Name::new("main").unwrap(), ImageRef::new(image).unwrap());
+        WorkloadSpec {
+            revision,
+            ..WorkloadSpec::new(Name::new("web").unwrap(), vec![c])
+        }
+    }
+
+    fn gated(revision: u64) -> WorkloadSpec {
+        WorkloadSpec {
+            health_timeout_ms: 60_000,
+            fallback: Some(Box::new(spec(revision - 1, "oci:/old"))),
+            ..spec(revision, "oci:/new")
+        }
+    }
+
+    fn sick() -> Health {
+        Health {
+            healthy: false,
+            problem: Some("liveness probe failed 3 times: HTTP 500".into()),
+        }
+    }
+
+    #[test]
+    fn an_unhealthy_revision_is_rolled_back_at_its_timeout_and_stays_so() {
+        let d = gated(7);
+        let t = judge(&d, None, &sick(), 1_000);
+        assert_eq!((t.revision, t.since_boot_ms, t.proven), (7, 1_000, false));
+        assert_eq!(effective(&d, Some(&t)).revision, 7);
+        let t = judge(&d, Some(&t), &sick(), 60_999);
+        assert_eq!(t.rolled_back, None, "not yet");
+        let t = judge(&d, Some(&t), &sick(), 61_000);
+        assert_eq!(
+            t.rolled_back,
+            Some(RolledBack {
+                from: 7,
+                to: 6,
+                reason: "not healthy within 60s: liveness probe failed 3 times: HTTP 500".into()
+            })
+        );
+        assert_eq!(
+            effective(&d, Some(&t)).containers[0].image.as_str(),
+            "oci:/old"
+        );
+        // The fallback becoming healthy changes nothing: the decision holds.
+        let healthy = Health {
+            healthy: true,
+            problem: None,
+        };
+        let again = judge(&d, Some(&t), &healthy, 90_000);
+        assert_eq!(again, t);
+        // A new revision from the hub starts over.
+        let next = gated(8);
+        let t8 = judge(&next, Some(&t), &sick(), 100_000);
+        assert_eq!((t8.revision, t8.rolled_back.clone()), (8, None));
+        assert_eq!(effective(&next, Some(&t8)).revision, 8);
+    }
+
+    #[test]
+    fn a_proven_revision_is_never_rolled_back_by_the_device() {
+        let d = gated(3);
+        let healthy = Health {
+            healthy: true,
+            problem: None,
+        };
+        let t = judge(&d, None, &healthy, 0);
+        assert!(t.proven);
+        let t = judge(&d, Some(&t), &sick(), 10_000_000);
+        assert_eq!(t.rolled_back, None);
+    }
+
+    #[test]
+    fn without_a_fallback_or_timeout_nothing_is_rolled_back() {
+        let plain = spec(2, "oci:/new");
+        let t = judge(&plain, None, &sick(), 0);
+        let t = judge(&plain, Some(&t), &sick(), 10_000_000);
+        assert_eq!(t.rolled_back, None);
+        let no_timeout = WorkloadSpec {
+            health_timeout_ms: 0,
+            ..gated(2)
+        };
+        let t = judge(&no_timeout, None, &sick(), 0);
+        let t = judge(&no_timeout, Some(&t), &sick(), 10_000_000);
+        assert_eq!(t.rolled_back, None);
+    }
+
+    #[test]
+    fn after_a_reboot_the_timeout_counts_from_boot_not_from_zero() {
+        let d = gated(5);
+        // Seen at boot-clock 500 s in the previous boot; now 10 s after this boot.
+        let before = RevisionTrack {
+            revision: 5,
+            since_boot_ms: 500_000,
+            proven: false,
+            rolled_back: None,
+        };
+        let t = judge(&d, Some(&before), &sick(), 10_000);
+        assert_eq!(t.rolled_back, None, "10 s since boot < 60 s");
+        let t = judge(&d, Some(&t), &sick(), 60_000);
+        assert!(t.rolled_back.is_some());
+    }
+}
