@@ -56,7 +56,7 @@ def put(d, name, text):
 
 def status(state, cid):
     try:
-        with open(os.path.join(state, "containers", cid, "status.json")) as f:
+        with open(os.path.join(state + "-run", "containers", cid, "status.json")) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
@@ -84,7 +84,7 @@ def main():
     parent = "drover-bench-" + str(os.getpid())
     cfg = os.path.join(work, "agent.toml")
     with open(cfg, "w") as f:
-        f.write(f'state_dir = "{state}"\nmanifests_dir = "{mdir}"\ncgroup_parent = "{parent}"\nlog_level = "warn"\n')
+        f.write(f'state_dir = "{state}"\nrun_dir = "{state}-run"\nmanifests_dir = "{mdir}"\ncgroup_parent = "{parent}"\nlog_level = "warn"\n')
     agent = subprocess.Popen([AGENT, "run", "--config", cfg], stderr=open(os.path.join(work, "agent.log"), "w"))
     out = {}
     try:

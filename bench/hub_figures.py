@@ -37,7 +37,7 @@ def wait(pred, timeout=60.0, step=0.002):
 
 def running(state, cid):
     try:
-        with open(os.path.join(state, "containers", cid, "status.json")) as f:
+        with open(os.path.join(state + "-run", "containers", cid, "status.json")) as f:
             return json.load(f).get("state") == "running"
     except (OSError, ValueError):
         return False
@@ -69,7 +69,7 @@ def main():
             state = os.path.join(work, f"a{i}")
             cfg = os.path.join(work, f"a{i}.toml")
             with open(cfg, "w") as f:
-                f.write(f'state_dir = "{state}"\nmanifests_dir = ""\ncgroup_parent = "{parent}-{i}"\nlog_level = "warn"\n{snippet}\n')
+                f.write(f'state_dir = "{state}"\nrun_dir = "{state}-run"\nmanifests_dir = ""\ncgroup_parent = "{parent}-{i}"\nlog_level = "warn"\n{snippet}\n')
             procs.append(subprocess.Popen([f"{REL}/drover-agent", "run", "--config", cfg], stderr=subprocess.DEVNULL))
             states.append(state)
         wait(lambda: all(d["online"] for d in json.loads(subprocess.run([f"{REL}/drover-hub", "get", "devices", "-o", "json"],

@@ -81,6 +81,7 @@ sensor_cred=$("$hub" device add demo-sensor -o json | json_field credential)
 dash_cred=$("$hub" device add demo-dash -o json | json_field credential)
 cat >"$demo/agent/agent.toml" <<TOML
 state_dir = "$demo/agent/state"
+run_dir = "$demo/agent/run"
 manifests_dir = "$demo/agent/manifests"
 cgroup_parent = "drover-demo"
 $snippet

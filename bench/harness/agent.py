@@ -35,6 +35,7 @@ class Bench:
     def __init__(self, work):
         self.work = work
         self.state = os.path.join(work, "state")
+        self.run = os.path.join(work, "run")  # the agent's run_dir: shim folders, libcontainer state
         self.mdir = os.path.join(work, "manifests")
         self.image = os.path.join(work, "busybox")
         self.parent = f"drover-bench-{os.getpid()}"
@@ -46,17 +47,17 @@ class Bench:
         subprocess.run([f"{REL}/busybox-layout", self.image], check=True, stdout=subprocess.DEVNULL)
         cfg = os.path.join(self.work, "agent.toml")
         with open(cfg, "w") as f:
-            f.write(f'state_dir = "{self.state}"\nmanifests_dir = "{self.mdir}"\n'
+            f.write(f'state_dir = "{self.state}"\nrun_dir = "{self.run}"\nmanifests_dir = "{self.mdir}"\n'
                     f'cgroup_parent = "{self.parent}/agent"\nlog_level = "warn"\n{extra_config}')
         self.agent = subprocess.Popen([f"{REL}/drover-agent", "run", "--config", cfg],
                                       stderr=open(os.path.join(self.work, "agent.log"), "w"))
-        wait(lambda: os.path.exists(os.path.join(self.state, "status.json")), timeout=20, step=0.05,
+        wait(lambda: os.path.exists(os.path.join(self.run, "status.json")), timeout=20, step=0.05,
              what="agent status.json")
         if self.agent.poll() is not None:
             raise RuntimeError("agent exited: " + open(os.path.join(self.work, "agent.log")).read())
 
     def shim(self, wl):
-        return read_json(os.path.join(self.state, "containers", f"{wl}.main", "status.json")) or {}
+        return read_json(os.path.join(self.run, "containers", f"{wl}.main", "status.json")) or {}
 
     def record(self, wl):
         return read_json(os.path.join(self.state, "workloads", f"{wl}.json"))
@@ -88,10 +89,11 @@ class Bench:
 
     def make_bundle(self, name):
         """A bundle for crun/runc: the agent's own config.json for `name`, its rootfs copied."""
-        src = os.path.join(self.state, "containers", f"{name}.main", "bundle")
+        src = os.path.join(self.run, "containers", f"{name}.main", "bundle")
+        rootfs = os.path.join(self.state, "containers", f"{name}.main", "bundle", "rootfs")
         self.bundle = os.path.join(self.work, "bundle")
         os.makedirs(self.bundle)
-        subprocess.run(["cp", "-a", os.path.join(src, "rootfs"), os.path.join(self.bundle, "rootfs")], check=True)
+        subprocess.run(["cp", "-a", rootfs, os.path.join(self.bundle, "rootfs")], check=True)
         with open(os.path.join(src, "config.json")) as f:
             self.spec = json.load(f)
         self.spec["root"]["path"] = "rootfs"
@@ -100,7 +102,7 @@ class Bench:
         etc = os.path.join(self.bundle, "etc")
         os.makedirs(etc)
         for m in self.spec.get("mounts", []):
-            if m.get("type") == "bind" and m["source"].startswith(os.path.join(self.state, "containers")):
+            if m.get("type") == "bind" and m["source"].startswith(os.path.join(self.run, "containers")):
                 copy = os.path.join(etc, os.path.basename(m["source"]))
                 shutil.copyfile(m["source"], copy)
                 m["source"] = copy
@@ -296,8 +298,8 @@ class Bench:
                 self.hub.kill()
                 self.hub.wait()
         # Anything left behind: shims, containers, runtime state, mounts, cgroups.
-        for d in (os.listdir(os.path.join(self.state, "containers")) if os.path.isdir(os.path.join(self.state, "containers")) else []):
-            st = read_json(os.path.join(self.state, "containers", d, "status.json")) or {}
+        for d in (os.listdir(os.path.join(self.run, "containers")) if os.path.isdir(os.path.join(self.run, "containers")) else []):
+            st = read_json(os.path.join(self.run, "containers", d, "status.json")) or {}
             pid = st.get("shim_pid")
             if pid and st.get("state") in ("starting", "running"):
                 try:

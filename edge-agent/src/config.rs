@@ -25,6 +25,11 @@ pub struct AgentConfig {
     /// Root of everything the agent keeps on disk.
     #[serde(deserialize_with = "absolute_path")]
     pub state_dir: PathBuf,
+    /// The agent's runtime folder, best on a tmpfs: what every container start writes
+    /// (bundles, `/etc` files, shim status, libcontainer state), so that a full
+    /// `state_dir` disk never keeps a container from starting. One per agent.
+    #[serde(deserialize_with = "absolute_path")]
+    pub run_dir: PathBuf,
     /// Folder of workload manifests for standalone mode; `""` in the file turns it off.
     #[serde(deserialize_with = "optional_dir")]
     pub manifests_dir: Option<PathBuf>,
@@ -96,6 +101,7 @@ impl AgentConfig {
         AgentConfig {
             device: host_device_name(),
             state_dir: PathBuf::from("/var/lib/drover"),
+            run_dir: PathBuf::from("/run/drover"),
             manifests_dir: Some(PathBuf::from("/etc/drover/manifests")),
             cgroup_parent: "drover".to_owned(),
             resync_interval: DurationMs(10_000),
@@ -212,12 +218,13 @@ mod tests {
 
     #[test]
     fn settings_are_read() {
-        let text = "device = \"pi-7\"\nstate_dir = \"/tmp/s\"\nmanifests_dir = \"\"\n\
+        let text = "device = \"pi-7\"\nstate_dir = \"/tmp/s\"\nrun_dir = \"/tmp/r\"\nmanifests_dir = \"\"\n\
                     cgroup_parent = \"drover-test-ab12\"\nresync_interval = \"2s\"\n\
                     log_level = \"debug\"\n[logs]\nmax_bytes = \"64Ki\"\nfiles = 5\n";
         let c = AgentConfig::parse("agent.toml", text).expect("parses");
         assert_eq!(c.device.as_str(), "pi-7");
         assert_eq!(c.state_dir, PathBuf::from("/tmp/s"));
+        assert_eq!(c.run_dir, PathBuf::from("/tmp/r"));
         assert_eq!(c.manifests_dir, None);
         assert_eq!(c.cgroup_parent, "drover-test-ab12");
         assert_eq!(c.resync_interval, DurationMs(2000));

@@ -244,15 +244,53 @@ impl TestAgent {
             .join("\n--- agent restarted ---\n")
     }
 
-    /// The status files of every shim this agent started.
+    /// The status files of every shim this agent started: in the runtime folder, and
+    /// those of live shims on the state disk (a runtime folder set to the state folder,
+    /// as agents had it before `run_dir`).
     pub fn shim_statuses(&self) -> Vec<Value> {
-        let Ok(dirs) = fs::read_dir(self.state.join("containers")) else {
-            return vec![];
+        let read = |base: &Path| -> Vec<Value> {
+            let Ok(dirs) = fs::read_dir(base.join("containers")) else {
+                return vec![];
+            };
+            dirs.flatten()
+                .filter_map(|d| fs::read(d.path().join("status.json")).ok())
+                .filter_map(|b| serde_json::from_slice(&b).ok())
+                .collect()
         };
-        dirs.flatten()
-            .filter_map(|d| fs::read(d.path().join("status.json")).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
-            .collect()
+        let mut all = read(&self.run_dir());
+        let live = |v: &Value| v["state"] == "starting" || v["state"] == "running";
+        all.extend(read(&self.state).into_iter().filter(live));
+        all
+    }
+
+    /// The agent's runtime folder (`run_dir`) by default: shim folders and libcontainer
+    /// state. [`TestAgent::set_run_dir`] can point the agent elsewhere.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// Sets `run_dir` in the config (takes effect at the next start); the state folder
+    /// itself gives the layout of agents from before `run_dir`.
+    pub fn set_run_dir(&self, run: &Path) {
+        let text = fs::read_to_string(&self.config).expect("config");
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| match l.starts_with("run_dir = ") {
+                true => format!("run_dir = \"{}\"", run.display()),
+                false => l.to_owned(),
+            })
+            .collect();
+        fs::write(&self.config, lines.join("\n") + "\n").expect("config");
+    }
+
+    /// What a reboot does to the default runtime folder (a tmpfs): empties it. Call
+    /// after [`TestAgent::power_cut`].
+    pub fn empty_run_dir(&self) {
+        if let Ok(entries) = fs::read_dir(self.run_dir()) {
+            for e in entries.flatten() {
+                let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
+            }
+        }
     }
 
     /// Every process in this agent's cgroup tree (pids hierarchy).
@@ -285,7 +323,7 @@ impl TestAgent {
             }
         }
         self.power_cut();
-        force_cleanup(&self.state, &self.cgroup_parent);
+        force_cleanup(&self.state, &self.run_dir(), &self.cgroup_parent);
     }
 }
 
@@ -315,11 +353,15 @@ pub fn last_error(ps: &Value, name: &str) -> String {
 }
 
 /// The agent settings every test agent shares (no device name, no hub).
+/// The runtime folder sits beside the state folder (`run/`), private to the test.
 fn base_config(state: &Path, manifests: &Path, cgroup_parent: &str) -> String {
+    let run = state.with_file_name("run");
     format!(
-        "state_dir = \"{}\"\nmanifests_dir = \"{}\"\ncgroup_parent = \"{cgroup_parent}\"\n\
+        "state_dir = \"{}\"\nrun_dir = \"{}\"\nmanifests_dir = \"{}\"\n\
+         cgroup_parent = \"{cgroup_parent}\"\n\
          resync_interval = \"2s\"\nlog_level = \"info,drover_agent=debug\"\n",
         state.display(),
+        run.display(),
         manifests.display()
     )
 }
@@ -336,9 +378,19 @@ fn collect_procs(dir: &Path, pids: &mut Vec<i32>) {
 }
 
 /// Removes whatever a killed agent left: libcontainer state, mounts, cgroups.
-fn force_cleanup(state: &Path, cgroup_parent: &str) {
+fn force_cleanup(state: &Path, run: &Path, cgroup_parent: &str) {
+    if let Ok(dirs) = fs::read_dir(run.join("containers")) {
+        for d in dirs.flatten() {
+            let id = d.file_name().to_string_lossy().into_owned();
+            let _ = Command::new(bin("drover-agent"))
+                .args(["shim", "delete", "--id", &id, "--root"])
+                .arg(run.join("runtime"))
+                .output();
+        }
+    }
     if let Ok(dirs) = fs::read_dir(state.join("containers")) {
         for d in dirs.flatten() {
+            // Containers of an agent whose runtime folder was the state folder.
             let id = d.file_name().to_string_lossy().into_owned();
             let _ = Command::new(bin("drover-agent"))
                 .args(["shim", "delete", "--id", &id, "--root"])

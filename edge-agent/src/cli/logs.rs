@@ -36,7 +36,7 @@ fn try_logs(
     tail: Option<usize>,
 ) -> Result<(), String> {
     let cfg = load_config(config)?;
-    let paths = StatePaths::new(&cfg.state_dir);
+    let paths = StatePaths::of(&cfg);
     let wl = Name::new(workload).map_err(|e| format!("workload: {e}"))?;
     let c = match container {
         Some(c) => Name::new(c).map_err(|e| format!("container: {e}"))?,

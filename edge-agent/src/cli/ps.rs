@@ -24,7 +24,7 @@ pub fn ps(config: &Path, format: Format) -> u8 {
             return 1;
         }
     };
-    let paths = StatePaths::new(&cfg.state_dir);
+    let paths = StatePaths::of(&cfg);
     let mut report = match state::load_report(&paths) {
         Ok(r) => r,
         Err(e) => {

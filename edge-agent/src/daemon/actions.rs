@@ -189,10 +189,12 @@ impl Agent {
         c: &ContainerSpec,
     ) -> Result<(u32, String), StartError> {
         let id = container_id(&spec.name, &c.name);
+        // Per-start files in the runtime folder; only the writable layer on the state disk.
         let dir = self.paths.container_dir(&spec.name, &c.name);
+        let data = self.paths.container_data_dir(&spec.name, &c.name);
         // First, so that the previous instance's last status (exited, lost) is gone
         // whatever step fails next: observation then sees this start's failure.
-        if let Err(e) = self.ports.runtime.clear(&id, &dir) {
+        if let Err(e) = self.ports.runtime.clear(&id, &dir, &data) {
             warn!(container = id, "cleaning up the previous instance: {e}");
         }
         let image = self
@@ -203,7 +205,7 @@ impl Agent {
             })?;
         self.setup_pod(spec)?;
         let host = &self.ports.host;
-        let root = host.mount_rootfs(&image.layers, &dir)?;
+        let root = host.mount_rootfs(&image.layers, &data)?;
         let (passwd, group) = (
             host.read_rootfs_file(&root, "etc/passwd"),
             host.read_rootfs_file(&root, "etc/group"),
@@ -244,11 +246,14 @@ impl Agent {
                 .map_err(StartError::WorkingDir)?;
         }
         let bytes = serde_json::to_vec(&oci)?;
-        host.write_file(&dir.join("bundle").join("config.json"), &bytes)?;
+        let bundle = dir.join("bundle");
+        host.create_dir(&bundle)?;
+        host.write_file(&bundle.join("config.json"), &bytes)?;
         let args = RunArgs {
             id,
             dir,
             root: self.paths.runtime(),
+            data_dir: Some(data.clone()),
             log: self.paths.log_file(&spec.name, &c.name),
             log_max_bytes: self.cfg.logs.max_bytes.0,
             log_files: self.cfg.logs.files,
@@ -264,7 +269,7 @@ impl Agent {
                 if let Err(k) = self.ports.runtime.force_stop(&id, &dir) {
                     warn!(container = %id, "ending the stuck shim: {k}");
                 }
-                if let Err(k) = self.ports.runtime.clear(&id, &dir) {
+                if let Err(k) = self.ports.runtime.clear(&id, &dir, &data) {
                     warn!(container = %id, "clearing the stuck start: {k}");
                 }
                 Err(e.into())
@@ -327,18 +332,22 @@ impl Agent {
         for c in &rec.spec.containers {
             let id = container_id(wl, &c.name);
             let dir = self.paths.container_dir(wl, &c.name);
+            let data = self.paths.container_data_dir(wl, &c.name);
             let done = if force {
                 warn!(container = %id, "still running after its grace period: killing it");
                 self.ports.runtime.force_stop(&id, &dir)
             } else {
                 // Down already; force-deletes only what a dead shim left behind.
-                self.ports.runtime.clear(&id, &dir)
+                self.ports.runtime.clear(&id, &dir, &data)
             };
             if let Err(e) = done {
                 warn!(container = %id, "deleting the container: {e}");
             }
-            if let Err(e) = self.ports.host.remove_container_dir(&dir) {
+            if let Err(e) = self.ports.host.remove_container_dir(&data) {
                 warn!(container = %id, "removing its folder: {e}");
+            }
+            if let Err(e) = self.ports.host.remove_dir(&dir) {
+                warn!(container = %id, "removing its runtime folder: {e}");
             }
         }
         self.teardown_pod(wl, keep_data);

@@ -99,12 +99,21 @@ pub struct Agent {
 impl Agent {
     /// Opens the state folder, takes its lock and loads what a previous agent left.
     pub fn open(cfg: AgentConfig) -> Result<Agent, DaemonError> {
-        let paths = StatePaths::new(&cfg.state_dir);
+        let paths = StatePaths::of(&cfg);
         paths.ensure().map_err(|source| DaemonError::Io {
             context: format!("creating state folder {}", paths.root.display()),
             source,
         })?;
         let lock = lock_state(&paths)?;
+        // Before the first observation: else containers whose status is on the state
+        // disk (older agent, reboot) would be taken for lost and started a second time.
+        crate::state::adopt::link_disk_statuses(&paths).map_err(|source| DaemonError::Io {
+            context: format!(
+                "linking statuses into runtime folder {}",
+                paths.run.display()
+            ),
+            source,
+        })?;
         let store = ImageStore::open(&paths.images())?;
         let pull_cfg = super::images::pull_config(&cfg);
         let ports = Ports {
@@ -123,7 +132,7 @@ impl Agent {
 
     /// An agent on the given ports, with what their state store holds.
     pub fn with_ports(cfg: AgentConfig, ports: Ports) -> Agent {
-        let paths = StatePaths::new(&cfg.state_dir);
+        let paths = StatePaths::of(&cfg);
         let (records, errors) = ports.state.load_records();
         for e in errors {
             error!("skipping unreadable workload record: {e}");

@@ -8,6 +8,7 @@
 
 mod actions;
 mod agent;
+mod disk_pressure;
 mod images;
 mod manifests;
 mod observe;

@@ -10,6 +10,7 @@ use drover_protocol::{
 };
 
 use super::agent::Agent;
+use super::disk_pressure::{DiskPressure, disk_pressure};
 use crate::reconcile::status::{container_phase, image_problem, workload_phase};
 use crate::reconcile::{ImageState, Observed, ObservedWorkload, RunState};
 use crate::state::{AgentReport, StateError};
@@ -82,18 +83,28 @@ impl Agent {
                 workloads.push(self.workload_status(&wl.spec, observed));
             }
         }
+        let capacity = self.capacity();
+        let mut warnings = self.sources.conflicts.clone();
+        if let Some(p) = self.disk_pressure(&capacity) {
+            for w in &mut workloads {
+                if w.last_error.is_none() {
+                    w.last_error = p.notes.get(w.name.as_str()).cloned();
+                }
+            }
+            warnings.push(p.warning);
+        }
         let status = DeviceStatus {
             device: self.cfg.device.clone(),
             observed_generation: desired.generation,
             time_ms: self.ports.clock.wall_ms(),
-            capacity: self.capacity(),
+            capacity,
             workloads,
         };
         let report = AgentReport {
             agent_pid: std::process::id(),
             status,
             manifest_error: self.sources.manifest_error.clone(),
-            warnings: self.sources.conflicts.clone(),
+            warnings,
             hub: self.reporter.link_stats.clone(),
             labels: desired
                 .workloads
@@ -134,6 +145,20 @@ impl Agent {
             disk_free_bytes: r.disk_free_bytes,
             low_disk: r.disk_free_bytes < self.cfg.images.min_free_disk.0,
         }
+    }
+
+    /// While the state disk is low: the warning naming the volumes that hold the space
+    /// (measured only then, with a bounded walk).
+    fn disk_pressure(&self, capacity: &Capacity) -> Option<DiskPressure> {
+        if !capacity.low_disk {
+            return None;
+        }
+        let usage = self.ports.state.volume_usage();
+        disk_pressure(
+            capacity.disk_free_bytes,
+            self.cfg.images.min_free_disk.0,
+            &usage,
+        )
     }
 
     fn workload_status(&self, desired: &WorkloadSpec, observed: &Observed) -> WorkloadStatus {

@@ -134,7 +134,9 @@ impl ImageStore {
                 && e.blobs == record.blobs
                 && e.size_bytes == record.size_bytes
         });
-        self.write_record_file(&record, !same_record)?;
+        // A write that only moves a timestamp may fail (full disk): the image is ready.
+        let written = self.write_record_file(&record, !same_record);
+        tolerate_if(same_record, written)?;
         let digest = image.manifest_digest.to_string();
         let mut refs = self.read_refs();
         let same_ref = refs
@@ -147,7 +149,7 @@ impl ImageStore {
                 resolved_ms: now,
             },
         );
-        self.write_refs(&refs, !same_ref)
+        tolerate_if(same_ref, self.write_refs(&refs, !same_ref))
     }
 
     fn read_refs(&self) -> BTreeMap<String, RefEntry> {
@@ -238,6 +240,17 @@ pub(super) fn disk_usage(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
         }
     }
     total
+}
+
+/// A failed write of what only refreshes a timestamp is logged, not an error.
+fn tolerate_if(timestamp_only: bool, written: Result<(), ImageError>) -> Result<(), ImageError> {
+    match written {
+        Err(e) if timestamp_only => {
+            tracing::warn!("image store: {e} (only a timestamp was not updated)");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ImageError> {

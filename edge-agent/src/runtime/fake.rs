@@ -262,7 +262,7 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    fn clear(&self, id: &str, dir: &Path) -> Result<(), RuntimeError> {
+    fn clear(&self, id: &str, dir: &Path, _data: &Path) -> Result<(), RuntimeError> {
         let mut inner = self.lock();
         inner.calls.push(RuntimeCall::Clear { id: id.to_owned() });
         inner.containers.remove(dir);

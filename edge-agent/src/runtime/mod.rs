@@ -72,14 +72,15 @@ pub trait Runtime: Send {
     fn force_stop(&self, id: &str, dir: &Path) -> Result<(), RuntimeError>;
     /// Makes sure no earlier instance of container `id` is left before a new start (a
     /// clean exit needs nothing; a power cut or a dead shim is force-deleted), and forgets
-    /// its last status.
-    fn clear(&self, id: &str, dir: &Path) -> Result<(), RuntimeError>;
+    /// its last status: in the container folder `dir` and its durable copy in the data
+    /// folder `data` (see [`RunArgs::data_dir`]).
+    fn clear(&self, id: &str, dir: &Path, data: &Path) -> Result<(), RuntimeError>;
 }
 
 /// The real runtime: one `drover-agent shim` process per container.
 pub struct ShimRuntime {
     pub exe: PathBuf,
-    /// libcontainer's state root (`S/runtime`).
+    /// libcontainer's state root (`run_dir/runtime`).
     pub root: PathBuf,
 }
 
@@ -179,7 +180,7 @@ impl Runtime for ShimRuntime {
         self.force_delete(id)
     }
 
-    fn clear(&self, id: &str, dir: &Path) -> Result<(), RuntimeError> {
+    fn clear(&self, id: &str, dir: &Path, data: &Path) -> Result<(), RuntimeError> {
         let st = ShimStatus::read(dir);
         let unfinished = st.as_ref().is_some_and(|s| s.state != ShimState::Exited)
             || (st.is_none() && dir.join("bundle").exists());
@@ -189,6 +190,13 @@ impl Runtime for ShimRuntime {
             Ok(())
         };
         let _ = std::fs::remove_file(dir.join(STATUS_FILE));
+        let _ = std::fs::remove_file(data.join(STATUS_FILE));
+        // Adopted from an older agent: a link to its libcontainer state, dangling once
+        // the old shim deleted its container; a new container of this id needs the name.
+        let link = self.root.join(id);
+        if link.is_symlink() && !link.exists() {
+            let _ = std::fs::remove_file(&link);
+        }
         result
     }
 }

@@ -14,6 +14,7 @@ mod run;
 pub mod status;
 mod supervise;
 mod sys;
+mod warn_limit;
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -77,6 +78,10 @@ pub struct RunArgs {
     /// libcontainer state root.
     #[arg(long)]
     pub root: PathBuf,
+    /// The container's folder on the state disk: gets a durable copy of the final
+    /// status, which the agent reads after a reboot emptied `dir` (a tmpfs).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Container stdout/stderr log file.
     #[arg(long)]
     pub log: PathBuf,
@@ -116,6 +121,9 @@ impl RunArgs {
             "--stop-grace-ms".into(),
             self.stop_grace_ms.to_string().into(),
         ]);
+        if let Some(d) = &self.data_dir {
+            v.extend(["--data-dir".into(), d.into()]);
+        }
         if let Some(n) = &self.notify {
             v.extend(["--notify".into(), n.into()]);
         }
@@ -141,7 +149,10 @@ pub fn main(args: ShimArgs) -> i32 {
 }
 
 fn run_main(mut args: RunArgs) -> i32 {
-    for p in [&mut args.dir, &mut args.root, &mut args.log] {
+    for p in [&mut args.dir, &mut args.root, &mut args.log]
+        .into_iter()
+        .chain(args.data_dir.as_mut())
+    {
         *p = std::path::absolute(&*p).unwrap_or_else(|_| p.clone());
     }
     let diag = OpenOptions::new()
@@ -187,10 +198,9 @@ fn init_tracing(diag: std::fs::File) {
 }
 
 fn delete_main(args: &DeleteArgs) -> i32 {
-    let dir = args.root.join(&args.id);
-    if !dir.exists() {
+    let Some(dir) = state_folder(&args.root, &args.id) else {
         return 0;
-    }
+    };
     match delete(&dir) {
         Ok(()) => 0,
         Err(e) => {
@@ -198,6 +208,22 @@ fn delete_main(args: &DeleteArgs) -> i32 {
             1
         }
     }
+}
+
+/// The libcontainer state folder of container `id` under `root`, if there is one. A
+/// container adopted from an older agent has a symlink there to that agent's state root
+/// (`state_dir/runtime/{id}`): the link is removed and its target returned, so that
+/// deleting the target leaves nothing behind and a new container of the same id can be
+/// created (a dangling link, left when the old shim deleted its container, is just removed).
+fn state_folder(root: &Path, id: &str) -> Option<PathBuf> {
+    let path = root.join(id);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if !meta.file_type().is_symlink() {
+        return Some(path);
+    }
+    let target = std::fs::canonicalize(&path).ok().filter(|t| t.is_dir());
+    let _ = std::fs::remove_file(&path);
+    target
 }
 
 fn delete(dir: &Path) -> Result<(), ShimError> {

@@ -37,7 +37,7 @@ pub fn run(args: &RunArgs, mut report: File) -> i32 {
             status.error = Some(e.to_string());
             status.finished_at_ms = Some(fsutil::now_ms());
             status.finished_at_boot_ms = Some(crate::clock::boot_ms());
-            write_status(&status, &args.dir);
+            write_status(&status, args);
             let line = e.to_string().replace('\n', " ");
             let _ = writeln!(report, "failed {line}");
             notify(args);
@@ -73,9 +73,19 @@ fn initial_status() -> ShimStatus {
     }
 }
 
-fn write_status(status: &ShimStatus, dir: &Path) {
-    if let Err(e) = status.write(dir) {
-        warn!("writing {} failed: {e}", dir.display());
+/// Writes the status into the container folder; a final one first into the data folder
+/// on the state disk too (durable, so that it outlives a reboot that empties the
+/// runtime folder). A full disk only loses that copy.
+fn write_status(status: &ShimStatus, args: &RunArgs) {
+    let finished = matches!(status.state, ShimState::Exited | ShimState::Failed);
+    let data = args
+        .data_dir
+        .as_ref()
+        .filter(|d| finished && **d != args.dir);
+    for dir in data.into_iter().chain([&args.dir]) {
+        if let Err(e) = status.write(dir) {
+            warn!("writing the status into {} failed: {e}", dir.display());
+        }
     }
 }
 
@@ -84,7 +94,7 @@ fn start(
     args: &RunArgs,
     status: &mut ShimStatus,
 ) -> Result<(Container, std::os::fd::OwnedFd), ShimError> {
-    write_status(status, &args.dir);
+    write_status(status, args);
     sys::install_early_handlers().map_err(ShimError::sys("installing signal handlers"))?;
     std::fs::create_dir_all(&args.root).map_err(ShimError::io("creating the libcontainer root"))?;
     remove_stale(&args.root, &args.id);
@@ -102,7 +112,7 @@ fn start(
     status.pid_start_ticks = fsutil::proc_start_ticks(pid);
     status.started_at_ms = Some(fsutil::now_ms());
     status.started_at_boot_ms = Some(crate::clock::boot_ms());
-    write_status(status, &args.dir);
+    write_status(status, args);
     Ok((container, log_rd))
 }
 
@@ -124,10 +134,9 @@ fn create_and_start(args: &RunArgs) -> Result<Container, ShimError> {
 
 /// Deletes a container left in `root` by a shim that died (power cut); never fails.
 fn remove_stale(root: &Path, id: &str) {
-    let dir = root.join(id);
-    if !dir.exists() {
+    let Some(dir) = super::state_folder(root, id) else {
         return;
-    }
+    };
     warn!(id, "deleting a stale container");
     let deleted = Container::load(dir.clone()).and_then(|mut c| c.delete(true));
     if let Err(e) = deleted {
@@ -184,7 +193,7 @@ fn finish(args: &RunArgs, container: &mut Container, status: &mut ShimStatus, ex
     status.signal = exit.signal;
     status.finished_at_ms = Some(fsutil::now_ms());
     status.finished_at_boot_ms = Some(crate::clock::boot_ms());
-    write_status(status, &args.dir);
+    write_status(status, args);
     notify(args);
 }
 

@@ -16,11 +16,14 @@ use nix::unistd::Pid;
 use tracing::{info, warn};
 
 use super::logs::RotatingLog;
+use super::warn_limit::WarnLimit;
 
 /// How long output is drained after init exited.
 const DRAIN: Duration = Duration::from_millis(200);
 /// How long a partial line may wait for its newline.
 const PARTIAL_FLUSH: Duration = Duration::from_millis(500);
+/// At most one warning per this interval about failed container-log writes.
+const LOG_WARN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How the container's init ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +42,7 @@ pub struct Supervisor<'a> {
     grace: Duration,
     stop_deadline: Option<Instant>,
     killed_all: bool,
+    log_failures: WarnLimit,
 }
 
 impl<'a> Supervisor<'a> {
@@ -60,6 +64,7 @@ impl<'a> Supervisor<'a> {
             grace,
             stop_deadline: None,
             killed_all: false,
+            log_failures: WarnLimit::new(LOG_WARN_INTERVAL),
         }
     }
 
@@ -196,10 +201,12 @@ impl<'a> Supervisor<'a> {
 
     /// Copies what the pipe holds now into the log; closes the pipe at EOF.
     fn read_log(&mut self) {
-        let Some(rd) = &self.log_rd else { return };
+        let Some(rd) = self.log_rd.as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
         let mut buf = [0u8; 16 * 1024];
         loop {
-            match nix::unistd::read(rd.as_raw_fd(), &mut buf) {
+            match nix::unistd::read(rd, &mut buf) {
                 Ok(0) => {
                     self.flush_partial();
                     self.log_rd = None;
@@ -208,7 +215,7 @@ impl<'a> Supervisor<'a> {
                 Ok(n) => {
                     let Some(log) = &mut self.log else { continue };
                     if let Err(e) = log.write(&buf[..n]) {
-                        warn!("writing the container log failed: {e}");
+                        self.log_write_failed(&e);
                     }
                 }
                 Err(Errno::EINTR) => {}
@@ -225,7 +232,18 @@ impl<'a> Supervisor<'a> {
     fn flush_partial(&mut self) {
         let Some(log) = &mut self.log else { return };
         if let Err(e) = log.flush_partial() {
-            warn!("writing the container log failed: {e}");
+            self.log_write_failed(&e);
+        }
+    }
+
+    /// Warns about a failed container-log write: the first, then one a minute (a chatty
+    /// container on a full disk fails at every line, and `shim.log` is in RAM).
+    fn log_write_failed(&mut self, e: &std::io::Error) {
+        if let Some(unreported) = self.log_failures.hit(Instant::now()) {
+            warn!(
+                unreported,
+                "writing the container log failed: {e} (told at most once a minute)"
+            );
         }
     }
 

@@ -17,6 +17,7 @@ struct Inner {
     report: Option<AgentReport>,
     reports_written: usize,
     fail_writes: bool,
+    volumes: Vec<super::VolumeUsage>,
 }
 
 /// Clones share the same store.
@@ -33,6 +34,11 @@ impl MemoryStateStore {
     /// Every write fails with ENOSPC while set.
     pub fn fail_writes(&self, fail: bool) {
         self.lock().fail_writes = fail;
+    }
+
+    /// What [`StateStore::volume_usage`] reports from now on.
+    pub fn set_volume_usage(&self, usage: Vec<super::VolumeUsage>) {
+        self.lock().volumes = usage;
     }
 
     pub fn records(&self) -> BTreeMap<Name, WorkloadRecord> {
@@ -99,5 +105,9 @@ impl StateStore for MemoryStateStore {
             i.report = Some(report.clone());
             i.reports_written += 1;
         })
+    }
+
+    fn volume_usage(&self) -> Vec<super::VolumeUsage> {
+        self.lock().volumes.clone()
     }
 }

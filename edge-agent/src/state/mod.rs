@@ -5,11 +5,14 @@
 //! The daemon reaches these files only through [`StateStore`] ([`FileStateStore`] here,
 //! an in-memory fake for unit tests beside it).
 
+pub mod adopt;
 #[cfg(test)]
 pub mod memory;
 mod store;
+pub mod volumes;
 
 pub use store::{FileStateStore, StateStore};
+pub use volumes::VolumeUsage;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,15 +25,32 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil::write_atomic;
 use crate::reconcile::StartErrorKind;
 
-/// Paths inside the state folder (see CONTRACT in the design notes).
+/// Paths inside the state folder (`root`, on disk) and the runtime folder (`run`, a tmpfs
+/// such as `/run/drover`).
+///
+/// The runtime folder holds what is written again at every container start and needed to
+/// start one: bundle `config.json`, the `/etc` files, the shim's `status.json` and
+/// `shim.log`, libcontainer's state, and the agent's report for `ps`. A workload filling
+/// the state disk through its volume therefore cannot keep any container from starting
+/// (issue 10). What must survive a reboot stays on disk: records, desired states, images,
+/// volumes, logs, and each container's overlay `upper/`/`work/` (data, so not in RAM).
 #[derive(Clone, Debug)]
 pub struct StatePaths {
     pub root: PathBuf,
+    pub run: PathBuf,
 }
 
 impl StatePaths {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        StatePaths { root: root.into() }
+    pub fn new(root: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Self {
+        StatePaths {
+            root: root.into(),
+            run: run.into(),
+        }
+    }
+
+    /// The paths of an agent config (`state_dir`, `run_dir`).
+    pub fn of(cfg: &crate::config::AgentConfig) -> Self {
+        StatePaths::new(&cfg.state_dir, &cfg.run_dir)
     }
 
     /// Creates the folders the agent writes into.
@@ -38,13 +58,15 @@ impl StatePaths {
         for d in [
             "workloads",
             "containers",
-            "runtime",
             "logs",
             "volumes",
             "netns",
             "images",
         ] {
             fs::create_dir_all(self.root.join(d))?;
+        }
+        for d in ["containers", "runtime"] {
+            fs::create_dir_all(self.run.join(d))?;
         }
         Ok(())
     }
@@ -55,8 +77,9 @@ impl StatePaths {
     pub fn hub_desired(&self) -> PathBuf {
         self.root.join("hub-desired.bin")
     }
+    /// The agent's report for `ps`: rewritten by every agent, so in the runtime folder.
     pub fn status(&self) -> PathBuf {
-        self.root.join("status.json")
+        self.run.join("status.json")
     }
     pub fn lock(&self) -> PathBuf {
         self.root.join("agent.lock")
@@ -67,13 +90,25 @@ impl StatePaths {
     pub fn images(&self) -> PathBuf {
         self.root.join("images")
     }
+    /// libcontainer's state root.
     pub fn runtime(&self) -> PathBuf {
+        self.run.join("runtime")
+    }
+    /// libcontainer's state root of agents before the runtime folder (migration only).
+    pub fn legacy_runtime(&self) -> PathBuf {
         self.root.join("runtime")
     }
     pub fn record(&self, wl: &Name) -> PathBuf {
         self.root.join("workloads").join(format!("{wl}.json"))
     }
+    /// The shim's container folder (in the runtime folder): `bundle/config.json`, `etc/`,
+    /// `status.json`, `shim.log`.
     pub fn container_dir(&self, wl: &Name, c: &Name) -> PathBuf {
+        self.run.join("containers").join(container_id(wl, c))
+    }
+    /// The container's folder on disk: overlay `upper/`, `work/` and the `bundle/rootfs`
+    /// mount point.
+    pub fn container_data_dir(&self, wl: &Name, c: &Name) -> PathBuf {
         self.root.join("containers").join(container_id(wl, c))
     }
     pub fn logs_dir(&self, wl: &Name) -> PathBuf {
@@ -82,8 +117,11 @@ impl StatePaths {
     pub fn log_file(&self, wl: &Name, c: &Name) -> PathBuf {
         self.logs_dir(wl).join(format!("{c}.log"))
     }
+    pub fn volumes_root(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
     pub fn volumes_dir(&self, wl: &Name) -> PathBuf {
-        self.root.join("volumes").join(wl.as_str())
+        self.volumes_root().join(wl.as_str())
     }
     pub fn netns(&self, wl: &Name) -> PathBuf {
         self.root.join("netns").join(wl.as_str())
@@ -279,7 +317,7 @@ mod tests {
     #[test]
     fn a_desired_state_persisted_by_an_older_agent_still_loads() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = StatePaths::new(dir.path());
+        let paths = StatePaths::new(dir.path(), dir.path().join("run"));
         assert_eq!(load_desired(&paths).unwrap(), None);
         let bytes: Vec<u8> = (0..V1_DESIRED.len())
             .step_by(2)

@@ -21,6 +21,9 @@ pub trait StateStore: Send {
     fn load_hub_desired(&self) -> Option<Vec<u8>>;
     fn save_hub_desired(&self, payload: &[u8]) -> Result<(), StateError>;
     fn save_report(&self, report: &AgentReport) -> Result<(), StateError>;
+    /// What each named volume holds, largest first (a bounded walk: call it only when
+    /// the disk runs low).
+    fn volume_usage(&self) -> Vec<super::VolumeUsage>;
 }
 
 /// The state folder on disk; every write is atomic (write, fsync, rename, fsync).
@@ -62,5 +65,9 @@ impl StateStore for FileStateStore {
 
     fn save_report(&self, report: &AgentReport) -> Result<(), StateError> {
         super::save_report(&self.paths, report)
+    }
+
+    fn volume_usage(&self) -> Vec<super::VolumeUsage> {
+        super::volumes::volume_usage(&self.paths.volumes_root(), super::volumes::MAX_ENTRIES)
     }
 }

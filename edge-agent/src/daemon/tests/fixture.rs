@@ -147,7 +147,7 @@ impl Fx {
     }
 
     pub fn paths(&self) -> StatePaths {
-        StatePaths::new(STATE_DIR)
+        StatePaths::of(&config())
     }
 }
 

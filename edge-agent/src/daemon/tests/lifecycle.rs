@@ -45,10 +45,8 @@ fn a_new_workload_is_pulled_then_created_started_recorded_and_reported_running()
         (0, Some("sha256:a"))
     );
     let dir = fx.paths().container_dir(&n("web"), &n("app"));
-    assert_eq!(
-        fx.host.take_calls(),
-        vec![HostCall::MountRootfs(dir.clone())]
-    );
+    let data = fx.paths().container_data_dir(&n("web"), &n("app"));
+    assert_eq!(fx.host.take_calls(), vec![HostCall::MountRootfs(data)]);
     assert!(
         fx.host.file(&dir.join("bundle/config.json")).is_some(),
         "bundle written"
@@ -96,13 +94,18 @@ fn a_replacement_waits_for_its_image_then_stops_removes_and_starts_keeping_volum
         "stop, remove, start"
     );
     let host = fx.host.take_calls();
+    let (run, data) = (
+        fx.paths().container_dir(&n("web"), &n("app")),
+        fx.paths().container_data_dir(&n("web"), &n("app")),
+    );
     assert!(
-        !host.iter().any(|c| matches!(c, HostCall::RemoveDir(_))),
+        !host
+            .iter()
+            .any(|c| matches!(c, HostCall::RemoveDir(d) if *d != run)),
         "volumes and logs kept: {host:?}"
     );
-    assert!(host.contains(&HostCall::RemoveContainerDir(
-        fx.paths().container_dir(&n("web"), &n("app"))
-    )));
+    assert!(host.contains(&HostCall::RemoveContainerDir(data)));
+    assert!(host.contains(&HostCall::RemoveDir(run)));
     assert!(
         fx.host
             .dir_exists(&fx.paths().volumes_dir(&n("web")).join("data"))
