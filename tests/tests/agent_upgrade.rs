@@ -173,26 +173,27 @@ fn a_finished_container_stays_finished_after_a_reboot() {
         assert_eq!(log.matches("ran").count(), 1, "{wl} ran again: {log}");
     }
 
-    // A restart of the finished workload forgets the durable copy: a changed spec
-    // replaces it, and after the next reboot the new instance is what counts.
-    let again = workload_yaml(
-        "job",
-        &image,
-        "echo ran; sleep 1000",
-        "  restartPolicy: Never\n",
-        "",
+    // A restart forgets the durable copy: OnFailure restarts a container that failed
+    // once (a marker in its volume), and while the second instance runs, the first
+    // one's exit must be gone from the disk, else the next reboot would resurrect it.
+    let once = format!(
+        "apiVersion: drover.dev/v1\nkind: Workload\nmetadata: {{name: once}}\nspec:\n  restartPolicy: OnFailure\n  stopGracePeriod: 1s\n  volumes: [{{name: data}}]\n  containers:\n    - name: main\n      image: oci:{}:latest\n      command: [/bin/sh, -c, \"[ -e /data/x ] || {{ touch /data/x; exit 1; }}; while true; do sleep 1; done\"]\n      mounts: [{{volume: data, mountPath: /data}}]\n",
+        image.display()
     );
-    a.write_manifest("job.yaml", &again);
-    a.wait_running("job", "main", T);
+    a.write_manifest("once.yaml", &once);
+    wait_for("once restarted and running", T, || {
+        a.container("once", "main")
+            .filter(|c| c["phase"] == "Running" && c["restarts"] == 1)
+    });
     assert!(
-        !a.state.join("containers/job.main/status.json").exists(),
-        "a running container has no final status on disk"
+        !a.state.join("containers/once.main/status.json").exists(),
+        "the first instance's exit is still on disk"
     );
     a.power_cut();
     a.empty_run_dir();
     a.start();
-    let revived = wait_for("job running again after the reboot", T, || {
-        a.running_pid("job", "main")
+    let revived = wait_for("once running again after the reboot", T, || {
+        a.running_pid("once", "main")
     });
     assert!(pid_alive(revived));
 }
