@@ -10,7 +10,9 @@
 //!   (`?dry_run=true`: plan and report the devices that would change, change nothing)
 //! - `GET /devices`, `GET /devices/{name}`, `POST /devices` (`{"name", "labels"}`),
 //!   `POST /devices/import` (`{"file", "text"}`: CSV or YAML, all or nothing)
-//! - `GET /deployments`, `GET /deployments/{name}`
+//! - `GET /deployments`, `GET /deployments/{name}`, `GET /deployments/{name}/rollout`
+//!   (`rollout status`), `GET /deployments/{name}/revisions` (`rollout history`),
+//!   `POST /deployments/{name}/rollout/{pause|resume|undo|restart}`
 //! - `GET /images`, `POST /images/import` (`{"path", "name"?, "tag"?}`: a layout folder
 //!   read by the hub process, on the hub's machine)
 //! - `GET /stats`, `GET /healthz`
@@ -33,7 +35,7 @@ use crate::controller::{Command, ControllerError, Handle, ReadSide};
 use crate::registry::{Registry, RegistryError, RegistryState};
 use crate::views::{
     AddDeviceRequest, DeviceAdded, DeviceAddedAnswer, DevicesImported, DryRunQuery, ErrorBody,
-    FileText, ImportRequest,
+    FileText, ImportRequest, RolloutAction,
 };
 
 /// Largest `/v1` request body accepted.
@@ -61,6 +63,12 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         .route("/v1/devices/{name}", get(device))
         .route("/v1/deployments", get(deployments))
         .route("/v1/deployments/{name}", get(deployment))
+        .route("/v1/deployments/{name}/rollout", get(rollout_status))
+        .route("/v1/deployments/{name}/revisions", get(history))
+        .route(
+            "/v1/deployments/{name}/rollout/{action}",
+            post(rollout_action),
+        )
         .route("/v1/stats", get(stats))
         .route("/v1/healthz", get(|| async { "ok" }))
         .with_state(state);
@@ -267,4 +275,39 @@ async fn deployment(State(st): State<ApiState>, Path(name): Path<String>) -> imp
 
 async fn stats(State(st): State<ApiState>) -> impl IntoResponse {
     answer(read(&st, |r| r.stats()).await)
+}
+
+async fn rollout_status(State(st): State<ApiState>, Path(name): Path<String>) -> impl IntoResponse {
+    answer(read(&st, move |r| r.rollout_status(&name, now())).await)
+}
+
+async fn history(State(st): State<ApiState>, Path(name): Path<String>) -> impl IntoResponse {
+    answer(read(&st, move |r| r.history(&name)).await)
+}
+
+async fn rollout_action(
+    State(st): State<ApiState>,
+    Path((deployment, action)): Path<(String, String)>,
+) -> impl IntoResponse {
+    let action = match action.as_str() {
+        "pause" => RolloutAction::Pause,
+        "resume" => RolloutAction::Resume,
+        "undo" => RolloutAction::Undo,
+        "restart" => RolloutAction::Restart,
+        other => {
+            let msg = format!(
+                "unknown rollout action {other:?}: expected pause, resume, undo or restart"
+            );
+            return answer(Err(ControllerError::Invalid(msg)));
+        }
+    };
+    answer(
+        st.controller
+            .ask(|reply| Command::Rollout {
+                deployment,
+                action,
+                reply,
+            })
+            .await,
+    )
 }

@@ -38,8 +38,22 @@ enum Command {
     ///
     /// `hub:NAME:TAG` images are pinned to the digest the hub's registry holds now; the
     /// devices verify what they pull against it. Prints one line per object and how many
-    /// devices get a new desired state.
-    Apply(ChangeArgs),
+    /// devices get a new desired state. A changed template is a new revision; under a
+    /// `RollingUpdate` strategy it is rolled out in health-gated batches.
+    ///
+    /// With --wait, follows every rollout the apply started. Exit status: 0 applied (and
+    /// with --wait every rollout complete), 1 error, 2 a rollout was rolled back (or
+    /// undone, or superseded), 3 --timeout passed first.
+    Apply {
+        #[command(flatten)]
+        change: ChangeArgs,
+        /// Wait for the rollouts this apply starts, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (`90s`, `15m`, `1h`).
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Delete the Deployments named in manifest files (Device objects are ignored).
     Delete(ChangeArgs),
     /// Show which devices an apply of these files would change, and how (+added
@@ -61,6 +75,9 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Health-gated rollouts of a Deployment's revisions.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
@@ -69,6 +86,34 @@ enum Command {
     Image(ImageCommand),
     /// Print version information.
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum RolloutCommand {
+    /// Show the last rollout: revision from → to, phase, counts and each device's state.
+    Status(RolloutArgs),
+    /// List the revisions: number, created, images, change cause.
+    History(RolloutArgs),
+    /// Start no new batch until `resume` (updated devices are still judged).
+    Pause(RolloutArgs),
+    /// Go on with a paused rollout (also after `pauseAfterCanary`).
+    Resume(RolloutArgs),
+    /// Go back to the previous revision.
+    ///
+    /// During a rollout: every device goes back to the revision the rollout started from,
+    /// at once. Otherwise: the revision before the current one becomes a new revision,
+    /// rolled out like an apply (health-gated under a RollingUpdate strategy).
+    Undo(RolloutArgs),
+    /// Pin `hub:` tags again and roll the same spec out as a new revision.
+    Restart(RolloutArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RolloutArgs {
+    /// The Deployment's name.
+    deployment: String,
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +191,11 @@ enum DeviceCommand {
     },
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d: drover_protocol::quantity::DurationMs = s.parse().map_err(|e| format!("{e}"))?;
+    Ok(std::time::Duration::from_millis(d.0))
+}
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     drover_hub::fleet::parse_label(s).map_err(|e| e.to_string())
 }
@@ -159,10 +209,33 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Diff(f) => return diff(&cli.api, &f),
+        Command::Apply {
+            change,
+            wait: true,
+            timeout,
+        } => return apply_wait(&cli.api, &change, timeout),
         command => run_client(&cli.api, command).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drover-hub: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `apply --wait`: see the exit status in `apply --help`.
+fn apply_wait(api: &str, a: &ChangeArgs, timeout: std::time::Duration) -> ExitCode {
+    let client = Client::new(api);
+    let outcome = cli::apply(&client, &a.files.files, false, a.dry_run, a.output).and_then(|r| {
+        if a.dry_run {
+            return Ok(cli::rollout::WaitOutcome::Complete);
+        }
+        cli::rollout::wait(&client, &r.rollouts, timeout)
+    });
+    match outcome {
+        Ok(o) => ExitCode::from(o.exit_code()),
         Err(e) => {
             eprintln!("drover-hub: {e}");
             ExitCode::FAILURE
@@ -193,9 +266,10 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
         _ => Client::new(api),
     };
     match command {
-        Command::Apply(a) => {
+        Command::Apply { change: a, .. } => {
             cli::apply(&client, &a.files.files, false, a.dry_run, a.output).map(drop)
         }
+        Command::Rollout(r) => rollout(&client, r),
         Command::Delete(a) => {
             cli::apply(&client, &a.files.files, true, a.dry_run, a.output).map(drop)
         }
@@ -220,6 +294,21 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
         Command::Image(ImageCommand::Ls { output }) => cli::image_ls(&client, output),
         Command::Serve { .. } | Command::Version | Command::Diff(_) => Ok(()),
     }
+}
+
+fn rollout(client: &Client, r: RolloutCommand) -> Result<(), cli::CliError> {
+    use drover_hub::views::RolloutAction;
+    let (args, action) = match r {
+        RolloutCommand::Status(a) => return cli::rollout::status(client, &a.deployment, a.output),
+        RolloutCommand::History(a) => {
+            return cli::rollout::history(client, &a.deployment, a.output);
+        }
+        RolloutCommand::Pause(a) => (a, RolloutAction::Pause),
+        RolloutCommand::Resume(a) => (a, RolloutAction::Resume),
+        RolloutCommand::Undo(a) => (a, RolloutAction::Undo),
+        RolloutCommand::Restart(a) => (a, RolloutAction::Restart),
+    };
+    cli::rollout::action(client, &args.deployment, action, args.output).map(drop)
 }
 
 fn serve(path: Option<&std::path::Path>) -> Result<(), String> {

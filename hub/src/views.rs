@@ -28,6 +28,40 @@ pub struct ChangeReport {
     /// With `dry_run`: each device whose workloads would change, by name.
     #[serde(default)]
     pub devices: Vec<DeviceChangeView>,
+    /// Rollouts the apply started (`apply --wait` follows them).
+    #[serde(default)]
+    pub rollouts: Vec<RolloutRef>,
+}
+
+/// A rollout of a Deployment from one revision to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutRef {
+    pub deployment: String,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// `POST /v1/deployments/{name}/rollout/{action}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutAction {
+    /// No new batch starts until `resume`.
+    Pause,
+    Resume,
+    /// A rollout in progress: every device back to its `from` revision now. Otherwise the
+    /// revision before the stable one becomes a new revision, rolled out like an apply.
+    Undo,
+    /// `hub:` tags pinned again, the same spec rolled out as a new revision.
+    Restart,
+}
+
+/// What a rollout command did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutAnswer {
+    pub message: String,
+    pub changed_devices: usize,
+    /// The rollout it changed or started.
+    pub rollout: Option<RolloutRef>,
 }
 
 /// How one device's desired workloads change.
@@ -192,6 +226,71 @@ pub struct DeploymentDetail {
     pub placed: Vec<PlacedView>,
     pub warnings: Vec<String>,
     pub events: Vec<EventView>,
+    /// The revision of its template.
+    #[serde(default)]
+    pub revision: u64,
+    /// Its last rollout.
+    #[serde(default)]
+    pub rollout: Option<RolloutView>,
+}
+
+/// Where a rollout stands, with counts for `rollout status` and `apply --wait`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub from: u64,
+    pub to: u64,
+    /// `Progressing`, `Paused`, `Complete` or `RolledBack`.
+    pub phase: String,
+    /// Why it was rolled back.
+    pub reason: Option<String>,
+    /// The batch in progress (0: the canary, or the first batch without one).
+    pub batch: u32,
+    pub started_ms: u64,
+    /// Devices the Deployment is placed on.
+    pub total: usize,
+    /// Devices given the new revision, and of those healthy and failed.
+    pub updated: usize,
+    pub healthy: usize,
+    pub failed: usize,
+    /// Placed devices not given the new revision yet (offline ones among them).
+    pub pending: usize,
+}
+
+/// `rollout status DEPLOYMENT`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutStatusView {
+    pub deployment: String,
+    pub revision: u64,
+    /// `RollingUpdate (canary 1, batchSize 25%, …)` or `AllAtOnce`.
+    pub strategy: String,
+    pub rollout: Option<RolloutView>,
+    pub devices: Vec<RolloutDeviceView>,
+}
+
+/// One device of `rollout status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutDeviceView {
+    pub device: String,
+    pub online: bool,
+    /// The revision the hub gives it now.
+    pub revision: u64,
+    /// The revision it reports running (0: none reported).
+    pub reported: u64,
+    /// `Updating`, `Healthy`, `Failed`, `Pending` (not updated yet) or `Stable`.
+    pub state: String,
+    pub message: Option<String>,
+}
+
+/// One line of `rollout history DEPLOYMENT`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevisionView {
+    pub revision: u64,
+    pub created_ms: u64,
+    /// Each container's pinned image.
+    pub images: Vec<String>,
+    /// What made it: the files applied, `rollout undo`, `rollout restart`.
+    pub cause: String,
+    pub current: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 
 mod client;
 mod output;
+pub mod rollout;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -46,7 +46,7 @@ pub fn print<T: Serialize>(
 }
 
 /// Left-aligned columns separated by three spaces, like kubectl.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -353,6 +353,19 @@ pub fn describe_deployment(d: &DeploymentDetail, now_ms: u64) -> String {
     });
     let _ = writeln!(out, "Replicas:     {replicas}");
     let _ = writeln!(out, "Ready:        {}/{}", v.ready, v.total);
+    if d.revision > 0 {
+        let _ = writeln!(out, "Revision:     {}", d.revision);
+    }
+    if let Some(r) = &d.rollout {
+        let _ = writeln!(
+            out,
+            "Rollout:      {} → {} {} (updated {}/{}, healthy {}, failed {}, pending {})",
+            r.from, r.to, r.phase, r.updated, r.total, r.healthy, r.failed, r.pending
+        );
+        if let Some(reason) = &r.reason {
+            let _ = writeln!(out, "  RolledBack:  {reason}");
+        }
+    }
     out.push_str("Containers:\n");
     for c in &d.spec.template.containers {
         let _ = writeln!(out, "  {}: {}", c.name, c.image);

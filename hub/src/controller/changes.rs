@@ -4,16 +4,24 @@
 
 use drover_protocol::Name;
 
+use super::rollouts::{add_events, apply_steps, stage_revision, write_revision};
 use super::sign::sign_changes;
 use super::{Controller, ControllerError};
-use crate::fleet::{self, FleetPlan, FleetSnapshot, Object, diff_workloads, plan};
+use crate::fleet::{self, FleetPlan, FleetSnapshot, Object, diff_workloads, plan, progress};
 use crate::store::{DeploymentRow, Event, EventReason, Store};
 use crate::views::{ChangeReport, DeviceChangeView, FileText, labels_string};
 
 /// One object's effect, decided before anything is written.
 enum Change {
-    Deployment { name: Name, verb: EventReason },
-    Labels { name: Name },
+    /// `template`: its template changed (or it is new): a new revision.
+    Deployment {
+        name: Name,
+        verb: EventReason,
+        template: bool,
+    },
+    Labels {
+        name: Name,
+    },
     Unchanged,
 }
 
@@ -25,7 +33,7 @@ impl Controller {
         dry_run: bool,
         now_ms: u64,
     ) -> Result<ChangeReport, ControllerError> {
-        let objects = self.parse_for_apply(files)?;
+        let (objects, mut written) = self.parse_for_apply(files)?;
         let mut next = self.snapshot.clone();
         let mut report = ChangeReport::default();
         let mut todo = Vec::new();
@@ -36,11 +44,31 @@ impl Controller {
         }
         check_dependency_cycle(&next, &objects)?;
         let source = sources(files);
+        let mut revisions = Vec::new();
+        for change in &todo {
+            if let Change::Deployment {
+                name,
+                template: true,
+                ..
+            } = change
+            {
+                let images = written.remove(name).unwrap_or_default();
+                let rev = stage_revision(&self.snapshot, &mut next, name, images, &source, now_ms);
+                report.rollouts.extend(rev.started.clone());
+                revisions.push(rev);
+            }
+        }
+        // The first step of a new rollout picks its canary: the same commit publishes it.
+        let steps = progress::step_all(&next, now_ms);
+        let (events, _) = apply_steps(&mut next, steps, now_ms);
         self.finish(next, report, dry_run, now_ms, |s, next| {
             for change in &todo {
                 write_change(s, next, change, &source, now_ms)?;
             }
-            Ok(())
+            for rev in &revisions {
+                write_revision(s, rev, now_ms)?;
+            }
+            add_events(s, &events)
         })
     }
 
@@ -60,6 +88,7 @@ impl Controller {
             let name = o.name();
             let line = match o {
                 Object::Deployment(_) if next.deployments.remove(name).is_some() => {
+                    next.revisions.remove(name);
                     gone.push(name.clone());
                     format!("deployment/{name} deleted")
                 }
@@ -85,7 +114,11 @@ impl Controller {
     /// Parses the files, refuses Device objects for unregistered devices and pins `hub:`
     /// image references to the digests the hub's registry holds now (so a re-tagged image
     /// never changes a running fleet behind the operator's back: a new apply does).
-    fn parse_for_apply(&self, files: &[FileText]) -> Result<Vec<Object>, ControllerError> {
+    /// Also returns each Deployment's images as written (container → reference).
+    fn parse_for_apply(
+        &self,
+        files: &[FileText],
+    ) -> Result<(Vec<Object>, Written), ControllerError> {
         let mut objects = parse(files)?;
         for o in &objects {
             if let Object::Device(d) = o
@@ -100,10 +133,23 @@ impl Controller {
                     .into());
             }
         }
+        let written = objects
+            .iter()
+            .filter_map(|o| match o {
+                Object::Deployment(d) => Some((d.name.clone(), written_images(d))),
+                Object::Device(_) => None,
+            })
+            .collect();
+        self.pin(&mut objects)?;
+        Ok((objects, written))
+    }
+
+    /// Pins every unpinned `hub:` image of the objects to the digest its tag serves now.
+    pub(super) fn pin(&self, objects: &mut [Object]) -> Result<(), ControllerError> {
         let registry = self.registry.clone();
         let resolve = move |repo: &str, tag: &str| registry.as_ref()?.resolve(repo, tag);
-        fleet::pin_hub_images(&mut objects, &resolve)?;
-        Ok(objects)
+        fleet::pin_hub_images(objects, &resolve)?;
+        Ok(())
     }
 
     /// Plans `next`; a dry run reports the plan, otherwise it is committed with `write`.
@@ -136,12 +182,12 @@ fn stage(next: &mut FleetSnapshot, o: &Object) -> (String, Change) {
     let name = o.name().clone();
     match o {
         Object::Deployment(d) => {
-            let verb = match next.deployments.get(&name) {
+            let (verb, template) = match next.deployments.get(&name) {
                 Some(old) if old == d => {
                     return (format!("deployment/{name} unchanged"), Change::Unchanged);
                 }
-                Some(_) => EventReason::Configured,
-                None => EventReason::Created,
+                Some(old) => (EventReason::Configured, old.template != d.template),
+                None => (EventReason::Created, true),
             };
             next.deployments.insert(name.clone(), d.clone());
             let word = if verb == EventReason::Created {
@@ -151,7 +197,11 @@ fn stage(next: &mut FleetSnapshot, o: &Object) -> (String, Change) {
             };
             (
                 format!("deployment/{name} {word}"),
-                Change::Deployment { name, verb },
+                Change::Deployment {
+                    name,
+                    verb,
+                    template,
+                },
             )
         }
         Object::Device(d) => {
@@ -176,7 +226,7 @@ fn write_change(
 ) -> Result<(), ControllerError> {
     match change {
         Change::Unchanged => {}
-        Change::Deployment { name, verb } => {
+        Change::Deployment { name, verb, .. } => {
             let row = DeploymentRow {
                 deployment: next.deployments[name].clone(),
                 source: source.to_owned(),
@@ -228,6 +278,16 @@ pub(super) fn parse(files: &[FileText]) -> Result<Vec<Object>, ControllerError> 
         .map(|f| (f.file.clone(), f.text.clone()))
         .collect();
     Ok(fleet::parse_set(&pairs)?)
+}
+
+type Written = std::collections::BTreeMap<Name, std::collections::BTreeMap<String, String>>;
+
+fn written_images(d: &fleet::Deployment) -> std::collections::BTreeMap<String, String> {
+    d.template
+        .containers
+        .iter()
+        .map(|c| (c.name.to_string(), c.image.to_string()))
+        .collect()
 }
 
 fn sources(files: &[FileText]) -> String {

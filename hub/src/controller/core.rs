@@ -11,10 +11,13 @@ use drover_protocol::{DesiredState, Name};
 use ed25519_dalek::SigningKey;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::rollouts::persist_revisions;
 use super::sign::{Signed, sign_changes};
 use super::{Command, ControllerError, Metrics, Out, Publish, Settings, SharedWarnings};
 use crate::broker::{Credentials, HUB_CLIENT_ID};
-use crate::fleet::{DesiredEntry, DeviceEntry, FleetPlan, FleetSnapshot, PlanEvent, plan};
+use crate::fleet::{
+    DesiredEntry, DeviceEntry, FleetPlan, FleetSnapshot, PlanEvent, plan, progress,
+};
 use crate::keys;
 use crate::ratelimit::RateLimit;
 use crate::registry::Registry;
@@ -103,6 +106,8 @@ impl Controller {
             if let Some(st) = row.status {
                 entry.capacity = st.capacity;
                 entry.observed_generation = st.observed_generation;
+                let reported = progress::reported_of(&st, &BTreeMap::new(), row.last_seen_ms);
+                entry.reported = Arc::new(reported);
             }
         }
         for row in self.store.deployments()? {
@@ -130,7 +135,7 @@ impl Controller {
             self.snapshot.desired.insert(name.clone(), entry);
             self.payloads.insert(name, row.payload);
         }
-        Ok(())
+        self.load_revisions()
     }
 
     /// The name → credential map the embedded broker and the registry authenticate against.
@@ -182,6 +187,11 @@ impl Controller {
                 at_ms,
             } => self.ingest_batch(&[(topic, payload, at_ms)], now),
             Command::Connected => self.republish_all(),
+            Command::Rollout {
+                deployment,
+                action,
+                reply,
+            } => drop(reply.send(self.rollout_action(&deployment, action, now))),
         }
     }
 
@@ -208,8 +218,10 @@ impl Controller {
         let t1 = std::time::Instant::now();
         let signed = sign_changes(&self.key, &plan.changes)?;
         let t2 = std::time::Instant::now();
+        let before = &self.snapshot;
         let value = self.store.durably(|s| {
             let v = write(s, &candidate)?;
+            persist_revisions(s, before, &candidate)?;
             write_plan(s, &plan, &signed, now_ms)?;
             Ok::<_, ControllerError>(v)
         })?;

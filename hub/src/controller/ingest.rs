@@ -15,6 +15,7 @@ use drover_protocol::auth::{AuthError, open_status};
 use drover_protocol::{DeviceStatus, Name, topics};
 
 use super::{Controller, ControllerError};
+use crate::fleet::progress::reported_of;
 use crate::fleet::snapshot::online;
 use crate::store::{Event, EventReason, Store};
 
@@ -189,6 +190,10 @@ impl Controller {
                 d.capacity = status.capacity;
                 d.last_seen_ms = at_ms;
                 d.observed_generation = status.observed_generation;
+                let reported = reported_of(&status, &d.reported, at_ms);
+                if *d.reported != reported {
+                    d.reported = std::sync::Arc::new(reported);
+                }
             }
         }
         for (name, online) in batch.presence {

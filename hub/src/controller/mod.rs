@@ -17,6 +17,8 @@ mod core;
 mod devices;
 mod ingest;
 mod read;
+mod read_rollout;
+mod rollouts;
 mod sign;
 
 #[cfg(test)]
@@ -33,7 +35,7 @@ use tokio::sync::oneshot;
 
 use crate::keys::KeysError;
 use crate::store::StoreError;
-use crate::views::{ChangeReport, DeviceAdded, FileText};
+use crate::views::{ChangeReport, DeviceAdded, FileText, RolloutAction, RolloutAnswer};
 
 pub use self::core::Controller;
 pub use ingest::RejectReason;
@@ -43,6 +45,9 @@ pub use read::ReadSide;
 pub const MAX_BATCH: usize = 1_000;
 /// How long the first message of a batch waits for more to arrive.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
+/// Active rollouts are stepped at least this often (health timeouts pass without any
+/// message arriving), and after every batch of device messages.
+pub const STEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A retained QoS 1 message for the broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +142,12 @@ pub enum Command {
     /// The hub's MQTT client (re)connected and queued its subscription: republish every
     /// stored desired state.
     Connected,
+    /// `rollout pause|resume|undo|restart DEPLOYMENT`.
+    Rollout {
+        deployment: String,
+        action: RolloutAction,
+        reply: Reply<RolloutAnswer>,
+    },
 }
 
 /// The sending side of the controller's command channel: cheap to clone, never blocks.
@@ -177,12 +188,18 @@ pub fn spawn(controller: Controller) -> std::io::Result<Handle> {
 
 fn run(mut c: Controller, rx: Receiver<Command>) {
     let mut held: Option<Command> = None;
+    let mut stepped = Instant::now();
     loop {
+        if stepped.elapsed() >= STEP_EVERY {
+            c.step_rollouts(crate::now_ms());
+            stepped = Instant::now();
+        }
         let cmd = match held.take() {
             Some(cmd) => cmd,
-            None => match rx.recv() {
+            None => match rx.recv_timeout(STEP_EVERY.saturating_sub(stepped.elapsed())) {
                 Ok(cmd) => cmd,
-                Err(_) => return,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
             },
         };
         let Command::Message {
@@ -196,7 +213,10 @@ fn run(mut c: Controller, rx: Receiver<Command>) {
         };
         let mut batch = vec![(topic, payload, at_ms)];
         held = collect_batch(&rx, &mut batch);
-        c.ingest_batch(&batch, crate::now_ms());
+        let now = crate::now_ms();
+        c.ingest_batch(&batch, now);
+        c.step_rollouts(now);
+        stepped = Instant::now();
     }
 }
 

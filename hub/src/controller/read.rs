@@ -8,6 +8,7 @@ use std::sync::Arc;
 use drover_protocol::compat::decode_any;
 use drover_protocol::{DesiredState, WorkloadSpec, WorkloadStatus};
 
+use super::read_rollout::rollout_view;
 use super::{ControllerError, Metrics, RejectReason, Settings, SharedWarnings};
 use crate::fleet::{Deployment, Placement};
 use crate::store::{DesiredRow, ObjectKind, StatusRow, Store};
@@ -21,8 +22,8 @@ const DESCRIBE_EVENTS: u32 = 20;
 
 /// The API's view of the fleet.
 pub struct ReadSide {
-    store: Store,
-    settings: Settings,
+    pub(super) store: Store,
+    pub(super) settings: Settings,
     warnings: SharedWarnings,
     metrics: Arc<Metrics>,
 }
@@ -37,7 +38,7 @@ pub fn is_online(row: Option<&StatusRow>, settings: &Settings, now_ms: u64) -> b
     })
 }
 
-fn load_deployments(s: &Store) -> Result<Vec<Deployment>, ControllerError> {
+pub(super) fn load_deployments(s: &Store) -> Result<Vec<Deployment>, ControllerError> {
     Ok(s.deployments()?.into_iter().map(|r| r.deployment).collect())
 }
 
@@ -111,6 +112,12 @@ impl ReadSide {
         let statuses = self.store.statuses()?;
         let placement = self.store.placement()?;
         let placed = self.placed(&d, placement.get(name), &statuses, now_ms);
+        let state = self
+            .store
+            .rollout_states()?
+            .remove(name)
+            .unwrap_or_default();
+        let placed_names: Vec<String> = placed.iter().map(|p| p.device.clone()).collect();
         Ok(DeploymentDetail {
             deployment: deployment_view(&d, &placed),
             warnings: self
@@ -121,6 +128,11 @@ impl ReadSide {
                 .cloned()
                 .unwrap_or_default(),
             events: self.events(ObjectKind::Deployment, name)?,
+            revision: state.revision,
+            rollout: state
+                .rollout
+                .as_ref()
+                .map(|r| rollout_view(r, &placed_names)),
             placed,
             spec: d,
         })
@@ -229,7 +241,7 @@ impl ReadSide {
     }
 }
 
-fn not_found(kind: &'static str, name: &str) -> ControllerError {
+pub(super) fn not_found(kind: &'static str, name: &str) -> ControllerError {
     ControllerError::NotFound {
         kind,
         name: name.to_owned(),

@@ -13,6 +13,9 @@ use super::*;
 use crate::store::Store;
 use crate::views::FileText;
 
+#[path = "rollout_tests.rs"]
+mod rollout;
+
 const KEY: [u8; 32] = [7; 32];
 
 fn settings() -> Settings {

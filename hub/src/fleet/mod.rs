@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod pin;
 pub mod placement;
 pub mod plan;
+pub mod progress;
 pub mod rollout;
 pub mod selector;
 pub mod snapshot;
@@ -28,5 +29,5 @@ pub use placement::{
 };
 pub use plan::{DeviceChange, FleetPlan, PlanEvent, WorkloadDiff, diff_workloads, plan};
 pub use selector::{Operator, Requirement, Selector, SelectorError, parse_label};
-pub use snapshot::{DesiredEntry, DeviceEntry, FleetSnapshot};
+pub use snapshot::{DesiredEntry, DeviceEntry, FleetSnapshot, Reported, RevisionState};
 pub use source::{Position, Positions};

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use drover_protocol::{Name, WorkloadSpec};
 
 use super::placement::{self, Assignments, DeviceInfo};
+use super::progress;
 use super::snapshot::{FleetSnapshot, online};
 
 /// A device's next desired state.
@@ -63,7 +64,7 @@ pub fn plan(snapshot: &FleetSnapshot, now_ms: u64) -> FleetPlan {
         })
         .collect();
     let (placement, warns) = placement::place(&deployments, &devices, &snapshot.placement);
-    let mut wanted = placement::desired_by_device(&deployments, &placement);
+    let mut wanted = progress::desired_by_device(snapshot, &deployments, &placement);
     let mut changes = BTreeMap::new();
     for name in snapshot.devices.keys() {
         let workloads = wanted.remove(name).unwrap_or_default();

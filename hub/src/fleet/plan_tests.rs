@@ -38,6 +38,7 @@ fn device(labels: &[(&str, &str)], memory_mib: u64) -> DeviceEntry {
             ..Capacity::default()
         },
         last_seen_ms: NOW - 1_000,
+        reported: Default::default(),
         presence: Some(true),
         observed_generation: 0,
     }

@@ -11,6 +11,7 @@ use drover_protocol::{Capacity, Name, WorkloadSpec};
 
 use super::manifest::Deployment;
 use super::placement::Assignments;
+use super::rollout::Rollout;
 
 /// What the hub knows about one registered device.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,6 +26,32 @@ pub struct DeviceEntry {
     pub presence: Option<bool>,
     /// Generation the device last reported reconciling towards.
     pub observed_generation: u64,
+    /// What its last status said about each workload, as rollouts judge it.
+    pub reported: Arc<BTreeMap<Name, Reported>>,
+}
+
+/// What a device last reported about one workload, as far as rollouts care.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    /// `WorkloadStatus::revision` (0: none).
+    pub revision: u64,
+    /// Running with every container ready since (Unix ms); `None` when not ready.
+    pub ready_since_ms: Option<u64>,
+    /// The device went back from this revision by itself, and why.
+    pub rolled_back: Option<(u64, String)>,
+    /// Why it is not healthy, as far as the status says.
+    pub problem: Option<String>,
+}
+
+/// A Deployment's revision and rollout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevisionState {
+    /// The revision of the Deployment's current template.
+    pub revision: u64,
+    /// The last rollout (kept when over: it says what devices run).
+    pub rollout: Option<Rollout>,
+    /// The template of `rollout.from`, named after the Deployment; with `rollout`.
+    pub previous: Option<Arc<WorkloadSpec>>,
 }
 
 /// A device's current desired state (what was last signed and published).
@@ -43,6 +70,8 @@ pub struct FleetSnapshot {
     /// The placement last committed.
     pub placement: Assignments,
     pub desired: BTreeMap<Name, DesiredEntry>,
+    /// Revision and rollout of each Deployment (absent: revision 0, nothing to roll out).
+    pub revisions: BTreeMap<Name, RevisionState>,
     /// A device is offline when no status arrived for this long.
     pub offline_after_ms: u64,
 }

@@ -213,4 +213,18 @@ mod tests {
             assert!(e.starts_with(want), "{extra:?}: {e}");
         }
     }
+
+    #[test]
+    fn the_rollout_example_in_configs_parses() {
+        let text = include_str!("../../../configs/fleet/rollout.yaml");
+        let Object::Deployment(d) = parse_objects("rollout.yaml", text).unwrap().remove(0) else {
+            panic!("a Deployment");
+        };
+        let s = d.strategy.unwrap();
+        assert_eq!(
+            (s.canary, s.batch_size),
+            (Count::Devices(1), Count::Devices(2))
+        );
+        assert_eq!(d.template.min_ready_ms, 10_000);
+    }
 }

@@ -83,22 +83,26 @@ impl Store {
 
     // --- deployments ---------------------------------------------------------------
 
-    /// Inserts or replaces a deployment.
+    /// Inserts or replaces a deployment (its revision and rollout are kept: see
+    /// [`Store::set_rollout_state`]).
     pub fn put_deployment(&self, row: &DeploymentRow) -> Result<(), StoreError> {
         let name = row.deployment.name.as_str();
         let spec =
             serde_json::to_string(&row.deployment).map_err(|e| corrupt("deployment", name, e))?;
         let mut stmt = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO deployments (name, spec, source, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO deployments (name, spec, source, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET spec = ?2, source = ?3, updated_ms = ?4",
         )?;
         stmt.execute(params![name, spec, row.source, row.updated_ms as i64])?;
         Ok(())
     }
 
-    /// Deletes a deployment and its placement; `false` when there was none.
+    /// Deletes a deployment, its placement and its revisions; `false` when there was none.
     pub fn delete_deployment(&self, name: &str) -> Result<bool, StoreError> {
         self.conn
             .execute("DELETE FROM placement WHERE deployment = ?1", [name])?;
+        self.conn
+            .execute("DELETE FROM revisions WHERE deployment = ?1", [name])?;
         let n = self
             .conn
             .execute("DELETE FROM deployments WHERE name = ?1", [name])?;

@@ -9,6 +9,7 @@
 //! read-only connection ([`Store::open_read`]), which WAL lets run beside the writer.
 
 mod fleet;
+mod revisions;
 pub mod rows;
 mod status;
 
@@ -20,7 +21,10 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-pub use rows::{DeploymentRow, DesiredRow, DeviceRow, Event, EventReason, ObjectKind, StatusRow};
+pub use rows::{
+    DeploymentRow, DesiredRow, DeviceRow, Event, EventReason, ObjectKind, RevisionRow,
+    RolloutStateRow, StatusRow,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -215,5 +219,5 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if !has_reason {
         conn.execute_batch("ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT 'Unknown'")?;
     }
-    Ok(())
+    revisions::migrate(conn)
 }

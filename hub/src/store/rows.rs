@@ -74,12 +74,23 @@ pub enum EventReason {
     Deleted,
     Placed,
     Unplaced,
+    /// A Deployment's template changed: a new revision.
+    Revision,
+    RolloutStarted,
+    /// A batch of devices (or the canary) got the new revision.
+    RolloutBatch,
+    DeviceHealthy,
+    DeviceFailed,
+    RolloutPaused,
+    RolloutResumed,
+    RolloutComplete,
+    RolledBack,
     /// A row written by an older hub (no reason column then).
     Unknown,
 }
 
 impl EventReason {
-    const ALL: [EventReason; 13] = [
+    const ALL: [EventReason; 22] = [
         EventReason::Registered,
         EventReason::LabelsChanged,
         EventReason::Online,
@@ -92,6 +103,15 @@ impl EventReason {
         EventReason::Deleted,
         EventReason::Placed,
         EventReason::Unplaced,
+        EventReason::Revision,
+        EventReason::RolloutStarted,
+        EventReason::RolloutBatch,
+        EventReason::DeviceHealthy,
+        EventReason::DeviceFailed,
+        EventReason::RolloutPaused,
+        EventReason::RolloutResumed,
+        EventReason::RolloutComplete,
+        EventReason::RolledBack,
         EventReason::Unknown,
     ];
 
@@ -109,6 +129,15 @@ impl EventReason {
             EventReason::Deleted => "Deleted",
             EventReason::Placed => "Placed",
             EventReason::Unplaced => "Unplaced",
+            EventReason::Revision => "Revision",
+            EventReason::RolloutStarted => "RolloutStarted",
+            EventReason::RolloutBatch => "RolloutBatch",
+            EventReason::DeviceHealthy => "DeviceHealthy",
+            EventReason::DeviceFailed => "DeviceFailed",
+            EventReason::RolloutPaused => "RolloutPaused",
+            EventReason::RolloutResumed => "RolloutResumed",
+            EventReason::RolloutComplete => "RolloutComplete",
+            EventReason::RolledBack => "RolledBack",
             EventReason::Unknown => "Unknown",
         }
     }
@@ -158,4 +187,26 @@ impl Event {
             ..Event::device(ts_ms, name, reason, message)
         }
     }
+}
+
+/// One numbered revision of a Deployment's template: the pinned spec, the image
+/// references as they were written (for `rollout restart` to pin `hub:` tags again), and
+/// the files applied (the change cause).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevisionRow {
+    pub deployment: String,
+    pub revision: u64,
+    pub template: drover_protocol::WorkloadSpec,
+    /// Container name → image as written in the manifest (before pinning).
+    pub written_images: BTreeMap<String, String>,
+    pub source: String,
+    pub created_ms: u64,
+}
+
+/// A Deployment's current revision and its rollout, if one was started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RolloutStateRow {
+    /// 0 only for a Deployment stored by a hub without revisions (migrated at open).
+    pub revision: u64,
+    pub rollout: Option<crate::fleet::rollout::Rollout>,
 }

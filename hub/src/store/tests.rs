@@ -148,3 +148,44 @@ fn events_come_back_per_object_oldest_first_and_limited() {
     assert_eq!(msgs, ["e2", "e3", "e4"]);
     assert!(ev.iter().all(|e| e.reason == EventReason::Online));
 }
+
+#[test]
+fn deployments_stored_before_revisions_become_revision_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.db");
+    let text = "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {}\n  template:\n    spec:\n      containers: [{name: main, image: oci:/x}]\n";
+    let Object::Deployment(dep) = parse_objects("w.yaml", text).unwrap().remove(0) else {
+        panic!("a Deployment");
+    };
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch("CREATE TABLE deployments (name TEXT PRIMARY KEY, spec TEXT NOT NULL, source TEXT NOT NULL, updated_ms INTEGER NOT NULL);").unwrap();
+        let spec = serde_json::to_string(&dep).unwrap();
+        old.execute(
+            "INSERT INTO deployments VALUES ('web', ?1, 'w.yaml', 5)",
+            [spec],
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let revs = s.revisions("web").unwrap();
+    assert_eq!(revs.len(), 1);
+    assert_eq!(
+        (revs[0].revision, revs[0].template.clone()),
+        (1, dep.template.clone())
+    );
+    assert_eq!(s.rollout_states().unwrap()["web"].revision, 1);
+    // Putting the Deployment again keeps its revision.
+    let row = DeploymentRow {
+        deployment: dep,
+        source: "w.yaml".to_owned(),
+        updated_ms: 6,
+    };
+    s.put_deployment(&row).unwrap();
+    assert_eq!(s.rollout_states().unwrap()["web"].revision, 1);
+    assert!(s.delete_deployment("web").unwrap());
+    assert!(
+        s.revisions("web").unwrap().is_empty(),
+        "revisions go with it"
+    );
+}

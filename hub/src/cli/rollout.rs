@@ -1,0 +1,240 @@
+//! `rollout status|history|pause|resume|undo|restart DEPLOYMENT` and the waiting part of
+//! `apply --wait`: API calls and their printing. No rollout logic: the hub decides, this
+//! only asks and shows.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::client::{Client, escape};
+use super::output::{ago, print};
+use super::{CliError, Format};
+use crate::views::{
+    RevisionView, RolloutAction, RolloutAnswer, RolloutRef, RolloutStatusView, RolloutView,
+};
+
+/// How `apply --wait` ended; [`WaitOutcome::exit_code`] is the process's exit status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Every rollout completed (or none was started).
+    Complete,
+    /// A rollout was rolled back, undone or superseded by a newer revision.
+    RolledBack,
+    TimedOut,
+}
+
+impl WaitOutcome {
+    /// 0 complete, 2 rolled back, 3 timed out (1 is any other error, as for every command).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WaitOutcome::Complete => 0,
+            WaitOutcome::RolledBack => 2,
+            WaitOutcome::TimedOut => 3,
+        }
+    }
+}
+
+/// How often `apply --wait` asks the hub.
+const POLL: Duration = Duration::from_millis(500);
+
+fn status_of(client: &Client, deployment: &str) -> Result<RolloutStatusView, CliError> {
+    Ok(client.get(&format!("/v1/deployments/{}/rollout", escape(deployment)))?)
+}
+
+pub fn status(client: &Client, name: &str, format: Format) -> Result<(), CliError> {
+    let v = status_of(client, name)?;
+    print(&v, format, |v| status_text(v, crate::now_ms()))
+}
+
+pub fn history(client: &Client, name: &str, format: Format) -> Result<(), CliError> {
+    let v: Vec<RevisionView> =
+        client.get(&format!("/v1/deployments/{}/revisions", escape(name)))?;
+    print(&v, format, |v| history_table(v, crate::now_ms()))
+}
+
+pub fn action(
+    client: &Client,
+    name: &str,
+    action: RolloutAction,
+    format: Format,
+) -> Result<RolloutAnswer, CliError> {
+    let word = serde_json::to_value(action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let path = format!("/v1/deployments/{}/rollout/{word}", escape(name));
+    let a: RolloutAnswer = client.post(&path, &())?;
+    print(&a, format, |a| {
+        format!(
+            "{} ({} devices get a new desired state)\n",
+            a.message, a.changed_devices
+        )
+    })?;
+    Ok(a)
+}
+
+/// Follows each rollout until it is over or `timeout` passes, with a progress bar per
+/// Deployment on a terminal (one line per change otherwise).
+pub fn wait(
+    client: &Client,
+    rollouts: &[RolloutRef],
+    timeout: Duration,
+) -> Result<WaitOutcome, CliError> {
+    let tty = std::io::stderr().is_terminal();
+    let multi = MultiProgress::with_draw_target(if tty {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style =
+        ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} healthy · {msg}")
+            .map_err(|e| CliError::Usage(e.to_string()))?
+            .progress_chars("=> ");
+    let bars: Vec<ProgressBar> = rollouts
+        .iter()
+        .map(|r| {
+            let b = multi.add(ProgressBar::new(0).with_style(style.clone()));
+            b.set_prefix(format!("{} {}→{}", r.deployment, r.from, r.to));
+            b
+        })
+        .collect();
+    let deadline = Instant::now() + timeout;
+    let mut done: Vec<Option<WaitOutcome>> = vec![None; rollouts.len()];
+    let mut last: Vec<String> = vec![String::new(); rollouts.len()];
+    loop {
+        for (i, r) in rollouts.iter().enumerate() {
+            if done[i].is_some() {
+                continue;
+            }
+            let v = status_of(client, &r.deployment)?;
+            let (line, outcome) = judge(r, v.rollout.as_ref());
+            let view = v.rollout.as_ref();
+            bars[i].set_length(view.map_or(0, |v| v.total as u64));
+            bars[i].set_position(view.map_or(0, |v| v.healthy as u64));
+            bars[i].set_message(line.clone());
+            if !tty && line != last[i] {
+                eprintln!("{} {}→{}: {line}", r.deployment, r.from, r.to);
+            }
+            last[i] = line;
+            if let Some(o) = outcome {
+                bars[i].finish();
+                done[i] = Some(o);
+            }
+        }
+        if done.iter().all(Option::is_some) || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    let _ = multi.clear();
+    let mut outcome = WaitOutcome::Complete;
+    for (i, r) in rollouts.iter().enumerate() {
+        let o = done[i].clone().unwrap_or(WaitOutcome::TimedOut);
+        let word = match o {
+            WaitOutcome::Complete => "complete",
+            WaitOutcome::RolledBack => "FAILED",
+            WaitOutcome::TimedOut => "TIMED OUT",
+        };
+        println!(
+            "deployment/{} revision {}→{} {word}: {}",
+            r.deployment, r.from, r.to, last[i]
+        );
+        if o != WaitOutcome::Complete && outcome != WaitOutcome::RolledBack {
+            outcome = o;
+        }
+    }
+    Ok(outcome)
+}
+
+/// The progress line of one rollout, and its outcome when it is over.
+fn judge(r: &RolloutRef, v: Option<&RolloutView>) -> (String, Option<WaitOutcome>) {
+    let Some(v) = v.filter(|v| v.to == r.to) else {
+        let msg = "superseded by a newer revision or undone".to_owned();
+        return (msg, Some(WaitOutcome::RolledBack));
+    };
+    let counts = format!(
+        "updated {}/{}, healthy {}, failed {}, pending {}",
+        v.updated, v.total, v.healthy, v.failed, v.pending
+    );
+    match (v.phase.as_str(), &v.reason) {
+        ("Complete", _) => (format!("{counts} · Complete"), Some(WaitOutcome::Complete)),
+        ("RolledBack", reason) => {
+            let why = reason.as_deref().unwrap_or("");
+            let line = format!("{counts} · RolledBack to revision {}: {why}", v.from);
+            (line, Some(WaitOutcome::RolledBack))
+        }
+        (phase, _) => (format!("{counts} · {phase}"), None),
+    }
+}
+
+/// `rollout status` as text.
+pub fn status_text(v: &RolloutStatusView, now_ms: u64) -> String {
+    let mut out = format!(
+        "Deployment:  {}\nRevision:    {}\nStrategy:    {}\n",
+        v.deployment, v.revision, v.strategy
+    );
+    match &v.rollout {
+        None => out.push_str("Rollout:     none (every device gets each revision at once)\n"),
+        Some(r) => {
+            out.push_str(&format!(
+                "Rollout:     revision {} → {}, {} (batch {}, started {})\n",
+                r.from,
+                r.to,
+                r.phase,
+                r.batch,
+                ago(r.started_ms, now_ms)
+            ));
+            if let Some(reason) = &r.reason {
+                out.push_str(&format!("Reason:      {reason}\n"));
+            }
+            out.push_str(&format!(
+                "Devices:     {} total, {} updated, {} healthy, {} failed, {} pending\n",
+                r.total, r.updated, r.healthy, r.failed, r.pending
+            ));
+        }
+    }
+    let rows: Vec<Vec<String>> = v
+        .devices
+        .iter()
+        .map(|d| {
+            vec![
+                d.device.clone(),
+                if d.online { "yes" } else { "no" }.to_owned(),
+                d.revision.to_string(),
+                d.reported.to_string(),
+                d.state.clone(),
+                d.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push('\n');
+        let header = [
+            "DEVICE", "ONLINE", "REVISION", "REPORTED", "STATE", "MESSAGE",
+        ];
+        out.push_str(&super::output::table(&header, rows));
+    }
+    out
+}
+
+/// `rollout history` as a table, like `kubectl rollout history`.
+pub fn history_table(v: &[RevisionView], now_ms: u64) -> String {
+    let rows = v
+        .iter()
+        .map(|r| {
+            let rev = if r.current {
+                format!("{} (current)", r.revision)
+            } else {
+                r.revision.to_string()
+            };
+            vec![
+                rev,
+                ago(r.created_ms, now_ms),
+                r.images.join(","),
+                r.cause.clone(),
+            ]
+        })
+        .collect();
+    super::output::table(&["REVISION", "CREATED", "IMAGES", "CHANGE-CAUSE"], rows)
+}
