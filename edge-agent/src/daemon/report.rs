@@ -186,7 +186,8 @@ impl Agent {
             containers,
             last_error,
             reason: None,
-            revision: 0,
+            // What runs: the old revision's spec until a replacement is created.
+            revision: wl.spec.revision,
             rolled_back: None,
         }
     }

@@ -345,8 +345,15 @@ fn advance(
         .cloned()
         .collect();
     if next.is_empty() {
-        r.phase = Phase::Complete;
-        decisions.push(Decision::Complete);
+        // Complete once the revision proved itself on a device, or when every target has
+        // had it; with all remaining devices offline and nothing proven yet, wait for one
+        // to come back rather than hand an unproven revision to the whole fleet.
+        let proven = r.updated.values().any(|u| u.state == DeviceState::Healthy);
+        let all_had_it = targets.iter().all(|d| r.updated.contains_key(d));
+        if proven || all_had_it {
+            r.phase = Phase::Complete;
+            decisions.push(Decision::Complete);
+        }
         return;
     }
     for d in &next {

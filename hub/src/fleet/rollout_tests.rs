@@ -276,3 +276,21 @@ fn min_ready_and_max_unavailable_shape_health_and_batches() {
     assert_eq!(Count::Percent(10).of(5), 1);
     assert_eq!(Count::Percent(25).of(8), 2);
 }
+
+#[test]
+fn with_every_device_offline_an_unproven_revision_waits_instead_of_completing() {
+    let t = devices(3);
+    let s = strategy();
+    let mut obs = world(&t, |_| 1, None);
+    for o in obs.values_mut() {
+        o.online = false;
+    }
+    let st = step(&Rollout::new(1, 2, 0), &s, &t, &obs, 0);
+    assert_eq!(st.rollout.phase, Phase::Progressing, "{st:?}");
+    assert!(st.decisions.is_empty());
+    assert!(t.iter().all(|d| st.rollout.revision_for(d) == 1));
+    // One comes back: it becomes the canary.
+    obs.get_mut(&n("pi-2")).unwrap().online = true;
+    let st = step(&st.rollout, &s, &t, &obs, 1_000);
+    assert_eq!(updates(&st), vec![(0, vec![n("pi-2")])]);
+}
