@@ -1,2 +1,4 @@
 //! placeholder
+mod net;
 pub mod state;
+mod tls;
