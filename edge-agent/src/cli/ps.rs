@@ -132,6 +132,8 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
             "WORKLOAD",
             "CONTAINER",
             "PHASE",
+            "READY",
+            "HEALTH",
             "PID",
             "RESTARTS",
             "MEMORY",
@@ -159,6 +161,8 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
                 wl.name.to_string(),
                 c.name.to_string(),
                 phase,
+                if c.ready { "yes" } else { "no" }.into(),
+                health(c),
                 c.pid.map_or("-".into(), |p| p.to_string()),
                 c.restarts.to_string(),
                 mem,
@@ -180,6 +184,12 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
+    for wl in &status.workloads {
+        for c in wl.containers.iter().filter(|c| c.probe_failures > 0) {
+            let msg = c.probe_message.as_deref().unwrap_or_default();
+            out.push_str(&format!("{}/{}: {msg}\n", wl.name, c.name));
+        }
+    }
     for wl in status.workloads.iter().filter(|w| w.last_error.is_some()) {
         out.push_str(&format!(
             "{}: {}\n",
@@ -188,6 +198,18 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
         ));
     }
     out
+}
+
+/// `healthy`, `starting`, `-` without probes; failures so far when some probe fails.
+fn health(c: &drover_protocol::ContainerStatus) -> String {
+    let h = match c.health {
+        drover_protocol::Health::None => "-",
+        other => other.as_str(),
+    };
+    match c.probe_failures {
+        0 => h.to_owned(),
+        n => format!("{h} ({n} failed)"),
+    }
 }
 
 fn human(bytes: u64) -> String {
