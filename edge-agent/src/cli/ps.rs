@@ -251,6 +251,65 @@ mod tests {
     }
 
     #[test]
+    fn the_table_shows_readiness_health_and_the_failing_probe() {
+        use drover_protocol::{ContainerStatus, Health, Name, Phase, WorkloadStatus};
+        let name = |s: &str| Name::new(s).expect("valid name");
+        let c = ContainerStatus {
+            name: name("main"),
+            phase: Phase::Running,
+            image: "busybox".into(),
+            pid: Some(7),
+            restarts: 1,
+            started_at_ms: None,
+            exit_code: None,
+            oom_killed: false,
+            last_error: None,
+            memory_bytes: None,
+            memory_limit_bytes: None,
+            pull_done_bytes: None,
+            pull_total_bytes: None,
+            health: Health::Unhealthy,
+            ready: false,
+            probe_failures: 2,
+            probe_message: Some("readiness probe: HTTP 503".into()),
+        };
+        let status = DeviceStatus {
+            device: name("pi"),
+            observed_generation: 1,
+            time_ms: 0,
+            capacity: Default::default(),
+            workloads: vec![WorkloadStatus {
+                name: name("web"),
+                phase: Phase::Running,
+                restarts: 1,
+                containers: vec![c],
+                last_error: Some("restarted: liveness probe failed 3 times: HTTP 500".into()),
+                reason: None,
+                revision: 0,
+                rolled_back: None,
+            }],
+        };
+        let t = table(&status, 0);
+        let mut lines = t.lines();
+        let head: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            &head[..5],
+            ["WORKLOAD", "CONTAINER", "PHASE", "READY", "HEALTH"]
+        );
+        let row = lines.next().unwrap_or_default();
+        assert!(row.contains("Running  no     unhealthy (2 failed)"), "{t}");
+        assert!(t.contains("web/main: readiness probe: HTTP 503\n"), "{t}");
+        assert!(
+            t.contains("web: restarted: liveness probe failed 3 times"),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn json_shows_each_workload_with_its_labels() {
         use drover_protocol::{Name, Phase, WorkloadStatus};
         let name = |s: &str| Name::new(s).expect("valid name");

@@ -30,7 +30,8 @@ use crate::runtime::spec::ContainerProbes;
 use crate::shim::status::ProbeStatus;
 
 enum Check {
-    Net(NetCheck),
+    /// Boxed: a TLS connection's buffers make it large.
+    Net(Box<NetCheck>),
     Exec(ExecCheck),
 }
 
@@ -159,14 +160,18 @@ impl ProbeEngine {
         }
         let ms = self.ms(now);
         for kind in self.machine.overdue(ms) {
-            if let Some(i) = self.checks.iter().position(|(k, _)| *k == kind) {
-                if let (_, Check::Exec(e)) = self.checks.remove(i) {
-                    e.kill();
-                    self.killed.push(e.pid);
-                }
+            if let Some(i) = self.checks.iter().position(|(k, _)| *k == kind)
+                && let (_, Check::Exec(e)) = self.checks.remove(i)
+            {
+                e.kill();
+                self.killed.push(e.pid);
             }
             let secs = self.machine.probe(kind).map_or(1, |p| p.timeout_s.max(1));
-            self.finish(kind, now, Outcome::Failure(format!("timed out after {secs}s")));
+            self.finish(
+                kind,
+                now,
+                Outcome::Failure(format!("timed out after {secs}s")),
+            );
         }
         for kind in self.machine.due(ms) {
             self.machine.started(kind, ms);
@@ -184,7 +189,7 @@ impl ProbeEngine {
             ProbeAction::Exec { command } => {
                 ExecCheck::start(&self.id, &self.root, &self.exec_as, command).map(Check::Exec)
             }
-            _ => NetCheck::start(action).map(Check::Net),
+            _ => NetCheck::start(action).map(|n| Check::Net(Box::new(n))),
         }
     }
 

@@ -137,7 +137,10 @@ fn request(path: &str, port: u16, headers: &[(String, String)]) -> Vec<u8> {
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         r.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
     }
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("user-agent")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+    {
         r.push_str("User-Agent: drover-probe/1.0\r\n");
     }
     r.push_str("Accept: */*\r\nConnection: close\r\n");

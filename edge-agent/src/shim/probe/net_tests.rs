@@ -85,7 +85,10 @@ fn http_sends_host_and_headers_and_judges_the_status() {
     assert_eq!(drive(check), Outcome::Success);
     let req = seen.join().expect("server");
     assert!(req.starts_with("GET /healthz HTTP/1.1\r\n"), "{req}");
-    assert!(req.contains(&format!("Host: 127.0.0.1:{port}\r\n")), "{req}");
+    assert!(
+        req.contains(&format!("Host: 127.0.0.1:{port}\r\n")),
+        "{req}"
+    );
     assert!(req.contains("X-Probe: yes\r\n"), "{req}");
 
     let (port, _) = serve_once(b"HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\n");

@@ -95,7 +95,11 @@ impl Timer {
 
     /// Records one result; true when the verdict became Failure just now.
     fn record(&mut self, ok: bool) -> bool {
-        self.run = if self.last == Some(ok) { self.run + 1 } else { 1 };
+        self.run = if self.last == Some(ok) {
+            self.run + 1
+        } else {
+            1
+        };
         self.last = Some(ok);
         self.failures = if ok { 0 } else { self.failures + 1 };
         let threshold = if ok {
@@ -108,7 +112,11 @@ impl Timer {
         }
         let before = self.verdict;
         self.settled = true;
-        self.verdict = if ok { Verdict::Success } else { Verdict::Failure };
+        self.verdict = if ok {
+            Verdict::Success
+        } else {
+            Verdict::Failure
+        };
         !ok && before != Verdict::Failure
     }
 }
@@ -234,8 +242,9 @@ impl ProbeMachine {
             Outcome::Failure(why) => why,
             Outcome::Success => String::new(),
         };
+        let times = if failures == 1 { "time" } else { "times" };
         let reason = bounded(&format!(
-            "{} probe failed {failures} times: {why}",
+            "{} probe failed {failures} {times}: {why}",
             kind.as_str()
         ));
         self.killed = Some(reason.clone());
@@ -253,9 +262,7 @@ impl ProbeMachine {
         let failing = live == Some(Verdict::Failure)
             || verdict(Kind::Startup) == Some(Verdict::Failure)
             || (ready_v == Some(Verdict::Failure) && decided(Kind::Readiness));
-        let any_decided = [Kind::Liveness, Kind::Readiness]
-            .into_iter()
-            .any(|k| decided(k));
+        let any_decided = [Kind::Liveness, Kind::Readiness].into_iter().any(decided);
         let health = if self.killed.is_some() || failing {
             Health::Unhealthy
         } else if !startup_ok || !any_decided {

@@ -68,7 +68,10 @@ fn liveness_kills_after_failure_threshold_consecutive_failures_only() {
     assert_eq!(run(&mut m, Kind::Liveness, 3_000, fail("HTTP 500")), None);
     assert_eq!(run(&mut m, Kind::Liveness, 4_000, fail("HTTP 500")), None);
     let st = m.status();
-    assert_eq!((st.health, st.failures, st.ready), (Health::Healthy, 2, true));
+    assert_eq!(
+        (st.health, st.failures, st.ready),
+        (Health::Healthy, 2, true)
+    );
     assert_eq!(st.message.as_deref(), Some("liveness probe: HTTP 500"));
     let kill = run(&mut m, Kind::Liveness, 5_000, fail("HTTP 500"));
     assert_eq!(
@@ -135,7 +138,10 @@ fn startup_failing_its_threshold_kills() {
     let mut m = machine(Some(probe(0, 1, 1, 1, 1)), None, Some(probe(0, 1, 1, 1, 2)));
     assert_eq!(run(&mut m, Kind::Startup, 0, fail("refused")), None);
     let kill = run(&mut m, Kind::Startup, 1_000, fail("refused"));
-    assert_eq!(kill.as_deref(), Some("startup probe failed 2 times: refused"));
+    assert_eq!(
+        kill.as_deref(),
+        Some("startup probe failed 2 times: refused")
+    );
     assert_eq!(m.status().health, Health::Unhealthy);
 }
 
@@ -147,7 +153,10 @@ fn a_run_past_its_timeout_is_overdue_and_the_next_waits_for_the_period() {
     assert_eq!(m.next_wake(), Some(2_000));
     assert_eq!(m.overdue(1_999), vec![]);
     assert_eq!(m.overdue(2_000), vec![Kind::Liveness]);
-    assert_eq!(m.finished(Kind::Liveness, 2_000, fail("timed out after 2s")), None);
+    assert_eq!(
+        m.finished(Kind::Liveness, 2_000, fail("timed out after 2s")),
+        None
+    );
     assert_eq!(m.status().failures, 1);
     assert_eq!(m.next_wake(), Some(10_000));
     // A late result of a run already ended changes nothing.
