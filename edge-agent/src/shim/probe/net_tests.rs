@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollTimeout, poll};
@@ -131,4 +132,68 @@ fn https_fails_cleanly_against_a_plain_http_server() {
     };
     let check = NetCheck::start(&action).expect("started");
     assert!(matches!(drive(check), Outcome::Failure(m) if m.starts_with("TLS")));
+}
+
+/// `openssl s_server -www` with a fresh self-signed certificate (which a probe accepts).
+struct TlsServer(std::process::Child, tempfile::TempDir);
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tls_server(port: u16) -> TlsServer {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-subj", "/CN=probe", "-days", "1", "-keyout"])
+        .args([&key, Path::new("-out"), &cert])
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(made.status.success(), "{made:?}");
+    let child = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+        ])
+        .args([&cert, Path::new("-key"), &key])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let server = TlsServer(child, dir);
+    let end = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "s_server never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+#[test]
+fn https_accepts_a_self_signed_certificate_as_kubernetes_does() {
+    let port = closed_port();
+    let _server = tls_server(port);
+    let action = ProbeAction::HttpGet {
+        path: "/".into(),
+        port,
+        scheme: HttpScheme::Https,
+        headers: vec![],
+    };
+    let check = NetCheck::start(&action).expect("started");
+    assert_eq!(drive(check), Outcome::Success);
 }
