@@ -132,6 +132,8 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
             "WORKLOAD",
             "CONTAINER",
             "PHASE",
+            "READY",
+            "HEALTH",
             "PID",
             "RESTARTS",
             "MEMORY",
@@ -159,6 +161,8 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
                 wl.name.to_string(),
                 c.name.to_string(),
                 phase,
+                if c.ready { "yes" } else { "no" }.into(),
+                health(c),
                 c.pid.map_or("-".into(), |p| p.to_string()),
                 c.restarts.to_string(),
                 mem,
@@ -180,6 +184,12 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
+    for wl in &status.workloads {
+        for c in wl.containers.iter().filter(|c| c.probe_failures > 0) {
+            let msg = c.probe_message.as_deref().unwrap_or_default();
+            out.push_str(&format!("{}/{}: {msg}\n", wl.name, c.name));
+        }
+    }
     for wl in status.workloads.iter().filter(|w| w.last_error.is_some()) {
         out.push_str(&format!(
             "{}: {}\n",
@@ -188,6 +198,18 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
         ));
     }
     out
+}
+
+/// `healthy`, `starting`, `-` without probes; failures so far when some probe fails.
+fn health(c: &drover_protocol::ContainerStatus) -> String {
+    let h = match c.health {
+        drover_protocol::Health::None => "-",
+        other => other.as_str(),
+    };
+    match c.probe_failures {
+        0 => h.to_owned(),
+        n => format!("{h} ({n} failed)"),
+    }
 }
 
 fn human(bytes: u64) -> String {
@@ -226,6 +248,65 @@ mod tests {
         assert_eq!(age(5_000), "5s");
         assert_eq!(age(125_000), "2m5s");
         assert_eq!(age(7_300_000), "2h1m");
+    }
+
+    #[test]
+    fn the_table_shows_readiness_health_and_the_failing_probe() {
+        use drover_protocol::{ContainerStatus, Health, Name, Phase, WorkloadStatus};
+        let name = |s: &str| Name::new(s).expect("valid name");
+        let c = ContainerStatus {
+            name: name("main"),
+            phase: Phase::Running,
+            image: "busybox".into(),
+            pid: Some(7),
+            restarts: 1,
+            started_at_ms: None,
+            exit_code: None,
+            oom_killed: false,
+            last_error: None,
+            memory_bytes: None,
+            memory_limit_bytes: None,
+            pull_done_bytes: None,
+            pull_total_bytes: None,
+            health: Health::Unhealthy,
+            ready: false,
+            probe_failures: 2,
+            probe_message: Some("readiness probe: HTTP 503".into()),
+        };
+        let status = DeviceStatus {
+            device: name("pi"),
+            observed_generation: 1,
+            time_ms: 0,
+            capacity: Default::default(),
+            workloads: vec![WorkloadStatus {
+                name: name("web"),
+                phase: Phase::Running,
+                restarts: 1,
+                containers: vec![c],
+                last_error: Some("restarted: liveness probe failed 3 times: HTTP 500".into()),
+                reason: None,
+                revision: 0,
+                rolled_back: None,
+            }],
+        };
+        let t = table(&status, 0);
+        let mut lines = t.lines();
+        let head: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            &head[..5],
+            ["WORKLOAD", "CONTAINER", "PHASE", "READY", "HEALTH"]
+        );
+        let row = lines.next().unwrap_or_default();
+        assert!(row.contains("Running  no     unhealthy (2 failed)"), "{t}");
+        assert!(t.contains("web/main: readiness probe: HTTP 503\n"), "{t}");
+        assert!(
+            t.contains("web: restarted: liveness probe failed 3 times"),
+            "{t}"
+        );
     }
 
     #[test]

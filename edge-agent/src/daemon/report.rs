@@ -6,13 +6,14 @@
 //! hub only hears about real changes (the link's heartbeat covers the rest).
 
 use drover_protocol::{
-    Capacity, ContainerStatus, DeviceStatus, Phase, WorkloadSpec, WorkloadStatus,
+    Capacity, ContainerStatus, DeviceStatus, Health, Phase, WorkloadSpec, WorkloadStatus,
 };
 
 use super::agent::Agent;
 use super::disk_pressure::{DiskPressure, disk_pressure};
 use crate::reconcile::status::{container_phase, image_problem, workload_phase};
 use crate::reconcile::{ImageState, Observed, ObservedWorkload, RunState};
+use crate::shim::status::last_probe_kill;
 use crate::state::{AgentReport, StateError};
 
 #[derive(Debug, Default)]
@@ -203,11 +204,15 @@ impl Agent {
         st.last_error = last_error;
         let Some(obs) = obs else { return st };
         st.restarts = obs.restarts;
+        let dir = self.paths.container_dir(&wl.spec.name, &c.name);
         match &obs.run {
             RunState::Running { pid, started_at_ms } => {
-                st.ready = true;
                 st.pid = Some(*pid);
                 st.started_at_ms = Some(*started_at_ms);
+                self.fill_probes(&mut st, &dir, true);
+                if let Some(why) = last_probe_kill(&dir) {
+                    st.last_error = Some(format!("restarted: {why}"));
+                }
                 let cg = self.cgroups_path(&wl.spec.name, &c.name);
                 if let Some((used, limit)) = self.ports.host.memory_usage(&cg) {
                     st.memory_bytes = Some(used);
@@ -223,10 +228,29 @@ impl Agent {
                 st.exit_code = Some(*code);
                 st.oom_killed = *oom_killed;
                 st.started_at_ms = Some(*started_at_ms);
+                self.fill_probes(&mut st, &dir, false);
+                if let Some(why) = last_probe_kill(&dir) {
+                    st.last_error = Some(format!("killed: {why}"));
+                }
             }
             _ => {}
         }
         st
+    }
+
+    /// Health, readiness and the last probe message from the shim's status. A running
+    /// container without probes is ready; one with probes when they say so.
+    fn fill_probes(&self, st: &mut ContainerStatus, dir: &std::path::Path, running: bool) {
+        let probes = self
+            .ports
+            .runtime
+            .inspect(dir)
+            .map(|v| v.status.probes)
+            .unwrap_or_default();
+        st.ready = running && (probes.health == Health::None || probes.ready);
+        st.health = probes.health;
+        st.probe_failures = probes.failures;
+        st.probe_message = probes.message;
     }
 }
 

@@ -10,6 +10,7 @@
 mod init;
 mod logs;
 mod oom;
+pub mod probe;
 mod run;
 pub mod status;
 mod supervise;

@@ -2,8 +2,10 @@
 //!
 //! Detaches from the agent, creates and starts the container with libcontainer, reports
 //! `running <pid>` / `failed <message>` on the report pipe, supervises until init exits,
-//! records the outcome in `status.json` and deletes the container. It must never be run
-//! from a multi-threaded process (libcontainer clones the caller).
+//! records the outcome in `status.json` and deletes the container. While it runs, the
+//! container's probes rewrite `status.json` (and wake the agent) whenever their verdict
+//! changes. It must never be run from a multi-threaded process (libcontainer clones the
+//! caller).
 
 use std::fs::File;
 use std::io::Write;
@@ -19,7 +21,8 @@ use tracing::{info, warn};
 
 use super::init::DroverExecutor;
 use super::logs::RotatingLog;
-use super::status::{ShimState, ShimStatus};
+use super::probe::{self, ProbeEngine};
+use super::status::{PROBE_KILL_FILE, ShimState, ShimStatus};
 use super::supervise::{Exit, Supervisor};
 use super::{RunArgs, ShimError, oom, sys};
 use crate::fsutil;
@@ -27,6 +30,10 @@ use crate::fsutil;
 /// Runs the shim; returns the process exit code (only the detached child gets here).
 pub fn run(args: &RunArgs, mut report: File) -> i32 {
     let mut status = initial_status();
+    let spec = oci_spec::runtime::Spec::load(args.dir.join("bundle").join("config.json")).ok();
+    if let Some(spec) = &spec {
+        status.probes = probe::initial_status(spec);
+    }
     let outcome = start(args, &mut status);
     let (mut container, log_rd) = match outcome {
         Ok(ok) => ok,
@@ -40,7 +47,7 @@ pub fn run(args: &RunArgs, mut report: File) -> i32 {
             write_status(&status, args);
             let line = e.to_string().replace('\n', " ");
             let _ = writeln!(report, "failed {line}");
-            notify(args);
+            notify(args, "exited");
             return 1;
         }
     };
@@ -48,7 +55,8 @@ pub fn run(args: &RunArgs, mut report: File) -> i32 {
     let _ = writeln!(report, "running {pid}");
     drop(report);
     info!(id = %args.id, pid, "container running");
-    let exit = supervise(args, &mut container, log_rd);
+    let probes = spec.as_ref().and_then(|s| start_probes(args, s));
+    let exit = supervise(args, &mut container, log_rd, probes, &mut status);
     finish(args, &mut container, &mut status, exit);
     0
 }
@@ -148,7 +156,22 @@ fn remove_stale(root: &Path, id: &str) {
     }
 }
 
-fn supervise(args: &RunArgs, container: &mut Container, log_rd: std::os::fd::OwnedFd) -> Exit {
+/// The container's probe engine, in the pod's network when it has its own.
+fn start_probes(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Option<ProbeEngine> {
+    let engine = ProbeEngine::new(spec, &args.id, args.root.clone(), std::time::Instant::now())?;
+    if let Err(e) = probe::enter_pod_network(spec) {
+        warn!(id = %args.id, "joining the pod's network namespace failed: {e}; network probes will fail");
+    }
+    Some(engine)
+}
+
+fn supervise(
+    args: &RunArgs,
+    container: &mut Container,
+    log_rd: std::os::fd::OwnedFd,
+    probes: Option<ProbeEngine>,
+    status: &mut ShimStatus,
+) -> Exit {
     let init = container.pid().unwrap_or(nix::unistd::Pid::from_raw(0));
     let grace = Duration::from_millis(args.stop_grace_ms);
     let (sfd, stop_requested) = match sys::route_signals_to_fd() {
@@ -173,7 +196,17 @@ fn supervise(args: &RunArgs, container: &mut Container, log_rd: std::os::fd::Own
             )
         })
         .ok();
-    Supervisor::new(container, init, sfd, log_rd, log, grace).run(stop_requested)
+    let sup = Supervisor::new(container, init, sfd, log_rd, log, grace);
+    let Some(probes) = probes else {
+        return sup.run(stop_requested);
+    };
+    let on_probe = |p: &super::status::ProbeStatus| {
+        info!(id = %args.id, health = p.health.as_str(), ready = p.ready, failures = p.failures, "probe verdict changed");
+        status.probes = p.clone();
+        write_status(status, args);
+        notify(args, "probe");
+    };
+    sup.with_probes(probes, on_probe).run(stop_requested)
 }
 
 /// Records the exit, deletes the container, tells the agent.
@@ -193,13 +226,32 @@ fn finish(args: &RunArgs, container: &mut Container, status: &mut ShimStatus, ex
     status.signal = exit.signal;
     status.finished_at_ms = Some(fsutil::now_ms());
     status.finished_at_boot_ms = Some(crate::clock::boot_ms());
+    status.probes.ready = false;
+    remember_probe_kill(&args.dir, status.probes.killed_by_probe.as_deref());
     write_status(status, args);
-    notify(args);
+    notify(args, "exited");
 }
 
-fn notify(args: &RunArgs) {
+/// Keeps why a probe killed this instance for the agent's status after the restart
+/// ([`PROBE_KILL_FILE`]); any other end forgets an earlier one.
+fn remember_probe_kill(dir: &Path, reason: Option<&str>) {
+    let path = dir.join(PROBE_KILL_FILE);
+    let done = match reason {
+        Some(r) => fsutil::replace_atomic(&path, r.as_bytes()),
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    };
+    if let Err(e) = done {
+        warn!("updating {}: {e}", path.display());
+    }
+}
+
+/// Wakes the agent to look again: `exited {id}`, `probe {id}`.
+fn notify(args: &RunArgs, what: &str) {
     let Some(sock) = &args.notify else { return };
-    let msg = format!("exited {}", args.id);
+    let msg = format!("{what} {}", args.id);
     if let Ok(s) = UnixDatagram::unbound() {
         let _ = s.send_to(msg.as_bytes(), sock);
     }

@@ -72,6 +72,16 @@ pub struct ProbeStatus {
     pub killed_by_probe: Option<String>,
 }
 
+/// File in a container folder holding why a probe killed the container's last instance
+/// (written by that instance's shim, removed by the next shim whose container ends
+/// otherwise): the agent shows it as `last_error` after the restart.
+pub const PROBE_KILL_FILE: &str = "probe-kill";
+
+/// Why a probe killed the last instance of the container in folder `dir`, if it did.
+pub fn last_probe_kill(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(PROBE_KILL_FILE)).ok()
+}
+
 /// Longest probe message kept (bytes; cut on a character boundary).
 pub const MAX_PROBE_MESSAGE: usize = 256;
 

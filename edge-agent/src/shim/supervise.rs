@@ -1,7 +1,11 @@
 //! The shim's main loop: one thread, one `poll()` over a signalfd and the container's
 //! log pipe. Reaps children, copies output into the rotating log, and stops the
 //! container on SIGTERM/SIGINT (SIGTERM to init, SIGKILL to everything after the grace).
-//! It never deletes the container and never writes the status file.
+//! It also drives the container's probes (their sockets and pipes are polled here, the
+//! next due probe bounds the poll timeout, probe processes are reaped here) and stops the
+//! container as a stop does when a liveness or startup probe says so; each change of
+//! their verdict goes to the `on_probe` callback. It never deletes the container and
+//! never writes the status file itself.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -16,6 +20,8 @@ use nix::unistd::Pid;
 use tracing::{info, warn};
 
 use super::logs::RotatingLog;
+use super::probe::ProbeEngine;
+use super::status::ProbeStatus;
 use super::warn_limit::WarnLimit;
 
 /// How long output is drained after init exited.
@@ -43,6 +49,17 @@ pub struct Supervisor<'a> {
     stop_deadline: Option<Instant>,
     killed_all: bool,
     log_failures: WarnLimit,
+    probes: Option<ProbeEngine>,
+    on_probe: Box<dyn FnMut(&ProbeStatus) + 'a>,
+}
+
+/// What one `poll()` found ready.
+#[derive(Default)]
+struct Ready {
+    signals: bool,
+    log: bool,
+    /// Indices into `ProbeEngine::fds`.
+    probes: Vec<usize>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -65,7 +82,20 @@ impl<'a> Supervisor<'a> {
             stop_deadline: None,
             killed_all: false,
             log_failures: WarnLimit::new(LOG_WARN_INTERVAL),
+            probes: None,
+            on_probe: Box::new(|_| {}),
         }
+    }
+
+    /// Runs `probes`, telling `on_probe` each change of their verdict.
+    pub fn with_probes(
+        mut self,
+        probes: ProbeEngine,
+        on_probe: impl FnMut(&ProbeStatus) + 'a,
+    ) -> Self {
+        self.probes = Some(probes);
+        self.on_probe = Box::new(on_probe);
+        self
     }
 
     /// Runs until init has exited and output is drained.
@@ -75,14 +105,17 @@ impl<'a> Supervisor<'a> {
         }
         let mut exit = self.reap();
         while exit.is_none() {
-            let (sig_ready, log_ready) = self.wait();
-            if sig_ready && self.handle_signals() {
+            let ready = self.wait();
+            if ready.signals && self.handle_signals() {
                 exit = self.reap();
             }
-            if log_ready {
+            if ready.log {
                 self.read_log();
-            } else if !sig_ready {
+            } else if !ready.signals {
                 self.flush_partial();
+            }
+            if exit.is_none() {
+                self.run_probes(&ready.probes);
             }
             self.check_deadline();
         }
@@ -93,24 +126,55 @@ impl<'a> Supervisor<'a> {
         })
     }
 
-    /// Polls; returns which of (signalfd, log pipe) is readable.
-    fn wait(&self) -> (bool, bool) {
+    /// Polls the signalfd, the log pipe and the probes' fds; says which are ready.
+    fn wait(&self) -> Ready {
         let timeout = self.poll_timeout();
         let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
         if let Some(rd) = &self.log_rd {
             fds.push(PollFd::new(rd.as_fd(), PollFlags::POLLIN));
         }
+        let first_probe = fds.len();
+        if let Some(p) = &self.probes {
+            fds.extend(p.fds().into_iter().map(|(fd, ev)| PollFd::new(fd, ev)));
+        }
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => return (false, false),
+            Err(Errno::EINTR) => return Ready::default(),
             Err(e) => {
                 warn!("poll failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
-                return (true, false);
+                return Ready {
+                    signals: true,
+                    ..Ready::default()
+                };
             }
         }
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        (ready(&fds[0]), fds.get(1).is_some_and(ready))
+        Ready {
+            signals: ready(&fds[0]),
+            log: self.log_rd.is_some() && ready(&fds[1]),
+            probes: (first_probe..fds.len())
+                .filter(|&i| ready(&fds[i]))
+                .map(|i| i - first_probe)
+                .collect(),
+        }
+    }
+
+    /// Advances the probes; stops the container when one says so; reports changes.
+    fn run_probes(&mut self, ready: &[usize]) {
+        let Some(p) = &mut self.probes else { return };
+        let now = Instant::now();
+        p.ready(ready, now);
+        p.tick(now);
+        let kill = p.take_kill();
+        let change = p.take_change();
+        if let Some(st) = change {
+            (self.on_probe)(&st);
+        }
+        if let Some(reason) = kill {
+            info!(reason = %reason, "probe failure: stopping the container");
+            self.begin_stop();
+        }
     }
 
     fn poll_timeout(&self) -> PollTimeout {
@@ -120,6 +184,10 @@ impl<'a> Supervisor<'a> {
             .map(|d| d.saturating_duration_since(Instant::now()));
         if self.log.as_ref().is_some_and(RotatingLog::has_partial) {
             t = Some(t.map_or(PARTIAL_FLUSH, |t| t.min(PARTIAL_FLUSH)));
+        }
+        if let Some(at) = self.probes.as_ref().and_then(ProbeEngine::next_wake) {
+            let left = at.saturating_duration_since(Instant::now());
+            t = Some(t.map_or(left, |t| t.min(left)));
         }
         match t {
             None => PollTimeout::NONE,
@@ -161,7 +229,12 @@ impl<'a> Supervisor<'a> {
                     })
                 }
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return exit,
-                Ok(_) | Err(Errno::EINTR) => {}
+                Ok(other) => {
+                    if let Some(p) = &mut self.probes {
+                        p.child_ended(other, Instant::now());
+                    }
+                }
+                Err(Errno::EINTR) => {}
                 Err(e) => {
                     warn!("waitpid failed: {e}");
                     return exit;
@@ -173,6 +246,9 @@ impl<'a> Supervisor<'a> {
     fn begin_stop(&mut self) {
         if self.stop_deadline.is_some() {
             return;
+        }
+        if let Some(p) = &mut self.probes {
+            p.halt();
         }
         info!(
             grace_ms = self.grace.as_millis() as u64,

@@ -1,0 +1,149 @@
+//! `exec` probes: one short-lived process inside the running container (its namespaces,
+//! cgroup, user and environment), started with libcontainer's tenant builder from the
+//! shim, detached — the shim's loop reaps it like any child. Its stdout and stderr go to
+//! one non-blocking pipe of which at most [`MAX_OUTPUT`] bytes are kept for the message.
+//! Exit 0 = success. It must never wait for the process: the loop reaps it, or kills it
+//! at the probe's timeout.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use super::state::Outcome;
+use crate::shim::status::MAX_PROBE_MESSAGE;
+
+/// Most output bytes kept from one run.
+pub const MAX_OUTPUT: usize = MAX_PROBE_MESSAGE;
+
+/// Who the probe runs as: the container process's user and working directory.
+#[derive(Clone, Debug, Default)]
+pub struct ExecAs {
+    pub uid: u32,
+    pub gid: u32,
+    pub cwd: Option<String>,
+}
+
+impl ExecAs {
+    pub fn of(spec: &oci_spec::runtime::Spec) -> ExecAs {
+        let Some(p) = spec.process() else {
+            return ExecAs::default();
+        };
+        ExecAs {
+            uid: p.user().uid(),
+            gid: p.user().gid(),
+            cwd: Some(p.cwd().to_string_lossy().into_owned()),
+        }
+    }
+}
+
+/// libcontainer's default executor, after clearing the signal mask: the shim blocks the
+/// signals its loop reads from a signalfd, and a blocked mask survives exec.
+#[derive(Clone)]
+struct ProbeExecutor;
+
+impl Executor for ProbeExecutor {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+            .map_err(|e| ExecutorError::Other(format!("clearing the signal mask: {e}")))?;
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// One run of an exec probe in flight.
+pub struct ExecCheck {
+    pub pid: Pid,
+    out: Option<OwnedFd>,
+    output: Vec<u8>,
+}
+
+impl ExecCheck {
+    /// Starts `command` in container `id` (libcontainer state under `root`).
+    pub fn start(id: &str, root: &Path, who: &ExecAs, command: &[String]) -> Result<Self, Outcome> {
+        let fail = |e: &dyn std::fmt::Display| Outcome::Failure(format!("exec: {e}"));
+        let (rd, wr) = crate::shim::sys::log_pipe().map_err(|e| fail(&e))?;
+        let wr2 = wr.try_clone().map_err(|e| fail(&e))?;
+        let pid = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+            .with_root_path(root)
+            .map_err(|e| fail(&e))?
+            .with_executor(ProbeExecutor)
+            .with_stdout(wr)
+            .with_stderr(wr2)
+            .as_tenant()
+            .with_detach(true)
+            .with_user(Some(who.uid))
+            .with_group(Some(who.gid))
+            .with_cwd(who.cwd.as_deref())
+            .with_container_args(command.to_vec())
+            .build()
+            .map_err(|e| fail(&e))?;
+        Ok(ExecCheck {
+            pid,
+            out: Some(rd),
+            output: Vec::new(),
+        })
+    }
+
+    /// The output pipe while it is open.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.out.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Reads what the pipe holds now; keeps the first [`MAX_OUTPUT`] bytes.
+    pub fn read_output(&mut self) {
+        let Some(fd) = &self.out else { return };
+        let mut buf = [0u8; 1024];
+        loop {
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) => {
+                    self.out = None;
+                    return;
+                }
+                Ok(n) => {
+                    let room = MAX_OUTPUT.saturating_sub(self.output.len());
+                    self.output.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return,
+                Err(_) => {
+                    self.out = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The run's outcome from how the process ended.
+    pub fn outcome(&mut self, status: WaitStatus) -> Outcome {
+        self.read_output();
+        let text = String::from_utf8_lossy(&self.output);
+        let text = text.trim();
+        let why = match status {
+            WaitStatus::Exited(_, 0) => return Outcome::Success,
+            WaitStatus::Exited(_, code) => format!("exit code {code}"),
+            WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
+            other => format!("{other:?}"),
+        };
+        Outcome::Failure(if text.is_empty() {
+            why
+        } else {
+            format!("{why}: {text}")
+        })
+    }
+
+    /// SIGKILL at the timeout; the loop still reaps it.
+    pub fn kill(&self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+    }
+}
