@@ -128,6 +128,21 @@ fn a_volume_that_fills_the_disk_blocks_no_other_workload() {
         "ps does not name the volume using the disk: {err}"
     );
 
+    // `late` was started while its record could not be written to the full disk: an
+    // agent killed now must find it on restart (adopt it, not start it a second time).
+    let late = a.running_pid("late", "main").unwrap();
+    a.kill9();
+    a.start();
+    a.wait_ps("a report from the restarted agent", T, |_| true);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        a.running_pid("late", "main"),
+        Some(late),
+        "late was killed and started again: {}",
+        a.logs()
+    );
+    assert_eq!(a.running_pid("keep", "main"), Some(keep));
+
     // Clean up inside the tmpfs before it goes.
     for m in ["keep.yaml", "flap.yaml", "filler.yaml", "late.yaml"] {
         a.remove_manifest(m);

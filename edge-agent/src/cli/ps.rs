@@ -45,7 +45,8 @@ pub fn ps(config: &Path, format: Format) -> u8 {
         && free < floor
     {
         eprintln!(
-            "warning: only {free} bytes free on the state folder's filesystem: the agent cannot write its report, so this one may be out of date (workloads keep running; see the agent's log)"
+            "warning: only {free} bytes free on the state folder's filesystem ({}): records and new images may not be saved; running workloads keep running (free space, then see the agent's log)",
+            paths.root.display()
         );
     }
     if let Some(e) = &report.manifest_error {

@@ -100,8 +100,13 @@ impl Agent {
     /// Opens the state folder, takes its lock and loads what a previous agent left.
     pub fn open(cfg: AgentConfig) -> Result<Agent, DaemonError> {
         let paths = StatePaths::of(&cfg);
-        paths.ensure().map_err(|source| DaemonError::Io {
-            context: format!("creating state folder {}", paths.root.display()),
+        paths.ensure().map_err(|(dir, source)| DaemonError::Io {
+            context: format!(
+                "creating {} (state_dir {}, run_dir {}; both must be writable by the agent)",
+                dir.display(),
+                paths.root.display(),
+                paths.run.display()
+            ),
             source,
         })?;
         let lock = lock_state(&paths)?;

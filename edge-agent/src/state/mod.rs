@@ -54,19 +54,20 @@ impl StatePaths {
     }
 
     /// Creates the folders the agent writes into.
-    pub fn ensure(&self) -> io::Result<()> {
-        for d in [
+    /// Creates the folders of both; an error names the folder that failed.
+    pub fn ensure(&self) -> Result<(), (PathBuf, io::Error)> {
+        let state = [
             "workloads",
             "containers",
             "logs",
             "volumes",
             "netns",
             "images",
-        ] {
-            fs::create_dir_all(self.root.join(d))?;
-        }
-        for d in ["containers", "runtime"] {
-            fs::create_dir_all(self.run.join(d))?;
+        ];
+        let state = state.iter().map(|d| self.root.join(d));
+        let run = ["containers", "runtime"].iter().map(|d| self.run.join(d));
+        for d in state.chain(run) {
+            fs::create_dir_all(&d).map_err(|e| (d, e))?;
         }
         Ok(())
     }
@@ -100,6 +101,11 @@ impl StatePaths {
     }
     pub fn record(&self, wl: &Name) -> PathBuf {
         self.root.join("workloads").join(format!("{wl}.json"))
+    }
+    /// Where a record goes while the state disk cannot take it (full): the runtime
+    /// folder, so that an agent restart still knows the containers it started.
+    pub fn record_fallback(&self, wl: &Name) -> PathBuf {
+        self.run.join("workloads").join(format!("{wl}.json"))
     }
     /// The shim's container folder (in the runtime folder): `bundle/config.json`, `etc/`,
     /// `status.json`, `shim.log`.
@@ -228,10 +234,36 @@ pub fn save_record(paths: &StatePaths, rec: &WorkloadRecord) -> Result<(), State
         path: path.clone(),
         source,
     })?;
-    write_atomic(&path, &bytes).map_err(io_err(&path))
+    let fallback = paths.record_fallback(&rec.spec.name);
+    match write_atomic(&path, &bytes) {
+        Ok(()) => {
+            if fallback != path {
+                let _ = fs::remove_file(&fallback);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // The state disk is full (or broken): keep the record where an agent
+            // restart finds it, and report the failure so the durable write is retried.
+            if fallback != path {
+                let kept = fallback
+                    .parent()
+                    .map_or(Ok(()), fs::create_dir_all)
+                    .and_then(|()| crate::fsutil::replace_atomic(&fallback, &bytes));
+                if let Err(k) = kept {
+                    tracing::warn!(
+                        "keeping {} in the runtime folder failed: {k}",
+                        path.display()
+                    );
+                }
+            }
+            Err(io_err(&path)(e))
+        }
+    }
 }
 
 pub fn delete_record(paths: &StatePaths, wl: &Name) -> Result<(), StateError> {
+    let _ = fs::remove_file(paths.record_fallback(wl));
     let path = paths.record(wl);
     match fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
@@ -240,11 +272,24 @@ pub fn delete_record(paths: &StatePaths, wl: &Name) -> Result<(), StateError> {
 }
 
 /// Loads every workload record. A corrupt one is reported and skipped, never fatal.
+/// A record kept in the runtime folder (its state-disk write failed) is newer than the one
+/// on the state disk and wins.
 pub fn load_records(paths: &StatePaths) -> (BTreeMap<Name, WorkloadRecord>, Vec<StateError>) {
     let (mut records, mut errors) = (BTreeMap::new(), Vec::new());
-    let dir = paths.root.join("workloads");
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return (records, errors);
+    load_records_from(&paths.root.join("workloads"), &mut records, &mut errors);
+    if paths.run != paths.root {
+        load_records_from(&paths.run.join("workloads"), &mut records, &mut errors);
+    }
+    (records, errors)
+}
+
+fn load_records_from(
+    dir: &Path,
+    records: &mut BTreeMap<Name, WorkloadRecord>,
+    errors: &mut Vec<StateError>,
+) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -264,7 +309,6 @@ pub fn load_records(paths: &StatePaths) -> (BTreeMap<Name, WorkloadRecord>, Vec<
             Err(e) => errors.push(e),
         }
     }
-    (records, errors)
 }
 
 pub fn save_desired(paths: &StatePaths, desired: &DesiredState) -> Result<(), StateError> {
@@ -313,6 +357,42 @@ mod tests {
     /// `encode(&desired)` by the envelope-version-1 build (commit 34ca3cb): device `pi-1`,
     /// generation 7, workload `web` with container `main` from `hub:sensor:1.0`.
     const V1_DESIRED: &str = "01010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e";
+
+    #[test]
+    fn a_record_the_state_disk_refuses_is_kept_in_the_runtime_folder_and_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::new(dir.path().join("state"), dir.path().join("run"));
+        paths.ensure().unwrap();
+        let name = Name::new("web").unwrap();
+        let spec = WorkloadSpec::new(name.clone(), vec![]);
+        let record = |created_at_ms| WorkloadRecord {
+            spec: spec.clone(),
+            created_at_ms,
+            containers: BTreeMap::new(),
+            stopping: None,
+        };
+        save_record(&paths, &record(1)).unwrap();
+        // The state disk refuses the next write (here: its folder is no folder).
+        let workloads = paths.root.join("workloads");
+        fs::rename(&workloads, dir.path().join("aside")).unwrap();
+        fs::write(&workloads, b"").unwrap();
+        let newer = record(2);
+        assert!(
+            save_record(&paths, &newer).is_err(),
+            "the failure is reported"
+        );
+        assert!(paths.record_fallback(&name).is_file());
+        fs::remove_file(&workloads).unwrap();
+        fs::rename(dir.path().join("aside"), &workloads).unwrap();
+        let (loaded, errors) = load_records(&paths);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(loaded[&name], newer, "the runtime folder's copy is newer");
+        // Saved durably again: the fallback copy goes.
+        save_record(&paths, &newer).unwrap();
+        assert!(!paths.record_fallback(&name).exists());
+        delete_record(&paths, &name).unwrap();
+        assert!(load_records(&paths).0.is_empty());
+    }
 
     #[test]
     fn a_desired_state_persisted_by_an_older_agent_still_loads() {
