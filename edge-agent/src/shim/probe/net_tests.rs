@@ -134,8 +134,8 @@ fn https_fails_cleanly_against_a_plain_http_server() {
     assert!(matches!(drive(check), Outcome::Failure(m) if m.starts_with("TLS")));
 }
 
-/// `openssl s_server -www` with a fresh self-signed certificate (which a probe accepts).
-/// The server and the folder of its certificate (kept until the server is gone).
+/// `openssl s_server -www` with a fresh self-signed certificate (which a probe accepts);
+/// the folder holding key and certificate lives as long as the server.
 struct TlsServer(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for TlsServer {
