@@ -86,6 +86,7 @@ impl Agent {
         }
         let capacity = self.capacity();
         let mut warnings = self.sources.conflicts.clone();
+        warnings.extend(unenforced_depends_on(&desired.workloads));
         if let Some(p) = self.disk_pressure(&capacity) {
             for w in &mut workloads {
                 if w.last_error.is_none() {
@@ -254,6 +255,24 @@ impl Agent {
     }
 }
 
+/// `dependsOn` is accepted on the wire and in manifests, but this agent does not order
+/// starts by it yet: say so rather than ignore it silently.
+fn unenforced_depends_on(workloads: &[WorkloadSpec]) -> Option<String> {
+    let named: Vec<&str> = workloads
+        .iter()
+        .filter(|w| {
+            !w.depends_on.is_empty() || w.containers.iter().any(|c| !c.depends_on.is_empty())
+        })
+        .map(|w| w.name.as_str())
+        .collect();
+    (!named.is_empty()).then(|| {
+        format!(
+            "dependsOn is not enforced by this agent version: {} start(s) without waiting for their dependencies",
+            named.join(", ")
+        )
+    })
+}
+
 /// A desired workload not created yet: pending, or failed when its image is.
 fn pending_workload(
     desired: &WorkloadSpec,
@@ -392,5 +411,18 @@ mod tests {
                 publish: false
             }
         );
+    }
+
+    #[test]
+    fn depends_on_that_this_agent_does_not_enforce_is_said_not_ignored() {
+        let plain = WorkloadSpec::new(Name::new("db").unwrap(), vec![]);
+        assert_eq!(unenforced_depends_on(std::slice::from_ref(&plain)), None);
+        let mut app = WorkloadSpec::new(Name::new("app").unwrap(), vec![]);
+        app.depends_on.push(drover_protocol::Dependency {
+            name: Name::new("db").unwrap(),
+            condition: drover_protocol::DependencyCondition::Healthy,
+        });
+        let w = unenforced_depends_on(&[plain, app]).unwrap();
+        assert!(w.contains("not enforced") && w.contains("app"), "{w}");
     }
 }
