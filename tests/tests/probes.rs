@@ -140,6 +140,16 @@ fn readiness_flips_ready_without_a_restart() {
             .is_some_and(|m| m.contains("readiness probe: exit code 1")),
         "{c}"
     );
+    // Every exec probe run (one a second, 5+ by now) leaves no file behind in the
+    // container's libcontainer state (libcontainer's tenant builder leaves a socket).
+    let state = a.run_dir().join("runtime").join("app.main");
+    let leftovers: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tenant-notify"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]

@@ -53,6 +53,14 @@ impl Executor for ProbeExecutor {
     fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
             .map_err(|e| ExecutorError::Other(format!("clearing the signal mask: {e}")))?;
+        // The shim's loop ignores SIGPIPE, and an ignored signal stays ignored across exec.
+        // SAFETY: restoring a default disposition in a single-threaded child is sound.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
         DefaultExecutor {}.exec(spec)
     }
 
@@ -86,8 +94,11 @@ impl ExecCheck {
             .with_group(Some(who.gid))
             .with_cwd(who.cwd.as_deref())
             .with_container_args(command.to_vec())
-            .build()
-            .map_err(|e| fail(&e))?;
+            .build();
+        // libcontainer 0.7 leaves a `tenant-notify-*.sock` in the container's state folder
+        // at every exec and never removes it: one file per probe run, forever.
+        remove_tenant_sockets(&root.join(id));
+        let pid = pid.map_err(|e| fail(&e))?;
         Ok(ExecCheck {
             pid,
             out: Some(rd),
@@ -145,5 +156,19 @@ impl ExecCheck {
     /// SIGKILL at the timeout; the loop still reaps it.
     pub fn kill(&self) {
         let _ = kill(self.pid, Signal::SIGKILL);
+    }
+}
+
+/// Deletes the notify sockets libcontainer's tenant builder leaves in `state_dir`.
+fn remove_tenant_sockets(state_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("tenant-notify-") && name.ends_with(".sock") {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
