@@ -309,6 +309,32 @@ pub struct ContainerStatus {
     pub probe_message: Option<String>,
 }
 
+impl ContainerStatus {
+    /// A container in `phase` with nothing observed yet: no pid, restarts, exit, memory,
+    /// pull progress or probe verdict (`ready` false).
+    pub fn new(name: Name, image: String, phase: Phase) -> Self {
+        ContainerStatus {
+            name,
+            phase,
+            image,
+            pid: None,
+            restarts: 0,
+            started_at_ms: None,
+            exit_code: None,
+            oom_killed: false,
+            last_error: None,
+            memory_bytes: None,
+            memory_limit_bytes: None,
+            pull_done_bytes: None,
+            pull_total_bytes: None,
+            health: Health::None,
+            ready: false,
+            probe_failures: 0,
+            probe_message: None,
+        }
+    }
+}
+
 /// Where a workload or container is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {

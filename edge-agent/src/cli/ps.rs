@@ -256,23 +256,12 @@ mod tests {
         use drover_protocol::{ContainerStatus, Health, Name, Phase, WorkloadStatus};
         let name = |s: &str| Name::new(s).expect("valid name");
         let c = ContainerStatus {
-            name: name("main"),
-            phase: Phase::Running,
-            image: "busybox".into(),
             pid: Some(7),
             restarts: 1,
-            started_at_ms: None,
-            exit_code: None,
-            oom_killed: false,
-            last_error: None,
-            memory_bytes: None,
-            memory_limit_bytes: None,
-            pull_done_bytes: None,
-            pull_total_bytes: None,
             health: Health::Unhealthy,
-            ready: false,
             probe_failures: 2,
             probe_message: Some("readiness probe: HTTP 503".into()),
+            ..ContainerStatus::new(name("main"), "busybox".into(), Phase::Running)
         };
         let status = DeviceStatus {
             device: name("pi"),

@@ -313,25 +313,7 @@ fn pending_workload(
 }
 
 fn pending_container(c: &drover_protocol::ContainerSpec, phase: Phase) -> ContainerStatus {
-    ContainerStatus {
-        name: c.name.clone(),
-        phase,
-        image: c.image.to_string(),
-        pid: None,
-        restarts: 0,
-        started_at_ms: None,
-        exit_code: None,
-        oom_killed: false,
-        last_error: None,
-        memory_bytes: None,
-        memory_limit_bytes: None,
-        pull_done_bytes: None,
-        pull_total_bytes: None,
-        health: Default::default(),
-        ready: false,
-        probe_failures: 0,
-        probe_message: None,
-    }
+    ContainerStatus::new(c.name.clone(), c.image.to_string(), phase)
 }
 
 #[cfg(test)]

@@ -405,23 +405,13 @@ mod tests {
 
     fn container(ready: bool, health: Health, failures: u32) -> ContainerStatus {
         ContainerStatus {
-            name: Name::new("main").unwrap(),
-            phase: Phase::Running,
-            image: "oci:/a".into(),
             pid: Some(42),
             restarts: 1,
-            started_at_ms: None,
-            exit_code: None,
-            oom_killed: false,
-            last_error: None,
-            memory_bytes: None,
-            memory_limit_bytes: None,
-            pull_done_bytes: None,
-            pull_total_bytes: None,
             health,
             ready,
             probe_failures: failures,
             probe_message: (failures > 0).then(|| "HTTP 500".to_owned()),
+            ..ContainerStatus::new(Name::new("main").unwrap(), "oci:/a".into(), Phase::Running)
         }
     }
 

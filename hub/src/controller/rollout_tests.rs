@@ -123,23 +123,12 @@ impl Fleet {
 
 fn container_status() -> ContainerStatus {
     ContainerStatus {
-        name: Name::new("main").unwrap(),
-        phase: Phase::Running,
-        image: "oci:/x".to_owned(),
         pid: Some(7),
-        restarts: 0,
-        started_at_ms: None,
-        exit_code: None,
-        oom_killed: false,
-        last_error: None,
-        memory_bytes: None,
-        memory_limit_bytes: None,
-        pull_done_bytes: None,
-        pull_total_bytes: None,
-        health: Health::None,
-        ready: false,
-        probe_failures: 0,
-        probe_message: None,
+        ..ContainerStatus::new(
+            Name::new("main").unwrap(),
+            "oci:/x".to_owned(),
+            Phase::Running,
+        )
     }
 }
 
