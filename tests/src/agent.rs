@@ -25,6 +25,15 @@ pub struct TestAgent {
 }
 
 impl TestAgent {
+    /// A new agent (not started) and a busybox OCI layout in its folder.
+    pub fn with_busybox(test: &str) -> (TestAgent, PathBuf) {
+        let a = TestAgent::new(test);
+        let image = a.dir.path().join("busybox");
+        crate::oci::busybox_layout(&image, "latest")
+            .expect("busybox layout (apt-get install busybox-static)");
+        (a, image)
+    }
+
     /// A stopped agent with its own folders and config (`resync_interval` 2 s).
     pub fn new(test: &str) -> TestAgent {
         let dir = tempfile::Builder::new()

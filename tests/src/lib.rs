@@ -5,6 +5,7 @@ pub mod agent;
 pub mod hub;
 pub mod oci;
 pub mod registry;
+pub mod tmpfs;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,6 +33,14 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 pub use drover_agent::testing::require_root;
+
+/// True while host process `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {

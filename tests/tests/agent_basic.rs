@@ -6,23 +6,16 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use drover_tests::agent::{TestAgent, workload_yaml};
-use drover_tests::{oci, require_root, wait_for};
+use drover_tests::{require_root, wait_for};
 
 const T: Duration = Duration::from_secs(30);
-
-fn agent_with_busybox(test: &str) -> (TestAgent, std::path::PathBuf) {
-    let a = TestAgent::new(test);
-    let image = a.dir.path().join("busybox");
-    oci::busybox_layout(&image, "latest").expect("busybox layout (apt-get install busybox-static)");
-    (a, image)
-}
 
 #[test]
 fn workload_runs_logs_and_shows_in_ps_with_its_limits() {
     if !require_root("workload_runs_logs_and_shows_in_ps_with_its_limits") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("basic");
+    let (mut a, image) = TestAgent::with_busybox("basic");
     a.start();
     let t0 = Instant::now();
     let script = "echo hello from drover; while true; do sleep 1; done";
@@ -84,7 +77,7 @@ fn command_without_args_drops_the_images_cmd_as_kubernetes_does() {
         return;
     }
     // The busybox image's Cmd is ["/bin/sh"]: it must not be appended to `command`.
-    let (mut a, image) = agent_with_busybox("cmdonly");
+    let (mut a, image) = TestAgent::with_busybox("cmdonly");
     a.start();
     let manifest = format!(
         "apiVersion: drover.dev/v1\nkind: Workload\nmetadata: {{name: cmdonly}}\nspec:\n  restartPolicy: Never\n  containers:\n    - name: main\n      image: oci:{}:latest\n      command: [/bin/echo, only-this]\n",
@@ -104,7 +97,7 @@ fn containers_get_hosts_hostname_and_resolv_conf_as_docker_gives_them() {
         return;
     }
     // The busybox image has none of these files.
-    let (mut a, image) = agent_with_busybox("etcfiles");
+    let (mut a, image) = TestAgent::with_busybox("etcfiles");
     a.start();
     let cat =
         "[/bin/sh, -c, \"cat /etc/hostname /etc/hosts; echo ---; cat /etc/resolv.conf; echo end\"]";

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use drover_tests::agent::TestAgent;
-use drover_tests::{oci, require_root, wait_for};
+use drover_tests::{require_root, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -52,19 +52,12 @@ fn signal(pid: u32, sig: i32) {
     assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
 }
 
-fn agent_with_busybox(test: &str) -> (TestAgent, std::path::PathBuf) {
-    let a = TestAgent::new(test);
-    let image = a.dir.path().join("busybox");
-    oci::busybox_layout(&image, "latest").expect("busybox layout (apt-get install busybox-static)");
-    (a, image)
-}
-
 #[test]
 fn with_init_orphans_are_reaped_without_it_they_stay_zombies() {
     if !require_root("with_init_orphans_are_reaped_without_it_they_stay_zombies") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("initreap");
+    let (mut a, image) = TestAgent::with_busybox("initreap");
     a.start();
     // A background child whose parent (the subshell) exits at once: it is re-parented to
     // PID 1, which is `sleep` after the exec, and never reaped unless PID 1 is an init.
@@ -104,7 +97,7 @@ fn with_init_signals_reach_the_command_and_a_death_by_signal_n_reads_128_plus_n(
     {
         return;
     }
-    let (mut a, image) = agent_with_busybox("initsig");
+    let (mut a, image) = TestAgent::with_busybox("initsig");
     a.start();
     // The shell signals itself. As PID 1 (no init) the kernel drops a signal PID 1 has no
     // handler for, so it carries on and exits 0; under an init it dies of it: 128 + 10.

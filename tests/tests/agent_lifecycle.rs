@@ -4,29 +4,13 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use drover_tests::agent::{TestAgent, last_error, workload_yaml};
-use drover_tests::{oci, require_root, wait_for};
+use drover_tests::{oci, pid_alive, require_root, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 const SLEEPER: &str = "echo up; while true; do sleep 1; done";
-
-fn agent_with_busybox(test: &str) -> (TestAgent, PathBuf) {
-    let a = TestAgent::new(test);
-    let image = a.dir.path().join("busybox");
-    oci::busybox_layout(&image, "latest").expect("busybox layout (apt-get install busybox-static)");
-    (a, image)
-}
-
-/// True while `pid` exists and is not a zombie.
-fn pid_alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
-}
 
 #[test]
 fn oom_killed_workload_is_reported_and_restarted_with_back_off_and_pids_limit_holds() {
@@ -35,7 +19,7 @@ fn oom_killed_workload_is_reported_and_restarted_with_back_off_and_pids_limit_ho
     ) {
         return;
     }
-    let (mut a, image) = agent_with_busybox("oom");
+    let (mut a, image) = TestAgent::with_busybox("oom");
     a.start();
     // dd's 64 MiB buffer is filled from /dev/zero: far past the 16 MiB limit.
     let hog = "echo allocating; exec dd if=/dev/zero of=/dev/null bs=64M count=1";
@@ -107,7 +91,7 @@ fn removing_a_manifest_stops_and_deletes_the_workload_and_its_cgroup() {
     if !require_root("removing_a_manifest_stops_and_deletes_the_workload_and_its_cgroup") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("remove");
+    let (mut a, image) = TestAgent::with_busybox("remove");
     a.start();
     a.write_manifest(
         "gone.yaml",
@@ -154,7 +138,7 @@ fn a_changed_spec_replaces_its_workload_and_leaves_the_others_alone() {
     if !require_root("a_changed_spec_replaces_its_workload_and_leaves_the_others_alone") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("replace");
+    let (mut a, image) = TestAgent::with_busybox("replace");
     a.start();
     a.write_manifest(
         "a.yaml",
@@ -206,7 +190,7 @@ fn agent_kill9_adopts_containers_and_a_power_cut_brings_them_all_back() {
     if !require_root("agent_kill9_adopts_containers_and_a_power_cut_brings_them_all_back") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("adopt");
+    let (mut a, image) = TestAgent::with_busybox("adopt");
     a.start();
     a.write_manifest(
         "web.yaml",
@@ -278,7 +262,7 @@ fn malformed_manifest_is_reported_with_file_line_column_and_running_workloads_st
     ) {
         return;
     }
-    let (mut a, image) = agent_with_busybox("badyaml");
+    let (mut a, image) = TestAgent::with_busybox("badyaml");
     a.start();
     a.write_manifest(
         "web.yaml",
@@ -373,7 +357,7 @@ fn a_long_stop_never_holds_up_other_workloads_or_the_status() {
     if !require_root("a_long_stop_never_holds_up_other_workloads_or_the_status") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("slowstop");
+    let (mut a, image) = TestAgent::with_busybox("slowstop");
     a.start();
     // PID 1 of a container ignores SIGTERM unless it handles it: this one runs out its
     // whole 12 s grace period and is then killed by its shim.
@@ -425,7 +409,7 @@ fn a_child_killed_by_the_oom_killer_marks_the_container_oom_killed() {
     if !require_root("a_child_killed_by_the_oom_killer_marks_the_container_oom_killed") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("oomchild");
+    let (mut a, image) = TestAgent::with_busybox("oomchild");
     a.start();
     // tail (a child) is OOM-killed; the shell, PID 1, then exits with its status, 137.
     let yaml = workload_yaml(

@@ -5,29 +5,13 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use drover_tests::agent::{TestAgent, workload_yaml};
-use drover_tests::{oci, require_root, wait_for};
+use drover_tests::{pid_alive, require_root, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 const SLEEPER: &str = "echo up; while true; do sleep 1; done";
-
-fn agent_with_busybox(test: &str) -> (TestAgent, PathBuf) {
-    let a = TestAgent::new(test);
-    let image = a.dir.path().join("busybox");
-    oci::busybox_layout(&image, "latest").expect("busybox layout (apt-get install busybox-static)");
-    (a, image)
-}
-
-/// True while `pid` exists and is not a zombie.
-fn pid_alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
-}
 
 /// Agents before `run_dir` kept everything in the state folder: the shim's folder
 /// (`bundle/`, `etc/`, `status.json`, `shim.log`, overlay) in `state/containers/{id}`,
@@ -41,7 +25,7 @@ fn containers_of_an_agent_from_before_run_dir_are_adopted_not_started_twice() {
     if !require_root("containers_of_an_agent_from_before_run_dir_are_adopted_not_started_twice") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("upgrade");
+    let (mut a, image) = TestAgent::with_busybox("upgrade");
     let state = a.state.clone();
     a.set_run_dir(&state);
     a.start();
@@ -104,7 +88,7 @@ fn a_container_that_finished_under_an_older_agent_is_not_run_again() {
     if !require_root("a_container_that_finished_under_an_older_agent_is_not_run_again") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("upgradedone");
+    let (mut a, image) = TestAgent::with_busybox("upgradedone");
     let state = a.state.clone();
     a.set_run_dir(&state);
     a.start();
@@ -133,7 +117,7 @@ fn a_finished_container_stays_finished_after_a_reboot() {
     if !require_root("a_finished_container_stays_finished_after_a_reboot") {
         return;
     }
-    let (mut a, image) = agent_with_busybox("rebootdone");
+    let (mut a, image) = TestAgent::with_busybox("rebootdone");
     a.start();
     let yaml = workload_yaml("job", &image, "echo ran", "  restartPolicy: Never\n", "");
     a.write_manifest("job.yaml", &yaml);

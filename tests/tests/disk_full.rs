@@ -3,55 +3,13 @@
 //! again. Needs root.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use drover_tests::agent::{TestAgent, workload_yaml};
-use drover_tests::{oci, require_root, wait_for};
+use drover_tests::tmpfs::Tmpfs;
+use drover_tests::{oci, pid_alive, require_root, wait_for};
 
 const T: Duration = Duration::from_secs(30);
-
-/// A tmpfs of `size` mounted at `at`, lazily unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs at {}", at.display());
-        Tmpfs(at.to_path_buf())
-    }
-
-    /// Writes zeros into `name` until the filesystem is full.
-    fn fill(&self, name: &str) -> PathBuf {
-        let path = self.0.join(name);
-        let mut f = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 64 << 10];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Alive and not a zombie.
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
-        .unwrap_or(false)
-}
 
 #[test]
 fn on_a_full_disk_the_agent_starts_keeps_what_runs_and_recovers() {
@@ -78,11 +36,11 @@ fn on_a_full_disk_the_agent_starts_keeps_what_runs_and_recovers() {
     std::thread::sleep(Duration::from_secs(4)); // preflight, adoption, a few passes
     let agent = a.pid().unwrap();
     assert!(
-        process_alive(agent),
+        pid_alive(agent),
         "the agent refused to start on a full disk:\n{}",
         a.logs()
     );
-    assert!(process_alive(pid), "the workload was stopped");
+    assert!(pid_alive(pid), "the workload was stopped");
     assert!(
         a.logs().contains("full disk"),
         "the log does not say why:\n{}",

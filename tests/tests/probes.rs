@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use drover_tests::agent::TestAgent;
-use drover_tests::{oci, require_root, wait_for};
+use drover_tests::{require_root, wait_for};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
 fn agent_with_busybox(test: &str) -> (TestAgent, PathBuf) {
-    let mut a = TestAgent::new(test);
-    let image = a.dir.path().join("busybox");
-    oci::busybox_layout(&image, "latest").expect("busybox layout (apt-get install busybox-static)");
+    let (mut a, image) = TestAgent::with_busybox(test);
     a.start();
     (a, image)
 }

@@ -4,46 +4,14 @@
 //! Needs root.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use drover_tests::agent::{TestAgent, workload_yaml};
+use drover_tests::tmpfs::Tmpfs;
 use drover_tests::{oci, require_root, wait_for};
 
 const T: Duration = Duration::from_secs(20);
-
-/// A tmpfs of `size` mounted at `at`, lazily unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs at {}", at.display());
-        Tmpfs(at.to_path_buf())
-    }
-
-    fn free_bytes(&self) -> u64 {
-        let path = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: statvfs writes into `st`; `path` is NUL-terminated.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
-        #[allow(clippy::useless_conversion)]
-        let free = u64::from(st.f_bavail) * u64::from(st.f_frsize);
-        free
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// A workload with volume `data` at `/data` running `script`.
 fn with_volume(name: &str, image: &Path, script: &str) -> String {
