@@ -10,6 +10,7 @@ use drover_protocol::{
 };
 
 use super::agent::Agent;
+use crate::reconcile::reason::workload_reason;
 use crate::reconcile::status::{container_phase, image_problem, workload_phase};
 use crate::reconcile::{ImageState, Observed, ObservedWorkload, RunState};
 use crate::state::{AgentReport, StateError};
@@ -138,8 +139,12 @@ impl Agent {
 
     fn workload_status(&self, desired: &WorkloadSpec, observed: &Observed) -> WorkloadStatus {
         let image_error = image_problem(&desired.containers, observed);
+        let (now, wall_now) = (self.ports.clock.boot_ms(), self.ports.clock.wall_ms());
+        let all = &self.sources.desired.workloads;
+        let reason = workload_reason(desired, all, observed, now, wall_now);
         let Some(wl) = observed.workloads.get(&desired.name) else {
-            return pending_workload(desired, observed, image_error);
+            let pending = pending_workload(desired, observed, image_error);
+            return WorkloadStatus { reason, ..pending };
         };
         // While an update waits for its images (or the old one stops), report what runs.
         let last_error = match (&image_error, wl.spec == *desired) {
@@ -160,7 +165,7 @@ impl Agent {
             restarts: containers.iter().map(|c| c.restarts).sum(),
             containers,
             last_error,
-            reason: None,
+            reason,
             revision: 0,
             rolled_back: None,
         }
