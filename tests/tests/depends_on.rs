@@ -101,6 +101,34 @@ fn a_workload_waits_for_a_missing_dependency_and_for_a_job_to_complete() {
     );
     let ran = started_at(&a, "report") - started_at(&a, "job");
     assert!(ran >= 2_900, "report started {ran} ms after job, before it ended");
+
+    // A cycle across two files is refused; the last good state stays in force.
+    let front = a.running_pid("front", "main").unwrap();
+    a.write_manifest(
+        "x.yaml",
+        &workload_yaml("x", &image, SLEEPER, &depends_on("y", "started"), ""),
+    );
+    a.wait_ps("x waiting for y", T, |p| {
+        waiting_for(p, "x").as_deref() == Some("y Started")
+    });
+    a.write_manifest(
+        "y.yaml",
+        &workload_yaml("y", &image, SLEEPER, &depends_on("x", "started"), ""),
+    );
+    let warning = wait_for("the cycle reported by ps", T, || {
+        let (_, _, err) = a.cli(&["ps"]);
+        err.contains("dependsOn forms a cycle across manifest files")
+            .then_some(err)
+    });
+    assert!(
+        warning.contains("x.yaml) → y (") && warning.contains("y.yaml) → x ("),
+        "{warning}"
+    );
+    // x alone was a good state (waiting for y); with y the folder is refused as a whole.
+    let ps = a.ps().unwrap();
+    assert!(workload(&ps, "y").is_none(), "{ps}");
+    assert_eq!(waiting_for(&ps, "x").as_deref(), Some("y Started"), "{ps}");
+    assert_eq!(a.running_pid("front", "main"), Some(front));
 }
 
 #[test]

@@ -158,3 +158,22 @@ fn a_dependson_cycle_across_manifest_files_is_refused_and_the_last_good_state_st
         "the last good manifests stay in force"
     );
 }
+
+#[test]
+fn a_chain_deeper_than_one_pass_goes_on_in_a_pass_soon_after() {
+    let mut fx = Fx::new();
+    let mut specs = vec![wl("w0", "a")];
+    for i in 1..12 {
+        let on = format!("w{}", i - 1);
+        specs.push(after(&format!("w{i}"), "a", &on, DependencyCondition::Started));
+    }
+    fx.agent.set_static_desired(specs);
+    let wake = fx.pass();
+    assert!(fx.record("w11").is_none(), "one level per round");
+    assert!(ms(wake).is_some_and(|w| w <= 200), "{wake:?}");
+    fx.pass();
+    assert_eq!(fx.phase("w11"), Phase::Running);
+    let order: Vec<_> = starts(&fx.rt.take_calls()).into_iter().cloned().collect();
+    let want: Vec<_> = (0..12).map(|i| start(&format!("w{i}"))).collect();
+    assert_eq!(order, want);
+}
