@@ -30,7 +30,10 @@ fn depends_on(workload: &str, condition: &str) -> String {
 }
 
 fn workload<'a>(ps: &'a Value, name: &str) -> Option<&'a Value> {
-    ps["workloads"].as_array()?.iter().find(|w| w["name"] == name)
+    ps["workloads"]
+        .as_array()?
+        .iter()
+        .find(|w| w["name"] == name)
 }
 
 /// The dependency `name` is waiting for, per its status reason (`None`: not waiting).
@@ -81,7 +84,13 @@ fn a_workload_waits_for_a_missing_dependency_and_for_a_job_to_complete() {
     let never = "  restartPolicy: Never\n";
     a.write_manifest(
         "1-report.yaml",
-        &workload_yaml("report", &image, SLEEPER, &depends_on("job", "completed"), ""),
+        &workload_yaml(
+            "report",
+            &image,
+            SLEEPER,
+            &depends_on("job", "completed"),
+            "",
+        ),
     );
     a.write_manifest("2-job.yaml", &workload_yaml("job", &image, job, never, ""));
     let job_pid = a.wait_running("job", "main", T);
@@ -100,7 +109,10 @@ fn a_workload_waits_for_a_missing_dependency_and_for_a_job_to_complete() {
         "pid {job_pid}"
     );
     let ran = started_at(&a, "report") - started_at(&a, "job");
-    assert!(ran >= 2_900, "report started {ran} ms after job, before it ended");
+    assert!(
+        ran >= 2_900,
+        "report started {ran} ms after job, before it ended"
+    );
 
     // A cycle across two files is refused; the last good state stays in force.
     let front = a.running_pid("front", "main").unwrap();

@@ -314,10 +314,7 @@ mod tests {
                 .any(|l| l.starts_with("web ") && l.contains(" Waiting ")),
             "{out}"
         );
-        assert!(
-            out.contains("web: waiting for api to be healthy"),
-            "{out}"
-        );
+        assert!(out.contains("web: waiting for api to be healthy"), "{out}");
         assert!(
             out.contains("api: CrashLoopBackOff: restarting failed container, next try in 40s"),
             "{out}"

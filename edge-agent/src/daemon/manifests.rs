@@ -251,10 +251,13 @@ mod tests {
         assert_eq!(ok.len(), 3);
         fs::write(dir.path().join("c.yaml"), manifest("c", "a")).unwrap();
         let err = read_dir(dir.path()).unwrap_err();
-        let [a, b, c] = ["a", "b", "c"].map(|f| dir.path().join(format!("{f}.yaml")).display().to_string());
+        let [a, b, c] =
+            ["a", "b", "c"].map(|f| dir.path().join(format!("{f}.yaml")).display().to_string());
         assert_eq!(
             err,
-            format!("dependsOn forms a cycle across manifest files: a ({a}) → b ({b}) → c ({c}) → a ({a})")
+            format!(
+                "dependsOn forms a cycle across manifest files: a ({a}) → b ({b}) → c ({c}) → a ({a})"
+            )
         );
     }
 

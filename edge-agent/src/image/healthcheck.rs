@@ -93,7 +93,11 @@ impl ImageHealthcheck {
 }
 
 /// Whole seconds (rounded up) of a duration in nanoseconds; `None` for 0 (the default).
-fn seconds(field: &'static str, nanos: Option<i64>, min: i64) -> Result<Option<u32>, HealthcheckError> {
+fn seconds(
+    field: &'static str,
+    nanos: Option<i64>,
+    min: i64,
+) -> Result<Option<u32>, HealthcheckError> {
     match nanos.unwrap_or(0) {
         0 => Ok(None),
         n if n < min.max(1) => Err(HealthcheckError::Duration { field, nanos: n }),
@@ -126,10 +130,7 @@ mod tests {
             exec(&p),
             ["/bin/sh", "-c", "wget -q -O- localhost/health || exit 1"]
         );
-        assert_eq!(
-            (p.period_s, p.timeout_s, p.initial_delay_s),
-            (30, 30, 0)
-        );
+        assert_eq!((p.period_s, p.timeout_s, p.initial_delay_s), (30, 30, 0));
         assert_eq!((p.success_threshold, p.failure_threshold), (1, 3));
     }
 
@@ -143,7 +144,12 @@ mod tests {
         let p = h.probe().unwrap().expect("a probe");
         assert_eq!(exec(&p), ["/bin/check", "--quick"]);
         assert_eq!(
-            (p.period_s, p.timeout_s, p.initial_delay_s, p.failure_threshold),
+            (
+                p.period_s,
+                p.timeout_s,
+                p.initial_delay_s,
+                p.failure_threshold
+            ),
             (5, 2, 20, 5)
         );
     }
@@ -158,14 +164,26 @@ mod tests {
     #[test]
     fn bad_values_are_errors_that_say_what_was_expected() {
         let cases = [
-            (r#"{"Test": ["RUN", "x"]}"#, "must start with NONE, CMD or CMD-SHELL"),
+            (
+                r#"{"Test": ["RUN", "x"]}"#,
+                "must start with NONE, CMD or CMD-SHELL",
+            ),
             (r#"{"Test": ["CMD"]}"#, "CMD needs a command"),
             (r#"{"Test": ["CMD", ""]}"#, "CMD needs a command"),
             (r#"{"Test": ["CMD-SHELL"]}"#, "CMD-SHELL needs a command"),
-            (r#"{"Test": ["CMD", "x"], "Interval": -1}"#, "Interval must be 0"),
+            (
+                r#"{"Test": ["CMD", "x"], "Interval": -1}"#,
+                "Interval must be 0",
+            ),
             (r#"{"Test": ["CMD", "x"], "Timeout": 999}"#, "at least 1ms"),
-            (r#"{"Test": ["CMD", "x"], "StartPeriod": -5}"#, "StartPeriod"),
-            (r#"{"Test": ["CMD", "x"], "Retries": -1}"#, "Retries must be 0"),
+            (
+                r#"{"Test": ["CMD", "x"], "StartPeriod": -5}"#,
+                "StartPeriod",
+            ),
+            (
+                r#"{"Test": ["CMD", "x"], "Retries": -1}"#,
+                "Retries must be 0",
+            ),
         ];
         for (json, want) in cases {
             let err = parse(json).probe().expect_err(json).to_string();

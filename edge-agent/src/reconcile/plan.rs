@@ -203,14 +203,16 @@ fn plan_containers(
                 restart: false,
                 level: 0,
             },
-            Some(obs @ ObservedContainer {
-                run:
-                    RunState::StartFailed {
-                        kind: StartErrorKind::Image,
-                        ..
-                    },
-                ..
-            }) => {
+            Some(
+                obs @ ObservedContainer {
+                    run:
+                        RunState::StartFailed {
+                            kind: StartErrorKind::Image,
+                            ..
+                        },
+                    ..
+                },
+            ) => {
                 // Its image went missing: pulled again first, then started at once (the
                 // pull's own retry paces it, not the container's back-off).
                 if !images_ready(std::slice::from_ref(c), observed, now, p) {
@@ -246,10 +248,16 @@ fn start(spec: &WorkloadSpec, container: &Name, restart: bool, backoff_level: u3
 pub enum NextStart {
     Never,
     /// Now; `level` is the back-off level it starts with.
-    Now { restart: bool, level: u32 },
+    Now {
+        restart: bool,
+        level: u32,
+    },
     /// In back-off until `due` (boot clock); `level` consecutive quick failures so far
     /// (0: the first, which is no crash loop yet).
-    At { due: BootMs, level: u32 },
+    At {
+        due: BootMs,
+        level: u32,
+    },
 }
 
 /// When (if ever) a container in state `obs` should be started again.

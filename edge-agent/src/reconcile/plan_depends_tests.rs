@@ -121,7 +121,10 @@ fn a_workload_is_created_only_once_its_dependency_has_started_and_pulls_meanwhil
 fn a_dependency_that_is_not_desired_is_a_wait() {
     let b = wl("b", &[dep("a", DependencyCondition::Started)]);
     let mut o = images_of(std::slice::from_ref(&b));
-    assert_eq!(starts(&plan(std::slice::from_ref(&b), &o, 0)), Vec::<String>::new());
+    assert_eq!(
+        starts(&plan(std::slice::from_ref(&b), &o, 0)),
+        Vec::<String>::new()
+    );
     // Even one that still runs but is no longer desired (being removed) does not count.
     put(&mut o, &wl("a", &[]), &[("app", running(), true)]);
     let p = plan(std::slice::from_ref(&b), &o, 0);
@@ -135,7 +138,10 @@ fn healthy_waits_for_ready_and_no_probe_means_ready_when_running() {
     let desired = [a.clone(), b.clone()];
     let mut o = images_of(&desired);
     put(&mut o, &a, &[("app", running(), false)]);
-    assert!(starts(&plan(&desired, &o, 0)).is_empty(), "running, not ready");
+    assert!(
+        starts(&plan(&desired, &o, 0)).is_empty(),
+        "running, not ready"
+    );
     put(&mut o, &a, &[("app", running(), true)]);
     assert_eq!(starts(&plan(&desired, &o, 0)), ["create b", "start b/app"]);
 }

@@ -118,7 +118,9 @@ pub enum SpecError {
     Resource(String),
     #[error("encoding the probes for the shim: {0}")]
     Probes(String),
-    #[error("the image's HEALTHCHECK cannot be used ({0}); set a probe in the manifest to replace it")]
+    #[error(
+        "the image's HEALTHCHECK cannot be used ({0}); set a probe in the manifest to replace it"
+    )]
     Healthcheck(#[from] HealthcheckError),
     #[error("building the runtime config: {0}")]
     Oci(#[from] OciSpecError),
@@ -183,10 +185,7 @@ pub fn container_probes(
         Some(h) => h.probe()?,
         None => None,
     };
-    Ok(ContainerProbes {
-        readiness,
-        ..own
-    })
+    Ok(ContainerProbes { readiness, ..own })
 }
 
 fn process(input: &SpecInput) -> Result<oci_spec::runtime::Process, SpecError> {

@@ -28,9 +28,11 @@ fn probes(health: Health, ready: bool) -> ProbeStatus {
 
 fn waiting_for(fx: &Fx, name: &str) -> Option<String> {
     match fx.workload(name).reason {
-        Some(WorkloadReason::WaitingForDependency { dependency }) => {
-            Some(format!("{} {}", dependency.name, dependency.condition.as_str()))
-        }
+        Some(WorkloadReason::WaitingForDependency { dependency }) => Some(format!(
+            "{} {}",
+            dependency.name,
+            dependency.condition.as_str()
+        )),
         _ => None,
     }
 }
@@ -51,7 +53,10 @@ fn b_waits_for_a_to_be_healthy_and_starts_in_the_pass_its_probe_passes() {
     fx.rt.set_probes(&id("a"), probes(Health::Healthy, true));
     fx.pass();
     assert_eq!(fx.rt.take_calls(), vec![clear("b"), start("b")]);
-    assert_eq!((fx.phase("b"), fx.workload("b").reason), (Phase::Running, None));
+    assert_eq!(
+        (fx.phase("b"), fx.workload("b").reason),
+        (Phase::Running, None)
+    );
 }
 
 #[test]
@@ -95,7 +100,11 @@ fn a_dependency_outside_the_desired_set_is_a_wait_shown_in_the_status() {
         .set_static_desired(vec![after("b", "b", "db", DependencyCondition::Started)]);
     fx.pass();
     assert_eq!(fx.rt.take_calls(), vec![]);
-    assert_eq!(fx.images.pulls_started(), vec![img("b")], "pulled meanwhile");
+    assert_eq!(
+        fx.images.pulls_started(),
+        vec![img("b")],
+        "pulled meanwhile"
+    );
     assert_eq!(waiting_for(&fx, "b").as_deref(), Some("db started"));
 }
 
@@ -106,7 +115,11 @@ fn repeated_quick_failures_show_crash_loop_back_off_with_the_wall_time_of_the_ne
     fx.rt.exit(&id("web"), 1);
     assert_eq!(ms(fx.pass()), Some(1_000));
     assert_eq!(fx.phase("web"), Phase::BackOff);
-    assert_eq!(fx.workload("web").reason, None, "one failure is no loop yet");
+    assert_eq!(
+        fx.workload("web").reason,
+        None,
+        "one failure is no loop yet"
+    );
     fx.clock.advance(1_000);
     fx.pass();
     fx.rt.exit(&id("web"), 1);
@@ -165,7 +178,12 @@ fn a_chain_deeper_than_one_pass_goes_on_in_a_pass_soon_after() {
     let mut specs = vec![wl("w0", "a")];
     for i in 1..12 {
         let on = format!("w{}", i - 1);
-        specs.push(after(&format!("w{i}"), "a", &on, DependencyCondition::Started));
+        specs.push(after(
+            &format!("w{i}"),
+            "a",
+            &on,
+            DependencyCondition::Started,
+        ));
     }
     fx.agent.set_static_desired(specs);
     let wake = fx.pass();

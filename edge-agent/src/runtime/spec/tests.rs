@@ -521,5 +521,8 @@ fn a_broken_image_healthcheck_refuses_the_start_and_says_how_to_override_it() {
     };
     let err = build(&wl, &img, None).expect_err("bad HEALTHCHECK");
     assert!(matches!(err, SpecError::Healthcheck(_)), "{err:?}");
-    assert!(err.to_string().contains("set a probe in the manifest"), "{err}");
+    assert!(
+        err.to_string().contains("set a probe in the manifest"),
+        "{err}"
+    );
 }
