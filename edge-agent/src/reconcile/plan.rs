@@ -203,16 +203,7 @@ fn plan_containers(
                 restart: false,
                 level: 0,
             },
-            Some(
-                obs @ ObservedContainer {
-                    run:
-                        RunState::StartFailed {
-                            kind: StartErrorKind::Image,
-                            ..
-                        },
-                    ..
-                },
-            ) => {
+            Some(obs) if image_missing(obs) => {
                 // Its image went missing: pulled again first, then started at once (the
                 // pull's own retry paces it, not the container's back-off).
                 if !images_ready(std::slice::from_ref(c), observed, now, p) {
@@ -232,6 +223,17 @@ fn plan_containers(
             NextStart::At { due, .. } => p.wake(due),
         }
     }
+}
+
+/// Its last start found its image gone from the store.
+pub(super) fn image_missing(obs: &ObservedContainer) -> bool {
+    matches!(
+        obs.run,
+        RunState::StartFailed {
+            kind: StartErrorKind::Image,
+            ..
+        }
+    )
 }
 
 fn start(spec: &WorkloadSpec, container: &Name, restart: bool, backoff_level: u32) -> Action {

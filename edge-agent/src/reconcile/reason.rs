@@ -6,8 +6,8 @@
 use drover_protocol::{WorkloadReason, WorkloadSpec};
 
 use super::depends::{unmet_for_start, unmet_workload};
-use super::observed::{Observed, ObservedContainer, RunState, StartErrorKind};
-use super::plan::{NextStart, next_start};
+use super::observed::{Observed, ObservedContainer, RunState};
+use super::plan::{NextStart, image_missing, next_start};
 use crate::clock::BootMs;
 
 /// Why desired workload `spec` is not simply running at `now` (boot clock), if there is
@@ -41,11 +41,7 @@ pub fn workload_reason(
     let mut waiting = None;
     for c in &wl.spec.containers {
         let obs = wl.containers.get(&c.name).unwrap_or(&not_created);
-        if let RunState::StartFailed {
-            kind: StartErrorKind::Image,
-            ..
-        } = obs.run
-        {
+        if image_missing(obs) {
             continue; // waits for its image, which the phase and error say
         }
         match next_start(wl.spec.restart_policy, obs, now) {
