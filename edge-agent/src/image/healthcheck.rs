@@ -17,7 +17,7 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// Longest command accepted (bytes, all parts together), as for a manifest's exec probe.
 pub const MAX_PROBE_BYTES: usize = 4096;
 
-const NANOS_PER_S: i64 = 1_000_000_000;
+const NANOS_PER_S: u64 = 1_000_000_000;
 /// Docker refuses a non-zero interval or timeout below 1 ms.
 const MIN_NANOS: i64 = 1_000_000;
 
@@ -102,7 +102,7 @@ fn seconds(
         0 => Ok(None),
         n if n < min.max(1) => Err(HealthcheckError::Duration { field, nanos: n }),
         n => Ok(Some(
-            u32::try_from((n + NANOS_PER_S - 1) / NANOS_PER_S).unwrap_or(u32::MAX),
+            u32::try_from(n.unsigned_abs().div_ceil(NANOS_PER_S)).unwrap_or(u32::MAX),
         )),
     }
 }
@@ -192,5 +192,7 @@ mod tests {
         let long = format!(r#"{{"Test": ["CMD-SHELL", "{}"]}}"#, "x".repeat(5000));
         assert_eq!(parse(&long).probe(), Err(HealthcheckError::TooLong));
         assert!(serde_json::from_str::<ImageHealthcheck>(r#"{"Interval": "30s"}"#).is_err());
+        let huge = parse(r#"{"Test": ["CMD", "x"], "Interval": 9223372036854775807}"#);
+        assert_eq!(huge.probe().unwrap().unwrap().period_s, u32::MAX, "clamped");
     }
 }
