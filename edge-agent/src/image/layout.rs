@@ -367,7 +367,7 @@ fn image_config(c: ConfigSection) -> ImageConfig {
         env: c.env.unwrap_or_default(),
         working_dir: c.working_dir.filter(|s| !s.is_empty()),
         user: c.user.filter(|s| !s.is_empty()),
-        healthcheck: c.healthcheck,
+        healthcheck: c.healthcheck.map(Box::new),
     }
 }
 

@@ -75,7 +75,7 @@ pub struct ImageConfig {
     /// Its `HEALTHCHECK`, if any. Absent in records written by older agents (then read
     /// again when the image is prepared again).
     #[serde(default)]
-    pub healthcheck: Option<healthcheck::ImageHealthcheck>,
+    pub healthcheck: Option<Box<healthcheck::ImageHealthcheck>>,
 }
 
 /// An image whose layers are all extracted in the store.

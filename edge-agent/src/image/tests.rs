@@ -93,11 +93,11 @@ fn prepares_two_layers_with_whiteouts_links_and_modes() {
         env: vec!["A=1".into()],
         working_dir: Some("/srv".into()),
         user: Some("1000".into()),
-        healthcheck: Some(super::healthcheck::ImageHealthcheck {
+        healthcheck: Some(Box::new(super::healthcheck::ImageHealthcheck {
             test: Some(vec!["CMD-SHELL".into(), "test -e /ok".into()]),
             interval: Some(2_000_000_000),
             ..Default::default()
-        }),
+        })),
     };
     assert_eq!(img.config, want);
     let [base, top] = &img.layers[..] else {

@@ -67,7 +67,7 @@ pub struct ImageProcess {
     pub working_dir: Option<String>,
     pub user: Option<String>,
     /// The image's `HEALTHCHECK`: the container's probe when its spec sets none.
-    pub healthcheck: Option<ImageHealthcheck>,
+    pub healthcheck: Option<Box<ImageHealthcheck>>,
 }
 
 /// Everything [`runtime_spec`] needs for one container.
@@ -157,7 +157,7 @@ pub fn runtime_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     if input.container.init {
         notes.insert(INIT_ANNOTATION.to_owned(), "true".to_owned());
     }
-    let probes = container_probes(input.container, input.image.healthcheck.as_ref())?;
+    let probes = container_probes(input.container, input.image.healthcheck.as_deref())?;
     if !probes.is_empty() {
         let json = serde_json::to_string(&probes).map_err(|e| SpecError::Probes(e.to_string()))?;
         notes.insert(PROBES_ANNOTATION.to_owned(), json);

@@ -468,7 +468,7 @@ fn healthcheck(test: &[&str]) -> crate::image::healthcheck::ImageHealthcheck {
 fn the_image_healthcheck_is_the_readiness_probe_when_the_manifest_sets_none() {
     let wl = workload(container(), NetworkMode::Host);
     let img = ImageProcess {
-        healthcheck: Some(healthcheck(&["CMD-SHELL", "test -e /ready"])),
+        healthcheck: Some(Box::new(healthcheck(&["CMD-SHELL", "test -e /ready"]))),
         ..image()
     };
     let probes = ContainerProbes::of(&build(&wl, &img, None).expect("spec")).expect("probes");
@@ -486,7 +486,7 @@ fn the_image_healthcheck_is_the_readiness_probe_when_the_manifest_sets_none() {
         "never restarts, as in Docker"
     );
     let disabled = ImageProcess {
-        healthcheck: Some(healthcheck(&["NONE"])),
+        healthcheck: Some(Box::new(healthcheck(&["NONE"]))),
         ..image()
     };
     assert_eq!(
@@ -503,7 +503,7 @@ fn any_manifest_probe_wins_over_the_image_healthcheck_and_they_are_never_mixed()
     ));
     let img = ImageProcess {
         // Even a broken HEALTHCHECK does not matter once the manifest sets a probe.
-        healthcheck: Some(healthcheck(&["BOGUS"])),
+        healthcheck: Some(Box::new(healthcheck(&["BOGUS"]))),
         ..image()
     };
     let spec = build(&workload(c.clone(), NetworkMode::Host), &img, None).expect("spec");
@@ -516,7 +516,7 @@ fn any_manifest_probe_wins_over_the_image_healthcheck_and_they_are_never_mixed()
 fn a_broken_image_healthcheck_refuses_the_start_and_says_how_to_override_it() {
     let wl = workload(container(), NetworkMode::Host);
     let img = ImageProcess {
-        healthcheck: Some(healthcheck(&["CMD"])),
+        healthcheck: Some(Box::new(healthcheck(&["CMD"]))),
         ..image()
     };
     let err = build(&wl, &img, None).expect_err("bad HEALTHCHECK");
