@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use drover_protocol::DeviceStatus;
+use drover_protocol::{ContainerStatus, DeviceStatus, Phase, WorkloadReason, WorkloadStatus};
 
 use super::load_config;
 use crate::cgroups;
@@ -112,6 +112,25 @@ fn agent_running(paths: &StatePaths) -> bool {
     unsafe { libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) != 0 }
 }
 
+/// A container's PHASE cell, as kubectl shows it: `CrashLoopBackOff (retry in 40s)` for a
+/// container in the back-off of its workload's crash loop, `Waiting` for one held back
+/// by `dependsOn`, else its phase (`(OOMKilled)` added when memory killed it).
+fn phase_cell(wl: &WorkloadStatus, c: &ContainerStatus, now: u64) -> String {
+    let oom = if c.oom_killed { " (OOMKilled)" } else { "" };
+    match &wl.reason {
+        Some(WorkloadReason::CrashLoopBackOff { next_retry_ms })
+            if matches!(c.phase, Phase::BackOff | Phase::Error) =>
+        {
+            let secs = next_retry_ms.saturating_sub(now).div_ceil(1000);
+            format!("CrashLoopBackOff{oom} (retry in {secs}s)")
+        }
+        Some(WorkloadReason::WaitingForDependency { .. }) if c.phase == Phase::Pending => {
+            "Waiting".into()
+        }
+        _ => format!("{}{oom}", c.phase),
+    }
+}
+
 fn refresh_memory(status: &mut DeviceStatus, parent: &str) {
     for wl in &mut status.workloads {
         for c in &mut wl.containers {
@@ -154,10 +173,7 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
             let started = c.started_at_ms.map_or("-".into(), |t| {
                 format!("{} ago", age(now.saturating_sub(t)))
             });
-            let phase = match (&c.last_error, c.oom_killed) {
-                (_, true) => format!("{} (OOMKilled)", c.phase),
-                _ => c.phase.to_string(),
-            };
+            let phase = phase_cell(wl, c, now);
             rows.push(vec![
                 wl.name.to_string(),
                 c.name.to_string(),
@@ -197,6 +213,11 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
             wl.name,
             wl.last_error.as_deref().unwrap_or_default()
         ));
+    }
+    for wl in &status.workloads {
+        if let Some(r) = &wl.reason {
+            out.push_str(&format!("{}: {}\n", wl.name, r.describe(now)));
+        }
     }
     out
 }
@@ -296,6 +317,64 @@ mod tests {
         assert!(
             t.contains("web: restarted: liveness probe failed 3 times"),
             "{t}"
+        );
+    }
+
+    #[test]
+    fn a_crash_loop_and_a_wait_show_in_the_phase_column_and_below_the_table() {
+        use drover_protocol::{Dependency, DependencyCondition, Name};
+        let name = |s: &str| Name::new(s).expect("valid name");
+        let container = |phase| ContainerStatus {
+            restarts: 4,
+            exit_code: Some(1),
+            ..ContainerStatus::new(name("app"), "oci:/img".into(), phase)
+        };
+        let workload = |n: &str, phase, reason| WorkloadStatus {
+            name: name(n),
+            phase,
+            restarts: 0,
+            containers: vec![container(phase)],
+            last_error: None,
+            reason: Some(reason),
+            revision: 0,
+            rolled_back: None,
+        };
+        let status = DeviceStatus {
+            device: name("pi"),
+            observed_generation: 1,
+            time_ms: 0,
+            workloads: vec![
+                workload(
+                    "api",
+                    Phase::BackOff,
+                    WorkloadReason::CrashLoopBackOff {
+                        next_retry_ms: 50_000,
+                    },
+                ),
+                workload(
+                    "web",
+                    Phase::Pending,
+                    WorkloadReason::WaitingForDependency {
+                        dependency: Dependency {
+                            name: name("api"),
+                            condition: DependencyCondition::Healthy,
+                        },
+                    },
+                ),
+            ],
+            capacity: Default::default(),
+        };
+        let out = table(&status, 10_000);
+        assert!(out.contains("CrashLoopBackOff (retry in 40s)"), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("web ") && l.contains(" Waiting ")),
+            "{out}"
+        );
+        assert!(out.contains("web: waiting for api to be healthy"), "{out}");
+        assert!(
+            out.contains("api: CrashLoopBackOff: restarting failed container, next try in 40s"),
+            "{out}"
         );
     }
 

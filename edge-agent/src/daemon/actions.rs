@@ -217,6 +217,7 @@ impl Agent {
             env: cfg.env.clone(),
             working_dir: cfg.working_dir.clone(),
             user: cfg.user.clone(),
+            healthcheck: cfg.healthcheck.clone(),
         };
         let etc = self.write_etc_files(spec, &dir)?;
         let netns = self.paths.netns(&spec.name);

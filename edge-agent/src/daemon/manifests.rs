@@ -3,15 +3,19 @@
 //! good set in force, so a typo never stops a running workload. The watcher reads a
 //! manifest as soon as it is complete (renamed into place or closed after writing) and
 //! waits briefly only while one is being written or has just disappeared.
+//!
+//! Each file is checked alone when parsed (a `dependsOn` cycle inside one file is located
+//! at file:line:col); a cycle across files is refused here, naming each workload of the
+//! cycle with its file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use drover_protocol::WorkloadSpec;
-use drover_protocol::manifest::parse_workloads;
+use drover_protocol::manifest::{parse_workloads, workload_cycle};
+use drover_protocol::{Name, WorkloadSpec};
 use inotify::{EventMask, Inotify, WatchMask};
 use tokio::io::unix::AsyncFd;
 use tracing::warn;
@@ -34,7 +38,7 @@ pub fn read_dir(dir: &Path) -> Result<Vec<WorkloadSpec>, String> {
         .collect();
     files.sort();
     let mut all = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut seen = BTreeMap::new();
     for file in files {
         let shown = file.display().to_string();
         let meta = fs::metadata(&file).map_err(|e| format!("{shown}: {e}"))?;
@@ -45,7 +49,7 @@ pub fn read_dir(dir: &Path) -> Result<Vec<WorkloadSpec>, String> {
         }
         let text = fs::read_to_string(&file).map_err(|e| format!("{shown}: {e}"))?;
         for wl in parse_workloads(&shown, &text).map_err(|e| e.to_string())? {
-            if !seen.insert(wl.name.clone()) {
+            if seen.insert(wl.name.clone(), shown.clone()).is_some() {
                 return Err(format!(
                     "{shown}: workload `{}` is defined more than once in {}",
                     wl.name,
@@ -55,7 +59,25 @@ pub fn read_dir(dir: &Path) -> Result<Vec<WorkloadSpec>, String> {
             all.push(wl);
         }
     }
-    Ok(all)
+    match workload_cycle(&all) {
+        Some(cycle) => Err(cycle_error(&cycle, &seen)),
+        None => Ok(all),
+    }
+}
+
+/// `dependsOn forms a cycle across manifest files: a (/m/a.yaml) → b (/m/b.yaml) → a (…)`.
+fn cycle_error(cycle: &[&Name], files: &BTreeMap<Name, String>) -> String {
+    let path: Vec<String> = cycle
+        .iter()
+        .map(|n| match files.get(*n) {
+            Some(f) => format!("{n} ({f})"),
+            None => n.to_string(),
+        })
+        .collect();
+    format!(
+        "dependsOn forms a cycle across manifest files: {}",
+        path.join(" → ")
+    )
 }
 
 /// How long [`Watcher::settle`] waits at most for a manifest being written to be closed,
@@ -211,6 +233,32 @@ mod tests {
 
     fn name(s: &str) -> Option<&OsStr> {
         Some(OsStr::new(s))
+    }
+
+    fn manifest(name: &str, depends_on: &str) -> String {
+        format!(
+            "apiVersion: drover.dev/v1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  dependsOn:\n    - {{workload: {depends_on}, condition: started}}\n  containers:\n    - name: app\n      image: oci:/img/a\n"
+        )
+    }
+
+    #[test]
+    fn a_cycle_across_files_is_refused_naming_each_workload_and_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.yaml"), manifest("a", "b")).unwrap();
+        fs::write(dir.path().join("b.yaml"), manifest("b", "c")).unwrap();
+        fs::write(dir.path().join("c.yaml"), manifest("c", "x")).unwrap();
+        let ok = read_dir(dir.path()).expect("a chain is no cycle, and x is only a wait");
+        assert_eq!(ok.len(), 3);
+        fs::write(dir.path().join("c.yaml"), manifest("c", "a")).unwrap();
+        let err = read_dir(dir.path()).unwrap_err();
+        let [a, b, c] =
+            ["a", "b", "c"].map(|f| dir.path().join(format!("{f}.yaml")).display().to_string());
+        assert_eq!(
+            err,
+            format!(
+                "dependsOn forms a cycle across manifest files: a ({a}) → b ({b}) → c ({c}) → a ({a})"
+            )
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! turned into the planner's [`Observed`] snapshot.
 
 use crate::clock::BootMs;
-use crate::reconcile::run_state::run_state;
+use crate::reconcile::run_state::{ready, run_state};
 use crate::reconcile::{Observed, ObservedContainer, ObservedWorkload};
 
 use super::agent::Agent;
@@ -22,8 +22,10 @@ impl Agent {
                         .ports
                         .runtime
                         .inspect(&self.paths.container_dir(name, c));
+                    let run = run_state(crec, view.as_ref());
                     let obs = ObservedContainer {
-                        run: run_state(crec, view.as_ref()),
+                        ready: ready(&run, view.as_ref()),
+                        run,
                         restarts: crec.restarts,
                         backoff_level: crec.backoff_level,
                     };

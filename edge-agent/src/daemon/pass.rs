@@ -13,6 +13,9 @@ use crate::reconcile::plan;
 const MAX_ROUNDS: usize = 8;
 /// While pulls run, the status (with their progress) is refreshed this often.
 const PULL_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// When a pass used all its rounds and still had work (a `dependsOn` chain deeper than
+/// [`MAX_ROUNDS`] starts one level per round), the next pass comes this soon.
+const MORE_ROUNDS_AFTER: Duration = Duration::from_millis(200);
 
 impl Agent {
     /// One reconcile pass. Returns how soon the next pass is due at the latest (`None`:
@@ -37,6 +40,7 @@ impl Agent {
                 self.apply(action);
             }
         }
+        let unsettled = settled.is_none();
         let (observed, now) = settled.unwrap_or_else(|| {
             let now = self.ports.clock.boot_ms();
             self.images.collect(self.ports.images.as_mut(), now);
@@ -49,6 +53,9 @@ impl Agent {
         let mut wake = wake_at.map(|at| Duration::from_millis(at.saturating_sub(now)));
         if !self.ports.images.running().is_empty() {
             wake = Some(wake.map_or(PULL_PROGRESS_EVERY, |w| w.min(PULL_PROGRESS_EVERY)));
+        }
+        if unsettled {
+            wake = Some(wake.map_or(MORE_ROUNDS_AFTER, |w| w.min(MORE_ROUNDS_AFTER)));
         }
         wake
     }

@@ -11,6 +11,7 @@ use drover_protocol::{
 
 use super::agent::Agent;
 use super::disk_pressure::{DiskPressure, disk_pressure};
+use crate::reconcile::reason::workload_reason;
 use crate::reconcile::status::{container_phase, image_problem, workload_phase};
 use crate::reconcile::{ImageState, Observed, ObservedWorkload, RunState};
 use crate::shim::status::last_probe_kill;
@@ -86,7 +87,6 @@ impl Agent {
         }
         let capacity = self.capacity();
         let mut warnings = self.sources.conflicts.clone();
-        warnings.extend(unenforced_depends_on(&desired.workloads));
         if let Some(p) = self.disk_pressure(&capacity) {
             for w in &mut workloads {
                 if w.last_error.is_none() {
@@ -165,8 +165,12 @@ impl Agent {
 
     fn workload_status(&self, desired: &WorkloadSpec, observed: &Observed) -> WorkloadStatus {
         let image_error = image_problem(&desired.containers, observed);
+        let (now, wall_now) = (self.ports.clock.boot_ms(), self.ports.clock.wall_ms());
+        let all = &self.sources.desired.workloads;
+        let reason = workload_reason(desired, all, observed, now, wall_now);
         let Some(wl) = observed.workloads.get(&desired.name) else {
-            return pending_workload(desired, observed, image_error);
+            let pending = pending_workload(desired, observed, image_error);
+            return WorkloadStatus { reason, ..pending };
         };
         // While an update waits for its images (or the old one stops), report what runs.
         let last_error = match (&image_error, wl.spec == *desired) {
@@ -187,7 +191,7 @@ impl Agent {
             restarts: containers.iter().map(|c| c.restarts).sum(),
             containers,
             last_error,
-            reason: None,
+            reason,
             // What runs: the old revision's spec until a replacement is created.
             revision: wl.spec.revision,
             rolled_back: None,
@@ -253,24 +257,6 @@ impl Agent {
         st.probe_failures = probes.failures;
         st.probe_message = probes.message;
     }
-}
-
-/// `dependsOn` is accepted on the wire and in manifests, but this agent does not order
-/// starts by it yet: say so rather than ignore it silently.
-fn unenforced_depends_on(workloads: &[WorkloadSpec]) -> Option<String> {
-    let named: Vec<&str> = workloads
-        .iter()
-        .filter(|w| {
-            !w.depends_on.is_empty() || w.containers.iter().any(|c| !c.depends_on.is_empty())
-        })
-        .map(|w| w.name.as_str())
-        .collect();
-    (!named.is_empty()).then(|| {
-        format!(
-            "dependsOn is not enforced by this agent version: {} start(s) without waiting for their dependencies",
-            named.join(", ")
-        )
-    })
 }
 
 /// A desired workload not created yet: pending, or failed when its image is.
@@ -393,18 +379,5 @@ mod tests {
                 publish: false
             }
         );
-    }
-
-    #[test]
-    fn depends_on_that_this_agent_does_not_enforce_is_said_not_ignored() {
-        let plain = WorkloadSpec::new(Name::new("db").unwrap(), vec![]);
-        assert_eq!(unenforced_depends_on(std::slice::from_ref(&plain)), None);
-        let mut app = WorkloadSpec::new(Name::new("app").unwrap(), vec![]);
-        app.depends_on.push(drover_protocol::Dependency {
-            name: Name::new("db").unwrap(),
-            condition: drover_protocol::DependencyCondition::Healthy,
-        });
-        let w = unenforced_depends_on(&[plain, app]).unwrap();
-        assert!(w.contains("not enforced") && w.contains("app"), "{w}");
     }
 }

@@ -3,6 +3,7 @@
 //! the runtime calls, the records, the host calls and the status it publishes.
 
 mod clock_steps;
+mod depends;
 mod disk_full;
 mod failures;
 mod fixture;

@@ -39,6 +39,7 @@ pub fn prepared(reference: &str, digest: &str) -> PreparedImage {
             env: vec![],
             working_dir: None,
             user: None,
+            healthcheck: None,
         },
     }
 }

@@ -58,6 +58,7 @@ struct ConfigSection {
     env: Option<Vec<String>>,
     working_dir: Option<String>,
     user: Option<String>,
+    healthcheck: Option<super::healthcheck::ImageHealthcheck>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,6 +367,7 @@ fn image_config(c: ConfigSection) -> ImageConfig {
         env: c.env.unwrap_or_default(),
         working_dir: c.working_dir.filter(|s| !s.is_empty()),
         user: c.user.filter(|s| !s.is_empty()),
+        healthcheck: c.healthcheck.map(Box::new),
     }
 }
 

@@ -21,6 +21,7 @@ mod digest;
 mod download;
 mod extract;
 mod gc;
+pub mod healthcheck;
 mod layer;
 mod layout;
 mod paths;
@@ -71,6 +72,10 @@ pub struct ImageConfig {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// Its `HEALTHCHECK`, if any. Absent in records written by older agents (then read
+    /// again when the image is prepared again).
+    #[serde(default)]
+    pub healthcheck: Option<Box<healthcheck::ImageHealthcheck>>,
 }
 
 /// An image whose layers are all extracted in the store.

@@ -81,7 +81,8 @@ fn top_layer() -> Vec<u8> {
 fn prepares_two_layers_with_whiteouts_links_and_modes() {
     let fx = Fixture::new();
     let layout = fx.layout("app");
-    let config = json!({"Entrypoint": ["/bin/tool"], "Cmd": ["-v"], "Env": ["A=1"], "WorkingDir": "/srv", "User": "1000"});
+    let config = json!({"Entrypoint": ["/bin/tool"], "Cmd": ["-v"], "Env": ["A=1"], "WorkingDir": "/srv", "User": "1000",
+        "Healthcheck": {"Test": ["CMD-SHELL", "test -e /ok"], "Interval": 2_000_000_000u64}});
     let digest =
         testutil::write_layout(&layout, "v1", &[base_layer(), top_layer()], config).unwrap();
     let img = fx.store.prepare(&reference(&layout, "v1")).unwrap();
@@ -92,6 +93,11 @@ fn prepares_two_layers_with_whiteouts_links_and_modes() {
         env: vec!["A=1".into()],
         working_dir: Some("/srv".into()),
         user: Some("1000".into()),
+        healthcheck: Some(Box::new(super::healthcheck::ImageHealthcheck {
+            test: Some(vec!["CMD-SHELL".into(), "test -e /ok".into()]),
+            interval: Some(2_000_000_000),
+            ..Default::default()
+        })),
     };
     assert_eq!(img.config, want);
     let [base, top] = &img.layers[..] else {

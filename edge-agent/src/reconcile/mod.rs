@@ -6,9 +6,11 @@
 //! decision (restart policies, back-off, replacement, removal) unit-testable.
 
 pub mod backoff;
+pub mod depends;
 pub mod images;
 pub mod observed;
 pub mod plan;
+pub mod reason;
 pub mod rollback;
 pub mod run_state;
 pub mod sources;

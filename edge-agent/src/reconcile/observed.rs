@@ -32,6 +32,9 @@ pub struct ObservedContainer {
     pub restarts: u32,
     /// Consecutive quick restarts, which sets the next back-off delay.
     pub backoff_level: u32,
+    /// Running, and its probes say ready (or it has none): what `dependsOn` with
+    /// `condition: healthy` waits for.
+    pub ready: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

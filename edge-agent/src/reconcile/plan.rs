@@ -4,10 +4,16 @@
 //! takes two steps that never wait: `StopWorkload` asks its shims to stop; once every
 //! container is down (or the grace period plus [`STOP_SLACK_MS`] has passed),
 //! `RemoveWorkload` deletes it. A replacement is created after the old one is removed.
+//!
+//! Start order (`dependsOn`, see [`super::depends`]) gates every start, first or not: a
+//! workload is created once the workloads it depends on meet their condition (its images
+//! are pulled meanwhile), and each container starts once its workload's and its own
+//! dependencies are met. Nothing is stopped when a dependency stops meeting its condition.
 
 use drover_protocol::{ContainerSpec, Name, RestartPolicy, WorkloadSpec};
 
 use super::backoff;
+use super::depends::{unmet_for_start, unmet_workload};
 use super::observed::{
     ImageState, Observed, ObservedContainer, ObservedWorkload, RunState, StartErrorKind,
 };
@@ -79,7 +85,7 @@ pub fn plan(desired: &[WorkloadSpec], observed: &Observed, now: BootMs) -> Plan 
         match observed.workloads.get(&spec.name) {
             Some(c) if c.stopping_since.is_some() => {} // created again once removed
             Some(c) if c.spec == *spec => {
-                plan_containers(spec, c, observed, now, &mut p, &mut starts)
+                plan_containers(desired, c, observed, now, &mut p, &mut starts)
             }
             Some(_) => {
                 // Keep what runs until the new images are there, then stop it.
@@ -90,7 +96,10 @@ pub fn plan(desired: &[WorkloadSpec], observed: &Observed, now: BootMs) -> Plan 
                 }
             }
             None => {
-                if images_ready(&spec.containers, observed, now, &mut p) {
+                // Images are pulled while the workload waits for its dependencies.
+                if images_ready(&spec.containers, observed, now, &mut p)
+                    && unmet_workload(spec, desired, observed).is_none()
+                {
                     create(spec, &mut starts);
                 }
             }
@@ -130,11 +139,13 @@ fn finish_stop(
     }
 }
 
+/// Creates the workload and starts the containers that wait for no sibling; the others
+/// start in a later round, once what they depend on is observed.
 fn create(spec: &WorkloadSpec, starts: &mut Vec<Action>) {
     starts.push(Action::CreateWorkload {
         workload: spec.name.clone(),
     });
-    for c in &spec.containers {
+    for c in spec.containers.iter().filter(|c| c.depends_on.is_empty()) {
         starts.push(start(spec, &c.name, false, 0));
     }
 }
@@ -172,40 +183,57 @@ fn images_ready(
     ready
 }
 
-/// Starts, restarts or leaves alone each container of a workload whose spec is current.
-/// Its images were ready when it was created; a container whose start found its image
-/// gone from the store has it prepared again first.
+/// Starts, restarts or leaves alone each container of a workload whose spec is current
+/// (`wl.spec`). Its images were ready when it was created; a container whose start found
+/// its image gone from the store has it prepared again first. A container whose
+/// dependencies are not met is left as it is: what meets them (a start, a probe verdict,
+/// an exit) brings the next pass.
 fn plan_containers(
-    spec: &WorkloadSpec,
+    desired: &[WorkloadSpec],
     wl: &ObservedWorkload,
     observed: &Observed,
     now: BootMs,
     p: &mut Plan,
     starts: &mut Vec<Action>,
 ) {
+    let spec = &wl.spec;
     for c in &spec.containers {
-        let Some(obs) = wl.containers.get(&c.name) else {
-            starts.push(start(spec, &c.name, false, 0));
-            continue;
-        };
-        if let RunState::StartFailed {
-            kind: StartErrorKind::Image,
-            ..
-        } = obs.run
-        {
-            // Its image went missing: pulled again first, then started at once (the
-            // pull's own retry paces it, not the container's back-off).
-            if images_ready(std::slice::from_ref(c), observed, now, p) {
-                starts.push(start(spec, &c.name, true, obs.backoff_level));
+        let next = match wl.containers.get(&c.name) {
+            None => NextStart::Now {
+                restart: false,
+                level: 0,
+            },
+            Some(obs) if image_missing(obs) => {
+                // Its image went missing: pulled again first, then started at once (the
+                // pull's own retry paces it, not the container's back-off).
+                if !images_ready(std::slice::from_ref(c), observed, now, p) {
+                    continue;
+                }
+                NextStart::Now {
+                    restart: true,
+                    level: obs.backoff_level,
+                }
             }
-            continue;
-        }
-        match next_start(spec.restart_policy, obs, now) {
+            Some(obs) => next_start(spec.restart_policy, obs, now),
+        };
+        match next {
             NextStart::Never => {}
+            NextStart::Now { .. } if unmet_for_start(c, wl, desired, observed).is_some() => {}
             NextStart::Now { restart, level } => starts.push(start(spec, &c.name, restart, level)),
-            NextStart::At(at) => p.wake(at),
+            NextStart::At { due, .. } => p.wake(due),
         }
     }
+}
+
+/// Its last start found its image gone from the store.
+pub(super) fn image_missing(obs: &ObservedContainer) -> bool {
+    matches!(
+        obs.run,
+        RunState::StartFailed {
+            kind: StartErrorKind::Image,
+            ..
+        }
+    )
 }
 
 fn start(spec: &WorkloadSpec, container: &Name, restart: bool, backoff_level: u32) -> Action {
@@ -217,14 +245,25 @@ fn start(spec: &WorkloadSpec, container: &Name, restart: bool, backoff_level: u3
     }
 }
 
-enum NextStart {
+/// When (if ever) a container should be started, before its dependencies are considered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextStart {
     Never,
-    Now { restart: bool, level: u32 },
-    At(u64),
+    /// Now; `level` is the back-off level it starts with.
+    Now {
+        restart: bool,
+        level: u32,
+    },
+    /// In back-off until `due` (boot clock); `level` consecutive quick failures so far
+    /// (0: the first, which is no crash loop yet).
+    At {
+        due: BootMs,
+        level: u32,
+    },
 }
 
 /// When (if ever) a container in state `obs` should be started again.
-fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now: BootMs) -> NextStart {
+pub fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now: BootMs) -> NextStart {
     let (level, due) = match &obs.run {
         RunState::Running { .. } | RunState::Starting => return NextStart::Never,
         RunState::NotCreated => {
@@ -267,7 +306,7 @@ fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now: BootMs) -> Ne
             level: level.saturating_add(1),
         }
     } else {
-        NextStart::At(due)
+        NextStart::At { due, level }
     }
 }
 
@@ -283,3 +322,7 @@ pub fn should_restart(policy: RestartPolicy, code: i32, oom_killed: bool) -> boo
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_depends_tests.rs"]
+mod depends_tests;

@@ -1,6 +1,8 @@
 //! A container's [`RunState`] from what the agent recorded and what its shim last wrote:
 //! the one place that reads a shim's status, so the planner and the status agree.
 
+use drover_protocol::Health;
+
 use super::observed::{RunState, StartErrorKind};
 use crate::runtime::ShimView;
 use crate::shim::status::ShimState;
@@ -47,6 +49,14 @@ pub fn run_state(rec: &ContainerRecord, view: Option<&ShimView>) -> RunState {
                 .unwrap_or_else(|| "container failed to start".into()),
         },
     }
+}
+
+/// Whether a container in state `run` is ready: running, and its shim's probes say so or
+/// it has none (`Health::None`; also what shims of older agents write, whose `ready` is
+/// always false).
+pub fn ready(run: &RunState, view: Option<&ShimView>) -> bool {
+    matches!(run, RunState::Running { .. })
+        && view.is_some_and(|v| v.status.probes.health == Health::None || v.status.probes.ready)
 }
 
 /// How long the container ran: from the boot clock when the shim wrote it, else from the
@@ -147,6 +157,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn running_without_probes_is_ready_and_with_probes_when_they_say_so() {
+        let rec = ContainerRecord::default();
+        let mut v = view(ShimState::Running, true, true);
+        let run = run_state(&rec, Some(&v));
+        assert!(ready(&run, Some(&v)), "no probes: running is ready");
+        v.status.probes.health = Health::Starting;
+        assert!(!ready(&run, Some(&v)), "probes not decided yet");
+        v.status.probes.health = Health::Healthy;
+        v.status.probes.ready = true;
+        assert!(ready(&run, Some(&v)));
+        let exited = view(ShimState::Exited, false, false);
+        assert!(!ready(&run_state(&rec, Some(&exited)), Some(&exited)));
+        assert!(!ready(&RunState::Lost, None));
     }
 
     #[test]

@@ -127,6 +127,7 @@ mod tests {
             run,
             restarts: 0,
             backoff_level: 0,
+            ready: false,
         }
     }
 
@@ -163,6 +164,7 @@ mod tests {
             },
             restarts: 0,
             backoff_level: 0,
+            ready: true,
         };
         assert_eq!(
             container_phase(&always, Some(&running), true).0,
@@ -185,6 +187,7 @@ mod tests {
             },
             restarts: 0,
             backoff_level: 0,
+            ready: false,
         };
         let (phase, why) = container_phase(&always, Some(&bad), false);
         assert_eq!(phase, Phase::Error);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::{Runtime, RuntimeError, ShimView};
 use crate::clock::{Clock, FakeClock};
 use crate::shim::RunArgs;
-use crate::shim::status::{ShimState, ShimStatus};
+use crate::shim::status::{ProbeStatus, ShimState, ShimStatus};
 
 /// One call the daemon made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +48,8 @@ struct Inner {
     fail_start: BTreeMap<String, String>,
     /// Container ids whose starts hang: the shim stays `starting` and never reports.
     hang_start: BTreeSet<String>,
+    /// Container id → what its probes say from its next start on (default: no probes).
+    probes: BTreeMap<String, ProbeStatus>,
     stop: StopBehaviour,
 }
 
@@ -96,6 +98,16 @@ impl FakeRuntime {
     /// the shim stays alive in `starting` and `start` times out.
     pub fn hang_starts(&self, id: &str) {
         self.lock().hang_start.insert(id.to_owned());
+    }
+
+    /// The probes of container `id` say `probes`, now and after each start, as its shim
+    /// would write them.
+    pub fn set_probes(&self, id: &str, probes: ProbeStatus) {
+        let mut inner = self.lock();
+        if let Some(c) = inner.containers.values_mut().find(|c| c.id == id) {
+            c.view.status.probes = probes.clone();
+        }
+        inner.probes.insert(id.to_owned(), probes);
     }
 
     /// Container `id` exits with `code` now, as its shim would record it.
@@ -197,6 +209,7 @@ impl Runtime for FakeRuntime {
         }
         let mut status = ShimStatus {
             state: ShimState::Running,
+            probes: inner.probes.get(&args.id).cloned().unwrap_or_default(),
             ..starting(pid, wall, boot)
         };
         if let Some(message) = &failure {

@@ -16,6 +16,8 @@ use oci_spec::runtime::{
     Spec, User,
 };
 
+use crate::image::healthcheck::{HealthcheckError, ImageHealthcheck};
+
 mod resources;
 mod user;
 
@@ -64,6 +66,8 @@ pub struct ImageProcess {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// The image's `HEALTHCHECK`: the container's probe when its spec sets none.
+    pub healthcheck: Option<Box<ImageHealthcheck>>,
 }
 
 /// Everything [`runtime_spec`] needs for one container.
@@ -114,6 +118,10 @@ pub enum SpecError {
     Resource(String),
     #[error("encoding the probes for the shim: {0}")]
     Probes(String),
+    #[error(
+        "the image's HEALTHCHECK cannot be used ({0}); set a probe in the manifest to replace it"
+    )]
+    Healthcheck(#[from] HealthcheckError),
     #[error("building the runtime config: {0}")]
     Oci(#[from] OciSpecError),
 }
@@ -149,17 +157,35 @@ pub fn runtime_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     if input.container.init {
         notes.insert(INIT_ANNOTATION.to_owned(), "true".to_owned());
     }
-    let probes = ContainerProbes {
-        liveness: input.container.liveness_probe.clone(),
-        readiness: input.container.readiness_probe.clone(),
-        startup: input.container.startup_probe.clone(),
-    };
+    let probes = container_probes(input.container, input.image.healthcheck.as_deref())?;
     if !probes.is_empty() {
         let json = serde_json::to_string(&probes).map_err(|e| SpecError::Probes(e.to_string()))?;
         notes.insert(PROBES_ANNOTATION.to_owned(), json);
     }
     spec.set_annotations(Some(notes));
     Ok(spec)
+}
+
+/// The probes the shim runs for `c`: the manifest's when it sets any (never mixed with the
+/// image's), else the image's `HEALTHCHECK` as a readiness probe — Docker only marks such a
+/// container unhealthy and never restarts it.
+pub fn container_probes(
+    c: &ContainerSpec,
+    healthcheck: Option<&ImageHealthcheck>,
+) -> Result<ContainerProbes, SpecError> {
+    let own = ContainerProbes {
+        liveness: c.liveness_probe.clone(),
+        readiness: c.readiness_probe.clone(),
+        startup: c.startup_probe.clone(),
+    };
+    if !own.is_empty() {
+        return Ok(own);
+    }
+    let readiness = match healthcheck {
+        Some(h) => h.probe()?,
+        None => None,
+    };
+    Ok(ContainerProbes { readiness, ..own })
 }
 
 fn process(input: &SpecInput) -> Result<oci_spec::runtime::Process, SpecError> {

@@ -48,6 +48,7 @@ fn image() -> ImageProcess {
         env: vec!["PATH=/bin".to_string(), "MODE=prod".to_string()],
         working_dir: Some("/srv".to_string()),
         user: None,
+        healthcheck: None,
     }
 }
 
@@ -453,4 +454,75 @@ fn probes_travel_to_the_shim_as_an_annotation() {
     let probes = ContainerProbes::of(&spec).expect("probes");
     assert_eq!(probes.readiness, c.readiness_probe);
     assert_eq!((probes.liveness, probes.startup), (None, None));
+}
+
+fn healthcheck(test: &[&str]) -> crate::image::healthcheck::ImageHealthcheck {
+    crate::image::healthcheck::ImageHealthcheck {
+        test: Some(test.iter().map(|s| s.to_string()).collect()),
+        start_period: Some(5_000_000_000),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_image_healthcheck_is_the_readiness_probe_when_the_manifest_sets_none() {
+    let wl = workload(container(), NetworkMode::Host);
+    let img = ImageProcess {
+        healthcheck: Some(Box::new(healthcheck(&["CMD-SHELL", "test -e /ready"]))),
+        ..image()
+    };
+    let probes = ContainerProbes::of(&build(&wl, &img, None).expect("spec")).expect("probes");
+    let p = probes.readiness.expect("readiness from HEALTHCHECK");
+    assert_eq!(
+        p.action,
+        drover_protocol::ProbeAction::Exec {
+            command: vec!["/bin/sh".into(), "-c".into(), "test -e /ready".into()]
+        }
+    );
+    assert_eq!((p.initial_delay_s, p.period_s, p.timeout_s), (5, 30, 30));
+    assert_eq!(
+        (probes.liveness, probes.startup),
+        (None, None),
+        "never restarts, as in Docker"
+    );
+    let disabled = ImageProcess {
+        healthcheck: Some(Box::new(healthcheck(&["NONE"]))),
+        ..image()
+    };
+    assert_eq!(
+        ContainerProbes::of(&build(&wl, &disabled, None).expect("spec")),
+        None
+    );
+}
+
+#[test]
+fn any_manifest_probe_wins_over_the_image_healthcheck_and_they_are_never_mixed() {
+    let mut c = container();
+    c.liveness_probe = Some(drover_protocol::Probe::new(
+        drover_protocol::ProbeAction::TcpSocket { port: 80 },
+    ));
+    let img = ImageProcess {
+        // Even a broken HEALTHCHECK does not matter once the manifest sets a probe.
+        healthcheck: Some(Box::new(healthcheck(&["BOGUS"]))),
+        ..image()
+    };
+    let spec = build(&workload(c.clone(), NetworkMode::Host), &img, None).expect("spec");
+    let probes = ContainerProbes::of(&spec).expect("probes");
+    assert_eq!(probes.liveness, c.liveness_probe);
+    assert_eq!((probes.readiness, probes.startup), (None, None));
+}
+
+#[test]
+fn a_broken_image_healthcheck_refuses_the_start_and_says_how_to_override_it() {
+    let wl = workload(container(), NetworkMode::Host);
+    let img = ImageProcess {
+        healthcheck: Some(Box::new(healthcheck(&["CMD"]))),
+        ..image()
+    };
+    let err = build(&wl, &img, None).expect_err("bad HEALTHCHECK");
+    assert!(matches!(err, SpecError::Healthcheck(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("set a probe in the manifest"),
+        "{err}"
+    );
 }
