@@ -71,7 +71,10 @@ pub(super) struct Sources {
     pub static_desired: DesiredState,
     /// The last verified desired state from the hub (persisted signed).
     pub hub_desired: Option<DesiredState>,
-    /// What the agent reconciles towards; its generation is the hub's (0 without a hub).
+    /// The merged workloads as signed or written: the hub's and the static ones.
+    pub given: Vec<WorkloadSpec>,
+    /// What the agent reconciles towards: `given`, with the fallback revision in place
+    /// of one the device rolled back; its generation is the hub's (0 without a hub).
     pub desired: DesiredState,
     /// Static workloads hidden by a hub workload of the same name.
     pub conflicts: Vec<String>,
@@ -89,6 +92,10 @@ pub struct Agent {
     pub(super) sources: Sources,
     pub(super) images: ImageCache,
     pub(super) records: BTreeMap<Name, WorkloadRecord>,
+    /// The device's judgement of each workload's newest revision (`revisions.json`).
+    pub(super) revisions: crate::state::Revisions,
+    /// `revisions` changed but could not be saved: retried at every pass.
+    pub(super) revisions_unsaved: bool,
     /// Records changed in memory whose write failed: written again at every pass.
     pub(super) unsaved: BTreeSet<Name>,
     pub(super) reporter: Reporter,
@@ -166,12 +173,19 @@ impl Agent {
         let sources = Sources {
             static_desired,
             hub_desired: None,
+            given: Vec::new(),
             desired: empty(),
             conflicts: Vec::new(),
             manifest_error: None,
             static_unsaved: false,
             hub_unsaved: None,
         };
+        let revisions = ports.state.load_revisions().unwrap_or_else(|e| {
+            error!(
+                "ignoring unreadable revision tracks (a rollback done offline is judged again): {e}"
+            );
+            Default::default()
+        });
         let mut agent = Agent {
             cfg,
             paths,
@@ -179,6 +193,8 @@ impl Agent {
             sources,
             images: ImageCache::default(),
             records,
+            revisions,
+            revisions_unsaved: false,
             unsaved: BTreeSet::new(),
             reporter: Reporter::default(),
             _lock: None,
@@ -320,8 +336,8 @@ impl Agent {
             .map_or(0, |d| d.generation)
     }
 
-    /// Recomputes the desired workloads from the sources.
-    fn merge(&mut self) {
+    /// Recomputes the desired workloads from the sources and the revision tracks.
+    pub(super) fn merge(&mut self) {
         let s = &mut self.sources;
         let Merged {
             workloads,
@@ -345,6 +361,10 @@ impl Agent {
             }
         }
         let generation = s.hub_desired.as_ref().map_or(0, |d| d.generation);
+        let workloads = {
+            s.given = workloads;
+            super::revisions::effective_workloads(&s.given, &self.revisions)
+        };
         if workloads != s.desired.workloads {
             // Image references (tags) are resolved again for each new desired state.
             self.images.forget_resolutions();

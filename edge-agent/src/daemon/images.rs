@@ -9,7 +9,7 @@ use super::agent::Agent;
 use crate::config::AgentConfig;
 use crate::image::{HubRegistry, ImageService, PreparedImage, PullConfig};
 use crate::reconcile::ImageState;
-use crate::reconcile::images::{gc_due, images_in_use};
+use crate::reconcile::images::{fallback_images, gc_due, images_in_use};
 
 #[derive(Debug, Default)]
 pub(super) struct ImageCache {
@@ -122,7 +122,14 @@ impl Agent {
             .iter()
             .map(|(r, p)| (r.clone(), p.manifest_digest.clone()))
             .collect();
-        let in_use = images_in_use(&self.sources.desired.workloads, &resolved, &self.records);
+        let mut in_use = images_in_use(&self.sources.desired.workloads, &resolved, &self.records);
+        // The fallback revision's images stay, so that the device can go back offline.
+        let service = self.ports.images.as_ref();
+        in_use.extend(
+            fallback_images(&self.sources.given)
+                .filter_map(|image| service.resolved(image))
+                .map(|p| p.manifest_digest),
+        );
         let max = self.cfg.images.max_bytes.0;
         match self.ports.images.gc(&in_use, max) {
             Ok(r) if !r.removed_images.is_empty() => info!(

@@ -14,6 +14,7 @@ mod manifests;
 mod observe;
 mod pass;
 mod report;
+mod revisions;
 #[cfg(test)]
 mod tests;
 

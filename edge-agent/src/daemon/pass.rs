@@ -23,6 +23,7 @@ impl Agent {
     pub fn reconcile(&mut self) -> Option<Duration> {
         self.save_unsaved_desired(false);
         self.save_unsaved_records();
+        self.save_unsaved_revisions();
         let mut wake_at = None;
         // The snapshot of the round that planned nothing is the device as it is now.
         let mut settled = None;
@@ -46,6 +47,11 @@ impl Agent {
             self.images.collect(self.ports.images.as_mut(), now);
             (self.observe(), now)
         });
+        // A revision rolled back just now: the fallback is planned at once (next pass).
+        let rolled_back = self.judge_revisions(&observed);
+        if rolled_back {
+            self.merge();
+        }
         if let Err(e) = self.report(&observed) {
             warn!("cannot write status: {e}");
         }
@@ -56,6 +62,12 @@ impl Agent {
         }
         if unsettled {
             wake = Some(wake.map_or(MORE_ROUNDS_AFTER, |w| w.min(MORE_ROUNDS_AFTER)));
+        }
+        if rolled_back {
+            wake = Some(Duration::ZERO);
+        } else if let Some(at) = self.next_revision_deadline(now) {
+            let d = Duration::from_millis(at.saturating_sub(now));
+            wake = Some(wake.map_or(d, |w| w.min(d)));
         }
         wake
     }

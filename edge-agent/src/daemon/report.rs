@@ -77,7 +77,10 @@ impl Agent {
         let mut workloads: Vec<WorkloadStatus> = desired
             .workloads
             .iter()
-            .map(|spec| self.workload_status(spec, observed))
+            .map(|spec| WorkloadStatus {
+                rolled_back: self.rolled_back(&spec.name),
+                ..self.workload_status(spec, observed)
+            })
             .collect();
         // Workloads no longer desired stay in the status (as `Stopping`) until removed.
         for (name, wl) in &observed.workloads {
@@ -163,7 +166,11 @@ impl Agent {
         )
     }
 
-    fn workload_status(&self, desired: &WorkloadSpec, observed: &Observed) -> WorkloadStatus {
+    pub(super) fn workload_status(
+        &self,
+        desired: &WorkloadSpec,
+        observed: &Observed,
+    ) -> WorkloadStatus {
         let image_error = image_problem(&desired.containers, observed);
         let (now, wall_now) = (self.ports.clock.boot_ms(), self.ports.clock.wall_ms());
         let all = &self.sources.desired.workloads;

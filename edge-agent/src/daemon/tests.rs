@@ -9,4 +9,5 @@ mod failures;
 mod fixture;
 mod images_gc;
 mod lifecycle;
+mod rollback;
 mod sources_report;

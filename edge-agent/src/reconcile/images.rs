@@ -41,6 +41,16 @@ pub fn images_in_use(
     in_use
 }
 
+/// The image references of the fallback revisions signed with `given` workloads: never
+/// trimmed while their workload is on trial (the device may have to go back offline).
+pub fn fallback_images(given: &[WorkloadSpec]) -> impl Iterator<Item = &str> {
+    given
+        .iter()
+        .filter_map(|w| w.fallback.as_deref())
+        .flat_map(|f| &f.containers)
+        .map(|c| c.image.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +69,20 @@ mod tests {
     fn a_trim_stamp_from_before_a_reboot_does_not_stop_trimming() {
         assert!(!gc_due(1_000, Some(5_000_000), false, false));
         assert!(gc_due(61_000, Some(5_000_000), false, false));
+    }
+
+    #[test]
+    fn the_fallbacks_images_are_listed_for_the_trim_to_keep() {
+        use drover_protocol::{ContainerSpec, ImageRef, Name};
+        let spec = |image: &str| {
+            let c = ContainerSpec::new(Name::new("main").unwrap(), ImageRef::new(image).unwrap());
+            WorkloadSpec::new(Name::new("web").unwrap(), vec![c])
+        };
+        let mut new = spec("oci:/new");
+        new.fallback = Some(Box::new(spec("oci:/old")));
+        let plain = spec("oci:/plain");
+        let given = [new, plain];
+        let listed: Vec<&str> = fallback_images(&given).collect();
+        assert_eq!(listed, ["oci:/old"]);
     }
 }

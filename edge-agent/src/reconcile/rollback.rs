@@ -9,7 +9,7 @@
 //! revision. Nothing the hub did not sign ever runs: the fallback is part of the signed
 //! desired state.
 
-use drover_protocol::{RolledBack, WorkloadSpec};
+use drover_protocol::{Phase, RolledBack, WorkloadSpec, WorkloadStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, BootMs};
@@ -90,6 +90,73 @@ pub fn effective<'a>(desired: &'a WorkloadSpec, track: Option<&RevisionTrack>) -
         }
         _ => desired,
     }
+}
+
+/// The health of `status` (built from the device's snapshot) as the judge of `revision`
+/// sees it: healthy when that revision runs, every container is ready, and the newest
+/// container start is at least `min_ready_ms` old (Unix ms; "running without restarts"
+/// when no probe exists). Otherwise why not: a probe's message, a crash loop, an error.
+pub fn health_of(
+    status: &WorkloadStatus,
+    revision: u64,
+    min_ready_ms: u32,
+    wall_now_ms: u64,
+) -> Health {
+    let sick = |problem: String| Health {
+        healthy: false,
+        problem: Some(problem),
+    };
+    if status.revision != revision {
+        return sick(match &status.last_error {
+            Some(e) => format!("revision {revision} not running yet: {e}"),
+            None => format!("revision {revision} not running yet"),
+        });
+    }
+    if let Some(reason) = &status.reason {
+        return sick(reason.describe(wall_now_ms));
+    }
+    let not_ready = status.containers.iter().find(|c| !c.ready);
+    if status.phase != Phase::Running || not_ready.is_some() {
+        let detail = not_ready.and_then(|c| {
+            let why = c.probe_message.as_ref().or(c.last_error.as_ref())?;
+            Some(format!("{}: {why}", c.name))
+        });
+        return sick(
+            detail
+                .or_else(|| status.last_error.clone())
+                .unwrap_or_else(|| format!("{:?}, not ready", status.phase)),
+        );
+    }
+    let newest_start = status
+        .containers
+        .iter()
+        .filter_map(|c| c.started_at_ms)
+        .max();
+    let ready_for = newest_start.map_or(0, |t| wall_now_ms.saturating_sub(t));
+    if ready_for < u64::from(min_ready_ms) {
+        return sick(format!(
+            "ready for {}s of the {}s minReadySeconds",
+            ready_for / 1000,
+            min_ready_ms / 1000
+        ));
+    }
+    Health {
+        healthy: true,
+        problem: None,
+    }
+}
+
+/// When `track` (about `desired`) must be judged again at the latest: its health timeout
+/// (boot clock). `None` when it is decided or has no timeout.
+pub fn deadline(desired: &WorkloadSpec, track: &RevisionTrack, now: BootMs) -> Option<BootMs> {
+    let open = track.revision == desired.revision && !track.proven && track.rolled_back.is_none();
+    (open && desired.fallback.is_some() && desired.health_timeout_ms > 0).then(|| {
+        clock::due_at(
+            track.since_boot_ms,
+            u64::from(desired.health_timeout_ms),
+            now,
+        )
+    })
 }
 
 #[cfg(test)]
@@ -198,5 +265,72 @@ mod tests {
         assert_eq!(t.rolled_back, None, "10 s since boot < 60 s");
         let t = judge(&d, Some(&t), &sick(), 60_000);
         assert!(t.rolled_back.is_some());
+    }
+
+    fn status(revision: u64, ready: bool, started_at_ms: u64) -> WorkloadStatus {
+        use drover_protocol::ContainerStatus;
+        let c = ContainerStatus {
+            ready,
+            started_at_ms: Some(started_at_ms),
+            probe_message: (!ready).then(|| "readiness probe: HTTP 503".to_owned()),
+            ..ContainerStatus::new(
+                Name::new("main").unwrap(),
+                "oci:/new".into(),
+                Phase::Running,
+            )
+        };
+        WorkloadStatus {
+            name: Name::new("web").unwrap(),
+            phase: Phase::Running,
+            restarts: 0,
+            containers: vec![c],
+            last_error: None,
+            reason: None,
+            revision,
+            rolled_back: None,
+        }
+    }
+
+    #[test]
+    fn health_needs_the_revision_every_container_ready_and_min_ready_elapsed() {
+        let h = health_of(&status(7, true, 1_000), 7, 10_000, 11_000);
+        assert_eq!((h.healthy, h.problem), (true, None));
+        let h = health_of(&status(7, true, 1_000), 7, 10_000, 5_000);
+        assert_eq!(
+            h.problem.as_deref(),
+            Some("ready for 4s of the 10s minReadySeconds")
+        );
+        let h = health_of(&status(7, false, 1_000), 7, 0, 99_000);
+        assert_eq!(
+            h.problem.as_deref(),
+            Some("main: readiness probe: HTTP 503")
+        );
+        let h = health_of(&status(6, true, 1_000), 7, 0, 99_000);
+        assert_eq!(h.problem.as_deref(), Some("revision 7 not running yet"));
+        let crashing = WorkloadStatus {
+            reason: Some(drover_protocol::WorkloadReason::CrashLoopBackOff {
+                next_retry_ms: 120_000,
+            }),
+            ..status(7, true, 1_000)
+        };
+        let h = health_of(&crashing, 7, 0, 100_000);
+        assert!(!h.healthy && h.problem.unwrap().contains("CrashLoopBackOff"));
+    }
+
+    #[test]
+    fn the_deadline_is_open_only_while_the_revision_is_on_trial() {
+        let d = gated(4);
+        let t = judge(&d, None, &sick(), 5_000);
+        assert_eq!(deadline(&d, &t, 6_000), Some(65_000));
+        let proven = RevisionTrack {
+            proven: true,
+            ..t.clone()
+        };
+        assert_eq!(deadline(&d, &proven, 6_000), None);
+        assert_eq!(
+            deadline(&spec(4, "oci:/new"), &t, 6_000),
+            None,
+            "no fallback"
+        );
     }
 }

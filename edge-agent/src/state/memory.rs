@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use drover_protocol::{DesiredState, Name};
 
-use super::{AgentReport, StateError, StateStore, WorkloadRecord};
+use super::{AgentReport, Revisions, StateError, StateStore, WorkloadRecord};
 
 #[derive(Default)]
 struct Inner {
@@ -15,6 +15,7 @@ struct Inner {
     static_desired: Option<DesiredState>,
     hub_desired: Option<Vec<u8>>,
     report: Option<AgentReport>,
+    revisions: Revisions,
     reports_written: usize,
     fail_writes: bool,
     volumes: Vec<super::VolumeUsage>,
@@ -50,6 +51,10 @@ impl MemoryStateStore {
     }
 
     /// How many times the report was written.
+    pub fn revisions(&self) -> Revisions {
+        self.lock().revisions.clone()
+    }
+
     pub fn reports_written(&self) -> usize {
         self.lock().reports_written
     }
@@ -105,6 +110,14 @@ impl StateStore for MemoryStateStore {
             i.report = Some(report.clone());
             i.reports_written += 1;
         })
+    }
+
+    fn load_revisions(&self) -> Result<Revisions, StateError> {
+        Ok(self.lock().revisions.clone())
+    }
+
+    fn save_revisions(&self, tracks: &Revisions) -> Result<(), StateError> {
+        self.write(|i| i.revisions = tracks.clone())
     }
 
     fn volume_usage(&self) -> Vec<super::VolumeUsage> {

@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
 use crate::reconcile::StartErrorKind;
+use crate::reconcile::rollback::RevisionTrack;
+
+/// The device's revision track per workload (`revisions.json`).
+pub type Revisions = BTreeMap<Name, RevisionTrack>;
 
 /// Paths inside the state folder (`root`, on disk) and the runtime folder (`run`, a tmpfs
 /// such as `/run/drover`).
@@ -77,6 +81,11 @@ impl StatePaths {
     }
     pub fn hub_desired(&self) -> PathBuf {
         self.root.join("hub-desired.bin")
+    }
+    /// The device's own judgement of each workload's newest revision (kept across
+    /// reboots: a rollback done offline holds until the hub sends another revision).
+    pub fn revisions(&self) -> PathBuf {
+        self.root.join("revisions.json")
     }
     /// The agent's report for `ps`: rewritten by every agent, so in the runtime folder.
     pub fn status(&self) -> PathBuf {
@@ -331,6 +340,27 @@ pub fn load_desired(paths: &StatePaths) -> Result<Option<DesiredState>, StateErr
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(&path)(e)),
     }
+}
+
+/// The revision tracks by workload; `Ok(empty)` when there are none yet.
+pub fn load_revisions(paths: &StatePaths) -> Result<Revisions, StateError> {
+    let path = paths.revisions();
+    match fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Revisions::new()),
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+pub fn save_revisions(paths: &StatePaths, tracks: &Revisions) -> Result<(), StateError> {
+    let path = paths.revisions();
+    let bytes = serde_json::to_vec_pretty(tracks).map_err(|source| StateError::Corrupt {
+        path: path.clone(),
+        source,
+    })?;
+    write_atomic(&path, &bytes).map_err(io_err(&path))
 }
 
 pub fn save_report(paths: &StatePaths, report: &AgentReport) -> Result<(), StateError> {

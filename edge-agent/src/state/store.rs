@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use drover_protocol::{DesiredState, Name};
 
-use super::{AgentReport, StateError, StatePaths, WorkloadRecord};
+use super::{AgentReport, Revisions, StateError, StatePaths, WorkloadRecord};
 
 pub trait StateStore: Send {
     /// Every readable workload record, and the errors of those that are not (skipped).
@@ -21,6 +21,9 @@ pub trait StateStore: Send {
     fn load_hub_desired(&self) -> Option<Vec<u8>>;
     fn save_hub_desired(&self, payload: &[u8]) -> Result<(), StateError>;
     fn save_report(&self, report: &AgentReport) -> Result<(), StateError>;
+    /// The device's revision tracks (on-device rollback); empty when there are none.
+    fn load_revisions(&self) -> Result<Revisions, StateError>;
+    fn save_revisions(&self, tracks: &Revisions) -> Result<(), StateError>;
     /// What each named volume holds, largest first (a bounded walk: call it only when
     /// the disk runs low).
     fn volume_usage(&self) -> Vec<super::VolumeUsage>;
@@ -65,6 +68,14 @@ impl StateStore for FileStateStore {
 
     fn save_report(&self, report: &AgentReport) -> Result<(), StateError> {
         super::save_report(&self.paths, report)
+    }
+
+    fn load_revisions(&self) -> Result<Revisions, StateError> {
+        super::load_revisions(&self.paths)
+    }
+
+    fn save_revisions(&self, tracks: &Revisions) -> Result<(), StateError> {
+        super::save_revisions(&self.paths, tracks)
     }
 
     fn volume_usage(&self) -> Vec<super::VolumeUsage> {
