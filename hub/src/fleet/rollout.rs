@@ -346,11 +346,16 @@ fn advance(
         .collect();
     if next.is_empty() {
         // Complete once the revision proved itself on a device, or when every target has
-        // had it; with all remaining devices offline and nothing proven yet, wait for one
-        // to come back rather than hand an unproven revision to the whole fleet.
+        // had it and was judged; with the remaining devices offline (or updated and
+        // offline before reporting) and nothing proven yet, wait for one to come back
+        // rather than call an unproven revision complete.
         let proven = r.updated.values().any(|u| u.state == DeviceState::Healthy);
-        let all_had_it = targets.iter().all(|d| r.updated.contains_key(d));
-        if proven || all_had_it {
+        let all_judged = targets.iter().all(|d| {
+            r.updated
+                .get(d)
+                .is_some_and(|u| u.state != DeviceState::Updating)
+        });
+        if proven || all_judged {
             r.phase = Phase::Complete;
             decisions.push(Decision::Complete);
         }

@@ -294,3 +294,36 @@ fn with_every_device_offline_an_unproven_revision_waits_instead_of_completing() 
     let st = step(&st.rollout, &s, &t, &obs, 1_000);
     assert_eq!(updates(&st), vec![(0, vec![n("pi-2")])]);
 }
+
+#[test]
+fn an_updated_device_that_goes_offline_before_reporting_never_completes_the_rollout() {
+    // Found end to end: a single-device fleet's canary took the revision and lost its
+    // hub; the rollout was called Complete though nothing had proven the revision, and
+    // the device's own rollback reported later was ignored.
+    let t = devices(1);
+    let s = strategy();
+    let r = step(
+        &Rollout::new(1, 2, 0),
+        &s,
+        &t,
+        &world(&t, |_| 1, Some(0)),
+        0,
+    )
+    .rollout;
+    assert_eq!(r.revision_for(&n("pi-1")), 2);
+    let mut obs = world(&t, |_| 2, None);
+    obs.get_mut(&n("pi-1")).unwrap().online = false;
+    let st = step(&r, &s, &t, &obs, 500_000);
+    assert_eq!(st.rollout.phase, Phase::Progressing, "{st:?}");
+    assert!(st.decisions.is_empty());
+    // It returns having rolled back by itself: the rollout rolls back.
+    let o = obs.get_mut(&n("pi-1")).unwrap();
+    o.online = true;
+    o.revision = 1;
+    o.rolled_back = Some((2, "not healthy within 60s: readiness probe".into()));
+    let st = step(&st.rollout, &s, &t, &obs, 510_000);
+    assert!(
+        matches!(st.rollout.phase, Phase::RolledBack { .. }),
+        "{st:?}"
+    );
+}
