@@ -218,6 +218,12 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
         if let Some(r) = &wl.reason {
             out.push_str(&format!("{}: {}\n", wl.name, r.describe(now)));
         }
+        if let Some(rb) = &wl.rolled_back {
+            out.push_str(&format!(
+                "{}: rolled back by this device from revision {} to {}: {}\n",
+                wl.name, rb.from, rb.to, rb.reason
+            ));
+        }
     }
     out
 }
@@ -296,8 +302,12 @@ mod tests {
                 containers: vec![c],
                 last_error: Some("restarted: liveness probe failed 3 times: HTTP 500".into()),
                 reason: None,
-                revision: 0,
-                rolled_back: None,
+                revision: 3,
+                rolled_back: Some(drover_protocol::RolledBack {
+                    from: 4,
+                    to: 3,
+                    reason: "not healthy within 60s: main: readiness probe: HTTP 503".into(),
+                }),
             }],
         };
         let t = table(&status, 0);
@@ -316,6 +326,12 @@ mod tests {
         assert!(t.contains("web/main: readiness probe: HTTP 503\n"), "{t}");
         assert!(
             t.contains("web: restarted: liveness probe failed 3 times"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "web: rolled back by this device from revision 4 to 3: not healthy within 60s"
+            ),
             "{t}"
         );
     }
