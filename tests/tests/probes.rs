@@ -116,6 +116,32 @@ fn a_failing_liveness_probe_restarts_the_container_and_says_why() {
 }
 
 #[test]
+fn under_on_failure_a_liveness_kill_restarts_even_a_command_that_exits_0_on_sigterm() {
+    if !require_root(
+        "under_on_failure_a_liveness_kill_restarts_even_a_command_that_exits_0_on_sigterm",
+    ) {
+        return;
+    }
+    let (a, image) = agent_with_busybox("probeonfail");
+    // Exits 0 on SIGTERM (saying so); its liveness probe never passes.
+    let script = "trap 'echo term-exit-0; exit 0' TERM; while true; do sleep 1; done";
+    let probe = "livenessProbe: {exec: {command: [false]}, periodSeconds: 1, failureThreshold: 2}";
+    let y = manifest("job", &image, script, "host", &[probe])
+        .replace("restartPolicy: Always", "restartPolicy: OnFailure")
+        .replace("stopGracePeriod: 1s", "stopGracePeriod: 10s");
+    a.write_manifest("job.yaml", &y);
+    let c = wait_main(&a, "job", "a restart after the liveness kill", |c| {
+        c["restarts"].as_u64() >= Some(1) && c["phase"] == "Running"
+    });
+    let (code, logs, err) = a.cli(&["logs", "job"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        logs.contains("term-exit-0"),
+        "the killed run ended by exiting 0: {logs}\n{c}"
+    );
+}
+
+#[test]
 fn readiness_flips_ready_without_a_restart() {
     if !require_root("readiness_flips_ready_without_a_restart") {
         return;

@@ -78,10 +78,13 @@ fn container_meets(
     let Some(obs) = obs else { return false };
     let (completed, finished) = match &obs.run {
         RunState::Exited {
-            code, oom_killed, ..
+            code,
+            oom_killed,
+            killed_by_probe,
+            ..
         } => {
-            let ok = *code == 0 && !oom_killed;
-            (ok, ok && !should_restart(policy, *code, *oom_killed))
+            let ok = *code == 0 && !oom_killed && !killed_by_probe;
+            (ok, ok && !should_restart(policy, *code, false))
         }
         _ => (false, false),
     };

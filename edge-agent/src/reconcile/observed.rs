@@ -52,6 +52,10 @@ pub enum RunState {
     Exited {
         code: i32,
         oom_killed: bool,
+        /// Killed by its shim because a liveness (or startup) probe failed: a failure
+        /// whatever the exit code (a process that exits 0 on SIGTERM included), as
+        /// kubelet treats it under `OnFailure`.
+        killed_by_probe: bool,
         /// Wall clock, for the status.
         started_at_ms: u64,
         finished_at_ms: u64,

@@ -286,11 +286,12 @@ pub fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now: BootMs) -
         RunState::Exited {
             code,
             oom_killed,
+            killed_by_probe,
             ran_ms,
             finished_at_boot_ms,
             ..
         } => {
-            if !should_restart(policy, *code, *oom_killed) {
+            if !should_restart(policy, *code, *oom_killed || *killed_by_probe) {
                 return NextStart::Never;
             }
             let level = backoff::effective_level(obs.backoff_level, *ran_ms);
@@ -310,11 +311,12 @@ pub fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now: BootMs) -
     }
 }
 
-/// The restart policy's verdict on an exit.
-pub fn should_restart(policy: RestartPolicy, code: i32, oom_killed: bool) -> bool {
+/// The restart policy's verdict on an exit; `killed` when the system ended it (the OOM
+/// killer, a failed liveness or startup probe), a failure whatever its code.
+pub fn should_restart(policy: RestartPolicy, code: i32, killed: bool) -> bool {
     match policy {
         RestartPolicy::Always => true,
-        RestartPolicy::OnFailure => code != 0 || oom_killed,
+        RestartPolicy::OnFailure => code != 0 || killed,
         RestartPolicy::Never => false,
     }
 }

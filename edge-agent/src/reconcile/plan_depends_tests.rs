@@ -34,6 +34,7 @@ fn exited(code: i32) -> RunState {
     RunState::Exited {
         code,
         oom_killed: false,
+        killed_by_probe: false,
         started_at_ms: 1,
         finished_at_ms: 2,
         ran_ms: 1,

@@ -76,6 +76,7 @@ fn exited(code: i32, oom: bool, started: u64, finished: u64) -> RunState {
     RunState::Exited {
         code,
         oom_killed: oom,
+        killed_by_probe: false,
         started_at_ms: started,
         finished_at_ms: finished,
         ran_ms: finished - started,
@@ -317,7 +318,7 @@ fn a_failed_new_image_leaves_the_old_workload_running_and_is_retried_later() {
 }
 
 #[test]
-fn restart_policies_decide_on_exit_codes_and_oom_kills() {
+fn restart_policies_decide_on_exit_codes_oom_kills_and_probe_kills() {
     let cases = [
         (RestartPolicy::Always, 0, false, true),
         (RestartPolicy::Always, 1, false, true),
@@ -337,6 +338,26 @@ fn restart_policies_decide_on_exit_codes_and_oom_kills() {
             "{policy:?} code {code} oom {oom}"
         );
         assert_eq!(p.wake_at_ms, None);
+    }
+    // Killed by its shim after a failed liveness probe, a process that exits 0 on
+    // SIGTERM is still a failure: restarted under OnFailure (as kubelet does), not Never.
+    for (policy, restarts) in [
+        (RestartPolicy::OnFailure, true),
+        (RestartPolicy::Never, false),
+    ] {
+        let w = workload("job", &["oci:/a"], policy);
+        let killed = RunState::Exited {
+            code: 0,
+            oom_killed: false,
+            killed_by_probe: true,
+            started_at_ms: 0,
+            finished_at_ms: 10,
+            ran_ms: 10,
+            finished_at_boot_ms: 10,
+        };
+        let o = observed_with(&w, killed, 0, 0);
+        let p = plan(&[w], &o, 60_000);
+        assert_eq!(!p.actions.is_empty(), restarts, "{policy:?}");
     }
 }
 

@@ -108,6 +108,7 @@ mod tests {
         RunState::Exited {
             code: 1,
             oom_killed: false,
+            killed_by_probe: false,
             started_at_ms: 0,
             finished_at_ms: 0,
             ran_ms: 10,

@@ -35,6 +35,7 @@ pub fn run_state(rec: &ContainerRecord, view: Option<&ShimView>) -> RunState {
         ShimState::Exited => RunState::Exited {
             code: s.exit_code.unwrap_or(-1),
             oom_killed: s.oom_killed,
+            killed_by_probe: s.probes.killed_by_probe.is_some(),
             started_at_ms: s.started_at_ms.unwrap_or(0),
             finished_at_ms: s.finished_at_ms.unwrap_or(0),
             ran_ms: ran_ms(s),

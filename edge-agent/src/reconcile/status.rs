@@ -38,8 +38,12 @@ pub fn container_phase(
             Some(format!("{error} (retried with back-off)")),
         ),
         RunState::Exited {
-            code, oom_killed, ..
+            code,
+            oom_killed,
+            killed_by_probe,
+            ..
         } => {
+            let killed = *oom_killed || *killed_by_probe;
             let why = if *oom_killed {
                 Some("killed: out of memory".to_string())
             } else if *code != 0 {
@@ -47,9 +51,9 @@ pub fn container_phase(
             } else {
                 None
             };
-            let phase = if should_restart(spec.restart_policy, *code, *oom_killed) {
+            let phase = if should_restart(spec.restart_policy, *code, killed) {
                 Phase::BackOff
-            } else if *code == 0 && !oom_killed {
+            } else if *code == 0 && !killed {
                 Phase::Succeeded
             } else {
                 Phase::Failed
@@ -118,6 +122,7 @@ mod tests {
         let run = RunState::Exited {
             code,
             oom_killed: oom,
+            killed_by_probe: false,
             started_at_ms: 0,
             finished_at_ms: 1,
             ran_ms: 1,
