@@ -23,11 +23,13 @@ use crate::shim::status::MAX_PROBE_MESSAGE;
 /// Most output bytes kept from one run.
 pub const MAX_OUTPUT: usize = MAX_PROBE_MESSAGE;
 
-/// Who the probe runs as: the container process's user and working directory.
+/// Who the probe runs as: the container process's user (with its supplementary groups,
+/// as `docker exec` and kubelet's exec probes do) and working directory.
 #[derive(Clone, Debug, Default)]
 pub struct ExecAs {
     pub uid: u32,
     pub gid: u32,
+    pub additional_gids: Vec<u32>,
     pub cwd: Option<String>,
 }
 
@@ -39,6 +41,7 @@ impl ExecAs {
         ExecAs {
             uid: p.user().uid(),
             gid: p.user().gid(),
+            additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
             cwd: Some(p.cwd().to_string_lossy().into_owned()),
         }
     }
@@ -92,6 +95,7 @@ impl ExecCheck {
             .with_detach(true)
             .with_user(Some(who.uid))
             .with_group(Some(who.gid))
+            .with_additional_gids(who.additional_gids.clone())
             .with_cwd(who.cwd.as_deref())
             .with_container_args(command.to_vec())
             .build();
@@ -170,5 +174,34 @@ fn remove_tenant_sockets(state_dir: &Path) {
         if name.starts_with("tenant-notify-") && name.ends_with(".sock") {
             let _ = std::fs::remove_file(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use oci_spec::runtime::{ProcessBuilder, SpecBuilder, UserBuilder};
+
+    use super::*;
+
+    #[test]
+    fn exec_probes_run_as_the_containers_user_with_its_supplementary_groups() {
+        let user = UserBuilder::default()
+            .uid(1000u32)
+            .gid(1000u32)
+            .additional_gids(vec![44u32, 20])
+            .build()
+            .unwrap();
+        let process = ProcessBuilder::default()
+            .user(user)
+            .cwd("/srv")
+            .build()
+            .unwrap();
+        let spec = SpecBuilder::default().process(process).build().unwrap();
+        let who = ExecAs::of(&spec);
+        assert_eq!((who.uid, who.gid), (1000, 1000));
+        assert_eq!(who.additional_gids, vec![44, 20]);
+        assert_eq!(who.cwd.as_deref(), Some("/srv"));
     }
 }
