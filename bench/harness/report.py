@@ -273,6 +273,34 @@ def flat_rows(obj, prefix=""):
         yield prefix, obj
 
 
+# Every section this script writes, measured or not in a given run.
+OWN_SECTIONS = {"Start latency", "Agent memory", "Start latency / agent memory", "Hub fan-out",
+                "Wire size", "Binary sizes", "Left out"}
+
+
+def kept_sections(report, md):
+    """Sections of the existing REPORT.md that other scripts write (bench/probes.sh's
+    "Probes", bench/rollout.sh's "Rollouts", …) and this run does not: kept as they are,
+    so that a full run never drops figures it did not measure."""
+    try:
+        with open(report) as f:
+            old = f.read()
+    except FileNotFoundError:
+        return []
+    ours = {line[3:].strip() for line in md if line.startswith("## ")} | OWN_SECTIONS
+    kept, current = [], None
+    for line in old.split("\n"):
+        if line.startswith("## "):
+            current = None if line[3:].strip() in ours else []
+            if current is not None:
+                kept.append(current)
+        elif line.startswith("# "):
+            current = None
+        if current is not None:
+            current.append(line)
+    return [line for section in kept for line in section]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
@@ -398,6 +426,7 @@ def main():
         for b, v in by.items():
             md.append(f"| `{b}` | {v.get('x86_64', '')} | {v.get('aarch64', '')} | {v.get('armv7', '')} |")
         md.append("")
+    md += kept_sections(args.report, md)
     md += ["## Left out", "",
            "- Plots are hand-written SVG (no matplotlib on the machine).",
            "- The telemetry sample is a bench-defined struct: the protocol has no telemetry type yet.",
