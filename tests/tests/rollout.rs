@@ -17,7 +17,7 @@ use std::time::Duration;
 use drover_tests::agent::TestAgent;
 use drover_tests::hub::TestHub;
 use drover_tests::{bin, require_root, wait_for};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Generous: several agents, containers and a hub share two busy cores.
 const T: Duration = Duration::from_secs(90);
@@ -166,6 +166,84 @@ fn batches(hub: &TestHub, rev: u64) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `started[i]`: when device `i` started the new revision. Each batch started only
+/// after every device of the one before had run for minReadySeconds (1 s) — same clock.
+fn assert_each_batch_waited(started: &[u64], batches: &[&[usize]]) {
+    for pair in batches.windows(2) {
+        let prev = pair[0].iter().map(|&i| started[i]).max().unwrap();
+        for &i in pair[1] {
+            assert!(
+                started[i] >= prev + 1000,
+                "device {i} started the revision at {} ms, before the previous batch \
+                 (started by {prev} ms) was ready for minReadySeconds",
+                started[i]
+            );
+        }
+    }
+}
+
+/// Prints what a user sees of a failing rollout: `apply --wait`, `rollout status` and
+/// `rollout history` (the issue's closing note quotes it).
+fn print_transcript(hub: &TestHub, code: i32, apply_out: &str) {
+    let status = hub.cli(&["rollout", "status", WL]);
+    let history = hub.cli(&["rollout", "history", WL]);
+    eprintln!(
+        "===== transcript of a failing rollout =====\n\
+         $ drover-hub apply -f app.yaml --wait --timeout 90s\n{apply_out}[exit status {code}]\n\
+         $ drover-hub rollout status {WL}\n{}{}[exit status {}]\n\
+         $ drover-hub rollout history {WL}\n{}{}[exit status {}]\n\
+         ===== end of transcript =====",
+        status.1, status.2, status.0, history.1, history.2, history.0
+    );
+}
+
+/// The hub shows the rollout 2 → 3 RolledBack, failed on `canary` alone, with a reason
+/// naming the device and the probe; every device stayed online.
+fn assert_rolled_back_at(hub: &TestHub, canary: &str) {
+    let st = rollout_status(hub);
+    let r = &st["rollout"];
+    let reason = r["reason"].as_str().unwrap_or_default();
+    let got = [
+        &r["from"],
+        &r["to"],
+        &r["phase"],
+        &r["updated"],
+        &r["failed"],
+    ];
+    assert_eq!(
+        got,
+        [
+            &json!(2),
+            &json!(3),
+            &json!("RolledBack"),
+            &json!(1),
+            &json!(1)
+        ],
+        "{st}"
+    );
+    assert!(
+        reason.contains(canary) && reason.contains("readiness"),
+        "the reason names the canary and the probe: {st}"
+    );
+    let failed: Vec<&str> = st["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["state"] == "Failed")
+        .filter_map(|d| d["device"].as_str())
+        .collect();
+    assert_eq!(failed, [canary], "{st}");
+    let offline: Vec<&Value> = st["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["online"] != true)
+        .collect();
+    assert!(offline.is_empty(), "every device stays online: {st}");
+    let (code, describe, _) = hub.cli(&["describe", "deployment", WL]);
+    assert!(code == 0 && describe.contains("RolledBack:"), "{describe}");
+}
+
 #[test]
 fn a_good_revision_goes_canary_first_then_in_batches_and_a_bad_one_stops_at_the_canary() {
     if !require_root(
@@ -191,22 +269,10 @@ fn a_good_revision_goes_canary_first_then_in_batches_and_a_bad_one_stops_at_the_
     assert_eq!(code, 0, "apply --wait of a good revision:\n{out}");
     assert!(out.contains("complete"), "{out}");
     let want = vec![vec!["ro-1"], vec!["ro-2", "ro-3"], vec!["ro-4", "ro-5"]];
-    assert_eq!(batches(&hub, 2), want, "{}", hub.logs());
+    assert_eq!(batches(&hub, 2), want);
     let v2: Vec<(u64, u64)> = agents.iter().map(|(n, a)| wait_ready(n, a, 2)).collect();
-    let started = |i: usize| v2[i].1;
-    for (batch, prev) in [([1, 2], &[0][..]), ([3, 4], &[1, 2][..])] {
-        let prev_started = prev.iter().map(|&i| started(i)).max().unwrap();
-        for i in batch {
-            assert!(
-                started(i) >= prev_started + 1000,
-                "ro-{} started revision 2 at {} ms, before the previous batch (started at {} ms) \
-                 was ready for minReadySeconds",
-                i + 1,
-                started(i),
-                prev_started
-            );
-        }
-    }
+    let started: Vec<u64> = v2.iter().map(|(_, t)| *t).collect();
+    assert_each_batch_waited(&started, &[&[0], &[1, 2], &[3, 4]]);
     let st = rollout_status(&hub);
     let r = &st["rollout"];
     assert_eq!(
@@ -219,16 +285,7 @@ fn a_good_revision_goes_canary_first_then_in_batches_and_a_bad_one_stops_at_the_
     // healthy within healthTimeout, and is rolled back; no other device ever runs it.
     let yaml = deployment(&image, "ro", "v3-bad", false);
     let (code, out) = apply_wait(&hub, "app.yaml", &yaml);
-    let status = hub.cli(&["rollout", "status", WL]);
-    let history = hub.cli(&["rollout", "history", WL]);
-    eprintln!(
-        "===== transcript of a failing rollout =====\n\
-         $ drover-hub apply -f app.yaml --wait --timeout 90s\n{out}[exit status {code}]\n\
-         $ drover-hub rollout status {WL}\n{}{}[exit status {}]\n\
-         $ drover-hub rollout history {WL}\n{}{}[exit status {}]\n\
-         ===== end of transcript =====",
-        status.1, status.2, status.0, history.1, history.2, history.0
-    );
+    print_transcript(&hub, code, &out);
     assert_eq!(
         code, 2,
         "apply --wait of a rolled back rollout exits 2:\n{out}"
@@ -237,48 +294,7 @@ fn a_good_revision_goes_canary_first_then_in_batches_and_a_bad_one_stops_at_the_
         out.contains("FAILED") && out.contains("RolledBack"),
         "{out}"
     );
-
-    let st = rollout_status(&hub);
-    let r = &st["rollout"];
-    let reason = r["reason"].as_str().unwrap_or_default();
-    assert_eq!(
-        (
-            &r["from"],
-            &r["to"],
-            &r["phase"],
-            &r["updated"],
-            &r["failed"]
-        ),
-        (
-            &2.into(),
-            &3.into(),
-            &"RolledBack".into(),
-            &1.into(),
-            &1.into()
-        ),
-        "{st}"
-    );
-    assert!(
-        reason.contains("ro-1") && reason.contains("readiness"),
-        "the reason names the canary and the probe: {st}"
-    );
-    let failed: Vec<&str> = st["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|d| d["state"] == "Failed")
-        .filter_map(|d| d["device"].as_str())
-        .collect();
-    assert_eq!(failed, ["ro-1"], "{st}");
-    let offline: Vec<&Value> = st["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|d| d["online"] != true)
-        .collect();
-    assert!(offline.is_empty(), "every device stays online: {st}");
-    let (code, describe, _) = hub.cli(&["describe", "deployment", WL]);
-    assert!(code == 0 && describe.contains("RolledBack:"), "{describe}");
+    assert_rolled_back_at(&hub, "ro-1");
 
     // The canary runs revision 2 again, and did run revision 3 (the marker is real).
     let (canary_name, canary) = &agents[0];
