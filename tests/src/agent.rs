@@ -24,6 +24,9 @@ pub struct TestAgent {
     started_ms: u64,
 }
 
+/// The heartbeat of agents connected to a test hub, in seconds.
+pub const TEST_HEARTBEAT_S: u64 = 2;
+
 impl TestAgent {
     /// A new agent (not started) and a busybox OCI layout in its folder.
     pub fn with_busybox(test: &str) -> (TestAgent, PathBuf) {
@@ -63,10 +66,13 @@ impl TestAgent {
     }
 
     /// Points the agent at a hub: `snippet` is what `drover-hub device add` printed
-    /// (device name and `[hub]` section). Takes effect at the next start.
+    /// (device name and `[hub]` section), with a heartbeat of [`TEST_HEARTBEAT_S`] — well
+    /// within the test hub's `offline_after` (10 s), as in any sane setup (the defaults
+    /// are 30 s and 90 s), so that a quiet device still counts as online. Takes effect at
+    /// the next start.
     pub fn connect_to_hub(&self, snippet: &str) {
         let toml = format!(
-            "{}\n{snippet}\n",
+            "{}\n{snippet}\nheartbeat = \"{TEST_HEARTBEAT_S}s\"\n",
             base_config(&self.state, &self.manifests, &self.cgroup_parent)
         );
         fs::write(&self.config, toml).expect("config");

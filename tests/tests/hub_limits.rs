@@ -16,7 +16,7 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(90);
 /// The agents' heartbeat (the hub's test config marks a device offline after 10 s).
-const HEARTBEAT_S: u64 = 2;
+const HEARTBEAT_S: u64 = drover_tests::agent::TEST_HEARTBEAT_S;
 /// How many heartbeats the connection must survive.
 const HEARTBEATS: u64 = 5;
 /// The MQTT packet limit the agent's outgoing side had before the limits were unified.
@@ -40,7 +40,6 @@ fn many_workloads(n: usize) -> Vec<String> {
 fn agent(hub: &TestHub, name: &str, workloads: usize) -> TestAgent {
     let mut a = TestAgent::new(name);
     a.connect_to_hub(&hub.device_add(name, &[]));
-    a.append_config(&format!("heartbeat = \"{HEARTBEAT_S}s\"\n"));
     for (i, file) in many_workloads(workloads).iter().enumerate() {
         a.write_manifest(&format!("many-{i}.yaml"), file);
     }

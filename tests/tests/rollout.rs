@@ -22,9 +22,6 @@ use serde_json::{Value, json};
 /// Generous: several agents, containers and a hub share two busy cores.
 const T: Duration = Duration::from_secs(90);
 const WL: &str = "app";
-/// The agents' heartbeat: well within the test hub's `offline_after` (10 s), as in any
-/// sane setup (the defaults are 30 s and 90 s), so that a quiet device still counts as online.
-const HEARTBEAT_S: u64 = 2;
 
 /// A RollingUpdate Deployment `app` for devices with `pool`: canary 1, then batches of 2,
 /// healthy after 1 s ready, failed when not healthy within 15 s. The container writes
@@ -55,7 +52,6 @@ fn fleet(hub: &TestHub, prefix: &str, n: usize) -> Vec<(String, TestAgent)> {
             let name = format!("{prefix}-{i}");
             let mut a = TestAgent::new(&name);
             a.connect_to_hub(&hub.device_add(&name, &[&format!("pool={prefix}")]));
-            a.append_config(&format!("heartbeat = \"{HEARTBEAT_S}s\"\n"));
             a.start();
             (name, a)
         })
