@@ -28,6 +28,7 @@ impl Agent {
                         run,
                         restarts: crec.restarts,
                         backoff_level: crec.backoff_level,
+                        probes: view.map(|v| v.status.probes).unwrap_or_default(),
                     };
                     (c.clone(), obs)
                 })

@@ -14,7 +14,7 @@ use super::disk_pressure::{DiskPressure, disk_pressure};
 use crate::reconcile::reason::workload_reason;
 use crate::reconcile::status::{container_phase, image_problem, workload_phase};
 use crate::reconcile::{ImageState, Observed, ObservedWorkload, RunState};
-use crate::shim::status::last_probe_kill;
+use crate::shim::status::{ProbeStatus, last_probe_kill};
 use crate::state::{AgentReport, StateError};
 
 #[derive(Debug, Default)]
@@ -221,7 +221,7 @@ impl Agent {
             RunState::Running { pid, started_at_ms } => {
                 st.pid = Some(*pid);
                 st.started_at_ms = Some(*started_at_ms);
-                self.fill_probes(&mut st, &dir, true);
+                fill_probes(&mut st, &obs.probes, true);
                 if let Some(why) = last_probe_kill(&dir) {
                     st.last_error = Some(format!("restarted: {why}"));
                 }
@@ -240,7 +240,7 @@ impl Agent {
                 st.exit_code = Some(*code);
                 st.oom_killed = *oom_killed;
                 st.started_at_ms = Some(*started_at_ms);
-                self.fill_probes(&mut st, &dir, false);
+                fill_probes(&mut st, &obs.probes, false);
                 if let Some(why) = last_probe_kill(&dir) {
                     st.last_error = Some(format!("killed: {why}"));
                 }
@@ -249,21 +249,15 @@ impl Agent {
         }
         st
     }
+}
 
-    /// Health, readiness and the last probe message from the shim's status. A running
-    /// container without probes is ready; one with probes when they say so.
-    fn fill_probes(&self, st: &mut ContainerStatus, dir: &std::path::Path, running: bool) {
-        let probes = self
-            .ports
-            .runtime
-            .inspect(dir)
-            .map(|v| v.status.probes)
-            .unwrap_or_default();
-        st.ready = running && (probes.health == Health::None || probes.ready);
-        st.health = probes.health;
-        st.probe_failures = probes.failures;
-        st.probe_message = probes.message;
-    }
+/// Health, readiness and the last probe message from the shim's status (as observed this
+/// pass). A running container without probes is ready; one with probes when they say so.
+fn fill_probes(st: &mut ContainerStatus, probes: &ProbeStatus, running: bool) {
+    st.ready = running && (probes.health == Health::None || probes.ready);
+    st.health = probes.health;
+    st.probe_failures = probes.failures;
+    st.probe_message = probes.message.clone();
 }
 
 /// A desired workload not created yet: pending, or failed when its image is.

@@ -35,6 +35,9 @@ pub struct ObservedContainer {
     /// Running, and its probes say ready (or it has none): what `dependsOn` with
     /// `condition: healthy` waits for.
     pub ready: bool,
+    /// What its shim's probes said last (default without probes or status), for the
+    /// status report: read once per pass with the rest of the shim's status.
+    pub probes: crate::shim::status::ProbeStatus,
 }
 
 #[derive(Clone, Debug, PartialEq)]

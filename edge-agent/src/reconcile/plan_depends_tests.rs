@@ -47,6 +47,7 @@ fn container(run: RunState, ready: bool) -> ObservedContainer {
         run,
         restarts: 0,
         backoff_level: 0,
+        probes: Default::default(),
         ready,
     }
 }

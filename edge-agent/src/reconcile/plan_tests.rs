@@ -49,6 +49,7 @@ fn observed_with(spec: &WorkloadSpec, run: RunState, restarts: u32, level: u32) 
                     run: run.clone(),
                     restarts,
                     backoff_level: level,
+                    probes: Default::default(),
                     ready: matches!(run, RunState::Running { .. }),
                 },
             )

@@ -35,6 +35,7 @@ pub fn workload_reason(
         run: RunState::NotCreated,
         restarts: 0,
         backoff_level: 0,
+        probes: Default::default(),
         ready: false,
     };
     let mut crash_due: Option<BootMs> = None;
@@ -93,6 +94,7 @@ mod tests {
             run,
             restarts: level,
             backoff_level: level,
+            probes: Default::default(),
         };
         o.workloads.insert(
             spec.name.clone(),

@@ -132,6 +132,7 @@ mod tests {
             run,
             restarts: 0,
             backoff_level: 0,
+            probes: Default::default(),
             ready: false,
         }
     }
@@ -169,6 +170,7 @@ mod tests {
             },
             restarts: 0,
             backoff_level: 0,
+            probes: Default::default(),
             ready: true,
         };
         assert_eq!(
@@ -192,6 +194,7 @@ mod tests {
             },
             restarts: 0,
             backoff_level: 0,
+            probes: Default::default(),
             ready: false,
         };
         let (phase, why) = container_phase(&always, Some(&bad), false);
