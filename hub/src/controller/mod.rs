@@ -18,6 +18,7 @@ mod devices;
 mod ingest;
 mod read;
 mod read_rollout;
+mod rollout_actions;
 mod rollouts;
 mod sign;
 

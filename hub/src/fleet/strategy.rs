@@ -217,8 +217,12 @@ mod tests {
     #[test]
     fn the_rollout_example_in_configs_parses() {
         let text = include_str!("../../../configs/fleet/rollout.yaml");
-        let Object::Deployment(d) = parse_objects("rollout.yaml", text).unwrap().remove(0) else {
-            panic!("a Deployment");
+        let gateway = parse_objects("rollout.yaml", text)
+            .unwrap()
+            .into_iter()
+            .find(|o| matches!(o, Object::Deployment(d) if d.name.as_str() == "gateway"));
+        let Some(Object::Deployment(d)) = gateway else {
+            panic!("the gateway Deployment");
         };
         let s = d.strategy.unwrap();
         assert_eq!(
