@@ -228,7 +228,6 @@ impl<'a> Specs<'a> {
                 current.fallback = Some(Box::new(old.clone()));
                 current.health_timeout_ms =
                     u32::try_from(strategy.health_timeout_ms).unwrap_or(u32::MAX);
-                current.min_ready_ms = u32::try_from(strategy.min_ready_ms).unwrap_or(u32::MAX);
                 Some((r, Arc::new(old)))
             }
             _ => None,
