@@ -119,6 +119,22 @@ impl WorkloadSpec {
             fallback: None,
         }
     }
+
+    /// True when `self` and `other` run the same containers the same way and differ at
+    /// most in their rollout bookkeeping — revision, fallback, health timeout,
+    /// `minReadySeconds`: a device takes such a change without restarting anything (a
+    /// Deployment applied again with the template its devices run, or a device that is not
+    /// in a rollout's batch yet getting its spec without the previous rollout's fallback).
+    pub fn runs_like(&self, other: &WorkloadSpec) -> bool {
+        let bare = |w: &WorkloadSpec| WorkloadSpec {
+            revision: 0,
+            health_timeout_ms: 0,
+            min_ready_ms: 0,
+            fallback: None,
+            ..w.clone()
+        };
+        bare(self) == bare(other)
+    }
 }
 
 impl ContainerSpec {

@@ -158,6 +158,7 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
             "RESTARTS",
             "MEMORY",
             "STARTED",
+            "REV",
             "IMAGE",
         ]
         .map(String::from)
@@ -184,6 +185,10 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
                 c.restarts.to_string(),
                 mem,
                 started,
+                match wl.revision {
+                    0 => "-".into(),
+                    r => r.to_string(),
+                },
                 c.image.clone(),
             ]);
         }
@@ -203,8 +208,13 @@ pub fn table(status: &DeviceStatus, now: u64) -> String {
     }
     for wl in &status.workloads {
         for c in wl.containers.iter().filter(|c| c.probe_failures > 0) {
+            // Probe output is the container's: one line here, whatever it printed.
             let msg = c.probe_message.as_deref().unwrap_or_default();
-            out.push_str(&format!("{}/{}: {msg}\n", wl.name, c.name));
+            let msg: String = msg
+                .chars()
+                .map(|ch| if ch.is_control() { ' ' } else { ch })
+                .collect();
+            out.push_str(&format!("{}/{}: {}\n", wl.name, c.name, msg.trim_end()));
         }
     }
     for wl in status.workloads.iter().filter(|w| w.last_error.is_some()) {
@@ -287,7 +297,7 @@ mod tests {
             restarts: 1,
             health: Health::Unhealthy,
             probe_failures: 2,
-            probe_message: Some("readiness probe: HTTP 503".into()),
+            probe_message: Some("readiness probe: HTTP 503\nbody line 2\n".into()),
             ..ContainerStatus::new(name("main"), "busybox".into(), Phase::Running)
         };
         let status = DeviceStatus {
@@ -323,7 +333,11 @@ mod tests {
         );
         let row = lines.next().unwrap_or_default();
         assert!(row.contains("Running  no     unhealthy (2 failed)"), "{t}");
-        assert!(t.contains("web/main: readiness probe: HTTP 503\n"), "{t}");
+        assert!(
+            t.contains("web/main: readiness probe: HTTP 503 body line 2\n"),
+            "probe output stays on one line: {t}"
+        );
+        assert!(row.contains(" 3 "), "the REV column: {row}");
         assert!(
             t.contains("web: restarted: liveness probe failed 3 times"),
             "{t}"

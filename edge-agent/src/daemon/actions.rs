@@ -54,6 +54,7 @@ impl Agent {
                 self.images.pulling(&image);
             }
             Action::CreateWorkload { workload } => self.create_workload(&workload),
+            Action::UpdateRevision { workload } => self.update_revision(&workload),
             Action::StartContainer {
                 workload,
                 container,
@@ -93,6 +94,24 @@ impl Agent {
         };
         info!(workload = %name, "workload created");
         self.records.insert(name.clone(), rec);
+        self.save_record(name);
+    }
+
+    /// Takes the desired spec of `name` into its record in place (it runs like the
+    /// created one: only rollout bookkeeping changed).
+    fn update_revision(&mut self, name: &Name) {
+        let desired = self
+            .sources
+            .desired
+            .workloads
+            .iter()
+            .find(|w| &w.name == name);
+        let (Some(spec), Some(rec)) = (desired, self.records.get_mut(name)) else {
+            return;
+        };
+        info!(workload = %name, from = rec.spec.revision, to = spec.revision,
+            "revision updated in place: the containers run as they are");
+        rec.spec = spec.clone();
         self.save_record(name);
     }
 

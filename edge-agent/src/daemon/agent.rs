@@ -360,6 +360,10 @@ impl Agent {
                 ));
             }
         }
+        if let Some(w) = cross_source_cycle(&workloads, &s.static_desired.workloads) {
+            warn!("{w}");
+            s.conflicts.push(w);
+        }
         let generation = s.hub_desired.as_ref().map_or(0, |d| d.generation);
         let workloads = {
             s.given = workloads;
@@ -375,6 +379,28 @@ impl Agent {
             workloads,
         };
     }
+}
+
+/// A `dependsOn` cycle that only the merge of the hub's workloads and the manifests
+/// folder's forms (each side is checked alone where it is written): none of its workloads
+/// can start, so say which, and where each comes from.
+fn cross_source_cycle(
+    merged: &[WorkloadSpec],
+    static_workloads: &[WorkloadSpec],
+) -> Option<String> {
+    let cycle = drover_protocol::manifest::workload_cycle(merged)?;
+    let from = |n: &Name| {
+        if static_workloads.iter().any(|w| &w.name == n) {
+            "manifests folder"
+        } else {
+            "hub"
+        }
+    };
+    let path: Vec<String> = cycle.iter().map(|n| format!("{n} ({})", from(n))).collect();
+    Some(format!(
+        "dependsOn forms a cycle between the hub's workloads and the manifests folder's: {}; none of them starts until one side drops its dependsOn",
+        path.join(" → ")
+    ))
 }
 
 fn lock_state(paths: &StatePaths) -> Result<std::fs::File, DaemonError> {

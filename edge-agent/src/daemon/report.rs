@@ -257,7 +257,9 @@ fn fill_probes(st: &mut ContainerStatus, probes: &ProbeStatus, running: bool) {
     st.ready = running && (probes.health == Health::None || probes.ready);
     st.health = probes.health;
     st.probe_failures = probes.failures;
-    st.probe_message = probes.message.clone();
+    // The last failure's message, while it matters: not on a container whose probes pass.
+    let passing = probes.failures == 0 && (st.ready || !running);
+    st.probe_message = probes.message.clone().filter(|_| !passing);
 }
 
 /// A desired workload not created yet: pending, or failed when its image is.

@@ -41,7 +41,7 @@ impl Agent {
             });
             let health = if open {
                 let status = self.workload_status(spec, observed);
-                rollback::health_of(&status, spec.revision, spec.min_ready_ms, wall)
+                rollback::health_of(&status, spec.revision, wall)
             } else {
                 rollback::Health::default()
             };

@@ -42,6 +42,9 @@ pub enum Action {
     PrepareImage { image: String },
     /// Record the workload with its spec and set up what its containers share.
     CreateWorkload { workload: Name },
+    /// The desired spec differs from the created one only in rollout bookkeeping
+    /// ([`WorkloadSpec::runs_like`]): the record takes it in place; nothing restarts.
+    UpdateRevision { workload: Name },
     /// Create and start one container. `restart` counts as a restart; the container's
     /// back-off level becomes `backoff_level`.
     StartContainer {
@@ -85,6 +88,12 @@ pub fn plan(desired: &[WorkloadSpec], observed: &Observed, now: BootMs) -> Plan 
         match observed.workloads.get(&spec.name) {
             Some(c) if c.stopping_since.is_some() => {} // created again once removed
             Some(c) if c.spec == *spec => {
+                plan_containers(desired, c, observed, now, &mut p, &mut starts)
+            }
+            Some(c) if c.spec.runs_like(spec) => {
+                p.actions.push(Action::UpdateRevision {
+                    workload: spec.name.clone(),
+                });
                 plan_containers(desired, c, observed, now, &mut p, &mut starts)
             }
             Some(_) => {

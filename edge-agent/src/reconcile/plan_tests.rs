@@ -534,3 +534,37 @@ fn back_off_is_counted_on_the_boot_clock_and_a_stamp_from_before_a_reboot_waits_
         vec![(true, 4)]
     );
 }
+
+#[test]
+fn a_change_of_rollout_bookkeeping_only_updates_the_record_and_restarts_nothing() {
+    let running = RunState::Running {
+        pid: 7,
+        started_at_ms: 0,
+    };
+    let created = WorkloadSpec {
+        revision: 4,
+        ..workload("web", &["oci:/a"], RestartPolicy::Always)
+    };
+    let mut o = observed_with(&created, running, 0, 0);
+    ready(&mut o, &["oci:/a"]);
+    // Revision 6 with the template of 4 (applied again), and a fallback and timeout.
+    let again = WorkloadSpec {
+        revision: 6,
+        health_timeout_ms: 60_000,
+        min_ready_ms: 5_000,
+        fallback: Some(Box::new(created.clone())),
+        ..created.clone()
+    };
+    let p = plan(std::slice::from_ref(&again), &o, 1_000);
+    assert_eq!(
+        p.actions,
+        vec![Action::UpdateRevision { workload: n("web") }]
+    );
+    // Anything that changes how it runs still replaces it.
+    let changed = WorkloadSpec {
+        stop_grace_ms: 1,
+        ..again
+    };
+    let p = plan(&[changed], &o, 1_000);
+    assert_eq!(p.actions, vec![Action::StopWorkload { workload: n("web") }]);
+}

@@ -3,8 +3,8 @@
 //! reachable. Pure: the daemon keeps a [`RevisionTrack`] per workload in its record,
 //! calls [`judge`] each pass, and runs [`effective`] instead of the desired spec.
 //!
-//! A revision is judged once: when it is healthy (ready, and ready for `min_ready_ms` when
-//! that is set) it is *proven* and never rolled back by the device afterwards; when its
+//! A revision is judged once: when it is healthy (ready, and ready without a break for
+//! `min_ready_ms` when that is set — counted from when it became ready) it is *proven* and never rolled back by the device afterwards; when its
 //! health timeout passes first it is rolled back, and stays so until the hub sends another
 //! revision. Nothing the hub did not sign ever runs: the fallback is part of the signed
 //! desired state.
@@ -25,13 +25,16 @@ pub struct RevisionTrack {
     pub proven: bool,
     /// The device went back to the fallback.
     pub rolled_back: Option<RolledBack>,
+    /// Since when (boot clock) it has been ready without a break, while not yet proven.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_since_boot_ms: Option<BootMs>,
 }
 
 /// How the workload is doing right now, as the daemon observed it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Health {
-    /// Running with every container ready, for at least the spec's `min_ready_ms`.
-    pub healthy: bool,
+    /// The revision runs with every container ready (for how long is the judge's affair).
+    pub ready: bool,
     /// Why not, when known (probe message, crash loop, start error).
     pub problem: Option<String>,
 }
@@ -53,13 +56,18 @@ pub fn judge(
             since_boot_ms: now,
             proven: false,
             rolled_back: None,
+            ready_since_boot_ms: None,
         },
     };
     if t.proven || t.rolled_back.is_some() {
         return t;
     }
-    if health.healthy {
+    let min_ready = u64::from(desired.min_ready_ms);
+    t.ready_since_boot_ms = health.ready.then(|| t.ready_since_boot_ms.unwrap_or(now));
+    let ready_for = t.ready_since_boot_ms.map(|at| clock::since(at, now));
+    if ready_for.is_some_and(|r| r >= min_ready) {
         t.proven = true;
+        t.ready_since_boot_ms = None;
         return t;
     }
     let Some(fallback) = &desired.fallback else {
@@ -69,10 +77,15 @@ pub fn judge(
     if timeout == 0 || clock::since(t.since_boot_ms, now) < timeout {
         return t;
     }
-    let why = health
-        .problem
-        .clone()
-        .unwrap_or_else(|| "not ready".to_owned());
+    let why = match (ready_for, &health.problem) {
+        (Some(r), _) => format!(
+            "ready for {}s of the {}s minReadySeconds",
+            r / 1000,
+            min_ready / 1000
+        ),
+        (None, Some(p)) => p.clone(),
+        (None, None) => "not ready".to_owned(),
+    };
     t.rolled_back = Some(RolledBack {
         from: desired.revision,
         to: fallback.revision,
@@ -93,17 +106,12 @@ pub fn effective<'a>(desired: &'a WorkloadSpec, track: Option<&RevisionTrack>) -
 }
 
 /// The health of `status` (built from the device's snapshot) as the judge of `revision`
-/// sees it: healthy when that revision runs, every container is ready, and the newest
-/// container start is at least `min_ready_ms` old (Unix ms; "running without restarts"
-/// when no probe exists). Otherwise why not: a probe's message, a crash loop, an error.
-pub fn health_of(
-    status: &WorkloadStatus,
-    revision: u64,
-    min_ready_ms: u32,
-    wall_now_ms: u64,
-) -> Health {
+/// sees it: ready when that revision runs and every container is ready (running with no
+/// probe counts). Otherwise why not: a probe's message, a crash loop, an error. `wall_now_ms`
+/// (Unix ms) words a crash loop's next retry.
+pub fn health_of(status: &WorkloadStatus, revision: u64, wall_now_ms: u64) -> Health {
     let sick = |problem: String| Health {
-        healthy: false,
+        ready: false,
         problem: Some(problem),
     };
     if status.revision != revision {
@@ -127,36 +135,29 @@ pub fn health_of(
                 .unwrap_or_else(|| format!("{:?}, not ready", status.phase)),
         );
     }
-    let newest_start = status
-        .containers
-        .iter()
-        .filter_map(|c| c.started_at_ms)
-        .max();
-    let ready_for = newest_start.map_or(0, |t| wall_now_ms.saturating_sub(t));
-    if ready_for < u64::from(min_ready_ms) {
-        return sick(format!(
-            "ready for {}s of the {}s minReadySeconds",
-            ready_for / 1000,
-            min_ready_ms / 1000
-        ));
-    }
     Health {
-        healthy: true,
+        ready: true,
         problem: None,
     }
 }
 
-/// When `track` (about `desired`) must be judged again at the latest: its health timeout
-/// (boot clock). `None` when it is decided or has no timeout.
+/// When `track` (about `desired`) must be judged again at the latest (boot clock): its
+/// health timeout, or the end of its `minReadySeconds` soak when that comes first. `None`
+/// when it is decided or has no timeout.
 pub fn deadline(desired: &WorkloadSpec, track: &RevisionTrack, now: BootMs) -> Option<BootMs> {
     let open = track.revision == desired.revision && !track.proven && track.rolled_back.is_none();
-    (open && desired.fallback.is_some() && desired.health_timeout_ms > 0).then(|| {
-        clock::due_at(
-            track.since_boot_ms,
-            u64::from(desired.health_timeout_ms),
-            now,
-        )
-    })
+    if !(open && desired.fallback.is_some() && desired.health_timeout_ms > 0) {
+        return None;
+    }
+    let timeout = clock::due_at(
+        track.since_boot_ms,
+        u64::from(desired.health_timeout_ms),
+        now,
+    );
+    let soaked = track
+        .ready_since_boot_ms
+        .map(|at| clock::due_at(at, u64::from(desired.min_ready_ms), now));
+    Some(soaked.map_or(timeout, |s| s.min(timeout)))
 }
 
 #[cfg(test)]
@@ -183,7 +184,7 @@ mod tests {
 
     fn sick() -> Health {
         Health {
-            healthy: false,
+            ready: false,
             problem: Some("liveness probe failed 3 times: HTTP 500".into()),
         }
     }
@@ -211,7 +212,7 @@ mod tests {
         );
         // The fallback becoming healthy changes nothing: the decision holds.
         let healthy = Health {
-            healthy: true,
+            ready: true,
             problem: None,
         };
         let again = judge(&d, Some(&t), &healthy, 90_000);
@@ -227,7 +228,7 @@ mod tests {
     fn a_proven_revision_is_never_rolled_back_by_the_device() {
         let d = gated(3);
         let healthy = Health {
-            healthy: true,
+            ready: true,
             problem: None,
         };
         let t = judge(&d, None, &healthy, 0);
@@ -260,6 +261,7 @@ mod tests {
             since_boot_ms: 500_000,
             proven: false,
             rolled_back: None,
+            ready_since_boot_ms: None,
         };
         let t = judge(&d, Some(&before), &sick(), 10_000);
         assert_eq!(t.rolled_back, None, "10 s since boot < 60 s");
@@ -292,20 +294,15 @@ mod tests {
     }
 
     #[test]
-    fn health_needs_the_revision_every_container_ready_and_min_ready_elapsed() {
-        let h = health_of(&status(7, true, 1_000), 7, 10_000, 11_000);
-        assert_eq!((h.healthy, h.problem), (true, None));
-        let h = health_of(&status(7, true, 1_000), 7, 10_000, 5_000);
-        assert_eq!(
-            h.problem.as_deref(),
-            Some("ready for 4s of the 10s minReadySeconds")
-        );
-        let h = health_of(&status(7, false, 1_000), 7, 0, 99_000);
+    fn health_needs_the_revision_running_and_every_container_ready() {
+        let h = health_of(&status(7, true, 1_000), 7, 11_000);
+        assert_eq!((h.ready, h.problem), (true, None));
+        let h = health_of(&status(7, false, 1_000), 7, 99_000);
         assert_eq!(
             h.problem.as_deref(),
             Some("main: readiness probe: HTTP 503")
         );
-        let h = health_of(&status(6, true, 1_000), 7, 0, 99_000);
+        let h = health_of(&status(6, true, 1_000), 7, 99_000);
         assert_eq!(h.problem.as_deref(), Some("revision 7 not running yet"));
         let crashing = WorkloadStatus {
             reason: Some(drover_protocol::WorkloadReason::CrashLoopBackOff {
@@ -313,8 +310,46 @@ mod tests {
             }),
             ..status(7, true, 1_000)
         };
-        let h = health_of(&crashing, 7, 0, 100_000);
-        assert!(!h.healthy && h.problem.unwrap().contains("CrashLoopBackOff"));
+        let h = health_of(&crashing, 7, 100_000);
+        assert!(!h.ready && h.problem.unwrap().contains("CrashLoopBackOff"));
+    }
+
+    #[test]
+    fn min_ready_counts_from_when_it_became_ready_and_restarts_on_a_break() {
+        // Found by review: counted from the container's start, a container that took
+        // 12 s to become ready was proven at once under minReadySeconds 10.
+        let d = WorkloadSpec {
+            min_ready_ms: 10_000,
+            ..gated(2)
+        };
+        let ready = Health {
+            ready: true,
+            problem: None,
+        };
+        let t = judge(&d, None, &sick(), 0);
+        let t = judge(&d, Some(&t), &ready, 12_000);
+        assert!(!t.proven, "ready just now");
+        assert_eq!(
+            deadline(&d, &t, 12_000),
+            Some(22_000),
+            "wakes at the soak's end"
+        );
+        let t = judge(&d, Some(&t), &sick(), 15_000);
+        assert_eq!(t.ready_since_boot_ms, None, "a break starts the soak over");
+        let t = judge(&d, Some(&t), &ready, 16_000);
+        let t = judge(&d, Some(&t), &ready, 25_999);
+        assert!(!t.proven);
+        let t = judge(&d, Some(&t), &ready, 26_000);
+        assert!(t.proven);
+        // Ready but not long enough when the timeout strikes: the reason says so.
+        let t = judge(&d, None, &sick(), 100_000);
+        let t = judge(&d, Some(&t), &ready, 155_000);
+        let t = judge(&d, Some(&t), &ready, 160_000);
+        let rb = t.rolled_back.expect("rolled back at the timeout");
+        assert_eq!(
+            rb.reason,
+            "not healthy within 60s: ready for 5s of the 10s minReadySeconds"
+        );
     }
 
     #[test]

@@ -133,3 +133,61 @@ fn a_hub_state_that_no_longer_verifies_keeps_what_runs_until_the_hub_speaks() {
     assert_eq!(fx.record("web"), None, "removed once the hub said so");
     assert_eq!(fx.phase("db"), Phase::Running);
 }
+
+#[test]
+fn a_depends_on_cycle_between_the_hub_and_the_manifests_folder_is_reported() {
+    // Found by review: hub workload `hubw` waits for local `loc`, which waits for `hubw`;
+    // both waited forever with no word of why.
+    use drover_protocol::{Dependency, DependencyCondition};
+    let after = |name: &str, on: &str| {
+        let mut w = wl(name, "a");
+        w.depends_on = vec![Dependency {
+            name: n(on),
+            condition: DependencyCondition::Started,
+        }];
+        w
+    };
+    let mut fx = Fx::new();
+    let hub = DesiredState {
+        device: n("pi"),
+        generation: 3,
+        workloads: vec![after("hubw", "loc")],
+    };
+    fx.agent.set_hub_desired(hub, b"signed payload");
+    fx.agent.set_static_desired(vec![after("loc", "hubw")]);
+    fx.pass();
+    let warnings = fx.state.report().unwrap().warnings;
+    assert!(
+        warnings.iter().any(|w| w.contains("cycle")
+            && w.contains("hubw (hub)")
+            && w.contains("loc (manifests folder)")),
+        "{warnings:?}"
+    );
+    assert!(fx.record("hubw").is_none() && fx.record("loc").is_none());
+}
+
+#[test]
+fn a_passing_probe_shows_no_old_failure_message() {
+    // Found by review: a healthy, ready container kept showing "startup probe:
+    // Connection refused" from its first seconds.
+    use crate::shim::status::ProbeStatus;
+    let mut fx = Fx::new();
+    let probes = |failures: u32, ready: bool| ProbeStatus {
+        health: drover_protocol::Health::Healthy,
+        ready,
+        failures,
+        message: Some("startup probe: Connection refused".into()),
+        ..ProbeStatus::default()
+    };
+    fx.rt.set_probes(&id("web"), probes(0, true));
+    fx.run(vec![wl("web", "a")]);
+    let c = &fx.workload("web").containers[0];
+    assert_eq!((c.ready, c.probe_message.as_deref()), (true, None));
+    fx.rt.set_probes(&id("web"), probes(2, false));
+    fx.pass();
+    let c = &fx.workload("web").containers[0];
+    assert_eq!(
+        c.probe_message.as_deref(),
+        Some("startup probe: Connection refused")
+    );
+}
