@@ -33,6 +33,7 @@ from fanout import git_commit, register, summary  # noqa: E402
 import rollout_report  # noqa: E402
 
 STEP_BIN = os.path.join(REL, "examples/rollout_step")
+BIG = os.path.join(ROOT, "bench/rollout-results-10k.json")
 NAME = "rollbench"
 GOOD, BAD = "oci:/var/lib/images/sensor:1.0", "sensor:bad"
 STRATEGY = "canary: 10%, batchSize: 10%, failureThreshold: 1"
@@ -305,6 +306,15 @@ def bench(work, p):
     return out
 
 
+def big_doc(out):
+    """bench/rollout-results-10k.json (`--devices 10000 --runs 1`) for its paragraph, unless
+    that is the file being written."""
+    if os.path.abspath(out) == BIG or not os.path.exists(BIG):
+        return None
+    with open(BIG) as f:
+        return json.load(f)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true", help="50 devices, one good and one failing rollout (< 1 min)")
@@ -322,7 +332,7 @@ def main():
     args = ap.parse_args()
     if args.report_from:
         with open(args.report_from) as f:
-            rollout_report.splice(args.report, rollout_report.section(json.load(f)))
+            rollout_report.splice(args.report, rollout_report.section(json.load(f), big_doc(args.report_from)))
         return
     for b in (HUB, LOADGEN):
         if not os.access(b, os.X_OK):
@@ -361,7 +371,7 @@ def main():
     report = args.report
     if report is None and not args.smoke and os.path.abspath(args.out) == os.path.join(ROOT, "bench/rollout-results.json"):
         report = os.path.join(ROOT, "bench/REPORT.md")
-    section = rollout_report.section(doc)
+    section = rollout_report.section(doc, big_doc(args.out))
     print("\n".join(section))
     if report:
         rollout_report.splice(report, section)
