@@ -89,7 +89,9 @@ fn main() -> Res<()> {
             time(iterations, || rollout::step(&r, &strategy, &t, &obs, now)),
         );
         note("advance", time(iterations, || step_all(&s, now)));
-        let step = step_all(&s, now).remove(&dep).ok_or("the step decided nothing")?;
+        let step = step_all(&s, now)
+            .remove(&dep)
+            .ok_or("the step decided nothing")?;
         let outcome = match step.rollout.phase {
             Phase::Progressing => format!("batch {} starts", step.rollout.batch),
             ref other => format!("{other:?}"),
@@ -111,13 +113,20 @@ fn main() -> Res<()> {
             })
             .collect();
         if !states.is_empty() {
-            let sign = || states.iter().map(|d| sign_desired(d, &key)).count();
+            let sign = || {
+                states
+                    .iter()
+                    .map(|d| sign_desired(d, &key))
+                    .collect::<Vec<_>>()
+            };
             note("sign", time(iterations.div_ceil(10), sign));
         }
         fold(&mut next, now);
         s = next;
-        steps.push(json!({"updated_before": r.updated.len(), "outcome": outcome,
-                            "changed_devices": p.changes.len(), "median_us": medians}));
+        steps.push(
+            json!({"updated_before": r.updated.len(), "outcome": outcome,
+                            "changed_devices": p.changes.len(), "median_us": medians}),
+        );
     }
     let summary: serde_json::Map<String, Value> = samples
         .iter()

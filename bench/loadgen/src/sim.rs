@@ -238,7 +238,10 @@ fn run_workloads(dev: &Dev, shared: &Shared, sim: &HealthSim, workloads: &[Workl
 /// Queues a status reporting the held generation (a full snapshot, as the agent sends).
 fn send_status(dev: &Dev, shared: &Shared) {
     let generation = dev.held.load(Ordering::Relaxed);
-    let workloads = lock(&dev.running).iter().map(|r| r.status.clone()).collect();
+    let workloads = lock(&dev.running)
+        .iter()
+        .map(|r| r.status.clone())
+        .collect();
     let status = DeviceStatus {
         device: dev.name.clone(),
         observed_generation: generation,
