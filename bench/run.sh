@@ -2,7 +2,7 @@
 # The benchmark, one command (root, Debian 12; installs crun, runc, mosquitto when missing):
 #
 #   bench/run.sh                 # full run (~35 min): writes bench/results.json, bench/REPORT.md, bench/plots/,
-#                                # bench/fanout-results.json
+#                                # bench/fanout-results.json, bench/rollout-results.json
 #   bench/run.sh --smoke         # CI: few runs, 1-2 workloads, 20 updates, no cross build (< 3 min);
 #                                # writes target/bench-smoke/{results.json,REPORT.md}
 #   options: --out DIR (where results.json / REPORT.md go), --no-build (use target/release as is),
@@ -12,8 +12,9 @@
 # updates), target/release/drover-bench-wire (wire sizes), bench/harness/sizes.py (binary
 # sizes; full mode cross-builds the aarch64 agent when missing), then bench/fanout.sh when it
 # exists and is executable (hub at fleet scale, issue 8: `bench/fanout.sh [--smoke] --out RUN_DIR/fanout.json`,
-# BENCH_OUT_DIR/BENCH_SMOKE also in its environment), and bench/harness/report.py merges
-# everything into results.json and REPORT.md.
+# BENCH_OUT_DIR/BENCH_SMOKE also in its environment), bench/rollout.sh when it exists (health-gated
+# rollouts, issue 11: `--smoke` = 50 devices), and bench/harness/report.py merges everything into
+# results.json and REPORT.md (the Rollouts section is spliced in by bench/rollout.py --report-from).
 # Exits non-zero when any part fails; every container, mount and cgroup it made is removed.
 set -uo pipefail
 
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=${2:?--out DIR}; shift ;;
     --no-build) BUILD=0 ;;
     --reuse-fanout) REUSE_FANOUT=1 ;;
-    -h | --help) sed -n 2,17p "$0"; exit 0 ;;
+    -h | --help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -88,10 +89,25 @@ else
   say "bench/fanout.sh missing or not executable: hub fan-out skipped"
 fi
 
+if [ -x bench/rollout.sh ]; then
+  say "rollouts: bench/rollout.sh"
+  ROLL_ARGS=()
+  [ "$SMOKE" = 1 ] && ROLL_ARGS=(--smoke)
+  BENCH_NO_BUILD=$([ "$BUILD" = 1 ] && echo 0 || echo 1) \
+    bench/rollout.sh "${ROLL_ARGS[@]}" --out "$RUN/rollout.json" || FAIL+=(rollout)
+  # A full run into bench/ also refreshes the rollouts' own results file.
+  if [ "$SMOKE" = 0 ] && [ "$OUT" = "$ROOT/bench" ] && [ -f "$RUN/rollout.json" ]; then
+    cp "$RUN/rollout.json" bench/rollout-results.json
+  fi
+fi
+
 MODE=full CMD="bench/run.sh"
 [ "$SMOKE" = 1 ] && MODE=smoke CMD="bench/run.sh --smoke"
 python3 bench/harness/report.py --dir "$RUN" --results "$OUT/results.json" --report "$OUT/REPORT.md" \
   --mode "$MODE" --command "$CMD" --seconds "$(( $(date +%s) - START ))" || FAIL+=(report)
+if [ -f "$RUN/rollout.json" ]; then
+  python3 bench/rollout.py --report-from "$RUN/rollout.json" --report "$OUT/REPORT.md" || FAIL+=(report)
+fi
 
 # Nothing of ours may be left: bench cgroups, mounts, runtime containers.
 LEFT=$(ls -d /sys/fs/cgroup/*/drover-bench-* 2>/dev/null; grep -o ' /tmp/drover-bench-[^ ]*' /proc/self/mountinfo)

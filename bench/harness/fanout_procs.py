@@ -67,11 +67,12 @@ def tail(path, n=15):
 
 
 class Mosquitto:
-    def __init__(self, work, port):
+    def __init__(self, work, port, nodelay=False):
         cfg = os.path.join(work, "mosquitto.conf")
         with open(cfg, "w") as f:
             f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n"
-                    "max_queued_messages 20000\npersistence false\nlog_type error\nlog_type warning\n")
+                    "max_queued_messages 20000\npersistence false\nlog_type error\nlog_type warning\n"
+                    + ("set_tcp_nodelay true\n" if nodelay else ""))
         self.log = os.path.join(work, "mosquitto.log")
         self.proc = subprocess.Popen(["mosquitto", "-c", cfg], stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "w"))
@@ -89,14 +90,14 @@ class Mosquitto:
 class Hub:
     """One hub data folder and config; `broker_url` set means an external broker."""
 
-    def __init__(self, work, tag, n, bport, broker_url=None):
+    def __init__(self, work, tag, n, bport, broker_url=None, log_level="warn"):
         self.api = free_port()
         self.data = os.path.join(work, f"hub-{tag}")
         self.cfg = os.path.join(work, f"hub-{tag}.toml")
         self.log = os.path.join(work, f"hub-{tag}.log")
         self.proc = None
         with open(self.cfg, "w") as f:
-            f.write(f'data_dir = "{self.data}"\nlog_level = "warn"\n[api]\nlisten = "127.0.0.1:{self.api}"\n'
+            f.write(f'data_dir = "{self.data}"\nlog_level = "{log_level}"\n[api]\nlisten = "127.0.0.1:{self.api}"\n'
                     f'advertise = "127.0.0.1:{self.api}"\n[broker]\nlisten = "127.0.0.1:{bport}"\n'
                     f'advertise = "127.0.0.1:{bport}"\nmax_connections = {2 * n + 100}\n')
             if broker_url:

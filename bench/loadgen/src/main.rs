@@ -6,7 +6,8 @@
 //! - `fleet`: N devices, each its own MQTT client in one single-threaded tokio runtime,
 //!   behaving like agents on the wire (module `sim`), kept up across measurements and
 //!   driven by JSON-line commands (module `fleet`): connect, apply → acknowledged (with
-//!   an API prober, module `probe`), heartbeats, hub restarts.
+//!   an API prober, module `probe`), heartbeats, hub restarts; with `--health` they
+//!   report their workloads running and ready (module `health`) for rollouts (issue 11).
 //!
 //! Measures and reports; judging figures against targets is bench/fanout.py's job.
 
@@ -20,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod fleet;
+mod health;
 mod probe;
 mod sim;
 

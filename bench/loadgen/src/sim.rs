@@ -3,10 +3,12 @@
 //! name, password = credential), last will `offline` and retained `online` on its presence
 //! topic, a QoS 1 subscription to its desired topic. Every desired state is verified with
 //! the hub's pinned key; a newer one is acknowledged at once with a status sealed by the
-//! credential (`observed_generation` = that generation, no workloads). The latest status
-//! is re-sent after every reconnect and, when the coordinator turns heartbeats on, every
-//! heartbeat interval, at a phase of `index / n` of the interval so that a fleet's
-//! heartbeats are spread evenly.
+//! credential (`observed_generation` = that generation; no workloads, or with `--health`
+//! its workloads as [`crate::health`] runs them: a new revision reports running and ready
+//! after the start delay, so the hub's rollouts judge it as they judge an agent). The
+//! latest status is re-sent after every reconnect and, when the coordinator turns
+//! heartbeats on, every heartbeat interval, at a phase of `index / n` of the interval so
+//! that a fleet's heartbeats are spread evenly.
 //!
 //! Two tasks per device: the event loop (the only caller of `EventLoop::poll`, which is
 //! not cancel-safe, so it is never raced in a `select!`) and the heartbeat timer, which
@@ -19,13 +21,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_protocol::auth::{AuthError, seal_status, verify_desired};
-use drover_protocol::{Capacity, DeviceStatus, Name, topics};
+use drover_protocol::{Capacity, DeviceStatus, Name, WorkloadSpec, topics};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use super::{jitter, now_ms};
+use crate::health::{HealthSim, Running, started};
 
 /// What a device tells the coordinator.
 pub enum Ev {
@@ -34,6 +37,8 @@ pub enum Ev {
     /// A desired state with a valid signature for this device arrived (a republished one
     /// of the generation already held too).
     Desired(usize, u64, Instant),
+    /// A newer desired state gives a workload this revision (it may hold it already).
+    Revision(usize, u64, Instant),
     /// The broker acknowledged (PUBACK) a status that reported this generation.
     Acked(usize, u64, Instant),
     /// The connection failed or dropped.
@@ -56,6 +61,8 @@ pub struct Shared {
     /// Cap of the reconnect back-off (from 100 ms, doubling, jittered).
     pub reconnect_max: Duration,
     pub tcp_nodelay: bool,
+    /// Report workloads (`--health`); `None`: statuses carry none.
+    pub health: Option<HealthSim>,
 }
 
 /// One device's state shared by its two tasks.
@@ -73,6 +80,8 @@ struct Dev {
     /// Generation reported by each status in flight, oldest first (brokers acknowledge
     /// QoS 1 publishes of one connection in order); 0 for presence messages.
     in_flight: Mutex<VecDeque<u64>>,
+    /// The workloads it runs (with `--health`).
+    running: Mutex<Vec<Running>>,
 }
 
 /// Starts one device's tasks on the current runtime.
@@ -104,6 +113,7 @@ pub fn spawn(index: usize, name: Name, credential: String, shared: Arc<Shared>) 
         held: AtomicU64::new(0),
         connected: AtomicBool::new(false),
         in_flight: Mutex::new(VecDeque::new()),
+        running: Mutex::new(Vec::new()),
     });
     tokio::spawn(heartbeat(dev.clone(), shared.clone()));
     tokio::spawn(async move {
@@ -167,7 +177,7 @@ fn on_connected(dev: &Dev, shared: &Shared) {
     }
 }
 
-fn on_desired(dev: &Dev, shared: &Shared, payload: &[u8]) {
+fn on_desired(dev: &Arc<Dev>, shared: &Arc<Shared>, payload: &[u8]) {
     let held = dev.held.load(Ordering::Relaxed);
     // Verified against generation 0 so that a republished state (same generation) is
     // seen too; only a newer one is acknowledged.
@@ -177,7 +187,12 @@ fn on_desired(dev: &Dev, shared: &Shared, payload: &[u8]) {
             let _ = shared.tx.send(ev);
             if desired.generation > held {
                 dev.held.store(desired.generation, Ordering::Relaxed);
-                send_status(dev, shared);
+                for w in desired.workloads.iter().filter(|w| w.revision > 0) {
+                    let _ = shared
+                        .tx
+                        .send(Ev::Revision(dev.index, w.revision, Instant::now()));
+                }
+                start_workloads(dev, shared, desired.generation, desired.workloads);
             }
         }
         Err(AuthError::Stale { .. }) => {}
@@ -187,14 +202,51 @@ fn on_desired(dev: &Dev, shared: &Shared, payload: &[u8]) {
     }
 }
 
+/// Acknowledges a new generation at once; with `--health`, its workloads run (and are
+/// reported) once the start delay has passed, unless a newer generation came meanwhile.
+fn start_workloads(
+    dev: &Arc<Dev>,
+    shared: &Arc<Shared>,
+    generation: u64,
+    workloads: Vec<WorkloadSpec>,
+) {
+    let Some(sim) = &shared.health else {
+        return send_status(dev, shared);
+    };
+    if sim.ready_after.is_zero() {
+        return run_workloads(dev, shared, sim, &workloads);
+    }
+    // Until then the status reports what ran before, as the agent does.
+    send_status(dev, shared);
+    let (dev, shared) = (dev.clone(), shared.clone());
+    tokio::spawn(async move {
+        let Some(sim) = &shared.health else { return };
+        tokio::time::sleep(sim.ready_after).await;
+        if dev.held.load(Ordering::Relaxed) == generation {
+            run_workloads(&dev, &shared, sim, &workloads);
+        }
+    });
+}
+
+fn run_workloads(dev: &Dev, shared: &Shared, sim: &HealthSim, workloads: &[WorkloadSpec]) {
+    let mut running = lock(&dev.running);
+    *running = started(&running, workloads, sim, now_ms());
+    drop(running);
+    send_status(dev, shared);
+}
+
 /// Queues a status reporting the held generation (a full snapshot, as the agent sends).
 fn send_status(dev: &Dev, shared: &Shared) {
     let generation = dev.held.load(Ordering::Relaxed);
+    let workloads = lock(&dev.running)
+        .iter()
+        .map(|r| r.status.clone())
+        .collect();
     let status = DeviceStatus {
         device: dev.name.clone(),
         observed_generation: generation,
         time_ms: now_ms(),
-        workloads: vec![],
+        workloads,
         capacity: Capacity {
             memory_bytes: 1 << 30,
             cpu_millis: 4000,

@@ -1,5 +1,6 @@
 //! The command loop of `drover-loadgen fleet` and its simple commands (`connect`, `mark`,
-//! `wait_resync`, `heartbeat`, `counters`, `quit`); `apply` is in [`super::apply`].
+//! `wait_resync`, `heartbeat`, `counters`, `revisions`, `quit`); `apply` is in
+//! [`super::apply`].
 //! Answers are one JSON object per line on stdout; nothing else may be printed there.
 
 use std::collections::HashMap;
@@ -154,6 +155,10 @@ async fn command(fleet: &mut Fleet, line: &str) -> Res<Option<Value>> {
             json!({"ok": true, "interval_ms": ms})
         }
         "counters" => fleet.counters(),
+        "revisions" => {
+            let r = v["revision"].as_u64().ok_or("revisions needs revision")?;
+            fleet.revision_receipts(r)
+        }
         "quit" => return Ok(None),
         other => return Err(format!("unknown command {other:?} in {line:?}")),
     }))

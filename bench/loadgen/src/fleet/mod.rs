@@ -12,12 +12,14 @@
 //! - `mark`, then `wait_resync {timeout_s}`: when did every device receive a desired state
 //!   with a valid signature (a republished one counts) after the mark.
 //! - `heartbeat {interval_ms}` (0 = off), `counters`, `quit`.
+//! - `revisions {revision}`: which devices received a desired state giving a workload that
+//!   revision (with `--health`, bench/rollout.py), and when each first did.
 //!
 //! Times are taken where things happen (in the device tasks); wall-clock times are Unix
 //! seconds, so that the driver can relate them to processes it started. This module
 //! measures and reports; it never judges a figure against a target.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,6 +33,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::Res;
+use crate::health::HealthSim;
 use crate::sim::{self, Ev, Shared};
 
 mod apply;
@@ -62,6 +65,18 @@ pub struct Args {
     /// Nagle's algorithm holds a status sent right after the PUBACK of a desired state).
     #[arg(long)]
     pub tcp_nodelay: bool,
+    /// Report each workload of the desired state running and ready, with its revision
+    /// (module `health`), as an agent with passing readiness probes does.
+    #[arg(long)]
+    pub health: bool,
+    /// With --health: a new revision's containers run (and report ready) this long after
+    /// it arrived.
+    #[arg(long, default_value_t = 0)]
+    pub ready_after_ms: u64,
+    /// With --health: a container whose image contains this runs but never becomes ready
+    /// (its readiness probe fails).
+    #[arg(long)]
+    pub unhealthy_image: Option<String>,
 }
 
 /// What the coordinator knows about the fleet, fed by the devices' events.
@@ -82,6 +97,8 @@ pub struct Fleet {
     pub acked: Vec<u64>,
     /// Newest generation each device received, and when.
     pub received: Vec<(u64, Instant)>,
+    /// Per workload revision, when each device (index) first received it.
+    revisions: BTreeMap<u64, HashMap<usize, Instant>>,
     n_synced: usize,
     mark: Option<Instant>,
     seen: Vec<bool>,
@@ -152,6 +169,7 @@ impl Fleet {
             connected: vec![false; n],
             acked: vec![0; n],
             received: vec![(0, Instant::now()); n],
+            revisions: BTreeMap::new(),
             n_synced: 0,
             mark: None,
             seen: vec![false; n],
@@ -200,6 +218,13 @@ impl Fleet {
                         self.all_seen = Some(at);
                     }
                 }
+            }
+            Ev::Revision(i, revision, at) => {
+                self.revisions
+                    .entry(revision)
+                    .or_default()
+                    .entry(i)
+                    .or_insert(at);
             }
             Ev::Acked(i, generation, at) => {
                 let from = self.acked[i];
@@ -271,6 +296,10 @@ impl Fleet {
             heartbeat_ms: self.heartbeat.subscribe(),
             reconnect_max: Duration::from_millis(self.args.reconnect_max_ms.max(100)),
             tcp_nodelay: self.args.tcp_nodelay,
+            health: self.args.health.then(|| HealthSim {
+                ready_after: Duration::from_millis(self.args.ready_after_ms),
+                unhealthy_image: self.args.unhealthy_image.clone(),
+            }),
         });
         let creds = std::mem::take(&mut self.credentials);
         for (i, (name, cred)) in self.names.iter().zip(creds).enumerate() {
@@ -278,6 +307,29 @@ impl Fleet {
         }
         self.started = true;
         Ok(())
+    }
+
+    /// Which devices received `revision`, and when each first did (Unix seconds).
+    pub fn revision_receipts(&self, revision: u64) -> Value {
+        let got = self.revisions.get(&revision);
+        let mut times: Vec<(&str, f64)> = got
+            .into_iter()
+            .flatten()
+            .map(|(i, at)| (self.names[*i].as_str(), self.unix(*at)))
+            .collect();
+        times.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let received: serde_json::Map<String, Value> = times
+            .iter()
+            .map(|(name, t)| (name.to_string(), json!(crate::round3(*t))))
+            .collect();
+        json!({
+            "ok": true,
+            "revision": revision,
+            "devices": times.len(),
+            "first_unix": times.first().map(|t| crate::round3(t.1)),
+            "last_unix": times.last().map(|t| crate::round3(t.1)),
+            "received": received,
+        })
     }
 
     /// Keeps taking device events until `task` ends; its result.
