@@ -5,6 +5,7 @@ use drover_protocol::{Name, WorkloadStatus};
 
 use super::read::{is_online, load_deployments, not_found};
 use super::{ControllerError, ReadSide};
+use crate::fleet::progress::is_active;
 use crate::fleet::rollout::{Count, DeviceState, Phase, Rollout, Strategy};
 use crate::views::{RevisionView, RolloutDeviceView, RolloutStatusView, RolloutView};
 
@@ -126,7 +127,10 @@ fn device_view(
     let name = Name::new(dev).ok();
     let updated = r.zip(name.as_ref()).and_then(|(r, n)| r.updated.get(n));
     let (state, message) = match (r, updated) {
-        (_, Some(u)) => match &u.state {
+        (Some(r), Some(u)) => match &u.state {
+            DeviceState::Updating if !online && is_active(r) => {
+                ("Updating", Some(offline_message(r)))
+            }
             DeviceState::Updating => ("Updating", None),
             DeviceState::Healthy => ("Healthy", None),
             DeviceState::Failed { reason } => ("Failed", Some(reason.clone())),
@@ -152,6 +156,18 @@ fn device_view(
         reported: w.map_or(0, |w| w.revision),
         state: state.to_owned(),
         message,
+    }
+}
+
+/// Why an updated device that is offline matters (or does not) to its active rollout.
+fn offline_message(r: &Rollout) -> String {
+    if r.is_proven() {
+        format!(
+            "offline: judged when it returns (revision {} is proven elsewhere)",
+            r.to
+        )
+    } else {
+        "offline: the rollout waits for it (or `rollout undo`)".to_owned()
     }
 }
 

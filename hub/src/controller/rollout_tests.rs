@@ -379,3 +379,37 @@ fn a_rollout_survives_a_hub_restart() {
     f.report("pi-1", Some((2, None)), T + 3);
     assert_eq!(f.revisions(), revs(&[("pi-2", 2), ("pi-3", 2)]));
 }
+
+#[test]
+fn an_updated_canary_that_goes_silent_holds_the_rollout_and_status_says_so() {
+    let mut f = fleet();
+    f.c.apply(&[web("oci:/a", ROLLING)], false, T).unwrap();
+    f.published();
+    for i in 1..=5 {
+        f.report(&format!("pi-{i}"), Some((1, None)), T + 10);
+    }
+    f.c.apply(&[web("oci:/b", ROLLING)], false, T + 20).unwrap();
+    assert_eq!(f.revisions(), revs(&[("pi-1", 2)]));
+    // The canary's agent dies right after it got revision 2; the others keep reporting.
+    let later = T + 200_000;
+    for i in 2..=5 {
+        f.report(&format!("pi-{i}"), Some((1, None)), later);
+    }
+    f.c.step_rollouts(later);
+    assert!(f.published().is_empty(), "no batch on an unproven revision");
+    let status = reader(f.dir.path(), &f.c)
+        .rollout_status("web", later)
+        .unwrap();
+    let canary = &status.devices[0];
+    assert_eq!(
+        (canary.device.as_str(), canary.online, canary.state.as_str()),
+        ("pi-1", false, "Updating")
+    );
+    assert_eq!(
+        canary.message.as_deref(),
+        Some("offline: the rollout waits for it (or `rollout undo`)")
+    );
+    // It returns with revision 2 ready: the next batch starts.
+    f.report("pi-1", Some((2, None)), later + 1);
+    assert_eq!(f.revisions(), revs(&[("pi-2", 2), ("pi-3", 2)]));
+}
