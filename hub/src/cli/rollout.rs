@@ -25,12 +25,13 @@ pub enum WaitOutcome {
 }
 
 impl WaitOutcome {
-    /// 0 complete, 2 rolled back, 3 timed out (1 is any other error, as for every command).
+    /// 0 complete, 3 timed out, 4 rolled back (1 is any other error, as for every
+    /// command; 2 stays clap's usage error).
     pub fn exit_code(&self) -> u8 {
         match self {
             WaitOutcome::Complete => 0,
-            WaitOutcome::RolledBack => 2,
             WaitOutcome::TimedOut => 3,
+            WaitOutcome::RolledBack => 4,
         }
     }
 }
@@ -238,3 +239,7 @@ pub fn history_table(v: &[RevisionView], now_ms: u64) -> String {
         .collect();
     super::output::table(&["REVISION", "CREATED", "IMAGES", "CHANGE-CAUSE"], rows)
 }
+
+#[cfg(test)]
+#[path = "rollout_tests.rs"]
+mod tests;
