@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::client::{Client, escape};
+use super::client::{Client, ClientError, escape};
 use super::output::{ago, print};
 use super::{CliError, Format};
 use crate::views::{
@@ -76,7 +76,8 @@ pub fn action(
 }
 
 /// Follows each rollout until it is over or `timeout` passes, with a progress bar per
-/// Deployment on a terminal (one line per change otherwise).
+/// Deployment on a terminal (one line per change otherwise). A hub out of reach (a restart)
+/// is asked again until `timeout`; any other error ends the wait.
 pub fn wait(
     client: &Client,
     rollouts: &[RolloutRef],
@@ -103,12 +104,29 @@ pub fn wait(
     let deadline = Instant::now() + timeout;
     let mut done: Vec<Option<WaitOutcome>> = vec![None; rollouts.len()];
     let mut last: Vec<String> = vec![String::new(); rollouts.len()];
+    let mut unreachable = vec![false; rollouts.len()];
     loop {
         for (i, r) in rollouts.iter().enumerate() {
             if done[i].is_some() {
                 continue;
             }
-            let v = status_of(client, &r.deployment)?;
+            let v = match status_of(client, &r.deployment) {
+                Ok(v) => v,
+                // Rollouts survive a hub restart: wait for it to come back.
+                Err(CliError::Client(e @ ClientError::Unreachable { .. })) => {
+                    bars[i].set_message(format!("hub unreachable, retrying ({e})"));
+                    if !tty && !unreachable[i] {
+                        eprintln!(
+                            "{} {}→{}: hub unreachable, retrying: {e}",
+                            r.deployment, r.from, r.to
+                        );
+                    }
+                    unreachable[i] = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            unreachable[i] = false;
             let (line, outcome) = judge(r, v.rollout.as_ref());
             let view = v.rollout.as_ref();
             bars[i].set_length(view.map_or(0, |v| v.total as u64));
@@ -137,9 +155,14 @@ pub fn wait(
             WaitOutcome::RolledBack => "FAILED",
             WaitOutcome::TimedOut => "TIMED OUT",
         };
+        let line = match (unreachable[i], last[i].as_str()) {
+            (true, "") => "hub unreachable".to_owned(),
+            (true, l) => format!("{l} (then the hub was unreachable)"),
+            (false, l) => l.to_owned(),
+        };
         println!(
-            "deployment/{} revision {}→{} {word}: {}",
-            r.deployment, r.from, r.to, last[i]
+            "deployment/{} revision {}→{} {word}: {line}",
+            r.deployment, r.from, r.to
         );
         if o != WaitOutcome::Complete && outcome != WaitOutcome::RolledBack {
             outcome = o;
