@@ -232,7 +232,7 @@ fn apply_wait(api: &str, a: &ChangeArgs, timeout: std::time::Duration) -> ExitCo
         if a.dry_run {
             return Ok(cli::rollout::WaitOutcome::Complete);
         }
-        cli::rollout::wait(&client, &r.rollouts, timeout)
+        cli::rollout::wait(&client, &r.rollouts, &r.unchanged_rollouts, timeout)
     });
     match outcome {
         Ok(o) => ExitCode::from(o.exit_code()),

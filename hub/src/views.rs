@@ -31,6 +31,11 @@ pub struct ChangeReport {
     /// Rollouts the apply started (`apply --wait` follows them).
     #[serde(default)]
     pub rollouts: Vec<RolloutRef>,
+    /// Applied Deployments whose template did not change, with the last rollout of their
+    /// current revision when it is in progress or was rolled back (`apply --wait` waits
+    /// for the first and fails on the second: the applied spec runs nowhere).
+    #[serde(default)]
+    pub unchanged_rollouts: Vec<RolloutRef>,
 }
 
 /// A rollout of a Deployment from one revision to another.

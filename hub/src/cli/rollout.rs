@@ -76,11 +76,14 @@ pub fn action(
 }
 
 /// Follows each rollout until it is over or `timeout` passes, with a progress bar per
-/// Deployment on a terminal (one line per change otherwise). A hub out of reach (a restart)
-/// is asked again until `timeout`; any other error ends the wait.
+/// Deployment on a terminal (one line per change otherwise): those the apply `started`, and
+/// the `unchanged` Deployments' last rollouts (one in progress is waited for; one rolled
+/// back fails: the applied spec runs nowhere). A hub out of reach (a restart) is asked
+/// again until `timeout`; any other error ends the wait.
 pub fn wait(
     client: &Client,
-    rollouts: &[RolloutRef],
+    started: &[RolloutRef],
+    unchanged: &[RolloutRef],
     timeout: Duration,
 ) -> Result<WaitOutcome, CliError> {
     let tty = std::io::stderr().is_terminal();
@@ -93,77 +96,37 @@ pub fn wait(
         ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} healthy · {msg}")
             .map_err(|e| CliError::Usage(e.to_string()))?
             .progress_chars("=> ");
-    let bars: Vec<ProgressBar> = rollouts
-        .iter()
-        .map(|r| {
-            let b = multi.add(ProgressBar::new(0).with_style(style.clone()));
-            b.set_prefix(format!("{} {}→{}", r.deployment, r.from, r.to));
-            b
+    let both = started.iter().map(|r| (r, false));
+    let mut followed: Vec<Followed> = both
+        .chain(unchanged.iter().map(|r| (r, true)))
+        .map(|(r, unchanged)| {
+            let bar = multi.add(ProgressBar::new(0).with_style(style.clone()));
+            bar.set_prefix(format!("{} {}→{}", r.deployment, r.from, r.to));
+            Followed {
+                r: r.clone(),
+                unchanged,
+                bar,
+                last: String::new(),
+                unreachable: false,
+                done: None,
+            }
         })
         .collect();
     let deadline = Instant::now() + timeout;
-    let mut done: Vec<Option<WaitOutcome>> = vec![None; rollouts.len()];
-    let mut last: Vec<String> = vec![String::new(); rollouts.len()];
-    let mut unreachable = vec![false; rollouts.len()];
     loop {
-        for (i, r) in rollouts.iter().enumerate() {
-            if done[i].is_some() {
-                continue;
-            }
-            let v = match status_of(client, &r.deployment) {
-                Ok(v) => v,
-                // Rollouts survive a hub restart: wait for it to come back.
-                Err(CliError::Client(e @ ClientError::Unreachable { .. })) => {
-                    bars[i].set_message(format!("hub unreachable, retrying ({e})"));
-                    if !tty && !unreachable[i] {
-                        eprintln!(
-                            "{} {}→{}: hub unreachable, retrying: {e}",
-                            r.deployment, r.from, r.to
-                        );
-                    }
-                    unreachable[i] = true;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            unreachable[i] = false;
-            let (line, outcome) = judge(r, v.rollout.as_ref());
-            let view = v.rollout.as_ref();
-            bars[i].set_length(view.map_or(0, |v| v.total as u64));
-            bars[i].set_position(view.map_or(0, |v| v.healthy as u64));
-            bars[i].set_message(line.clone());
-            if !tty && line != last[i] {
-                eprintln!("{} {}→{}: {line}", r.deployment, r.from, r.to);
-            }
-            last[i] = line;
-            if let Some(o) = outcome {
-                bars[i].finish();
-                done[i] = Some(o);
-            }
+        for f in followed.iter_mut().filter(|f| f.done.is_none()) {
+            f.poll(client, tty)?;
         }
-        if done.iter().all(Option::is_some) || Instant::now() >= deadline {
+        if followed.iter().all(|f| f.done.is_some()) || Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(POLL);
     }
     let _ = multi.clear();
     let mut outcome = WaitOutcome::Complete;
-    for (i, r) in rollouts.iter().enumerate() {
-        let o = done[i].clone().unwrap_or(WaitOutcome::TimedOut);
-        let word = match o {
-            WaitOutcome::Complete => "complete",
-            WaitOutcome::RolledBack => "FAILED",
-            WaitOutcome::TimedOut => "TIMED OUT",
-        };
-        let line = match (unreachable[i], last[i].as_str()) {
-            (true, "") => "hub unreachable".to_owned(),
-            (true, l) => format!("{l} (then the hub was unreachable)"),
-            (false, l) => l.to_owned(),
-        };
-        println!(
-            "deployment/{} revision {}→{} {word}: {line}",
-            r.deployment, r.from, r.to
-        );
+    for f in &followed {
+        let o = f.done.clone().unwrap_or(WaitOutcome::TimedOut);
+        println!("{}", f.summary(&o));
         if o != WaitOutcome::Complete && outcome != WaitOutcome::RolledBack {
             outcome = o;
         }
@@ -171,8 +134,83 @@ pub fn wait(
     Ok(outcome)
 }
 
-/// The progress line of one rollout, and its outcome when it is over.
-fn judge(r: &RolloutRef, v: Option<&RolloutView>) -> (String, Option<WaitOutcome>) {
+/// One rollout `apply --wait` follows.
+struct Followed {
+    r: RolloutRef,
+    /// Of a Deployment the apply did not change (its current revision's last rollout).
+    unchanged: bool,
+    bar: ProgressBar,
+    /// The last progress line.
+    last: String,
+    /// The last poll found no hub.
+    unreachable: bool,
+    done: Option<WaitOutcome>,
+}
+
+impl Followed {
+    fn poll(&mut self, client: &Client, tty: bool) -> Result<(), CliError> {
+        let r = &self.r;
+        let v = match status_of(client, &r.deployment) {
+            Ok(v) => v,
+            // Rollouts survive a hub restart: wait for it to come back.
+            Err(CliError::Client(e @ ClientError::Unreachable { .. })) => {
+                self.bar
+                    .set_message(format!("hub unreachable, retrying ({e})"));
+                if !tty && !self.unreachable {
+                    eprintln!(
+                        "{} {}→{}: hub unreachable, retrying: {e}",
+                        r.deployment, r.from, r.to
+                    );
+                }
+                self.unreachable = true;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.unreachable = false;
+        let view = v.rollout.as_ref();
+        let (line, outcome) = judge(r, view, self.unchanged);
+        self.bar.set_length(view.map_or(0, |v| v.total as u64));
+        self.bar.set_position(view.map_or(0, |v| v.healthy as u64));
+        self.bar.set_message(line.clone());
+        if !tty && line != self.last {
+            eprintln!("{} {}→{}: {line}", r.deployment, r.from, r.to);
+        }
+        self.last = line;
+        if let Some(o) = outcome {
+            self.bar.finish();
+            self.done = Some(o);
+        }
+        Ok(())
+    }
+
+    /// `deployment/web revision 2→3 FAILED: …`, the last line about it.
+    fn summary(&self, o: &WaitOutcome) -> String {
+        let word = match o {
+            WaitOutcome::Complete => "complete",
+            WaitOutcome::RolledBack => "FAILED",
+            WaitOutcome::TimedOut => "TIMED OUT",
+        };
+        let line = match (self.unreachable, self.last.as_str()) {
+            (true, "") => "hub unreachable".to_owned(),
+            (true, l) => format!("{l} (then the hub was unreachable)"),
+            (false, l) => l.to_owned(),
+        };
+        let r = &self.r;
+        format!(
+            "deployment/{} revision {}→{} {word}: {line}",
+            r.deployment, r.from, r.to
+        )
+    }
+}
+
+/// The progress line of one rollout, and its outcome when it is over. `unchanged`: the
+/// apply did not change the Deployment, this is its current revision's last rollout.
+fn judge(
+    r: &RolloutRef,
+    v: Option<&RolloutView>,
+    unchanged: bool,
+) -> (String, Option<WaitOutcome>) {
     let Some(v) = v.filter(|v| v.to == r.to) else {
         let msg = "superseded by a newer revision or undone".to_owned();
         return (msg, Some(WaitOutcome::RolledBack));
@@ -183,6 +221,14 @@ fn judge(r: &RolloutRef, v: Option<&RolloutView>) -> (String, Option<WaitOutcome
     );
     match (v.phase.as_str(), &v.reason) {
         ("Complete", _) => (format!("{counts} · Complete"), Some(WaitOutcome::Complete)),
+        ("RolledBack", reason) if unchanged => {
+            let why = reason.as_deref().unwrap_or("");
+            let line = format!(
+                "unchanged, but revision {} was rolled back: {why}; apply a fixed spec or `drover-hub rollout restart {}`",
+                v.to, r.deployment
+            );
+            (line, Some(WaitOutcome::RolledBack))
+        }
         ("RolledBack", reason) => {
             let why = reason.as_deref().unwrap_or("");
             let line = format!("{counts} · RolledBack to revision {}: {why}", v.from);

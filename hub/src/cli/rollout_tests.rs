@@ -30,7 +30,47 @@ fn a_hub_out_of_reach_is_retried_until_the_timeout() {
         to: 2,
     };
     let started = Instant::now();
-    let outcome = wait(&client, &[r], Duration::from_millis(1500)).unwrap();
+    let outcome = wait(&client, &[r], &[], Duration::from_millis(1500)).unwrap();
     assert_eq!(outcome, WaitOutcome::TimedOut);
     assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+fn web(from: u64, to: u64) -> RolloutRef {
+    RolloutRef {
+        deployment: "web".into(),
+        from,
+        to,
+    }
+}
+
+fn view(to: u64, phase: &str, reason: Option<&str>) -> RolloutView {
+    RolloutView {
+        from: to - 1,
+        to,
+        phase: phase.into(),
+        reason: reason.map(str::to_owned),
+        batch: 0,
+        started_ms: 0,
+        total: 3,
+        updated: 1,
+        healthy: 0,
+        failed: 1,
+        pending: 0,
+    }
+}
+
+#[test]
+fn an_unchanged_deployment_whose_revision_was_rolled_back_fails_the_wait() {
+    let rolled_back = view(3, "RolledBack", Some("1 of 1 updated devices failed"));
+    let (line, o) = judge(&web(2, 3), Some(&rolled_back), true);
+    assert_eq!(o, Some(WaitOutcome::RolledBack));
+    assert_eq!(
+        line,
+        "unchanged, but revision 3 was rolled back: 1 of 1 updated devices failed; apply a fixed spec or `drover-hub rollout restart web`"
+    );
+    // One in progress is waited for; a complete one is done.
+    let (_, o) = judge(&web(2, 3), Some(&view(3, "Progressing", None)), true);
+    assert_eq!(o, None);
+    let (_, o) = judge(&web(2, 3), Some(&view(3, "Complete", None)), true);
+    assert_eq!(o, Some(WaitOutcome::Complete));
 }

@@ -413,3 +413,32 @@ fn an_updated_canary_that_goes_silent_holds_the_rollout_and_status_says_so() {
     f.report("pi-1", Some((2, None)), later + 1);
     assert_eq!(f.revisions(), revs(&[("pi-2", 2), ("pi-3", 2)]));
 }
+
+#[test]
+fn an_unchanged_apply_names_the_rolled_back_or_active_rollout_of_its_revision() {
+    let mut f = fleet();
+    roll_out_revision_2(&mut f);
+    let r = f.c.apply(&[web("oci:/b", ROLLING)], false, T + 90).unwrap();
+    assert!(r.unchanged_rollouts.is_empty(), "revision 2 completed");
+    f.c.apply(&[web("oci:/bad", ROLLING)], false, T + 100)
+        .unwrap();
+    let ref_2_3 = crate::views::RolloutRef {
+        deployment: "web".into(),
+        from: 2,
+        to: 3,
+    };
+    // In progress: `apply --wait` of the same file waits for it.
+    let r =
+        f.c.apply(&[web("oci:/bad", ROLLING)], true, T + 101)
+            .unwrap();
+    assert_eq!(r.results, ["deployment/web unchanged"]);
+    assert_eq!(r.unchanged_rollouts, [ref_2_3.clone()]);
+    f.c.rollout_action("web", RolloutAction::Undo, T + 102)
+        .unwrap();
+    // Rolled back (here: undone): the same file again runs nowhere, and says so.
+    let r =
+        f.c.apply(&[web("oci:/bad", ROLLING)], false, T + 103)
+            .unwrap();
+    assert!(r.rollouts.is_empty());
+    assert_eq!(r.unchanged_rollouts, [ref_2_3]);
+}
