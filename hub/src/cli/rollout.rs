@@ -245,6 +245,9 @@ pub fn status_text(v: &RolloutStatusView, now_ms: u64) -> String {
         v.deployment, v.revision, v.strategy
     );
     match &v.rollout {
+        None if v.rolling_update => out.push_str(
+            "Rollout:     none yet (the first revision goes to every device at once; later ones roll out)\n",
+        ),
         None => out.push_str("Rollout:     none (every device gets each revision at once)\n"),
         Some(r) => {
             out.push_str(&format!(
@@ -293,10 +296,9 @@ pub fn history_table(v: &[RevisionView], now_ms: u64) -> String {
     let rows = v
         .iter()
         .map(|r| {
-            let rev = if r.current {
-                format!("{} (current)", r.revision)
-            } else {
-                r.revision.to_string()
+            let rev = match &r.mark {
+                Some(mark) => format!("{} ({mark})", r.revision),
+                None => r.revision.to_string(),
             };
             vec![
                 rev,

@@ -74,3 +74,43 @@ fn an_unchanged_deployment_whose_revision_was_rolled_back_fails_the_wait() {
     let (_, o) = judge(&web(2, 3), Some(&view(3, "Complete", None)), true);
     assert_eq!(o, Some(WaitOutcome::Complete));
 }
+
+#[test]
+fn status_and_history_say_what_devices_run() {
+    let mut v = RolloutStatusView {
+        deployment: "web".into(),
+        revision: 1,
+        strategy: "RollingUpdate (canary 1, batchSize 2)".into(),
+        rolling_update: true,
+        rollout: None,
+        devices: vec![],
+    };
+    let text = status_text(&v, 0);
+    assert!(
+        text.contains("Rollout:     none yet (the first revision goes to every device at once; later ones roll out)"),
+        "{text}"
+    );
+    v.rolling_update = false;
+    assert!(status_text(&v, 0).contains("none (every device gets each revision at once)"));
+    let rev = |revision, mark: Option<&str>| RevisionView {
+        revision,
+        created_ms: 0,
+        images: vec!["oci:/x".into()],
+        cause: "app.yaml".into(),
+        current: revision == 3,
+        mark: mark.map(str::to_owned),
+    };
+    let table = history_table(
+        &[
+            rev(1, None),
+            rev(2, Some("running")),
+            rev(3, Some("rolled back")),
+        ],
+        0,
+    );
+    assert!(
+        table.contains("2 (running)") && table.contains("3 (rolled back)"),
+        "{table}"
+    );
+    assert!(!table.contains("current"), "{table}");
+}

@@ -56,6 +56,7 @@ impl ReadSide {
                 .strategy
                 .as_ref()
                 .map_or("AllAtOnce".to_owned(), strategy_string),
+            rolling_update: d.strategy.is_some(),
             rollout: r.map(|r| rollout_view(r, &targets)),
             devices,
         })
@@ -68,6 +69,20 @@ impl ReadSide {
             .rollout_states()?
             .remove(name)
             .ok_or_else(|| not_found("deployment", name))?;
+        let r = state.rollout.as_ref();
+        let running = match r {
+            Some(r) if r.phase == Phase::Complete => r.to,
+            Some(r) => r.from,
+            None => state.revision,
+        };
+        let mark = |revision: u64| match r {
+            _ if revision == running => Some("running"),
+            Some(r) if r.to == revision && is_active(r) => Some("rolling out"),
+            Some(r) if r.to == revision && matches!(r.phase, Phase::RolledBack { .. }) => {
+                Some("rolled back")
+            }
+            _ => None,
+        };
         Ok(self
             .store
             .revisions(name)?
@@ -83,6 +98,7 @@ impl ReadSide {
                     .collect(),
                 cause: r.source,
                 current: r.revision == state.revision,
+                mark: mark(r.revision).map(str::to_owned),
             })
             .collect())
     }
@@ -127,13 +143,29 @@ fn device_view(
     let name = Name::new(dev).ok();
     let updated = r.zip(name.as_ref()).and_then(|(r, n)| r.updated.get(n));
     let (state, message) = match (r, updated) {
-        (Some(r), Some(u)) => match &u.state {
-            DeviceState::Updating if !online && is_active(r) => {
-                ("Updating", Some(offline_message(r)))
-            }
-            DeviceState::Updating => ("Updating", None),
-            DeviceState::Healthy => ("Healthy", None),
-            DeviceState::Failed { reason } => ("Failed", Some(reason.clone())),
+        (Some(r), Some(u)) => match (&u.state, &r.phase) {
+            (DeviceState::Failed { reason }, _) => ("Failed", Some(reason.clone())),
+            (DeviceState::Updating, Phase::RolledBack { .. }) => (
+                "RolledBack",
+                Some(format!(
+                    "sent back to revision {} before it was judged",
+                    r.from
+                )),
+            ),
+            (DeviceState::Healthy, Phase::RolledBack { .. }) => (
+                "RolledBack",
+                Some(format!(
+                    "was healthy on revision {}, sent back to {} with the rest",
+                    r.to, r.from
+                )),
+            ),
+            (DeviceState::Updating, Phase::Complete) => (
+                "Updated",
+                Some("not judged: the rollout completed without it".to_owned()),
+            ),
+            (DeviceState::Updating, _) if !online => ("Updating", Some(offline_message(r))),
+            (DeviceState::Updating, _) => ("Updating", None),
+            (DeviceState::Healthy, _) => ("Healthy", None),
         },
         (Some(r), None) if !matches!(r.phase, Phase::RolledBack { .. }) => ("Pending", None),
         _ => ("Stable", None),

@@ -300,11 +300,20 @@ fn revisions_are_listed_and_an_unchanged_apply_makes_none() {
     assert_eq!(r.results, ["deployment/web configured"]);
     assert!(r.rollouts.is_empty() && f.published().is_empty());
     let h = reader(f.dir.path(), &f.c).history("web").unwrap();
-    let listed: Vec<(u64, &str, bool)> = h
+    let listed: Vec<(u64, &str, bool, Option<&str>)> = h
         .iter()
-        .map(|r| (r.revision, r.images[0].as_str(), r.current))
+        .map(|r| {
+            let mark = r.mark.as_deref();
+            (r.revision, r.images[0].as_str(), r.current, mark)
+        })
         .collect();
-    assert_eq!(listed, [(1, "oci:/a", false), (2, "oci:/b", true)]);
+    assert_eq!(
+        listed,
+        [
+            (1, "oci:/a", false, None),
+            (2, "oci:/b", true, Some("running"))
+        ]
+    );
     assert_eq!(h[1].cause, "web.yaml");
     // Undo with no rollout in progress: revision 1's spec again, as revision 3, rolled out.
     let a =
@@ -335,6 +344,37 @@ fn pause_holds_the_next_batch_and_undo_reverts_at_once() {
     assert_eq!(
         f.revisions(),
         revs(&[("pi-1", 1), ("pi-2", 1), ("pi-3", 1)])
+    );
+    // What the devices are now, not what they were while it rolled out.
+    let read = reader(f.dir.path(), &f.c);
+    let status = read.rollout_status("web", T + 7).unwrap();
+    let states: Vec<(&str, u64)> = status
+        .devices
+        .iter()
+        .map(|d| (d.state.as_str(), d.revision))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("RolledBack", 1),
+            ("RolledBack", 1),
+            ("RolledBack", 1),
+            ("Stable", 1),
+            ("Stable", 1)
+        ]
+    );
+    let marks: Vec<(u64, Option<String>, bool)> = read
+        .history("web")
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.revision, r.mark, r.current))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (1, Some("running".into()), false),
+            (2, Some("rolled back".into()), true)
+        ]
     );
 }
 
