@@ -234,6 +234,13 @@ fn judge(
             let line = format!("{counts} · RolledBack to revision {}: {why}", v.from);
             (line, Some(WaitOutcome::RolledBack))
         }
+        ("Paused", _) => {
+            let line = format!(
+                "{counts} · Paused — run `drover-hub rollout resume {}` to go on",
+                r.deployment
+            );
+            (line, None)
+        }
         (phase, _) => (format!("{counts} · {phase}"), None),
     }
 }

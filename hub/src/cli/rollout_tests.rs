@@ -114,3 +114,13 @@ fn status_and_history_say_what_devices_run() {
     );
     assert!(!table.contains("current"), "{table}");
 }
+
+#[test]
+fn a_paused_rollout_says_how_to_go_on() {
+    let (line, o) = judge(&web(1, 2), Some(&view(2, "Paused", None)), false);
+    assert_eq!(o, None);
+    assert!(
+        line.ends_with("· Paused — run `drover-hub rollout resume web` to go on"),
+        "{line}"
+    );
+}

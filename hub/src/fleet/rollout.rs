@@ -241,7 +241,11 @@ pub fn step(
             decisions,
         };
     }
-    if next.phase == Phase::Progressing && batch_done(&next, observed) {
+    if all_judged(&next, targets) {
+        // Nothing left to update or wait for: complete, paused or not.
+        next.phase = Phase::Complete;
+        decisions.push(Decision::Complete);
+    } else if next.phase == Phase::Progressing && batch_done(&next, observed) {
         advance(
             &mut next,
             strategy,
@@ -323,6 +327,16 @@ fn batch_done(r: &Rollout, observed: &BTreeMap<Name, Observation>) -> bool {
         })
 }
 
+/// Every target was given the revision and judged (healthy, or failed under the
+/// threshold).
+fn all_judged(r: &Rollout, targets: &[Name]) -> bool {
+    targets.iter().all(|d| {
+        r.updated
+            .get(d)
+            .is_some_and(|u| u.state != DeviceState::Updating)
+    })
+}
+
 /// Starts the next batch, pauses after the canary, or completes.
 fn advance(
     r: &mut Rollout,
@@ -358,17 +372,11 @@ fn advance(
         .cloned()
         .collect();
     if next.is_empty() {
-        // Complete once the revision proved itself on a device, or when every target has
-        // had it and was judged; with the remaining devices offline (or updated and
+        // Complete once the revision proved itself on a device (every target judged
+        // completes in `step`); with the remaining devices offline (or updated and
         // offline before reporting) and nothing proven yet, wait for one to come back
         // rather than call an unproven revision complete.
-        let proven = r.is_proven();
-        let all_judged = targets.iter().all(|d| {
-            r.updated
-                .get(d)
-                .is_some_and(|u| u.state != DeviceState::Updating)
-        });
-        if proven || all_judged {
+        if r.is_proven() {
             r.phase = Phase::Complete;
             decisions.push(Decision::Complete);
         }

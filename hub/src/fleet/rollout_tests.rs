@@ -359,3 +359,34 @@ fn an_updated_device_that_goes_offline_before_reporting_never_completes_the_roll
         "{st:?}"
     );
 }
+
+#[test]
+fn a_pause_with_every_target_updated_and_judged_still_completes() {
+    // Found by review: `N/N healthy · Paused`, and `apply --wait` hung.
+    let t = devices(3);
+    let s = strategy();
+    let r = step(&Rollout::new(1, 2, 0), &s, &t, &world(&t, |_| 1, None), 0).rollout;
+    let r = step(&r, &s, &t, &obeying(&r, &t, 0), 1_000).rollout;
+    assert_eq!(r.updated.len(), 3, "canary, then the last batch");
+    let paused = pause(&r);
+    let st = step(&paused, &s, &t, &obeying(&paused, &t, 1_000), 2_000);
+    assert_eq!(st.rollout.phase, Phase::Complete, "{st:?}");
+    assert!(st.decisions.contains(&Decision::Complete));
+    // pauseAfterCanary when the canary is every target: nothing to pause before.
+    let one = devices(1);
+    let s = Strategy {
+        pause_after_canary: true,
+        ..strategy()
+    };
+    let r = step(
+        &Rollout::new(1, 2, 0),
+        &s,
+        &one,
+        &world(&one, |_| 1, None),
+        0,
+    )
+    .rollout;
+    let st = step(&r, &s, &one, &obeying(&r, &one, 0), 1_000);
+    assert_eq!(st.rollout.phase, Phase::Complete, "{st:?}");
+    assert!(!st.decisions.contains(&Decision::Paused));
+}
