@@ -66,13 +66,19 @@ pub fn action(
         .unwrap_or_default();
     let path = format!("/v1/deployments/{}/rollout/{word}", escape(name));
     let a: RolloutAnswer = client.post(&path, &())?;
-    print(&a, format, |a| {
-        format!(
-            "{} ({} devices get a new desired state)\n",
-            a.message, a.changed_devices
-        )
-    })?;
+    print(&a, format, action_text)?;
     Ok(a)
+}
+
+/// `deployment/web paused (1 device gets a new desired state)`.
+fn action_text(a: &RolloutAnswer) -> String {
+    let n = a.changed_devices;
+    let (noun, verb) = if n == 1 {
+        ("device", "gets")
+    } else {
+        ("devices", "get")
+    };
+    format!("{} ({n} {noun} {verb} a new desired state)\n", a.message)
 }
 
 /// Follows each rollout until it is over or `timeout` passes, with a progress bar per

@@ -124,3 +124,17 @@ fn a_paused_rollout_says_how_to_go_on() {
         "{line}"
     );
 }
+
+#[test]
+fn one_device_is_one_device() {
+    let answer = |n| RolloutAnswer {
+        message: "deployment/web paused".into(),
+        changed_devices: n,
+        rollout: None,
+    };
+    assert_eq!(
+        action_text(&answer(1)),
+        "deployment/web paused (1 device gets a new desired state)\n"
+    );
+    assert!(action_text(&answer(2)).contains("(2 devices get "));
+}

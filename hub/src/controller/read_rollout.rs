@@ -1,6 +1,7 @@
 //! Read side of rollouts: `rollout status` and `rollout history`, built from the store
 //! through the read connection. Never writes, never steps a rollout.
 
+use drover_protocol::quantity::DurationMs;
 use drover_protocol::{Name, WorkloadStatus};
 
 use super::read::{is_online, load_deployments, not_found};
@@ -210,7 +211,7 @@ fn count_string(c: Count) -> String {
     }
 }
 
-/// `RollingUpdate (canary 1, batchSize 25%, healthTimeout 120s, failureThreshold 1)`.
+/// `RollingUpdate (canary 1, batchSize 25%, healthTimeout 2m, failureThreshold 1)`.
 fn strategy_string(s: &Strategy) -> String {
     let mut parts = vec![
         format!("canary {}", count_string(s.canary)),
@@ -219,7 +220,7 @@ fn strategy_string(s: &Strategy) -> String {
     if let Some(m) = s.max_unavailable {
         parts.push(format!("maxUnavailable {}", count_string(m)));
     }
-    parts.push(format!("healthTimeout {}s", s.health_timeout_ms / 1000));
+    parts.push(format!("healthTimeout {}", DurationMs(s.health_timeout_ms)));
     parts.push(format!(
         "failureThreshold {}",
         count_string(s.failure_threshold)

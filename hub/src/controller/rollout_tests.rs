@@ -187,6 +187,10 @@ fn roll_out_revision_2(f: &mut Fleet) {
         (r.phase.as_str(), r.updated, r.healthy, r.pending),
         ("Complete", 5, 5, 0)
     );
+    assert_eq!(
+        view.strategy,
+        "RollingUpdate (canary 1, batchSize 2, healthTimeout 1m, failureThreshold 1)"
+    );
 }
 
 #[test]
