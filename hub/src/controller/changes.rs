@@ -328,9 +328,9 @@ fn sources(files: &[FileText]) -> String {
 }
 
 /// Refuses a `dependsOn` cycle among the Deployments the apply would leave (its own and
-/// those already stored), located at an applied Deployment of the cycle. Checked over the
-/// whole fleet, not per device: Deployments of a cycle that never share a device would wait
-/// for each other forever just the same.
+/// those already stored), located at the `dependsOn` of an applied Deployment of the
+/// cycle. Checked over the whole fleet, not per device: Deployments of a cycle that never
+/// share a device would wait for each other forever just the same.
 fn check_dependency_cycle(next: &FleetSnapshot, applied: &[Object]) -> Result<(), ControllerError> {
     let nodes: std::collections::BTreeMap<&Name, Vec<&Name>> = next
         .deployments
@@ -352,7 +352,7 @@ fn check_dependency_cycle(next: &FleetSnapshot, applied: &[Object]) -> Result<()
         _ => None,
     });
     Err(match located {
-        Some(d) => d.at(msg).into(),
+        Some(d) => d.at_depends_on(msg).into(),
         None => ControllerError::Invalid(msg),
     })
 }
