@@ -476,7 +476,7 @@ fn an_unchanged_apply_names_the_rolled_back_or_active_rollout_of_its_revision() 
         f.c.apply(&[web("oci:/bad", ROLLING)], true, T + 101)
             .unwrap();
     assert_eq!(r.results, ["deployment/web unchanged"]);
-    assert_eq!(r.unchanged_rollouts, [ref_2_3.clone()]);
+    assert_eq!(r.unchanged_rollouts, std::slice::from_ref(&ref_2_3));
     f.c.rollout_action("web", RolloutAction::Undo, T + 102)
         .unwrap();
     // Rolled back (here: undone): the same file again runs nowhere, and says so.
