@@ -42,8 +42,8 @@ enum Command {
     /// `RollingUpdate` strategy it is rolled out in health-gated batches.
     ///
     /// With --wait, follows every rollout the apply started. Exit status: 0 applied (and
-    /// with --wait every rollout complete), 1 error, 2 a rollout was rolled back (or
-    /// undone, or superseded), 3 --timeout passed first.
+    /// with --wait every rollout complete), 1 error, 2 usage error, 3 --timeout passed
+    /// first, 4 a rollout was rolled back (or undone, or superseded).
     Apply {
         #[command(flatten)]
         change: ChangeArgs,
@@ -51,7 +51,7 @@ enum Command {
         #[arg(long)]
         wait: bool,
         /// With --wait: give up after this long (`90s`, `15m`, `1h`).
-        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        #[arg(long, default_value = "15m", value_parser = parse_duration, requires = "wait")]
         timeout: std::time::Duration,
     },
     /// Delete the Deployments named in manifest files (Device objects are ignored).
@@ -232,7 +232,7 @@ fn apply_wait(api: &str, a: &ChangeArgs, timeout: std::time::Duration) -> ExitCo
         if a.dry_run {
             return Ok(cli::rollout::WaitOutcome::Complete);
         }
-        cli::rollout::wait(&client, &r.rollouts, timeout)
+        cli::rollout::wait(&client, &r.rollouts, &r.unchanged_rollouts, timeout)
     });
     match outcome {
         Ok(o) => ExitCode::from(o.exit_code()),
@@ -339,4 +339,50 @@ fn init_logging(level: &str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use clap::error::ErrorKind;
+
+    use super::Cli;
+
+    fn parse(args: &[&str]) -> Result<Cli, ErrorKind> {
+        Cli::try_parse_from(args).map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn timeout_needs_wait_and_a_duration() {
+        assert!(parse(&["drover-hub", "apply", "-f", "a.yaml", "--wait"]).is_ok());
+        assert!(
+            parse(&[
+                "drover-hub",
+                "apply",
+                "-f",
+                "a.yaml",
+                "--wait",
+                "--timeout",
+                "90s"
+            ])
+            .is_ok()
+        );
+        assert_eq!(
+            parse(&["drover-hub", "apply", "-f", "a.yaml", "--timeout", "90s"]).err(),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            parse(&[
+                "drover-hub",
+                "apply",
+                "-f",
+                "a.yaml",
+                "--wait",
+                "--timeout",
+                "abc"
+            ])
+            .err(),
+            Some(ErrorKind::ValueValidation)
+        );
+    }
 }

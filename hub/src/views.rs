@@ -31,6 +31,11 @@ pub struct ChangeReport {
     /// Rollouts the apply started (`apply --wait` follows them).
     #[serde(default)]
     pub rollouts: Vec<RolloutRef>,
+    /// Applied Deployments whose template did not change, with the last rollout of their
+    /// current revision when it is in progress or was rolled back (`apply --wait` waits
+    /// for the first and fails on the second: the applied spec runs nowhere).
+    #[serde(default)]
+    pub unchanged_rollouts: Vec<RolloutRef>,
 }
 
 /// A rollout of a Deployment from one revision to another.
@@ -263,6 +268,9 @@ pub struct RolloutStatusView {
     pub revision: u64,
     /// `RollingUpdate (canary 1, batchSize 25%, …)` or `AllAtOnce`.
     pub strategy: String,
+    /// The strategy is `RollingUpdate`: revisions after the first roll out.
+    #[serde(default)]
+    pub rolling_update: bool,
     pub rollout: Option<RolloutView>,
     pub devices: Vec<RolloutDeviceView>,
 }
@@ -276,7 +284,9 @@ pub struct RolloutDeviceView {
     pub revision: u64,
     /// The revision it reports running (0: none reported).
     pub reported: u64,
-    /// `Updating`, `Healthy`, `Failed`, `Pending` (not updated yet) or `Stable`.
+    /// `Updating`, `Healthy`, `Failed`, `Pending` (not updated yet), `Stable`, and once
+    /// the rollout is over `RolledBack` (sent back before failing) or `Updated` (complete
+    /// without it judged).
     pub state: String,
     pub message: Option<String>,
 }
@@ -290,7 +300,12 @@ pub struct RevisionView {
     pub images: Vec<String>,
     /// What made it: the files applied, `rollout undo`, `rollout restart`.
     pub cause: String,
+    /// The Deployment's current template is this revision.
     pub current: bool,
+    /// What the devices do with it: `running` (what they run when no rollout moves them,
+    /// or a rollout's `from`), `rolling out`, `rolled back`; `None` for older revisions.
+    #[serde(default)]
+    pub mark: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

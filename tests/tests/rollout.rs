@@ -283,8 +283,8 @@ fn a_good_revision_goes_canary_first_then_in_batches_and_a_bad_one_stops_at_the_
     let (code, out) = apply_wait(&hub, "app.yaml", &yaml);
     print_transcript(&hub, code, &out);
     assert_eq!(
-        code, 2,
-        "apply --wait of a rolled back rollout exits 2:\n{out}"
+        code, 4,
+        "apply --wait of a rolled back rollout exits 4:\n{out}"
     );
     assert!(
         out.contains("FAILED") && out.contains("RolledBack"),

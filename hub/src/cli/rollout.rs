@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::client::{Client, escape};
+use super::client::{Client, ClientError, escape};
 use super::output::{ago, print};
 use super::{CliError, Format};
 use crate::views::{
@@ -25,12 +25,13 @@ pub enum WaitOutcome {
 }
 
 impl WaitOutcome {
-    /// 0 complete, 2 rolled back, 3 timed out (1 is any other error, as for every command).
+    /// 0 complete, 3 timed out, 4 rolled back (1 is any other error, as for every
+    /// command; 2 stays clap's usage error).
     pub fn exit_code(&self) -> u8 {
         match self {
             WaitOutcome::Complete => 0,
-            WaitOutcome::RolledBack => 2,
             WaitOutcome::TimedOut => 3,
+            WaitOutcome::RolledBack => 4,
         }
     }
 }
@@ -65,20 +66,30 @@ pub fn action(
         .unwrap_or_default();
     let path = format!("/v1/deployments/{}/rollout/{word}", escape(name));
     let a: RolloutAnswer = client.post(&path, &())?;
-    print(&a, format, |a| {
-        format!(
-            "{} ({} devices get a new desired state)\n",
-            a.message, a.changed_devices
-        )
-    })?;
+    print(&a, format, action_text)?;
     Ok(a)
 }
 
+/// `deployment/web paused (1 device gets a new desired state)`.
+fn action_text(a: &RolloutAnswer) -> String {
+    let n = a.changed_devices;
+    let (noun, verb) = if n == 1 {
+        ("device", "gets")
+    } else {
+        ("devices", "get")
+    };
+    format!("{} ({n} {noun} {verb} a new desired state)\n", a.message)
+}
+
 /// Follows each rollout until it is over or `timeout` passes, with a progress bar per
-/// Deployment on a terminal (one line per change otherwise).
+/// Deployment on a terminal (one line per change otherwise): those the apply `started`, and
+/// the `unchanged` Deployments' last rollouts (one in progress is waited for; one rolled
+/// back fails: the applied spec runs nowhere). A hub out of reach (a restart) is asked
+/// again until `timeout`; any other error ends the wait.
 pub fn wait(
     client: &Client,
-    rollouts: &[RolloutRef],
+    started: &[RolloutRef],
+    unchanged: &[RolloutRef],
     timeout: Duration,
 ) -> Result<WaitOutcome, CliError> {
     let tty = std::io::stderr().is_terminal();
@@ -91,55 +102,37 @@ pub fn wait(
         ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} healthy · {msg}")
             .map_err(|e| CliError::Usage(e.to_string()))?
             .progress_chars("=> ");
-    let bars: Vec<ProgressBar> = rollouts
-        .iter()
-        .map(|r| {
-            let b = multi.add(ProgressBar::new(0).with_style(style.clone()));
-            b.set_prefix(format!("{} {}→{}", r.deployment, r.from, r.to));
-            b
+    let both = started.iter().map(|r| (r, false));
+    let mut followed: Vec<Followed> = both
+        .chain(unchanged.iter().map(|r| (r, true)))
+        .map(|(r, unchanged)| {
+            let bar = multi.add(ProgressBar::new(0).with_style(style.clone()));
+            bar.set_prefix(format!("{} {}→{}", r.deployment, r.from, r.to));
+            Followed {
+                r: r.clone(),
+                unchanged,
+                bar,
+                last: String::new(),
+                unreachable: false,
+                done: None,
+            }
         })
         .collect();
     let deadline = Instant::now() + timeout;
-    let mut done: Vec<Option<WaitOutcome>> = vec![None; rollouts.len()];
-    let mut last: Vec<String> = vec![String::new(); rollouts.len()];
     loop {
-        for (i, r) in rollouts.iter().enumerate() {
-            if done[i].is_some() {
-                continue;
-            }
-            let v = status_of(client, &r.deployment)?;
-            let (line, outcome) = judge(r, v.rollout.as_ref());
-            let view = v.rollout.as_ref();
-            bars[i].set_length(view.map_or(0, |v| v.total as u64));
-            bars[i].set_position(view.map_or(0, |v| v.healthy as u64));
-            bars[i].set_message(line.clone());
-            if !tty && line != last[i] {
-                eprintln!("{} {}→{}: {line}", r.deployment, r.from, r.to);
-            }
-            last[i] = line;
-            if let Some(o) = outcome {
-                bars[i].finish();
-                done[i] = Some(o);
-            }
+        for f in followed.iter_mut().filter(|f| f.done.is_none()) {
+            f.poll(client, tty)?;
         }
-        if done.iter().all(Option::is_some) || Instant::now() >= deadline {
+        if followed.iter().all(|f| f.done.is_some()) || Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(POLL);
     }
     let _ = multi.clear();
     let mut outcome = WaitOutcome::Complete;
-    for (i, r) in rollouts.iter().enumerate() {
-        let o = done[i].clone().unwrap_or(WaitOutcome::TimedOut);
-        let word = match o {
-            WaitOutcome::Complete => "complete",
-            WaitOutcome::RolledBack => "FAILED",
-            WaitOutcome::TimedOut => "TIMED OUT",
-        };
-        println!(
-            "deployment/{} revision {}→{} {word}: {}",
-            r.deployment, r.from, r.to, last[i]
-        );
+    for f in &followed {
+        let o = f.done.clone().unwrap_or(WaitOutcome::TimedOut);
+        println!("{}", f.summary(&o));
         if o != WaitOutcome::Complete && outcome != WaitOutcome::RolledBack {
             outcome = o;
         }
@@ -147,8 +140,83 @@ pub fn wait(
     Ok(outcome)
 }
 
-/// The progress line of one rollout, and its outcome when it is over.
-fn judge(r: &RolloutRef, v: Option<&RolloutView>) -> (String, Option<WaitOutcome>) {
+/// One rollout `apply --wait` follows.
+struct Followed {
+    r: RolloutRef,
+    /// Of a Deployment the apply did not change (its current revision's last rollout).
+    unchanged: bool,
+    bar: ProgressBar,
+    /// The last progress line.
+    last: String,
+    /// The last poll found no hub.
+    unreachable: bool,
+    done: Option<WaitOutcome>,
+}
+
+impl Followed {
+    fn poll(&mut self, client: &Client, tty: bool) -> Result<(), CliError> {
+        let r = &self.r;
+        let v = match status_of(client, &r.deployment) {
+            Ok(v) => v,
+            // Rollouts survive a hub restart: wait for it to come back.
+            Err(CliError::Client(e @ ClientError::Unreachable { .. })) => {
+                self.bar
+                    .set_message(format!("hub unreachable, retrying ({e})"));
+                if !tty && !self.unreachable {
+                    eprintln!(
+                        "{} {}→{}: hub unreachable, retrying: {e}",
+                        r.deployment, r.from, r.to
+                    );
+                }
+                self.unreachable = true;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.unreachable = false;
+        let view = v.rollout.as_ref();
+        let (line, outcome) = judge(r, view, self.unchanged);
+        self.bar.set_length(view.map_or(0, |v| v.total as u64));
+        self.bar.set_position(view.map_or(0, |v| v.healthy as u64));
+        self.bar.set_message(line.clone());
+        if !tty && line != self.last {
+            eprintln!("{} {}→{}: {line}", r.deployment, r.from, r.to);
+        }
+        self.last = line;
+        if let Some(o) = outcome {
+            self.bar.finish();
+            self.done = Some(o);
+        }
+        Ok(())
+    }
+
+    /// `deployment/web revision 2→3 FAILED: …`, the last line about it.
+    fn summary(&self, o: &WaitOutcome) -> String {
+        let word = match o {
+            WaitOutcome::Complete => "complete",
+            WaitOutcome::RolledBack => "FAILED",
+            WaitOutcome::TimedOut => "TIMED OUT",
+        };
+        let line = match (self.unreachable, self.last.as_str()) {
+            (true, "") => "hub unreachable".to_owned(),
+            (true, l) => format!("{l} (then the hub was unreachable)"),
+            (false, l) => l.to_owned(),
+        };
+        let r = &self.r;
+        format!(
+            "deployment/{} revision {}→{} {word}: {line}",
+            r.deployment, r.from, r.to
+        )
+    }
+}
+
+/// The progress line of one rollout, and its outcome when it is over. `unchanged`: the
+/// apply did not change the Deployment, this is its current revision's last rollout.
+fn judge(
+    r: &RolloutRef,
+    v: Option<&RolloutView>,
+    unchanged: bool,
+) -> (String, Option<WaitOutcome>) {
     let Some(v) = v.filter(|v| v.to == r.to) else {
         let msg = "superseded by a newer revision or undone".to_owned();
         return (msg, Some(WaitOutcome::RolledBack));
@@ -159,10 +227,25 @@ fn judge(r: &RolloutRef, v: Option<&RolloutView>) -> (String, Option<WaitOutcome
     );
     match (v.phase.as_str(), &v.reason) {
         ("Complete", _) => (format!("{counts} · Complete"), Some(WaitOutcome::Complete)),
+        ("RolledBack", reason) if unchanged => {
+            let why = reason.as_deref().unwrap_or("");
+            let line = format!(
+                "unchanged, but revision {} was rolled back: {why}; apply a fixed spec or `drover-hub rollout restart {}`",
+                v.to, r.deployment
+            );
+            (line, Some(WaitOutcome::RolledBack))
+        }
         ("RolledBack", reason) => {
             let why = reason.as_deref().unwrap_or("");
             let line = format!("{counts} · RolledBack to revision {}: {why}", v.from);
             (line, Some(WaitOutcome::RolledBack))
+        }
+        ("Paused", _) => {
+            let line = format!(
+                "{counts} · Paused — run `drover-hub rollout resume {}` to go on",
+                r.deployment
+            );
+            (line, None)
         }
         (phase, _) => (format!("{counts} · {phase}"), None),
     }
@@ -175,6 +258,9 @@ pub fn status_text(v: &RolloutStatusView, now_ms: u64) -> String {
         v.deployment, v.revision, v.strategy
     );
     match &v.rollout {
+        None if v.rolling_update => out.push_str(
+            "Rollout:     none yet (the first revision goes to every device at once; later ones roll out)\n",
+        ),
         None => out.push_str("Rollout:     none (every device gets each revision at once)\n"),
         Some(r) => {
             out.push_str(&format!(
@@ -223,10 +309,9 @@ pub fn history_table(v: &[RevisionView], now_ms: u64) -> String {
     let rows = v
         .iter()
         .map(|r| {
-            let rev = if r.current {
-                format!("{} (current)", r.revision)
-            } else {
-                r.revision.to_string()
+            let rev = match &r.mark {
+                Some(mark) => format!("{} ({mark})", r.revision),
+                None => r.revision.to_string(),
             };
             vec![
                 rev,
@@ -238,3 +323,7 @@ pub fn history_table(v: &[RevisionView], now_ms: u64) -> String {
         .collect();
     super::output::table(&["REVISION", "CREATED", "IMAGES", "CHANGE-CAUSE"], rows)
 }
+
+#[cfg(test)]
+#[path = "rollout_tests.rs"]
+mod tests;

@@ -4,12 +4,13 @@
 
 use drover_protocol::Name;
 
-use super::rollouts::{add_events, apply_steps, stage_revision, write_revision};
+use super::rollouts::{NewRevision, add_events, apply_steps, stage_revision, write_revision};
 use super::sign::sign_changes;
 use super::{Controller, ControllerError};
+use crate::fleet::rollout::Phase;
 use crate::fleet::{self, FleetPlan, FleetSnapshot, Object, diff_workloads, plan, progress};
 use crate::store::{DeploymentRow, Event, EventReason, Store};
-use crate::views::{ChangeReport, DeviceChangeView, FileText, labels_string};
+use crate::views::{ChangeReport, DeviceChangeView, FileText, RolloutRef, labels_string};
 
 /// One object's effect, decided before anything is written.
 enum Change {
@@ -58,6 +59,7 @@ impl Controller {
                 revisions.push(rev);
             }
         }
+        report.unchanged_rollouts = unchanged_rollouts(&next, &objects, &revisions);
         // The first step of a new rollout picks its canary: the same commit publishes it.
         let steps = progress::step_all(&next, now_ms);
         let (events, _) = apply_steps(&mut next, steps, now_ms);
@@ -175,6 +177,33 @@ impl Controller {
         report.changed_devices = p.changes.len();
         Ok(report)
     }
+}
+
+/// The applied Deployments that get no new revision and whose current revision's last
+/// rollout is in progress or was rolled back.
+fn unchanged_rollouts(
+    next: &FleetSnapshot,
+    objects: &[Object],
+    revisions: &[NewRevision],
+) -> Vec<RolloutRef> {
+    objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Deployment(d) => Some(&d.name),
+            Object::Device(_) => None,
+        })
+        .filter(|name| !revisions.iter().any(|r| r.row.deployment == name.as_str()))
+        .filter_map(|name| {
+            let state = next.revisions.get(name)?;
+            let r = state.rollout.as_ref().filter(|r| r.to == state.revision)?;
+            let rolled_back = matches!(r.phase, Phase::RolledBack { .. });
+            (progress::is_active(r) || rolled_back).then(|| RolloutRef {
+                deployment: name.to_string(),
+                from: r.from,
+                to: r.to,
+            })
+        })
+        .collect()
 }
 
 /// Applies one object to the candidate snapshot; returns its report line and change.
@@ -299,9 +328,9 @@ fn sources(files: &[FileText]) -> String {
 }
 
 /// Refuses a `dependsOn` cycle among the Deployments the apply would leave (its own and
-/// those already stored), located at an applied Deployment of the cycle. Checked over the
-/// whole fleet, not per device: Deployments of a cycle that never share a device would wait
-/// for each other forever just the same.
+/// those already stored), located at the `dependsOn` of an applied Deployment of the
+/// cycle. Checked over the whole fleet, not per device: Deployments of a cycle that never
+/// share a device would wait for each other forever just the same.
 fn check_dependency_cycle(next: &FleetSnapshot, applied: &[Object]) -> Result<(), ControllerError> {
     let nodes: std::collections::BTreeMap<&Name, Vec<&Name>> = next
         .deployments
@@ -323,7 +352,7 @@ fn check_dependency_cycle(next: &FleetSnapshot, applied: &[Object]) -> Result<()
         _ => None,
     });
     Err(match located {
-        Some(d) => d.at(msg).into(),
+        Some(d) => d.at_depends_on(msg).into(),
         None => ControllerError::Invalid(msg),
     })
 }

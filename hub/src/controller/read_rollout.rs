@@ -1,10 +1,12 @@
 //! Read side of rollouts: `rollout status` and `rollout history`, built from the store
 //! through the read connection. Never writes, never steps a rollout.
 
+use drover_protocol::quantity::DurationMs;
 use drover_protocol::{Name, WorkloadStatus};
 
 use super::read::{is_online, load_deployments, not_found};
 use super::{ControllerError, ReadSide};
+use crate::fleet::progress::is_active;
 use crate::fleet::rollout::{Count, DeviceState, Phase, Rollout, Strategy};
 use crate::views::{RevisionView, RolloutDeviceView, RolloutStatusView, RolloutView};
 
@@ -55,6 +57,7 @@ impl ReadSide {
                 .strategy
                 .as_ref()
                 .map_or("AllAtOnce".to_owned(), strategy_string),
+            rolling_update: d.strategy.is_some(),
             rollout: r.map(|r| rollout_view(r, &targets)),
             devices,
         })
@@ -67,6 +70,20 @@ impl ReadSide {
             .rollout_states()?
             .remove(name)
             .ok_or_else(|| not_found("deployment", name))?;
+        let r = state.rollout.as_ref();
+        let running = match r {
+            Some(r) if r.phase == Phase::Complete => r.to,
+            Some(r) => r.from,
+            None => state.revision,
+        };
+        let mark = |revision: u64| match r {
+            _ if revision == running => Some("running"),
+            Some(r) if r.to == revision && is_active(r) => Some("rolling out"),
+            Some(r) if r.to == revision && matches!(r.phase, Phase::RolledBack { .. }) => {
+                Some("rolled back")
+            }
+            _ => None,
+        };
         Ok(self
             .store
             .revisions(name)?
@@ -82,6 +99,7 @@ impl ReadSide {
                     .collect(),
                 cause: r.source,
                 current: r.revision == state.revision,
+                mark: mark(r.revision).map(str::to_owned),
             })
             .collect())
     }
@@ -126,10 +144,29 @@ fn device_view(
     let name = Name::new(dev).ok();
     let updated = r.zip(name.as_ref()).and_then(|(r, n)| r.updated.get(n));
     let (state, message) = match (r, updated) {
-        (_, Some(u)) => match &u.state {
-            DeviceState::Updating => ("Updating", None),
-            DeviceState::Healthy => ("Healthy", None),
-            DeviceState::Failed { reason } => ("Failed", Some(reason.clone())),
+        (Some(r), Some(u)) => match (&u.state, &r.phase) {
+            (DeviceState::Failed { reason }, _) => ("Failed", Some(reason.clone())),
+            (DeviceState::Updating, Phase::RolledBack { .. }) => (
+                "RolledBack",
+                Some(format!(
+                    "sent back to revision {} before it was judged",
+                    r.from
+                )),
+            ),
+            (DeviceState::Healthy, Phase::RolledBack { .. }) => (
+                "RolledBack",
+                Some(format!(
+                    "was healthy on revision {}, sent back to {} with the rest",
+                    r.to, r.from
+                )),
+            ),
+            (DeviceState::Updating, Phase::Complete) => (
+                "Updated",
+                Some("not judged: the rollout completed without it".to_owned()),
+            ),
+            (DeviceState::Updating, _) if !online => ("Updating", Some(offline_message(r))),
+            (DeviceState::Updating, _) => ("Updating", None),
+            (DeviceState::Healthy, _) => ("Healthy", None),
         },
         (Some(r), None) if !matches!(r.phase, Phase::RolledBack { .. }) => ("Pending", None),
         _ => ("Stable", None),
@@ -155,6 +192,18 @@ fn device_view(
     }
 }
 
+/// Why an updated device that is offline matters (or does not) to its active rollout.
+fn offline_message(r: &Rollout) -> String {
+    if r.is_proven() {
+        format!(
+            "offline: judged when it returns (revision {} is proven elsewhere)",
+            r.to
+        )
+    } else {
+        "offline: the rollout waits for it (or `rollout undo`)".to_owned()
+    }
+}
+
 fn count_string(c: Count) -> String {
     match c {
         Count::Devices(n) => n.to_string(),
@@ -162,7 +211,7 @@ fn count_string(c: Count) -> String {
     }
 }
 
-/// `RollingUpdate (canary 1, batchSize 25%, healthTimeout 120s, failureThreshold 1)`.
+/// `RollingUpdate (canary 1, batchSize 25%, healthTimeout 2m, failureThreshold 1)`.
 fn strategy_string(s: &Strategy) -> String {
     let mut parts = vec![
         format!("canary {}", count_string(s.canary)),
@@ -171,7 +220,7 @@ fn strategy_string(s: &Strategy) -> String {
     if let Some(m) = s.max_unavailable {
         parts.push(format!("maxUnavailable {}", count_string(m)));
     }
-    parts.push(format!("healthTimeout {}s", s.health_timeout_ms / 1000));
+    parts.push(format!("healthTimeout {}", DurationMs(s.health_timeout_ms)));
     parts.push(format!(
         "failureThreshold {}",
         count_string(s.failure_threshold)

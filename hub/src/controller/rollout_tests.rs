@@ -187,6 +187,10 @@ fn roll_out_revision_2(f: &mut Fleet) {
         (r.phase.as_str(), r.updated, r.healthy, r.pending),
         ("Complete", 5, 5, 0)
     );
+    assert_eq!(
+        view.strategy,
+        "RollingUpdate (canary 1, batchSize 2, healthTimeout 1m, failureThreshold 1)"
+    );
 }
 
 #[test]
@@ -300,11 +304,20 @@ fn revisions_are_listed_and_an_unchanged_apply_makes_none() {
     assert_eq!(r.results, ["deployment/web configured"]);
     assert!(r.rollouts.is_empty() && f.published().is_empty());
     let h = reader(f.dir.path(), &f.c).history("web").unwrap();
-    let listed: Vec<(u64, &str, bool)> = h
+    let listed: Vec<(u64, &str, bool, Option<&str>)> = h
         .iter()
-        .map(|r| (r.revision, r.images[0].as_str(), r.current))
+        .map(|r| {
+            let mark = r.mark.as_deref();
+            (r.revision, r.images[0].as_str(), r.current, mark)
+        })
         .collect();
-    assert_eq!(listed, [(1, "oci:/a", false), (2, "oci:/b", true)]);
+    assert_eq!(
+        listed,
+        [
+            (1, "oci:/a", false, None),
+            (2, "oci:/b", true, Some("running"))
+        ]
+    );
     assert_eq!(h[1].cause, "web.yaml");
     // Undo with no rollout in progress: revision 1's spec again, as revision 3, rolled out.
     let a =
@@ -335,6 +348,37 @@ fn pause_holds_the_next_batch_and_undo_reverts_at_once() {
     assert_eq!(
         f.revisions(),
         revs(&[("pi-1", 1), ("pi-2", 1), ("pi-3", 1)])
+    );
+    // What the devices are now, not what they were while it rolled out.
+    let read = reader(f.dir.path(), &f.c);
+    let status = read.rollout_status("web", T + 7).unwrap();
+    let states: Vec<(&str, u64)> = status
+        .devices
+        .iter()
+        .map(|d| (d.state.as_str(), d.revision))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("RolledBack", 1),
+            ("RolledBack", 1),
+            ("RolledBack", 1),
+            ("Stable", 1),
+            ("Stable", 1)
+        ]
+    );
+    let marks: Vec<(u64, Option<String>, bool)> = read
+        .history("web")
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.revision, r.mark, r.current))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (1, Some("running".into()), false),
+            (2, Some("rolled back".into()), true)
+        ]
     );
 }
 
@@ -378,4 +422,67 @@ fn a_rollout_survives_a_hub_restart() {
     assert!(f.published().is_empty(), "the same states after a restart");
     f.report("pi-1", Some((2, None)), T + 3);
     assert_eq!(f.revisions(), revs(&[("pi-2", 2), ("pi-3", 2)]));
+}
+
+#[test]
+fn an_updated_canary_that_goes_silent_holds_the_rollout_and_status_says_so() {
+    let mut f = fleet();
+    f.c.apply(&[web("oci:/a", ROLLING)], false, T).unwrap();
+    f.published();
+    for i in 1..=5 {
+        f.report(&format!("pi-{i}"), Some((1, None)), T + 10);
+    }
+    f.c.apply(&[web("oci:/b", ROLLING)], false, T + 20).unwrap();
+    assert_eq!(f.revisions(), revs(&[("pi-1", 2)]));
+    // The canary's agent dies right after it got revision 2; the others keep reporting.
+    let later = T + 200_000;
+    for i in 2..=5 {
+        f.report(&format!("pi-{i}"), Some((1, None)), later);
+    }
+    f.c.step_rollouts(later);
+    assert!(f.published().is_empty(), "no batch on an unproven revision");
+    let status = reader(f.dir.path(), &f.c)
+        .rollout_status("web", later)
+        .unwrap();
+    let canary = &status.devices[0];
+    assert_eq!(
+        (canary.device.as_str(), canary.online, canary.state.as_str()),
+        ("pi-1", false, "Updating")
+    );
+    assert_eq!(
+        canary.message.as_deref(),
+        Some("offline: the rollout waits for it (or `rollout undo`)")
+    );
+    // It returns with revision 2 ready: the next batch starts.
+    f.report("pi-1", Some((2, None)), later + 1);
+    assert_eq!(f.revisions(), revs(&[("pi-2", 2), ("pi-3", 2)]));
+}
+
+#[test]
+fn an_unchanged_apply_names_the_rolled_back_or_active_rollout_of_its_revision() {
+    let mut f = fleet();
+    roll_out_revision_2(&mut f);
+    let r = f.c.apply(&[web("oci:/b", ROLLING)], false, T + 90).unwrap();
+    assert!(r.unchanged_rollouts.is_empty(), "revision 2 completed");
+    f.c.apply(&[web("oci:/bad", ROLLING)], false, T + 100)
+        .unwrap();
+    let ref_2_3 = crate::views::RolloutRef {
+        deployment: "web".into(),
+        from: 2,
+        to: 3,
+    };
+    // In progress: `apply --wait` of the same file waits for it.
+    let r =
+        f.c.apply(&[web("oci:/bad", ROLLING)], true, T + 101)
+            .unwrap();
+    assert_eq!(r.results, ["deployment/web unchanged"]);
+    assert_eq!(r.unchanged_rollouts, std::slice::from_ref(&ref_2_3));
+    f.c.rollout_action("web", RolloutAction::Undo, T + 102)
+        .unwrap();
+    // Rolled back (here: undone): the same file again runs nowhere, and says so.
+    let r =
+        f.c.apply(&[web("oci:/bad", ROLLING)], false, T + 103)
+            .unwrap();
+    assert!(r.rollouts.is_empty());
+    assert_eq!(r.unchanged_rollouts, [ref_2_3]);
 }

@@ -202,7 +202,7 @@ fn a_depends_on_cycle_across_deployments_and_applies_is_refused_with_its_locatio
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "a.yaml:3:18: dependsOn forms a cycle: a → b → a"
+        "a.yaml:9:19: dependsOn forms a cycle: a → b → a"
     );
     assert!(reader(dir.path(), &c).deployments(2).unwrap().is_empty());
     // Across applies: b is stored, then a closes the cycle; b alone was fine.

@@ -83,6 +83,13 @@ impl Deployment {
         let at = self.positions.name.as_ref();
         Positions::error_at(at, "Deployment", &self.name, message)
     }
+
+    /// `message` located at this Deployment's first `dependsOn` (else `metadata.name`).
+    pub fn at_depends_on(&self, message: impl Into<String>) -> ManifestError {
+        let at = self.positions.depends_on.as_ref();
+        let at = at.or(self.positions.name.as_ref());
+        Positions::error_at(at, "Deployment", &self.name, message)
+    }
 }
 
 /// How replicas are spread over the matching devices.
@@ -360,6 +367,7 @@ fn deployment(
         images: images
             .map(|c| (c.name.value.clone(), Position::of(file, &c.image)))
             .collect(),
+        depends_on: t.spec.depends_on.first().map(|d| Position::of(file, d)),
     };
     Ok(Deployment {
         name,

@@ -77,7 +77,7 @@ pub fn next_revision(
 }
 
 /// What a status says about each workload, for rollouts. `before` is what the device said
-/// last (a ready workload whose containers give no start time stays ready since then).
+/// last, `at_ms` when the hub received this status.
 pub fn reported_of(
     status: &DeviceStatus,
     before: &BTreeMap<Name, Reported>,
@@ -90,16 +90,20 @@ pub fn reported_of(
         .collect()
 }
 
+/// Ready since: when the hub first heard the workload ready at this revision (carried
+/// over while it stays ready, at the same revision, without a restart), by the hub's own
+/// clock. Neither a container's start (it may become ready much later) nor any other
+/// device clock reading counts towards `minReadySeconds`.
 fn reported(w: &WorkloadStatus, before: Option<&Reported>, at_ms: u64) -> Reported {
     let ready_since_ms = w.is_ready().then(|| {
-        let started = w.containers.iter().filter_map(|c| c.started_at_ms).max();
-        let earlier = before
-            .filter(|b| b.revision == w.revision)
-            .and_then(|b| b.ready_since_ms);
-        started.or(earlier).unwrap_or(at_ms)
+        before
+            .filter(|b| b.revision == w.revision && b.restarts == w.restarts)
+            .and_then(|b| b.ready_since_ms)
+            .unwrap_or(at_ms)
     });
     Reported {
         revision: w.revision,
+        restarts: w.restarts,
         ready_since_ms,
         rolled_back: w.rolled_back.as_ref().map(|r| (r.from, r.reason.clone())),
         problem: (!w.is_ready()).then(|| problem(w, at_ms)).flatten(),
@@ -261,3 +265,7 @@ impl<'a> Specs<'a> {
         held.unwrap_or(spec).clone()
     }
 }
+
+#[cfg(test)]
+#[path = "progress_tests.rs"]
+mod tests;

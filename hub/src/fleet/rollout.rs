@@ -5,8 +5,10 @@
 //! fail; enough failures halt the rollout and give every updated device the previous
 //! revision back; a healthy batch lets the next one start (the canary first, then batches);
 //! when no online device is left to update the rollout is complete. Devices that are
-//! offline are never waited for and never count as failed: they get the revision the
-//! rollout ends with when they return.
+//! offline before they get the revision are skipped, never count as failed, and get the
+//! revision the rollout ends with when they return. An updated device that goes offline
+//! before it is judged holds its batch until the revision proved healthy somewhere: an
+//! unproven revision never spreads on the word of a device nobody hears.
 //!
 //! No IO, no clock: `now` is given (Unix ms), observations are plain values. The
 //! controller stores the returned [`Rollout`], lets the fleet planner give each device the
@@ -119,7 +121,7 @@ pub struct Observation {
     pub online: bool,
     /// The revision it runs (0: none reported).
     pub revision: u64,
-    /// Running with every container ready since this instant (Unix ms); `None` when not.
+    /// Ready at this revision since (Unix ms, when the hub first heard it); `None` when not.
     pub ready_since_ms: Option<u64>,
     /// The device went back from revision `from` by itself, and why.
     pub rolled_back: Option<(u64, String)>,
@@ -188,6 +190,13 @@ impl Rollout {
         (self.updated.len(), healthy, failed)
     }
 
+    /// The revision runs healthy on some device of this rollout.
+    pub fn is_proven(&self) -> bool {
+        self.updated
+            .values()
+            .any(|u| u.state == DeviceState::Healthy)
+    }
+
     fn count(&self, pred: impl Fn(&DeviceState) -> bool) -> usize {
         self.updated.values().filter(|u| pred(&u.state)).count()
     }
@@ -232,7 +241,11 @@ pub fn step(
             decisions,
         };
     }
-    if next.phase == Phase::Progressing && batch_done(&next, observed) {
+    if all_judged(&next, targets) {
+        // Nothing left to update or wait for: complete, paused or not.
+        next.phase = Phase::Complete;
+        decisions.push(Decision::Complete);
+    } else if next.phase == Phase::Progressing && batch_done(&next, observed) {
         advance(
             &mut next,
             strategy,
@@ -299,15 +312,29 @@ fn judge_devices(
 }
 
 /// The current batch no longer holds the rollout: each of its devices is judged (healthy,
-/// or failed while failures stay under the threshold), or offline (it gets the revision
-/// whenever it returns).
+/// or failed while failures stay under the threshold). An updated device that is offline
+/// holds it (nothing proved the revision on it; its health timeout waits while it is
+/// away), unless the revision already proved healthy on some device of this rollout: then
+/// it gets judged whenever it returns, and never blocks a proven rollout.
 fn batch_done(r: &Rollout, observed: &BTreeMap<Name, Observation>) -> bool {
+    let proven = r.is_proven();
     r.updated
         .iter()
         .filter(|(_, u)| u.batch == r.batch)
         .all(|(d, u)| {
-            u.state != DeviceState::Updating || !observed.get(d).is_some_and(|o| o.online)
+            let online = observed.get(d).is_some_and(|o| o.online);
+            u.state != DeviceState::Updating || (proven && !online)
         })
+}
+
+/// Every target was given the revision and judged (healthy, or failed under the
+/// threshold).
+fn all_judged(r: &Rollout, targets: &[Name]) -> bool {
+    targets.iter().all(|d| {
+        r.updated
+            .get(d)
+            .is_some_and(|u| u.state != DeviceState::Updating)
+    })
 }
 
 /// Starts the next batch, pauses after the canary, or completes.
@@ -345,17 +372,11 @@ fn advance(
         .cloned()
         .collect();
     if next.is_empty() {
-        // Complete once the revision proved itself on a device, or when every target has
-        // had it and was judged; with the remaining devices offline (or updated and
+        // Complete once the revision proved itself on a device (every target judged
+        // completes in `step`); with the remaining devices offline (or updated and
         // offline before reporting) and nothing proven yet, wait for one to come back
         // rather than call an unproven revision complete.
-        let proven = r.updated.values().any(|u| u.state == DeviceState::Healthy);
-        let all_judged = targets.iter().all(|d| {
-            r.updated
-                .get(d)
-                .is_some_and(|u| u.state != DeviceState::Updating)
-        });
-        if proven || all_judged {
+        if r.is_proven() {
             r.phase = Phase::Complete;
             decisions.push(Decision::Complete);
         }

@@ -137,7 +137,7 @@ fn a_device_that_rolled_back_by_itself_is_a_failure_of_the_revision() {
 }
 
 #[test]
-fn offline_devices_never_block_never_fail_and_get_the_revision_when_back() {
+fn offline_devices_never_fail_and_get_the_revision_when_back() {
     let t = devices(4);
     let s = strategy();
     let mut obs = world(&t, |_| 1, Some(0));
@@ -145,30 +145,62 @@ fn offline_devices_never_block_never_fail_and_get_the_revision_when_back() {
     obs.remove(&n("pi-4")); // never seen at all
     let st = step(&Rollout::new(1, 2, 0), &s, &t, &obs, 0);
     assert_eq!(updates(&st), vec![(0, vec![n("pi-1")])]);
-    let r = st.rollout;
-    for d in ["pi-1", "pi-3"] {
-        obs.get_mut(&n(d)).unwrap().revision = r.revision_for(&n(d));
-    }
-    // The canary goes offline after its update: the batch does not wait for it, and its
-    // health timeout does not run while it is away.
+    // The canary goes offline right after its update (found end to end: a kill -9 of its
+    // agent let the next batch start). Nothing proved the revision: the batch waits for
+    // it, however long, and its health timeout does not run while it is away.
     obs.get_mut(&n("pi-1")).unwrap().online = false;
-    let st = step(&r, &s, &t, &obs, 10_000);
+    let st = step(&st.rollout, &s, &t, &obs, 500_000);
+    assert!(st.decisions.is_empty(), "{st:?}");
+    assert_eq!(st.rollout.phase, Phase::Progressing);
+    // It returns running revision 2, ready: healthy, and the next batch starts with the
+    // online devices only.
+    let o = obs.get_mut(&n("pi-1")).unwrap();
+    (o.online, o.revision, o.ready_since_ms) = (true, 2, Some(500_000));
+    let st = step(&st.rollout, &s, &t, &obs, 501_000);
+    assert!(
+        st.decisions
+            .contains(&Decision::Healthy { device: n("pi-1") })
+    );
     assert_eq!(
         updates(&st),
         vec![(1, vec![n("pi-3")])],
         "offline pi-2, pi-4 skipped"
     );
-    let r = st.rollout;
-    obs.get_mut(&n("pi-3")).unwrap().revision = 2;
-    let st = step(&r, &s, &t, &obs, 500_000);
+    // pi-3 drops offline before reporting: the revision is proven on pi-1, so it no
+    // longer holds the rollout.
+    obs.get_mut(&n("pi-3")).unwrap().online = false;
+    let st = step(&st.rollout, &s, &t, &obs, 502_000);
     assert_eq!(st.rollout.phase, Phase::Complete, "{st:?}");
     assert_eq!(
         st.rollout.counts(),
         (2, 1, 0),
-        "pi-1 is neither healthy nor failed"
+        "pi-3 is neither healthy nor failed"
     );
     // Complete: whoever returns gets revision 2.
     assert_eq!(st.rollout.revision_for(&n("pi-4")), 2);
+}
+
+#[test]
+fn an_offline_updated_device_holds_its_batch_until_the_revision_is_proven() {
+    let t = devices(5);
+    let s = Strategy {
+        canary: Count::Devices(0),
+        ..strategy()
+    };
+    let r = step(&Rollout::new(1, 2, 0), &s, &t, &world(&t, |_| 1, None), 0).rollout;
+    assert_eq!(r.updated.len(), 2);
+    // Both look offline (a hub restart: devices are offline until they report).
+    let mut obs = world(&t, |_| 1, None);
+    for d in ["pi-1", "pi-2"] {
+        obs.get_mut(&n(d)).unwrap().online = false;
+    }
+    let st = step(&r, &s, &t, &obs, 30_000);
+    assert!(st.decisions.is_empty(), "{st:?}");
+    // pi-1 reports the revision healthy, pi-2 stays away: proven, the next batch starts.
+    let o = obs.get_mut(&n("pi-1")).unwrap();
+    (o.online, o.revision, o.ready_since_ms) = (true, 2, Some(30_000));
+    let st = step(&st.rollout, &s, &t, &obs, 31_000);
+    assert_eq!(updates(&st), vec![(1, vec![n("pi-3"), n("pi-4")])]);
 }
 
 #[test]
@@ -326,4 +358,35 @@ fn an_updated_device_that_goes_offline_before_reporting_never_completes_the_roll
         matches!(st.rollout.phase, Phase::RolledBack { .. }),
         "{st:?}"
     );
+}
+
+#[test]
+fn a_pause_with_every_target_updated_and_judged_still_completes() {
+    // Found by review: `N/N healthy · Paused`, and `apply --wait` hung.
+    let t = devices(3);
+    let s = strategy();
+    let r = step(&Rollout::new(1, 2, 0), &s, &t, &world(&t, |_| 1, None), 0).rollout;
+    let r = step(&r, &s, &t, &obeying(&r, &t, 0), 1_000).rollout;
+    assert_eq!(r.updated.len(), 3, "canary, then the last batch");
+    let paused = pause(&r);
+    let st = step(&paused, &s, &t, &obeying(&paused, &t, 1_000), 2_000);
+    assert_eq!(st.rollout.phase, Phase::Complete, "{st:?}");
+    assert!(st.decisions.contains(&Decision::Complete));
+    // pauseAfterCanary when the canary is every target: nothing to pause before.
+    let one = devices(1);
+    let s = Strategy {
+        pause_after_canary: true,
+        ..strategy()
+    };
+    let r = step(
+        &Rollout::new(1, 2, 0),
+        &s,
+        &one,
+        &world(&one, |_| 1, None),
+        0,
+    )
+    .rollout;
+    let st = step(&r, &s, &one, &obeying(&r, &one, 0), 1_000);
+    assert_eq!(st.rollout.phase, Phase::Complete, "{st:?}");
+    assert!(!st.decisions.contains(&Decision::Paused));
 }

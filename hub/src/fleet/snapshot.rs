@@ -35,7 +35,9 @@ pub struct DeviceEntry {
 pub struct Reported {
     /// `WorkloadStatus::revision` (0: none).
     pub revision: u64,
-    /// Running with every container ready since (Unix ms); `None` when not ready.
+    /// The workload's restarts (`WorkloadStatus::restarts`): one more resets `ready_since_ms`.
+    pub restarts: u32,
+    /// Ready at this revision since (the hub's receive time, Unix ms); `None` when not.
     pub ready_since_ms: Option<u64>,
     /// The device went back from this revision by itself, and why.
     pub rolled_back: Option<(u64, String)>,

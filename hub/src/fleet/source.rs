@@ -48,6 +48,8 @@ pub struct Positions {
     pub name: Option<Position>,
     /// Each container's `image`, by container name.
     pub images: BTreeMap<Name, Position>,
+    /// A Deployment template's first `dependsOn` entry.
+    pub depends_on: Option<Position>,
 }
 
 impl PartialEq for Positions {

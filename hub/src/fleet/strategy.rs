@@ -3,9 +3,10 @@
 //!
 //! ```yaml
 //! spec:
-//!   minReadySeconds: 10
+//!   minReadySeconds: 10        # shorter than healthTimeout
 //!   strategy:
-//!     type: RollingUpdate      # or AllAtOnce: every device at once, no health gate
+//!     type: RollingUpdate      # or AllAtOnce: every device at once, no health gate,
+//!                              # and none of the fields below
 //!     canary: 1                # devices or "10%"; default 0
 //!     batchSize: 25%           # default 25%
 //!     maxUnavailable: 2        # caps batchSize
@@ -37,7 +38,7 @@ pub(super) struct StrategyManifest {
     #[serde(default)]
     failure_threshold: Option<Spanned<CountManifest>>,
     #[serde(default)]
-    pause_after_canary: bool,
+    pause_after_canary: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,7 @@ pub(super) fn checked_strategy(
     };
     let m = &node.value;
     if m.kind == StrategyType::AllAtOnce {
+        refuse_unused(file, m)?;
         return Ok(None);
     }
     let dflt = Strategy::default();
@@ -85,6 +87,14 @@ pub(super) fn checked_strategy(
             ));
         }
     };
+    if let Some(m) = min_ready_seconds.filter(|_| min_ready_ms >= health_timeout_ms) {
+        let msg = format!(
+            "minReadySeconds ({}s) must be shorter than strategy.healthTimeout ({}): no device could become healthy in time, every one would fail",
+            m.value,
+            DurationMs(health_timeout_ms)
+        );
+        return Err(ManifestError::at(file, m, msg));
+    }
     Ok(Some(Strategy {
         canary: count(&m.canary, "canary", 0, dflt.canary)?,
         batch_size: count(&m.batch_size, "batchSize", 1, dflt.batch_size)?,
@@ -100,9 +110,29 @@ pub(super) fn checked_strategy(
             1,
             dflt.failure_threshold,
         )?,
-        pause_after_canary: m.pause_after_canary,
+        pause_after_canary: m.pause_after_canary.as_ref().is_some_and(|p| p.value),
         min_ready_ms,
     }))
+}
+
+/// `type: AllAtOnce` with fields only a rolling update reads: refused at the first, rather
+/// than ignored without a word.
+fn refuse_unused(file: &str, m: &StrategyManifest) -> Result<(), ManifestError> {
+    fn unused<T>(file: &str, node: Option<&Spanned<T>>, field: &str) -> Result<(), ManifestError> {
+        let Some(node) = node else {
+            return Ok(());
+        };
+        let msg = format!(
+            "strategy.{field} has no effect with type: AllAtOnce (every device gets each revision at once, without a health gate): remove it, or use type: RollingUpdate"
+        );
+        Err(ManifestError::at(file, node, msg))
+    }
+    unused(file, m.canary.as_ref(), "canary")?;
+    unused(file, m.batch_size.as_ref(), "batchSize")?;
+    unused(file, m.max_unavailable.as_ref(), "maxUnavailable")?;
+    unused(file, m.health_timeout.as_ref(), "healthTimeout")?;
+    unused(file, m.failure_threshold.as_ref(), "failureThreshold")?;
+    unused(file, m.pause_after_canary.as_ref(), "pauseAfterCanary")
 }
 
 /// A device count ≥ `min`, or a percentage `1%`–`100%`.
@@ -206,6 +236,26 @@ mod tests {
             (
                 "  strategy: {type: RollingUpdate, colour: red}\n",
                 "d.yaml:6:35: unknown field `colour`",
+            ),
+            (
+                "  minReadySeconds: 120\n  strategy: {type: RollingUpdate, healthTimeout: 2m}\n",
+                "d.yaml:6:20: minReadySeconds (120s) must be shorter than strategy.healthTimeout (2m): no device could become healthy in time",
+            ),
+            (
+                "  minReadySeconds: 300\n  strategy: {type: RollingUpdate}\n",
+                "d.yaml:6:20: minReadySeconds (300s) must be shorter than strategy.healthTimeout (5m)",
+            ),
+            (
+                "  strategy: {type: AllAtOnce, canary: 1}\n",
+                "d.yaml:6:39: strategy.canary has no effect with type: AllAtOnce",
+            ),
+            (
+                "  strategy:\n    type: AllAtOnce\n    pauseAfterCanary: false\n",
+                "d.yaml:8:23: strategy.pauseAfterCanary has no effect with type: AllAtOnce",
+            ),
+            (
+                "  strategy: {type: AllAtOnce, healthTimeout: 1m}\n",
+                "d.yaml:6:46: strategy.healthTimeout has no effect",
             ),
         ];
         for (extra, want) in cases {
