@@ -15,7 +15,7 @@ agent's default), revision 1 applied to all at once (first revision: nothing to 
 → every device acknowledged; hub CPU over an idle window (heartbeats only). Then `--runs`
 good rollouts (a new env value each: revision 2, 3, 4), one with `minReadySeconds: 1`
 (full run only: how the 1 s step timer and the status batches meet a real wait), and one
-failing rollout (image `sensor:bad`, followed with `apply --wait`, which must exit 2). Each is timed from the `apply` to the hub's RolloutComplete / RolledBack
+failing rollout (image `sensor:bad`, followed with `apply --wait`, which must exit 4). Each is timed from the `apply` to the hub's RolloutComplete / RolledBack
 event; batch times come from the hub's RolloutBatch events and the devices' receipts;
 hub CPU (utime+stime) and peak RSS from /proc over the same window; each committed plan's
 plan/sign/commit milliseconds from the hub's log. Events are read from the hub's SQLite
@@ -278,7 +278,7 @@ def bench(work, p):
             log(f"  failing rollout → revision {bad['revision']}: {bad['phase']} in {bad['total_s']} s "
                 f"(healthTimeout {p['health_timeout_s']} s), {bad['devices_received_revision']} devices got it, "
                 f"apply --wait exit {bad['apply_exit']}, all back on revision {bad['from']} {bad['settled_s']} s later")
-            if bad["phase"] != "RolledBack" or bad["apply_exit"] != 2:
+            if bad["phase"] != "RolledBack" or bad["apply_exit"] != 4:
                 raise RuntimeError(f"failing rollout: {bad['phase']}, apply --wait exit {bad['apply_exit']}")
         out["fleet_counters"] = fleet.cmd("counters")
         out["ok"] = True
