@@ -185,7 +185,9 @@ impl Controller {
                 topic,
                 payload,
                 at_ms,
-            } => self.ingest_batch(&[(topic, payload, at_ms)], now),
+            } => {
+                self.ingest_batch(&[(topic, payload, at_ms)], now);
+            }
             Command::Connected => self.republish_all(),
             Command::Rollout {
                 deployment,

@@ -63,7 +63,10 @@ struct Batch {
 impl Controller {
     /// Folds a batch of `(topic, payload, received_ms)` device messages: one transaction.
     /// Only store failures are logged as errors; bad messages are counted and dropped.
-    pub fn ingest_batch(&mut self, messages: &[(String, Vec<u8>, u64)], now_ms: u64) {
+    /// Returns whether anything a rollout judges changed — a device's reported workloads,
+    /// its presence, or its coming back after silence — so that a batch of plain
+    /// heartbeats does not step every rollout over every device.
+    pub fn ingest_batch(&mut self, messages: &[(String, Vec<u8>, u64)], now_ms: u64) -> bool {
         let mut batch = Batch::default();
         for (topic, payload, at_ms) in messages {
             self.check_message(&mut batch, topic, payload, *at_ms);
@@ -72,11 +75,15 @@ impl Controller {
         self.metrics
             .messages
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        if let Err(e) = self.fold(batch, now_ms) {
-            tracing::error!(
-                messages = messages.len(),
-                "cannot record device messages: {e}"
-            );
+        match self.fold(batch, now_ms) {
+            Ok(moved) => moved,
+            Err(e) => {
+                tracing::error!(
+                    messages = messages.len(),
+                    "cannot record device messages: {e}"
+                );
+                false
+            }
         }
     }
 
@@ -145,13 +152,15 @@ impl Controller {
 
     /// Writes the batch in one transaction, then folds it into the snapshot and re-plans
     /// if a capacity that placement depends on changed.
-    fn fold(&mut self, mut batch: Batch, now_ms: u64) -> Result<(), ControllerError> {
+    fn fold(&mut self, mut batch: Batch, now_ms: u64) -> Result<bool, ControllerError> {
         let mut replan = false;
+        let mut moved = false;
         for (name, (status, at_ms)) in &batch.statuses {
             let Some(entry) = self.snapshot.devices.get(name) else {
                 continue;
             };
             if !online(entry, self.snapshot.offline_after_ms, *at_ms) {
+                moved = true;
                 batch.events.push(Event::device(
                     *at_ms,
                     name.as_str(),
@@ -166,6 +175,7 @@ impl Controller {
         for (name, online) in &batch.presence {
             let before = self.snapshot.devices.get(name).and_then(|d| d.presence);
             if before != Some(*online) {
+                moved = true;
                 let (reason, word) = if *online {
                     (EventReason::Online, "online")
                 } else {
@@ -193,6 +203,7 @@ impl Controller {
                 let reported = reported_of(&status, &d.reported, at_ms);
                 if *d.reported != reported {
                     d.reported = std::sync::Arc::new(reported);
+                    moved = true;
                 }
             }
         }
@@ -204,7 +215,7 @@ impl Controller {
         if replan {
             self.resync(now_ms)?;
         }
-        Ok(())
+        Ok(moved)
     }
 
     fn credential_of(&self, device: &str) -> Option<String> {

@@ -562,3 +562,34 @@ fn hub_images_are_pinned_to_their_digest_at_apply_and_a_moved_tag_needs_a_new_ap
     let image = p[0].workloads[0].containers[0].image.as_str().to_owned();
     assert_eq!(image, format!("hub:sensor@{}", second.as_str()));
 }
+
+#[test]
+fn a_batch_of_plain_heartbeats_does_not_ask_for_a_rollout_step() {
+    // Found by the 1,000-device bench: every status batch stepped every active rollout
+    // over every device (O(devices) per heartbeat batch: 41-46 % of a core at 10,000).
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, _rx) = controller(dir.path());
+    let cred = c.add_device("pi-1", labels("x"), 1).unwrap().credential;
+    let topic = "drover/v1/dev/pi-1/status".to_owned();
+    let msg = |st: &DeviceStatus| (topic.clone(), seal_status(st, cred.as_bytes()).unwrap(), 10);
+    assert!(
+        c.ingest_batch(&[msg(&status("pi-1", 1))], 10),
+        "first status"
+    );
+    assert!(
+        !c.ingest_batch(&[msg(&status("pi-1", 1))], 20),
+        "the same status again: a heartbeat"
+    );
+    let mut changed = status("pi-1", 1);
+    changed.workloads[0].revision = 2;
+    assert!(
+        c.ingest_batch(&[msg(&changed)], 30),
+        "a new revision reported"
+    );
+    let online = (
+        "drover/v1/dev/pi-1/online".to_owned(),
+        b"offline".to_vec(),
+        40,
+    );
+    assert!(c.ingest_batch(&[online], 40), "presence changed");
+}
