@@ -40,6 +40,9 @@ pub struct Controller {
     pub(super) registry: Option<Arc<Registry>>,
     /// Rejection warnings (logs and events) per device.
     pub(super) warn_limit: RateLimit,
+    /// When the hub last (re)connected to the broker, while it is still hearing from the
+    /// devices again (see `Controller::catching_up`).
+    pub(super) reconnected_ms: Option<u64>,
 }
 
 impl Controller {
@@ -69,6 +72,7 @@ impl Controller {
             metrics: Arc::new(Metrics::default()),
             registry: None,
             warn_limit: RateLimit::new(WARN_EVERY_MS),
+            reconnected_ms: None,
         };
         c.load()?;
         Ok(c)
@@ -188,7 +192,10 @@ impl Controller {
             } => {
                 self.ingest_batch(&[(topic, payload, at_ms)], now);
             }
-            Command::Connected => self.republish_all(),
+            Command::Connected => {
+                self.reconnected_ms = Some(now);
+                self.republish_all();
+            }
             Command::Rollout {
                 deployment,
                 action,

@@ -486,3 +486,40 @@ fn an_unchanged_apply_names_the_rolled_back_or_active_rollout_of_its_revision() 
     assert!(r.rollouts.is_empty());
     assert_eq!(r.unchanged_rollouts, [ref_2_3]);
 }
+
+#[test]
+fn after_a_reconnect_a_proven_rollout_waits_to_hear_the_devices_before_going_on() {
+    // Found by review: after a hub restart every device looks offline until it reports;
+    // a rollout proven on its canary then found no online device to update and
+    // completed, so the rest of the fleet got the revision at once as it came back.
+    let mut f = fleet();
+    f.c.apply(&[web("oci:/a", ROLLING)], false, T).unwrap();
+    for i in 1..=5 {
+        f.report(&format!("pi-{i}"), Some((1, None)), T + 10);
+    }
+    f.c.apply(&[web("oci:/b", ROLLING)], false, T + 20).unwrap();
+    f.published();
+    f.report("pi-1", Some((2, None)), T + 40);
+    assert_eq!(f.revisions(), revs(&[("pi-2", 2), ("pi-3", 2)]));
+    // The hub is away for longer than offline_after, then reconnects.
+    let back = T + 500_000;
+    f.c.handle(Command::Connected);
+    f.c.reconnected_ms = Some(back);
+    f.published();
+    f.c.step_rollouts(back + 1_000);
+    let view = reader(f.dir.path(), &f.c)
+        .rollout_status("web", back + 1_000)
+        .unwrap();
+    assert_eq!(
+        view.rollout.unwrap().phase,
+        "Progressing",
+        "not completed blind"
+    );
+    assert!(f.published().is_empty(), "no device moved");
+    // The devices report again: the batches go on one by one.
+    for i in 1..=5 {
+        let rev = if i <= 3 { 2 } else { 1 };
+        f.report(&format!("pi-{i}"), Some((rev, None)), back + 2_000);
+    }
+    assert_eq!(f.revisions(), revs(&[("pi-4", 2), ("pi-5", 2)]));
+}

@@ -56,6 +56,7 @@ impl Controller {
             .revisions
             .values()
             .any(|s| s.rollout.as_ref().is_some_and(is_active))
+            || self.catching_up(now_ms)
         {
             return;
         }
@@ -83,6 +84,27 @@ impl Controller {
         if let Err(e) = result {
             tracing::error!("cannot record a rollout step: {e}");
         }
+    }
+
+    /// Right after the hub (re)connected to the broker (a hub restart, a broker outage),
+    /// devices it has not heard from since look offline only because it was away: a
+    /// rollout stepped now would skip them all and, its revision proven on one device,
+    /// complete — handing the revision to the whole fleet at once as they return. Steps
+    /// wait until every device heard before and not known offline has reported again, or
+    /// `offline_after` has passed.
+    fn catching_up(&mut self, now_ms: u64) -> bool {
+        let Some(at) = self.reconnected_ms else {
+            return false;
+        };
+        let waiting =
+            now_ms < at.saturating_add(self.snapshot.offline_after_ms)
+                && self.snapshot.devices.values().any(|d| {
+                    d.presence != Some(false) && d.last_seen_ms > 0 && d.last_seen_ms < at
+                });
+        if !waiting {
+            self.reconnected_ms = None;
+        }
+        waiting
     }
 
     pub(super) fn set_rollout(
