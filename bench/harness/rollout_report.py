@@ -1,6 +1,7 @@
 """The "## Rollouts (issue 11)" section of REPORT.md from bench/rollout-results.json
 (bench/rollout.py), with a paragraph from bench/rollout-results-10k.json when given.
 Renders and splices; it never measures. Python 3 stdlib only."""
+import json
 import os
 
 TITLE = "## Rollouts (issue 11)"
@@ -107,16 +108,33 @@ def _controller(r):
     elif st.get("failure"):
         md += [f"Controller per step: not measured ({st['failure']}).", ""]
     if idle and _waits(r):
-        md += ["**Controller per step, in the running hub.** While a rollout is active (also while it only waits "
-               "for `minReadySeconds` or a health timeout) the controller steps it after every status batch, and "
-               "each step is O(devices) whether the batch concerned the rollout or was a heartbeat. Controller "
-               f"thread CPU with no rollout: {idle['controller_cpu_pct']} % of a core "
-               f"({idle['message_batches_per_s']} status batches/s; whole hub {idle['hub_cpu_pct']} %); while a "
-               "rollout waits: " + "; ".join(
-                   f"{label} {x['controller_cpu_pct']} % at {x['message_batches_per_s']} batches/s → ≈ "
-                   f"{x['waiting_step_ms']} ms per step" for label, x in _waits(r))
-               + " (estimates from 10 ms CPU ticks; the cold-cache step costs several times the table's).", ""]
+        md += ["**Controller in the running hub while a rollout waits.** An active rollout (also one that only "
+               "waits for `minReadySeconds` or a health timeout) is stepped every second and after a status batch "
+               "that changes what a rollout judges (a reported workload, presence, a device back from silence) — "
+               "not after plain heartbeats. Controller thread CPU with no rollout: "
+               f"{idle['controller_cpu_pct']} % of a core ({idle['message_batches_per_s']} status batches/s; whole "
+               f"hub {idle['hub_cpu_pct']} %); while a rollout waits: " + "; ".join(
+                   f"{label} {x['controller_cpu_pct']} % at {x['message_batches_per_s']} batches/s"
+                   for label, x in _waits(r))
+               + " (from 10 ms CPU ticks)." + _waits_before(), ""]
     return md
+
+
+def _waits_before():
+    """The same figures from bench/rollout-results-before.json (before heartbeat batches
+    stopped stepping rollouts), when present."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rollout-results-before.json")
+    try:
+        with open(path) as f:
+            r = (json.load(f).get("result") or {})
+    except (OSError, ValueError):
+        return ""
+    waits = _waits(r)
+    if not waits:
+        return ""
+    return (" Before (commit c8616f6, [`rollout-results-before.json`](rollout-results-before.json)), when every "
+            "status batch stepped every active rollout over every device: " + "; ".join(
+                f"{label} {x['controller_cpu_pct']} %" for label, x in waits) + ".")
 
 
 def _scale(big):
@@ -137,7 +155,9 @@ def _scale(big):
             f"`rollout status` ≈ {_poll_ms(bad, idle)} ms of hub CPU per call. Step alone: `step_all` "
             f"{st.get('idle', {}).get('median')} µs, `plan` {st.get('plan', {}).get('median')} µs. "
             f"Controller with no rollout {idle.get('controller_cpu_pct')} % of a core; while a rollout waits: "
-            f"{waits}.", ""]
+            f"{waits} (commit {big.get('commit', '?')}"
+            + (", before plain heartbeat batches stopped stepping rollouts; not re-run since)."
+               if big.get('commit') in ('b112149', 'c8616f6') else ")."), ""]
 
 
 def section(doc, big=None):
