@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::fs;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -36,6 +37,23 @@ fn waiting_for(ps: &Value, name: &str) -> Option<String> {
         dep["name"].as_str()?,
         dep["condition"].as_str()?
     ))
+}
+
+/// An agent (started) with a host folder `db-data` and workload `db` sleeping with that
+/// folder at `/data`; `container` is YAML for `db`'s container (at its indentation).
+fn agent_with_db(test: &str, container: &str) -> (TestAgent, PathBuf, PathBuf, String) {
+    let (mut a, image) = TestAgent::with_busybox(test);
+    let data = a.dir.path().join("db-data");
+    fs::create_dir_all(&data).unwrap();
+    a.start();
+    let db = workload_yaml("db", &image, SLEEPER, "", "").replace(
+        "      resources:",
+        &format!(
+            "      mounts: [{{hostPath: {}, mountPath: /data}}]\n{container}      resources:",
+            data.display()
+        ),
+    );
+    (a, image, data, db)
 }
 
 fn started_at(a: &TestAgent, wl: &str) -> u64 {
@@ -140,19 +158,9 @@ fn after_a_power_cut_the_dependent_waits_for_its_dependency_to_run_again() {
     if !require_root("after_a_power_cut_the_dependent_waits_for_its_dependency_to_run_again") {
         return;
     }
-    let (mut a, image) = TestAgent::with_busybox("dependson-cut");
-    let data = a.dir.path().join("db-data");
-    fs::create_dir_all(&data).unwrap();
-    a.start();
     // db needs a host folder; app (whose file is read first) waits for db to be healthy:
     // without probes, running and ready.
-    let db = workload_yaml("db", &image, SLEEPER, "", "").replace(
-        "      resources:",
-        &format!(
-            "      mounts: [{{hostPath: {}, mountPath: /data}}]\n      resources:",
-            data.display()
-        ),
-    );
+    let (mut a, image, data, db) = agent_with_db("dependson-cut", "");
     a.write_manifest("2-db.yaml", &db);
     a.write_manifest(
         "1-app.yaml",
@@ -205,18 +213,9 @@ fn a_workload_waits_until_its_dependency_passes_its_readiness_probe() {
     if !require_root("a_workload_waits_until_its_dependency_passes_its_readiness_probe") {
         return;
     }
-    let (mut a, image) = TestAgent::with_busybox("dependson-probe");
-    let data = a.dir.path().join("db-data");
-    fs::create_dir_all(&data).unwrap();
-    a.start();
     // db runs at once but is ready only once the test creates /data/ready.
-    let db = workload_yaml("db", &image, SLEEPER, "", "").replace(
-        "      resources:",
-        &format!(
-            "      mounts: [{{hostPath: {}, mountPath: /data}}]\n      readinessProbe:\n        exec: {{command: [test, -f, /data/ready]}}\n        periodSeconds: 1\n      resources:",
-            data.display()
-        ),
-    );
+    let probe = "      readinessProbe:\n        exec: {command: [test, -f, /data/ready]}\n        periodSeconds: 1\n";
+    let (a, image, data, db) = agent_with_db("dependson-probe", probe);
     a.write_manifest("db.yaml", &db);
     a.write_manifest(
         "app.yaml",
