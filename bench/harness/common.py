@@ -140,3 +140,20 @@ def dump(obj, path):
     with open(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
+
+
+def splice_section(report, title, body):
+    """Replaces the section of REPORT.md that starts with `title` (up to the next "## ")
+    by `body`; without one, puts `body` before "## Left out", else at the end."""
+    text = open(report).read() if os.path.exists(report) else "# Drover benchmark report\n"
+    start = text.find(title)
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + body + ("\n" + text[end + 1:] if end >= 0 else "")
+    elif "## Left out" in text:
+        i = text.find("## Left out")
+        text = text[:i] + body + "\n" + text[i:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    with open(report, "w") as f:
+        f.write(text)

@@ -21,7 +21,7 @@ import argparse, os, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (REL, ROOT, dump, kill_cgroup_procs, put, read_json, remove_cgroups, rollup,
-                    stats, umount_under, wait)
+                    splice_section, stats, umount_under, wait)
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -134,18 +134,7 @@ def section(res):
 
 def splice(report, body):
     """Replaces the "## Probes" section of REPORT.md (else puts it before "## Left out")."""
-    text = open(report).read() if os.path.exists(report) else "# Drover benchmark report\n"
-    start = text.find("## Probes")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + body + ("\n" + text[end + 1:] if end >= 0 else "")
-    elif "## Left out" in text:
-        i = text.find("## Left out")
-        text = text[:i] + body + "\n" + text[i:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    with open(report, "w") as f:
-        f.write(text)
+    splice_section(report, "## Probes", body)
 
 
 def main():

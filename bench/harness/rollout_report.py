@@ -4,6 +4,8 @@ Renders and splices; it never measures. Python 3 stdlib only."""
 import json
 import os
 
+from common import splice_section
+
 TITLE = "## Rollouts (issue 11)"
 
 
@@ -185,16 +187,4 @@ def section(doc, big=None):
 
 def splice(report, lines):
     """Replaces the Rollouts section of REPORT.md (else puts it before "## Left out")."""
-    body = "\n".join(lines) + "\n"
-    text = open(report).read() if os.path.exists(report) else "# Drover benchmark report\n"
-    start = text.find(TITLE)
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + body + ("\n" + text[end + 1:] if end >= 0 else "")
-    elif "## Left out" in text:
-        i = text.find("## Left out")
-        text = text[:i] + body + "\n" + text[i:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    with open(report, "w") as f:
-        f.write(text)
+    splice_section(report, TITLE, "\n".join(lines) + "\n")
