@@ -31,32 +31,42 @@ impl Agent {
     pub(super) fn judge_revisions(&mut self, observed: &Observed) -> bool {
         let now = self.ports.clock.boot_ms();
         let wall = self.ports.clock.wall_ms();
-        let mut changed = false;
+        // Judged first with shared borrows (no copy of the specs on this every-pass path),
+        // then taken in.
+        let judged: Vec<(Name, RevisionTrack)> = self
+            .sources
+            .given
+            .iter()
+            .filter(|w| w.fallback.is_some())
+            .filter_map(|spec| {
+                let old = self.revisions.get(&spec.name);
+                let open = old.is_none_or(|t| {
+                    t.revision != spec.revision || (!t.proven && t.rolled_back.is_none())
+                });
+                let health = if open {
+                    let status = self.workload_status(spec, observed);
+                    rollback::health_of(&status, spec.revision, wall)
+                } else {
+                    rollback::Health::default()
+                };
+                let track = rollback::judge(spec, old, &health, now);
+                (old != Some(&track)).then(|| {
+                    log_change(&spec.name, old, &track);
+                    (spec.name.clone(), track)
+                })
+            })
+            .collect();
+        let mut changed = !judged.is_empty();
         let mut rolled_back = false;
-        let given = self.sources.given.clone();
-        for spec in given.iter().filter(|w| w.fallback.is_some()) {
-            let old = self.revisions.get(&spec.name);
-            let open = old.is_none_or(|t| {
-                t.revision != spec.revision || (!t.proven && t.rolled_back.is_none())
-            });
-            let health = if open {
-                let status = self.workload_status(spec, observed);
-                rollback::health_of(&status, spec.revision, wall)
-            } else {
-                rollback::Health::default()
-            };
-            let track = rollback::judge(spec, old, &health, now);
-            if old == Some(&track) {
-                continue;
-            }
-            log_change(&spec.name, old, &track);
+        for (name, track) in judged {
+            let old = self.revisions.get(&name);
             rolled_back |=
                 track.rolled_back.is_some() && old.is_none_or(|o| o.rolled_back.is_none());
-            self.revisions.insert(spec.name.clone(), track);
-            changed = true;
+            self.revisions.insert(name, track);
         }
         // Tracks of workloads no longer on trial are done with.
         let before = self.revisions.len();
+        let given = &self.sources.given;
         self.revisions.retain(|name, _| {
             given
                 .iter()
