@@ -16,6 +16,7 @@ pub mod limits;
 pub mod manifest;
 pub mod names;
 pub mod quantity;
+pub mod telemetry;
 pub mod topics;
 pub mod types;
 
@@ -24,4 +25,5 @@ pub use digest::{Digest, DigestError};
 pub use image_ref::{ImageRef, ImageRefError, ImageSource};
 pub use limits::{MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES, SizeError, check_desired_size};
 pub use names::{Name, NameError};
+pub use telemetry::{ContainerUsage, DeviceUsage, Telemetry, WorkloadUsage};
 pub use types::*;

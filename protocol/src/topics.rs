@@ -26,6 +26,18 @@ pub fn online(device: &Name) -> String {
     format!("{ROOT}/dev/{device}/online")
 }
 
+/// `drover/v1/dev/{device}/status/json`: the device's status as JSON, republished by the
+/// hub for dashboards (retained).
+pub fn status_json(device: &Name) -> String {
+    format!("{ROOT}/dev/{device}/status/json")
+}
+
+/// `drover/v1/dev/{device}/telemetry/json`: each telemetry sample as JSON, republished
+/// by the hub for dashboards.
+pub fn telemetry_json(device: &Name) -> String {
+    format!("{ROOT}/dev/{device}/telemetry/json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +49,7 @@ mod tests {
         assert_eq!(status(&d), "drover/v1/dev/pi-1/status");
         assert_eq!(telemetry(&d), "drover/v1/dev/pi-1/telemetry");
         assert_eq!(online(&d), "drover/v1/dev/pi-1/online");
+        assert_eq!(status_json(&d), "drover/v1/dev/pi-1/status/json");
+        assert_eq!(telemetry_json(&d), "drover/v1/dev/pi-1/telemetry/json");
     }
 }
