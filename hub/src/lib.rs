@@ -11,6 +11,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod events;
 pub mod fleet;
 pub mod keys;
 pub mod mqtt;
@@ -18,6 +19,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod views;
 
 /// Unix time in milliseconds (0 if the clock is before 1970).
