@@ -49,6 +49,10 @@ pub struct ApiState {
     pub read: Arc<Mutex<ReadSide>>,
     /// `http://host:port` of the registry, as devices reach it (goes into config snippets).
     pub registry_url: String,
+    /// The latest telemetry sample of every device (written by the telemetry thread).
+    pub telemetry: crate::telemetry::TelemetryCache,
+    /// Fleet change notifications, for live views.
+    pub events: crate::events::Events,
 }
 
 /// Every route: the management API (loopback peers only) and the image registry. Serve it

@@ -95,6 +95,8 @@ pub async fn serve(
         embedded_broker: config.broker.url.is_empty(),
     };
     let (tx, rx) = mpsc::unbounded_channel();
+    let telemetry = crate::telemetry::TelemetryCache::default();
+    let events = crate::events::Events::default();
     let started = std::time::Instant::now();
     let mut controller = Controller::new(store, key, hub_credential.clone(), settings.clone(), tx)?
         .with_registry(registry.clone());
@@ -141,6 +143,8 @@ pub async fn serve(
         controller: handle,
         read: Arc::new(Mutex::new(read)),
         registry_url,
+        telemetry,
+        events,
     };
     let app = crate::api::router(state, creds, registry);
     axum::serve(
