@@ -16,6 +16,7 @@
 //! - `GET /images`, `POST /images/import` (`{"path", "name"?, "tag"?}`: a layout folder
 //!   read by the hub process, on the hub's machine)
 //! - `GET /stats`, `GET /healthz`
+//! - `GET /telemetry`, `GET /telemetry/devices/{name}[/history]` (`telemetry::routes`)
 //!
 //! The `/v2` image registry routes (device credentials, any peer) are `registry::router`.
 
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub registry_url: String,
     /// The latest telemetry sample of every device (written by the telemetry thread).
     pub telemetry: crate::telemetry::TelemetryCache,
+    /// The per-minute telemetry history (read-only connection).
+    pub history: Arc<Mutex<crate::telemetry::HistoryReader>>,
     /// Fleet change notifications, for live views.
     pub events: crate::events::Events,
 }
@@ -75,6 +78,7 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         )
         .route("/v1/stats", get(stats))
         .route("/v1/healthz", get(|| async { "ok" }))
+        .merge(crate::telemetry::routes::router())
         .with_state(state);
     let images = Router::new()
         .route("/v1/images", get(images))

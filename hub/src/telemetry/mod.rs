@@ -7,6 +7,134 @@
 //! the fleet. This module must never block the MQTT loop (a full queue drops and counts).
 
 pub mod cache;
+pub mod history;
+pub mod ingest;
+pub mod mirror;
+pub mod routes;
 pub mod view;
 
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use drover_protocol::topics;
+
 pub use cache::{TelemetryCache, TelemetryCounters};
+pub use history::{HistoryError, HistoryReader, HistoryWriter};
+pub use mirror::{MirrorMsg, Mirrors};
+
+use crate::broker::Credentials;
+use crate::events::{Events, FleetEvent};
+
+/// Samples waiting for the telemetry thread at most (10 s of a 10,000-device fleet).
+pub const QUEUE: usize = 10_000;
+/// How often pending history rows are written and old ones pruned.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
+
+/// Where the thread writes and what it republishes.
+pub struct Settings {
+    /// `<data_dir>/telemetry.db`.
+    pub history_path: PathBuf,
+    /// Minutes of history kept; 0 = none.
+    pub keep_minutes: u64,
+}
+
+/// The MQTT loop's side: hands samples to the thread without ever blocking.
+#[derive(Clone)]
+pub struct Service {
+    tx: SyncSender<(String, Vec<u8>, u64)>,
+    cache: TelemetryCache,
+}
+
+impl Service {
+    /// Opens the history and starts the thread. Everything it learns goes to `cache`,
+    /// `mirrors` and `events`.
+    pub fn spawn(
+        settings: &Settings,
+        creds: Credentials,
+        cache: TelemetryCache,
+        mirrors: Mirrors,
+        events: Events,
+    ) -> Result<Service, HistoryError> {
+        let history = HistoryWriter::open(&settings.history_path, settings.keep_minutes)?;
+        let verifier = ingest::Verifier::new(creds, cache.clone(), history.max_seqs()?);
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let worker = Worker {
+            verifier,
+            history,
+            cache: cache.clone(),
+            mirrors,
+            events,
+        };
+        std::thread::Builder::new()
+            .name("telemetry".to_owned())
+            .spawn(move || worker.run(rx))
+            .map_err(|e| HistoryError::Thread(e.to_string()))?;
+        Ok(Service { tx, cache })
+    }
+
+    /// Queues a telemetry message received at `at_ms`; a full queue drops it (counted as
+    /// `overloaded`).
+    pub fn offer(&self, topic: String, payload: Vec<u8>, at_ms: u64) {
+        match self.tx.try_send((topic, payload, at_ms)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.cache.count_rejected("overloaded"),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+struct Worker {
+    verifier: ingest::Verifier,
+    history: HistoryWriter,
+    cache: TelemetryCache,
+    mirrors: Mirrors,
+    events: Events,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<(String, Vec<u8>, u64)>) {
+        let mut next_flush = Instant::now() + FLUSH_EVERY;
+        loop {
+            let wait = next_flush.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok((topic, payload, at_ms)) => self.handle(&topic, &payload, at_ms),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return;
+                }
+            }
+            if Instant::now() >= next_flush {
+                self.flush();
+                next_flush = Instant::now() + FLUSH_EVERY;
+            }
+        }
+    }
+
+    fn handle(&mut self, topic: &str, payload: &[u8], at_ms: u64) {
+        let Some((name, sample)) = self.verifier.check(topic, payload, at_ms) else {
+            return;
+        };
+        if let Err(e) = self.history.record(name.as_str(), &sample) {
+            tracing::error!(device = %name, "cannot record telemetry history: {e}");
+        }
+        self.cache.accept(name.as_str(), sample, at_ms);
+        if self.mirrors.enabled()
+            && let Some(view) = self.cache.latest(name.as_str())
+        {
+            self.mirrors
+                .offer(topics::telemetry_json(&name), &view, false);
+        }
+        self.events.emit(FleetEvent::Telemetry {
+            device: name.to_string(),
+        });
+    }
+
+    fn flush(&mut self) {
+        match self.history.flush(crate::now_ms() / 1000) {
+            Ok(rows) => self.cache.count_history_rows(rows),
+            Err(e) => tracing::error!("cannot write telemetry history: {e}"),
+        }
+    }
+}
