@@ -54,6 +54,8 @@ pub struct ApiState {
     pub telemetry: crate::telemetry::TelemetryCache,
     /// The per-minute telemetry history (read-only connection).
     pub history: Arc<Mutex<crate::telemetry::HistoryReader>>,
+    /// JSON mirrors (for their drop counter).
+    pub mirrors: crate::telemetry::Mirrors,
     /// Fleet change notifications, for live views.
     pub events: crate::events::Events,
 }
@@ -282,7 +284,12 @@ async fn deployment(State(st): State<ApiState>, Path(name): Path<String>) -> imp
 }
 
 async fn stats(State(st): State<ApiState>) -> impl IntoResponse {
-    answer(read(&st, |r| r.stats()).await)
+    let telemetry = st.telemetry.counters();
+    let mirrors_dropped = st.mirrors.dropped();
+    answer(read(&st, |r| r.stats()).await.map(|mut out| {
+        crate::telemetry::add_stats(&mut out, &telemetry, mirrors_dropped);
+        out
+    }))
 }
 
 async fn rollout_status(State(st): State<ApiState>, Path(name): Path<String>) -> impl IntoResponse {

@@ -153,12 +153,12 @@ pub async fn serve(
     };
     let inbound = mqtt::Inbound {
         controller: handle.clone(),
-        telemetry: service,
+        telemetry: service.clone(),
     };
     let outbound = mqtt::Outbound {
         outbox: rx,
         mirrors: mirror_rx,
-        mirror_counter: mirrors,
+        mirror_counter: mirrors.clone(),
     };
     mqtt::spawn(&client, inbound, outbound)?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -175,6 +175,7 @@ pub async fn serve(
         registry_url,
         telemetry,
         history: Arc::new(Mutex::new(history)),
+        mirrors,
         events,
     };
     let app = crate::api::router(state, creds, registry);
@@ -188,6 +189,9 @@ pub async fn serve(
         addr: config.api.listen,
         source,
     })?;
+    tokio::task::spawn_blocking(move || service.flush(std::time::Duration::from_secs(10)))
+        .await
+        .ok();
     tracing::info!("hub stopped");
     Ok(())
 }

@@ -39,10 +39,18 @@ pub struct Settings {
     pub keep_minutes: u64,
 }
 
+/// What the thread receives.
+enum Msg {
+    /// A telemetry message: topic, payload, when the hub received it (Unix ms).
+    Sample(String, Vec<u8>, u64),
+    /// Write the pending history now and answer (a graceful stop).
+    Flush(mpsc::Sender<()>),
+}
+
 /// The MQTT loop's side: hands samples to the thread without ever blocking.
 #[derive(Clone)]
 pub struct Service {
-    tx: SyncSender<(String, Vec<u8>, u64)>,
+    tx: SyncSender<Msg>,
     cache: TelemetryCache,
 }
 
@@ -76,12 +84,47 @@ impl Service {
     /// Queues a telemetry message received at `at_ms`; a full queue drops it (counted as
     /// `overloaded`).
     pub fn offer(&self, topic: String, payload: Vec<u8>, at_ms: u64) {
-        match self.tx.try_send((topic, payload, at_ms)) {
+        match self.tx.try_send(Msg::Sample(topic, payload, at_ms)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.cache.count_rejected("overloaded"),
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
+
+    /// Writes the pending history (the last minute of samples) before the hub stops;
+    /// waits at most `timeout`. Blocking: call it off the async runtime or at the end.
+    pub fn flush(&self, timeout: Duration) {
+        let (done, wait) = mpsc::channel();
+        if self.tx.send(Msg::Flush(done)).is_ok() && wait.recv_timeout(timeout).is_err() {
+            tracing::warn!("the telemetry history was not written within {timeout:?}");
+        }
+    }
+}
+
+/// Reasons a sample is dropped, as counted: listed even at zero.
+pub const REJECT_REASONS: [&str; 5] = [
+    "unknown_device",
+    "bad_mac",
+    "replayed",
+    "malformed",
+    "overloaded",
+];
+
+/// Adds the telemetry counters to `get stats`: `telemetry_accepted`,
+/// `telemetry_rejected_{reason}`, `telemetry_history_rows`, `mirror_dropped` (counted since
+/// the hub started, unlike the status counters kept in the store).
+pub fn add_stats(
+    out: &mut std::collections::BTreeMap<String, u64>,
+    c: &TelemetryCounters,
+    mirrors_dropped: u64,
+) {
+    out.insert("telemetry_accepted".to_owned(), c.accepted);
+    for r in REJECT_REASONS {
+        let n = c.rejected.get(r).copied().unwrap_or(0);
+        out.insert(format!("telemetry_rejected_{r}"), n);
+    }
+    out.insert("telemetry_history_rows".to_owned(), c.history_rows);
+    out.insert("mirror_dropped".to_owned(), mirrors_dropped);
 }
 
 struct Worker {
@@ -93,12 +136,16 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, rx: Receiver<(String, Vec<u8>, u64)>) {
+    fn run(mut self, rx: Receiver<Msg>) {
         let mut next_flush = Instant::now() + FLUSH_EVERY;
         loop {
             let wait = next_flush.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok((topic, payload, at_ms)) => self.handle(&topic, &payload, at_ms),
+                Ok(Msg::Sample(topic, payload, at_ms)) => self.handle(&topic, &payload, at_ms),
+                Ok(Msg::Flush(done)) => {
+                    self.flush();
+                    let _ = done.send(());
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.flush();
