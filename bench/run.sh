@@ -109,6 +109,15 @@ if [ -f "$RUN/rollout.json" ]; then
   python3 bench/rollout.py --report-from "$RUN/rollout.json" --report "$OUT/REPORT.md" || FAIL+=(report)
 fi
 
+# Telemetry ingest (issue 12): spliced into the report just written.
+if [ -x bench/telemetry.sh ]; then
+  say "telemetry: bench/telemetry.sh"
+  TEL_ARGS=(--report "$OUT/REPORT.md")
+  [ "$SMOKE" = 1 ] && TEL_ARGS+=(--smoke)
+  BENCH_NO_BUILD=$([ "$BUILD" = 1 ] && echo 0 || echo 1) \
+    bench/telemetry.sh "${TEL_ARGS[@]}" >/dev/null || FAIL+=(telemetry)
+fi
+
 # Nothing of ours may be left: bench cgroups, mounts, runtime containers.
 LEFT=$(ls -d /sys/fs/cgroup/*/drover-bench-* 2>/dev/null; grep -o ' /tmp/drover-bench-[^ ]*' /proc/self/mountinfo)
 if [ -n "$LEFT" ]; then say "left behind: $LEFT"; FAIL+=(cleanup); fi
