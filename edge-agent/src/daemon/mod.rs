@@ -55,7 +55,7 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
     let (hub_tx, mut hub_rx) = tokio::sync::mpsc::channel::<HubEvent>(8);
     let link = match &agent.cfg.hub {
         Some(h) => Some(
-            hub_link::spawn(
+            hub_link::spawn_with_telemetry_queue(
                 h,
                 agent.cfg.telemetry.queue,
                 &agent.cfg.device,

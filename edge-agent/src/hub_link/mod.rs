@@ -128,9 +128,20 @@ pub struct HubHandle {
 }
 
 /// Starts the link on the current tokio runtime. `held_generation` is the generation of
-/// the desired state the daemon already persisted (0 for none); `telemetry_queue` is how
-/// many telemetry samples wait while offline (`telemetry.queue`).
+/// the desired state the daemon already persisted (0 for none). Telemetry samples wait
+/// in a queue of the default `telemetry.queue` while offline.
 pub fn spawn(
+    cfg: &HubConfig,
+    device: &Name,
+    held_generation: u64,
+    events: mpsc::Sender<HubEvent>,
+) -> Result<HubHandle, HubConfigError> {
+    let queue = crate::telemetry::TelemetryConfig::default().queue;
+    spawn_with_telemetry_queue(cfg, queue, device, held_generation, events)
+}
+
+/// [`spawn`], with `telemetry_queue` samples kept while offline (`telemetry.queue`).
+pub fn spawn_with_telemetry_queue(
     cfg: &HubConfig,
     telemetry_queue: u32,
     device: &Name,
