@@ -294,9 +294,8 @@ fn samples_taken_offline_arrive_thinned_and_in_order_after_the_broker_returns() 
         got.iter().all(|s| s.dropped == 0),
         "nothing dropped within a minute or two"
     );
-    // The agent's counters (as of its latest report, so waited for until it counts every
-    // received sample, `first` included): what is missing
-    // was thinned, nothing dropped.
+    // The agent's counters, as of its latest report (so waited for until they count
+    // every received sample, `first` included).
     let count = |p: &serde_json::Value, key: &str| p["agent"]["hub"][key].as_u64().unwrap_or(0);
     let ps = agent.wait_ps("link stats with every received sample", T, |p| {
         count(p, "published_telemetry") > got.len() as u64
