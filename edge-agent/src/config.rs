@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub images: crate::image::ImagesConfig,
     /// The hub to take desired state from and report to; standalone without it.
     pub hub: Option<crate::hub_link::config::HubConfig>,
+    /// Usage samples sent to the hub (only with `hub`).
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// Rotation of container stdout/stderr logs.
@@ -109,6 +111,7 @@ impl AgentConfig {
             logs: LogConfig::default(),
             images: crate::image::ImagesConfig::default(),
             hub: None,
+            telemetry: crate::telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -260,6 +263,11 @@ mod tests {
         assert!(
             cg.starts_with("agent.toml:1:17: expected a relative cgroup path"),
             "{cg}"
+        );
+        let queue = parse_err("[telemetry]\nqueue = 0\n");
+        assert!(
+            queue.starts_with("agent.toml:2:9: telemetry.queue: expected 1..=256"),
+            "{queue}"
         );
         let dur = parse_err("resync_interval = \"0s\"\n");
         assert!(

@@ -17,5 +17,6 @@ pub mod reconcile;
 pub mod runtime;
 pub mod shim;
 pub mod state;
+pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;

@@ -194,6 +194,28 @@ impl Mosquitto {
     /// On 127.0.0.1:`port`; with `log`, every packet it receives and sends is written
     /// there (`log_type all`), e.g. to check the order of a client's packets.
     pub fn start_on(port: u16, log: Option<&std::path::Path>) -> Mosquitto {
+        Self::spawn(port, log, "")
+    }
+
+    /// On 127.0.0.1:`port`, keeping its state in `dir`: persistent sessions (clean
+    /// session off) and the messages queued for them, QoS 0 included, survive a
+    /// [`Mosquitto::stop`] and a new start on the same `dir`.
+    pub fn start_persistent(port: u16, dir: &std::path::Path) -> Mosquitto {
+        let extra = format!(
+            "persistence true\npersistence_location {}/\nqueue_qos0_messages true\n",
+            dir.display()
+        );
+        Self::spawn(port, None, &extra)
+    }
+
+    /// SIGTERM and wait: an orderly stop (a persistent broker saves its state).
+    pub fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+
+    fn spawn(port: u16, log: Option<&std::path::Path>, extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
         let logging = if log.is_some() {
@@ -206,7 +228,8 @@ impl Mosquitto {
             // The default queue (1,000 messages per client) drops messages for a subscriber
             // that watches a whole fleet's topics.
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n{logging}"
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n{}{logging}",
+                if extra.is_empty() { "persistence false\n" } else { extra }
             ),
         )
         .expect("conf");

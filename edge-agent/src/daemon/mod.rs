@@ -15,18 +15,20 @@ mod observe;
 mod pass;
 mod report;
 mod revisions;
+mod telemetry_targets;
 #[cfg(test)]
 mod tests;
 
 use tokio::net::UnixDatagram;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{error, info};
 
 pub use actions::StartError;
 pub use agent::{Agent, DaemonError, Ports};
 pub use report::{ReportDecision, decide, report_key};
 
-use crate::hub_link::{self, HubEvent};
+use crate::hub_link::{self, HubEvent, HubHandle};
+use crate::telemetry::{self, TelemetryHandle};
 
 /// Runs the agent until SIGTERM or SIGINT. Containers keep running after it exits.
 pub fn run(agent: Agent) -> Result<(), DaemonError> {
@@ -53,11 +55,18 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
     let (hub_tx, mut hub_rx) = tokio::sync::mpsc::channel::<HubEvent>(8);
     let link = match &agent.cfg.hub {
         Some(h) => Some(
-            hub_link::spawn(h, &agent.cfg.device, agent.hub_generation(), hub_tx.clone())
-                .map_err(DaemonError::hub)?,
+            hub_link::spawn_with_telemetry_queue(
+                h,
+                agent.cfg.telemetry.queue,
+                &agent.cfg.device,
+                agent.hub_generation(),
+                hub_tx.clone(),
+            )
+            .map_err(DaemonError::hub)?,
         ),
         None => None,
     };
+    let telemetry = link.as_ref().and_then(|l| start_telemetry(&agent, l));
     let resync = agent.resync_interval();
     let mut buf = [0u8; 256];
     agent.load_manifests();
@@ -73,6 +82,9 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
             source: std::io::Error::other(e),
         })?;
         agent = a;
+        if let Some(t) = &telemetry {
+            t.set_targets(agent.telemetry_targets());
+        }
         release_free_memory();
         if let (Some(l), Some(st)) = (&link, agent.take_status()) {
             l.publish_status(st);
@@ -107,6 +119,19 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
     info!("agent stopping; containers keep running and will be adopted by the next agent");
     let _ = std::fs::remove_file(&sock_path);
     Ok(())
+}
+
+/// Starts the telemetry sampler (only with a hub, and unless `telemetry.interval` is 0).
+/// A sampler that cannot start is logged, not fatal: workloads matter more.
+fn start_telemetry(agent: &Agent, link: &HubHandle) -> Option<TelemetryHandle> {
+    let cfg = &agent.cfg.telemetry;
+    if !cfg.enabled() {
+        info!("telemetry off (telemetry.interval = 0)");
+        return None;
+    }
+    telemetry::spawn(cfg, &agent.cfg.state_dir, link.clone())
+        .map_err(|e| error!("telemetry not started: {e}"))
+        .ok()
 }
 
 /// Gives the heap's free tail back to the kernel after a pass: the pass's transient

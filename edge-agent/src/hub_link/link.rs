@@ -2,14 +2,16 @@
 //!
 //! `Receiver` owns the `EventLoop` and is the only one to poll it (a poll is never
 //! cancelled mid-write); it handles connects, back-off and desired states. `Sender` turns
-//! queued status snapshots and heartbeats into `try_publish` calls while connected.
-//! Neither ever awaits the MQTT request channel: a full channel leaves the snapshot queued.
+//! queued status snapshots, heartbeats and telemetry samples into `try_publish` calls
+//! while connected. Neither ever awaits the MQTT request channel: a full channel leaves
+//! the snapshot or sample queued.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use drover_protocol::auth::seal_status;
+use drover_protocol::telemetry::seal_telemetry;
 use drover_protocol::{DeviceStatus, MAX_MQTT_PACKET_BYTES, topics};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
@@ -48,11 +50,13 @@ pub(super) struct Sender {
     credential: String,
     heartbeat: Duration,
     status_topic: String,
+    telemetry_topic: String,
 }
 
 /// Sets up the client and the two halves of the link (nothing is connected yet).
 pub(super) fn build(
     cfg: &HubConfig,
+    telemetry_queue: u32,
     shared: Arc<Shared>,
     events: mpsc::Sender<HubEvent>,
 ) -> Result<(Receiver, Sender), HubConfigError> {
@@ -70,8 +74,9 @@ pub(super) fn build(
             QoS::AtLeastOnce,
             true,
         ));
-    // Room for `online` + subscribe + a full flush of the offline queue.
-    let (client, mut eventloop) = AsyncClient::new(opts, cfg.status_queue as usize + 8);
+    // Room for `online` + subscribe + a full flush of both offline queues.
+    let capacity = cfg.status_queue as usize + telemetry_queue as usize + 8;
+    let (client, mut eventloop) = AsyncClient::new(opts, capacity);
     // A status is one small packet that should leave now, not after the broker's delayed
     // ACK of the previous one (Nagle's algorithm added ~40 ms to every acknowledgement).
     let mut network = rumqttc::NetworkOptions::new();
@@ -95,6 +100,7 @@ pub(super) fn build(
         credential: cfg.credential.clone(),
         heartbeat: cfg.heartbeat.as_duration(),
         status_topic: topics::status(&shared.device),
+        telemetry_topic: topics::telemetry(&shared.device),
         shared,
     };
     Ok((receiver, sender))
@@ -227,6 +233,48 @@ impl Sender {
                 Flush::Offline => {}
                 Flush::ChannelFull => retry_at = Some(Instant::now() + CHANNEL_RETRY),
             }
+            // Statuses first: they are the hub's source of truth, telemetry is QoS 0.
+            if matches!(self.send_telemetry(), Flush::ChannelFull) {
+                retry_at.get_or_insert(Instant::now() + CHANNEL_RETRY);
+            }
+        }
+    }
+
+    /// Hands every queued telemetry sample to the client, oldest first; a sample leaves
+    /// the queue only once the client took it.
+    fn send_telemetry(&self) -> Flush {
+        let mut sent = false;
+        let mut st = self.shared.lock();
+        while st.connected {
+            let Some(sample) = st.telemetry.front() else {
+                break;
+            };
+            let payload =
+                match seal_telemetry(sample, &self.shared.device, self.credential.as_bytes()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Encoding cannot fail in practice; drop it rather than retry forever.
+                        warn!(device = %self.shared.device, "cannot encode telemetry: {e}");
+                        st.telemetry.pop();
+                        continue;
+                    }
+                };
+            // try_publish never waits: holding the (sync) lock across it is fine.
+            if self
+                .client
+                .try_publish(&self.telemetry_topic, QoS::AtMostOnce, false, payload)
+                .is_err()
+            {
+                return Flush::ChannelFull;
+            }
+            st.telemetry.pop();
+            st.stats.published_telemetry += 1;
+            sent = true;
+        }
+        match (st.connected, sent) {
+            (false, _) => Flush::Offline,
+            (true, true) => Flush::Sent,
+            (true, false) => Flush::Idle,
         }
     }
 

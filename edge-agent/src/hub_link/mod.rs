@@ -1,5 +1,5 @@
 //! The agent's link to its hub over MQTT: receives signed desired states, sends sealed
-//! status snapshots, and keeps reconnecting with jittered back-off while the hub or the
+//! status snapshots and MAC'd telemetry samples, and keeps reconnecting with jittered back-off while the hub or the
 //! broker is away.
 //!
 //! Decisions are pure (`decide`, `backoff`, `queue`, `trim`); `link` is the thin async
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use drover_protocol::{DesiredState, DeviceStatus, Name};
+use drover_protocol::{DesiredState, DeviceStatus, Name, Telemetry};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tracing::warn;
@@ -29,6 +29,8 @@ pub use config::{HubConfig, HubConfigError};
 
 use decide::RateLimit;
 use queue::StatusQueue;
+
+use crate::telemetry::queue::{Room, TelemetryQueue};
 
 /// At most one warning about trimmed status snapshots per this period.
 const TRIM_WARN_PERIOD: Duration = Duration::from_secs(300);
@@ -65,6 +67,15 @@ pub struct LinkStats {
     /// Status snapshots too large for one MQTT message, trimmed before sending.
     #[serde(default)]
     pub trimmed_status: u64,
+    /// Telemetry samples handed to the MQTT client (QoS 0) while connected.
+    #[serde(default)]
+    pub published_telemetry: u64,
+    /// Telemetry samples dropped from a full offline queue (no two shared a minute).
+    #[serde(default)]
+    pub dropped_telemetry: u64,
+    /// Telemetry samples thinned out of a full offline queue (one per minute kept).
+    #[serde(default)]
+    pub downsampled_telemetry: u64,
 }
 
 /// State shared by the handle and the link tasks. The mutex is never held across `.await`.
@@ -78,6 +89,8 @@ struct Shared {
 
 struct LinkState {
     queue: StatusQueue,
+    /// Telemetry samples waiting to be sent, oldest first.
+    telemetry: TelemetryQueue,
     /// The newest snapshot, re-sent on every heartbeat and after every reconnect.
     latest: Option<DeviceStatus>,
     connected: bool,
@@ -115,9 +128,22 @@ pub struct HubHandle {
 }
 
 /// Starts the link on the current tokio runtime. `held_generation` is the generation of
-/// the desired state the daemon already persisted (0 for none).
+/// the desired state the daemon already persisted (0 for none). Telemetry samples wait
+/// in a queue of the default `telemetry.queue` while offline.
 pub fn spawn(
     cfg: &HubConfig,
+    device: &Name,
+    held_generation: u64,
+    events: mpsc::Sender<HubEvent>,
+) -> Result<HubHandle, HubConfigError> {
+    let queue = crate::telemetry::TelemetryConfig::default().queue;
+    spawn_with_telemetry_queue(cfg, queue, device, held_generation, events)
+}
+
+/// [`spawn`], with `telemetry_queue` samples kept while offline (`telemetry.queue`).
+pub fn spawn_with_telemetry_queue(
+    cfg: &HubConfig,
+    telemetry_queue: u32,
     device: &Name,
     held_generation: u64,
     events: mpsc::Sender<HubEvent>,
@@ -129,6 +155,7 @@ pub fn spawn(
         held: AtomicU64::new(held_generation),
         state: Mutex::new(LinkState {
             queue: StatusQueue::new(cfg.status_queue),
+            telemetry: TelemetryQueue::new(telemetry_queue),
             latest: None,
             connected: false,
             resend_latest: false,
@@ -137,7 +164,7 @@ pub fn spawn(
         }),
         wake: Notify::new(),
     });
-    let (receiver, sender) = link::build(cfg, shared.clone(), events)?;
+    let (receiver, sender) = link::build(cfg, telemetry_queue, shared.clone(), events)?;
     let tasks = vec![rt.spawn(receiver.run()), rt.spawn(sender.run())];
     Ok(HubHandle {
         shared,
@@ -167,6 +194,21 @@ impl HubHandle {
             st.latest = Some(status.clone());
             let dropped = st.queue.push(status);
             st.stats.dropped_status += dropped;
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// Queues a telemetry sample for the hub. Never blocks; while offline at most
+    /// `telemetry.queue` samples are kept, thinned to one per minute and then dropped
+    /// from the oldest (see [`crate::telemetry::queue`]), both counted.
+    pub fn publish_telemetry(&self, sample: Telemetry) {
+        {
+            let mut st = self.shared.lock();
+            match st.telemetry.push(sample) {
+                Room::Free => {}
+                Room::Downsampled => st.stats.downsampled_telemetry += 1,
+                Room::Dropped => st.stats.dropped_telemetry += 1,
+            }
         }
         self.shared.wake.notify_one();
     }
