@@ -66,8 +66,18 @@ pub(super) const NONE: [(&str, &str); 0] = [];
 pub(super) fn fleet(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
     let devices = &f.devices;
     let online = devices.iter().filter(|d| d.online).count();
-    gauge(enc, "drover_devices", "Registered devices", [(NONE, devices.len())])?;
-    gauge(enc, "drover_devices_online", "Devices online", [(NONE, online)])?;
+    gauge(
+        enc,
+        "drover_devices",
+        "Registered devices",
+        [(NONE, devices.len())],
+    )?;
+    gauge(
+        enc,
+        "drover_devices_online",
+        "Devices online",
+        [(NONE, online)],
+    )?;
     let up = devices
         .iter()
         .map(|d| ([("device", d.name.as_str())], u32::from(d.online)));
@@ -79,7 +89,12 @@ pub(super) fn fleet(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result 
     gauge(enc, "drover_device_generation_lag", help, lag)?;
     let lags = devices.iter().map(|d| d.generation_lag);
     let help = "Sum of every device's generation lag";
-    gauge(enc, "drover_fleet_generation_lag", help, [(NONE, lags.sum::<u64>())])?;
+    gauge(
+        enc,
+        "drover_fleet_generation_lag",
+        help,
+        [(NONE, lags.sum::<u64>())],
+    )?;
     let max = devices.iter().map(|d| d.generation_lag).max().unwrap_or(0);
     let help = "Largest generation lag of any device";
     gauge(enc, "drover_fleet_generation_lag_max", help, [(NONE, max)])?;
@@ -114,9 +129,12 @@ fn workload_counts(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
 fn workloads(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
     let each = || {
         f.devices.iter().flat_map(|d| {
-            d.workloads
-                .iter()
-                .map(move |w| ([("device", d.name.as_str()), ("workload", w.name.as_str())], w))
+            d.workloads.iter().map(move |w| {
+                (
+                    [("device", d.name.as_str()), ("workload", w.name.as_str())],
+                    w,
+                )
+            })
         })
     };
     let help = "1 when the workload runs with every container ready";
@@ -143,27 +161,62 @@ fn workloads(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
 pub(super) fn rollouts(enc: &mut DescriptorEncoder, ds: &[DeploymentFacts]) -> fmt::Result {
     let each = || ds.iter().map(|d| ([("deployment", d.name.as_str())], d));
     let rows = each().map(|(l, d)| (l, d.revision));
-    gauge(enc, "drover_deployment_revision", "Revision of the Deployment's template", rows)?;
+    gauge(
+        enc,
+        "drover_deployment_revision",
+        "Revision of the Deployment's template",
+        rows,
+    )?;
     let rows = each().map(|(l, d)| (l, d.devices));
-    gauge(enc, "drover_deployment_devices", "Devices the Deployment is placed on", rows)?;
+    gauge(
+        enc,
+        "drover_deployment_devices",
+        "Devices the Deployment is placed on",
+        rows,
+    )?;
     let help = "Placed devices reporting the Deployment's workload ready";
     let rows = each().map(|(l, d)| (l, d.ready));
     gauge(enc, "drover_deployment_ready_devices", help, rows)?;
     let with = || each().filter_map(|(l, d)| d.rollout.as_ref().map(|r| (l, r)));
     let rows = with().map(|(l, r)| (l, r.to));
-    gauge(enc, "drover_rollout_revision", "Revision the last rollout moves devices to", rows)?;
+    gauge(
+        enc,
+        "drover_rollout_revision",
+        "Revision the last rollout moves devices to",
+        rows,
+    )?;
     let help = "Devices the last rollout gave its revision";
-    gauge(enc, "drover_rollout_updated_devices", help, with().map(|(l, r)| (l, r.updated)))?;
+    gauge(
+        enc,
+        "drover_rollout_updated_devices",
+        help,
+        with().map(|(l, r)| (l, r.updated)),
+    )?;
     let help = "Updated devices judged healthy on the new revision";
-    gauge(enc, "drover_rollout_healthy_devices", help, with().map(|(l, r)| (l, r.healthy)))?;
+    gauge(
+        enc,
+        "drover_rollout_healthy_devices",
+        help,
+        with().map(|(l, r)| (l, r.healthy)),
+    )?;
     let help = "Updated devices that failed on the new revision";
-    gauge(enc, "drover_rollout_failed_devices", help, with().map(|(l, r)| (l, r.failed)))?;
+    gauge(
+        enc,
+        "drover_rollout_failed_devices",
+        help,
+        with().map(|(l, r)| (l, r.failed)),
+    )?;
     let flag = |b: bool| u32::from(b);
     let help = "1 while the last rollout is progressing or paused";
     let rows = with().map(|(l, r)| (l, flag(r.active)));
     gauge(enc, "drover_rollout_active", help, rows)?;
     let help = "1 while the last rollout waits for `rollout resume`";
-    gauge(enc, "drover_rollout_paused", help, with().map(|(l, r)| (l, flag(r.paused))))?;
+    gauge(
+        enc,
+        "drover_rollout_paused",
+        help,
+        with().map(|(l, r)| (l, flag(r.paused))),
+    )?;
     let help = "1 when the last rollout was rolled back";
     let rows = with().map(|(l, r)| (l, flag(r.rolled_back)));
     gauge(enc, "drover_rollout_rolled_back", help, rows)
@@ -179,8 +232,10 @@ pub(super) fn hub(
 ) -> fmt::Result {
     let stored = |name: &str| store.get(name).copied().unwrap_or(0);
     let mut rejected: BTreeMap<(&str, String), u64> = BTreeMap::new();
-    for kind in ["status", "presence"] {
-        for r in RejectReason::ALL {
+    // Presence messages carry no MAC: only these two reasons apply (as in `get stats`).
+    let presence = [RejectReason::UnknownDevice, RejectReason::Malformed];
+    for (kind, reasons) in [("status", &RejectReason::ALL[..]), ("presence", &presence[..])] {
+        for r in reasons {
             let n = stored(&format!("{kind}_rejected_{}", r.as_str()));
             rejected.insert((kind, r.as_str().to_owned()), n);
         }
@@ -197,18 +252,43 @@ pub(super) fn hub(
     let help = "Device messages dropped, by path (status, presence, telemetry) and reason";
     counter(enc, "drover_hub_messages_rejected", help, rows)?;
     let help = "Status and presence messages the controller received, since the hub started";
-    counter(enc, "drover_hub_device_messages", help, [(NONE, controller[2])])?;
+    counter(
+        enc,
+        "drover_hub_device_messages",
+        help,
+        [(NONE, controller[2])],
+    )?;
     let help = "Batches of device messages folded, one store transaction each";
-    counter(enc, "drover_hub_message_batches", help, [(NONE, controller[1])])?;
+    counter(
+        enc,
+        "drover_hub_message_batches",
+        help,
+        [(NONE, controller[1])],
+    )?;
     let help = "Status snapshots accepted (kept across hub restarts)";
-    counter(enc, "drover_hub_status_accepted", help, [(NONE, stored("status_accepted"))])?;
+    counter(
+        enc,
+        "drover_hub_status_accepted",
+        help,
+        [(NONE, stored("status_accepted"))],
+    )?;
     let help = "Telemetry samples accepted, since the hub started";
-    counter(enc, "drover_hub_telemetry_samples_accepted", help, [(NONE, telemetry.accepted)])?;
+    counter(
+        enc,
+        "drover_hub_telemetry_samples_accepted",
+        help,
+        [(NONE, telemetry.accepted)],
+    )?;
     let help = "Telemetry history rows written, since the hub started";
     let rows = [(NONE, telemetry.history_rows)];
     counter(enc, "drover_hub_telemetry_history_rows", help, rows)?;
     let help = "Store transactions the controller committed, since the hub started";
-    counter(enc, "drover_hub_store_transactions", help, [(NONE, controller[0])])?;
+    counter(
+        enc,
+        "drover_hub_store_transactions",
+        help,
+        [(NONE, controller[0])],
+    )?;
     let help = "Desired states signed and stored (kept across hub restarts)";
     let rows = [(NONE, stored("desired_generations"))];
     counter(enc, "drover_hub_desired_generations", help, rows)

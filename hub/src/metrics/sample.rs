@@ -43,7 +43,13 @@ pub fn build(dir: &Path, n: usize, containers: usize) -> Result<SampleFleet, Con
     };
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let mut c = Controller::new(Store::open(&db)?, key, "hub".to_owned(), settings.clone(), tx)?;
+    let mut c = Controller::new(
+        Store::open(&db)?,
+        key,
+        "hub".to_owned(),
+        settings.clone(),
+        tx,
+    )?;
     let now_ms = crate::now_ms();
     let mut csv = String::from("name,labels\n");
     for i in 0..n {
@@ -54,8 +60,16 @@ pub fn build(dir: &Path, n: usize, containers: usize) -> Result<SampleFleet, Con
         text,
     };
     let added = c.import_devices(&file("devices.csv", csv), now_ms)?;
-    c.apply(&[file("web.yaml", deployment(containers, "1.0"))], false, now_ms)?;
-    c.apply(&[file("web.yaml", deployment(containers, "1.1"))], false, now_ms)?;
+    c.apply(
+        &[file("web.yaml", deployment(containers, "1.0"))],
+        false,
+        now_ms,
+    )?;
+    c.apply(
+        &[file("web.yaml", deployment(containers, "1.1"))],
+        false,
+        now_ms,
+    )?;
     let read = ReadSide::new(Store::open_read(&db)?, settings, c.warnings(), c.metrics());
     let generations: BTreeMap<String, u64> = read
         .store()
@@ -72,7 +86,11 @@ pub fn build(dir: &Path, n: usize, containers: usize) -> Result<SampleFleet, Con
             continue;
         }
         let generation = generations.get(&d.name).copied().unwrap_or(0);
-        let observed = if i % 7 == 6 { generation - 1 } else { generation };
+        let observed = if i % 7 == 6 {
+            generation - 1
+        } else {
+            generation
+        };
         let st = status(&d.name, observed, i, containers);
         let sealed = seal_status(&st, d.credential.as_bytes())?;
         batch.push((topics::status(&st.device), sealed, now_ms));
@@ -109,10 +127,15 @@ fn name(s: &str) -> Name {
 fn status(device: &str, observed: u64, i: usize, containers: usize) -> DeviceStatus {
     let cs: Vec<ContainerStatus> = (0..containers)
         .map(|k| {
-            let mut c = ContainerStatus::new(name(&format!("c{k}")), "web".to_owned(), Phase::Running);
+            let mut c =
+                ContainerStatus::new(name(&format!("c{k}")), "web".to_owned(), Phase::Running);
             c.restarts = (i % 3) as u32;
             c.ready = i % 5 != 4;
-            c.health = if i % 5 == 4 { Health::Unhealthy } else { Health::Healthy };
+            c.health = if i % 5 == 4 {
+                Health::Unhealthy
+            } else {
+                Health::Healthy
+            };
             c
         })
         .collect();

@@ -47,7 +47,10 @@ fn facts_fold_devices_workloads_and_deployments() {
         generations: BTreeMap::from([("a".to_owned(), 5), ("b".to_owned(), 2)]),
         deployments: vec!["web".into(), "db".into()],
         placement: BTreeMap::from([
-            ("web".to_owned(), BTreeSet::from(["a".to_owned(), "b".to_owned()])),
+            (
+                "web".to_owned(),
+                BTreeSet::from(["a".to_owned(), "b".to_owned()]),
+            ),
             ("db".to_owned(), BTreeSet::from(["a".to_owned()])),
         ]),
         rollouts: BTreeMap::new(),
@@ -77,7 +80,10 @@ fn facts_fold_devices_workloads_and_deployments() {
     assert_eq!((b.online, b.generation_lag), (false, 2));
     assert_eq!(b.workloads[0].phase, "Pending");
     let web = f.deployments.iter().find(|d| d.name == "web").unwrap();
-    assert_eq!((web.devices, web.ready, web.rollout.is_none()), (2, 1, true));
+    assert_eq!(
+        (web.devices, web.ready, web.rollout.is_none()),
+        (2, 1, true)
+    );
     let db = f.deployments.iter().find(|d| d.name == "db").unwrap();
     assert_eq!((db.devices, db.ready), (1, 0));
 }
@@ -99,18 +105,33 @@ fn a_sample_fleet_renders_every_kind_of_family() {
     assert_eq!(v("drover_devices_online"), "18");
     assert_eq!(v(r#"drover_device_up{device="dev-00009"}"#), "0");
     assert_eq!(v(r#"drover_device_up{device="dev-00000"}"#), "1");
-    assert_eq!(v(r#"drover_device_generation_lag{device="dev-00006"}"#), "1");
-    assert_eq!(v(r#"drover_device_generation_lag{device="dev-00000"}"#), "0");
+    assert_eq!(
+        v(r#"drover_device_generation_lag{device="dev-00006"}"#),
+        "1"
+    );
+    assert_eq!(
+        v(r#"drover_device_generation_lag{device="dev-00000"}"#),
+        "0"
+    );
     assert_eq!(v(r#"drover_workloads{phase="Running"}"#), "18");
     assert_eq!(v(r#"drover_workloads{phase="Pending"}"#), "2");
-    assert_eq!(v(r#"drover_workload_restarts{device="dev-00002",workload="web"}"#), "4");
+    assert_eq!(
+        v(r#"drover_workload_restarts{device="dev-00002",workload="web"}"#),
+        "4"
+    );
     let c = r#"{device="dev-00002",workload="web",container="c1"}"#;
     assert_eq!(v(&format!("drover_container_restarts{c}")), "2");
     // Cumulative 3001 ms of CPU in the second sample.
-    assert_eq!(v(&format!("drover_container_cpu_seconds_total{c}")), "3.001");
+    assert_eq!(
+        v(&format!("drover_container_cpu_seconds_total{c}")),
+        "3.001"
+    );
     assert_eq!(v(&format!("drover_container_memory_bytes{c}")), "20482048");
     assert_eq!(v(r#"drover_device_cpu_ratio{device="dev-00005"}"#), "0.005");
-    assert_eq!(v(r#"drover_device_temperature_celsius{device="dev-00001"}"#), "45.5");
+    assert_eq!(
+        v(r#"drover_device_temperature_celsius{device="dev-00001"}"#),
+        "45.5"
+    );
     assert_eq!(v(r#"drover_device_throttled{device="dev-00004"}"#), "1");
     assert_eq!(v(r#"drover_device_throttled{device="dev-00001"}"#), "0");
     assert_eq!(v(r#"drover_rollout_revision{deployment="web"}"#), "2");
@@ -130,20 +151,47 @@ fn rejected_messages_are_counted_by_path_and_reason() {
     let mut fleet = sample::build(dir.path(), 2, 1).unwrap();
     let now = fleet.now_ms;
     let bad = vec![
-        ("drover/v1/dev/dev-00000/status".to_owned(), b"junk".to_vec(), now),
-        ("drover/v1/dev/nobody/status".to_owned(), b"junk".to_vec(), now),
-        ("drover/v1/dev/dev-00001/online".to_owned(), b"maybe".to_vec(), now),
+        (
+            "drover/v1/dev/dev-00000/status".to_owned(),
+            b"junk".to_vec(),
+            now,
+        ),
+        (
+            "drover/v1/dev/nobody/status".to_owned(),
+            b"junk".to_vec(),
+            now,
+        ),
+        (
+            "drover/v1/dev/dev-00001/online".to_owned(),
+            b"maybe".to_vec(),
+            now,
+        ),
     ];
     fleet.controller.ingest_batch(&bad, now);
     fleet.telemetry.count_rejected("replayed");
     let body = render(&fleet.read, &fleet.telemetry, now).unwrap();
     let v = |s: &str| value(&body, s).unwrap_or_else(|| panic!("no {s} in:\n{body}"));
     let r = "drover_hub_messages_rejected_total";
-    assert_eq!(v(&format!(r#"{r}{{kind="status",reason="malformed"}}"#)), "1");
-    assert_eq!(v(&format!(r#"{r}{{kind="status",reason="unknown_device"}}"#)), "1");
-    assert_eq!(v(&format!(r#"{r}{{kind="presence",reason="malformed"}}"#)), "1");
-    assert_eq!(v(&format!(r#"{r}{{kind="telemetry",reason="replayed"}}"#)), "1");
-    assert_eq!(v(&format!(r#"{r}{{kind="telemetry",reason="bad_mac"}}"#)), "0");
+    assert_eq!(
+        v(&format!(r#"{r}{{kind="status",reason="malformed"}}"#)),
+        "1"
+    );
+    assert_eq!(
+        v(&format!(r#"{r}{{kind="status",reason="unknown_device"}}"#)),
+        "1"
+    );
+    assert_eq!(
+        v(&format!(r#"{r}{{kind="presence",reason="malformed"}}"#)),
+        "1"
+    );
+    assert_eq!(
+        v(&format!(r#"{r}{{kind="telemetry",reason="replayed"}}"#)),
+        "1"
+    );
+    assert_eq!(
+        v(&format!(r#"{r}{{kind="telemetry",reason="bad_mac"}}"#)),
+        "0"
+    );
 }
 
 #[test]
@@ -170,9 +218,16 @@ fn applies_through_the_controller_thread_are_timed() {
     }
     let body = render(&read, &fleet.telemetry, crate::now_ms()).unwrap();
     // The dry run is not counted.
-    assert_eq!(value(&body, "drover_hub_apply_duration_seconds_count").unwrap(), "1");
     assert_eq!(
-        value(&body, r#"drover_hub_apply_duration_seconds_bucket{le="+Inf"}"#).unwrap(),
+        value(&body, "drover_hub_apply_duration_seconds_count").unwrap(),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &body,
+            r#"drover_hub_apply_duration_seconds_bucket{le="+Inf"}"#
+        )
+        .unwrap(),
         "1"
     );
 }

@@ -25,7 +25,12 @@ pub(super) fn devices(enc: &mut DescriptorEncoder, views: &[DeviceTelemetryView]
     let rows = each().map(|(l, v)| (l, v.load1));
     gauge(enc, "drover_device_load1", "One-minute load average", rows)?;
     let rows = each().map(|(l, v)| (l, v.memory_used_bytes));
-    gauge(enc, "drover_device_memory_used_bytes", "Memory in use", rows)?;
+    gauge(
+        enc,
+        "drover_device_memory_used_bytes",
+        "Memory in use",
+        rows,
+    )?;
     let help = "Memory available for new work (MemAvailable)";
     let rows = each().map(|(l, v)| (l, v.memory_available_bytes));
     gauge(enc, "drover_device_memory_available_bytes", help, rows)?;
@@ -36,14 +41,20 @@ pub(super) fn devices(enc: &mut DescriptorEncoder, views: &[DeviceTelemetryView]
     let rows = each().filter_map(|(l, v)| v.temperature_celsius.map(|t| (l, t)));
     gauge(enc, "drover_device_temperature_celsius", help, rows)?;
     let help = "1 while the board is under-voltage, frequency-capped or throttled (Raspberry Pi)";
-    let rows = each().filter_map(|(l, v)| v.throttled.map(|t| (l, u32::from(t & THROTTLED_NOW != 0))));
+    let rows =
+        each().filter_map(|(l, v)| v.throttled.map(|t| (l, u32::from(t & THROTTLED_NOW != 0))));
     gauge(enc, "drover_device_throttled", help, rows)?;
     let help = "Raw get_throttled bits, where the firmware exposes them";
     let rows = each().filter_map(|(l, v)| v.throttled.map(|t| (l, t)));
     gauge(enc, "drover_device_throttled_flags", help, rows)?;
     network(enc, views)?;
     let rows = each().map(|(l, v)| (l, v.uptime_s));
-    gauge(enc, "drover_device_uptime_seconds", "Seconds since the device booted", rows)?;
+    gauge(
+        enc,
+        "drover_device_uptime_seconds",
+        "Seconds since the device booted",
+        rows,
+    )?;
     let help = "Resident memory of the Drover agent process";
     let rows = each().map(|(l, v)| (l, v.agent_rss_bytes));
     gauge(enc, "drover_device_agent_resident_memory_bytes", help, rows)?;
@@ -52,7 +63,12 @@ pub(super) fn devices(enc: &mut DescriptorEncoder, views: &[DeviceTelemetryView]
     counter(enc, "drover_device_telemetry_dropped_samples", help, rows)?;
     let help = "When the hub received the device's latest telemetry sample (Unix time, hub clock)";
     let rows = each().map(|(l, v)| (l, v.received_ms as f64 / 1000.0));
-    gauge(enc, "drover_device_telemetry_received_timestamp_seconds", help, rows)
+    gauge(
+        enc,
+        "drover_device_telemetry_received_timestamp_seconds",
+        help,
+        rows,
+    )
 }
 
 fn network(enc: &mut DescriptorEncoder, views: &[DeviceTelemetryView]) -> fmt::Result {
@@ -89,12 +105,28 @@ pub(super) fn containers(
     let rows = each().map(|(l, c)| (l, c.cpu_seconds));
     counter(enc, "drover_container_cpu_seconds", help, rows)?;
     let help = "Memory charged to the container's cgroup";
-    gauge(enc, "drover_container_memory_bytes", help, field(|c| c.memory_bytes))?;
-    let help = "Highest memory charged to the container's cgroup (0 where the kernel does not track it)";
+    gauge(
+        enc,
+        "drover_container_memory_bytes",
+        help,
+        field(|c| c.memory_bytes),
+    )?;
+    let help =
+        "Highest memory charged to the container's cgroup (0 where the kernel does not track it)";
     let rows = field(|c| c.memory_peak_bytes);
     gauge(enc, "drover_container_memory_peak_bytes", help, rows)?;
     let help = "Processes and threads in the container's cgroup";
-    gauge(enc, "drover_container_pids", help, field(|c| u64::from(c.pids)))?;
+    gauge(
+        enc,
+        "drover_container_pids",
+        help,
+        field(|c| u64::from(c.pids)),
+    )?;
     let help = "Processes of the container the kernel's OOM killer killed";
-    counter(enc, "drover_container_oom_kills", help, field(|c| u64::from(c.oom_kills)))
+    counter(
+        enc,
+        "drover_container_oom_kills",
+        help,
+        field(|c| u64::from(c.oom_kills)),
+    )
 }
