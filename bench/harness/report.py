@@ -408,13 +408,21 @@ def main():
                "Printed by `target/release/drover-bench-wire` (crate `bench/wire`): postcard in drover-protocol's "
                "versioned envelope, exactly as published (`sign_desired`, `seal_status`), next to the same content "
                "as JSON (`serde_json::to_vec`; signature / MAC as base64 strings). Workloads are modelled on the demo "
-               "and example manifests (images, env, limits, mounts, a device). The telemetry sample is defined in "
-               "`bench/wire` (drover-protocol has a telemetry topic but no telemetry type yet): device, time, agent RSS, "
-               "load, free memory and disk, and per workload CPU, memory and restarts; encoded in the same envelope, no MAC.",
+               "and example manifests (images, env, limits, mounts, a device). Telemetry is drover-protocol's "
+               "`Telemetry` sealed as the agent publishes it (`seal_telemetry`: envelope + 16-byte truncated HMAC), with "
+               "the magnitudes of a board up for a month; the `before` rows are the sample `bench/wire` defined before "
+               "the protocol had a telemetry type (fewer fields, no MAC).",
                "", "| message | wire bytes | JSON bytes | JSON / wire |", "|---|---|---|---|"]
         for r in wire["rows"]:
             md.append(f"| {r['message']} | {r['wire_bytes']} | {r['json_bytes']} | {r['json_over_wire']}× |")
         md.append("")
+        u = wire.get("uplink")
+        if u:
+            md += [f"Idle uplink of one device with {u['workloads']} workload at the agent's defaults (a telemetry sample "
+                   f"every {u['telemetry_every_s']:g} s, QoS 0, {u['telemetry_packet_bytes']} B as an MQTT packet; a status "
+                   f"heartbeat every {u['heartbeat_every_s']:g} s, QoS 1, {u['status_packet_bytes']} B): "
+                   f"**{u['mqtt_kbit_s']} kbit/s** of MQTT, {u['with_tcp_ip_headers_kbit_s']} kbit/s with IPv4/TCP headers "
+                   f"(52 B per segment, one ACK per PUBACK); budget {u['budget_kbit_s']} kbit/s.", ""]
     if sizes:
         md += ["## Binary sizes", "", "Release profile (opt-level z, fat LTO, panic=abort, stripped); aarch64/armv7 "
                "built with `cross/build.sh`. Extra rows: the hub and the example images' binaries.", "",

@@ -24,6 +24,7 @@ mod fleet;
 mod health;
 mod probe;
 mod sim;
+mod telemetry;
 
 mod broker;
 

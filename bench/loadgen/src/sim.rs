@@ -63,6 +63,7 @@ pub struct Shared {
     pub tcp_nodelay: bool,
     /// Report workloads (`--health`); `None`: statuses carry none.
     pub health: Option<HealthSim>,
+    pub telemetry: Arc<crate::telemetry::TelemetryShared>,
 }
 
 /// One device's state shared by its two tasks.
@@ -116,6 +117,16 @@ pub fn spawn(index: usize, name: Name, credential: String, shared: Arc<Shared>) 
         running: Mutex::new(Vec::new()),
     });
     tokio::spawn(heartbeat(dev.clone(), shared.clone()));
+    let d = dev.clone();
+    tokio::spawn(crate::telemetry::run(
+        index,
+        shared.n,
+        dev.name.clone(),
+        dev.credential.clone(),
+        dev.client.clone(),
+        move || d.connected.load(Ordering::Relaxed),
+        shared.telemetry.clone(),
+    ));
     tokio::spawn(async move {
         let mut permit = shared.gate.clone().acquire_owned().await.ok();
         let mut backoff = Duration::from_millis(100);

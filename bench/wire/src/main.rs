@@ -2,18 +2,22 @@
 //! (postcard in the versioned envelope, signed or sealed as published) next to the same
 //! content serialized as JSON (`serde_json::to_vec`).
 //!
-//! The protocol has a telemetry topic but no telemetry type yet: `TelemetrySample` below is
-//! a representative sample defined here (device, time, agent and per-workload CPU and
-//! memory), encoded in the same envelope.
+//! Telemetry is drover-protocol's `Telemetry` sealed as the agent publishes it
+//! (`seal_telemetry`), with values at the magnitudes of a board up for a month (varints
+//! grow with them). `BeforeSample` is the representative sample this bench defined before
+//! the protocol had a type (issue 8's row, kept as the figure before). `uplink` is the
+//! idle uplink of one device at the defaults (a telemetry sample every 10 s, QoS 0; a
+//! status heartbeat every 30 s, QoS 1) from the MQTT packets' sizes.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use drover_protocol::auth::{seal_status, sign_desired};
+use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, seal_telemetry};
 use drover_protocol::codec::Wire;
 use drover_protocol::{
     Capacity, ContainerSpec, ContainerStatus, DesiredState, DeviceStatus, EnvVar, ImageRef, Mount,
-    MountSource, Name, NetworkMode, Phase, Resources, RestartPolicy, WorkloadSpec, WorkloadStatus,
-    encode,
+    MountSource, Name, NetworkMode, Phase, Resources, RestartPolicy, Telemetry, WorkloadSpec,
+    WorkloadStatus, encode, topics,
 };
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -304,9 +308,9 @@ fn status(desired: &DesiredState) -> DeviceStatus {
     }
 }
 
-/// A representative telemetry sample (the protocol defines the topic, not yet a type).
+/// The sample this bench defined before the protocol had a telemetry type (no MAC).
 #[derive(Serialize, Deserialize)]
-struct TelemetrySample {
+struct BeforeSample {
     device: Name,
     time_ms: u64,
     agent_rss_bytes: u64,
@@ -324,13 +328,13 @@ struct WorkloadMetrics {
     restarts: u32,
 }
 
-impl Wire for TelemetrySample {
+impl Wire for BeforeSample {
     const KIND: u8 = 200;
     const KIND_NAME: &'static str = "telemetry sample (bench only)";
 }
 
-fn telemetry(desired: &DesiredState) -> TelemetrySample {
-    TelemetrySample {
+fn before_sample(desired: &DesiredState) -> BeforeSample {
+    BeforeSample {
         device: desired.device.clone(),
         time_ms: NOW_MS,
         agent_rss_bytes: 6_291_456,
@@ -349,6 +353,92 @@ fn telemetry(desired: &DesiredState) -> TelemetrySample {
             })
             .collect(),
     }
+}
+
+/// A sample of a board up for a month running `desired`'s workloads.
+fn telemetry(desired: &DesiredState) -> Telemetry {
+    Telemetry {
+        seq: (41 << 32) + 259_200,
+        time_s: NOW_MS / 1000,
+        device: DeviceUsage {
+            cpu_permille: 237,
+            load1_centi: 152,
+            memory_used_kib: 1_310_720,
+            memory_available_kib: 2_621_440,
+            disk_free_kib: 24_117_248,
+            temperature_decicelsius: Some(527),
+            throttled: Some(0x5_0000),
+            net_rx_bytes: 12_884_901_888,
+            net_tx_bytes: 3_221_225_472,
+            uptime_s: 2_592_000,
+            agent_rss_kib: 7_400,
+        },
+        workloads: desired
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WorkloadUsage {
+                name: w.name.clone(),
+                containers: w
+                    .containers
+                    .iter()
+                    .map(|c| ContainerUsage {
+                        name: c.name.clone(),
+                        cpu_ms: 181_440_000 + 1000 * i as u64,
+                        memory_kib: 12_288 + 64 * i as u64,
+                        memory_peak_kib: 20_480,
+                        pids: 9,
+                        oom_kills: 0,
+                        restarts: 2,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        dropped: 0,
+    }
+}
+
+/// Bytes of an MQTT 3.1.1 PUBLISH carrying `payload` on `topic` (packet id with QoS 1).
+fn publish_bytes(topic: &str, payload: usize, qos1: bool) -> usize {
+    let remaining = 2 + topic.len() + if qos1 { 2 } else { 0 } + payload;
+    let len_bytes = match remaining {
+        0..128 => 1,
+        128..16_384 => 2,
+        16_384..2_097_152 => 3,
+        _ => 4,
+    };
+    1 + len_bytes + remaining
+}
+
+/// IPv4 + TCP headers with the timestamp option, as Linux sends them: 20 + 32 bytes.
+const TCP_IP_HEADERS: usize = 52;
+
+/// The idle uplink of one device with one workload at the agent's defaults.
+fn uplink(d: &DesiredState, credential: &[u8]) -> Result<Value, Box<dyn std::error::Error>> {
+    let (telemetry_every_s, heartbeat_every_s) = (10.0, 30.0);
+    let t = seal_telemetry(&telemetry(d), &d.device, credential)?;
+    let s = seal_status(&status(d), credential)?;
+    let t_pkt = publish_bytes(&topics::telemetry(&d.device), t.len(), false);
+    let s_pkt = publish_bytes(&topics::status(&d.device), s.len(), true);
+    // Uplink segments per heartbeat period: the telemetry and status PUBLISHes, and an ACK
+    // for the broker's PUBACK (no PINGREQ: something is sent well within the keep-alive).
+    let mqtt = t_pkt as f64 / telemetry_every_s + s_pkt as f64 / heartbeat_every_s;
+    let segments = 1.0 / telemetry_every_s + 2.0 / heartbeat_every_s;
+    let tcp = mqtt + segments * TCP_IP_HEADERS as f64;
+    let kbit = |bytes_per_s: f64| (bytes_per_s * 8.0 / 1000.0 * 1000.0).round() / 1000.0;
+    Ok(json!({
+        "device": d.device.as_str(),
+        "workloads": d.workloads.len(),
+        "telemetry_every_s": telemetry_every_s,
+        "heartbeat_every_s": heartbeat_every_s,
+        "telemetry_payload_bytes": t.len(),
+        "telemetry_packet_bytes": t_pkt,
+        "status_payload_bytes": s.len(),
+        "status_packet_bytes": s_pkt,
+        "mqtt_kbit_s": kbit(mqtt),
+        "with_tcp_ip_headers_kbit_s": kbit(tcp),
+        "budget_kbit_s": 0.25,
+    }))
 }
 
 fn json_len<T: Serialize>(v: &T) -> Result<usize, serde_json::Error> {
@@ -408,18 +498,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
     }
     for n in [1usize, 5] {
-        let t = telemetry(&desired(n));
+        let d = desired(n);
+        let t = telemetry(&d);
         rows.push(row(
-            &format!("telemetry sample, {n} workload(s)"),
-            "bench-defined TelemetrySample (no telemetry type in drover-protocol yet), encode() envelope, no MAC",
+            &format!("telemetry sample, {n} workload(s), sealed (as published)"),
+            "seal_telemetry: envelope(Telemetry) + 16-byte truncated HMAC-SHA256; JSON: serde_json::to_vec(Telemetry) + base64 tag",
+            seal_telemetry(&t, &d.device, &credential)?.len(),
+            json_len(&json!({"telemetry": t, "mac": B64.encode([0u8; 16])}))?,
+        ));
+    }
+    for n in [1usize, 5] {
+        let t = before_sample(&desired(n));
+        rows.push(row(
+            &format!("before: bench-defined telemetry sample, {n} workload(s)"),
+            "the sample bench/wire defined before drover-protocol had a type (issue 8): encode(), no MAC",
             encode(&t)?.len(),
             json_len(&t)?,
         ));
     }
     let out = json!({
         "codec": "postcard in drover_protocol's versioned envelope",
-        "telemetry_type": "defined in bench/wire (drover-protocol has a telemetry topic but no type)",
+        "telemetry_type": "drover_protocol::Telemetry (sealed with seal_telemetry)",
         "rows": rows,
+        "uplink": uplink(&desired(1), &credential)?,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

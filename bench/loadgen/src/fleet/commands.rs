@@ -91,7 +91,11 @@ impl Fleet {
     }
 
     fn counters(&self) -> Value {
+        let t = self.telemetry_shared.as_ref();
+        let load = |f: fn(&crate::telemetry::TelemetryShared) -> u64| t.map_or(0, |t| f(t));
         json!({"ok": true, "connected": self.n_connected, "synced": self.n_synced,
+               "telemetry_sent": load(|t| t.sent.load(std::sync::atomic::Ordering::Relaxed)),
+               "telemetry_not_queued": load(|t| t.not_queued.load(std::sync::atomic::Ordering::Relaxed)),
                "errors": self.errors_since(&HashMap::new()), "error_samples": self.error_samples})
     }
 }
@@ -152,6 +156,13 @@ async fn command(fleet: &mut Fleet, line: &str) -> Res<Option<Value>> {
                 .as_u64()
                 .ok_or("heartbeat needs interval_ms")?;
             fleet.heartbeat.send_replace(ms);
+            json!({"ok": true, "interval_ms": ms})
+        }
+        "telemetry" => {
+            let ms = v["interval_ms"]
+                .as_u64()
+                .ok_or("telemetry needs interval_ms")?;
+            fleet.telemetry.send_replace(ms);
             json!({"ok": true, "interval_ms": ms})
         }
         "counters" => fleet.counters(),

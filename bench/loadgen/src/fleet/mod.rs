@@ -11,7 +11,8 @@
 //!   (`status_accepted`); `probe: {paths, interval_ms}` probes the API meanwhile.
 //! - `mark`, then `wait_resync {timeout_s}`: when did every device receive a desired state
 //!   with a valid signature (a republished one counts) after the mark.
-//! - `heartbeat {interval_ms}` (0 = off), `counters`, `quit`.
+//! - `heartbeat {interval_ms}` (0 = off), `telemetry {interval_ms}` (0 = off; module
+//!   `telemetry`), `counters`, `quit`.
 //! - `revisions {revision}`: which devices received a desired state giving a workload that
 //!   revision (with `--health`, bench/rollout.py), and when each first did.
 //!
@@ -77,6 +78,9 @@ pub struct Args {
     /// (its readiness probe fails).
     #[arg(long)]
     pub unhealthy_image: Option<String>,
+    /// Workloads (one container each) in every telemetry sample.
+    #[arg(long, default_value_t = 1)]
+    pub telemetry_workloads: usize,
 }
 
 /// What the coordinator knows about the fleet, fed by the devices' events.
@@ -90,6 +94,9 @@ pub struct Fleet {
     tx: mpsc::UnboundedSender<Ev>,
     rx: mpsc::UnboundedReceiver<Ev>,
     heartbeat: watch::Sender<u64>,
+    /// Telemetry interval of every device (0 = off) and what they sent.
+    telemetry: watch::Sender<u64>,
+    pub telemetry_shared: Option<Arc<crate::telemetry::TelemetryShared>>,
     started: bool,
     n_connected: usize,
     connected: Vec<bool>,
@@ -164,6 +171,8 @@ impl Fleet {
             tx,
             rx,
             heartbeat: watch::channel(0).0,
+            telemetry: watch::channel(0).0,
+            telemetry_shared: None,
             started: false,
             n_connected: 0,
             connected: vec![false; n],
@@ -286,6 +295,13 @@ impl Fleet {
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
             .ok_or_else(|| format!("--broker {:?} is not host:port", self.args.broker))?;
+        let telemetry = Arc::new(crate::telemetry::TelemetryShared {
+            interval_ms: self.telemetry.subscribe(),
+            workloads: self.args.telemetry_workloads,
+            sent: Default::default(),
+            not_queued: Default::default(),
+        });
+        self.telemetry_shared = Some(telemetry.clone());
         let shared = Arc::new(Shared {
             host,
             port,
@@ -300,6 +316,7 @@ impl Fleet {
                 ready_after: Duration::from_millis(self.args.ready_after_ms),
                 unhealthy_image: self.args.unhealthy_image.clone(),
             }),
+            telemetry: telemetry.clone(),
         });
         let creds = std::mem::take(&mut self.credentials);
         for (i, (name, cred)) in self.names.iter().zip(creds).enumerate() {
