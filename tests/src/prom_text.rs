@@ -69,7 +69,8 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
     }
     let mut p = Parser::default();
     for (i, line) in text.lines().enumerate() {
-        p.line(line).map_err(|e| format!("line {}: {e}: {line:?}", i + 1))?;
+        p.line(line)
+            .map_err(|e| format!("line {}: {e}: {line:?}", i + 1))?;
     }
     for (name, f) in &p.out.families {
         if f.kind == "histogram" {
@@ -99,11 +100,19 @@ impl Parser {
         let sample = sample(line)?;
         let family = self.family_of(&sample.name);
         self.enter(&family)?;
-        let key = (sample.name.clone(), sample.labels.clone().into_iter().collect());
+        let key = (
+            sample.name.clone(),
+            sample.labels.clone().into_iter().collect(),
+        );
         if !self.series.insert(key) {
             return Err("the same series twice".into());
         }
-        self.out.families.entry(family).or_default().samples.push(sample);
+        self.out
+            .families
+            .entry(family)
+            .or_default()
+            .samples
+            .push(sample);
         Ok(())
     }
 
@@ -185,7 +194,9 @@ fn check_label_name(name: &str) -> Result<(), String> {
 
 /// `name[{labels}] value [timestamp]`.
 fn sample(line: &str) -> Result<Sample, String> {
-    let end = line.find(['{', ' ']).ok_or("expected a value after the name")?;
+    let end = line
+        .find(['{', ' '])
+        .ok_or("expected a value after the name")?;
     let name = &line[..end];
     check_metric_name(name)?;
     let (labels, rest) = if line[end..].starts_with('{') {
@@ -193,11 +204,14 @@ fn sample(line: &str) -> Result<Sample, String> {
     } else {
         (BTreeMap::new(), &line[end..])
     };
-    let rest = rest.strip_prefix(' ').ok_or("expected a space before the value")?;
+    let rest = rest
+        .strip_prefix(' ')
+        .ok_or("expected a space before the value")?;
     let mut parts = rest.split(' ');
     let value = float(parts.next().unwrap_or(""))?;
     if let Some(ts) = parts.next() {
-        ts.parse::<i64>().map_err(|_| format!("bad timestamp {ts:?}"))?;
+        ts.parse::<i64>()
+            .map_err(|_| format!("bad timestamp {ts:?}"))?;
     }
     if parts.next().is_some() {
         return Err("extra fields after the timestamp".into());
@@ -219,7 +233,9 @@ fn labels(mut s: &str) -> Result<(BTreeMap<String, String>, &str), String> {
         let eq = s.find('=').ok_or("expected label=\"value\"")?;
         let name = &s[..eq];
         check_label_name(name)?;
-        let body = s[eq + 1..].strip_prefix('"').ok_or("expected a quoted label value")?;
+        let body = s[eq + 1..]
+            .strip_prefix('"')
+            .ok_or("expected a quoted label value")?;
         let close = closing_quote(body)?;
         let value = unescape(&body[..close], true)?;
         if out.insert(name.to_owned(), value).is_some() {
@@ -267,17 +283,30 @@ fn float(s: &str) -> Result<f64, String> {
         "NaN" => Ok(f64::NAN),
         "+Inf" => Ok(f64::INFINITY),
         "-Inf" => Ok(f64::NEG_INFINITY),
-        _ if s.chars().any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') => {
+        _ if s
+            .chars()
+            .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') =>
+        {
             Err(format!("bad value {s:?}"))
         }
         _ => s.parse().map_err(|_| format!("bad value {s:?}")),
     }
 }
 
+type LabelPairs = Vec<(String, String)>;
+
 fn check_histogram(name: &str, f: &Family) -> Result<(), String> {
-    let mut groups: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
-    for s in f.samples.iter().filter(|s| s.name == format!("{name}_bucket")) {
-        let le = s.labels.get("le").ok_or(format!("{name}_bucket without le"))?;
+    // Bucket (le, cumulative count) pairs by the other labels.
+    let mut groups: BTreeMap<LabelPairs, Vec<(f64, f64)>> = BTreeMap::new();
+    for s in f
+        .samples
+        .iter()
+        .filter(|s| s.name == format!("{name}_bucket"))
+    {
+        let le = s
+            .labels
+            .get("le")
+            .ok_or(format!("{name}_bucket without le"))?;
         let rest = s.labels.iter().filter(|(k, _)| *k != "le");
         let key = rest.map(|(k, v)| (k.clone(), v.clone())).collect();
         groups.entry(key).or_default().push((float(le)?, s.value));
@@ -286,8 +315,13 @@ fn check_histogram(name: &str, f: &Family) -> Result<(), String> {
         return Err(format!("histogram {name} has no buckets"));
     }
     for (labels, buckets) in groups {
-        let pairs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let ordered = buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1);
+        let pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let ordered = buckets
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1);
         let last = buckets.last().copied().unwrap_or((0.0, 0.0));
         let count = f
             .samples
@@ -305,5 +339,8 @@ fn check_histogram(name: &str, f: &Family) -> Result<(), String> {
 }
 
 fn same(labels: &BTreeMap<String, String>, pairs: &[(&str, &str)]) -> bool {
-    labels.len() == pairs.len() && pairs.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+    labels.len() == pairs.len()
+        && pairs
+            .iter()
+            .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
 }

@@ -234,7 +234,10 @@ pub(super) fn hub(
     let mut rejected: BTreeMap<(&str, String), u64> = BTreeMap::new();
     // Presence messages carry no MAC: only these two reasons apply (as in `get stats`).
     let presence = [RejectReason::UnknownDevice, RejectReason::Malformed];
-    for (kind, reasons) in [("status", &RejectReason::ALL[..]), ("presence", &presence[..])] {
+    for (kind, reasons) in [
+        ("status", &RejectReason::ALL[..]),
+        ("presence", &presence[..]),
+    ] {
         for r in reasons {
             let n = stored(&format!("{kind}_rejected_{}", r.as_str()));
             rejected.insert((kind, r.as_str().to_owned()), n);

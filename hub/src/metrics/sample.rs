@@ -170,7 +170,7 @@ fn sample(i: usize, containers: usize, seq: u64) -> Telemetry {
             memory_available_kib: 300_000,
             disk_free_kib: 2_000_000,
             temperature_decicelsius: Some(455),
-            throttled: Some(if i % 4 == 0 { 0x5_0005 } else { 0 }),
+            throttled: Some(if i.is_multiple_of(4) { 0x5_0005 } else { 0 }),
             net_rx_bytes: 1_000_000 * seq,
             net_tx_bytes: 500_000 * seq,
             uptime_s: 3600 + seq * 10,
