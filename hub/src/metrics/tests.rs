@@ -216,7 +216,16 @@ fn applies_through_the_controller_thread_are_timed() {
         }))
         .unwrap();
     }
-    let body = render(&read, &fleet.telemetry, crate::now_ms()).unwrap();
+    // The controller replies before it records the time: wait for the record.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let body = render(&read, &fleet.telemetry, crate::now_ms()).unwrap();
+        let n = value(&body, "drover_hub_apply_duration_seconds_count").unwrap();
+        if n != "0" || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     // The dry run is not counted.
     assert_eq!(
         value(&body, "drover_hub_apply_duration_seconds_count").unwrap(),
