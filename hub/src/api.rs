@@ -17,6 +17,7 @@
 //!   read by the hub process, on the hub's machine)
 //! - `GET /stats`, `GET /healthz`
 //! - `GET /telemetry`, `GET /telemetry/devices/{name}[/history]` (`telemetry::routes`)
+//! - `GET /metrics` (not under `/v1`): Prometheus text exposition, see `metrics`
 //!
 //! The `/v2` image registry routes (device credentials, any peer) are `registry::router`.
 
@@ -64,6 +65,11 @@ pub struct ApiState {
 /// with `into_make_service_with_connect_info::<SocketAddr>()`: without the peer address
 /// every `/v1` request is refused.
 pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> Router {
+    let metrics = Router::new()
+        .route("/metrics", get(crate::metrics::scrape))
+        .with_state(state.clone())
+        // ACCESS: the web-ui branch's `read_access` (`[api] token`) replaces this line.
+        .route_layer(middleware::from_fn(loopback_only));
     let v1 = Router::new()
         .route("/v1/apply", post(apply))
         .route("/v1/delete", post(delete))
@@ -92,6 +98,7 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         // Manifest sets and device lists run to several MiB (each file is bounded by the
         // parser); axum's default is 2 MiB.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .merge(metrics)
         .merge(crate::registry::router(registry_state))
 }
 

@@ -3,8 +3,8 @@
 //! `fleet` is the pure fleet logic (manifests, selectors, placement); `controller` applies
 //! changes through the `store` and queues signed desired states for `mqtt`; `api` and
 //! `cli` are the two ends of the HTTP API; `broker` is the embedded rumqttd; `registry`
-//! stores imported images and serves them to devices (OCI distribution API); `serve`
-//! assembles the server.
+//! stores imported images and serves them to devices (OCI distribution API); `metrics`
+//! answers Prometheus scrapes; `serve` assembles the server.
 
 pub mod api;
 pub mod broker;
@@ -14,6 +14,7 @@ pub mod controller;
 pub mod events;
 pub mod fleet;
 pub mod keys;
+pub mod metrics;
 pub mod mqtt;
 pub mod ratelimit;
 pub mod registry;

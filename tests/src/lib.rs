@@ -2,8 +2,10 @@
 //! real agents on private state folders and cgroup parents.
 
 pub mod agent;
+pub mod dashboard;
 pub mod hub;
 pub mod oci;
+pub mod prom_text;
 pub mod registry;
 pub mod tmpfs;
 

@@ -40,6 +40,16 @@ fn check(rel: &str, text: &str) -> Result<usize, String> {
             return Err(format!("{rel}: no object in the file"));
         }
         Ok(objects.len())
+    } else if rel.starts_with("grafana/") && rel.ends_with(".json") {
+        // Each query's metrics are checked against the hub's /metrics in metrics.rs.
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("{rel}: {e}"))?;
+        let panels = v["panels"].as_array().map_or(0, Vec::len);
+        if panels == 0 || v["__inputs"][0]["name"] != "DS_PROMETHEUS" {
+            return Err(format!(
+                "{rel}: a dashboard with panels and a DS_PROMETHEUS input"
+            ));
+        }
+        Ok(panels)
     } else if rel == "hub.toml" {
         drover_hub::config::HubConfig::parse(rel, text)
             .map(|_| 1)

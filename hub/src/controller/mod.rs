@@ -40,7 +40,7 @@ use crate::views::{ChangeReport, DeviceAdded, FileText, RolloutAction, RolloutAn
 
 pub use self::core::Controller;
 pub use ingest::RejectReason;
-pub use read::ReadSide;
+pub use read::{ReadSide, is_online};
 
 /// Device messages folded into one transaction at most.
 pub const MAX_BATCH: usize = 1_000;
@@ -94,8 +94,8 @@ pub struct Settings {
     pub embedded_broker: bool,
 }
 
-/// Counters the controller keeps in memory for `get stats` and the benchmarks.
-#[derive(Debug, Default)]
+/// Counters the controller keeps in memory for `get stats`, `/metrics` and the benchmarks.
+#[derive(Debug)]
 pub struct Metrics {
     /// Store transactions committed by the controller.
     pub transactions: AtomicU64,
@@ -103,6 +103,19 @@ pub struct Metrics {
     pub message_batches: AtomicU64,
     /// Device messages in those batches.
     pub messages: AtomicU64,
+    /// Wall time of each `apply` / `delete` command that was not a dry run, seconds.
+    pub apply_seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            transactions: AtomicU64::default(),
+            message_batches: AtomicU64::default(),
+            messages: AtomicU64::default(),
+            apply_seconds: crate::metrics::apply_histogram(),
+        }
+    }
 }
 
 impl Metrics {
@@ -209,7 +222,16 @@ fn run(mut c: Controller, rx: Receiver<Command>) {
             at_ms,
         } = cmd
         else {
+            let timed = matches!(
+                cmd,
+                Command::Apply { dry_run: false, .. } | Command::Delete { dry_run: false, .. }
+            );
+            let started = Instant::now();
             c.handle(cmd);
+            if timed {
+                let secs = started.elapsed().as_secs_f64();
+                c.metrics.apply_seconds.observe(secs);
+            }
             continue;
         };
         let mut batch = vec![(topic, payload, at_ms)];

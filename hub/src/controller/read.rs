@@ -59,6 +59,20 @@ impl ReadSide {
         }
     }
 
+    /// The read connection, for `/metrics` (which reads every kind of row once a scrape).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The controller's in-memory counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     pub fn devices(&self, now_ms: u64) -> Result<Vec<DeviceView>, ControllerError> {
         let statuses = self.store.statuses()?;
         let desired: BTreeMap<String, DesiredRow> = self.store.all_desired()?.into_iter().collect();

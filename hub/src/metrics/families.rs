@@ -1,0 +1,298 @@
+//! The families of the fleet (devices, workloads), the rollouts and the hub's own
+//! counters, written from facts into a `prometheus-client` descriptor encoder, plus the
+//! two helpers every family goes through. Pure: never reads anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use drover_protocol::Phase;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+
+use super::fleet::{DeploymentFacts, FleetFacts};
+use crate::controller::RejectReason;
+use crate::telemetry::TelemetryCounters;
+
+/// Every phase a workload can report, so that each `drover_workloads{phase}` series
+/// exists (at 0) from the first scrape.
+const PHASES: [Phase; 7] = [
+    Phase::Pending,
+    Phase::Running,
+    Phase::BackOff,
+    Phase::Succeeded,
+    Phase::Failed,
+    Phase::Error,
+    Phase::Stopping,
+];
+const HEALTHS: [&str; 4] = ["none", "starting", "healthy", "unhealthy"];
+/// Reasons the telemetry path counts (`TelemetryCounters::rejected`).
+const TELEMETRY_REJECTS: [&str; 4] = ["unknown_device", "bad_mac", "replayed", "malformed"];
+
+/// A gauge family: `# HELP`, `# TYPE`, then one sample per row.
+pub(super) fn gauge<L: EncodeLabelSet, V: EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in rows {
+        m.encode_family(&labels)?.encode_gauge(&v)?;
+    }
+    Ok(())
+}
+
+/// A counter family; `name` without `_total` (the encoder appends it).
+pub(super) fn counter<L: EncodeLabelSet, V: EncodeCounterValue>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in rows {
+        m.encode_family(&labels)?
+            .encode_counter::<NoLabelSet, V, u64>(&v, None)?;
+    }
+    Ok(())
+}
+
+/// No labels.
+pub(super) const NONE: [(&str, &str); 0] = [];
+
+/// Devices, generation lag and workloads.
+pub(super) fn fleet(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
+    let devices = &f.devices;
+    let online = devices.iter().filter(|d| d.online).count();
+    gauge(
+        enc,
+        "drover_devices",
+        "Registered devices",
+        [(NONE, devices.len())],
+    )?;
+    gauge(
+        enc,
+        "drover_devices_online",
+        "Devices online",
+        [(NONE, online)],
+    )?;
+    let up = devices
+        .iter()
+        .map(|d| ([("device", d.name.as_str())], u32::from(d.online)));
+    gauge(enc, "drover_device_up", "1 when the device is online", up)?;
+    let lag = devices
+        .iter()
+        .map(|d| ([("device", d.name.as_str())], d.generation_lag));
+    let help = "Desired generation minus the generation the device last reported";
+    gauge(enc, "drover_device_generation_lag", help, lag)?;
+    let lags = devices.iter().map(|d| d.generation_lag);
+    let help = "Sum of every device's generation lag";
+    gauge(
+        enc,
+        "drover_fleet_generation_lag",
+        help,
+        [(NONE, lags.sum::<u64>())],
+    )?;
+    let max = devices.iter().map(|d| d.generation_lag).max().unwrap_or(0);
+    let help = "Largest generation lag of any device";
+    gauge(enc, "drover_fleet_generation_lag_max", help, [(NONE, max)])?;
+    let behind = devices.iter().filter(|d| d.generation_lag > 0).count();
+    let help = "Devices that have not reported their latest desired generation";
+    gauge(enc, "drover_devices_out_of_sync", help, [(NONE, behind)])?;
+    workload_counts(enc, f)?;
+    workloads(enc, f)
+}
+
+/// Fleet-wide workload counts by phase, by health, ready.
+fn workload_counts(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
+    let all = || f.devices.iter().flat_map(|d| d.workloads.iter());
+    let mut phases: BTreeMap<&str, usize> = PHASES.iter().map(|p| (p.as_str(), 0)).collect();
+    let mut healths: BTreeMap<&str, usize> = HEALTHS.iter().map(|h| (*h, 0)).collect();
+    for w in all() {
+        *phases.entry(w.phase).or_default() += 1;
+        *healths.entry(w.health).or_default() += 1;
+    }
+    let help = "Workloads on devices by phase (Pending until the device reports it)";
+    let rows = phases.into_iter().map(|(p, n)| ([("phase", p)], n));
+    gauge(enc, "drover_workloads", help, rows)?;
+    let help = "Workloads on devices by the worst probe verdict of their containers";
+    let rows = healths.into_iter().map(|(h, n)| ([("health", h)], n));
+    gauge(enc, "drover_workloads_by_health", help, rows)?;
+    let ready = all().filter(|w| w.ready).count();
+    let help = "Workloads running with every container ready";
+    gauge(enc, "drover_workloads_ready", help, [(NONE, ready)])
+}
+
+/// Per device and workload: ready, healthy, restarts; per container: restarts.
+fn workloads(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
+    let each = || {
+        f.devices.iter().flat_map(|d| {
+            d.workloads.iter().map(move |w| {
+                (
+                    [("device", d.name.as_str()), ("workload", w.name.as_str())],
+                    w,
+                )
+            })
+        })
+    };
+    let help = "1 when the workload runs with every container ready";
+    let rows = each().map(|(l, w)| (l, u32::from(w.ready)));
+    gauge(enc, "drover_workload_ready", help, rows)?;
+    let help = "1 when the workload runs and no probe says unhealthy";
+    let rows = each().map(|(l, w)| (l, u32::from(w.healthy)));
+    gauge(enc, "drover_workload_healthy", help, rows)?;
+    let help = "Restarts of the workload's containers, as its status reports them";
+    let rows = each().map(|(l, w)| (l, w.restarts));
+    gauge(enc, "drover_workload_restarts", help, rows)?;
+    let rows = each().flat_map(|([d, w], facts)| {
+        facts
+            .containers
+            .iter()
+            .map(move |(c, n)| ([d, w, ("container", c.as_str())], *n))
+    });
+    let help = "Restarts of the container since it was first started, as the status reports \
+                them (resets when the workload is replaced)";
+    gauge(enc, "drover_container_restarts", help, rows)
+}
+
+/// Each Deployment's placement and its last rollout's progress.
+pub(super) fn rollouts(enc: &mut DescriptorEncoder, ds: &[DeploymentFacts]) -> fmt::Result {
+    let each = || ds.iter().map(|d| ([("deployment", d.name.as_str())], d));
+    let rows = each().map(|(l, d)| (l, d.revision));
+    gauge(
+        enc,
+        "drover_deployment_revision",
+        "Revision of the Deployment's template",
+        rows,
+    )?;
+    let rows = each().map(|(l, d)| (l, d.devices));
+    gauge(
+        enc,
+        "drover_deployment_devices",
+        "Devices the Deployment is placed on",
+        rows,
+    )?;
+    let help = "Placed devices reporting the Deployment's workload ready";
+    let rows = each().map(|(l, d)| (l, d.ready));
+    gauge(enc, "drover_deployment_ready_devices", help, rows)?;
+    let with = || each().filter_map(|(l, d)| d.rollout.as_ref().map(|r| (l, r)));
+    let rows = with().map(|(l, r)| (l, r.to));
+    gauge(
+        enc,
+        "drover_rollout_revision",
+        "Revision the last rollout moves devices to",
+        rows,
+    )?;
+    let help = "Devices the last rollout gave its revision";
+    gauge(
+        enc,
+        "drover_rollout_updated_devices",
+        help,
+        with().map(|(l, r)| (l, r.updated)),
+    )?;
+    let help = "Updated devices judged healthy on the new revision";
+    gauge(
+        enc,
+        "drover_rollout_healthy_devices",
+        help,
+        with().map(|(l, r)| (l, r.healthy)),
+    )?;
+    let help = "Updated devices that failed on the new revision";
+    gauge(
+        enc,
+        "drover_rollout_failed_devices",
+        help,
+        with().map(|(l, r)| (l, r.failed)),
+    )?;
+    let flag = |b: bool| u32::from(b);
+    let help = "1 while the last rollout is progressing or paused";
+    let rows = with().map(|(l, r)| (l, flag(r.active)));
+    gauge(enc, "drover_rollout_active", help, rows)?;
+    let help = "1 while the last rollout waits for `rollout resume`";
+    gauge(
+        enc,
+        "drover_rollout_paused",
+        help,
+        with().map(|(l, r)| (l, flag(r.paused))),
+    )?;
+    let help = "1 when the last rollout was rolled back";
+    let rows = with().map(|(l, r)| (l, flag(r.rolled_back)));
+    gauge(enc, "drover_rollout_rolled_back", help, rows)
+}
+
+/// The hub's own counters: rejected messages by path and reason, ingest, transactions.
+/// `controller` is `[transactions, message_batches, messages]`.
+pub(super) fn hub(
+    enc: &mut DescriptorEncoder,
+    store: &BTreeMap<String, u64>,
+    telemetry: &TelemetryCounters,
+    controller: [u64; 3],
+) -> fmt::Result {
+    let stored = |name: &str| store.get(name).copied().unwrap_or(0);
+    let mut rejected: BTreeMap<(&str, String), u64> = BTreeMap::new();
+    // Presence messages carry no MAC: only these two reasons apply (as in `get stats`).
+    let presence = [RejectReason::UnknownDevice, RejectReason::Malformed];
+    for (kind, reasons) in [
+        ("status", &RejectReason::ALL[..]),
+        ("presence", &presence[..]),
+    ] {
+        for r in reasons {
+            let n = stored(&format!("{kind}_rejected_{}", r.as_str()));
+            rejected.insert((kind, r.as_str().to_owned()), n);
+        }
+    }
+    for r in TELEMETRY_REJECTS {
+        rejected.insert(("telemetry", r.to_owned()), 0);
+    }
+    for (r, n) in &telemetry.rejected {
+        rejected.insert(("telemetry", r.clone()), *n);
+    }
+    let rows = rejected
+        .iter()
+        .map(|((kind, reason), n)| ([("kind", *kind), ("reason", reason.as_str())], *n));
+    let help = "Device messages dropped, by path (status, presence, telemetry) and reason";
+    counter(enc, "drover_hub_messages_rejected", help, rows)?;
+    let help = "Status and presence messages the controller received, since the hub started";
+    counter(
+        enc,
+        "drover_hub_device_messages",
+        help,
+        [(NONE, controller[2])],
+    )?;
+    let help = "Batches of device messages folded, one store transaction each";
+    counter(
+        enc,
+        "drover_hub_message_batches",
+        help,
+        [(NONE, controller[1])],
+    )?;
+    let help = "Status snapshots accepted (kept across hub restarts)";
+    counter(
+        enc,
+        "drover_hub_status_accepted",
+        help,
+        [(NONE, stored("status_accepted"))],
+    )?;
+    let help = "Telemetry samples accepted, since the hub started";
+    counter(
+        enc,
+        "drover_hub_telemetry_samples_accepted",
+        help,
+        [(NONE, telemetry.accepted)],
+    )?;
+    let help = "Telemetry history rows written, since the hub started";
+    let rows = [(NONE, telemetry.history_rows)];
+    counter(enc, "drover_hub_telemetry_history_rows", help, rows)?;
+    let help = "Store transactions the controller committed, since the hub started";
+    counter(
+        enc,
+        "drover_hub_store_transactions",
+        help,
+        [(NONE, controller[0])],
+    )?;
+    let help = "Desired states signed and stored (kept across hub restarts)";
+    let rows = [(NONE, stored("desired_generations"))];
+    counter(enc, "drover_hub_desired_generations", help, rows)
+}
