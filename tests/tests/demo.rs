@@ -20,15 +20,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn credential(snippet: &str) -> String {
-    snippet
-        .lines()
-        .find_map(|l| l.strip_prefix("credential = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
-
 fn running(a: &TestAgent, wl: &str) -> Option<u32> {
     a.running_pid(wl, "main")
 }
