@@ -74,11 +74,12 @@ for _ in $(seq 100); do "$hub" get devices >/dev/null 2>&1 && break; sleep 0.1; 
 echo "demo: hub started (pid $(cat "$demo/hub.pid"), log $demo/hub.log)"
 
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
-# One local board, registered with the label the demo Deployments select; two more
-# broker logins: one the sensor publishes with, one to watch the readings.
+# One local board, registered with the label the demo Deployments select; two broker
+# logins that are clients, not devices: one the sensor publishes its readings with, one
+# (read-only) to watch them.
 snippet=$("$hub" device add demo-board --label role=demo -o json | json_field config)
-sensor_cred=$("$hub" device add demo-sensor -o json | json_field credential)
-dash_cred=$("$hub" device add demo-dash -o json | json_field credential)
+sensor_cred=$("$hub" client add demo-sensor --publish 'drover/v1/sensors/#' -o json | json_field credential)
+dash_cred=$("$hub" client add demo-dash --subscribe 'drover/v1/sensors/#' -o json | json_field credential)
 cat >"$demo/agent/agent.toml" <<TOML
 state_dir = "$demo/agent/state"
 run_dir = "$demo/agent/run"
@@ -121,6 +122,7 @@ Drover runs two Deployments (configs/demo/) on the local board as real container
 pulled from the hub's own registry: 'sensor' publishes readings over MQTT, 'uptime'
 serves HTTP on port $http_port. Try:
   $hub get devices        $hub describe device demo-board        $hub image ls
+  $hub client ls          $hub broker-config mosquitto-acl
   $agent ps --config $demo/agent/agent.toml
   $agent logs --config $demo/agent/agent.toml sensor -f
   mosquitto_sub -p $port -i demo-dash -u demo-dash -P $dash_cred -t 'drover/v1/sensors/#' -v

@@ -18,6 +18,8 @@
 //! - `GET /stats`, `GET /healthz`
 //! - `GET /telemetry`, `GET /telemetry/devices/{name}[/history]` (`telemetry::routes`)
 //! - `GET /metrics` (not under `/v1`): Prometheus text exposition, see `metrics`
+//! - `GET|POST /clients`, `DELETE /clients/{name}`, `GET /broker/mosquitto-acl`
+//!   (`clients::routes`)
 //!
 //! The `/v2` image registry routes (device credentials, any peer) are `registry::router`.
 
@@ -59,6 +61,8 @@ pub struct ApiState {
     pub mirrors: crate::telemetry::Mirrors,
     /// Fleet change notifications, for live views.
     pub events: crate::events::Events,
+    /// `dashboards.home_assistant_prefix`, for broker ACL files.
+    pub home_assistant_prefix: String,
 }
 
 /// Every route: the management API (loopback peers only) and the image registry. Serve it
@@ -87,6 +91,7 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         .route("/v1/stats", get(stats))
         .route("/v1/healthz", get(|| async { "ok" }))
         .merge(crate::telemetry::routes::router())
+        .merge(crate::clients::routes::router())
         .with_state(state);
     let images = Router::new()
         .route("/v1/images", get(images))
@@ -121,12 +126,18 @@ async fn loopback_only(req: Request, next: Next) -> Response {
 /// A controller error as an HTTP answer.
 pub struct ApiError(ControllerError);
 
+impl From<ControllerError> for ApiError {
+    fn from(e: ControllerError) -> Self {
+        ApiError(e)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = match &self.0 {
             ControllerError::Manifest(_) | ControllerError::Invalid(_) => StatusCode::BAD_REQUEST,
             ControllerError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ControllerError::Exists(_) => StatusCode::CONFLICT,
+            ControllerError::Exists(_) | ControllerError::NameTaken { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if code == StatusCode::INTERNAL_SERVER_ERROR {

@@ -4,6 +4,10 @@
 //! rumqttd's config accepts anything and `RouterConfig::default()` is all zeros, so every
 //! field is set here, in code. rumqttd has no topic ACLs: authentication only proves who
 //! connects; desired states are signed and statuses carry a MAC for the rest.
+//! Two kinds of login are kept apart: devices (and the hub) in [`Credentials`], the map
+//! every device message is verified against, and dashboard clients in
+//! [`ClientCredentials`], which only this module's broker login check reads — so a
+//! client's credential can log in but never authenticate a status, presence or sample.
 //! It also knows how far the embedded broker goes (`capacity_warning`): measured in
 //! bench/broker.md, beyond that a site should use Mosquitto through `broker.url`.
 //! This module must never decide anything about devices beyond "may this client connect".
@@ -20,6 +24,17 @@ pub const HUB_CLIENT_ID: &str = "drover-hub";
 
 /// Device (and hub) name → credential string; updated by `device add`.
 pub type Credentials = Arc<RwLock<HashMap<String, String>>>;
+
+/// Dashboard client name → credential (`client add`): broker logins only, never checked
+/// against device messages or by the image registry.
+pub type ClientCredentials = Arc<RwLock<HashMap<String, String>>>;
+
+/// Everything that may log in to the embedded broker.
+#[derive(Clone, Default)]
+pub struct Logins {
+    pub devices: Credentials,
+    pub clients: ClientCredentials,
+}
 
 /// Largest MQTT packet the broker accepts: the one limit of `drover_protocol::limits`.
 pub const MAX_PAYLOAD: usize = drover_protocol::MAX_MQTT_PACKET_BYTES;
@@ -90,6 +105,19 @@ pub fn authenticate(creds: &Credentials, client_id: &str, username: &str, passwo
         .is_some_and(|c| constant_time_eq(c.as_bytes(), password.as_bytes()))
 }
 
+/// May this client log in to the broker: a device, the hub, or a dashboard client, by the
+/// same rules as [`authenticate`]. Device names and client names never overlap (the
+/// controller refuses one named like the other).
+pub fn authenticate_login(
+    logins: &Logins,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> bool {
+    authenticate(&logins.devices, client_id, username, password)
+        || authenticate(&logins.clients, client_id, username, password)
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -109,12 +137,12 @@ fn desired_filters(creds: &Credentials) -> Vec<String> {
 }
 
 /// The complete rumqttd configuration: one MQTT 3.1.1 listener, small segments.
-pub fn broker_config(listen: SocketAddr, max_connections: usize, creds: Credentials) -> Config {
+pub fn broker_config(listen: SocketAddr, max_connections: usize, logins: Logins) -> Config {
     // rumqttd matches every new filter against every topic it has seen, and every new
     // topic against every filter. Creating the registered devices' filters up front skips
     // the first and lets the hub's first publish to each device be matched once, at start
     // (bench/broker.md: about a third less broker CPU when a whole fleet reconnects).
-    let initialized_filters = Some(desired_filters(&creds));
+    let initialized_filters = Some(desired_filters(&logins.devices));
     let mut connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: MAX_PAYLOAD,
@@ -125,7 +153,7 @@ pub fn broker_config(listen: SocketAddr, max_connections: usize, creds: Credenti
     };
     let limit = Mutex::new(RateLimit::new(60_000));
     connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
-        let ok = authenticate(&creds, &client_id, &user, &pass);
+        let ok = authenticate_login(&logins, &client_id, &user, &pass);
         let mut limit = limit.lock().unwrap_or_else(|e| e.into_inner());
         if !ok && limit.allow(&client_id, crate::now_ms()) {
             tracing::warn!(client_id = %client_id, username = %user, "broker refused a connection: bad credentials (logged once a minute per client)");
@@ -173,7 +201,7 @@ pub fn broker_config(listen: SocketAddr, max_connections: usize, creds: Credenti
 pub fn spawn(
     listen: SocketAddr,
     max_connections: usize,
-    creds: Credentials,
+    logins: Logins,
 ) -> Result<(), BrokerError> {
     drop(
         TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
@@ -181,7 +209,7 @@ pub fn spawn(
             source,
         })?,
     );
-    let config = broker_config(listen, max_connections, creds);
+    let config = broker_config(listen, max_connections, logins);
     std::thread::Builder::new()
         .name("broker".to_owned())
         .spawn(move || {
@@ -234,6 +262,28 @@ mod tests {
         assert!(authenticate(&c, "pi-3", "pi-3", "s3"));
     }
 
+    fn logins() -> Logins {
+        Logins {
+            devices: creds(),
+            clients: Arc::new(RwLock::new(HashMap::from([(
+                "dash".to_owned(),
+                "dash-secret".to_owned(),
+            )]))),
+        }
+    }
+
+    #[test]
+    fn clients_log_in_to_the_broker_but_are_no_devices() {
+        let l = logins();
+        assert!(authenticate_login(&l, "dash", "dash", "dash-secret"));
+        assert!(authenticate_login(&l, "pi-1", "pi-1", "secret-1"));
+        assert!(!authenticate_login(&l, "dash", "dash", "secret-1"));
+        assert!(!authenticate_login(&l, "pi-1", "pi-1", "dash-secret"));
+        assert!(!authenticate_login(&l, "pi-1", "dash", "dash-secret"));
+        // The map device messages and registry pulls are checked against has no client.
+        assert!(!authenticate(&l.devices, "dash", "dash", "dash-secret"));
+    }
+
     #[test]
     fn no_capacity_warning_up_to_the_measured_maximum() {
         assert_eq!(capacity_warning(0), None);
@@ -251,7 +301,7 @@ mod tests {
 
     #[test]
     fn every_router_field_is_set_and_small() {
-        let cfg = broker_config("127.0.0.1:1".parse().unwrap(), 10, creds());
+        let cfg = broker_config("127.0.0.1:1".parse().unwrap(), 10, logins());
         assert_eq!(cfg.router.max_segment_size, 4096);
         assert_eq!(cfg.router.custom_segment.as_ref().unwrap().len(), 2);
         assert_eq!(

@@ -92,6 +92,21 @@ enum Command {
     /// Manage the images the hub serves to devices (`hub:NAME:TAG` in manifests).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage dashboard clients: broker logins that are not devices (Node-RED, Grafana,
+    /// Telegraf, Home Assistant, a sensor script).
+    ///
+    /// A client logs in to the broker with its name as client ID and username, is never
+    /// listed as a device, and its credential never authenticates a device's status,
+    /// presence or telemetry. Clients are read-only unless --publish grants topic filters.
+    /// The embedded broker authenticates clients but does NOT restrict their topics
+    /// (rumqttd has no topic ACLs): the hub only guarantees that a client can never speak
+    /// for a device. To enforce read-only access, run Mosquitto with the file
+    /// `drover-hub broker-config mosquitto-acl` writes (and `broker.url`).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Print configuration for an external broker.
+    #[command(subcommand)]
+    BrokerConfig(BrokerConfigCommand),
     /// Print version information.
     Version,
 }
@@ -148,6 +163,57 @@ enum ImageCommand {
     /// List the images: NAME TAG DIGEST PLATFORMS SIZE.
     #[command(alias = "list")]
     Ls {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientCommand {
+    /// Register a client and print its credential (only this once) with a ready-to-paste
+    /// mosquitto_sub line and Node-RED settings.
+    ///
+    /// Every client may read the JSON mirrors (`drover/v1/dev/+/status/json`,
+    /// `…/telemetry/json`), presence (`…/online`) and the Home Assistant prefix. Grants
+    /// may not reach into the device topics (`drover/v1/dev/…`). The embedded broker does
+    /// not enforce grants (it has no topic ACLs); Mosquitto does, with
+    /// `drover-hub broker-config mosquitto-acl`.
+    Add {
+        name: String,
+        /// A topic filter the client may publish to (e.g. `drover/v1/sensors/#`); repeat
+        /// for more. Without it the client is read-only.
+        #[arg(long = "publish", value_name = "TOPIC_FILTER")]
+        publish: Vec<String>,
+        /// A topic filter the client may read besides the mirrors; repeat for more.
+        #[arg(long = "subscribe", value_name = "TOPIC_FILTER")]
+        subscribe: Vec<String>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// List the clients: NAME PUBLISH SUBSCRIBE CREATED (never their credentials).
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Remove a client: it cannot log in again. A connection it holds stays open until it
+    /// disconnects (the embedded broker cannot close it from outside).
+    Rm {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BrokerConfigCommand {
+    /// A Mosquitto `acl_file` for every device, client and the hub: devices read their own
+    /// desired state and write their own status, telemetry and presence; clients read the
+    /// JSON mirrors, presence and the Home Assistant prefix and write only what --publish
+    /// granted; the hub uses every Drover topic. Write it again after registering devices or
+    /// clients and reload Mosquitto (SIGHUP). Passwords go in Mosquitto's `password_file`
+    /// (`mosquitto_passwd`), with each login's credential.
+    MosquittoAcl {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -301,6 +367,19 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
             output,
         }) => cli::image_import(&client, &path, name, tag, output),
         Command::Image(ImageCommand::Ls { output }) => cli::image_ls(&client, output),
+        Command::Client(ClientCommand::Add {
+            name,
+            publish,
+            subscribe,
+            output,
+        }) => cli::clients::add(&client, &name, publish, subscribe, output),
+        Command::Client(ClientCommand::Ls { output }) => cli::clients::ls(&client, output),
+        Command::Client(ClientCommand::Rm { name, output }) => {
+            cli::clients::rm(&client, &name, output)
+        }
+        Command::BrokerConfig(BrokerConfigCommand::MosquittoAcl { output }) => {
+            cli::clients::mosquitto_acl(&client, output)
+        }
         Command::Serve { .. } | Command::Version | Command::Diff(_) => Ok(()),
     }
 }
@@ -328,6 +407,12 @@ fn serve(path: Option<&std::path::Path>) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     if config.broker.url.is_empty() && config.broker.max_connections == 0 {
         return Err("broker.max_connections must be at least 1 (it bounds the embedded broker's connections)".to_owned());
+    }
+    if config.dashboards.home_assistant {
+        drover_hub::telemetry::homeassistant::check_prefix(
+            &config.dashboards.home_assistant_prefix,
+        )
+        .map_err(|e| e.to_string())?;
     }
     init_logging(&config.log_level);
     drover_hub::serve::run(config).map_err(|e| e.to_string())

@@ -121,11 +121,11 @@ pub async fn serve(
         if let Some(w) = broker::capacity_warning(controller.device_count()) {
             tracing::warn!("{w}");
         }
-        broker::spawn(
-            config.broker.listen,
-            config.broker.max_connections,
-            creds.clone(),
-        )?;
+        let logins = broker::Logins {
+            devices: creds.clone(),
+            clients: controller.client_credentials(),
+        };
+        broker::spawn(config.broker.listen, config.broker.max_connections, logins)?;
         tracing::info!(listen = %config.broker.listen, "embedded MQTT broker started");
     }
     let read = ReadSide::new(
@@ -140,6 +140,7 @@ pub async fn serve(
         &crate::telemetry::Settings {
             history_path: history_path.clone(),
             keep_minutes: config.telemetry.history.0 / 60_000,
+            home_assistant: home_assistant(&config),
         },
         creds.clone(),
         telemetry.clone(),
@@ -177,6 +178,7 @@ pub async fn serve(
         history: Arc::new(Mutex::new(history)),
         mirrors,
         events,
+        home_assistant_prefix: config.dashboards.home_assistant_prefix.clone(),
     };
     let app = crate::api::router(state, creds, registry);
     axum::serve(
@@ -194,6 +196,18 @@ pub async fn serve(
         .ok();
     tracing::info!("hub stopped");
     Ok(())
+}
+
+/// The discovery prefix when Home Assistant discovery is on and can work (it points
+/// Home Assistant at the JSON mirrors).
+fn home_assistant(config: &HubConfig) -> Option<String> {
+    let d = &config.dashboards;
+    if d.home_assistant && !d.json_mirrors {
+        tracing::warn!(
+            "dashboards.home_assistant needs dashboards.json_mirrors = true: no discovery messages are published"
+        );
+    }
+    (d.home_assistant && d.json_mirrors).then(|| d.home_assistant_prefix.clone())
 }
 
 async fn shutdown_signal() {

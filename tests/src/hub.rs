@@ -75,6 +75,24 @@ impl TestHub {
         }
     }
 
+    /// Appends lines to the hub's config file (takes effect at the next start), e.g. a
+    /// `[dashboards]` table.
+    pub fn append_config(&self, text: &str) {
+        let mut toml = fs::read_to_string(&self.config).expect("hub config");
+        toml.push_str(text);
+        fs::write(&self.config, toml).expect("hub config");
+    }
+
+    /// Registers a dashboard client (`client add NAME [ARGS]`); returns its credential.
+    pub fn client_add(&self, name: &str, args: &[&str]) -> String {
+        let mut all = vec!["client", "add", name, "-o", "json"];
+        all.extend(args);
+        let (code, out, err) = self.cli(&all);
+        assert_eq!(code, 0, "client add {name}: {err}");
+        let v: Value = serde_json::from_str(&out).expect("client add json");
+        v["credential"].as_str().expect("credential").to_string()
+    }
+
     /// Starts `drover-hub serve` and waits until its API answers.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "hub already running");
@@ -217,6 +235,41 @@ impl Mosquitto {
 
     fn spawn(port: u16, log: Option<&std::path::Path>, extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
+        let persistence = if extra.is_empty() {
+            "persistence false\n"
+        } else {
+            extra
+        };
+        Self::run(port, log, dir, &format!("allow_anonymous true\n{persistence}"))
+    }
+
+    /// On 127.0.0.1:`port` with logins and topic rules: no anonymous access, each
+    /// `(user, password)` hashed into a `password_file` by `mosquitto_passwd -U`, `acl`
+    /// as the `acl_file`.
+    pub fn start_with_acl(port: u16, acl: &str, logins: &[(&str, &str)]) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (acl_file, passwd) = (dir.path().join("acl"), dir.path().join("passwd"));
+        fs::write(&acl_file, acl).expect("acl file");
+        let plain: String = logins.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
+        fs::write(&passwd, plain).expect("password file");
+        let st = Command::new("mosquitto_passwd")
+            .arg("-U")
+            .arg(&passwd)
+            .status()
+            .expect("mosquitto_passwd (apt-get install mosquitto)");
+        assert!(st.success(), "mosquitto_passwd -U failed");
+        // As root, Mosquitto drops to user `mosquitto` before reading these files, which
+        // then cannot open a private temporary folder: stay root (tests only).
+        let auth = format!(
+            "user root\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\n",
+            passwd.display(),
+            acl_file.display()
+        );
+        Self::run(port, None, dir, &auth)
+    }
+
+    /// Writes the config (`settings`: logins and persistence) into `dir` and starts it.
+    fn run(port: u16, log: Option<&std::path::Path>, dir: TempDir, settings: &str) -> Mosquitto {
         let conf = dir.path().join("mosquitto.conf");
         let logging = if log.is_some() {
             "log_dest stderr\nlog_type all\n"
@@ -228,8 +281,7 @@ impl Mosquitto {
             // The default queue (1,000 messages per client) drops messages for a subscriber
             // that watches a whole fleet's topics.
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n{}{logging}",
-                if extra.is_empty() { "persistence false\n" } else { extra }
+                "listener {port} 127.0.0.1\n{settings}max_queued_messages 100000\n{logging}"
             ),
         )
         .expect("conf");

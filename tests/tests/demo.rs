@@ -20,15 +20,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn credential(snippet: &str) -> String {
-    snippet
-        .lines()
-        .find_map(|l| l.strip_prefix("credential = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
-
 fn running(a: &TestAgent, wl: &str) -> Option<u32> {
     a.running_pid(wl, "main")
 }
@@ -63,8 +54,9 @@ fn demo_flow_hub_agent_example_images_and_sensor_readings() {
     let mut board = TestAgent::new("demo-board");
     board.connect_to_hub(&hub.device_add("demo-board", &["role=demo"]));
     board.start();
-    let sensor_cred = credential(&hub.device_add("demo-sensor", &[]));
-    let dash_cred = credential(&hub.device_add("demo-dash", &[]));
+    // The sensor's and the dashboard's broker logins are clients, not devices.
+    let sensor_cred = hub.client_add("demo-sensor", &["--publish", "drover/v1/sensors/#"]);
+    let dash_cred = hub.client_add("demo-dash", &["--subscribe", "drover/v1/sensors/#"]);
 
     let t0 = Instant::now();
     for img in ["sensor-sim", "uptime-http"] {
@@ -130,4 +122,16 @@ fn demo_flow_hub_agent_example_images_and_sensor_readings() {
             .clone();
         (row["ready"] == 2 && row["total"] == 2 && row["in_sync"] == true).then_some(())
     });
+    let devices = hub.devices();
+    let names: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["demo-board"],
+        "the demo's broker logins are no devices"
+    );
 }

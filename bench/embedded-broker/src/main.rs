@@ -60,7 +60,11 @@ fn main() {
     };
     let mut map: HashMap<String, String> = devices.into_iter().collect();
     map.insert(HUB_CLIENT_ID.to_owned(), hub_cred);
-    let mut config = broker_config(cli.listen, cli.max_connections, Arc::new(RwLock::new(map)));
+    let logins = drover_hub::broker::Logins {
+        devices: Arc::new(RwLock::new(map)),
+        clients: Default::default(),
+    };
+    let mut config = broker_config(cli.listen, cli.max_connections, logins);
     let r = &mut config.router;
     if cli.no_initialized_filters {
         r.initialized_filters = None;

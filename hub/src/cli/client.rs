@@ -61,6 +61,12 @@ impl Client {
         self.answer(&url, resp)
     }
 
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.agent.delete(&url).call();
+        self.answer(&url, resp)
+    }
+
     fn answer<T: DeserializeOwned>(
         &self,
         url: &str,

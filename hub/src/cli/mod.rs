@@ -3,6 +3,7 @@
 //! checks manifests itself, so errors look the same whatever the client.
 
 mod client;
+pub mod clients;
 mod output;
 pub mod rollout;
 pub mod top;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::rollouts::persist_revisions;
 use super::sign::{Signed, sign_changes};
 use super::{Command, ControllerError, Metrics, Out, Publish, Settings, SharedWarnings};
-use crate::broker::{Credentials, HUB_CLIENT_ID};
+use crate::broker::{ClientCredentials, Credentials, HUB_CLIENT_ID};
 use crate::fleet::{
     DesiredEntry, DeviceEntry, FleetPlan, FleetSnapshot, PlanEvent, plan, progress,
 };
@@ -33,6 +33,8 @@ pub struct Controller {
     pub(super) payloads: BTreeMap<Name, Vec<u8>>,
     pub(super) key: SigningKey,
     pub(super) creds: Credentials,
+    /// Dashboard clients' broker logins, apart from `creds` (which verify device messages).
+    pub(super) clients: ClientCredentials,
     pub(super) settings: Settings,
     pub(super) outbox: UnboundedSender<Out>,
     pub(super) warnings: SharedWarnings,
@@ -70,6 +72,7 @@ impl Controller {
             payloads: BTreeMap::new(),
             key,
             creds: Arc::new(std::sync::RwLock::new(creds)),
+            clients: ClientCredentials::default(),
             settings,
             outbox,
             warnings: SharedWarnings::default(),
@@ -115,6 +118,11 @@ impl Controller {
             self.snapshot.devices.insert(name, entry);
         }
         drop(creds);
+        let mut clients = self.clients.write().unwrap_or_else(|e| e.into_inner());
+        for c in self.store.clients()? {
+            clients.insert(c.name, c.credential);
+        }
+        drop(clients);
         for (device, row) in self.store.statuses()? {
             let Some(entry) = Name::new(device)
                 .ok()
@@ -162,6 +170,11 @@ impl Controller {
     /// The name → credential map the embedded broker and the registry authenticate against.
     pub fn credentials(&self) -> Credentials {
         self.creds.clone()
+    }
+
+    /// The dashboard clients' logins, for the embedded broker only.
+    pub fn client_credentials(&self) -> ClientCredentials {
+        self.clients.clone()
     }
 
     pub fn public_key(&self) -> String {
@@ -218,6 +231,8 @@ impl Controller {
                 action,
                 reply,
             } => drop(reply.send(self.rollout_action(&deployment, action, now))),
+            Command::AddClient { req, reply } => drop(reply.send(self.add_client(req, now))),
+            Command::RemoveClient { name, reply } => drop(reply.send(self.remove_client(&name))),
         }
     }
 

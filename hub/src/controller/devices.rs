@@ -53,6 +53,12 @@ impl Controller {
             if next.devices.contains_key(&name) {
                 return Err(ControllerError::Exists(name.to_string()));
             }
+            if self.is_client(name.as_str()) {
+                return Err(ControllerError::NameTaken {
+                    name: name.to_string(),
+                    kind: "client",
+                });
+            }
             let entry = DeviceEntry {
                 labels: std::sync::Arc::new(labels.clone()),
                 ..DeviceEntry::default()

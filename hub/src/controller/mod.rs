@@ -13,6 +13,7 @@
 //! read-only store connection. It must never publish anything it has not committed.
 
 mod changes;
+mod clients;
 mod core;
 mod devices;
 mod ingest;
@@ -78,6 +79,9 @@ pub enum ControllerError {
     NotFound { kind: &'static str, name: String },
     #[error("device {0:?} is already registered")]
     Exists(String),
+    /// Devices and clients share one namespace.
+    #[error("the name {name:?} is taken by a {kind}: devices and clients share one namespace")]
+    NameTaken { name: String, kind: &'static str },
     #[error("{0}")]
     Invalid(String),
     #[error("the hub's controller has stopped")]
@@ -156,6 +160,16 @@ pub enum Command {
     /// The hub's MQTT client (re)connected and queued its subscription: republish every
     /// stored desired state.
     Connected,
+    /// `client add`.
+    AddClient {
+        req: crate::clients::AddClientRequest,
+        reply: Reply<crate::clients::ClientAdded>,
+    },
+    /// `client rm`.
+    RemoveClient {
+        name: String,
+        reply: Reply<crate::clients::ClientView>,
+    },
     /// `rollout pause|resume|undo|restart DEPLOYMENT`.
     Rollout {
         deployment: String,

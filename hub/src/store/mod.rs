@@ -8,6 +8,7 @@
 //! The controller owns the one writing connection; the API reads through its own
 //! read-only connection ([`Store::open_read`]), which WAL lets run beside the writer.
 
+mod clients;
 mod fleet;
 mod revisions;
 pub mod rows;
@@ -22,7 +23,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 pub use rows::{
-    DeploymentRow, DesiredRow, DeviceRow, Event, EventReason, ObjectKind, RevisionRow,
+    ClientRow, DeploymentRow, DesiredRow, DeviceRow, Event, EventReason, ObjectKind, RevisionRow,
     RolloutStateRow, StatusRow,
 };
 
@@ -219,5 +220,6 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if !has_reason {
         conn.execute_batch("ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT 'Unknown'")?;
     }
-    revisions::migrate(conn)
+    revisions::migrate(conn)?;
+    clients::migrate(conn)
 }

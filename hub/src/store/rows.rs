@@ -16,6 +16,18 @@ pub struct DeviceRow {
     pub created_ms: u64,
 }
 
+/// A dashboard client: a broker login that is not a device (`client add`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRow {
+    pub name: String,
+    pub credential: String,
+    /// Topic filters it may publish to (for brokers with ACLs); empty: read-only.
+    pub publish: Vec<String>,
+    /// Topic filters it may read besides the hub's JSON mirrors and discovery messages.
+    pub subscribe: Vec<String>,
+    pub created_ms: u64,
+}
+
 /// A stored Deployment and the files it was applied from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeploymentRow {

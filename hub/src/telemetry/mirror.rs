@@ -49,18 +49,27 @@ impl Mirrors {
 
     /// Queues `value` as JSON on `topic`; never blocks (full queue: dropped, counted).
     pub fn offer<T: serde::Serialize>(&self, topic: String, value: &T, retain: bool) {
-        let Some(tx) = &self.tx else { return };
         let Ok(payload) = serde_json::to_vec(value) else {
             return; // Views are plain data: serializing cannot fail.
         };
+        self.offer_bytes(topic, payload, retain);
+    }
+
+    /// Queues a payload already encoded as JSON (or empty: a retained empty payload
+    /// clears a topic); false when it was dropped (full queue, counted) or mirrors are
+    /// off.
+    pub fn offer_bytes(&self, topic: String, payload: Vec<u8>, retain: bool) -> bool {
+        let Some(tx) = &self.tx else { return false };
         let msg = MirrorMsg {
             topic,
             payload,
             retain,
         };
-        if tx.try_send(msg).is_err() {
+        let sent = tx.try_send(msg).is_ok();
+        if !sent {
             self.count_dropped();
         }
+        sent
     }
 
     /// Counts a mirror message dropped (queue full, or the hub offline from the broker).

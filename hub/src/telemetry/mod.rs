@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod history;
+pub mod homeassistant;
 pub mod ingest;
 pub mod mirror;
 pub mod routes;
@@ -37,6 +38,8 @@ pub struct Settings {
     pub history_path: PathBuf,
     /// Minutes of history kept; 0 = none.
     pub keep_minutes: u64,
+    /// Home Assistant discovery prefix when `dashboards.home_assistant` is on.
+    pub home_assistant: Option<String>,
 }
 
 /// What the thread receives.
@@ -73,6 +76,10 @@ impl Service {
             cache: cache.clone(),
             mirrors,
             events,
+            discovery: settings
+                .home_assistant
+                .as_deref()
+                .map(homeassistant::Discovery::new),
         };
         std::thread::Builder::new()
             .name("telemetry".to_owned())
@@ -133,6 +140,7 @@ struct Worker {
     cache: TelemetryCache,
     mirrors: Mirrors,
     events: Events,
+    discovery: Option<homeassistant::Discovery>,
 }
 
 impl Worker {
@@ -172,10 +180,28 @@ impl Worker {
         {
             self.mirrors
                 .offer(topics::telemetry_json(&name), &view, false);
+            self.discover(&view);
         }
         self.events.emit(FleetEvent::Telemetry {
             device: name.to_string(),
         });
+    }
+
+    /// Home Assistant discovery for a device's new sample: only when its entities change.
+    fn discover(&mut self, view: &view::DeviceTelemetryView) {
+        let Some(discovery) = &mut self.discovery else {
+            return;
+        };
+        for msg in discovery.update(view) {
+            if !self
+                .mirrors
+                .offer_bytes(msg.topic.clone(), msg.payload(), true)
+            {
+                // Dropped: send them all again with the device's next sample.
+                discovery.forget(&view.device);
+                return;
+            }
+        }
     }
 
     fn flush(&mut self) {
