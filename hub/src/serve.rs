@@ -145,6 +145,7 @@ pub async fn serve(
         registry_url,
         telemetry,
         events,
+        access: crate::web::access::ReadAccess::new(&config.api.token),
     };
     let app = crate::api::router(state, creds, registry);
     axum::serve(

@@ -2,6 +2,7 @@
 //! real agents on private state folders and cgroup parents.
 
 pub mod agent;
+pub mod browser;
 pub mod hub;
 pub mod oci;
 pub mod registry;
