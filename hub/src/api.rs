@@ -18,6 +18,7 @@
 //! - `GET /images`, `POST /images/import` (`{"path", "name"?, "tag"?}`: a layout folder
 //!   read by the hub process, on the hub's machine)
 //! - `GET /stats`, `GET /healthz`
+//! - `GET /telemetry`, `GET /telemetry/devices/{name}[/history]` (`telemetry::routes`)
 //!
 //! The `/v2` image registry routes (device credentials, any peer) are `registry::router`.
 
@@ -52,6 +53,10 @@ pub struct ApiState {
     pub registry_url: String,
     /// The latest telemetry sample of every device (written by the telemetry thread).
     pub telemetry: crate::telemetry::TelemetryCache,
+    /// The per-minute telemetry history (read-only connection).
+    pub history: Arc<Mutex<crate::telemetry::HistoryReader>>,
+    /// JSON mirrors (for their drop counter).
+    pub mirrors: crate::telemetry::Mirrors,
     /// Fleet change notifications, for live views.
     pub events: crate::events::Events,
     /// Who may read from another machine (`[api] token`).
@@ -80,6 +85,7 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         )
         .route("/v1/stats", get(stats))
         .route("/v1/healthz", get(|| async { "ok" }))
+        .merge(crate::telemetry::routes::router())
         .with_state(state);
     let images = Router::new()
         .route("/v1/images", get(images))
@@ -271,7 +277,12 @@ async fn deployment(State(st): State<ApiState>, Path(name): Path<String>) -> imp
 }
 
 async fn stats(State(st): State<ApiState>) -> impl IntoResponse {
-    answer(read(&st, |r| r.stats()).await)
+    let telemetry = st.telemetry.counters();
+    let mirrors_dropped = st.mirrors.dropped();
+    answer(read(&st, |r| r.stats()).await.map(|mut out| {
+        crate::telemetry::add_stats(&mut out, &telemetry, mirrors_dropped);
+        out
+    }))
 }
 
 async fn rollout_status(State(st): State<ApiState>, Path(name): Path<String>) -> impl IntoResponse {

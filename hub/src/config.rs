@@ -27,6 +27,44 @@ pub struct HubConfig {
     pub offline_after: DurationMs,
     pub api: ApiConfig,
     pub broker: BrokerConfig,
+    pub telemetry: TelemetryConfig,
+    pub dashboards: DashboardsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// How long the per-minute history is kept (`<data_dir>/telemetry.db`); 0 = none.
+    pub history: DurationMs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardsConfig {
+    /// Republish statuses and telemetry as JSON on `…/status/json` and `…/telemetry/json`.
+    pub json_mirrors: bool,
+    /// Publish Home Assistant MQTT discovery messages (needs `json_mirrors`).
+    pub home_assistant: bool,
+    /// Home Assistant's discovery prefix.
+    pub home_assistant_prefix: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            history: DurationMs(24 * 3600 * 1000),
+        }
+    }
+}
+
+impl Default for DashboardsConfig {
+    fn default() -> Self {
+        DashboardsConfig {
+            json_mirrors: true,
+            home_assistant: false,
+            home_assistant_prefix: "homeassistant".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +104,8 @@ impl Default for HubConfig {
             offline_after: DurationMs(90_000),
             api: ApiConfig::default(),
             broker: BrokerConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            dashboards: DashboardsConfig::default(),
         }
     }
 }

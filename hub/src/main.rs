@@ -68,6 +68,14 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Show current usage of devices or of their containers, from the latest telemetry
+    /// sample of each device (like `kubectl top`).
+    Top {
+        #[arg(value_enum, default_value_t = cli::top::TopKind::Devices)]
+        kind: cli::top::TopKind,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Show one device or deployment in detail, with recent events.
     Describe {
         kind: DescribeKind,
@@ -279,6 +287,7 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
             output,
         }) => cli::import_devices(&client, &file, out_dir.as_deref(), output),
         Command::Get { kind, output } => cli::get(&client, kind, output),
+        Command::Top { kind, output } => cli::top::top(&client, kind, output),
         Command::Describe { kind, name, output } => cli::describe(&client, kind, &name, output),
         Command::Device(DeviceCommand::Add {
             name,

@@ -10,16 +10,19 @@
 //! embedded broker forgets retained messages, and the store is the source of truth.
 //! This module must never decide anything: it moves bytes between broker and controller.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use drover_protocol::topics;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, Request, Subscribe, SubscribeFilter,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
 
 use crate::broker::HUB_CLIENT_ID;
 use crate::controller::{Command, Handle, Out};
+use crate::telemetry::{MirrorMsg, Mirrors};
 use drover_protocol::MAX_MQTT_PACKET_BYTES;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -43,11 +46,29 @@ pub enum MqttError {
 /// PUBACK in turn.
 const MAX_INFLIGHT: u16 = 1_000;
 
-/// Starts the client: one task polls the connection, one publishes the outbox.
+/// Where incoming messages go: statuses and presence to the controller, telemetry to
+/// the telemetry thread.
+#[derive(Clone)]
+pub struct Inbound {
+    pub controller: Handle,
+    pub telemetry: crate::telemetry::Service,
+}
+
+/// What the client publishes: the controller's outbox (desired states, in order) and the
+/// JSON mirrors (best effort).
+pub struct Outbound {
+    pub outbox: UnboundedReceiver<Out>,
+    pub mirrors: Receiver<MirrorMsg>,
+    /// The sending side of `mirrors`, for counting the ones dropped here.
+    pub mirror_counter: Mirrors,
+}
+
+/// Starts the client: one task polls the connection, one publishes the outbox, one the
+/// JSON mirrors.
 pub fn spawn(
     settings: &ClientSettings,
-    controller: Handle,
-    rx: UnboundedReceiver<Out>,
+    inbound: Inbound,
+    outbound: Outbound,
 ) -> Result<(), MqttError> {
     let (host, port) = settings
         .address
@@ -62,12 +83,20 @@ pub fn spawn(
         .set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     eventloop.set_network_options(no_delay());
-    tokio::spawn(poll(eventloop, controller));
-    tokio::spawn(publish(client, rx));
+    let connected = Arc::new(AtomicBool::new(false));
+    tokio::spawn(poll(eventloop, inbound, connected.clone()));
+    tokio::spawn(publish(client.clone(), outbound.outbox));
+    tokio::spawn(mirror(
+        client,
+        outbound.mirrors,
+        outbound.mirror_counter,
+        connected,
+    ));
     Ok(())
 }
 
-async fn poll(mut eventloop: EventLoop, controller: Handle) {
+async fn poll(mut eventloop: EventLoop, inbound: Inbound, connected_flag: Arc<AtomicBool>) {
+    let controller = inbound.controller;
     let mut backoff = MIN_BACKOFF;
     let mut connected = false;
     loop {
@@ -75,6 +104,7 @@ async fn poll(mut eventloop: EventLoop, controller: Handle) {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!("connected to the MQTT broker");
                 connected = true;
+                connected_flag.store(true, Ordering::Relaxed);
                 backoff = MIN_BACKOFF;
                 // rumqttc sends its pending queue before the requests channel, where
                 // publishes queued while disconnected wait.
@@ -86,6 +116,9 @@ async fn poll(mut eventloop: EventLoop, controller: Handle) {
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 tracing::debug!(codes = ?ack.return_codes, "subscribed to device statuses and presence");
             }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/telemetry") => inbound
+                .telemetry
+                .offer(p.topic, p.payload.to_vec(), crate::now_ms()),
             Ok(Event::Incoming(Packet::Publish(p))) => controller.send(Command::Message {
                 topic: p.topic,
                 payload: p.payload.to_vec(),
@@ -99,6 +132,7 @@ async fn poll(mut eventloop: EventLoop, controller: Handle) {
                     tracing::debug!("cannot reach the MQTT broker: {e}");
                 }
                 connected = false;
+                connected_flag.store(false, Ordering::Relaxed);
                 tokio::time::sleep(jitter(backoff)).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -118,12 +152,35 @@ async fn publish(client: AsyncClient, mut rx: UnboundedReceiver<Out>) {
     }
 }
 
+/// Hands JSON mirrors to the client while connected; drops (and counts) them otherwise
+/// or when the client's request channel is full: they must never hold up desired states.
+async fn mirror(
+    client: AsyncClient,
+    mut rx: Receiver<MirrorMsg>,
+    counter: Mirrors,
+    connected: Arc<AtomicBool>,
+) {
+    while let Some(m) = rx.recv().await {
+        let sent = connected.load(Ordering::Relaxed)
+            && client
+                .try_publish(m.topic, QoS::AtMostOnce, m.retain, m.payload)
+                .is_ok();
+        if !sent {
+            counter.count_dropped();
+        }
+    }
+}
+
 /// One SUBSCRIBE for every device's status and presence (`drover/v1/dev/+/status`,
-/// `…/online`), QoS 1.
+/// `…/online`, QoS 1) and telemetry (`…/telemetry`, QoS 0: a lost sample is only a gap).
 fn subscription() -> Subscribe {
-    Subscribe::new_many(["status", "online"].map(|leaf| {
-        SubscribeFilter::new(format!("{}/dev/+/{leaf}", topics::ROOT), QoS::AtLeastOnce)
-    }))
+    let filter =
+        |leaf: &str, qos| SubscribeFilter::new(format!("{}/dev/+/{leaf}", topics::ROOT), qos);
+    Subscribe::new_many([
+        filter("status", QoS::AtLeastOnce),
+        filter("online", QoS::AtLeastOnce),
+        filter("telemetry", QoS::AtMostOnce),
+    ])
 }
 
 /// TCP_NODELAY: a desired state is one small packet that should leave now, not wait for

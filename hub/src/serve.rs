@@ -36,6 +36,8 @@ pub enum ServeError {
     Mqtt(#[from] MqttError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    History(#[from] crate::telemetry::HistoryError),
     #[error("cannot listen on {addr} for the API: {source}")]
     Api {
         addr: std::net::SocketAddr,
@@ -98,8 +100,15 @@ pub async fn serve(
     let telemetry = crate::telemetry::TelemetryCache::default();
     let events = crate::events::Events::default();
     let started = std::time::Instant::now();
+    let (mirrors, mirror_rx) = crate::telemetry::Mirrors::channel();
+    let mirrors = if config.dashboards.json_mirrors {
+        mirrors
+    } else {
+        crate::telemetry::Mirrors::disabled()
+    };
     let mut controller = Controller::new(store, key, hub_credential.clone(), settings.clone(), tx)?
-        .with_registry(registry.clone());
+        .with_registry(registry.clone())
+        .with_outputs(mirrors.clone(), events.clone());
     controller.resync(crate::now_ms())?;
     tracing::info!(
         devices = controller.device_count(),
@@ -126,11 +135,32 @@ pub async fn serve(
         controller.metrics(),
     );
     let handle = controller::spawn(controller).map_err(ServeError::Thread)?;
+    let history_path = dir.join("telemetry.db");
+    let service = crate::telemetry::Service::spawn(
+        &crate::telemetry::Settings {
+            history_path: history_path.clone(),
+            keep_minutes: config.telemetry.history.0 / 60_000,
+        },
+        creds.clone(),
+        telemetry.clone(),
+        mirrors.clone(),
+        events.clone(),
+    )?;
+    let history = crate::telemetry::HistoryReader::open(&history_path)?;
     let client = ClientSettings {
         address: config.client_broker_address(),
         credential: hub_credential,
     };
-    mqtt::spawn(&client, handle.clone(), rx)?;
+    let inbound = mqtt::Inbound {
+        controller: handle.clone(),
+        telemetry: service.clone(),
+    };
+    let outbound = mqtt::Outbound {
+        outbox: rx,
+        mirrors: mirror_rx,
+        mirror_counter: mirrors.clone(),
+    };
+    mqtt::spawn(&client, inbound, outbound)?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .map_err(|source| ServeError::Api {
@@ -144,6 +174,8 @@ pub async fn serve(
         read: Arc::new(Mutex::new(read)),
         registry_url,
         telemetry,
+        history: Arc::new(Mutex::new(history)),
+        mirrors,
         events,
         access: crate::web::access::ReadAccess::new(&config.api.token),
     };
@@ -158,6 +190,9 @@ pub async fn serve(
         addr: config.api.listen,
         source,
     })?;
+    tokio::task::spawn_blocking(move || service.flush(std::time::Duration::from_secs(10)))
+        .await
+        .ok();
     tracing::info!("hub stopped");
     Ok(())
 }

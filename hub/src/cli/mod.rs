@@ -5,6 +5,7 @@
 mod client;
 mod output;
 pub mod rollout;
+pub mod top;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

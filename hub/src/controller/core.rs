@@ -43,6 +43,10 @@ pub struct Controller {
     /// When the hub last (re)connected to the broker, while it is still hearing from the
     /// devices again (see `Controller::catching_up`).
     pub(super) reconnected_ms: Option<u64>,
+    /// JSON mirrors of accepted statuses (`…/status/json`).
+    pub(super) mirrors: crate::telemetry::Mirrors,
+    /// Change notifications for live views.
+    pub(super) events: crate::events::Events,
 }
 
 impl Controller {
@@ -73,6 +77,8 @@ impl Controller {
             registry: None,
             warn_limit: RateLimit::new(WARN_EVERY_MS),
             reconnected_ms: None,
+            mirrors: crate::telemetry::Mirrors::disabled(),
+            events: crate::events::Events::default(),
         };
         c.load()?;
         Ok(c)
@@ -81,6 +87,17 @@ impl Controller {
     /// The registry `hub:` image references are resolved against at apply.
     pub fn with_registry(mut self, registry: Arc<Registry>) -> Controller {
         self.registry = Some(registry);
+        self
+    }
+
+    /// Where accepted statuses are mirrored as JSON and changes are announced.
+    pub fn with_outputs(
+        mut self,
+        mirrors: crate::telemetry::Mirrors,
+        events: crate::events::Events,
+    ) -> Controller {
+        self.mirrors = mirrors;
+        self.events = events;
         self
     }
 
@@ -246,6 +263,7 @@ impl Controller {
             candidate.desired.insert(device.clone(), entry);
         }
         self.snapshot = candidate;
+        self.events.emit(crate::events::FleetEvent::Fleet);
         *self.warnings.write().unwrap_or_else(|e| e.into_inner()) = plan
             .warnings
             .iter()

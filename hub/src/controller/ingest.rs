@@ -15,6 +15,7 @@ use drover_protocol::auth::{AuthError, open_status};
 use drover_protocol::{DeviceStatus, Name, topics};
 
 use super::{Controller, ControllerError};
+use crate::events::FleetEvent;
 use crate::fleet::progress::reported_of;
 use crate::fleet::snapshot::online;
 use crate::store::{Event, EventReason, Store};
@@ -196,6 +197,8 @@ impl Controller {
         self.store.atomically(|s| write_batch(s, &batch))?;
         self.metrics.transactions.fetch_add(1, Ordering::Relaxed);
         for (name, (status, at_ms)) in batch.statuses {
+            self.mirrors
+                .offer(topics::status_json(&name), &status, true);
             if let Some(d) = self.snapshot.devices.get_mut(&name) {
                 d.capacity = status.capacity;
                 d.last_seen_ms = at_ms;
@@ -204,11 +207,20 @@ impl Controller {
                 if *d.reported != reported {
                     d.reported = std::sync::Arc::new(reported);
                     moved = true;
+                    self.events.emit(FleetEvent::Status {
+                        device: name.to_string(),
+                    });
                 }
             }
         }
         for (name, online) in batch.presence {
             if let Some(d) = self.snapshot.devices.get_mut(&name) {
+                if d.presence != Some(online) {
+                    self.events.emit(FleetEvent::Presence {
+                        device: name.to_string(),
+                        online,
+                    });
+                }
                 d.presence = Some(online);
             }
         }

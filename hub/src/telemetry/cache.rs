@@ -74,6 +74,11 @@ impl TelemetryCache {
         out
     }
 
+    /// The latest sample of `device` as sent (for history charts).
+    pub fn latest_sample(&self, device: &str) -> Option<Telemetry> {
+        self.read().devices.get(device).map(|e| e.sample.clone())
+    }
+
     /// The highest `seq` accepted from `device` (0 for none).
     pub fn held_seq(&self, device: &str) -> u64 {
         self.read().devices.get(device).map_or(0, |e| e.sample.seq)

@@ -163,7 +163,10 @@ fn find<'a>(
     workload: &str,
     container: &str,
 ) -> Option<(&'a drover_protocol::ContainerUsage, u64)> {
-    let w = sample.workloads.iter().find(|w| w.name.as_str() == workload)?;
+    let w = sample
+        .workloads
+        .iter()
+        .find(|w| w.name.as_str() == workload)?;
     let c = w.containers.iter().find(|c| c.name.as_str() == container)?;
     Some((c, sample.time_s))
 }

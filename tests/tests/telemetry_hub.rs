@@ -1,0 +1,260 @@
+//! End-to-end, hub side of telemetry, through a real hub and its embedded broker: samples
+//! sealed with a device's credential are accepted, shown by `top`, kept in the history
+//! (across a restart) and mirrored as JSON; forged, replayed and unknown-device samples
+//! are dropped and counted — also after a hub restart, from the seq the history holds.
+//! Samples are published with `mosquitto_pub`, as any device (or attacker) on the broker.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use drover_protocol::auth::seal_status;
+use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, seal_telemetry};
+use drover_protocol::{DeviceStatus, Name, Telemetry};
+use drover_tests::hub::TestHub;
+use drover_tests::wait_for;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+fn credential(snippet: &str) -> String {
+    snippet
+        .lines()
+        .find_map(|l| l.strip_prefix("credential = "))
+        .expect("credential")
+        .trim_matches('"')
+        .to_string()
+}
+
+fn mqtt_args(hub: &TestHub, user: &str, cred: &str) -> Vec<String> {
+    let port = hub.broker_port.to_string();
+    [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-i",
+        user,
+        "-u",
+        user,
+        "-P",
+        cred,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn publish(hub: &TestHub, user: &str, cred: &str, topic: &str, payload: &[u8]) {
+    let file = hub.dir.path().join("payload.bin");
+    std::fs::write(&file, payload).unwrap();
+    let st = Command::new("mosquitto_pub")
+        .args(mqtt_args(hub, user, cred))
+        .args(["-t", topic, "-f"])
+        .arg(&file)
+        .status()
+        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+    assert!(st.success(), "mosquitto_pub failed");
+}
+
+/// `mosquitto_sub` printing each message on `topic` on its own line, into a file.
+fn subscribe(hub: &TestHub, user: &str, cred: &str, topic: &str, out: &str) -> Child {
+    let file = std::fs::File::create(hub.dir.path().join(out)).unwrap();
+    Command::new("mosquitto_sub")
+        .args(mqtt_args(hub, user, cred))
+        .args(["-t", topic])
+        .stdout(file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub")
+}
+
+fn sample(seq: u64, cpu_ms: u64) -> Telemetry {
+    Telemetry {
+        seq,
+        time_s: drover_hub::now_ms() / 1000,
+        device: DeviceUsage {
+            cpu_permille: 375,
+            load1_centi: 42,
+            memory_used_kib: 512 * 1024,
+            memory_available_kib: 1536 * 1024,
+            disk_free_kib: 8 * 1024 * 1024,
+            temperature_decicelsius: Some(481),
+            uptime_s: 3600,
+            agent_rss_kib: 6000,
+            ..Default::default()
+        },
+        workloads: vec![WorkloadUsage {
+            name: Name::new("sensor").unwrap(),
+            containers: vec![ContainerUsage {
+                name: Name::new("app").unwrap(),
+                cpu_ms,
+                memory_kib: 10 * 1024,
+                memory_peak_kib: 12 * 1024,
+                pids: 4,
+                oom_kills: 1,
+                restarts: 3,
+            }],
+        }],
+        dropped: 0,
+    }
+}
+
+fn stats(hub: &TestHub) -> Value {
+    let (code, out, err) = hub.cli(&["get", "stats", "-o", "json"]);
+    assert_eq!(code, 0, "get stats: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn wait_stat(hub: &TestHub, key: &str, want: u64) {
+    wait_for(&format!("{key} = {want}"), T, || {
+        (stats(hub)[key].as_u64() == Some(want)).then_some(())
+    });
+}
+
+#[test]
+fn samples_are_verified_counted_kept_and_mirrored() {
+    let mut hub = TestHub::new();
+    hub.start();
+    let cred = credential(&hub.device_add("pi-t", &[]));
+    let dash = credential(&hub.device_add("dash", &[]));
+    let dev = Name::new("pi-t").unwrap();
+    let topic = "drover/v1/dev/pi-t/telemetry";
+    let mut mirror = subscribe(
+        &hub,
+        "dash",
+        &dash,
+        "drover/v1/dev/pi-t/telemetry/json",
+        "mirror.txt",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    publish(
+        &hub,
+        "pi-t",
+        &cred,
+        topic,
+        &seal_telemetry(&sample(10, 1_000), &dev, cred.as_bytes()).unwrap(),
+    );
+    wait_stat(&hub, "telemetry_accepted", 1);
+    std::thread::sleep(Duration::from_millis(1100)); // the next sample one second later
+    let second = seal_telemetry(&sample(11, 1_500), &dev, cred.as_bytes()).unwrap();
+    publish(&hub, "pi-t", &cred, topic, &second);
+    wait_stat(&hub, "telemetry_accepted", 2);
+    // A replay of a genuine sample, a forgery, and a device that does not exist.
+    publish(&hub, "pi-t", &cred, topic, &second);
+    let forged = seal_telemetry(&sample(12, 0), &dev, b"guessed").unwrap();
+    publish(&hub, "pi-t", &cred, topic, &forged);
+    publish(
+        &hub,
+        "pi-t",
+        &cred,
+        "drover/v1/dev/ghost/telemetry",
+        &second,
+    );
+    wait_stat(&hub, "telemetry_rejected_unknown_device", 1);
+    let s = stats(&hub);
+    assert_eq!(s["telemetry_accepted"], 2, "{s}");
+    assert_eq!(s["telemetry_rejected_replayed"], 1, "{s}");
+    assert_eq!(s["telemetry_rejected_bad_mac"], 1, "{s}");
+
+    // `top` shows the device and its container, with the rate between the two samples.
+    let (code, out, err) = hub.cli(&["top"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("pi-t") && out.contains("38%") && out.contains("48.1°C"),
+        "{out}"
+    );
+    let (code, out, _) = hub.cli(&["top", "workloads"]);
+    assert_eq!(code, 0);
+    let line = out
+        .lines()
+        .find(|l| l.contains("sensor"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("app") && line.contains("10.0MiB") && line.contains("12.0MiB"),
+        "{out}"
+    );
+    let (_, json, _) = hub.cli(&["top", "workloads", "-o", "json"]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let c = &v[0]["containers"][0];
+    assert_eq!(c["cpu_seconds"], 1.5, "{v}");
+    assert_eq!(c["restarts"], 3);
+    assert!(
+        c["cpu_percent"].as_f64().is_some_and(|p| p > 0.0),
+        "a rate from two samples: {v}"
+    );
+
+    // The JSON mirror carried both accepted samples, and nothing else.
+    let mirrored = wait_for("two mirrored samples", T, || {
+        let text = std::fs::read_to_string(hub.dir.path().join("mirror.txt")).unwrap();
+        (text.lines().count() >= 2).then_some(text)
+    });
+    let seqs: Vec<u64> = mirrored
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, [10, 11], "{mirrored}");
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+
+    // A status is mirrored as JSON, retained, for dashboards connecting later.
+    let status = DeviceStatus {
+        device: dev.clone(),
+        observed_generation: 0,
+        time_ms: drover_hub::now_ms(),
+        workloads: vec![],
+        capacity: Default::default(),
+    };
+    publish(
+        &hub,
+        "pi-t",
+        &cred,
+        "drover/v1/dev/pi-t/status",
+        &seal_status(&status, cred.as_bytes()).unwrap(),
+    );
+    let retained = wait_for("the retained status mirror", T, || {
+        let out = Command::new("mosquitto_sub")
+            .args(mqtt_args(&hub, "dash", &dash))
+            .args(["-t", "drover/v1/dev/pi-t/status/json", "-C", "1", "-W", "3"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).ok()
+    });
+    assert_eq!(retained["device"], "pi-t", "{retained}");
+
+    // History: points now; after a restart the history still knows seq 11.
+    let (code, out, err) = hub.cli(&["top", "-o", "json"]);
+    assert_eq!(code, 0, "{err}: {out}");
+    hub.stop();
+    hub.start();
+    publish(&hub, "pi-t", &cred, topic, &second);
+    wait_stat(&hub, "telemetry_rejected_replayed", 1);
+    assert_eq!(stats(&hub)["telemetry_accepted"], 0);
+    publish(
+        &hub,
+        "pi-t",
+        &cred,
+        topic,
+        &seal_telemetry(&sample(12, 2_000), &dev, cred.as_bytes()).unwrap(),
+    );
+    wait_stat(&hub, "telemetry_accepted", 1);
+    let url = format!("{}/v1/telemetry/devices/pi-t/history?minutes=10", hub.api);
+    let out = Command::new("curl")
+        .args(["-sf", &url])
+        .output()
+        .expect("curl");
+    let h: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", out));
+    let points = h["points"].as_array().unwrap();
+    assert!(
+        !points.is_empty() && points.len() <= 2,
+        "one per minute, the latest last: {h}"
+    );
+    assert_eq!(
+        points.last().unwrap()["containers"][0]["memory_bytes"],
+        10 * 1024 * 1024
+    );
+}
