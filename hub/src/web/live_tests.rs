@@ -96,7 +96,7 @@ fn too_many_names_or_a_lag_become_one_resync() {
 }
 
 #[tokio::test(start_paused = true)]
-fn a_fleet_sending_telemetry_every_10s_costs_a_browser_one_event_a_second() {
+async fn a_fleet_sending_telemetry_every_10s_costs_a_browser_one_event_a_second() {
     let events = Events::default();
     let mut stream = Box::pin(flushes(events.subscribe(), None));
     let sender = events.clone();
@@ -130,7 +130,7 @@ fn a_fleet_sending_telemetry_every_10s_costs_a_browser_one_event_a_second() {
 }
 
 #[tokio::test(start_paused = true)]
-fn a_reader_that_falls_behind_the_broadcast_is_told_to_resync() {
+async fn a_reader_that_falls_behind_the_broadcast_is_told_to_resync() {
     let events = Events::default();
     let mut stream = Box::pin(flushes(events.subscribe(), Some("pi-1".into())));
     // More than the broadcast keeps, before the stream reads any of it.
@@ -138,7 +138,13 @@ fn a_reader_that_falls_behind_the_broadcast_is_told_to_resync() {
         events.emit(status("pi-1"));
     }
     assert_eq!(stream.next().await, Some(Flush::Resync));
+    // The stream may have sent that before reading what the broadcast still held, and the
+    // next notification then overruns it once more: another resync, never stale changes.
     events.emit(status("pi-1"));
-    let c = changes(stream.next().await);
-    assert_eq!(c.status, ["pi-1"]);
+    let mut next = stream.next().await;
+    if next == Some(Flush::Resync) {
+        events.emit(status("pi-1"));
+        next = stream.next().await;
+    }
+    assert_eq!(changes(next).status, ["pi-1"]);
 }
