@@ -274,8 +274,7 @@ mod tests {
         let c = HubConfig::parse("h", "[api]\ntoken = \"0123456789abcdef\"\n").unwrap();
         assert_eq!(c.api.token, "0123456789abcdef");
         for bad in ["short", "0123456789abcdef;x", "0123456789 abcdef"] {
-            let err = HubConfig::parse("h", &format!("[api]\ntoken = \"{bad}\"\n"))
-                .expect_err(bad);
+            let err = HubConfig::parse("h", &format!("[api]\ntoken = \"{bad}\"\n")).expect_err(bad);
             assert!(err.to_string().contains("at least 16"), "{err}");
         }
     }

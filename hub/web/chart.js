@@ -3,24 +3,26 @@
 
 import { h } from './util.js';
 
-const W = 640;
-const H = 190;
-const M = { left: 52, right: 12, top: 10, bottom: 24 };
+const W = 460;
+const H = 170;
+const M = { left: 58, right: 10, top: 10, bottom: 22 };
 const TIME_STEPS = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 /** Points further apart than this (seconds) are not joined: the device was silent. */
 const GAP_S = 180;
 
 /**
  * A chart element. `series`: [{label, points: [[unix_s, value|null], ...]}];
- * `format(v)` labels values; `min` and `max` widen the y range (e.g. 100 for percent).
+ * `note` follows the title in small print; `format(v)` labels values; `binary` rounds the
+ * y range in powers of 1024 (bytes); `min` and `max` widen the y range (e.g. 100 for percent).
  */
-export function lineChart({ title, series, format, min = 0, max = null }) {
+export function lineChart({ title, note = '', series, format, min = 0, max = null, binary = false }) {
   const all = series.flatMap((s) => s.points.filter((p) => p[1] !== null && p[1] !== undefined));
   const svg = h('svg:svg', {
     viewBox: `0 0 ${W} ${H}`, class: 'plot', role: 'img', 'aria-label': title,
     dataset: { points: String(all.length) },
   });
-  const box = h('figure', { class: 'chart' }, h('figcaption', null, title), svg, legend(series, format));
+  const caption = h('figcaption', null, title, note ? h('span', { class: 'muted small' }, ` ${note}`) : '');
+  const box = h('figure', { class: 'chart' }, caption, svg, legend(series, format));
   if (!all.length) {
     svg.append(h('svg:text', { x: W / 2, y: H / 2, class: 'empty', 'text-anchor': 'middle' },
       'no samples yet'));
@@ -29,7 +31,9 @@ export function lineChart({ title, series, format, min = 0, max = null }) {
   let [t0, t1] = extent(all.map((p) => p[0]));
   if (t1 - t0 < 120) [t0, t1] = [t1 - 120, t1 + 5];
   const lo = Math.min(min, ...all.map((p) => p[1]));
-  const hi = niceCeil(Math.max(max ?? 0, ...all.map((p) => p[1]), lo + 1e-9));
+  const top = Math.max(max ?? 0, ...all.map((p) => p[1]), lo + 1e-9);
+  const unit = binary && top >= 1024 ? 1024 ** Math.floor(Math.log(top) / Math.log(1024)) : 1;
+  const hi = niceCeil(top / unit) * unit;
   const x = (t) => M.left + ((t - t0) / (t1 - t0)) * (W - M.left - M.right);
   const y = (v) => H - M.bottom - ((v - lo) / (hi - lo)) * (H - M.top - M.bottom);
   axes(svg, { t0, t1, lo, hi, x, y, format });
@@ -45,7 +49,7 @@ function extent(values) {
 function niceCeil(v) {
   if (v <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  return [1, 2, 2.5, 5, 10].map((m) => m * p).find((n) => n >= v);
+  return [1, 2, 2.5, 4, 5, 8, 10].map((m) => m * p).find((n) => n >= v);
 }
 
 function axes(svg, { t0, t1, lo, hi, x, y, format }) {

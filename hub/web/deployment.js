@@ -2,7 +2,7 @@
 // revision (with the workload's state there).
 
 import {
-  h, getJSON, enc, deviceHref, deploymentHref, clock, pill, table, events,
+  h, getJSON, enc, deviceHref, deploymentHref, clock, pill, table, events, facts,
 } from './util.js';
 
 const STATE_KIND = {
@@ -44,11 +44,12 @@ function header(detail, status) {
   const d = detail.deployment;
   return h('div', { class: 'head' },
     h('h1', null, d.name, ' ', pill(`${d.ready}/${d.total} ready`, d.ready < d.total ? 'warn' : 'ok')),
-    h('dl', { class: 'facts' },
-      h('dt', null, 'revision'), h('dd', { dataset: { fact: 'revision' } }, `${detail.revision}`),
-      h('dt', null, 'strategy'), h('dd', null, status.strategy),
-      h('dt', null, 'selector'), h('dd', null, h('code', null, d.selector || '(all devices)')),
-      h('dt', null, 'placement'), h('dd', null, d.placement)),
+    facts([
+      ['revision', `${detail.revision}`],
+      ['strategy', status.strategy],
+      ['selector', h('code', null, d.selector || '(all devices)')],
+      ['placement', d.placement],
+    ]),
     detail.warnings.map((w) => h('p', { class: 'error-text' }, w)));
 }
 

@@ -4,7 +4,7 @@
 
 import {
   h, getJSON, enc, deviceHref, bytes, percent, celsius, duration, ago, pill, deviceHealth,
-  labels, table, events,
+  labels, table, events, facts,
 } from './util.js';
 import { lineChart } from './chart.js';
 
@@ -49,13 +49,13 @@ export function devicePage(name, reload) {
 function header(detail, t) {
   const d = detail.device;
   const [state, kind] = deviceHealth(d);
-  const facts = [
+  const pairs = [
     ['last seen', ago(d.last_seen_ms)],
     ['generation', d.in_sync ? `${d.observed_generation} (in sync)` : `${d.observed_generation} → ${d.desired_generation}`],
     ['workloads ready', `${d.ready}/${d.total}`],
   ];
   if (t) {
-    facts.push(
+    pairs.push(
       ['CPU', `${percent(t.cpu_percent)} (load ${t.load1.toFixed(2)})`],
       ['memory', `${bytes(t.memory_used_bytes)} used, ${bytes(t.memory_available_bytes)} available`],
       ['temperature', celsius(t.temperature_celsius)],
@@ -64,13 +64,13 @@ function header(detail, t) {
       ['uptime', duration(t.uptime_s)],
       ['agent memory', bytes(t.agent_rss_bytes)],
     );
-    if (t.throttled) facts.push(['throttled', `0x${t.throttled.toString(16)} (under-voltage or throttling)`]);
-    if (t.dropped_samples) facts.push(['samples lost offline', `${t.dropped_samples}`]);
+    if (t.throttled) pairs.push(['throttled', `0x${t.throttled.toString(16)} (under-voltage or throttling)`]);
+    if (t.dropped_samples) pairs.push(['samples lost offline', `${t.dropped_samples}`]);
   }
   return h('div', { class: 'head' },
     h('h1', null, d.name, ' ', pill(state, kind)),
     h('div', null, labels(d.labels)),
-    h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', null, k), h('dd', { dataset: { fact: k } }, v)])));
+    facts(pairs));
 }
 
 /** The containers' series of `field`, keyed `workload/container`. */
@@ -89,14 +89,15 @@ function charts(points) {
   const device = (field) => points.map((p) => [p.time_s, p[field]]);
   return [
     lineChart({
-      title: 'CPU (% of one core per container, % of all cores for the device)',
+      title: 'CPU',
+      note: 'device: % of all cores · containers: % of one core',
       series: [{ label: 'device', points: device('cpu_percent') }, ...containerSeries(points, 'cpu_percent')],
       format: percent, max: 10,
     }),
     lineChart({
       title: 'Memory',
       series: [{ label: 'device used', points: device('memory_used_bytes') }, ...containerSeries(points, 'memory_bytes')],
-      format: bytes,
+      format: bytes, binary: true,
     }),
     lineChart({
       title: 'Temperature',

@@ -116,6 +116,12 @@ export function table(cls, cols, rows, empty = 'none') {
     h('tbody', null, body));
 }
 
+/** A definition list of [label, value] pairs, each pair in a grid cell. */
+export function facts(pairs) {
+  return h('dl', { class: 'facts' },
+    pairs.map(([k, v]) => h('div', null, h('dt', null, k), h('dd', { dataset: { fact: k } }, v))));
+}
+
 export function events(list) {
   const rows = (list || []).slice(-30).reverse()
     .map((e) => [h('span', { class: 'muted nowrap' }, clock(e.ts_ms)), e.reason, e.message]);

@@ -135,7 +135,10 @@ impl Browser {
             "Target.attachToTarget",
             json!({"targetId": target_id, "flatten": true}),
         );
-        b.session = attached["sessionId"].as_str().expect("sessionId").to_owned();
+        b.session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_owned();
         b.call(
             "Emulation.setDeviceMetricsOverride",
             json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
@@ -186,7 +189,11 @@ impl Browser {
         if let Some(err) = r.get("errorText") {
             panic!("cannot open {url}: {err}");
         }
-        self.wait_until("the page to load", Duration::from_secs(20), "document.readyState === 'complete'");
+        self.wait_until(
+            "the page to load",
+            Duration::from_secs(20),
+            "document.readyState === 'complete'",
+        );
     }
 
     /// The value of the JavaScript expression `js` (awaited if it is a promise).

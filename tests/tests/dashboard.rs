@@ -77,7 +77,11 @@ fn http(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> (u16, S
     // The event stream never ends: read what is there within a moment.
     let mut buf = vec![0u8; 4096];
     let n = r.read(&mut buf).unwrap_or(0);
-    (status, head, String::from_utf8_lossy(&buf[..n]).into_owned())
+    (
+        status,
+        head,
+        String::from_utf8_lossy(&buf[..n]).into_owned(),
+    )
 }
 
 /// The hub's config rewritten to listen on every address with `TOKEN`.
@@ -88,7 +92,10 @@ fn expose_with_token(hub: &TestHub) -> u16 {
         "[api]\nlisten = \"127.0.0.1:",
         &format!("[api]\ntoken = \"{TOKEN}\"\nlisten = \"0.0.0.0:"),
     );
-    assert_ne!(text, exposed, "the test hub's config changed shape:\n{text}");
+    assert_ne!(
+        text, exposed,
+        "the test hub's config changed shape:\n{text}"
+    );
     std::fs::write(&hub.config, exposed).unwrap();
     port
 }
@@ -114,7 +121,9 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
     let _a3 = agent(&hub, "dash-gw", &["role=gateway"]);
     let (code, _, err) = hub.apply("sensor.yaml", &sensor(&image));
     assert_eq!(code, 0, "apply: {err}");
-    wait_for("sensor running on dash-pi-1", T, || a1.running_pid("sensor", "main"));
+    wait_for("sensor running on dash-pi-1", T, || {
+        a1.running_pid("sensor", "main")
+    });
 
     let mut b = Browser::launch("dashboard-chromium", 1360, 900);
     // The fleet page: every device, the two sensors healthy with their workload.
@@ -167,7 +176,11 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
         T,
         &format!("{restarts} === '1'"),
     );
-    assert_eq!(b.eval("window.droverTestMarker"), "same page", "the page reloaded");
+    assert_eq!(
+        b.eval("window.droverTestMarker"),
+        "same page",
+        "the page reloaded"
+    );
     let by = b.eval("document.body.dataset.refreshedBy");
     assert!(
         by.as_str().unwrap().split(' ').any(|w| w == "status"),
@@ -195,16 +208,34 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
     let remote = SocketAddr::new(non_loopback_ip(), port);
     let bearer = format!("Authorization: Bearer {TOKEN}");
     for path in ["/", "/v1/devices", "/v1/events", "/assets/app.js"] {
-        assert_eq!(http(remote, "GET", path, &[]).0, 403, "GET {path} without the token");
-        assert_eq!(http(remote, "GET", path, &[&bearer]).0, 200, "GET {path} with it");
+        assert_eq!(
+            http(remote, "GET", path, &[]).0,
+            403,
+            "GET {path} without the token"
+        );
+        assert_eq!(
+            http(remote, "GET", path, &[&bearer]).0,
+            200,
+            "GET {path} with it"
+        );
     }
     let (_, head, body) = http(remote, "GET", "/v1/events", &[&bearer]);
-    assert!(head.contains("text/event-stream") && body.contains("event: hello"), "{head}{body}");
+    assert!(
+        head.contains("text/event-stream") && body.contains("event: hello"),
+        "{head}{body}"
+    );
     let wrong = "Authorization: Bearer dashboard-test-token-0123456788";
     assert_eq!(http(remote, "GET", "/v1/devices", &[wrong]).0, 403);
     let (code, _, body) = http(remote, "POST", "/v1/apply", &[&bearer]);
-    assert_eq!(code, 403, "a write from another machine, token or not: {body}");
-    assert_eq!(http(remote, "GET", "/v2/", &[]).0, 401, "the registry keeps its own rule");
+    assert_eq!(
+        code, 403,
+        "a write from another machine, token or not: {body}"
+    );
+    assert_eq!(
+        http(remote, "GET", "/v2/", &[]).0,
+        401,
+        "the registry keeps its own rule"
+    );
 
     // A browser on another machine logs in once with ?token= and then reads by cookie.
     let mut b = Browser::launch("dashboard-chromium-remote", 1200, 800);

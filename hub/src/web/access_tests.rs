@@ -30,7 +30,10 @@ fn loopback_peers_may_do_anything_without_a_token() {
         "::ffff:127.0.0.1".parse().expect("ip"),
     ] {
         for m in [Method::GET, Method::POST] {
-            assert_eq!(decide(&access, Some(ip), &m, &none, "/v1/apply"), Verdict::Allow);
+            assert_eq!(
+                decide(&access, Some(ip), &m, &none, "/v1/apply"),
+                Verdict::Allow
+            );
         }
     }
 }
@@ -39,7 +42,10 @@ fn loopback_peers_may_do_anything_without_a_token() {
 fn other_peers_are_refused_without_a_configured_token() {
     let access = ReadAccess::new("");
     let h = headers(&[(header::AUTHORIZATION, "Bearer ")]);
-    assert_eq!(get(&access, REMOTE, &h, "/"), Verdict::Deny(Denied::NoToken));
+    assert_eq!(
+        get(&access, REMOTE, &h, "/"),
+        Verdict::Deny(Denied::NoToken)
+    );
     // No peer address at all counts as another machine.
     assert_eq!(
         get(&access, None, &HeaderMap::new(), "/"),
@@ -55,7 +61,11 @@ fn other_peers_read_with_the_token_in_a_header_or_the_cookie() {
         headers(&[(header::AUTHORIZATION, &format!("bearer {TOKEN}"))]),
         headers(&[(header::COOKIE, &format!("a=b; {COOKIE}={TOKEN}; c=d"))]),
     ] {
-        assert_eq!(get(&access, REMOTE, &h, "/v1/devices"), Verdict::Allow, "{h:?}");
+        assert_eq!(
+            get(&access, REMOTE, &h, "/v1/devices"),
+            Verdict::Allow,
+            "{h:?}"
+        );
         let head = decide(&access, REMOTE, &Method::HEAD, &h, "/");
         assert_eq!(head, Verdict::Allow);
     }

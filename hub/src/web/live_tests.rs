@@ -126,7 +126,7 @@ async fn a_fleet_sending_telemetry_every_10s_costs_a_browser_one_event_a_second(
         "{} events in {secs} s",
         sent.len()
     );
-    assert!(sent.iter().any(|f| *f == Flush::Resync), "{sent:?}");
+    assert!(sent.contains(&Flush::Resync), "{sent:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -39,11 +39,16 @@ async fn body(res: Response) -> String {
 
 /// The pages and a read/write route, behind the access rule, as `api::router` builds it.
 fn app(token: &str) -> Router {
-    let rw = Router::new().route("/v1/things", get(|| async { "read" }).post(|| async { "wrote" }));
-    pages().merge(rw).route_layer(middleware::from_fn_with_state(
-        ReadAccess::new(token),
-        read_access,
-    ))
+    let rw = Router::new().route(
+        "/v1/things",
+        get(|| async { "read" }).post(|| async { "wrote" }),
+    );
+    pages()
+        .merge(rw)
+        .route_layer(middleware::from_fn_with_state(
+            ReadAccess::new(token),
+            read_access,
+        ))
 }
 
 #[test]
@@ -67,7 +72,11 @@ fn every_asset_the_page_or_a_script_names_is_embedded() {
     }
     // And nothing embedded is dead weight.
     for a in ASSETS {
-        assert!(named.iter().any(|n| n == a.name), "{} is embedded but never named", a.name);
+        assert!(
+            named.iter().any(|n| n == a.name),
+            "{} is embedded but never named",
+            a.name
+        );
     }
     assert_eq!(asset("../Cargo.toml"), None);
     assert_eq!(asset(""), None);
@@ -77,14 +86,43 @@ fn every_asset_the_page_or_a_script_names_is_embedded() {
 async fn the_page_and_assets_are_served_with_their_types_and_policy() {
     let res = send(app(""), "127.0.0.1:9", Method::GET, "/", &[]).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
-    assert!(res.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("script-src 'self'"));
-    assert!(body(res).await.contains("<script type=\"module\" src=\"/assets/app.js\">"));
-    let res = send(app(""), "127.0.0.1:9", Method::GET, "/assets/style.css", &[]).await;
-    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert!(
+        res.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    assert!(
+        body(res)
+            .await
+            .contains("<script type=\"module\" src=\"/assets/app.js\">")
+    );
+    let res = send(
+        app(""),
+        "127.0.0.1:9",
+        Method::GET,
+        "/assets/style.css",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "text/css; charset=utf-8"
+    );
     let res = send(app(""), "127.0.0.1:9", Method::GET, "/assets/nope.js", &[]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = send(app(""), "127.0.0.1:9", Method::GET, "/assets/..%2Fmod.rs", &[]).await;
+    let res = send(
+        app(""),
+        "127.0.0.1:9",
+        Method::GET,
+        "/assets/..%2Fmod.rs",
+        &[],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
@@ -110,13 +148,33 @@ async fn another_machine_reads_with_the_token_and_never_writes() {
 #[tokio::test]
 async fn a_browser_logs_in_once_with_the_token_in_the_address() {
     let remote = "[2001:db8::1]:40000";
-    let res = send(app(TOKEN), remote, Method::GET, &format!("/?token={TOKEN}"), &[]).await;
+    let res = send(
+        app(TOKEN),
+        remote,
+        Method::GET,
+        &format!("/?token={TOKEN}"),
+        &[],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[header::LOCATION], "/");
-    let cookie = res.headers()[header::SET_COOKIE].to_str().expect("ascii").to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookie = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let jar = cookie.split(';').next().expect("pair").to_owned();
     assert_eq!(jar, format!("{COOKIE}={TOKEN}"));
-    let res = send(app(TOKEN), remote, Method::GET, "/assets/app.js", &[(header::COOKIE, jar)]).await;
+    let res = send(
+        app(TOKEN),
+        remote,
+        Method::GET,
+        "/assets/app.js",
+        &[(header::COOKIE, jar)],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
 }
