@@ -4,8 +4,10 @@
 //! across planning. Errors are `{"error": "..."}` with a status
 //! code saying whose fault it was.
 //!
-//! Routes (all under `/v1`, answered only to loopback peers — 403 otherwise — so that
-//! `api.listen = "0.0.0.0:…"` exposes just the device registry):
+//! Routes (all under `/v1`, answered to loopback peers, and for reads to other peers
+//! presenting the `[api] token` — 403 otherwise, see `web::access` — so that
+//! `api.listen = "0.0.0.0:…"` exposes just the device registry and, with a token, the
+//! read-only dashboard `web`):
 //! - `POST /apply`, `POST /delete`: body `[{"file": ..., "text": ...}]` → `{"results": [...]}`
 //!   (`?dry_run=true`: plan and report the devices that would change, change nothing)
 //! - `GET /devices`, `GET /devices/{name}`, `POST /devices` (`{"name", "labels"}`),
@@ -23,12 +25,11 @@
 //!
 //! The `/v2` image registry routes (device credentials, any peer) are `registry::router`.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -63,17 +64,23 @@ pub struct ApiState {
     pub events: crate::events::Events,
     /// `dashboards.home_assistant_prefix`, for broker ACL files.
     pub home_assistant_prefix: String,
+    /// Who may read from another machine (`[api] token`).
+    pub access: crate::web::access::ReadAccess,
 }
 
-/// Every route: the management API (loopback peers only) and the image registry. Serve it
-/// with `into_make_service_with_connect_info::<SocketAddr>()`: without the peer address
-/// every `/v1` request is refused.
+/// Every route: the management API and the dashboard (`web::access::read_access`) and the
+/// image registry. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`:
+/// without the peer address every `/v1` request counts as another machine's.
 pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> Router {
+    let access = state.access.clone();
     let metrics = Router::new()
         .route("/metrics", get(crate::metrics::scrape))
         .with_state(state.clone())
-        // ACCESS: the web-ui branch's `read_access` (`[api] token`) replaces this line.
-        .route_layer(middleware::from_fn(loopback_only));
+        .route_layer(middleware::from_fn_with_state(
+            access.clone(),
+            crate::web::access::read_access,
+        ));
+    let web = crate::web::router(state.clone());
     let v1 = Router::new()
         .route("/v1/apply", post(apply))
         .route("/v1/delete", post(delete))
@@ -99,28 +106,16 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         .with_state(registry.clone());
     let registry_state = RegistryState { registry, creds };
     v1.merge(images)
-        .route_layer(middleware::from_fn(loopback_only))
+        .merge(web)
+        .route_layer(middleware::from_fn_with_state(
+            access,
+            crate::web::access::read_access,
+        ))
         // Manifest sets and device lists run to several MiB (each file is bounded by the
         // parser); axum's default is 2 MiB.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .merge(metrics)
         .merge(crate::registry::router(registry_state))
-}
-
-/// Refuses management requests from anything but a loopback peer.
-async fn loopback_only(req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_canonical());
-    if peer.is_some_and(|ip| ip.is_loopback()) {
-        return next.run(req).await;
-    }
-    let body = ErrorBody {
-        error: "the management API answers only on loopback; use the CLI on the hub's machine"
-            .to_owned(),
-    };
-    (StatusCode::FORBIDDEN, Json(body)).into_response()
 }
 
 /// A controller error as an HTTP answer.

@@ -76,6 +76,11 @@ pub struct ApiConfig {
     /// `host:port` (or a full `http(s)://` URL) given to devices for the registry;
     /// `""` = this host's name and the listen port.
     pub advertise: String,
+    /// Lets non-loopback peers use the read-only routes (dashboard, `GET /v1/...`,
+    /// `/v1/events`, `/metrics`) with `Authorization: Bearer TOKEN`; `""` = off.
+    /// Changes (POST) stay loopback-only whatever is presented.
+    #[serde(deserialize_with = "api_token")]
+    pub token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +115,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
             advertise: String::new(),
+            token: String::new(),
         }
     }
 }
@@ -206,6 +212,22 @@ fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     Ok(path)
 }
 
+/// Shortest `[api] token` accepted: a guessable token exposes the whole fleet's state.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// `""`, or at least [`MIN_TOKEN_LEN`] characters safe in a URL and a cookie unescaped.
+fn api_token<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let token = String::deserialize(d)?;
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+    if !token.is_empty() && (token.len() < MIN_TOKEN_LEN || !token.chars().all(safe)) {
+        return Err(serde::de::Error::custom(format!(
+            "expected \"\" (off) or a token of at least {MIN_TOKEN_LEN} characters from \
+             A-Z a-z 0-9 - . _ ~ (e.g. `openssl rand -hex 16`)"
+        )));
+    }
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +267,15 @@ mod tests {
             url.starts_with("http://") && url.ends_with(":7780"),
             "{url}"
         );
+    }
+
+    #[test]
+    fn the_api_token_is_off_or_long_and_url_safe() {
+        let c = HubConfig::parse("h", "[api]\ntoken = \"0123456789abcdef\"\n").unwrap();
+        assert_eq!(c.api.token, "0123456789abcdef");
+        for bad in ["short", "0123456789abcdef;x", "0123456789 abcdef"] {
+            let err = HubConfig::parse("h", &format!("[api]\ntoken = \"{bad}\"\n")).expect_err(bad);
+            assert!(err.to_string().contains("at least 16"), "{err}");
+        }
     }
 }

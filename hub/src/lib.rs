@@ -4,7 +4,8 @@
 //! changes through the `store` and queues signed desired states for `mqtt`; `api` and
 //! `cli` are the two ends of the HTTP API; `broker` is the embedded rumqttd; `registry`
 //! stores imported images and serves them to devices (OCI distribution API); `metrics`
-//! answers Prometheus scrapes; `serve` assembles the server.
+//! answers Prometheus scrapes; `web` is the read-only dashboard and the access rule of
+//! every read; `serve` assembles the server.
 
 pub mod api;
 pub mod broker;
@@ -23,6 +24,7 @@ pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod views;
+pub mod web;
 
 /// Unix time in milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {

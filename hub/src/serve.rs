@@ -179,6 +179,7 @@ pub async fn serve(
         mirrors,
         events,
         home_assistant_prefix: config.dashboards.home_assistant_prefix.clone(),
+        access: crate::web::access::ReadAccess::new(&config.api.token),
     };
     let app = crate::api::router(state, creds, registry);
     axum::serve(

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod dashboard;
+pub mod browser;
 pub mod hub;
 pub mod oci;
 pub mod prom_text;

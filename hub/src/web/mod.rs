@@ -1,0 +1,140 @@
+//! The read-only web dashboard: its page and assets (embedded in the binary from
+//! `hub/web/`, no build step), the live change stream `GET /v1/events` (`live`), and the
+//! access rule shared with the API and `/metrics` (`access`).
+//!
+//! The page is a small client of the JSON API: it reads `/v1/devices`, `/v1/deployments`,
+//! `/v1/telemetry` and friends, and re-reads what it shows when `/v1/events` says
+//! something changed. This module must never serve a route that changes anything.
+
+pub mod access;
+pub mod live;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::api::ApiState;
+
+/// One embedded file of the dashboard.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Asset {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static [u8],
+}
+
+const INDEX: Asset = Asset {
+    name: "index.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!("../../web/index.html"),
+};
+
+/// Everything under `/assets/`.
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/app.js"),
+    },
+    Asset {
+        name: "util.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/util.js"),
+    },
+    Asset {
+        name: "chart.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/chart.js"),
+    },
+    Asset {
+        name: "fleet.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/fleet.js"),
+    },
+    Asset {
+        name: "device.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/device.js"),
+    },
+    Asset {
+        name: "deployment.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/deployment.js"),
+    },
+    Asset {
+        name: "style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../web/style.css"),
+    },
+    Asset {
+        name: "favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../../web/favicon.svg"),
+    },
+];
+
+/// The asset called `name`, if there is one (names only, never paths).
+pub fn asset(name: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|a| a.name == name)
+}
+
+/// Scripts and styles only from the hub itself, nothing inline, no framing: a device
+/// name or a log line shown on the page can never run as code.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+                   img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+                   base-uri 'none'; form-action 'none'";
+
+/// `GET /` (the page; its pages are `#/…` routes), `GET /assets/{name}`, and
+/// `GET /v1/events`. The caller puts them behind [`access::read_access`].
+pub fn router(state: ApiState) -> Router {
+    let live = Router::new()
+        .route("/v1/events", get(events))
+        .with_state(state);
+    pages().merge(live)
+}
+
+/// The page and its assets.
+fn pages() -> Router {
+    Router::new()
+        .route("/", get(|| async { serve(&INDEX) }))
+        .route("/assets/{name}", get(asset_route))
+}
+
+async fn asset_route(Path(name): Path<String>) -> Response {
+    match asset(&name) {
+        Some(a) => serve(a),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+fn serve(a: &'static Asset) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, a.content_type),
+            // Small files; a hub upgrade must never leave an old script running.
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+        ],
+        a.body,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Only this device's changes (and fleet-wide ones).
+    device: Option<String>,
+}
+
+async fn events(State(st): State<ApiState>, Query(q): Query<EventsQuery>) -> impl IntoResponse {
+    live::sse(st.events.subscribe(), q.device)
+}
+
+#[cfg(test)]
+#[path = "web_tests.rs"]
+mod tests;

@@ -1,0 +1,180 @@
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use axum::middleware;
+use axum::routing::get;
+use tower::ServiceExt;
+
+use super::access::{COOKIE, ReadAccess, read_access};
+use super::*;
+
+const TOKEN: &str = "0123456789abcdef";
+
+/// Sends `method target` from `peer` with `headers` through `app`.
+async fn send(
+    app: Router,
+    peer: &str,
+    method: Method,
+    target: &str,
+    headers: &[(header::HeaderName, String)],
+) -> Response {
+    let mut req = Request::builder().method(method).uri(target);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let mut req = req.body(Body::empty()).expect("request");
+    let peer: SocketAddr = peer.parse().expect("peer");
+    req.extensions_mut().insert(ConnectInfo(peer));
+    app.oneshot(req).await.expect("infallible")
+}
+
+async fn body(res: Response) -> String {
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The pages and a read/write route, behind the access rule, as `api::router` builds it.
+fn app(token: &str) -> Router {
+    let rw = Router::new().route(
+        "/v1/things",
+        get(|| async { "read" }).post(|| async { "wrote" }),
+    );
+    pages()
+        .merge(rw)
+        .route_layer(middleware::from_fn_with_state(
+            ReadAccess::new(token),
+            read_access,
+        ))
+}
+
+#[test]
+fn every_asset_the_page_or_a_script_names_is_embedded() {
+    let text = |a: &Asset| std::str::from_utf8(a.body).expect("utf-8").to_owned();
+    let mut named: Vec<String> = Vec::new();
+    let mut collect = |text: &str, marker: &str| {
+        for rest in text.split(marker).skip(1) {
+            named.push(rest.split(['"', '\'']).next().unwrap_or("").to_owned());
+        }
+    };
+    collect(&text(&INDEX), "/assets/");
+    for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+        collect(&text(a), "from './");
+    }
+    named.sort_unstable();
+    named.dedup();
+    assert!(named.len() >= 7, "{named:?}");
+    for name in &named {
+        assert!(asset(name).is_some(), "{name} is named but not embedded");
+    }
+    // And nothing embedded is dead weight.
+    for a in ASSETS {
+        assert!(
+            named.iter().any(|n| n == a.name),
+            "{} is embedded but never named",
+            a.name
+        );
+    }
+    assert_eq!(asset("../Cargo.toml"), None);
+    assert_eq!(asset(""), None);
+}
+
+#[tokio::test]
+async fn the_page_and_assets_are_served_with_their_types_and_policy() {
+    let res = send(app(""), "127.0.0.1:9", Method::GET, "/", &[]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert!(
+        res.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    assert!(
+        body(res)
+            .await
+            .contains("<script type=\"module\" src=\"/assets/app.js\">")
+    );
+    let res = send(
+        app(""),
+        "127.0.0.1:9",
+        Method::GET,
+        "/assets/style.css",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "text/css; charset=utf-8"
+    );
+    let res = send(app(""), "127.0.0.1:9", Method::GET, "/assets/nope.js", &[]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = send(
+        app(""),
+        "127.0.0.1:9",
+        Method::GET,
+        "/assets/..%2Fmod.rs",
+        &[],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn another_machine_reads_with_the_token_and_never_writes() {
+    let remote = "192.0.2.9:40000";
+    let bearer = || vec![(header::AUTHORIZATION, format!("Bearer {TOKEN}"))];
+    let res = send(app(TOKEN), remote, Method::GET, "/v1/things", &[]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(body(res).await.contains("needs the hub's token"));
+    let res = send(app(""), remote, Method::GET, "/v1/things", &bearer()).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no token configured");
+    let res = send(app(TOKEN), remote, Method::GET, "/v1/things", &bearer()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body(res).await, "read");
+    let res = send(app(TOKEN), remote, Method::POST, "/v1/things", &bearer()).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(body(res).await.contains("only from loopback"));
+    let res = send(app(TOKEN), "127.0.0.1:9", Method::POST, "/v1/things", &[]).await;
+    assert_eq!(body(res).await, "wrote");
+}
+
+#[tokio::test]
+async fn a_browser_logs_in_once_with_the_token_in_the_address() {
+    let remote = "[2001:db8::1]:40000";
+    let res = send(
+        app(TOKEN),
+        remote,
+        Method::GET,
+        &format!("/?token={TOKEN}"),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[header::LOCATION], "/");
+    let cookie = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let jar = cookie.split(';').next().expect("pair").to_owned();
+    assert_eq!(jar, format!("{COOKIE}={TOKEN}"));
+    let res = send(
+        app(TOKEN),
+        remote,
+        Method::GET,
+        "/assets/app.js",
+        &[(header::COOKIE, jar)],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}

@@ -1,0 +1,254 @@
+//! End-to-end: the hub's web dashboard in a real headless Chromium, against a real hub and
+//! real agents running real containers and sending real telemetry. The fleet page lists
+//! the devices, a device page charts its usage, a killed container's restart shows up live
+//! (through `/v1/events`, without a reload), and another machine reads only with the
+//! token and never writes. Screenshots go to `target/test-artifacts/dashboard-*.png`.
+//! Needs root and Debian's `chromium`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use drover_tests::agent::TestAgent;
+use drover_tests::browser::{Browser, artifacts_dir};
+use drover_tests::hub::TestHub;
+use drover_tests::{oci, require_root, wait_for};
+
+const T: Duration = Duration::from_secs(60);
+const TOKEN: &str = "dashboard-test-token-0123456789";
+
+/// A Deployment of a busybox container that burns a little CPU, on `role=sensor` devices.
+fn sensor(image: &Path) -> String {
+    format!(
+        "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {{name: sensor}}\nspec:\n  selector: {{matchLabels: {{role: sensor}}}}\n  template:\n    spec:\n      stopGracePeriod: 1s\n      containers:\n        - name: main\n          image: oci:{}:latest\n          command: [/bin/sh, -c, \"while true; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 1; done\"]\n          resources: {{memory: 32Mi}}\n",
+        image.display()
+    )
+}
+
+/// A hub-connected agent named `name` with `labels`, sampling telemetry every second.
+fn agent(hub: &TestHub, name: &str, labels: &[&str]) -> TestAgent {
+    let mut a = TestAgent::new(name);
+    a.connect_to_hub(&hub.device_add(name, labels));
+    a.append_config("[telemetry]\ninterval = \"1s\"\n");
+    a.start();
+    a
+}
+
+/// An address of this machine other than loopback: requests from it to the hub come from
+/// a non-loopback peer.
+fn non_loopback_ip() -> IpAddr {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "scope", "global"])
+        .output()
+        .expect("ip (apt-get install iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("this machine has no global IPv4 address:\n{text}"))
+}
+
+/// A plain HTTP/1.1 request: (status, headers, first bytes of the body).
+fn http(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let body = if method == "POST" { "[]" } else { "" };
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // The event stream never ends: read what is there within a moment.
+    let mut buf = vec![0u8; 4096];
+    let n = r.read(&mut buf).unwrap_or(0);
+    (
+        status,
+        head,
+        String::from_utf8_lossy(&buf[..n]).into_owned(),
+    )
+}
+
+/// The hub's config rewritten to listen on every address with `TOKEN`.
+fn expose_with_token(hub: &TestHub) -> u16 {
+    let port: u16 = hub.api.rsplit(':').next().unwrap().parse().unwrap();
+    let text = std::fs::read_to_string(&hub.config).unwrap();
+    let exposed = text.replace(
+        "[api]\nlisten = \"127.0.0.1:",
+        &format!("[api]\ntoken = \"{TOKEN}\"\nlisten = \"0.0.0.0:"),
+    );
+    assert_ne!(
+        text, exposed,
+        "the test hub's config changed shape:\n{text}"
+    );
+    std::fs::write(&hub.config, exposed).unwrap();
+    port
+}
+
+fn shot(b: &mut Browser, name: &str) {
+    let path = artifacts_dir().join(format!("dashboard-{name}.png"));
+    b.screenshot(&path);
+    eprintln!("screenshot: {}", path.display());
+}
+
+#[test]
+fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
+    if !require_root("the_dashboard_shows_the_fleet_charts_a_device_and_updates_live") {
+        return;
+    }
+    let mut hub = TestHub::new();
+    let port = expose_with_token(&hub);
+    hub.start();
+    let image = hub.dir.path().join("busybox");
+    oci::busybox_layout(&image, "latest").expect("busybox layout");
+    let a1 = agent(&hub, "dash-pi-1", &["role=sensor", "site=lab"]);
+    let _a2 = agent(&hub, "dash-pi-2", &["role=sensor", "site=roof"]);
+    let _a3 = agent(&hub, "dash-gw", &["role=gateway"]);
+    let (code, _, err) = hub.apply("sensor.yaml", &sensor(&image));
+    assert_eq!(code, 0, "apply: {err}");
+    wait_for("sensor running on dash-pi-1", T, || {
+        a1.running_pid("sensor", "main")
+    });
+
+    let mut b = Browser::launch("dashboard-chromium", 1360, 900);
+    // The fleet page: every device, the two sensors healthy with their workload.
+    b.navigate(&format!("{}/", hub.api));
+    b.wait_until(
+        "three devices, two sensors healthy with 1/1 ready",
+        T,
+        "(() => { const rows = [...document.querySelectorAll('table.devices tr[data-device]')];
+           const ok = (n) => rows.some(r => r.dataset.device === n
+             && r.innerText.includes('healthy') && r.innerText.includes('1/1'));
+           return rows.length === 3 && ok('dash-pi-1') && ok('dash-pi-2'); })()",
+    );
+    b.wait_until(
+        "the sensor Deployment with 2/2 ready",
+        T,
+        "document.querySelector('tr[data-deployment=\"sensor\"]')?.innerText.includes('2/2')",
+    );
+    b.wait_until(
+        "telemetry columns filled",
+        T,
+        "document.querySelector('tr[data-device=\"dash-pi-1\"]')?.innerText.includes('%')",
+    );
+    shot(&mut b, "fleet");
+
+    // A device page: charts with real samples, the container's usage and restarts.
+    b.navigate(&format!("{}/#/devices/dash-pi-1", hub.api));
+    b.wait_until(
+        "a CPU chart with samples and the container's series",
+        T,
+        "(() => { const c = document.querySelector('figure.chart svg.plot');
+           const legend = document.querySelector('figure.chart .legend')?.innerText || '';
+           return c && Number(c.dataset.points) > 0 && legend.includes('sensor/main'); })()",
+    );
+    b.wait_until(
+        "the memory chart with samples",
+        T,
+        "Number(document.querySelectorAll('figure.chart svg.plot')[1]?.dataset.points) > 0",
+    );
+    let restarts = "document.querySelector('[data-workload=\"sensor\"] tr[data-container=\"main\"] .restarts')?.textContent";
+    assert_eq!(b.wait_until("the restart count", T, restarts), "0");
+
+    // Kill the container's process: the agent restarts it, the hub hears the status, the
+    // page re-reads on the live event — the same document, no reload.
+    b.eval("window.droverTestMarker = 'same page'");
+    let pid = a1.running_pid("sensor", "main").unwrap();
+    // SAFETY: killing the test's own container process.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    b.wait_until(
+        "the restart count to change on the page",
+        T,
+        &format!("{restarts} === '1'"),
+    );
+    assert_eq!(
+        b.eval("window.droverTestMarker"),
+        "same page",
+        "the page reloaded"
+    );
+    let by = b.eval("document.body.dataset.refreshedBy");
+    assert!(
+        by.as_str().unwrap().split(' ').any(|w| w == "status"),
+        "the refresh that showed the restart was not asked for by a status event: {by}"
+    );
+    b.wait_until(
+        "the container running again",
+        T,
+        "document.querySelector('[data-workload=\"sensor\"] h3')?.innerText.includes('Running')",
+    );
+    shot(&mut b, "device");
+
+    // The Deployment page: its revision, and which device runs which revision.
+    b.navigate(&format!("{}/#/deployments/sensor", hub.api));
+    b.wait_until(
+        "both sensors listed with revision 1",
+        T,
+        "document.querySelectorAll('table.devices tr[data-device]').length === 2
+         && document.querySelector('[data-fact=\"revision\"]')?.textContent === '1'",
+    );
+    shot(&mut b, "deployment");
+    drop(b);
+
+    // From another machine's address: 403 without the token, reads with it, never writes.
+    let remote = SocketAddr::new(non_loopback_ip(), port);
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    for path in ["/", "/v1/devices", "/v1/events", "/assets/app.js"] {
+        assert_eq!(
+            http(remote, "GET", path, &[]).0,
+            403,
+            "GET {path} without the token"
+        );
+        assert_eq!(
+            http(remote, "GET", path, &[&bearer]).0,
+            200,
+            "GET {path} with it"
+        );
+    }
+    let (_, head, body) = http(remote, "GET", "/v1/events", &[&bearer]);
+    assert!(
+        head.contains("text/event-stream") && body.contains("event: hello"),
+        "{head}{body}"
+    );
+    let wrong = "Authorization: Bearer dashboard-test-token-0123456788";
+    assert_eq!(http(remote, "GET", "/v1/devices", &[wrong]).0, 403);
+    let (code, _, body) = http(remote, "POST", "/v1/apply", &[&bearer]);
+    assert_eq!(
+        code, 403,
+        "a write from another machine, token or not: {body}"
+    );
+    assert_eq!(
+        http(remote, "GET", "/v2/", &[]).0,
+        401,
+        "the registry keeps its own rule"
+    );
+
+    // A browser on another machine logs in once with ?token= and then reads by cookie.
+    let mut b = Browser::launch("dashboard-chromium-remote", 1200, 800);
+    b.navigate(&format!("http://{remote}/?token={TOKEN}"));
+    assert_eq!(
+        b.eval("location.search"),
+        "",
+        "the token is not left in the address"
+    );
+    b.wait_until(
+        "the fleet page through the cookie",
+        T,
+        "document.querySelectorAll('table.devices tr[data-device]').length === 3
+         && document.body.dataset.live === '1'",
+    );
+}
