@@ -240,7 +240,12 @@ impl Mosquitto {
         } else {
             extra
         };
-        Self::run(port, log, dir, &format!("allow_anonymous true\n{persistence}"))
+        Self::run(
+            port,
+            log,
+            dir,
+            &format!("allow_anonymous true\n{persistence}"),
+        )
     }
 
     /// On 127.0.0.1:`port` with logins and topic rules: no anonymous access, each
@@ -280,9 +285,7 @@ impl Mosquitto {
             &conf,
             // The default queue (1,000 messages per client) drops messages for a subscriber
             // that watches a whole fleet's topics.
-            format!(
-                "listener {port} 127.0.0.1\n{settings}max_queued_messages 100000\n{logging}"
-            ),
+            format!("listener {port} 127.0.0.1\n{settings}max_queued_messages 100000\n{logging}"),
         )
         .expect("conf");
         let stderr = match log {

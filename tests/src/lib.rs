@@ -2,8 +2,8 @@
 //! real agents on private state folders and cgroup parents.
 
 pub mod agent;
-pub mod dashboard;
 pub mod browser;
+pub mod dashboard;
 pub mod hub;
 pub mod oci;
 pub mod prom_text;

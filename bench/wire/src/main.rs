@@ -12,8 +12,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use drover_protocol::auth::{seal_status, sign_desired};
-use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, seal_telemetry};
 use drover_protocol::codec::Wire;
+use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, seal_telemetry};
 use drover_protocol::{
     Capacity, ContainerSpec, ContainerStatus, DesiredState, DeviceStatus, EnvVar, ImageRef, Mount,
     MountSource, Name, NetworkMode, Phase, Resources, RestartPolicy, Telemetry, WorkloadSpec,
