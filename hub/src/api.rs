@@ -15,6 +15,8 @@
 //!   `POST /deployments/{name}/rollout/{pause|resume|undo|restart}`
 //! - `GET /images`, `POST /images/import` (`{"path", "name"?, "tag"?}`: a layout folder
 //!   read by the hub process, on the hub's machine)
+//! - `GET /devices/{name}/logs/{workload}`, `POST /devices/{name}/restart/{workload}`
+//!   (commands to a device: `commands::http`)
 //! - `GET /stats`, `GET /healthz`
 //!
 //! The `/v2` image registry routes (device credentials, any peer) are `registry::router`.
@@ -49,6 +51,8 @@ pub struct ApiState {
     pub read: Arc<Mutex<ReadSide>>,
     /// `http://host:port` of the registry, as devices reach it (goes into config snippets).
     pub registry_url: String,
+    /// Commands to devices (`logs`, `restart`).
+    pub commands: Arc<crate::commands::CommandHub>,
 }
 
 /// Every route: the management API (loopback peers only) and the image registry. Serve it
@@ -68,6 +72,14 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         .route(
             "/v1/deployments/{name}/rollout/{action}",
             post(rollout_action),
+        )
+        .route(
+            "/v1/devices/{name}/logs/{workload}",
+            get(crate::commands::http::logs),
+        )
+        .route(
+            "/v1/devices/{name}/restart/{workload}",
+            post(crate::commands::http::restart),
         )
         .route("/v1/stats", get(stats))
         .route("/v1/healthz", get(|| async { "ok" }))
@@ -133,7 +145,7 @@ fn now() -> u64 {
 }
 
 /// Runs a view on the read connection, off the async runtime.
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     st: &ApiState,
     f: impl FnOnce(&ReadSide) -> Result<T, ControllerError> + Send + 'static,
 ) -> Result<T, ControllerError> {

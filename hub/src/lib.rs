@@ -9,6 +9,7 @@
 pub mod api;
 pub mod broker;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod controller;
 pub mod fleet;

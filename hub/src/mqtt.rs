@@ -18,7 +18,10 @@ use rumqttc::{
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use std::sync::Arc;
+
 use crate::broker::HUB_CLIENT_ID;
+use crate::commands::CommandHub;
 use crate::controller::{Command, Handle, Out};
 use drover_protocol::MAX_MQTT_PACKET_BYTES;
 
@@ -48,6 +51,7 @@ pub fn spawn(
     settings: &ClientSettings,
     controller: Handle,
     rx: UnboundedReceiver<Out>,
+    commands: Arc<CommandHub>,
 ) -> Result<(), MqttError> {
     let (host, port) = settings
         .address
@@ -62,12 +66,13 @@ pub fn spawn(
         .set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     eventloop.set_network_options(no_delay());
-    tokio::spawn(poll(eventloop, controller));
+    commands.set_client(client.clone());
+    tokio::spawn(poll(eventloop, controller, commands));
     tokio::spawn(publish(client, rx));
     Ok(())
 }
 
-async fn poll(mut eventloop: EventLoop, controller: Handle) {
+async fn poll(mut eventloop: EventLoop, controller: Handle, commands: Arc<CommandHub>) {
     let mut backoff = MIN_BACKOFF;
     let mut connected = false;
     loop {
@@ -85,6 +90,9 @@ async fn poll(mut eventloop: EventLoop, controller: Handle) {
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 tracing::debug!(codes = ?ack.return_codes, "subscribed to device statuses and presence");
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/cmd/resp") => {
+                commands.deliver(&p.topic, &p.payload);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => controller.send(Command::Message {
                 topic: p.topic,
@@ -118,10 +126,10 @@ async fn publish(client: AsyncClient, mut rx: UnboundedReceiver<Out>) {
     }
 }
 
-/// One SUBSCRIBE for every device's status and presence (`drover/v1/dev/+/status`,
-/// `…/online`), QoS 1.
+/// One SUBSCRIBE for every device's status, presence and answers to commands
+/// (`drover/v1/dev/+/status`, `…/online`, `…/cmd/resp`), QoS 1.
 fn subscription() -> Subscribe {
-    Subscribe::new_many(["status", "online"].map(|leaf| {
+    Subscribe::new_many(["status", "online", "cmd/resp"].map(|leaf| {
         SubscribeFilter::new(format!("{}/dev/+/{leaf}", topics::ROOT), QoS::AtLeastOnce)
     }))
 }

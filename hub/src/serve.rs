@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::api::ApiState;
 use crate::broker::{self, BrokerError};
+use crate::commands::CommandHub;
 use crate::config::HubConfig;
 use crate::controller::{self, Controller, ControllerError, ReadSide, Settings};
 use crate::keys::{self, KeysError};
@@ -88,6 +89,7 @@ pub async fn serve(
     }
     let registry = Arc::new(Registry::open(&dir.join("registry"))?);
     let key = keys::load_or_create_signing_key(dir)?;
+    let command_key = key.clone();
     let hub_credential = keys::load_or_create_hub_credential(dir)?;
     let settings = Settings {
         offline_after_ms: config.offline_after.0,
@@ -128,7 +130,8 @@ pub async fn serve(
         address: config.client_broker_address(),
         credential: hub_credential,
     };
-    mqtt::spawn(&client, handle.clone(), rx)?;
+    let commands = CommandHub::new(command_key, creds.clone(), Store::open(&db)?);
+    mqtt::spawn(&client, handle.clone(), rx, commands.clone())?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .map_err(|source| ServeError::Api {
@@ -141,6 +144,7 @@ pub async fn serve(
         controller: handle,
         read: Arc::new(Mutex::new(read)),
         registry_url,
+        commands,
     };
     let app = crate::api::router(state, creds, registry);
     axum::serve(

@@ -3,6 +3,7 @@
 //! checks manifests itself, so errors look the same whatever the client.
 
 mod client;
+pub mod device_cmd;
 mod output;
 pub mod rollout;
 

@@ -8,6 +8,7 @@
 //! The controller owns the one writing connection; the API reads through its own
 //! read-only connection ([`Store::open_read`]), which WAL lets run beside the writer.
 
+mod commands;
 mod fleet;
 mod revisions;
 pub mod rows;
