@@ -84,10 +84,7 @@ enum Command {
     Logs(LogsArgs),
     /// Restart every container of a workload on one device (counted as a restart,
     /// whatever the restart policy). Exit status as for `logs`.
-    Restart {
-        device: String,
-        workload: String,
-    },
+    Restart { device: String, workload: String },
     /// Health-gated rollouts of a Deployment's revisions.
     #[command(subcommand)]
     Rollout(RolloutCommand),

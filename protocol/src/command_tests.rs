@@ -14,9 +14,7 @@ fn restart(device: &str, id: u64) -> Command {
     Command {
         device: n(device),
         id,
-        kind: CommandKind::Restart {
-            workload: n("web"),
-        },
+        kind: CommandKind::Restart { workload: n("web") },
     }
 }
 
@@ -45,7 +43,12 @@ fn a_signed_command_verifies_only_for_its_device_key_and_newer_ids() {
         "bad_signature"
     );
     assert_eq!(
-        refused(verify_command(&vec![0; MAX_COMMAND_BYTES + 1], &vk, &dev, 0)),
+        refused(verify_command(
+            &vec![0; MAX_COMMAND_BYTES + 1],
+            &vk,
+            &dev,
+            0
+        )),
         "malformed"
     );
 }
@@ -80,9 +83,7 @@ fn every_kind_round_trips() {
             since_s: Some(600),
             max_bytes: 1 << 20,
         }),
-        CommandKind::Restart {
-            workload: n("web"),
-        },
+        CommandKind::Restart { workload: n("web") },
         CommandKind::Cancel { id: 4 },
         CommandKind::Renew { id: 4 },
     ];

@@ -66,7 +66,10 @@ fn try_logs(
     if follow {
         let mut f = snap.follow();
         loop {
-            match f.poll(&mut buf).map_err(|e| format!("{}: {e}", file.display()))? {
+            match f
+                .poll(&mut buf)
+                .map_err(|e| format!("{}: {e}", file.display()))?
+            {
                 0 => std::thread::sleep(Duration::from_millis(200)),
                 n => {
                     if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {

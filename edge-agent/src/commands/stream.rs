@@ -178,7 +178,9 @@ impl Stream {
             }
             let len = next_chunk_len(MAX_CHUNK_BYTES as u64, sent.bytes, max);
             if len == 0 {
-                return Err(format!("follow ended after {max} bytes, the limit asked for"));
+                return Err(format!(
+                    "follow ended after {max} bytes, the limit asked for"
+                ));
             }
             let n = f.poll(&mut buf[..len]).map_err(|e| self.read_error(&e))?;
             if n == 0 {

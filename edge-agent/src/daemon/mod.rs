@@ -61,9 +61,9 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
         None => None,
     };
     let mut commands = match (&link, &agent.cfg.hub) {
-        (Some(l), Some(h)) => Some(
-            Commands::new(h, &agent.paths, l.responder()).map_err(DaemonError::hub)?,
-        ),
+        (Some(l), Some(h)) => {
+            Some(Commands::new(h, &agent.paths, l.responder()).map_err(DaemonError::hub)?)
+        }
         _ => None,
     };
     let resync = agent.resync_interval();

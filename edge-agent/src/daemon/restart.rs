@@ -28,7 +28,11 @@ impl Agent {
             return Err(format!(
                 "no workload named {wl} on {} (it runs: {})",
                 self.cfg.device,
-                if known.is_empty() { "nothing".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ));
         };
         if rec.stopping.is_some() {

@@ -576,7 +576,13 @@ fn a_requested_restart_starts_a_stopped_container_at_once_whatever_its_policy() 
         let w = workload("web", &["oci:/a"], policy);
         // Just exited after a quick run, at back-off level 3: no waiting.
         let mut o = observed_with(&w, exited(0, false, 59_000, 59_500), 4, 3);
-        for c in o.workloads.get_mut(&n("web")).unwrap().containers.values_mut() {
+        for c in o
+            .workloads
+            .get_mut(&n("web"))
+            .unwrap()
+            .containers
+            .values_mut()
+        {
             c.restart_requested = true;
         }
         let p = plan(std::slice::from_ref(&w), &o, 60_000);
@@ -591,7 +597,13 @@ fn a_requested_restart_starts_a_stopped_container_at_once_whatever_its_policy() 
             4,
             3,
         );
-        for c in running.workloads.get_mut(&n("web")).unwrap().containers.values_mut() {
+        for c in running
+            .workloads
+            .get_mut(&n("web"))
+            .unwrap()
+            .containers
+            .values_mut()
+        {
             c.restart_requested = true;
         }
         assert!(plan(&[w], &running, 60_000).actions.is_empty());

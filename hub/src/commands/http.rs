@@ -11,14 +11,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use drover_protocol::Name;
 use drover_protocol::command::{CommandKind, LogsRequest};
 use drover_protocol::quantity::DurationMs;
-use drover_protocol::Name;
 use serde::{Deserialize, Serialize};
 
 use super::{Answer, CommandHub, Pending};
@@ -126,13 +126,25 @@ async fn start_logs(
 ) -> Result<Response, Response> {
     let req = LogsRequest {
         workload: name("workload", workload)?,
-        container: q.container.as_deref().map(|c| name("container", c)).transpose()?,
+        container: q
+            .container
+            .as_deref()
+            .map(|c| name("container", c))
+            .transpose()?,
         follow: q.follow,
         tail: q.tail,
         since_s: match q.since.as_deref() {
-            Some(s) => Some(DurationMs::from_str(s).map_err(|e| {
-                error(StatusCode::BAD_REQUEST, format!("since: {e} (like 90s, 10m, 2h)"))
-            })?.0.div_ceil(1000)),
+            Some(s) => Some(
+                DurationMs::from_str(s)
+                    .map_err(|e| {
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            format!("since: {e} (like 90s, 10m, 2h)"),
+                        )
+                    })?
+                    .0
+                    .div_ceil(1000),
+            ),
             None => None,
         },
         max_bytes: q.limit_bytes.unwrap_or(DEFAULT_LIMIT_BYTES),
@@ -143,7 +155,10 @@ async fn start_logs(
         pending.keep_alive();
     }
     // The device's first answer says whether it can send this log at all.
-    let first = pending.next(Some(ANSWER_TIMEOUT)).await.map_err(answer_error)?;
+    let first = pending
+        .next(Some(ANSWER_TIMEOUT))
+        .await
+        .map_err(answer_error)?;
     let timeout = (!q.follow).then_some(ANSWER_TIMEOUT);
     let stream = futures_util::stream::unfold(LogBody::First(pending, first), move |state| {
         state.step(timeout)
@@ -160,7 +175,10 @@ pub async fn restart(
         let workload = name("workload", &workload)?;
         let dev = online_device(&st, &device).await?;
         let mut pending = send(&st.commands, &dev, CommandKind::Restart { workload }).await?;
-        let data = pending.next(Some(ANSWER_TIMEOUT)).await.map_err(answer_error)?;
+        let data = pending
+            .next(Some(ANSWER_TIMEOUT))
+            .await
+            .map_err(answer_error)?;
         let message = String::from_utf8_lossy(&data.unwrap_or_default()).into_owned();
         Ok::<_, Response>(Json(RestartAnswer { message }).into_response())
     };

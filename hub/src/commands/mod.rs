@@ -129,7 +129,10 @@ impl CommandHub {
 
     /// Answers refused or unrouted so far, by reason.
     pub fn refused(&self) -> HashMap<&'static str, u64> {
-        self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn refuse(&self, reason: &'static str) {
@@ -151,7 +154,12 @@ impl CommandHub {
             .map_err(|e| CommandsError::Ids(e.to_string()))
     }
 
-    async fn publish(&self, device: &Name, id: u64, kind: CommandKind) -> Result<(), CommandsError> {
+    async fn publish(
+        &self,
+        device: &Name,
+        id: u64,
+        kind: CommandKind,
+    ) -> Result<(), CommandsError> {
         let client = self.client.get().ok_or(CommandsError::NoBroker)?;
         let cmd = Command {
             device: device.clone(),

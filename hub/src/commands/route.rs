@@ -156,14 +156,19 @@ impl Pending {
             let Some(r) = got else {
                 self.ended = true;
                 let why = self.cut.lock().unwrap_or_else(|e| e.into_inner()).take();
-                return Err(Answer::Cut(why.unwrap_or_else(|| "the stream was cut".into())));
+                return Err(Answer::Cut(
+                    why.unwrap_or_else(|| "the stream was cut".into()),
+                ));
             };
             if r.chunk < self.next_chunk {
                 continue; // a QoS 1 duplicate
             }
             if r.chunk > self.next_chunk {
                 let expected = self.next_chunk;
-                return Err(Answer::Lost { expected, got: r.chunk });
+                return Err(Answer::Lost {
+                    expected,
+                    got: r.chunk,
+                });
             }
             self.next_chunk += 1;
             if r.end {
