@@ -35,7 +35,7 @@ impl Bucket {
     /// holds over any window longer than one chunk.
     pub fn take(&mut self, bytes: u64, now: Instant) -> Duration {
         let elapsed = now.saturating_duration_since(self.at);
-        let earned = (elapsed.as_micros() as u128 * self.rate as u128 / 1_000_000) as i64;
+        let earned = (elapsed.as_micros() * u128::from(self.rate) / 1_000_000) as i64;
         self.tokens = (self.tokens.saturating_add(earned)).min(self.burst as i64);
         self.at = now;
         self.tokens -= bytes as i64;

@@ -49,16 +49,25 @@ pub struct RestartAnswer {
     pub message: String,
 }
 
-fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(ErrorBody { error: msg.into() })).into_response()
+/// An answer that says what went wrong, `{"error"}` with a status code.
+pub struct HttpError(StatusCode, String);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
 }
 
-fn name(kind: &str, s: &str) -> Result<Name, Response> {
+fn error(code: StatusCode, msg: impl Into<String>) -> HttpError {
+    HttpError(code, msg.into())
+}
+
+fn name(kind: &str, s: &str) -> Result<Name, HttpError> {
     Name::new(s).map_err(|e| error(StatusCode::BAD_REQUEST, format!("{kind}: {e}")))
 }
 
 /// The device by name, registered and online; otherwise the answer that says why not.
-async fn online_device(st: &ApiState, device: &str) -> Result<Name, Response> {
+async fn online_device(st: &ApiState, device: &str) -> Result<Name, HttpError> {
     let dev = name("device", device)?;
     let d = dev.to_string();
     let detail = crate::api::read(st, move |r| r.device(&d, crate::now_ms())).await;
@@ -93,7 +102,7 @@ pub fn last_seen(at_ms: u64, now_ms: u64) -> String {
     }
 }
 
-fn answer_error(e: Answer) -> Response {
+fn answer_error(e: Answer) -> HttpError {
     let code = match &e {
         Answer::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         Answer::Device(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,7 +111,7 @@ fn answer_error(e: Answer) -> Response {
     error(code, e.to_string())
 }
 
-async fn send(hub: &Arc<CommandHub>, dev: &Name, kind: CommandKind) -> Result<Pending, Response> {
+async fn send(hub: &Arc<CommandHub>, dev: &Name, kind: CommandKind) -> Result<Pending, HttpError> {
     hub.send(dev, kind)
         .await
         .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
@@ -114,7 +123,8 @@ pub async fn logs(
     Query(q): Query<LogsQuery>,
 ) -> Response {
     match start_logs(&st, &device, &workload, q).await {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -123,7 +133,7 @@ async fn start_logs(
     device: &str,
     workload: &str,
     q: LogsQuery,
-) -> Result<Response, Response> {
+) -> Result<Response, HttpError> {
     let req = LogsRequest {
         workload: name("workload", workload)?,
         container: q
@@ -180,10 +190,11 @@ pub async fn restart(
             .await
             .map_err(answer_error)?;
         let message = String::from_utf8_lossy(&data.unwrap_or_default()).into_owned();
-        Ok::<_, Response>(Json(RestartAnswer { message }).into_response())
+        Ok::<_, HttpError>(Json(RestartAnswer { message }).into_response())
     };
     match run.await {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
