@@ -17,6 +17,8 @@
 //!   `POST /deployments/{name}/rollout/{pause|resume|undo|restart}`
 //! - `GET /images`, `POST /images/import` (`{"path", "name"?, "tag"?}`: a layout folder
 //!   read by the hub process, on the hub's machine)
+//! - `GET /devices/{name}/logs/{workload}`, `POST /devices/{name}/restart/{workload}`
+//!   (commands to a device: `commands::http`)
 //! - `GET /stats`, `GET /healthz`
 //! - `GET /telemetry`, `GET /telemetry/devices/{name}[/history]` (`telemetry::routes`)
 //! - `GET /metrics` (not under `/v1`): Prometheus text exposition, see `metrics`
@@ -66,6 +68,8 @@ pub struct ApiState {
     pub home_assistant_prefix: String,
     /// Who may read from another machine (`[api] token`).
     pub access: crate::web::access::ReadAccess,
+    /// Commands to devices (`logs`, `restart`).
+    pub commands: Arc<crate::commands::CommandHub>,
 }
 
 /// Every route: the management API and the dashboard (`web::access::read_access`) and the
@@ -94,6 +98,14 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         .route(
             "/v1/deployments/{name}/rollout/{action}",
             post(rollout_action),
+        )
+        .route(
+            "/v1/devices/{name}/logs/{workload}",
+            get(crate::commands::http::logs),
+        )
+        .route(
+            "/v1/devices/{name}/restart/{workload}",
+            post(crate::commands::http::restart),
         )
         .route("/v1/stats", get(stats))
         .route("/v1/healthz", get(|| async { "ok" }))
@@ -156,7 +168,7 @@ fn now() -> u64 {
 }
 
 /// Runs a view on the read connection, off the async runtime.
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     st: &ApiState,
     f: impl FnOnce(&ReadSide) -> Result<T, ControllerError> + Send + 'static,
 ) -> Result<T, ControllerError> {

@@ -167,7 +167,7 @@ pub fn broker_config(listen: SocketAddr, max_connections: usize, logins: Logins)
         next_connection_delay_ms: 0,
         connections,
     };
-    let hub_filters = ["status", "online"].map(|leaf| {
+    let hub_filters = ["status", "online", "cmd/resp"].map(|leaf| {
         (
             format!("{}/dev/+/{leaf}", drover_protocol::topics::ROOT),
             HUB_SEGMENT,
@@ -303,7 +303,7 @@ mod tests {
     fn every_router_field_is_set_and_small() {
         let cfg = broker_config("127.0.0.1:1".parse().unwrap(), 10, logins());
         assert_eq!(cfg.router.max_segment_size, 4096);
-        assert_eq!(cfg.router.custom_segment.as_ref().unwrap().len(), 2);
+        assert_eq!(cfg.router.custom_segment.as_ref().unwrap().len(), 3);
         assert_eq!(
             cfg.router.initialized_filters.as_deref(),
             Some(

@@ -11,6 +11,7 @@ pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod clients;
+pub mod commands;
 pub mod config;
 pub mod controller;
 pub mod events;

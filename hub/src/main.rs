@@ -83,6 +83,16 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Print a container's output from a device (its agent must be online).
+    ///
+    /// The device reads its own rotated log files and sends at most --limit-bytes, at
+    /// most 64 KiB/s. With -f, new output is streamed as the container writes it until
+    /// Ctrl-C. Exit status: 0 done, 1 error (device unknown or offline, no such
+    /// workload or container, no answer), 2 usage error.
+    Logs(LogsArgs),
+    /// Restart every container of a workload on one device (counted as a restart,
+    /// whatever the restart policy). Exit status as for `logs`.
+    Restart { device: String, workload: String },
     /// Health-gated rollouts of a Deployment's revisions.
     #[command(subcommand)]
     Rollout(RolloutCommand),
@@ -137,6 +147,30 @@ struct RolloutArgs {
     deployment: String,
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
+}
+
+#[derive(clap::Args, Debug)]
+struct LogsArgs {
+    /// The device's name.
+    device: String,
+    /// The workload's name.
+    workload: String,
+    /// The container; needed when the workload has more than one.
+    #[arg(short, long)]
+    container: Option<String>,
+    /// Keep streaming new output until Ctrl-C.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    tail: Option<u32>,
+    /// Only output written in the last DURATION (`90s`, `10m`, `2h`), by the device's
+    /// clock, exact to about a second.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_text)]
+    since: Option<String>,
+    /// At most this many bytes in total (the newest ones).
+    #[arg(long, value_name = "BYTES")]
+    limit_bytes: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,6 +304,11 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_millis(d.0))
 }
 
+/// Checks a duration and keeps it as typed (the hub parses it again).
+fn parse_duration_text(s: &str) -> Result<String, String> {
+    parse_duration(s).map(|_| s.to_owned())
+}
+
 fn parse_label(s: &str) -> Result<(String, String), String> {
     drover_hub::fleet::parse_label(s).map_err(|e| e.to_string())
 }
@@ -379,6 +418,21 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
         }
         Command::BrokerConfig(BrokerConfigCommand::MosquittoAcl { output }) => {
             cli::clients::mosquitto_acl(&client, output)
+        }
+        Command::Logs(a) => {
+            let o = cli::device_cmd::LogsOptions {
+                device: a.device,
+                workload: a.workload,
+                container: a.container,
+                follow: a.follow,
+                tail: a.tail,
+                since: a.since,
+                limit_bytes: a.limit_bytes,
+            };
+            cli::device_cmd::logs(api, &o, &mut std::io::stdout().lock())
+        }
+        Command::Restart { device, workload } => {
+            cli::device_cmd::restart(&client, &device, &workload)
         }
         Command::Serve { .. } | Command::Version | Command::Diff(_) => Ok(()),
     }

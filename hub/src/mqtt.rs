@@ -21,6 +21,7 @@ use rumqttc::{
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
 
 use crate::broker::HUB_CLIENT_ID;
+use crate::commands::CommandHub;
 use crate::controller::{Command, Handle, Out};
 use crate::telemetry::{MirrorMsg, Mirrors};
 use drover_protocol::MAX_MQTT_PACKET_BYTES;
@@ -47,11 +48,13 @@ pub enum MqttError {
 const MAX_INFLIGHT: u16 = 1_000;
 
 /// Where incoming messages go: statuses and presence to the controller, telemetry to
-/// the telemetry thread.
+/// the telemetry thread, answers to commands to the command hub.
 #[derive(Clone)]
 pub struct Inbound {
     pub controller: Handle,
     pub telemetry: crate::telemetry::Service,
+    /// Answers to commands (`…/cmd/resp`), routed to the waiting API requests.
+    pub commands: Arc<CommandHub>,
 }
 
 /// What the client publishes: the controller's outbox (desired states, in order) and the
@@ -84,6 +87,7 @@ pub fn spawn(
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     eventloop.set_network_options(no_delay());
     let connected = Arc::new(AtomicBool::new(false));
+    inbound.commands.set_client(client.clone());
     tokio::spawn(poll(eventloop, inbound, connected.clone()));
     tokio::spawn(publish(client.clone(), outbound.outbox));
     tokio::spawn(mirror(
@@ -119,6 +123,9 @@ async fn poll(mut eventloop: EventLoop, inbound: Inbound, connected_flag: Arc<At
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/telemetry") => inbound
                 .telemetry
                 .offer(p.topic, p.payload.to_vec(), crate::now_ms()),
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/cmd/resp") => {
+                inbound.commands.deliver(&p.topic, &p.payload);
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => controller.send(Command::Message {
                 topic: p.topic,
                 payload: p.payload.to_vec(),
@@ -171,14 +178,16 @@ async fn mirror(
     }
 }
 
-/// One SUBSCRIBE for every device's status and presence (`drover/v1/dev/+/status`,
-/// `…/online`, QoS 1) and telemetry (`…/telemetry`, QoS 0: a lost sample is only a gap).
+/// One SUBSCRIBE for every device's status, presence and answers to commands
+/// (`drover/v1/dev/+/status`, `…/online`, `…/cmd/resp`, QoS 1) and telemetry
+/// (`…/telemetry`, QoS 0: a lost sample is only a gap).
 fn subscription() -> Subscribe {
     let filter =
         |leaf: &str, qos| SubscribeFilter::new(format!("{}/dev/+/{leaf}", topics::ROOT), qos);
     Subscribe::new_many([
         filter("status", QoS::AtLeastOnce),
         filter("online", QoS::AtLeastOnce),
+        filter("cmd/resp", QoS::AtLeastOnce),
         filter("telemetry", QoS::AtMostOnce),
     ])
 }

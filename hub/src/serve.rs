@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::api::ApiState;
 use crate::broker::{self, BrokerError};
+use crate::commands::CommandHub;
 use crate::config::HubConfig;
 use crate::controller::{self, Controller, ControllerError, ReadSide, Settings};
 use crate::keys::{self, KeysError};
@@ -90,6 +91,7 @@ pub async fn serve(
     }
     let registry = Arc::new(Registry::open(&dir.join("registry"))?);
     let key = keys::load_or_create_signing_key(dir)?;
+    let command_key = key.clone();
     let hub_credential = keys::load_or_create_hub_credential(dir)?;
     let settings = Settings {
         offline_after_ms: config.offline_after.0,
@@ -152,9 +154,11 @@ pub async fn serve(
         address: config.client_broker_address(),
         credential: hub_credential,
     };
+    let commands = CommandHub::new(command_key, creds.clone(), Store::open(&db)?);
     let inbound = mqtt::Inbound {
         controller: handle.clone(),
         telemetry: service.clone(),
+        commands: commands.clone(),
     };
     let outbound = mqtt::Outbound {
         outbox: rx,
@@ -180,6 +184,7 @@ pub async fn serve(
         events,
         home_assistant_prefix: config.dashboards.home_assistant_prefix.clone(),
         access: crate::web::access::ReadAccess::new(&config.api.token),
+        commands,
     };
     let app = crate::api::router(state, creds, registry);
     axum::serve(

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod command;
 pub mod compat;
 pub mod config_text;
 pub mod digest;

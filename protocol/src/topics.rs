@@ -26,6 +26,16 @@ pub fn online(device: &Name) -> String {
     format!("{ROOT}/dev/{device}/online")
 }
 
+/// `drover/v1/dev/{device}/cmd`: signed commands, hub → agent (QoS 1, never retained).
+pub fn cmd(device: &Name) -> String {
+    format!("{ROOT}/dev/{device}/cmd")
+}
+
+/// `drover/v1/dev/{device}/cmd/resp`: answers to commands, agent → hub.
+pub fn cmd_resp(device: &Name) -> String {
+    format!("{ROOT}/dev/{device}/cmd/resp")
+}
+
 /// `drover/v1/dev/{device}/status/json`: the device's status as JSON, republished by the
 /// hub for dashboards (retained).
 pub fn status_json(device: &Name) -> String {
@@ -49,6 +59,8 @@ mod tests {
         assert_eq!(status(&d), "drover/v1/dev/pi-1/status");
         assert_eq!(telemetry(&d), "drover/v1/dev/pi-1/telemetry");
         assert_eq!(online(&d), "drover/v1/dev/pi-1/online");
+        assert_eq!(cmd(&d), "drover/v1/dev/pi-1/cmd");
+        assert_eq!(cmd_resp(&d), "drover/v1/dev/pi-1/cmd/resp");
         assert_eq!(status_json(&d), "drover/v1/dev/pi-1/status/json");
         assert_eq!(telemetry_json(&d), "drover/v1/dev/pi-1/telemetry/json");
     }

@@ -117,7 +117,7 @@ impl Agent {
 
     /// Persists the record of `wl`; a failure (full disk) is logged and the record is
     /// written again at the next pass ([`Agent::save_unsaved_records`]).
-    fn save_record(&mut self, wl: &Name) {
+    pub(super) fn save_record(&mut self, wl: &Name) {
         let Some(rec) = self.records.get(wl) else {
             return;
         };
@@ -177,6 +177,7 @@ impl Agent {
         let crec = rec.containers.entry(c.clone()).or_default();
         crec.restarts += u32::from(restart);
         crec.backoff_level = backoff_level;
+        crec.restart_requested = false;
         match result {
             Ok((pid, digest)) => {
                 crec.started = true;

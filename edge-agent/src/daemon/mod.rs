@@ -14,6 +14,7 @@ mod manifests;
 mod observe;
 mod pass;
 mod report;
+mod restart;
 mod revisions;
 mod telemetry_targets;
 #[cfg(test)]
@@ -27,6 +28,7 @@ pub use actions::StartError;
 pub use agent::{Agent, DaemonError, Ports};
 pub use report::{ReportDecision, decide, report_key};
 
+use crate::commands::Commands;
 use crate::hub_link::{self, HubEvent, HubHandle};
 use crate::telemetry::{self, TelemetryHandle};
 
@@ -67,11 +69,21 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
         None => None,
     };
     let telemetry = link.as_ref().and_then(|l| start_telemetry(&agent, l));
+    let mut commands = match (&link, &agent.cfg.hub) {
+        (Some(l), Some(h)) => {
+            Some(Commands::new(h, &agent.paths, l.responder()).map_err(DaemonError::hub)?)
+        }
+        _ => None,
+    };
     let resync = agent.resync_interval();
     let mut buf = [0u8; 256];
     agent.load_manifests();
     loop {
-        agent.set_link_stats(link.as_ref().map(|l| l.stats()));
+        agent.set_link_stats(link.as_ref().map(|l| {
+            let mut s = l.stats();
+            s.commands = commands.as_ref().map(Commands::stats).unwrap_or_default();
+            s
+        }));
         let (a, wake) = tokio::task::spawn_blocking(move || {
             let wake = agent.reconcile();
             (agent, wake)
@@ -110,6 +122,11 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
                     if let Some(l) = &link {
                         l.set_held_generation(generation);
                     }
+                } else if let (HubEvent::Command { payload }, Some(c)) = (ev, commands.as_mut())
+                    && let Some(r) = c.handle(&payload, &agent.workloads())
+                {
+                    let answer = agent.request_restart(&r.workload);
+                    c.answer(r.id, answer);
                 }
             }
             _ = term.recv() => break,

@@ -29,6 +29,7 @@ impl Agent {
                         restarts: crec.restarts,
                         backoff_level: crec.backoff_level,
                         probes: view.map(|v| v.status.probes).unwrap_or_default(),
+                        restart_requested: crec.restart_requested,
                     };
                     (c.clone(), obs)
                 })

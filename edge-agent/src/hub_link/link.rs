@@ -15,7 +15,7 @@ use drover_protocol::telemetry::seal_telemetry;
 use drover_protocol::{DeviceStatus, MAX_MQTT_PACKET_BYTES, topics};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};
 
@@ -38,6 +38,7 @@ pub(super) struct Receiver {
     key: VerifyingKey,
     broker: String,
     desired_topic: String,
+    cmd_topic: String,
     online_topic: String,
     backoff: Backoff,
     warned: RateLimit,
@@ -88,6 +89,7 @@ pub(super) fn build(
         key: cfg.verifying_key()?,
         broker: cfg.broker.clone(),
         desired_topic: topics::desired(&shared.device),
+        cmd_topic: topics::cmd(&shared.device),
         online_topic,
         events,
         backoff: Backoff::default(),
@@ -116,6 +118,13 @@ impl Receiver {
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.desired_topic => {
                     self.on_desired(&p.payload).await
                 }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.cmd_topic => {
+                    // Never waits: a flood on the topic must not stall the link.
+                    let ev = HubEvent::Command {
+                        payload: p.payload.to_vec(),
+                    };
+                    !matches!(self.events.try_send(ev), Err(TrySendError::Closed(_)))
+                }
                 Ok(_) => true,
                 Err(e) => self.on_error(e).await,
             };
@@ -136,7 +145,8 @@ impl Receiver {
         let sub = self
             .client
             .try_subscribe(&self.desired_topic, QoS::AtLeastOnce);
-        if let Err(e) = online.and(sub) {
+        let cmd = self.client.try_subscribe(&self.cmd_topic, QoS::AtLeastOnce);
+        if let Err(e) = online.and(sub).and(cmd) {
             warn!(device = %self.shared.device, "cannot announce presence or subscribe: {e}");
         }
         {
@@ -214,6 +224,11 @@ impl Receiver {
 }
 
 impl Sender {
+    /// The MQTT client, for answers to commands.
+    pub(super) fn client(&self) -> AsyncClient {
+        self.client.clone()
+    }
+
     /// Sends queued snapshots and heartbeats; ends when the receiver ends (aborted).
     pub(super) async fn run(self) {
         let mut last_sent = Instant::now();

@@ -13,6 +13,7 @@ pub mod config;
 pub mod decide;
 mod link;
 pub mod queue;
+mod responder;
 pub mod trim;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::warn;
 
 pub use config::{HubConfig, HubConfigError};
+pub use responder::{RespondError, Responder};
 
 use decide::RateLimit;
 use queue::StatusQueue;
@@ -48,6 +50,8 @@ pub enum HubEvent {
     Connected,
     /// The connection was lost; the link keeps retrying by itself.
     Disconnected,
+    /// A payload on the device's `cmd` topic, not verified yet (see `crate::commands`).
+    Command { payload: Vec<u8> },
 }
 
 /// Counters of the link, for the agent's own status and tests.
@@ -76,6 +80,9 @@ pub struct LinkStats {
     /// Telemetry samples thinned out of a full offline queue (one per minute kept).
     #[serde(default)]
     pub downsampled_telemetry: u64,
+    /// Hub commands (logs, restart): accepted, refused by reason, streams.
+    #[serde(default)]
+    pub commands: crate::commands::CommandStats,
 }
 
 /// State shared by the handle and the link tasks. The mutex is never held across `.await`.
@@ -124,6 +131,7 @@ impl Drop for Tasks {
 #[derive(Clone)]
 pub struct HubHandle {
     shared: Arc<Shared>,
+    responder: Responder,
     _tasks: Arc<Tasks>,
 }
 
@@ -165,9 +173,11 @@ pub fn spawn_with_telemetry_queue(
         wake: Notify::new(),
     });
     let (receiver, sender) = link::build(cfg, telemetry_queue, shared.clone(), events)?;
+    let responder = Responder::new(sender.client(), shared.clone(), cfg.credential.clone());
     let tasks = vec![rt.spawn(receiver.run()), rt.spawn(sender.run())];
     Ok(HubHandle {
         shared,
+        responder,
         _tasks: Arc::new(Tasks(tasks)),
     })
 }
@@ -232,5 +242,10 @@ impl HubHandle {
     /// The device this link speaks for.
     pub fn device(&self) -> &Name {
         &self.shared.device
+    }
+
+    /// Sends answers to hub commands over this link.
+    pub fn responder(&self) -> Responder {
+        self.responder.clone()
     }
 }

@@ -38,6 +38,9 @@ pub struct ObservedContainer {
     /// What its shim's probes said last (default without probes or status), for the
     /// status report: read once per pass with the rest of the shim's status.
     pub probes: crate::shim::status::ProbeStatus,
+    /// Someone asked for a restart (`drover-hub restart`): once down, it starts again at
+    /// once, whatever its restart policy and back-off.
+    pub restart_requested: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -275,6 +275,12 @@ pub enum NextStart {
 pub fn next_start(policy: RestartPolicy, obs: &ObservedContainer, now: BootMs) -> NextStart {
     let (level, due) = match &obs.run {
         RunState::Running { .. } | RunState::Starting => return NextStart::Never,
+        _ if obs.restart_requested => {
+            return NextStart::Now {
+                restart: true,
+                level: 0,
+            };
+        }
         RunState::NotCreated => {
             return NextStart::Now {
                 restart: false,

@@ -48,6 +48,7 @@ fn container(run: RunState, ready: bool) -> ObservedContainer {
         restarts: 0,
         backoff_level: 0,
         probes: Default::default(),
+        restart_requested: false,
         ready,
     }
 }

@@ -50,6 +50,7 @@ fn observed_with(spec: &WorkloadSpec, run: RunState, restarts: u32, level: u32) 
                     restarts,
                     backoff_level: level,
                     probes: Default::default(),
+                    restart_requested: false,
                     ready: matches!(run, RunState::Running { .. }),
                 },
             )
@@ -567,4 +568,44 @@ fn a_change_of_rollout_bookkeeping_only_updates_the_record_and_restarts_nothing(
     };
     let p = plan(&[changed], &o, 1_000);
     assert_eq!(p.actions, vec![Action::StopWorkload { workload: n("web") }]);
+}
+
+#[test]
+fn a_requested_restart_starts_a_stopped_container_at_once_whatever_its_policy() {
+    for policy in [RestartPolicy::Never, RestartPolicy::Always] {
+        let w = workload("web", &["oci:/a"], policy);
+        // Just exited after a quick run, at back-off level 3: no waiting.
+        let mut o = observed_with(&w, exited(0, false, 59_000, 59_500), 4, 3);
+        for c in o
+            .workloads
+            .get_mut(&n("web"))
+            .unwrap()
+            .containers
+            .values_mut()
+        {
+            c.restart_requested = true;
+        }
+        let p = plan(std::slice::from_ref(&w), &o, 60_000);
+        assert_eq!(start_of(&p), vec![(true, 0)], "{policy:?}");
+        // While it still runs, nothing happens: the stop was requested, not yet observed.
+        let mut running = observed_with(
+            &w,
+            RunState::Running {
+                pid: 9,
+                started_at_ms: 1,
+            },
+            4,
+            3,
+        );
+        for c in running
+            .workloads
+            .get_mut(&n("web"))
+            .unwrap()
+            .containers
+            .values_mut()
+        {
+            c.restart_requested = true;
+        }
+        assert!(plan(&[w], &running, 60_000).actions.is_empty());
+    }
 }

@@ -36,6 +36,7 @@ pub fn workload_reason(
         restarts: 0,
         backoff_level: 0,
         probes: Default::default(),
+        restart_requested: false,
         ready: false,
     };
     let mut crash_due: Option<BootMs> = None;
@@ -95,6 +96,7 @@ mod tests {
             restarts: level,
             backoff_level: level,
             probes: Default::default(),
+            restart_requested: false,
         };
         o.workloads.insert(
             spec.name.clone(),

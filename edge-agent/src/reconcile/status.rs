@@ -133,6 +133,7 @@ mod tests {
             restarts: 0,
             backoff_level: 0,
             probes: Default::default(),
+            restart_requested: false,
             ready: false,
         }
     }
@@ -171,6 +172,7 @@ mod tests {
             restarts: 0,
             backoff_level: 0,
             probes: Default::default(),
+            restart_requested: false,
             ready: true,
         };
         assert_eq!(
@@ -195,6 +197,7 @@ mod tests {
             restarts: 0,
             backoff_level: 0,
             probes: Default::default(),
+            restart_requested: false,
             ready: false,
         };
         let (phase, why) = container_phase(&always, Some(&bad), false);

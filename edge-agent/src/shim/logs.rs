@@ -4,6 +4,14 @@
 //! `FILE` starts: disk use never exceeds `max_bytes × files`. Lines are kept whole where
 //! possible; the partial-line buffer is capped, so this never buffers without bound.
 //! It must never block on anything but the local file system.
+//!
+//! Beside each file a sparse time index (`FILE.idx`, rotated with it as `FILE.N.idx`)
+//! tells when its bytes were written, so that `logs --since` can start at the right place
+//! in lines that carry no timestamps: 16-byte entries `(offset, unix_ms)`, little endian,
+//! one before a write when at least [`INDEX_EVERY_MS`] passed and [`INDEX_EVERY_BYTES`]
+//! were written since the previous entry (and before the first write of a file). So the
+//! index stays under a quarter of the log's size, and `--since` is exact to about a
+//! second (or a line or two of a quiet container). A failing index never stops the log.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -11,6 +19,12 @@ use std::path::{Path, PathBuf};
 
 /// Largest partial line held back while waiting for its newline.
 const MAX_PENDING: usize = 8 * 1024;
+/// Time between two index entries, at least.
+pub const INDEX_EVERY_MS: u64 = 1_000;
+/// Bytes written between two index entries, at least.
+pub const INDEX_EVERY_BYTES: u64 = 64;
+/// Size of one index entry: offset and Unix milliseconds, both `u64` little endian.
+pub const INDEX_ENTRY_BYTES: usize = 16;
 
 /// An append-only log file with numbered rotations.
 pub struct RotatingLog {
@@ -21,6 +35,19 @@ pub struct RotatingLog {
     size: u64,
     /// The tail of the input after its last newline, not yet written.
     pending: Vec<u8>,
+    /// `FILE.idx`; `None` once writing it failed.
+    index: Option<File>,
+    /// The last index entry of the current file: `(offset, unix_ms)`.
+    indexed: Option<(u64, u64)>,
+    /// Unix milliseconds now (replaced in tests).
+    clock: fn() -> u64,
+}
+
+/// The index file of log file `path` (`FILE.idx`).
+pub fn index_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".idx");
+    PathBuf::from(name)
 }
 
 impl RotatingLog {
@@ -39,6 +66,9 @@ impl RotatingLog {
             file,
             size,
             pending: Vec::new(),
+            index: open_append(&index_path(path)).ok(),
+            indexed: None,
+            clock: crate::fsutil::now_ms,
         })
     }
 
@@ -105,26 +135,55 @@ impl RotatingLog {
     }
 
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.mark_time();
         self.file.write_all(buf)?;
         self.size += buf.len() as u64;
         Ok(())
     }
 
-    /// `FILE.(n-2) → FILE.(n-1)`, …, `FILE → FILE.1`, then a new empty `FILE`.
+    /// Adds an index entry for the bytes about to be written at `size`, when due.
+    fn mark_time(&mut self) {
+        let now = (self.clock)();
+        let due = self.indexed.is_none_or(|(off, at)| {
+            now >= at.saturating_add(INDEX_EVERY_MS)
+                && self.size >= off.saturating_add(INDEX_EVERY_BYTES)
+        });
+        let Some(index) = self.index.as_mut().filter(|_| due) else {
+            return;
+        };
+        let mut entry = [0u8; INDEX_ENTRY_BYTES];
+        entry[..8].copy_from_slice(&self.size.to_le_bytes());
+        entry[8..].copy_from_slice(&now.to_le_bytes());
+        match index.write_all(&entry) {
+            Ok(()) => self.indexed = Some((self.size, now)),
+            Err(_) => self.index = None,
+        }
+    }
+
+    /// `FILE.(n-2) → FILE.(n-1)`, …, `FILE → FILE.1`, then a new empty `FILE` (and the
+    /// same for their indexes).
     fn rotate(&mut self) -> io::Result<()> {
         if self.files > 1 {
             for k in (1..self.files - 1).rev() {
                 let from = self.numbered(k);
                 if from.exists() {
                     fs::rename(&from, self.numbered(k + 1))?;
+                    let _ = fs::rename(index_path(&from), index_path(&self.numbered(k + 1)));
                 }
             }
             fs::rename(&self.path, self.numbered(1))?;
+            let _ = fs::rename(index_path(&self.path), index_path(&self.numbered(1)));
         } else {
             fs::remove_file(&self.path)?;
+            let _ = fs::remove_file(index_path(&self.path));
         }
         self.file = open_append(&self.path)?;
         self.size = 0;
+        self.index = File::create(index_path(&self.path)).ok();
+        self.indexed = None;
         Ok(())
     }
 
@@ -175,7 +234,9 @@ mod tests {
         assert!(!dir.path().join("c.log.3").exists());
         let total: u64 = fs::read_dir(dir.path())
             .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().len())
+            .map(|e| e.unwrap())
+            .filter(|e| !e.file_name().to_string_lossy().ends_with(".idx"))
+            .map(|e| e.metadata().unwrap().len())
             .sum();
         assert!(total <= 30);
     }
@@ -201,6 +262,64 @@ mod tests {
         assert_eq!(read(&p).len(), MAX_PENDING + 10);
     }
 
+    fn entries(p: &Path) -> Vec<(u64, u64)> {
+        fs::read(index_path(p))
+            .unwrap_or_default()
+            .chunks_exact(INDEX_ENTRY_BYTES)
+            .map(|e| {
+                let (o, t) = e.split_at(8);
+                (
+                    u64::from_le_bytes(o.try_into().unwrap()),
+                    u64::from_le_bytes(t.try_into().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    thread_local! { static NOW: std::cell::Cell<u64> = const { std::cell::Cell::new(0) }; }
+    fn fake_now() -> u64 {
+        NOW.with(|n| n.get())
+    }
+    fn set_now(ms: u64) {
+        NOW.with(|n| n.set(ms));
+    }
+
+    #[test]
+    fn the_time_index_marks_at_most_once_a_second_and_every_64_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        let mut log = RotatingLog::open(&p, 1 << 20, 2).unwrap();
+        log.clock = fake_now;
+        set_now(10_000);
+        log.write(b"first\n").unwrap(); // the first write of a file is marked
+        let mut line = vec![b'x'; 70];
+        line.push(b'\n');
+        set_now(10_500);
+        log.write(&line).unwrap(); // under a second since the mark
+        set_now(12_000);
+        log.write(b"short\n").unwrap(); // a second and 77 bytes later: marked
+        set_now(14_000);
+        log.write(b"tiny\n").unwrap(); // only 6 bytes since the mark
+        log.write(&line).unwrap();
+        log.write(b"later\n").unwrap(); // now 76 bytes since it
+        assert_eq!(entries(&p), vec![(0, 10_000), (77, 12_000), (159, 14_000)]);
+    }
+
+    #[test]
+    fn the_time_index_rotates_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        let mut log = RotatingLog::open(&p, 100, 3).unwrap();
+        log.clock = fake_now;
+        set_now(1_000);
+        log.write(&[b'a'; 99]).unwrap();
+        log.write(b"\n").unwrap();
+        set_now(5_000);
+        log.write(b"b\n").unwrap();
+        assert_eq!(entries(&dir.path().join("c.log.1")), vec![(0, 1_000)]);
+        assert_eq!(entries(&p), vec![(0, 5_000)]);
+    }
+
     #[test]
     fn single_file_truncates_and_reopen_appends() {
         let dir = tempfile::tempdir().unwrap();
@@ -212,6 +331,10 @@ mod tests {
         let mut log = RotatingLog::open(&p, 8, 1).unwrap();
         log.write(b"cc\n").unwrap();
         assert_eq!(read(&p), "bbbb\ncc\n");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "the log and its index: {names:?}");
     }
 }

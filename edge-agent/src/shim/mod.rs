@@ -8,7 +8,7 @@
 //! left behind. Nothing here may run inside the agent's (multi-threaded) daemon process.
 
 mod init;
-mod logs;
+pub mod logs;
 mod oom;
 pub mod probe;
 mod run;

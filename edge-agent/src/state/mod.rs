@@ -181,6 +181,10 @@ pub struct ContainerRecord {
     /// Set when the last start failed before a shim could report anything.
     pub start_error: Option<StartFailure>,
     pub image_digest: Option<String>,
+    /// A restart was asked for (`drover-hub restart`) and its stop requested: the next
+    /// start happens as soon as it is down, whatever the restart policy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_requested: bool,
 }
 
 /// Why the last start of a container failed, and when.

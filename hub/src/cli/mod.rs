@@ -4,6 +4,7 @@
 
 mod client;
 pub mod clients;
+pub mod device_cmd;
 mod output;
 pub mod rollout;
 pub mod top;

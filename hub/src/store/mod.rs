@@ -9,6 +9,7 @@
 //! read-only connection ([`Store::open_read`]), which WAL lets run beside the writer.
 
 mod clients;
+mod commands;
 mod fleet;
 mod revisions;
 pub mod rows;
