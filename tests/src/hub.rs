@@ -183,6 +183,48 @@ impl TestHub {
     }
 }
 
+impl TestHub {
+    /// `mosquitto_pub` of `payload` on `topic` (QoS 1) to this hub's broker, logged in as
+    /// `user` (client id = user name) with `cred`: what any device or client could send.
+    pub fn mqtt_publish(&self, user: &str, cred: &str, topic: &str, payload: &[u8]) {
+        let file = self.dir.path().join("payload.bin");
+        fs::write(&file, payload).expect("write payload");
+        let port = self.broker_port.to_string();
+        let login = ["-i", user, "-u", user, "-P", cred];
+        let st = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", topic, "-f"])
+            .arg(&file)
+            .args(login)
+            .status()
+            .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+        assert!(st.success(), "mosquitto_pub failed");
+    }
+
+    /// `get stats -o json`: the hub's counters.
+    pub fn stats(&self) -> Value {
+        let (code, out, err) = self.cli(&["get", "stats", "-o", "json"]);
+        assert_eq!(code, 0, "get stats: {err}");
+        serde_json::from_str(&out).expect("stats json")
+    }
+
+    /// Waits (up to 30 s) until the counter `key` of `get stats` is `want`.
+    pub fn wait_stat(&self, key: &str, want: u64) {
+        wait_for(&format!("{key} = {want}"), Duration::from_secs(30), || {
+            (self.stats()[key].as_u64() == Some(want)).then_some(())
+        });
+    }
+}
+
+/// The device credential in an agent config snippet from `device add`.
+pub fn snippet_credential(snippet: &str) -> String {
+    snippet
+        .lines()
+        .find_map(|l| l.strip_prefix("credential = "))
+        .expect("credential")
+        .trim_matches('"')
+        .to_string()
+}
+
 impl Drop for TestHub {
     fn drop(&mut self) {
         if std::thread::panicking() {

@@ -17,20 +17,11 @@ use std::time::Duration;
 use drover_protocol::auth::seal_status;
 use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, seal_telemetry};
 use drover_protocol::{ContainerStatus, DeviceStatus, Name, Phase, Telemetry, WorkloadStatus};
-use drover_tests::hub::{Mosquitto, TestHub, free_port};
+use drover_tests::hub::{Mosquitto, TestHub, free_port, snippet_credential as credential};
 use drover_tests::wait_for;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
-
-fn credential(snippet: &str) -> String {
-    snippet
-        .lines()
-        .find_map(|l| l.strip_prefix("credential = "))
-        .expect("credential")
-        .trim_matches('"')
-        .to_string()
-}
 
 /// A login: client id, username, password.
 #[derive(Clone, Copy)]
@@ -112,18 +103,6 @@ fn lines(hub: &TestHub, file: &str) -> Vec<(bool, String, String)> {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn stats(hub: &TestHub) -> Value {
-    let (code, out, err) = hub.cli(&["get", "stats", "-o", "json"]);
-    assert_eq!(code, 0, "get stats: {err}");
-    serde_json::from_str(&out).unwrap()
-}
-
-fn wait_stat(hub: &TestHub, key: &str, want: u64) {
-    wait_for(&format!("{key} = {want}"), T, || {
-        (stats(hub)[key].as_u64() == Some(want)).then_some(())
-    });
 }
 
 fn device_names(hub: &TestHub) -> Vec<String> {
@@ -288,12 +267,12 @@ fn clients_log_in_but_never_count_as_devices() {
         &sealed_sample(2, w, "pi-1", &dash)
     ));
     assert!(publish(port, l, "drover/v1/dev/dash/online", b"online"));
-    wait_stat(&hub, "status_rejected_unknown_device", 1);
-    wait_stat(&hub, "status_rejected_bad_mac", 1);
-    wait_stat(&hub, "telemetry_rejected_unknown_device", 1);
-    wait_stat(&hub, "telemetry_rejected_bad_mac", 1);
-    wait_stat(&hub, "presence_rejected_unknown_device", 1);
-    let s = stats(&hub);
+    hub.wait_stat("status_rejected_unknown_device", 1);
+    hub.wait_stat("status_rejected_bad_mac", 1);
+    hub.wait_stat("telemetry_rejected_unknown_device", 1);
+    hub.wait_stat("telemetry_rejected_bad_mac", 1);
+    hub.wait_stat("presence_rejected_unknown_device", 1);
+    let s = hub.stats();
     assert_eq!(
         (&s["status_accepted"], &s["telemetry_accepted"]),
         (&1.into(), &0.into()),
@@ -430,8 +409,8 @@ fn mosquitto_acl_enforces_what_the_embedded_broker_cannot() {
     assert!(publish(port, dash_l, "drover/v1/sensors/kitchen", b"-40"));
     let st = seal_status(&status("pi-1", &[]), pi.as_bytes()).unwrap();
     assert!(publish(port, pi_l, "drover/v1/dev/pi-1/status", &st));
-    wait_stat(&hub, "status_accepted", 1);
-    wait_stat(&hub, "telemetry_accepted", 1);
+    hub.wait_stat("status_accepted", 1);
+    hub.wait_stat("telemetry_accepted", 1);
     let seen = wait_for("the telemetry mirror and the sensor reading", T, || {
         let l = lines(&hub, "dash.txt");
         (l.len() >= 2).then_some(l)
@@ -548,7 +527,7 @@ fn home_assistant_discovery_is_retained_under_the_prefix() {
         tele,
         &sealed_sample(11, ("sensor", "app"), "pi-1", &pi)
     ));
-    wait_stat(&hub, "telemetry_accepted", 2);
+    hub.wait_stat("telemetry_accepted", 2);
     wait_for("the second sample's mirror", T, || {
         let l = lines(&hub, "live.txt");
         l.iter()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use drover_protocol::Name;
 use drover_protocol::command::{Command as DeviceCommand, CommandKind, sign_command};
 use drover_tests::agent::TestAgent;
-use drover_tests::hub::TestHub;
+use drover_tests::hub::{TestHub, snippet_credential as credential};
 use drover_tests::{bin, require_root, wait_for};
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
@@ -36,15 +36,6 @@ fn numbers(text: &str) -> Vec<u64> {
     text.lines()
         .filter_map(|l| l.strip_prefix("line ")?.trim().parse().ok())
         .collect()
-}
-
-fn credential(snippet: &str) -> String {
-    snippet
-        .lines()
-        .find_map(|l| l.strip_prefix("credential = "))
-        .expect("credential")
-        .trim_matches('"')
-        .to_string()
 }
 
 /// `hub.commands` of the agent's report.

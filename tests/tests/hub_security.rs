@@ -10,7 +10,7 @@ use std::time::Duration;
 use drover_protocol::auth::sign_desired;
 use drover_protocol::{DesiredState, Name};
 use drover_tests::agent::TestAgent;
-use drover_tests::hub::TestHub;
+use drover_tests::hub::{TestHub, snippet_credential as credential};
 use drover_tests::{oci, require_root, wait_for};
 use serde_json::Value;
 
@@ -21,45 +21,6 @@ fn deployment(name: &str, image: &Path, env: &str) -> String {
         "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{role: victim}}}}\n  template:\n    spec:\n      stopGracePeriod: 1s\n      containers:\n        - name: main\n          image: oci:{}:latest\n          command: [/bin/sh, -c, \"echo {env}; while true; do sleep 1; done\"]\n",
         image.display()
     )
-}
-
-/// Credentials of a registered device, from its config snippet.
-fn credential(snippet: &str) -> String {
-    snippet
-        .lines()
-        .find_map(|l| l.strip_prefix("credential = "))
-        .expect("credential")
-        .trim_matches('"')
-        .to_string()
-}
-
-/// Publishes `payload` to `topic` as device `user` (a legitimate broker login).
-fn publish(hub: &TestHub, user: &str, cred: &str, topic: &str, payload: &[u8]) {
-    let file = hub.dir.path().join("payload.bin");
-    std::fs::write(&file, payload).expect("write payload");
-    let port = hub.broker_port.to_string();
-    let st = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-i",
-            user,
-            "-u",
-            user,
-            "-P",
-            cred,
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-f",
-        ])
-        .arg(&file)
-        .status()
-        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
-    assert!(st.success(), "mosquitto_pub failed");
 }
 
 /// Reads the retained message of `topic` as device `user`.
@@ -138,7 +99,7 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
     let g2 = wait_for("generation bumped", T, || {
         generation(&victim).filter(|g| *g > g1)
     });
-    publish(&hub, "mallory", &mallory, topic, &old);
+    hub.mqtt_publish("mallory", &mallory, topic, &old);
     wait_for("replay counted", T, || {
         (rejected(&victim, "stale") + rejected(&victim, "older") >= 1).then_some(())
     });
@@ -150,8 +111,7 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
         workloads: vec![],
     };
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    publish(
-        &hub,
+    hub.mqtt_publish(
         "mallory",
         &mallory,
         topic,
@@ -163,13 +123,13 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
 
     // A genuine desired state of another device, sent to the victim's topic.
     let theirs = retained(&hub, "mallory", &mallory, "drover/v1/dev/mallory/desired");
-    publish(&hub, "mallory", &mallory, topic, &theirs);
+    hub.mqtt_publish("mallory", &mallory, topic, &theirs);
     wait_for("misdirection counted", T, || {
         (rejected(&victim, "device") >= 1).then_some(())
     });
 
     // Garbage.
-    publish(&hub, "mallory", &mallory, topic, b"\x01\x02garbage");
+    hub.mqtt_publish("mallory", &mallory, topic, b"\x01\x02garbage");
     wait_for("garbage counted", T, || {
         (rejected(&victim, "malformed") >= 1).then_some(())
     });
@@ -190,13 +150,7 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
         capacity: Default::default(),
     };
     let sealed = drover_protocol::auth::seal_status(&forged_status, mallory.as_bytes()).unwrap();
-    publish(
-        &hub,
-        "mallory",
-        &mallory,
-        "drover/v1/dev/victim/status",
-        &sealed,
-    );
+    hub.mqtt_publish("mallory", &mallory, "drover/v1/dev/victim/status", &sealed);
     wait_for("hub counts the forged status", T, || {
         let (code, out, _) = hub.cli(&["get", "stats", "-o", "json"]);
         let v: Value = serde_json::from_str(&out).ok()?;

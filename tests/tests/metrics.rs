@@ -15,7 +15,7 @@ use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, sea
 use drover_protocol::{Name, Telemetry};
 use drover_tests::agent::TestAgent;
 use drover_tests::dashboard::{self, Selector};
-use drover_tests::hub::TestHub;
+use drover_tests::hub::{TestHub, snippet_credential as credential};
 use drover_tests::prom_text::{self, Exposition};
 use drover_tests::{oci, require_root, wait_for};
 
@@ -238,13 +238,6 @@ fn a_real_hub_serves_a_real_agents_presence_and_restarts() {
     wait_for("the device offline in /metrics", T, || {
         (scrape(&hub).value("drover_device_up", &dev) == Some(0.0)).then_some(())
     });
-}
-
-fn credential(snippet: &str) -> String {
-    let line = snippet
-        .lines()
-        .find_map(|l| l.strip_prefix("credential = "));
-    line.expect("credential").trim_matches('"').to_owned()
 }
 
 fn publish(hub: &TestHub, device: &str, cred: &str, payload: &[u8]) {

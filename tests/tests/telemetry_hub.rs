@@ -11,20 +11,11 @@ use std::time::Duration;
 use drover_protocol::auth::seal_status;
 use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, seal_telemetry};
 use drover_protocol::{DeviceStatus, Name, Telemetry};
-use drover_tests::hub::TestHub;
+use drover_tests::hub::{TestHub, snippet_credential as credential};
 use drover_tests::wait_for;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
-
-fn credential(snippet: &str) -> String {
-    snippet
-        .lines()
-        .find_map(|l| l.strip_prefix("credential = "))
-        .expect("credential")
-        .trim_matches('"')
-        .to_string()
-}
 
 fn mqtt_args(hub: &TestHub, user: &str, cred: &str) -> Vec<String> {
     let port = hub.broker_port.to_string();
@@ -42,18 +33,6 @@ fn mqtt_args(hub: &TestHub, user: &str, cred: &str) -> Vec<String> {
     ]
     .map(str::to_owned)
     .to_vec()
-}
-
-fn publish(hub: &TestHub, user: &str, cred: &str, topic: &str, payload: &[u8]) {
-    let file = hub.dir.path().join("payload.bin");
-    std::fs::write(&file, payload).unwrap();
-    let st = Command::new("mosquitto_pub")
-        .args(mqtt_args(hub, user, cred))
-        .args(["-t", topic, "-f"])
-        .arg(&file)
-        .status()
-        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
-    assert!(st.success(), "mosquitto_pub failed");
 }
 
 /// `mosquitto_sub` printing each message on `topic` on its own line, into a file.
@@ -99,18 +78,6 @@ fn sample(seq: u64, cpu_ms: u64) -> Telemetry {
     }
 }
 
-fn stats(hub: &TestHub) -> Value {
-    let (code, out, err) = hub.cli(&["get", "stats", "-o", "json"]);
-    assert_eq!(code, 0, "get stats: {err}");
-    serde_json::from_str(&out).unwrap()
-}
-
-fn wait_stat(hub: &TestHub, key: &str, want: u64) {
-    wait_for(&format!("{key} = {want}"), T, || {
-        (stats(hub)[key].as_u64() == Some(want)).then_some(())
-    });
-}
-
 #[test]
 fn samples_are_verified_counted_kept_and_mirrored() {
     let mut hub = TestHub::new();
@@ -134,31 +101,24 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     );
     std::thread::sleep(Duration::from_millis(500));
 
-    publish(
-        &hub,
+    hub.mqtt_publish(
         "pi-t",
         &cred,
         topic,
         &seal_telemetry(&sample(10, 1_000), &dev, cred.as_bytes()).unwrap(),
     );
-    wait_stat(&hub, "telemetry_accepted", 1);
+    hub.wait_stat("telemetry_accepted", 1);
     std::thread::sleep(Duration::from_millis(1100)); // the next sample one second later
     let second = seal_telemetry(&sample(11, 1_500), &dev, cred.as_bytes()).unwrap();
-    publish(&hub, "pi-t", &cred, topic, &second);
-    wait_stat(&hub, "telemetry_accepted", 2);
+    hub.mqtt_publish("pi-t", &cred, topic, &second);
+    hub.wait_stat("telemetry_accepted", 2);
     // A replay of a genuine sample, a forgery, and a device that does not exist.
-    publish(&hub, "pi-t", &cred, topic, &second);
+    hub.mqtt_publish("pi-t", &cred, topic, &second);
     let forged = seal_telemetry(&sample(12, 0), &dev, b"guessed").unwrap();
-    publish(&hub, "pi-t", &cred, topic, &forged);
-    publish(
-        &hub,
-        "pi-t",
-        &cred,
-        "drover/v1/dev/ghost/telemetry",
-        &second,
-    );
-    wait_stat(&hub, "telemetry_rejected_unknown_device", 1);
-    let s = stats(&hub);
+    hub.mqtt_publish("pi-t", &cred, topic, &forged);
+    hub.mqtt_publish("pi-t", &cred, "drover/v1/dev/ghost/telemetry", &second);
+    hub.wait_stat("telemetry_rejected_unknown_device", 1);
+    let s = hub.stats();
     assert_eq!(s["telemetry_accepted"], 2, "{s}");
     assert_eq!(s["telemetry_rejected_replayed"], 1, "{s}");
     assert_eq!(s["telemetry_rejected_bad_mac"], 1, "{s}");
@@ -215,8 +175,7 @@ fn samples_are_verified_counted_kept_and_mirrored() {
         workloads: vec![],
         capacity: Default::default(),
     };
-    publish(
-        &hub,
+    hub.mqtt_publish(
         "pi-t",
         &cred,
         "drover/v1/dev/pi-t/status",
@@ -240,14 +199,14 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     // Until the hub has subscribed again, what is published is lost: publish until counted.
     let until = |key: &str, payload: &[u8]| {
         wait_for(&format!("{key} after the restart"), T, || {
-            publish(&hub, "pi-t", &cred, topic, payload);
+            hub.mqtt_publish("pi-t", &cred, topic, payload);
             std::thread::sleep(Duration::from_millis(300));
-            (stats(&hub)[key].as_u64() > Some(0)).then_some(())
+            (hub.stats()[key].as_u64() > Some(0)).then_some(())
         })
     };
     until("telemetry_rejected_replayed", &second);
     assert_eq!(
-        stats(&hub)["telemetry_accepted"],
+        hub.stats()["telemetry_accepted"],
         0,
         "seq 11 is known from the history"
     );
