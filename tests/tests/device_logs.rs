@@ -238,8 +238,12 @@ fn follow_streams_new_lines_and_stops_on_ctrl_c(hub: &TestHub, a: &TestAgent) {
         "{arrivals:?}"
     );
     assert_eq!(command_stats(a)["streams"], 1, "{}", command_stats(a));
+    // SIGTERM, not SIGINT: a test run started in the background (`cmd &`, nohup, some CI
+    // runners) hands its children SIGINT ignored, and the CLI would never end. Either
+    // signal ends the CLI without a word to the hub: the closed connection cancels the
+    // stream (what Ctrl-C does).
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let _ = child.0.wait();
     wait_for(
         "the stream to end on the device",

@@ -36,15 +36,26 @@ fn mqtt_args(hub: &TestHub, user: &str, cred: &str) -> Vec<String> {
 }
 
 /// `mosquitto_sub` printing each message on `topic` on its own line, into a file.
-fn subscribe(hub: &TestHub, user: &str, cred: &str, topic: &str, out: &str) -> Child {
+/// A subscriber process, killed when dropped (also when the test fails).
+struct Subscriber(Child);
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn subscribe(hub: &TestHub, user: &str, cred: &str, topic: &str, out: &str) -> Subscriber {
     let file = std::fs::File::create(hub.dir.path().join(out)).unwrap();
-    Command::new("mosquitto_sub")
+    let child = Command::new("mosquitto_sub")
         .args(mqtt_args(hub, user, cred))
         .args(["-t", topic])
         .stdout(file)
         .stderr(Stdio::null())
         .spawn()
-        .expect("mosquitto_sub")
+        .expect("mosquitto_sub");
+    Subscriber(child)
 }
 
 fn sample(seq: u64, cpu_ms: u64) -> Telemetry {
@@ -92,7 +103,7 @@ fn samples_are_verified_counted_kept_and_mirrored() {
         .to_owned();
     let dev = Name::new("pi-t").unwrap();
     let topic = "drover/v1/dev/pi-t/telemetry";
-    let mut mirror = subscribe(
+    let mirror = subscribe(
         &hub,
         "dash",
         &dash,
@@ -164,8 +175,7 @@ fn samples_are_verified_counted_kept_and_mirrored() {
         })
         .collect();
     assert_eq!(seqs, [10, 11], "{mirrored}");
-    let _ = mirror.kill();
-    let _ = mirror.wait();
+    drop(mirror);
 
     // A status is mirrored as JSON, retained, for dashboards connecting later.
     let status = DeviceStatus {
