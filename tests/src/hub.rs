@@ -184,17 +184,35 @@ impl TestHub {
 }
 
 impl TestHub {
+    /// The arguments of `mosquitto_pub` / `mosquitto_sub` that reach this hub's broker as
+    /// login `user` (client id = user name) with `cred`.
+    pub fn mqtt_login(&self, user: &str, cred: &str) -> Vec<String> {
+        let port = self.broker_port.to_string();
+        [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-i",
+            user,
+            "-u",
+            user,
+            "-P",
+            cred,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     /// `mosquitto_pub` of `payload` on `topic` (QoS 1) to this hub's broker, logged in as
     /// `user` (client id = user name) with `cred`: what any device or client could send.
     pub fn mqtt_publish(&self, user: &str, cred: &str, topic: &str, payload: &[u8]) {
         let file = self.dir.path().join("payload.bin");
         fs::write(&file, payload).expect("write payload");
-        let port = self.broker_port.to_string();
-        let login = ["-i", user, "-u", user, "-P", cred];
         let st = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", topic, "-f"])
+            .args(self.mqtt_login(user, cred))
+            .args(["-q", "1", "-t", topic, "-f"])
             .arg(&file)
-            .args(login)
             .status()
             .expect("mosquitto_pub (apt-get install mosquitto-clients)");
         assert!(st.success(), "mosquitto_pub failed");

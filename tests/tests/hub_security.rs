@@ -25,27 +25,9 @@ fn deployment(name: &str, image: &Path, env: &str) -> String {
 
 /// Reads the retained message of `topic` as device `user`.
 fn retained(hub: &TestHub, user: &str, cred: &str, topic: &str) -> Vec<u8> {
-    let port = hub.broker_port.to_string();
     let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-i",
-            user,
-            "-u",
-            user,
-            "-P",
-            cred,
-            "-t",
-            topic,
-            "-C",
-            "1",
-            "-N",
-            "-W",
-            "10",
-        ])
+        .args(hub.mqtt_login(user, cred))
+        .args(["-t", topic, "-C", "1", "-N", "-W", "10"])
         .output()
         .expect("mosquitto_sub (apt-get install mosquitto-clients)");
     assert!(

@@ -17,24 +17,6 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
-fn mqtt_args(hub: &TestHub, user: &str, cred: &str) -> Vec<String> {
-    let port = hub.broker_port.to_string();
-    [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-i",
-        user,
-        "-u",
-        user,
-        "-P",
-        cred,
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
 /// `mosquitto_sub` printing each message on `topic` on its own line, into a file.
 /// A subscriber process, killed when dropped (also when the test fails).
 struct Subscriber(Child);
@@ -49,7 +31,7 @@ impl Drop for Subscriber {
 fn subscribe(hub: &TestHub, user: &str, cred: &str, topic: &str, out: &str) -> Subscriber {
     let file = std::fs::File::create(hub.dir.path().join(out)).unwrap();
     let child = Command::new("mosquitto_sub")
-        .args(mqtt_args(hub, user, cred))
+        .args(hub.mqtt_login(user, cred))
         .args(["-t", topic])
         .stdout(file)
         .stderr(Stdio::null())
@@ -193,7 +175,7 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     );
     let retained = wait_for("the retained status mirror", T, || {
         let out = Command::new("mosquitto_sub")
-            .args(mqtt_args(&hub, "dash", &dash))
+            .args(hub.mqtt_login("dash", &dash))
             .args(["-t", "drover/v1/dev/pi-t/status/json", "-C", "1", "-W", "3"])
             .output()
             .unwrap();
