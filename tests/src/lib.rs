@@ -3,7 +3,7 @@
 
 pub mod agent;
 pub mod browser;
-pub mod dashboard;
+pub mod grafana;
 pub mod hub;
 pub mod oci;
 pub mod prom_text;

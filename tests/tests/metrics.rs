@@ -14,7 +14,7 @@ use std::time::Duration;
 use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, seal_telemetry};
 use drover_protocol::{Name, Telemetry};
 use drover_tests::agent::TestAgent;
-use drover_tests::dashboard::{self, Selector};
+use drover_tests::grafana::{self, Selector};
 use drover_tests::hub::{TestHub, snippet_credential as credential};
 use drover_tests::prom_text::{self, Exposition};
 use drover_tests::{oci, require_root, wait_for};
@@ -82,11 +82,11 @@ fn metrics_parse_strictly_and_every_dashboard_query_uses_an_exported_metric() {
     assert_eq!(body.value("drover_devices", &[]), Some(12.0));
     assert!(body.families.len() >= 50, "{:?}", body.families.keys());
 
-    let queries = dashboard::queries(&dashboard_json());
+    let queries = grafana::queries(&dashboard_json());
     assert!(queries.len() >= 40, "{} queries", queries.len());
     let mut used = BTreeSet::new();
     for q in &queries {
-        let s = dashboard::selectors(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let s = grafana::selectors(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         assert!(!s.is_empty(), "no metric in {q}");
         used.extend(s);
     }
@@ -105,12 +105,7 @@ fn the_dashboard_check_catches_a_wrong_metric_or_label() {
     let fleet = drover_hub::metrics::sample::build(dir.path(), 2, 1).unwrap();
     let text = drover_hub::metrics::render(&fleet.read, &fleet.telemetry, fleet.now_ms).unwrap();
     let body = prom_text::parse(&text).unwrap();
-    let check = |q: &str| {
-        unknown(
-            &dashboard::selectors(q).unwrap().into_iter().collect(),
-            &body,
-        )
-    };
+    let check = |q: &str| unknown(&grafana::selectors(q).unwrap().into_iter().collect(), &body);
     let q = r#"sum by (le) (rate(drover_hub_apply_duration_seconds_bucket{job=~"$job"}[5m]))"#;
     assert_eq!(
         check(q),
