@@ -106,7 +106,11 @@ impl Controller {
         let public_key = self.public_key();
         let broker = self.settings.device_broker.clone();
         let config = format!(
-            "device = \"{name}\"\n\n[hub]\nbroker = \"{broker}\"\ncredential = \"{credential}\"\npublic_key = \"{public_key}\"\n"
+            "# Drover agent configuration for device {name:?}: a complete file, to be installed\n\
+             # as /etc/drover/agent.toml (mode 0600: it holds the device's credential). Every\n\
+             # other setting keeps its default (see configs/agent.toml). To merge it into an\n\
+             # existing file instead, `device` must go above the first [section].\n\
+             device = \"{name}\"\n\n[hub]\nbroker = \"{broker}\"\ncredential = \"{credential}\"\npublic_key = \"{public_key}\"\n"
         );
         DeviceAdded {
             name: name.to_owned(),
