@@ -56,18 +56,7 @@ pub fn ps(config: &Path, format: Format) -> u8 {
         eprintln!("warning: {w}");
     }
     if let Some(h) = &report.hub {
-        let state = if h.connected {
-            "connected"
-        } else {
-            "disconnected"
-        };
-        eprintln!(
-            "hub: {state}, desired generation {}, rejected desired states {}, dropped status updates {}, trimmed status updates {}",
-            report.status.observed_generation,
-            h.rejected_desired,
-            h.dropped_status,
-            h.trimmed_status
-        );
+        eprint!("{}", hub_lines(h, report.status.observed_generation));
     }
     refresh_memory(&mut report.status, cfg.cgroup_parent.trim_matches('/'));
     match format {
@@ -103,6 +92,33 @@ fn json(report: &state::AgentReport) -> serde_json::Result<String> {
 }
 
 /// True when some process holds the state folder's lock.
+/// The link's counters for the text output: connection, desired states and status
+/// updates on one line, telemetry samples and hub commands on the next.
+fn hub_lines(h: &crate::hub_link::LinkStats, generation: u64) -> String {
+    let state = if h.connected {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    let c = &h.commands;
+    format!(
+        "hub: {state}, desired generation {generation}, rejected desired states {}, \
+         dropped status updates {}, trimmed status updates {}\n\
+         telemetry: published {}, downsampled {}, dropped {}; \
+         commands: accepted {}, rejected {}, log streams {}, restarts {}\n",
+        h.rejected_desired,
+        h.dropped_status,
+        h.trimmed_status,
+        h.published_telemetry,
+        h.downsampled_telemetry,
+        h.dropped_telemetry,
+        c.accepted,
+        c.rejected,
+        c.streams,
+        c.restarts,
+    )
+}
+
 fn agent_running(paths: &StatePaths) -> bool {
     let Ok(f) = std::fs::File::open(paths.lock()) else {
         return false;
@@ -277,6 +293,26 @@ fn age(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hub_lines_show_telemetry_and_command_counters() {
+        let mut h = crate::hub_link::LinkStats {
+            connected: true,
+            published_telemetry: 12,
+            downsampled_telemetry: 3,
+            dropped_telemetry: 1,
+            ..Default::default()
+        };
+        h.commands.accepted = 4;
+        h.commands.rejected = 2;
+        h.commands.restarts = 1;
+        assert_eq!(
+            super::hub_lines(&h, 7),
+            "hub: connected, desired generation 7, rejected desired states 0, dropped status \
+             updates 0, trimmed status updates 0\ntelemetry: published 12, downsampled 3, \
+             dropped 1; commands: accepted 4, rejected 2, log streams 0, restarts 1\n"
+        );
+    }
+
     use super::*;
 
     #[test]
