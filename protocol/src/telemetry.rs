@@ -92,6 +92,27 @@ pub struct ContainerUsage {
     pub restarts: u32,
 }
 
+impl DeviceUsage {
+    /// A Raspberry Pi 4 after a month up (30 days, 12 GiB received, 52.7 °C, throttled
+    /// in the past): realistic magnitudes for size budgets, since varints grow with the
+    /// values. Used by the wire-size tests and `bench/wire`; not a default.
+    pub fn month_up_example() -> DeviceUsage {
+        DeviceUsage {
+            cpu_permille: 237,
+            load1_centi: 152,
+            memory_used_kib: 1_310_720,
+            memory_available_kib: 2_621_440,
+            disk_free_kib: 24_117_248,
+            temperature_decicelsius: Some(527),
+            throttled: Some(0x5_0000),
+            net_rx_bytes: 12_884_901_888,
+            net_tx_bytes: 3_221_225_472,
+            uptime_s: 2_592_000,
+            agent_rss_kib: 7_400,
+        }
+    }
+}
+
 impl Wire for Telemetry {
     const KIND: u8 = 5;
     const KIND_NAME: &'static str = "telemetry";

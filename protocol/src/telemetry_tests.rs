@@ -12,19 +12,7 @@ pub(crate) fn month_up_sample(workloads: usize) -> Telemetry {
     Telemetry {
         seq: (41 << 32) + 259_200,
         time_s: 1_796_000_000,
-        device: DeviceUsage {
-            cpu_permille: 237,
-            load1_centi: 152,
-            memory_used_kib: 1_310_720,
-            memory_available_kib: 2_621_440,
-            disk_free_kib: 24_117_248,
-            temperature_decicelsius: Some(527),
-            throttled: Some(0x5_0000),
-            net_rx_bytes: 12_884_901_888,
-            net_tx_bytes: 3_221_225_472,
-            uptime_s: 2_592_000,
-            agent_rss_kib: 7_400,
-        },
+        device: DeviceUsage::month_up_example(),
         workloads: (0..workloads)
             .map(|i| WorkloadUsage {
                 name: name(&format!("sensor-{i}")),
