@@ -22,16 +22,13 @@ import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "harness"))
-from common import REL, ROOT, dump, read_json, splice_section  # noqa: E402
-from fanout import git_commit, summary  # noqa: E402
+from common import REL, ROOT, dump, status_kib  # noqa: E402
+from fanout import git_commit  # noqa: E402
 from fanout_procs import Hub, cpu_s, free_port, tail  # noqa: E402
 from agent_procs import Agent, Netns, capture, cleanup, pcap_breakdown  # noqa: E402
+from agent_telemetry_report import OUT, SETTINGS, cost_summary, section, splice  # noqa: E402
 
-SETTINGS = (("off", "0s"), ("10 s (default)", "10s"), ("1 s", "1s"))
 WIRE = os.path.join(REL, "drover-bench-wire")
-OUT = os.path.join(ROOT, "bench/agent-telemetry-results.json")
-TITLE = "### Agent cost and measured idle uplink"
-BEFORE = {"cpu_s_per_150s": {"off": 0.02, "10s": 0.03, "1s": 0.18}, "rss_mb": {"10s": 8.25, "off": 8.02}}
 
 
 def log(msg):
@@ -68,17 +65,8 @@ def window(agents, seconds):
         cpu, shims = cpu_s(a.pid) - c0[a.key][0], a.shims_cpu_s() - c0[a.key][1]
         out[a.key] = {"window_s": round(dt, 2), "agent_cpu_s": round(cpu, 3),
                       "agent_cpu_pct": round(100 * cpu / dt, 4), "shims_cpu_s": round(shims, 3),
-                      "vmrss_kib": a.status_kib("VmRSS"), "vmhwm_kib": a.status_kib("VmHWM")}
+                      "vmrss_kib": status_kib(a.pid, "VmRSS"), "vmhwm_kib": status_kib(a.pid, "VmHWM")}
     return out
-
-
-def cost_summary(windows, key):
-    ws = [w[key] for w in windows]
-    return {"agent_cpu_pct": summary([w["agent_cpu_pct"] for w in ws], 4),
-            "agent_cpu_s_per_150s": summary([150 * w["agent_cpu_s"] / w["window_s"] for w in ws], 3),
-            "shims_cpu_s_per_150s": summary([150 * w["shims_cpu_s"] / w["window_s"] for w in ws], 3),
-            "vmrss_mib": summary([w["vmrss_kib"] / 1024 for w in ws], 2),
-            "vmhwm_mib": summary([w["vmhwm_kib"] / 1024 for w in ws], 2)}
 
 
 def uplink_result(ns, c0, c1, cap, wall, dt):
@@ -173,91 +161,6 @@ def bench(work, p):
     return out
 
 
-def fmt(s, unit=""):
-    return f"{s['median']}{unit} ({s['min']}–{s['max']})"
-
-
-def cost_lines(doc):
-    r, p = doc["result"]["cost"], doc["params"]
-    lines = [f"Agent cost: three agents side by side over the same {p['windows']} windows of {p['window_s']} s, "
-             f"each with {p['workloads']} idle workload(s), differing only in `[telemetry] interval` (config file). "
-             "CPU is the agent process alone (utime + stime of /proc/PID/stat; its shims are separate processes, "
-             "shown apart: telemetry reads cgroup files from the agent, so they should not move); VmRSS and VmHWM at "
-             "each window's end. Median (min–max) over the windows; CPU time has 10 ms ticks.", "",
-             "| telemetry | agent CPU, % of one core | agent CPU, s per 150 s | before (by hand, s per 150 s) "
-             "| shims' CPU, s per 150 s | agent VmRSS, MiB | agent VmHWM, MiB |", "|---|---|---|---|---|---|---|"]
-    for label, interval in SETTINGS:
-        s = r["settings"].get(f"tel-{interval}")
-        if s:
-            before = BEFORE["cpu_s_per_150s"]["off" if interval == "0s" else interval]
-            lines.append(f"| {label} | {fmt(s['agent_cpu_pct'])} | {fmt(s['agent_cpu_s_per_150s'])} | {before} "
-                         f"| {fmt(s['shims_cpu_s_per_150s'])} | {fmt(s['vmrss_mib'])} | {fmt(s['vmhwm_mib'])} |")
-    return lines + ["", "Before: measured by hand, no script (one agent at a time, 150 s each, 5 idle workloads; "
-                        "RSS 8.25 vs 8.02 MB with telemetry at 10 s vs off).", ""]
-
-
-def uplink_lines(doc):
-    u, p, m = doc["result"]["uplink"], doc["params"], doc.get("model")
-    verdict = "within" if u["uplink_kbit_s"] <= 0.25 else "**over**"
-    lines = [f"Idle uplink, measured: one agent at the defaults (status heartbeat 30 s, telemetry 10 s, MQTT keep-alive "
-             f"30 s) with {p['uplink_workloads']} idle workload, in its own network namespace behind a veth pair to the "
-             f"hub's broker; the agent side's counters over {u['seconds']} s (Ethernet header + IPv4 + TCP + MQTT): "
-             f"**{u['uplink_kbit_s']} kbit/s up** ({u['tx_packets']} frames, {u['tx_bytes']:,} B), "
-             f"{u['downlink_kbit_s']} kbit/s down; {verdict} the budget of 0.25 kbit/s."]
-    if m:
-        lines[-1] += (f" The model (`drover-bench-wire`, packet sizes): {m['mqtt_kbit_s']} kbit/s of MQTT, "
-                      f"{m['with_tcp_ip_headers_kbit_s']} kbit/s with IPv4/TCP headers (no Ethernet header, no PINGREQ).")
-    if u.get("breakdown"):
-        lines += ["", "Where the bytes go (tcpdump on the veth over the same seconds; kinds by the first MQTT packet "
-                      "in each frame):", "", "| direction | kind | frames | bytes | kbit/s |", "|---|---|---|---|---|"]
-        lines += [f"| {b['direction']} | {b['kind']} | {b['frames']} | {b['bytes']:,} | {b['kbit_s']} |"
-                  for b in u["breakdown"]]
-    return lines + [""]
-
-
-def section(doc):
-    r = doc["result"]
-    lines = [TITLE, "", f"`bench/agent-telemetry.sh` (commit {doc['commit']}, {doc['date']}): a release `drover-hub` "
-             "(embedded broker) and release `drover-agent`s registered with it, running real idle containers "
-             "(busybox `sleep`, one Deployment each, through the hub).", ""]
-    if not r.get("ok"):
-        return lines + [f"**Failed**: {r.get('failure')}", ""]
-    if "cost" in r:
-        lines += cost_lines(doc)
-    if "uplink" in r:
-        lines += uplink_lines(doc)
-    return lines
-
-
-def splice(report, body):
-    """Puts `body` (TITLE …) into the report's "## Telemetry (issue 12)" section, in place
-    of an earlier one, else at the section's end."""
-    parent = "## Telemetry (issue 12)"
-    text = open(report).read() if os.path.exists(report) else ""
-    if parent not in text:
-        return splice_section(report, parent, f"{parent}\n\n{body}")
-    start = text.find(parent)
-    end = text.find("\n## ", start + 1)
-    end = len(text) if end < 0 else end + 1
-    sec = text[start:end]
-    i = sec.find(TITLE)
-    if i >= 0:
-        j = sec.find("\n### ", i + 1)
-        sec = sec[:i] + body + (sec[j + 1:] if j >= 0 else "")
-    else:
-        sec = sec.rstrip("\n") + "\n\n" + body
-    with open(report, "w") as f:
-        f.write(text[:start] + sec + text[end:])
-
-
-def splice_saved(report):
-    """The part from bench/agent-telemetry-results.json, for bench/telemetry.py, which
-    rewrites the whole section."""
-    doc = read_json(OUT)
-    if doc:
-        splice(report, "\n".join(section(doc)) + "\n")
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true", help="1 workload, 2 windows of 5 s, 10 s of uplink (< 1 min)")
@@ -268,7 +171,11 @@ def main():
     ap.add_argument("--uplink-workloads", type=int, default=1)
     ap.add_argument("--out", default=OUT)
     ap.add_argument("--report", help="REPORT.md to put the part into (default: bench/REPORT.md in a full run)")
+    ap.add_argument("--report-from", help="only render the part from this results file into --report")
     a = ap.parse_args()
+    if a.report_from:
+        with open(a.report_from) as f:
+            return splice(a.report or os.path.join(ROOT, "bench/REPORT.md"), "\n".join(section(json.load(f))) + "\n")
     if os.geteuid() != 0:
         sys.exit("agent_telemetry.py: must run as root (containers, cgroups, network namespaces)")
     for b in ("drover-hub", "drover-agent", "busybox-layout"):

@@ -24,7 +24,7 @@ from fanout_procs import ROOT, Fleet, Hub, Mosquitto, cpu_s, free_port, record_f
 from fanout import git_commit, register, summary  # noqa: E402
 from rollout import thread_cpu  # noqa: E402
 from common import splice_section  # noqa: E402
-import agent_telemetry  # noqa: E402
+import agent_telemetry_report  # noqa: E402
 
 
 def log(msg):
@@ -197,7 +197,7 @@ def main():
     report = a.report or (None if a.smoke else os.path.join(ROOT, "bench/REPORT.md"))
     if report:
         splice_section(report, "## Telemetry (issue 12)", "\n".join(section(doc)))
-        agent_telemetry.splice_saved(report)  # the agent-side part of the same section
+        agent_telemetry_report.splice_saved(report)  # the agent-side part of the same section
     print("\n".join(section(doc)))
     sys.exit(0 if result.get("ok") else 1)
 

@@ -62,13 +62,6 @@ class Agent:
                 pass
         return total
 
-    def status_kib(self, field):
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        return 0
-
     def workloads_left(self):
         d = os.path.join(self.state, "workloads")
         return os.listdir(d) if os.path.isdir(d) else []
