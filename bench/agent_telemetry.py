@@ -23,9 +23,9 @@ import argparse, json, os, shutil, subprocess, sys, tempfile, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "harness"))
 from common import REL, ROOT, dump, status_kib  # noqa: E402
-from fanout import git_commit  # noqa: E402
+from fanout import git_commit, summary  # noqa: E402
 from fanout_procs import Hub, cpu_s, free_port, tail  # noqa: E402
-from agent_procs import Agent, Netns, capture, cleanup, pcap_breakdown  # noqa: E402
+from agent_procs import Agent, CounterSampler, Netns, capture, cleanup, pcap_breakdown  # noqa: E402
 from agent_telemetry_report import OUT, SETTINGS, cost_summary, section, splice  # noqa: E402
 
 WIRE = os.path.join(REL, "drover-bench-wire")
@@ -80,6 +80,17 @@ def uplink_result(ns, c0, c1, cap, wall, dt):
     return res
 
 
+def per_window(samples, period):
+    """kbit/s up and down per whole window of `period` s between consecutive samples."""
+    ups, downs = [], []
+    for (ta, a), (tb, b) in zip(samples, samples[1:]):
+        if tb - ta >= 0.9 * period:
+            ups.append((b["tx_bytes"] - a["tx_bytes"]) * 8 / (tb - ta) / 1000)
+            downs.append((b["rx_bytes"] - a["rx_bytes"]) * 8 / (tb - ta) / 1000)
+    return {"window_s": period, "uplink_kbit_s_per_window": summary(ups, 4),
+            "downlink_kbit_s_per_window": summary(downs, 4)}
+
+
 def wire_model():
     """The uplink model of `drover-bench-wire` (packet sizes), when the binary is built."""
     if not os.access(WIRE, os.X_OK):
@@ -115,6 +126,8 @@ def measure(work, p, cost, up, ns, out):
     if up:
         cap = ns.cap = capture(ns.host_if, cap_path)
         c0, t0, w0 = ns.counters(), time.monotonic(), time.time()
+        sampler = CounterSampler(ns, p["uplink_window_s"])
+        sampler.start()
     wins = []
     for w in range(p["windows"]):
         wins.append(window(cost, p["window_s"]))
@@ -128,10 +141,12 @@ def measure(work, p, cost, up, ns, out):
             time.sleep(rest)
         up.check_alive()
         c1, dt, w1 = ns.counters(), time.monotonic() - t0, time.time()
+        sampler.stop()
         if cap:
             cap.send_signal(2)
             cap.wait(10)
         out["uplink"] = uplink_result(ns, c0, c1, cap_path if cap else None, (w0, w1), dt)
+        out["uplink"].update(per_window(sampler.samples, p["uplink_window_s"]))
         u = out["uplink"]
         log(f"  uplink over {u['seconds']} s: {u['uplink_kbit_s']} kbit/s up, {u['downlink_kbit_s']} kbit/s down")
 
@@ -169,6 +184,8 @@ def main():
     ap.add_argument("--window-s", type=int, default=60)
     ap.add_argument("--uplink-s", type=int, default=300, help="uplink measurement, s (default 300; 0: none)")
     ap.add_argument("--uplink-workloads", type=int, default=1)
+    ap.add_argument("--uplink-window-s", type=int, default=30,
+                    help="uplink windows for median/min/max, s (default 30: one status heartbeat)")
     ap.add_argument("--out", default=OUT)
     ap.add_argument("--report", help="REPORT.md to put the part into (default: bench/REPORT.md in a full run)")
     ap.add_argument("--report-from", help="only render the part from this results file into --report")
@@ -182,9 +199,9 @@ def main():
         if not os.access(os.path.join(REL, b), os.X_OK):
             sys.exit(f"missing target/release/{b} (bench/agent-telemetry.sh builds it)")
     p = {"workloads": a.workloads, "windows": a.windows, "window_s": a.window_s, "uplink_s": a.uplink_s,
-         "uplink_workloads": a.uplink_workloads, "warmup_s": 15}
+         "uplink_workloads": a.uplink_workloads, "uplink_window_s": a.uplink_window_s, "warmup_s": 15}
     if a.smoke:
-        p.update(workloads=1, windows=2, window_s=5, uplink_s=10, warmup_s=3)
+        p.update(workloads=1, windows=2, window_s=5, uplink_s=10, uplink_window_s=5, warmup_s=3)
         if a.out == OUT:
             a.out = os.path.join(ROOT, "target/bench-smoke/agent-telemetry-results.json")
     log(f"agent telemetry bench: {p}")

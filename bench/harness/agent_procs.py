@@ -2,7 +2,7 @@
 `drover-agent`s registered with a hub (optionally inside a network namespace behind a veth
 pair), their shims, the namespace itself, and a tcpdump capture split by MQTT packet type.
 Starts, stops, reads /proc and byte counters; it never judges a figure. Python 3 stdlib only."""
-import json, os, shutil, signal, struct, subprocess, time
+import json, os, shutil, signal, struct, subprocess, threading, time
 
 from common import REL, kill_cgroup_procs, read_json, remove_cgroups, umount_under, wait
 from fanout_procs import cpu_s, stop, tail
@@ -113,6 +113,28 @@ class Netns:
             self.cap.wait()
         subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
         subprocess.run(["ip", "link", "del", self.host_if], stderr=subprocess.DEVNULL)
+
+
+class CounterSampler(threading.Thread):
+    """Reads a namespace's counters every `period` s from its start until stopped:
+    [(seconds since start, counters)], the first at 0."""
+
+    def __init__(self, ns, period):
+        super().__init__(daemon=True)
+        self.ns, self.period, self.samples, self.done = ns, period, [], threading.Event()
+
+    def run(self):
+        t0, k = time.monotonic(), 0
+        self.samples.append((0.0, self.ns.counters()))
+        while True:
+            k += 1
+            if self.done.wait(max(0.0, t0 + k * self.period - time.monotonic())):
+                return
+            self.samples.append((time.monotonic() - t0, self.ns.counters()))
+
+    def stop(self):
+        self.done.set()
+        self.join()
 
 
 def capture(iface, path):

@@ -68,6 +68,10 @@ def uplink_lines(doc):
              f"hub's broker; the agent side's counters over {u['seconds']:g} s (Ethernet header + IPv4 + TCP + MQTT): "
              f"**{u['uplink_kbit_s']} kbit/s up** ({u['tx_packets']} frames, {u['tx_bytes']:,} B), "
              f"{u['downlink_kbit_s']} kbit/s down: {verdict} the budget of 0.25 kbit/s."]
+    if u.get("uplink_kbit_s_per_window"):
+        lines[-1] += (f" Per {u['window_s']} s window (one heartbeat period): up {fmt(u['uplink_kbit_s_per_window'])}, "
+                      f"down {fmt(u['downlink_kbit_s_per_window'])} kbit/s over {u['uplink_kbit_s_per_window']['runs']} "
+                      "windows.")
     if u.get("breakdown"):
         lines[-1] += (f" Without the Ethernet headers and ARP (IPv4 + TCP + MQTT, as the model counts): "
                       f"{ip_level(u)} kbit/s.")
