@@ -19,7 +19,8 @@ bench/fanout-results-before.json).
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness"))
-from fanout_procs import HUB, LOADGEN, ROOT, Fleet, Hub, Mosquitto, cpu_s, free_port, rss_kib, stop, tail
+from fanout_procs import (HUB, LOADGEN, ROOT, Fleet, Hub, Mosquitto, cpu_s, free_port, record_failure, rss_kib,
+                          teardown)
 
 BROKERS = {"embedded": "rumqttd (embedded)", "mosquitto": "mosquitto"}
 
@@ -247,10 +248,8 @@ def row(work, n, broker, p):
         out["fleet_counters"] = fleet.cmd("counters")
         out["ok"] = True
     except Exception as e:  # recorded in the row, never hidden
-        out["ok"], out["failure"] = False, f"{type(e).__name__}: {e}"
-        log(f"  FAILED: {out['failure']}")
+        record_failure(out, e, fleet)
         if fleet:
-            out["loadgen_log_tail"] = tail(fleet.log)
             for line in out["loadgen_log_tail"]:
                 log(f"    loadgen: {line}")
         hub = procs.get("hub")
@@ -265,19 +264,7 @@ def row(work, n, broker, p):
         hub, mosq = procs.get("hub"), procs.get("mosq")
         if hub and hub.proc and hub.proc.poll() is not None and out.get("ok"):
             out["ok"], out["failure"] = False, f"hub exited with {hub.proc.returncode}"
-        if fleet:
-            fleet.close()
-        if hub:
-            hub.stop()
-            out["hub_log_warnings"], sample = hub.log_warnings()
-            if sample:
-                out["hub_log_sample"] = sample
-            if not out.get("ok"):
-                out["hub_log_tail"] = tail(hub.log)
-                for line in out["hub_log_tail"]:
-                    log(f"    hub: {line}")
-        if mosq:
-            mosq.stop()
+        teardown(out, fleet, hub, mosq)
     out["seconds"] = round(time.monotonic() - t, 1)
     return out
 

@@ -28,7 +28,7 @@ import argparse, json, os, re, sqlite3, subprocess, sys, tempfile, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "harness"))
 from fanout_procs import (HUB, LOADGEN, REL, ROOT, USER_HZ, Fleet, Hub, Mosquitto, cpu_s, free_port,  # noqa: E402
-                          rss_kib, tail)
+                          record_failure, rss_kib, teardown)
 from fanout import git_commit, register, summary  # noqa: E402
 import rollout_report  # noqa: E402
 
@@ -283,23 +283,9 @@ def bench(work, p):
         out["fleet_counters"] = fleet.cmd("counters")
         out["ok"] = True
     except Exception as e:  # recorded, never hidden
-        out["ok"], out["failure"] = False, f"{type(e).__name__}: {e}"
-        log(f"  FAILED: {out['failure']}")
-        if fleet:
-            out["loadgen_log_tail"] = tail(fleet.log)
+        record_failure(out, e, fleet)
     finally:
-        if fleet:
-            fleet.close()
-        hub.stop()
-        if mosq:
-            mosq.stop()
-        out["hub_log_warnings"], sample = hub.log_warnings()
-        if sample:
-            out["hub_log_sample"] = sample
-        if not out.get("ok"):
-            out["hub_log_tail"] = tail(hub.log)
-            for line in out["hub_log_tail"]:
-                log(f"    hub: {line}")
+        teardown(out, fleet, hub, mosq)
     if p["step_iterations"]:
         log(f"  controller step alone ({n} devices) ...")
         out["step"] = step_bench(n, p["step_iterations"])

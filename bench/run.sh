@@ -118,6 +118,14 @@ if [ -x bench/telemetry.sh ]; then
     bench/telemetry.sh "${TEL_ARGS[@]}" >/dev/null || FAIL+=(telemetry)
 fi
 
+# Agent-side telemetry cost and measured idle uplink (issue 12): ~20 s in smoke mode, so that
+# the harness cannot rot; the full figures come from bench/agent-telemetry.sh (~6 min).
+if [ "$SMOKE" = 1 ] && [ -x bench/agent-telemetry.sh ]; then
+  say "agent telemetry (smoke): bench/agent-telemetry.sh --smoke"
+  BENCH_NO_BUILD=1 bench/agent-telemetry.sh --smoke --out "$OUT/agent-telemetry-results.json" >/dev/null \
+    || FAIL+=(agent-telemetry)
+fi
+
 # Nothing of ours may be left: bench cgroups, mounts, runtime containers.
 LEFT=$(ls -d /sys/fs/cgroup/*/drover-bench-* 2>/dev/null; grep -o ' /tmp/drover-bench-[^ ]*' /proc/self/mountinfo)
 if [ -n "$LEFT" ]; then say "left behind: $LEFT"; FAIL+=(cleanup); fi

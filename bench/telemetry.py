@@ -20,10 +20,11 @@ import argparse, json, os, subprocess, sys, tempfile, time, urllib.error, urllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "harness"))
-from fanout_procs import HUB, ROOT, Fleet, Hub, Mosquitto, cpu_s, free_port, rss_kib, tail  # noqa: E402
+from fanout_procs import ROOT, Fleet, Hub, Mosquitto, cpu_s, free_port, record_failure, rss_kib, teardown  # noqa: E402
 from fanout import git_commit, register, summary  # noqa: E402
 from rollout import thread_cpu  # noqa: E402
 from common import splice_section  # noqa: E402
+import agent_telemetry_report  # noqa: E402
 
 
 def log(msg):
@@ -131,20 +132,9 @@ def bench(work, p):
         out["fleet_counters"] = fleet.cmd("counters")
         out["ok"] = True
     except Exception as e:  # recorded, never hidden
-        out["ok"], out["failure"] = False, f"{type(e).__name__}: {e}"
-        log(f"  FAILED: {out['failure']}")
-        if fleet:
-            out["loadgen_log_tail"] = tail(fleet.log)
+        record_failure(out, e, fleet)
     finally:
-        if fleet:
-            fleet.close()
-        hub.stop()
-        mosq.stop()
-        out["hub_log_warnings"], sample = hub.log_warnings()
-        if sample:
-            out["hub_log_sample"] = sample
-        if not out.get("ok"):
-            out["hub_log_tail"] = tail(hub.log)
+        teardown(out, fleet, hub, mosq)
     return out
 
 
@@ -207,6 +197,7 @@ def main():
     report = a.report or (None if a.smoke else os.path.join(ROOT, "bench/REPORT.md"))
     if report:
         splice_section(report, "## Telemetry (issue 12)", "\n".join(section(doc)))
+        agent_telemetry_report.splice_saved(report)  # the agent-side part of the same section
     print("\n".join(section(doc)))
     sys.exit(0 if result.get("ok") else 1)
 

@@ -2,7 +2,7 @@
 Mosquitto, and the simulated fleet (`drover-loadgen fleet`, driven by JSON lines on its
 stdin). Starts, stops and talks to them, reads their CPU time and RSS from /proc; it never
 judges a figure. Python 3 stdlib only."""
-import json, os, signal, socket, subprocess, time, urllib.request
+import json, os, signal, socket, subprocess, sys, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REL = os.path.join(ROOT, "target/release")
@@ -88,9 +88,10 @@ class Mosquitto:
 
 
 class Hub:
-    """One hub data folder and config; `broker_url` set means an external broker."""
+    """One hub data folder and config; `broker_url` set means an external broker;
+    `broker_host`: the address the embedded broker listens on and gives devices."""
 
-    def __init__(self, work, tag, n, bport, broker_url=None, log_level="warn"):
+    def __init__(self, work, tag, n, bport, broker_url=None, log_level="warn", broker_host="127.0.0.1"):
         self.api = free_port()
         self.data = os.path.join(work, f"hub-{tag}")
         self.cfg = os.path.join(work, f"hub-{tag}.toml")
@@ -98,8 +99,8 @@ class Hub:
         self.proc = None
         with open(self.cfg, "w") as f:
             f.write(f'data_dir = "{self.data}"\nlog_level = "{log_level}"\n[api]\nlisten = "127.0.0.1:{self.api}"\n'
-                    f'advertise = "127.0.0.1:{self.api}"\n[broker]\nlisten = "127.0.0.1:{bport}"\n'
-                    f'advertise = "127.0.0.1:{bport}"\nmax_connections = {2 * n + 100}\n')
+                    f'advertise = "127.0.0.1:{self.api}"\n[broker]\nlisten = "{broker_host}:{bport}"\n'
+                    f'advertise = "{broker_host}:{bport}"\nmax_connections = {2 * n + 100}\n')
             if broker_url:
                 f.write(f'url = "{broker_url}"\n')
 
@@ -179,3 +180,32 @@ class Fleet:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+
+
+def record_failure(out, err, fleet=None):
+    """Records `err` in a result row (ok false, failure text, the loadgen log's tail) and
+    says it on stderr: a failure is recorded, never hidden."""
+    out["ok"], out["failure"] = False, f"{type(err).__name__}: {err}"
+    print(f"  FAILED: {out['failure']}", file=sys.stderr, flush=True)
+    if fleet:
+        out["loadgen_log_tail"] = tail(fleet.log)
+
+
+def teardown(out, fleet=None, hub=None, mosq=None):
+    """Stops the fleet, the hub and the broker (each may be None) and records the hub's
+    log warnings in `out`, with the log's tail (also on stderr) when the row failed."""
+    if fleet:
+        fleet.close()
+    if hub:
+        hub.stop()
+    if mosq:
+        mosq.stop()
+    if not hub:
+        return
+    out["hub_log_warnings"], sample = hub.log_warnings()
+    if sample:
+        out["hub_log_sample"] = sample
+    if not out.get("ok"):
+        out["hub_log_tail"] = tail(hub.log)
+        for line in out["hub_log_tail"]:
+            print(f"    hub: {line}", file=sys.stderr, flush=True)
