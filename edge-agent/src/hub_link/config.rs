@@ -61,8 +61,11 @@ pub struct HubConfig {
     pub registry: Option<String>,
 }
 
+/// 60 s: with telemetry every 10 s, a 30 s heartbeat put a device's idle uplink over
+/// its 0.25 kbit/s budget (bench/agent-telemetry.sh). The hub's `offline_after` (150 s)
+/// is 2.5 heartbeats.
 fn default_heartbeat() -> DurationMs {
-    DurationMs(30_000)
+    DurationMs(60_000)
 }
 
 fn default_status_queue() -> u32 {
@@ -217,7 +220,7 @@ mod tests {
     #[test]
     fn defaults_apply_and_the_key_decodes() {
         let c = parse("").unwrap();
-        assert_eq!(c.heartbeat, DurationMs(30_000));
+        assert_eq!(c.heartbeat, DurationMs(60_000));
         assert_eq!(c.status_queue, 16);
         assert_eq!(c.broker_addr().unwrap(), ("127.0.0.1".into(), 1883));
         assert_eq!(c.verifying_key().unwrap().to_bytes().len(), 32);
