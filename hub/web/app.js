@@ -31,6 +31,8 @@ function pageFor(hash) {
 }
 
 function navigate() {
+  // What the old page still runs (a followed log) ends with it.
+  page?.leave?.();
   page = pageFor(location.hash);
   clearTimeout(pace.timer);
   Object.assign(pace, { again: false, lastMs: 0, lastEnd: 0 });

@@ -2,7 +2,7 @@
 // revision (with the workload's state there).
 
 import {
-  h, getJSON, enc, deviceHref, deploymentHref, clock, pill, table, events, facts,
+  h, getJSON, enc, deviceHref, deploymentHref, clock, pill, table, events, facts, missing, ApiError,
 } from './util.js';
 
 const STATE_KIND = {
@@ -12,15 +12,25 @@ const STATE_KIND = {
 export function deploymentPage(name) {
   let devices = new Set();
   const parts = { head: h('div'), rollout: h('div'), devices: h('div'), revisions: h('div'), events: h('div') };
-  const root = h('div', { class: 'page', dataset: { page: 'deployment' } }, parts.head,
+  const content = [parts.head,
     h('h2', null, 'Rollout'), parts.rollout, h('h2', null, 'Devices'), parts.devices,
-    h('h2', null, 'Revisions'), parts.revisions, h('h2', null, 'Events'), parts.events);
+    h('h2', null, 'Revisions'), parts.revisions, h('h2', null, 'Events'), parts.events];
+  const root = h('div', { class: 'page', dataset: { page: 'deployment' } }, content);
 
   async function refresh() {
     const base = `/v1/deployments/${enc(name)}`;
-    const [detail, status, revisions] = await Promise.all([
-      getJSON(base), getJSON(`${base}/rollout`), getJSON(`${base}/revisions`),
-    ]);
+    let detail, status, revisions;
+    try {
+      [detail, status, revisions] = await Promise.all([
+        getJSON(base), getJSON(`${base}/rollout`), getJSON(`${base}/revisions`),
+      ]);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+      devices = new Set();
+      root.replaceChildren(missing(`No Deployment named “${name}” on this hub.`, e.message));
+      return;
+    }
+    if (root.firstChild !== parts.head) root.replaceChildren(...content);
     devices = new Set(detail.deployment.devices);
     parts.head.replaceChildren(header(detail, status));
     parts.rollout.replaceChildren(rollout(status.rollout));

@@ -1,12 +1,14 @@
 // One device: its state, latest usage, charts of CPU, memory and temperature over time,
-// its workloads container by container (phase, health, probes, restarts, usage) and its
-// recent events.
+// its workloads container by container (phase, health, probes, restarts, usage), a log
+// viewer (logs.js) and its recent events. A device the hub does not know gets only that
+// error and a link back.
 
 import {
   h, getJSON, enc, deviceHref, bytes, percent, celsius, duration, ago, pill, deviceHealth,
-  labels, table, events, facts,
+  labels, table, events, facts, missing, lastSeen, ApiError,
 } from './util.js';
 import { lineChart } from './chart.js';
+import { logViewer } from './logs.js';
 
 const RANGES = [[60, '1 h'], [360, '6 h'], [1440, '24 h']];
 
@@ -21,26 +23,39 @@ export function devicePage(name, reload) {
       reload();
     },
   }, label));
-  const root = h('div', { class: 'page', dataset: { page: 'device' } }, parts.head,
+  const logs = logViewer(name);
+  const content = [parts.head,
     h('div', { class: 'section-head' }, h('h2', null, 'Usage'), h('div', { class: 'range' }, buttons)),
-    parts.charts, h('h2', null, 'Workloads'), parts.workloads, h('h2', null, 'Events'), parts.events);
+    parts.charts, h('h2', null, 'Workloads'), parts.workloads, h('h2', null, 'Logs'), logs.root,
+    h('h2', null, 'Events'), parts.events];
+  const root = h('div', { class: 'page', dataset: { page: 'device' } }, content);
 
   async function refresh() {
     const base = `/v1/telemetry/devices/${enc(name)}`;
-    const [detail, latest, history] = await Promise.all([
-      getJSON(`/v1/devices/${enc(name)}`),
-      getJSON(base, true),
-      getJSON(`${base}/history?minutes=${minutes}`, true),
-    ]);
+    let detail, latest, history;
+    try {
+      [detail, latest, history] = await Promise.all([
+        getJSON(`/v1/devices/${enc(name)}`),
+        getJSON(base, true),
+        getJSON(`${base}/history?minutes=${minutes}`, true),
+      ]);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+      logs.stop();
+      root.replaceChildren(missing(`No device named “${name}” is registered on this hub.`, e.message));
+      return;
+    }
+    if (root.firstChild !== parts.head) root.replaceChildren(...content);
     parts.head.replaceChildren(header(detail, latest));
     parts.charts.replaceChildren(...charts(history?.points?.length ? history.points : latest ? [latest] : []));
-    parts.workloads.replaceChildren(workloads(detail, latest));
+    parts.workloads.replaceChildren(workloads(detail, latest, logs.open));
+    logs.setWorkloads(detail.reported.map((w) => ({ name: w.name, containers: w.containers.map((c) => c.name) })));
     parts.events.replaceChildren(events(detail.events));
   }
 
   const crumbs = [h('a', { href: deviceHref(name) }, name)];
   return {
-    crumbs, root, refresh,
+    crumbs, root, refresh, leave: logs.stop,
     stream: `/v1/events?device=${enc(name)}`,
     wants: (c) => c.fleet || c.status.length > 0 || c.telemetry.length > 0 || Object.keys(c.presence).length > 0,
   };
@@ -50,7 +65,8 @@ function header(detail, t) {
   const d = detail.device;
   const [state, kind] = deviceHealth(d);
   const pairs = [
-    ['last seen', ago(d.last_seen_ms)],
+    // Status comes every 30 s, telemetry often more often: the later of the two.
+    ['last seen', ago(lastSeen(d, t))],
     ['generation', d.in_sync ? `${d.observed_generation} (in sync)` : `${d.observed_generation} → ${d.desired_generation}`],
     ['workloads ready', `${d.ready}/${d.total}`],
   ];
@@ -126,7 +142,7 @@ function probe(c) {
   return [pill(c.health, kind), fails, c.probe_message ? h('div', { class: 'muted small' }, c.probe_message) : ''];
 }
 
-function containerRow(w, c, usage) {
+function containerRow(w, c, usage, openLogs) {
   const u = usage.get(`${w.name}/${c.name}`);
   const memory = u ? `${bytes(u.memory_bytes)} (peak ${bytes(u.memory_peak_bytes)})` : bytes(c.memory_bytes);
   const cells = [
@@ -139,11 +155,12 @@ function containerRow(w, c, usage) {
     [memory, c.memory_limit_bytes ? ` of ${bytes(c.memory_limit_bytes)}` : ''],
     h('code', { class: 'image' }, c.image),
     c.oom_killed ? 'OOM killed' : (c.last_error || (c.exit_code !== null ? `exit ${c.exit_code}` : '')),
+    h('button', { type: 'button', class: 'logs', onclick: () => openLogs(w.name, c.name) }, 'logs'),
   ];
   return h('tr', { dataset: { container: c.name } }, cells.map((x) => h('td', null, x)));
 }
 
-function workloads(detail, t) {
+function workloads(detail, t, openLogs) {
   const usage = new Map((t?.containers || []).map((c) => [`${c.workload}/${c.container}`, c]));
   const reported = new Map(detail.reported.map((w) => [w.name, w]));
   const names = [...new Set([...detail.desired.map((w) => w.name), ...reported.keys()])].sort();
@@ -164,7 +181,7 @@ function workloads(detail, t) {
       w.last_error ? h('p', { class: 'error-text' }, w.last_error) : '',
       w.rolled_back ? h('p', { class: 'error-text' },
         `rolled back by the device from ${w.rolled_back.from} to ${w.rolled_back.to}: ${w.rolled_back.reason}`) : '',
-      table('containers', ['container', 'phase', 'ready', 'probes', 'restarts', 'CPU', 'memory', 'image', 'last exit'],
-        w.containers.map((c) => containerRow(w, c, usage))));
+      table('containers', ['container', 'phase', 'ready', 'probes', 'restarts', 'CPU', 'memory', 'image', 'last exit', ''],
+        w.containers.map((c) => containerRow(w, c, usage, openLogs))));
   }));
 }

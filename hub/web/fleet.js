@@ -3,7 +3,7 @@
 
 import {
   h, getJSON, enc, deviceHref, deploymentHref, bytes, percent, celsius, ago, pill,
-  deviceHealth, labels, table,
+  deviceHealth, labels, table, lastSeen,
 } from './util.js';
 
 /** Rows shown at most (a filter narrows them down). */
@@ -93,7 +93,7 @@ function deviceRow(d, t) {
     t ? percent(t.cpu_percent) : '–',
     memory,
     t ? celsius(t.temperature_celsius) : '–',
-    h('span', { class: 'nowrap' }, ago(d.last_seen_ms)),
+    h('span', { class: 'nowrap' }, ago(lastSeen(d, t))),
     labels(d.labels),
   ];
   return h('tr', { dataset: { device: d.name } }, cells.map((c) => h('td', null, c)));

@@ -81,6 +81,14 @@ export function duration(s) {
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
+/**
+ * When the hub last heard from device `d` (a /v1/devices row) in Unix ms: the later of
+ * its status (every 30 s) and its latest telemetry sample `t` (often more frequent), if any.
+ */
+export function lastSeen(d, t) {
+  return Math.max(d.last_seen_ms || 0, t?.received_ms || 0);
+}
+
 /** `5s ago` for a Unix ms time; `never` for 0. */
 export function ago(ms) {
   return ms ? `${duration((Date.now() - ms) / 1000)} ago` : 'never';
@@ -126,4 +134,13 @@ export function events(list) {
   const rows = (list || []).slice(-30).reverse()
     .map((e) => [h('span', { class: 'muted nowrap' }, clock(e.ts_ms)), e.reason, e.message]);
   return table('events', ['time', 'reason', 'message'], rows, 'no events');
+}
+
+/** A page's whole content when what it shows does not exist: `message`, the hub's own
+ * words (`detail`) in small print, and a link back to the fleet. */
+export function missing(message, detail) {
+  return h('div', { class: 'missing', dataset: { missing: '1' } },
+    h('p', { class: 'error-text' }, message),
+    detail ? h('p', { class: 'muted small' }, detail) : '',
+    h('p', null, h('a', { href: '#/', class: 'back' }, '← back to the fleet')));
 }

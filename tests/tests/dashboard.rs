@@ -2,7 +2,9 @@
 //! real agents running real containers and sending real telemetry. The fleet page lists
 //! the devices, a device page charts its usage, a killed container's restart shows up live
 //! (through `/v1/events`, without a reload), and another machine reads only with the
-//! token and never writes. Screenshots go to `target/test-artifacts/dashboard-*.png`.
+//! token and never writes. A browser logged in by cookie reads a container's log (its
+//! `<b>` stays text), follows it, and sees "last seen" follow telemetry; an unknown device
+//! gets only an error. Screenshots go to `target/test-artifacts/dashboard-*.png`.
 //! Needs root and Debian's `chromium`.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -19,18 +21,33 @@ use drover_tests::{oci, require_root, wait_for};
 const T: Duration = Duration::from_secs(60);
 const TOKEN: &str = "dashboard-test-token-0123456789";
 
-/// A Deployment of a busybox container that burns a little CPU, on `role=sensor` devices.
+/// What the sensor container prints when it starts: plain text, and markup that the
+/// page must show as text.
+const LOG_LINES: [&str; 2] = ["sensor says hello", "<b>not bold</b> & <img src=x>"];
+
+/// A Deployment of a busybox container that prints [`LOG_LINES`], then burns a little CPU
+/// and prints `tick N` every second, on `role=sensor` devices.
 fn sensor(image: &Path) -> String {
     format!(
-        "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {{name: sensor}}\nspec:\n  selector: {{matchLabels: {{role: sensor}}}}\n  template:\n    spec:\n      stopGracePeriod: 1s\n      containers:\n        - name: main\n          image: oci:{}:latest\n          command: [/bin/sh, -c, \"while true; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 1; done\"]\n          resources: {{memory: 32Mi}}\n",
-        image.display()
+        "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {{name: sensor}}\nspec:\n  selector: {{matchLabels: {{role: sensor}}}}\n  template:\n    spec:\n      stopGracePeriod: 1s\n      containers:\n        - name: main\n          image: oci:{}:latest\n          command: [/bin/sh, -c, \"echo '{}'; echo '{}'; n=0; while true; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; n=$((n+1)); echo tick $n; sleep 1; done\"]\n          resources: {{memory: 32Mi}}\n",
+        image.display(),
+        LOG_LINES[0],
+        LOG_LINES[1],
     )
 }
 
-/// A hub-connected agent named `name` with `labels`, sampling telemetry every second.
-fn agent(hub: &TestHub, name: &str, labels: &[&str]) -> TestAgent {
+/// A hub-connected agent named `name` with `labels`, sampling telemetry every second;
+/// with `default_heartbeat`, its status comes every 30 s as out of the box (not every
+/// [`drover_tests::agent::TEST_HEARTBEAT_S`]).
+fn agent(hub: &TestHub, name: &str, labels: &[&str], default_heartbeat: bool) -> TestAgent {
     let mut a = TestAgent::new(name);
     a.connect_to_hub(&hub.device_add(name, labels));
+    if default_heartbeat {
+        let text = std::fs::read_to_string(&a.config).unwrap();
+        let heartbeat = format!("heartbeat = \"{}s\"", drover_tests::agent::TEST_HEARTBEAT_S);
+        assert!(text.contains(&heartbeat), "{text}");
+        std::fs::write(&a.config, text.replace(&heartbeat, "heartbeat = \"30s\"")).unwrap();
+    }
     a.append_config("[telemetry]\ninterval = \"1s\"\n");
     a.start();
     a
@@ -84,14 +101,17 @@ fn http(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> (u16, S
     )
 }
 
-/// The hub's config rewritten to listen on every address with `TOKEN`.
+/// The hub's config rewritten to listen on every address with `TOKEN`, and to count a
+/// device offline after the default 90 s (one agent has the default 30 s heartbeat).
 fn expose_with_token(hub: &TestHub) -> u16 {
     let port: u16 = hub.api.rsplit(':').next().unwrap().parse().unwrap();
     let text = std::fs::read_to_string(&hub.config).unwrap();
-    let exposed = text.replace(
-        "[api]\nlisten = \"127.0.0.1:",
-        &format!("[api]\ntoken = \"{TOKEN}\"\nlisten = \"0.0.0.0:"),
-    );
+    let exposed = text
+        .replace(
+            "[api]\nlisten = \"127.0.0.1:",
+            &format!("[api]\ntoken = \"{TOKEN}\"\nlisten = \"0.0.0.0:"),
+        )
+        .replace("offline_after = \"10s\"", "offline_after = \"90s\"");
     assert_ne!(
         text, exposed,
         "the test hub's config changed shape:\n{text}"
@@ -116,9 +136,9 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
     hub.start();
     let image = hub.dir.path().join("busybox");
     oci::busybox_layout(&image, "latest").expect("busybox layout");
-    let a1 = agent(&hub, "dash-pi-1", &["role=sensor", "site=lab"]);
-    let _a2 = agent(&hub, "dash-pi-2", &["role=sensor", "site=roof"]);
-    let _a3 = agent(&hub, "dash-gw", &["role=gateway"]);
+    let a1 = agent(&hub, "dash-pi-1", &["role=sensor", "site=lab"], true);
+    let _a2 = agent(&hub, "dash-pi-2", &["role=sensor", "site=roof"], false);
+    let _a3 = agent(&hub, "dash-gw", &["role=gateway"], false);
     let (code, _, err) = hub.apply("sensor.yaml", &sensor(&image));
     assert_eq!(code, 0, "apply: {err}");
     wait_for("sensor running on dash-pi-1", T, || {
@@ -250,5 +270,109 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
         T,
         "document.querySelectorAll('table.devices tr[data-device]').length === 3
          && document.body.dataset.live === '1'",
+    );
+    device_page_by_cookie(&mut b);
+}
+
+/// The device page in the browser logged in by cookie: "last seen" follows telemetry, a
+/// container's log (through the same cookie) shows its lines as text, a follow streams
+/// and stops, an error reads plainly, and an unknown device gets only an error.
+fn device_page_by_cookie(b: &mut Browser) {
+    b.eval("location.hash = '#/devices/dash-pi-1'");
+    // dash-pi-1 reports status every 30 s but telemetry every second: in a refresh made
+    // while its last status is over 6 s old, the page must still say it was seen just now.
+    let seen = b.wait_until(
+        "a refresh of the device page while the last status is > 6 s old",
+        T,
+        "(async () => {
+           const status = async () => (await (await fetch('/v1/devices/dash-pi-1')).json()).device.last_seen_ms;
+           const at = await status();
+           if (Date.now() - at < 6000) return '';
+           const n = Number(document.body.dataset.refreshes);
+           for (let i = 0; i < 50 && Number(document.body.dataset.refreshes) === n; i++) {
+             await new Promise((r) => setTimeout(r, 100));
+           }
+           if (Number(document.body.dataset.refreshes) === n || await status() !== at) return '';
+           return document.querySelector('[data-fact=\"last seen\"]').textContent;
+         })()",
+    );
+    let s: u64 = seen
+        .as_str()
+        .unwrap()
+        .strip_suffix("s ago")
+        .map_or(99, |n| n.parse().unwrap_or(99));
+    assert!(
+        s <= 3,
+        "last seen {seen} although telemetry comes every second"
+    );
+
+    let logs = "document.querySelector('pre.log')";
+    let status = "document.querySelector('.log-status').textContent";
+    b.eval("document.querySelector('[data-workload=\"sensor\"] tr[data-container=\"main\"] button.logs').click()");
+    let state = b.wait_until(
+        "the sensor's log read to its end",
+        T,
+        &format!("['done', 'error'].includes({logs}.dataset.state) && {logs}.dataset.state"),
+    );
+    assert_eq!(state, "done", "{}", b.eval(status));
+    let text = b.eval(&format!("{logs}.textContent"));
+    let text = text.as_str().unwrap();
+    for line in LOG_LINES {
+        assert!(
+            text.contains(&format!("{line}\n")),
+            "{line:?} not in the log:\n{text}"
+        );
+    }
+    assert_eq!(
+        b.eval(&format!("{logs}.querySelectorAll('*').length + [...document.querySelectorAll('main b, main img')]
+             .filter((e) => e.textContent.includes('not bold') || e.getAttribute('src') === 'x').length")),
+        0,
+        "container output became markup"
+    );
+    shot(b, "logs");
+
+    // Follow: new ticks arrive on the open stream; Stop ends it.
+    b.eval("document.querySelector('.log-controls input[name=follow]').click()");
+    b.eval("document.querySelector('.log-controls button.show').click()");
+    b.wait_until(
+        "the follow to start",
+        T,
+        &format!("{logs}.dataset.state === 'streaming'"),
+    );
+    let ticks = format!("({logs}.textContent.match(/^tick \\d+$/gm) || []).length");
+    let before = b.eval(&ticks).as_u64().unwrap();
+    b.wait_until(
+        "a new tick on the followed log",
+        Duration::from_secs(10),
+        &format!("{ticks} > {before} && {logs}.dataset.state === 'streaming'"),
+    );
+    b.eval("document.querySelector('.log-controls button.stop').click()");
+    assert_eq!(b.eval(&format!("{logs}.dataset.state")), "stopped");
+
+    // The hub's refusal reads as it is.
+    b.eval("document.querySelector('.log-controls input[name=follow]').click()");
+    b.eval("document.querySelector('.log-controls input[name=since]').value = 'soon'");
+    b.eval("document.querySelector('.log-controls button.show').click()");
+    b.wait_until("the error", T, &format!("{logs}.dataset.state === 'error'"));
+    let said = b.eval(status);
+    assert!(said.as_str().unwrap().contains("since:"), "{said}");
+
+    // A device the hub does not know: its error and a way back, no empty sections.
+    b.eval("location.hash = '#/devices/nosuch'");
+    b.wait_until(
+        "the unknown device's error",
+        T,
+        "document.querySelector('[data-missing]')",
+    );
+    let page = b.eval("document.querySelector('main').innerText");
+    assert!(page.as_str().unwrap().contains("nosuch"), "{page}");
+    assert_eq!(
+        b.eval("document.querySelectorAll('main h2, main [data-workload], main figure, main pre').length"),
+        0,
+        "{page}"
+    );
+    assert_eq!(
+        b.eval("document.querySelector('main a.back').getAttribute('href')"),
+        "#/"
     );
 }

@@ -1,8 +1,9 @@
 //! Who may use the hub's HTTP routes other than the registry: loopback peers always;
 //! other peers only to read (GET/HEAD), and only with the `[api] token` — as
 //! `Authorization: Bearer TOKEN`, as the `drover_token` cookie, or once as `?token=` on a
-//! page, which answers with that cookie (HttpOnly, SameSite=Strict) and a redirect to the
-//! same address without the token.
+//! page, which answers with that cookie (HttpOnly, SameSite=Strict, kept for
+//! [`COOKIE_MAX_AGE_S`] = 30 days, so that it outlives a browser restart) and a redirect to
+//! the same address without the token. Changing the token logs every browser out.
 //!
 //! The rule is the pure function [`decide`]; [`read_access`] is the axum middleware around
 //! it, for `/`, the dashboard's assets, `/v1` and `/metrics`. This module must never let
@@ -23,6 +24,10 @@ use crate::views::ErrorBody;
 
 /// The cookie a browser keeps the token in.
 pub const COOKIE: &str = "drover_token";
+
+/// How long a browser keeps [`COOKIE`] (`Max-Age`, seconds): 30 days. Without it the
+/// cookie would last only until the browser's next start.
+pub const COOKIE_MAX_AGE_S: u32 = 30 * 24 * 60 * 60;
 
 /// The configured token, as its SHA-256 (compared in constant time); none = off.
 #[derive(Clone, Default)]
@@ -126,9 +131,10 @@ pub fn decide(
     match split_token(path_and_query) {
         Some((token, location)) if access.accepts(token) => Verdict::Login {
             location,
-            // Session cookie; not `Secure`: the hub speaks plain HTTP (a TLS proxy in
-            // front may add it).
-            set_cookie: format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+            // Not `Secure`: the hub speaks plain HTTP (a TLS proxy in front may add it).
+            set_cookie: format!(
+                "{COOKIE}={token}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict"
+            ),
         },
         _ => Verdict::Deny(Denied::BadToken),
     }

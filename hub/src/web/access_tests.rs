@@ -111,7 +111,8 @@ fn no_token_lets_another_machine_change_anything() {
 fn the_token_in_the_query_sets_the_cookie_and_leaves_the_address() {
     let access = ReadAccess::new(TOKEN);
     let none = HeaderMap::new();
-    let cookie = format!("{COOKIE}={TOKEN}; Path=/; HttpOnly; SameSite=Strict");
+    let cookie =
+        format!("{COOKIE}={TOKEN}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict");
     for (target, location) in [
         (format!("/?token={TOKEN}"), "/"),
         (format!("/?a=1&token={TOKEN}&b=2"), "/?a=1&b=2"),
@@ -129,6 +130,30 @@ fn the_token_in_the_query_sets_the_cookie_and_leaves_the_address() {
         get(&access, REMOTE, &none, "/?token="),
         Verdict::Deny(Denied::BadToken)
     );
+}
+
+#[test]
+fn the_cookie_outlives_a_browser_restart_for_thirty_days() {
+    let access = ReadAccess::new(TOKEN);
+    let Verdict::Login { set_cookie, .. } = get(
+        &access,
+        REMOTE,
+        &HeaderMap::new(),
+        &format!("/?token={TOKEN}"),
+    ) else {
+        panic!("no login");
+    };
+    let attrs: Vec<&str> = set_cookie.split("; ").collect();
+    assert_eq!(attrs[0], format!("{COOKIE}={TOKEN}"));
+    // A cookie without Max-Age or Expires is a session cookie, gone at the next start.
+    assert!(attrs.contains(&"Max-Age=2592000"), "{set_cookie}");
+    assert!(
+        !attrs.iter().any(|a| a.starts_with("Expires")),
+        "{set_cookie}"
+    );
+    for a in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(attrs.contains(&a), "{a} missing: {set_cookie}");
+    }
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! access rule shared with the API and `/metrics` (`access`).
 //!
 //! The page is a small client of the JSON API: it reads `/v1/devices`, `/v1/deployments`,
-//! `/v1/telemetry` and friends, and re-reads what it shows when `/v1/events` says
+//! `/v1/telemetry` and friends (and a container's log, streamed from
+//! `/v1/devices/{name}/logs/{workload}`), and re-reads what it shows when `/v1/events` says
 //! something changed. This module must never serve a route that changes anything.
 
 pub mod access;
@@ -58,6 +59,11 @@ const ASSETS: &[Asset] = &[
         name: "device.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/device.js"),
+    },
+    Asset {
+        name: "logs.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/logs.js"),
     },
     Asset {
         name: "deployment.js",

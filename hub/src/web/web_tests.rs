@@ -82,6 +82,27 @@ fn every_asset_the_page_or_a_script_names_is_embedded() {
     assert_eq!(asset(""), None);
 }
 
+#[test]
+fn no_script_parses_text_as_html() {
+    // Device names, messages and container logs reach the page; they must only ever be
+    // text nodes (util.js `h`, `textContent`), never markup.
+    for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+        let text = std::str::from_utf8(a.body).expect("utf-8");
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "DOMParser",
+            "createContextualFragment",
+            "eval(",
+            "new Function",
+        ] {
+            assert!(!text.contains(sink), "{} uses {sink}", a.name);
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_page_and_assets_are_served_with_their_types_and_policy() {
     let res = send(app(""), "127.0.0.1:9", Method::GET, "/", &[]).await;
