@@ -60,27 +60,45 @@ def ip_level(u):
     return round(sum(b["bytes"] - 14 * b["frames"] for b in up) * 8 / u["seconds"] / 1000, 4)
 
 
+BEFORE_UPLINK = os.path.join(ROOT, "bench/agent-telemetry-results-before.json")
+
+
+def defaults_text(m):
+    """The agent defaults a run measured, from the model's figures (older runs: 30 s)."""
+    hb, ka = (m or {}).get("heartbeat_every_s", 30), (m or {}).get("keep_alive_s", 30)
+    return f"status heartbeat {hb:g} s, telemetry 10 s, MQTT keep-alive {ka:g} s"
+
+
 def uplink_lines(doc):
     u, p, m = doc["result"]["uplink"], doc["params"], doc.get("model")
     verdict = "within" if u["uplink_kbit_s"] <= 0.25 else "**over**"
-    lines = [f"Idle uplink, measured: one agent at the defaults (status heartbeat 30 s, telemetry 10 s, MQTT keep-alive "
-             f"30 s) with {p['uplink_workloads']} idle workload, in its own network namespace behind a veth pair to the "
+    lines = [f"Idle uplink, measured: one agent at the defaults ({defaults_text(m)}) "
+             f"with {p['uplink_workloads']} idle workload, in its own network namespace behind a veth pair to the "
              f"hub's broker; the agent side's counters over {u['seconds']:g} s (Ethernet header + IPv4 + TCP + MQTT): "
              f"**{u['uplink_kbit_s']} kbit/s up** ({u['tx_packets']} frames, {u['tx_bytes']:,} B), "
              f"{u['downlink_kbit_s']} kbit/s down: {verdict} the budget of 0.25 kbit/s."]
     if u.get("uplink_kbit_s_per_window"):
-        lines[-1] += (f" Per {u['window_s']} s window (one heartbeat period): up {fmt(u['uplink_kbit_s_per_window'])}, "
+        lines[-1] += (f" Per {u['window_s']} s window: up {fmt(u['uplink_kbit_s_per_window'])}, "
                       f"down {fmt(u['downlink_kbit_s_per_window'])} kbit/s over {u['uplink_kbit_s_per_window']['runs']} "
                       "windows.")
     if u.get("breakdown"):
         lines[-1] += (f" Without the Ethernet headers and ARP (IPv4 + TCP + MQTT, as the model counts): "
                       f"{ip_level(u)} kbit/s.")
-    if m:
-        lines[-1] += (f" The model (`drover-bench-wire`, packet sizes): {m['mqtt_kbit_s']} kbit/s of MQTT, "
-                      f"{m['with_tcp_ip_headers_kbit_s']} kbit/s with IPv4/TCP headers: it has no PINGREQ "
-                      "(\"something is sent well within the keep-alive\"), but rumqttc 0.25 sends one every keep-alive "
-                      "whatever else was sent (eventloop.rs resets its timer only when it pings), and the PINGRESP "
-                      "costs an ACK.")
+    if m and "with_ethernet_kbit_s" in m:
+        lines[-1] += (f" The model (`drover-bench-wire`, packet sizes; telemetry, status and the ACK of its PUBACK, "
+                      f"PINGREQ and the ACK of its PINGRESP): {m['mqtt_kbit_s']} kbit/s of MQTT, "
+                      f"{m['with_tcp_ip_headers_kbit_s']} with IPv4/TCP headers, {m['with_ethernet_kbit_s']} with "
+                      "Ethernet.")
+    before = read_json(BEFORE_UPLINK) if os.path.exists(BEFORE_UPLINK) else None
+    if before and before["result"].get("uplink") and before["commit"] != doc["commit"]:
+        b, bm = before["result"]["uplink"], before.get("model")
+        lines += ["", f"Before (same bench, commit {before['commit']}, {defaults_text(bm)}): "
+                      f"**{b['uplink_kbit_s']} kbit/s up** with Ethernet, {ip_level(b)} IPv4-level, over the budget; "
+                      f"the model then said {bm['with_tcp_ip_headers_kbit_s']} with IPv4/TCP headers because it had "
+                      "no PINGREQ (rumqttc 0.25 sends one every keep-alive whatever else was sent: eventloop.rs "
+                      "resets its timer only when it pings; the PINGRESP costs an ACK) and no Ethernet headers. "
+                      "Hence the new defaults: a 60 s heartbeat (the hub's `offline_after` 90 → 150 s) and a 60 s "
+                      "keep-alive."]
     if u.get("breakdown"):
         lines += ["", "Where the bytes go (tcpdump on the veth over the same seconds; kind by the first MQTT packet in "
                       "each frame; a frame is 14 B Ethernet + 20 B IPv4 + 32 B TCP with timestamps + MQTT):", "",
