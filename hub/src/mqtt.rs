@@ -8,6 +8,8 @@
 //! milliseconds, and a status sent before the hub subscribed is lost to it: the session
 //! is clean). Then the controller is told, and queues every stored desired state: the
 //! embedded broker forgets retained messages, and the store is the source of truth.
+//! After a reconnect, and when Home Assistant publishes `online` on its birth topic, the
+//! telemetry thread is asked to send the discovery configs again (it coalesces).
 //! This module must never decide anything: it moves bytes between broker and controller.
 
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
 use crate::broker::HUB_CLIENT_ID;
 use crate::commands::CommandHub;
 use crate::controller::{Command, Handle, Out};
-use crate::telemetry::{MirrorMsg, Mirrors};
+use crate::telemetry::{MirrorMsg, Mirrors, homeassistant};
 use drover_protocol::MAX_MQTT_PACKET_BYTES;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -101,8 +103,10 @@ pub fn spawn(
 
 async fn poll(mut eventloop: EventLoop, inbound: Inbound, connected_flag: Arc<AtomicBool>) {
     let controller = inbound.controller;
+    let birth = inbound.telemetry.birth_topic().map(str::to_owned);
     let mut backoff = MIN_BACKOFF;
     let mut connected = false;
+    let mut reconnect = false;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -114,8 +118,13 @@ async fn poll(mut eventloop: EventLoop, inbound: Inbound, connected_flag: Arc<At
                 // publishes queued while disconnected wait.
                 eventloop
                     .pending
-                    .push_front(Request::Subscribe(subscription()));
+                    .push_front(Request::Subscribe(subscription(birth.as_deref())));
                 controller.send(Command::Connected);
+                if reconnect {
+                    // The broker may have lost the retained configs (a restart).
+                    inbound.telemetry.rediscover("reconnected to the broker");
+                }
+                reconnect = true;
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 tracing::debug!(codes = ?ack.return_codes, "subscribed to device statuses and presence");
@@ -125,6 +134,11 @@ async fn poll(mut eventloop: EventLoop, inbound: Inbound, connected_flag: Arc<At
                 .offer(p.topic, p.payload.to_vec(), crate::now_ms()),
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/cmd/resp") => {
                 inbound.commands.deliver(&p.topic, &p.payload);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if birth.as_ref() == Some(&p.topic) => {
+                if p.payload.as_ref() == homeassistant::BIRTH_PAYLOAD {
+                    inbound.telemetry.rediscover("Home Assistant birth message");
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => controller.send(Command::Message {
                 topic: p.topic,
@@ -179,17 +193,20 @@ async fn mirror(
 }
 
 /// One SUBSCRIBE for every device's status, presence and answers to commands
-/// (`drover/v1/dev/+/status`, `…/online`, `…/cmd/resp`, QoS 1) and telemetry
-/// (`…/telemetry`, QoS 0: a lost sample is only a gap).
-fn subscription() -> Subscribe {
+/// (`drover/v1/dev/+/status`, `…/online`, `…/cmd/resp`, QoS 1), telemetry
+/// (`…/telemetry`, QoS 0: a lost sample is only a gap) and, with Home Assistant
+/// discovery on, HA's birth topic `{prefix}/status` (QoS 0, as HA sends it).
+fn subscription(birth: Option<&str>) -> Subscribe {
     let filter =
         |leaf: &str, qos| SubscribeFilter::new(format!("{}/dev/+/{leaf}", topics::ROOT), qos);
-    Subscribe::new_many([
+    let mut filters = vec![
         filter("status", QoS::AtLeastOnce),
         filter("online", QoS::AtLeastOnce),
         filter("cmd/resp", QoS::AtLeastOnce),
         filter("telemetry", QoS::AtMostOnce),
-    ])
+    ];
+    filters.extend(birth.map(|t| SubscribeFilter::new(t.to_owned(), QoS::AtMostOnce)));
+    Subscribe::new_many(filters)
 }
 
 /// TCP_NODELAY: a desired state is one small packet that should leave now, not wait for

@@ -7,7 +7,10 @@
 //!   device's desired state, and drops what a client publishes on a device's topics;
 //! - with `dashboards.home_assistant = true`, retained discovery configs arrive under the
 //!   configured prefix once per entity set, their templates render (Jinja2) against the
-//!   real mirrors, and a workload that goes away is removed.
+//!   real mirrors, and a workload that goes away is removed;
+//! - Home Assistant's birth message (`online` on `{prefix}/status`, from a login granted
+//!   `--publish` on it) brings every config back, once however often it is sent, and so
+//!   does the hub's reconnect after a Mosquitto restart that lost the retained ones.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::io::Write;
@@ -623,6 +626,143 @@ fn home_assistant_discovery_is_retained_under_the_prefix() {
         !text.contains("ct_sensor_app") && text.contains("ct_web_main_cpu"),
         "{text}"
     );
+
+    // Home Assistant's birth message, five times at once: every config once more, and
+    // only once (republishes are coalesced).
+    let ha = hub.client_add("ha", &["--publish", "ha-test/status"]);
+    for _ in 0..5 {
+        assert!(publish(
+            port,
+            Login("ha", "ha", &ha),
+            "ha-test/status",
+            b"online"
+        ));
+    }
+    let only =
+        |l: &[(bool, String, String)]| l.iter().filter(|(_, t, _)| t.ends_with("/config")).count();
+    wait_for("the configs sent again", T, || {
+        (only(&lines(&hub, "live.txt")) >= 22).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let l = lines(&hub, "live.txt");
+    assert_eq!(only(&l), 22, "{l:?}");
+    let again: Vec<&str> = l
+        .iter()
+        .filter(|(_, t, _)| t.ends_with("/config"))
+        .skip(14)
+        .map(|(_, t, _)| t.as_str())
+        .collect();
+    assert!(
+        again.iter().any(|t| t.contains("ct_web_main_cpu"))
+            && !again.iter().any(|t| t.contains("ct_sensor_app")),
+        "{again:?}"
+    );
     let _ = live.kill();
     let _ = live.wait();
+}
+
+/// `mosquitto_pub -r -n`: clears the retained message on `topic`.
+fn clear_retained(port: u16, l: Login<'_>, topic: &str) {
+    let st = Command::new("mosquitto_pub")
+        .args(args(port, l))
+        .args(["-q", "1", "-r", "-n", "-t", topic])
+        .status()
+        .unwrap();
+    assert!(st.success(), "clearing {topic}");
+}
+
+/// The retained discovery configs a fresh subscriber gets: (topic, payload), sorted.
+fn retained_configs(port: u16, l: Login<'_>) -> Vec<(String, String)> {
+    let out = Command::new("mosquitto_sub")
+        .args(args(port, l))
+        .args(["-t", "homeassistant/#", "-F", "%r\t%t\t%p", "-W", "2"])
+        .output()
+        .unwrap();
+    let mut c: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, '\t');
+            let (r, t, p) = (it.next()?, it.next()?, it.next().unwrap_or(""));
+            (r == "1" && t.ends_with("/config") && !p.is_empty())
+                .then(|| (t.to_owned(), p.to_owned()))
+        })
+        .collect();
+    c.sort();
+    c
+}
+
+#[test]
+fn home_assistant_gets_the_configs_again_after_its_birth_and_a_broker_restart() {
+    let port = free_port();
+    let mut hub = TestHub::with_external_broker(port);
+    hub.append_config("[dashboards]\nhome_assistant = true\n");
+    hub.start();
+    let pi = credential(&hub.device_add("pi-1", &[]));
+    // What the README tells Home Assistant users to run.
+    let ha = hub.client_add("ha", &["--publish", "homeassistant/status"]);
+    let dash = hub.client_add("dash", &[]);
+    let (code, acl, err) = hub.cli(&["broker-config", "mosquitto-acl"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        acl.contains("user ha\n") && acl.contains("topic write homeassistant/status\n"),
+        "{acl}"
+    );
+    let hub_cred = std::fs::read_to_string(hub.dir.path().join("data/hub.credential")).unwrap();
+    let hub_cred = hub_cred.trim().to_owned();
+    let logins = [
+        ("drover-hub", hub_cred.as_str()),
+        ("pi-1", &pi),
+        ("ha", &ha),
+        ("dash", &dash),
+    ];
+    let mq = Mosquitto::start_with_acl(port, &acl, &logins);
+    let (pi_l, ha_l) = (Login("pi-1", "pi-1", &pi), Login("ha", "ha", &ha));
+    let admin = Login("admin", "drover-hub", &hub_cred);
+    wait_for("pi-1 to read its desired state", T, || {
+        let out = read(port, pi_l, &["drover/v1/dev/pi-1/desired"], 1, 3);
+        (out.status.success() && !out.stdout.is_empty()).then_some(())
+    });
+    let st = seal_status(&status("pi-1", &[("sensor", "app")]), pi.as_bytes()).unwrap();
+    assert!(publish(port, pi_l, "drover/v1/dev/pi-1/status", &st));
+    let w = ("sensor", "app");
+    let tele = "drover/v1/dev/pi-1/telemetry";
+    assert!(publish(port, pi_l, tele, &sealed_sample(1, w, "pi-1", &pi)));
+    let first = wait_for("8 retained configs", T, || {
+        let c = retained_configs(port, ha_l);
+        (c.len() == 8).then_some(c)
+    });
+
+    // The retained configs are lost (cleared here by the hub's login): a Home Assistant
+    // starting now would find nothing.
+    for (t, _) in &first {
+        clear_retained(port, admin, t);
+    }
+    assert_eq!(retained_configs(port, ha_l), vec![]);
+    // A login without the grant cannot ask for them (Mosquitto drops its publish)…
+    let dash_l = Login("dash", "dash", &dash);
+    assert!(publish(port, dash_l, "homeassistant/status", b"online"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(retained_configs(port, ha_l), vec![]);
+    // …Home Assistant's birth message does, and they are back as they were.
+    assert!(publish(port, ha_l, "homeassistant/status", b"online"));
+    let back = wait_for("the configs after HA's birth message", T, || {
+        let c = retained_configs(port, ha_l);
+        (c.len() == 8).then_some(c)
+    });
+    assert_eq!(back, first);
+
+    // Mosquitto restarts without persistence: every retained message is gone, and the hub
+    // sends the configs again once it has reconnected.
+    mq.stop();
+    let _mq = Mosquitto::start_with_acl(port, &acl, &logins);
+    let restored = wait_for("the configs after the broker restart", T, || {
+        let c = retained_configs(port, ha_l);
+        (c.len() == 8).then_some(c)
+    });
+    assert_eq!(restored, first);
+    assert!(
+        hub.logs()
+            .contains("sending Home Assistant discovery configs again"),
+        "no republish logged"
+    );
 }

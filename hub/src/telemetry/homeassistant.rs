@@ -21,7 +21,9 @@
 //!
 //! Configs are sent when a device is first seen (after a hub start too: rumqttd keeps no
 //! retained messages across restarts) and when its set of entities changes; entities that
-//! disappeared get an empty retained payload, which removes them. Never per sample.
+//! disappeared get an empty retained payload, which removes them. Never per sample, but
+//! all of them again (see `rediscover`) when Home Assistant announces itself on
+//! `{prefix}/status` and when the hub reconnects to the broker.
 //! Names in templates are `Name`s (`[a-z0-9-]`), so they cannot break a Jinja string.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -124,7 +126,37 @@ impl Discovery {
     pub fn forget(&mut self, device: &str) {
         self.published.remove(device);
     }
+
+    /// Every device with configs published, sorted (what a republish walks through).
+    pub fn devices(&self) -> Vec<String> {
+        let mut d: Vec<String> = self.published.keys().cloned().collect();
+        d.sort();
+        d
+    }
+
+    /// The configs published for `device`, to send again (after Home Assistant's birth
+    /// message or a reconnect to the broker); empty for a device not (or no more) known.
+    pub fn configs_of(&self, device: &str) -> Vec<DiscoveryMsg> {
+        self.published
+            .get(device)
+            .into_iter()
+            .flatten()
+            .map(|(topic, config)| DiscoveryMsg {
+                topic: topic.clone(),
+                config: Some(config.clone()),
+            })
+            .collect()
+    }
 }
+
+/// Home Assistant's birth (and will) topic, `{prefix}/status`: it publishes `online`
+/// there when it starts, and integrations send their discovery configs again.
+pub fn birth_topic(prefix: &str) -> String {
+    format!("{prefix}/status")
+}
+
+/// The birth payload that asks for the configs again (`offline` is HA's will: ignored).
+pub const BIRTH_PAYLOAD: &[u8] = b"online";
 
 /// Every entity `view` calls for: discovery topic → config.
 pub fn configs(prefix: &str, device: &Name, view: &DeviceTelemetryView) -> BTreeMap<String, Value> {

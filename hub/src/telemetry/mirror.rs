@@ -82,6 +82,12 @@ impl Mirrors {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Free places in the queue now (0 when mirrors are off): a bulk sender (the Home
+    /// Assistant republish) waits for room instead of having its messages dropped.
+    pub fn room(&self) -> usize {
+        self.tx.as_ref().map_or(0, mpsc::Sender::capacity)
+    }
+
     pub fn enabled(&self) -> bool {
         self.tx.is_some()
     }

@@ -11,6 +11,7 @@ pub mod history;
 pub mod homeassistant;
 pub mod ingest;
 pub mod mirror;
+pub mod rediscover;
 pub mod routes;
 pub mod view;
 
@@ -48,6 +49,8 @@ enum Msg {
     Sample(String, Vec<u8>, u64),
     /// Write the pending history now and answer (a graceful stop).
     Flush(mpsc::Sender<()>),
+    /// Send every Home Assistant discovery config again (coalesced); why, for the log.
+    Rediscover(&'static str),
 }
 
 /// The MQTT loop's side: hands samples to the thread without ever blocking.
@@ -55,6 +58,8 @@ enum Msg {
 pub struct Service {
     tx: SyncSender<Msg>,
     cache: TelemetryCache,
+    /// Home Assistant's `{prefix}/status` when discovery is on.
+    birth_topic: Option<String>,
 }
 
 impl Service {
@@ -80,12 +85,21 @@ impl Service {
                 .home_assistant
                 .as_deref()
                 .map(homeassistant::Discovery::new),
+            rediscovery: rediscover::Rediscovery::default(),
         };
         std::thread::Builder::new()
             .name("telemetry".to_owned())
             .spawn(move || worker.run(rx))
             .map_err(|e| HistoryError::Thread(e.to_string()))?;
-        Ok(Service { tx, cache })
+        let birth_topic = settings
+            .home_assistant
+            .as_deref()
+            .map(homeassistant::birth_topic);
+        Ok(Service {
+            tx,
+            cache,
+            birth_topic,
+        })
     }
 
     /// Queues a telemetry message received at `at_ms`; a full queue drops it (counted as
@@ -95,6 +109,24 @@ impl Service {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.cache.count_rejected("overloaded"),
             Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Home Assistant's birth topic (`{prefix}/status`) when discovery is on: the MQTT
+    /// client subscribes to it and calls [`Service::rediscover`] on `online`.
+    pub fn birth_topic(&self) -> Option<&str> {
+        self.birth_topic.as_deref()
+    }
+
+    /// Asks for every discovery config again (Home Assistant started, or the hub
+    /// reconnected to the broker); coalesced and rate-limited on the thread. A no-op
+    /// without discovery.
+    pub fn rediscover(&self, why: &'static str) {
+        if self.birth_topic.is_some() && self.tx.try_send(Msg::Rediscover(why)).is_err() {
+            tracing::warn!(
+                why,
+                "telemetry queue full: discovery configs not sent again"
+            );
         }
     }
 
@@ -141,24 +173,34 @@ struct Worker {
     mirrors: Mirrors,
     events: Events,
     discovery: Option<homeassistant::Discovery>,
+    rediscovery: rediscover::Rediscovery,
 }
 
 impl Worker {
     fn run(mut self, rx: Receiver<Msg>) {
         let mut next_flush = Instant::now() + FLUSH_EVERY;
         loop {
-            let wait = next_flush.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
+            let now = Instant::now();
+            let wake = self
+                .rediscovery
+                .wake_at(now)
+                .map_or(next_flush, |r| r.min(next_flush));
+            match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(Msg::Sample(topic, payload, at_ms)) => self.handle(&topic, &payload, at_ms),
                 Ok(Msg::Flush(done)) => {
                     self.flush();
                     let _ = done.send(());
                 }
+                Ok(Msg::Rediscover(why)) => self.rediscovery.request(Instant::now(), why),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.flush();
                     return;
                 }
+            }
+            if let Some(discovery) = &mut self.discovery {
+                self.rediscovery
+                    .step(Instant::now(), discovery, &self.mirrors);
             }
             if Instant::now() >= next_flush {
                 self.flush();
