@@ -269,6 +269,12 @@ mod tests {
             queue.starts_with("agent.toml:2:9: telemetry.queue: expected 1..=256"),
             "{queue}"
         );
+        let interval = parse_err("[telemetry]\ninterval = \"100000h\"\n");
+        assert!(
+            interval
+                .starts_with("agent.toml:2:12: telemetry.interval: expected 0 (off) or 1s to 1h"),
+            "{interval}"
+        );
         let dur = parse_err("resync_interval = \"0s\"\n");
         assert!(
             dur.starts_with("agent.toml:1:19: expected a duration above 0"),

@@ -24,8 +24,13 @@ fn main() {
     let mut bytes = 0;
     for _ in 0..rounds {
         let t = Instant::now();
-        let body =
-            drover_hub::metrics::render(&fleet.read, &fleet.telemetry, fleet.now_ms).unwrap();
+        let body = drover_hub::metrics::render(
+            &fleet.read,
+            &fleet.telemetry,
+            &fleet.mirrors,
+            fleet.now_ms,
+        )
+        .unwrap();
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         bytes = body.len();
         if args.iter().any(|a| a == "--print") {
@@ -33,11 +38,12 @@ fn main() {
             return;
         }
     }
-    let lines = drover_hub::metrics::render(&fleet.read, &fleet.telemetry, fleet.now_ms)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .count();
+    let lines =
+        drover_hub::metrics::render(&fleet.read, &fleet.telemetry, &fleet.mirrors, fleet.now_ms)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count();
     times.sort_by(f64::total_cmp);
     println!(
         "devices={devices} containers={containers} rounds={rounds} scrape_ms median={:.1} min={:.1} max={:.1} body_bytes={bytes} samples={lines}",

@@ -2,7 +2,8 @@
 //! controller thread (changes) or runs a view on the read connection (reads), and
 //! serializes the answer; no logic lives here and no handler waits on a lock held
 //! across planning. Errors are `{"error": "..."}` with a status
-//! code saying whose fault it was.
+//! code saying whose fault it was; query strings go through [`ApiQuery`] so that a bad
+//! one gets the same shape.
 //!
 //! Routes (all under `/v1`, answered to loopback peers, and for reads to other peers
 //! presenting the `[api] token` — 403 otherwise, see `web::access` — so that
@@ -27,9 +28,11 @@
 //!
 //! The `/v2` image registry routes (device credentials, any peer) are `registry::router`.
 
+mod query;
+
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -44,6 +47,8 @@ use crate::views::{
     AddDeviceRequest, DeviceAdded, DeviceAddedAnswer, DevicesImported, DryRunQuery, ErrorBody,
     FileText, ImportRequest, RolloutAction,
 };
+
+pub use query::{ApiQuery, QueryHelp};
 
 /// Largest `/v1` request body accepted.
 const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
@@ -180,7 +185,7 @@ pub(crate) async fn read<T: Send + 'static>(
 
 async fn apply(
     State(st): State<ApiState>,
-    Query(q): Query<DryRunQuery>,
+    ApiQuery(q): ApiQuery<DryRunQuery>,
     Json(files): Json<Vec<FileText>>,
 ) -> impl IntoResponse {
     let dry_run = q.dry_run;
@@ -197,7 +202,7 @@ async fn apply(
 
 async fn delete(
     State(st): State<ApiState>,
-    Query(q): Query<DryRunQuery>,
+    ApiQuery(q): ApiQuery<DryRunQuery>,
     Json(files): Json<Vec<FileText>>,
 ) -> impl IntoResponse {
     let dry_run = q.dry_run;

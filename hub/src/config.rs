@@ -23,7 +23,8 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// `tracing` filter for the hub's logs.
     pub log_level: String,
-    /// A device that sent no status for this long is shown offline.
+    /// A device that sent no status for this long is shown offline ([`OFFLINE_AFTER`]).
+    #[serde(deserialize_with = "offline_after")]
     pub offline_after: DurationMs,
     pub api: ApiConfig,
     pub broker: BrokerConfig,
@@ -34,7 +35,9 @@ pub struct HubConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// How long the per-minute history is kept (`<data_dir>/telemetry.db`); 0 = none.
+    /// How long the per-minute history is kept (`<data_dir>/telemetry.db`); 0 = none,
+    /// else within [`TELEMETRY_HISTORY`].
+    #[serde(deserialize_with = "telemetry_history")]
     pub history: DurationMs,
 }
 
@@ -212,6 +215,60 @@ fn absolute_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     Ok(path)
 }
 
+/// `offline_after`: 5 s to 1 day. Below a few seconds every device flaps offline between
+/// two heartbeats; beyond a day a dead device would count as online (and as a healthy
+/// rollout target) for longer than anyone would wait to be told.
+pub const OFFLINE_AFTER: (DurationMs, DurationMs) = (DurationMs(5_000), DurationMs(86_400_000));
+
+/// `[telemetry] history`: 0 (none), or 1 min to 90 days. Points are one per device and
+/// minute, so less than a minute keeps nothing; 90 days are ~130,000 rows per device
+/// (~13 MB each, some GB for a fleet) in a file pruned row by row, and long-term storage
+/// is better left to Prometheus scraping `/metrics`.
+pub const TELEMETRY_HISTORY: (DurationMs, DurationMs) =
+    (DurationMs(60_000), DurationMs(90 * 86_400_000));
+
+/// `v` when within `range`; else an error naming `field` and the range (toml adds the
+/// file, line and column).
+fn in_range(
+    field: &str,
+    v: DurationMs,
+    (min, max): (DurationMs, DurationMs),
+    zero: Option<&str>,
+) -> Result<DurationMs, String> {
+    if (zero.is_some() && v.0 == 0) || (min.0..=max.0).contains(&v.0) {
+        return Ok(v);
+    }
+    let zero = zero.map_or(String::new(), |z| format!("0 ({z}) or "));
+    let max_days = max.0 / 86_400_000;
+    let max = if max.0 % 86_400_000 == 0 {
+        format!("{max_days}d ({})", max)
+    } else {
+        max.to_string()
+    };
+    Err(format!("{field}: expected {zero}{min} to {max}, got {v}"))
+}
+
+fn offline_after<'de, D: Deserializer<'de>>(d: D) -> Result<DurationMs, D::Error> {
+    in_range(
+        "offline_after",
+        DurationMs::deserialize(d)?,
+        OFFLINE_AFTER,
+        None,
+    )
+    .map_err(serde::de::Error::custom)
+}
+
+fn telemetry_history<'de, D: Deserializer<'de>>(d: D) -> Result<DurationMs, D::Error> {
+    let v = DurationMs::deserialize(d)?;
+    in_range(
+        "telemetry.history",
+        v,
+        TELEMETRY_HISTORY,
+        Some("no history"),
+    )
+    .map_err(serde::de::Error::custom)
+}
+
 /// Shortest `[api] token` accepted: a guessable token exposes the whole fleet's state.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -254,6 +311,30 @@ mod tests {
         assert!(err.to_string().starts_with("h.toml:3:1:"), "{err}");
         let err = HubConfig::parse("h.toml", "data_dir = \"rel\"\n").expect_err("relative");
         assert!(err.to_string().contains("absolute"), "{err}");
+    }
+
+    #[test]
+    fn durations_out_of_range_are_refused_with_the_range_and_place() {
+        let err = HubConfig::parse("h.toml", "[telemetry]\nhistory = \"100000000h\"\n")
+            .expect_err("too long");
+        assert_eq!(
+            err.to_string().lines().next().unwrap(),
+            "h.toml:2:11: telemetry.history: expected 0 (no history) or 1m to 90d (2160h), \
+             got 100000000h"
+        );
+        let err = HubConfig::parse("h.toml", "[telemetry]\nhistory = \"30s\"\n").unwrap_err();
+        assert!(err.to_string().contains("got 30s"), "{err}");
+        let c = HubConfig::parse("h", "[telemetry]\nhistory = \"0s\"\n").unwrap();
+        assert_eq!(c.telemetry.history, DurationMs(0));
+        let c = HubConfig::parse("h", "[telemetry]\nhistory = \"2160h\"\n").unwrap();
+        assert_eq!(c.telemetry.history, TELEMETRY_HISTORY.1);
+        let err = HubConfig::parse("h.toml", "offline_after = \"0s\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("h.toml:1:17: offline_after: expected 5s to 1d (24h), got 0ms"),
+            "{err}"
+        );
+        assert!(HubConfig::parse("h", "offline_after = \"10s\"\n").is_ok());
     }
 
     #[test]

@@ -76,7 +76,9 @@ fn check_conventions(body: &Exposition) {
 fn metrics_parse_strictly_and_every_dashboard_query_uses_an_exported_metric() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = drover_hub::metrics::sample::build(dir.path(), 12, 2).unwrap();
-    let text = drover_hub::metrics::render(&fleet.read, &fleet.telemetry, fleet.now_ms).unwrap();
+    let text =
+        drover_hub::metrics::render(&fleet.read, &fleet.telemetry, &fleet.mirrors, fleet.now_ms)
+            .unwrap();
     let body = prom_text::parse(&text).unwrap_or_else(|e| panic!("{e}"));
     check_conventions(&body);
     assert_eq!(body.value("drover_devices", &[]), Some(12.0));
@@ -103,7 +105,9 @@ fn metrics_parse_strictly_and_every_dashboard_query_uses_an_exported_metric() {
 fn the_dashboard_check_catches_a_wrong_metric_or_label() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = drover_hub::metrics::sample::build(dir.path(), 2, 1).unwrap();
-    let text = drover_hub::metrics::render(&fleet.read, &fleet.telemetry, fleet.now_ms).unwrap();
+    let text =
+        drover_hub::metrics::render(&fleet.read, &fleet.telemetry, &fleet.mirrors, fleet.now_ms)
+            .unwrap();
     let body = prom_text::parse(&text).unwrap();
     let check = |q: &str| unknown(&grafana::selectors(q).unwrap().into_iter().collect(), &body);
     let q = r#"sum by (le) (rate(drover_hub_apply_duration_seconds_bucket{job=~"$job"}[5m]))"#;
@@ -350,4 +354,23 @@ fn telemetry_a_real_hub_verified_shows_in_metrics() {
         body.value("drover_hub_telemetry_samples_accepted_total", &[]),
         Some(1.0)
     );
+    // Every counter `get stats` shows is a series of /metrics (the quiet hub's counters do
+    // not move between the two reads), `overloaded` drops and mirror drops included.
+    let stats = hub.stats();
+    let stats = stats.as_object().unwrap();
+    assert!(
+        stats.contains_key("telemetry_rejected_overloaded"),
+        "{stats:?}"
+    );
+    let body = scrape(&hub);
+    for (key, n) in stats {
+        let (name, labels) = drover_hub::metrics::stat_series(key)
+            .unwrap_or_else(|| panic!("get stats has {key}, /metrics does not"));
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            body.value(&name, &labels),
+            n.as_f64(),
+            "{key} as {name}{labels:?}"
+        );
+    }
 }

@@ -116,11 +116,30 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     assert_eq!(s["telemetry_rejected_replayed"], 1, "{s}");
     assert_eq!(s["telemetry_rejected_bad_mac"], 1, "{s}");
 
+    // A status: the device is online (for `top`), and it is mirrored as JSON, retained,
+    // for dashboards connecting later.
+    let status = DeviceStatus {
+        device: dev.clone(),
+        observed_generation: 0,
+        time_ms: drover_hub::now_ms(),
+        workloads: vec![],
+        capacity: Default::default(),
+    };
+    hub.mqtt_publish(
+        "pi-t",
+        &cred,
+        "drover/v1/dev/pi-t/status",
+        &seal_status(&status, cred.as_bytes()).unwrap(),
+    );
+    wait_for("the device online", T, || {
+        (hub.devices()[0]["online"] == true).then_some(())
+    });
+
     // `top` shows the device and its container, with the rate between the two samples.
     let (code, out, err) = hub.cli(&["top"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("pi-t") && out.contains("38%") && out.contains("48.1°C"),
+        out.contains("pi-t   online") && out.contains("38%") && out.contains("48.1°C"),
         "{out}"
     );
     let (code, out, _) = hub.cli(&["top", "workloads"]);
@@ -159,20 +178,6 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     assert_eq!(seqs, [10, 11], "{mirrored}");
     drop(mirror);
 
-    // A status is mirrored as JSON, retained, for dashboards connecting later.
-    let status = DeviceStatus {
-        device: dev.clone(),
-        observed_generation: 0,
-        time_ms: drover_hub::now_ms(),
-        workloads: vec![],
-        capacity: Default::default(),
-    };
-    hub.mqtt_publish(
-        "pi-t",
-        &cred,
-        "drover/v1/dev/pi-t/status",
-        &seal_status(&status, cred.as_bytes()).unwrap(),
-    );
     let retained = wait_for("the retained status mirror", T, || {
         let out = Command::new("mosquitto_sub")
             .args(hub.mqtt_login("dash", &dash))
@@ -219,4 +224,27 @@ fn samples_are_verified_counted_kept_and_mirrored() {
         points.last().unwrap()["containers"][0]["memory_bytes"],
         10 * 1024 * 1024
     );
+
+    // A query string that does not parse gets the API's JSON error, naming the parameter.
+    let bad = format!("{}/v1/telemetry/devices/pi-t/history?minutes=abc", hub.api);
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", &bad])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "400", "{text}");
+    let e: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let msg = e["error"].as_str().unwrap();
+    assert!(
+        msg.contains("minutes: invalid digit") && msg.contains("expected minutes=N"),
+        "{msg}"
+    );
+
+    // No status for `offline_after` (10 s in tests): `top` says offline, no stale figures.
+    let out = wait_for("pi-t offline in top", T, || {
+        let (_, out, _) = hub.cli(&["top"]);
+        out.contains("pi-t   offline").then_some(out)
+    });
+    assert!(!out.contains("38%"), "{out}");
 }

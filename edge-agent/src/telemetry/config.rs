@@ -13,6 +13,11 @@ pub const MAX_TELEMETRY_QUEUE: u32 = 256;
 /// Shortest interval accepted besides 0 (off): a sample costs a few dozen file reads.
 const MIN_INTERVAL_MS: u64 = 1_000;
 
+/// Longest interval accepted: 1 h. The hub keeps one history point per minute and
+/// computes rates and "last sample" ages expecting samples within minutes; a longer
+/// interval is almost surely a typo (`100000h`), and `0s` is the way to turn it off.
+const MAX_INTERVAL_MS: u64 = 3_600_000;
+
 /// Telemetry settings. See `configs/agent.toml`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,9 +50,9 @@ impl TelemetryConfig {
 
 fn de_interval<'de, D: Deserializer<'de>>(d: D) -> Result<DurationMs, D::Error> {
     let v = DurationMs::deserialize(d)?;
-    if v.0 != 0 && v.0 < MIN_INTERVAL_MS {
+    if v.0 != 0 && !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&v.0) {
         return Err(serde::de::Error::custom(format!(
-            "telemetry.interval: expected 0 (off) or at least 1s, got {v}"
+            "telemetry.interval: expected 0 (off) or 1s to 1h, got {v}"
         )));
     }
     Ok(v)
@@ -85,8 +90,14 @@ mod tests {
     fn bad_values_are_refused_with_their_field() {
         let e = parse("interval = \"500ms\"").unwrap_err();
         assert!(
-            e.contains("telemetry.interval: expected 0 (off) or at least 1s"),
+            e.contains("telemetry.interval: expected 0 (off) or 1s to 1h, got 500ms"),
             "{e}"
+        );
+        let e = parse("interval = \"100000h\"").unwrap_err();
+        assert!(e.contains("1s to 1h, got 100000h"), "{e}");
+        assert_eq!(
+            parse("interval = \"1h\"").unwrap().interval,
+            DurationMs(3_600_000)
         );
         let e = parse("queue = 0").unwrap_err();
         assert!(

@@ -1,6 +1,6 @@
-//! The families of the fleet (devices, workloads), the rollouts and the hub's own
-//! counters, written from facts into a `prometheus-client` descriptor encoder, plus the
-//! two helpers every family goes through. Pure: never reads anything.
+//! The families of the fleet (devices, workloads) and the rollouts, written from facts
+//! into a `prometheus-client` descriptor encoder, plus the two helpers every family goes
+//! through. Pure: never reads anything.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,9 +11,9 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::MetricType;
 
-use super::fleet::{DeploymentFacts, FleetFacts};
-use crate::controller::RejectReason;
-use crate::telemetry::TelemetryCounters;
+use drover_protocol::health::Health;
+
+use super::fleet::{DeploymentFacts, FleetFacts, health_label};
 
 /// Every phase a workload can report, so that each `drover_workloads{phase}` series
 /// exists (at 0) from the first scrape.
@@ -26,9 +26,12 @@ const PHASES: [Phase; 7] = [
     Phase::Error,
     Phase::Stopping,
 ];
-const HEALTHS: [&str; 4] = ["none", "starting", "healthy", "unhealthy"];
-/// Reasons the telemetry path counts (`TelemetryCounters::rejected`).
-const TELEMETRY_REJECTS: [&str; 4] = ["unknown_device", "bad_mac", "replayed", "malformed"];
+const HEALTHS: [Health; 4] = [
+    Health::None,
+    Health::Starting,
+    Health::Healthy,
+    Health::Unhealthy,
+];
 
 /// A gauge family: `# HELP`, `# TYPE`, then one sample per row.
 pub(super) fn gauge<L: EncodeLabelSet, V: EncodeGaugeValue>(
@@ -109,7 +112,8 @@ pub(super) fn fleet(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result 
 fn workload_counts(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
     let all = || f.devices.iter().flat_map(|d| d.workloads.iter());
     let mut phases: BTreeMap<&str, usize> = PHASES.iter().map(|p| (p.as_str(), 0)).collect();
-    let mut healths: BTreeMap<&str, usize> = HEALTHS.iter().map(|h| (*h, 0)).collect();
+    let mut healths: BTreeMap<&str, usize> =
+        HEALTHS.iter().map(|h| (health_label(*h), 0)).collect();
     for w in all() {
         *phases.entry(w.phase).or_default() += 1;
         *healths.entry(w.health).or_default() += 1;
@@ -117,7 +121,8 @@ fn workload_counts(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
     let help = "Workloads on devices by phase (Pending until the device reports it)";
     let rows = phases.into_iter().map(|(p, n)| ([("phase", p)], n));
     gauge(enc, "drover_workloads", help, rows)?;
-    let help = "Workloads on devices by the worst probe verdict of their containers";
+    let help = "Workloads on devices by the worst probe verdict of their containers: None \
+                (no probe), Starting, Healthy, Unhealthy, as the JSON API spells them";
     let rows = healths.into_iter().map(|(h, n)| ([("health", h)], n));
     gauge(enc, "drover_workloads_by_health", help, rows)?;
     let ready = all().filter(|w| w.ready).count();
@@ -140,7 +145,9 @@ fn workloads(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
     let help = "1 when the workload runs with every container ready";
     let rows = each().map(|(l, w)| (l, u32::from(w.ready)));
     gauge(enc, "drover_workload_ready", help, rows)?;
-    let help = "1 when the workload runs and no probe says unhealthy";
+    let help = "1 when the workload runs and each container's probes pass or it has none \
+                (health None counts as healthy while running, as Kubernetes counts a \
+                container without probes ready); 0 while any is Starting or Unhealthy";
     let rows = each().map(|(l, w)| (l, u32::from(w.healthy)));
     gauge(enc, "drover_workload_healthy", help, rows)?;
     let help = "Restarts of the workload's containers, as its status reports them";
@@ -220,79 +227,4 @@ pub(super) fn rollouts(enc: &mut DescriptorEncoder, ds: &[DeploymentFacts]) -> f
     let help = "1 when the last rollout was rolled back";
     let rows = with().map(|(l, r)| (l, flag(r.rolled_back)));
     gauge(enc, "drover_rollout_rolled_back", help, rows)
-}
-
-/// The hub's own counters: rejected messages by path and reason, ingest, transactions.
-/// `controller` is `[transactions, message_batches, messages]`.
-pub(super) fn hub(
-    enc: &mut DescriptorEncoder,
-    store: &BTreeMap<String, u64>,
-    telemetry: &TelemetryCounters,
-    controller: [u64; 3],
-) -> fmt::Result {
-    let stored = |name: &str| store.get(name).copied().unwrap_or(0);
-    let mut rejected: BTreeMap<(&str, String), u64> = BTreeMap::new();
-    // Presence messages carry no MAC: only these two reasons apply (as in `get stats`).
-    let presence = [RejectReason::UnknownDevice, RejectReason::Malformed];
-    for (kind, reasons) in [
-        ("status", &RejectReason::ALL[..]),
-        ("presence", &presence[..]),
-    ] {
-        for r in reasons {
-            let n = stored(&format!("{kind}_rejected_{}", r.as_str()));
-            rejected.insert((kind, r.as_str().to_owned()), n);
-        }
-    }
-    for r in TELEMETRY_REJECTS {
-        rejected.insert(("telemetry", r.to_owned()), 0);
-    }
-    for (r, n) in &telemetry.rejected {
-        rejected.insert(("telemetry", r.clone()), *n);
-    }
-    let rows = rejected
-        .iter()
-        .map(|((kind, reason), n)| ([("kind", *kind), ("reason", reason.as_str())], *n));
-    let help = "Device messages dropped, by path (status, presence, telemetry) and reason";
-    counter(enc, "drover_hub_messages_rejected", help, rows)?;
-    let help = "Status and presence messages the controller received, since the hub started";
-    counter(
-        enc,
-        "drover_hub_device_messages",
-        help,
-        [(NONE, controller[2])],
-    )?;
-    let help = "Batches of device messages folded, one store transaction each";
-    counter(
-        enc,
-        "drover_hub_message_batches",
-        help,
-        [(NONE, controller[1])],
-    )?;
-    let help = "Status snapshots accepted (kept across hub restarts)";
-    counter(
-        enc,
-        "drover_hub_status_accepted",
-        help,
-        [(NONE, stored("status_accepted"))],
-    )?;
-    let help = "Telemetry samples accepted, since the hub started";
-    counter(
-        enc,
-        "drover_hub_telemetry_samples_accepted",
-        help,
-        [(NONE, telemetry.accepted)],
-    )?;
-    let help = "Telemetry history rows written, since the hub started";
-    let rows = [(NONE, telemetry.history_rows)];
-    counter(enc, "drover_hub_telemetry_history_rows", help, rows)?;
-    let help = "Store transactions the controller committed, since the hub started";
-    counter(
-        enc,
-        "drover_hub_store_transactions",
-        help,
-        [(NONE, controller[0])],
-    )?;
-    let help = "Desired states signed and stored (kept across hub restarts)";
-    let rows = [(NONE, stored("desired_generations"))];
-    counter(enc, "drover_hub_desired_generations", help, rows)
 }

@@ -13,15 +13,13 @@ use crate::controller::{ControllerError, ReadSide, is_online};
 use crate::fleet::rollout::Phase as RolloutPhase;
 use crate::store::{RolloutStateRow, StatusRow};
 
-/// Every device, workload and Deployment at one moment, plus the store's counters.
+/// Every device, workload and Deployment at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FleetFacts {
     /// Sorted by name.
     pub devices: Vec<DeviceFacts>,
     /// Sorted by name.
     pub deployments: Vec<DeploymentFacts>,
-    /// The store's persistent counters (`status_rejected_bad_mac`, `status_accepted`, …).
-    pub counters: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,9 +40,9 @@ pub struct WorkloadFacts {
     pub phase: &'static str,
     /// Running with every container ready.
     pub ready: bool,
-    /// The worst of its containers' probe verdicts (`Health::as_str`).
+    /// The worst of its containers' probe verdicts ([`health_label`]).
     pub health: &'static str,
-    /// Running and no probe says unhealthy.
+    /// Running, and every container's probes pass or it has none (see [`is_healthy`]).
     pub healthy: bool,
     pub restarts: u32,
     /// Each reported container's name and restarts.
@@ -78,7 +76,7 @@ pub struct RolloutFacts {
 }
 
 /// Reads the fleet through the read connection: devices, statuses, desired states,
-/// Deployments, placement, rollout states and counters — one query each.
+/// Deployments, placement and rollout states — one query each.
 pub fn collect(read: &ReadSide, now_ms: u64) -> Result<FleetFacts, ControllerError> {
     let store = read.store();
     let settings = read.settings();
@@ -108,7 +106,6 @@ pub fn collect(read: &ReadSide, now_ms: u64) -> Result<FleetFacts, ControllerErr
         deployments,
         placement: store.placement()?,
         rollouts: store.rollout_states()?,
-        counters: store.counters()?,
     }))
 }
 
@@ -124,7 +121,6 @@ pub struct Inputs {
     /// Deployment → the devices it is placed on.
     pub placement: BTreeMap<String, BTreeSet<String>>,
     pub rollouts: BTreeMap<String, RolloutStateRow>,
-    pub counters: BTreeMap<String, u64>,
 }
 
 /// Folds what was read into facts, in O(devices + placements).
@@ -165,7 +161,6 @@ pub fn facts(i: &Inputs) -> FleetFacts {
     FleetFacts {
         devices,
         deployments,
-        counters: i.counters.clone(),
     }
 }
 
@@ -184,7 +179,7 @@ fn workloads(wanted: &[&str], reported: &[WorkloadStatus]) -> Vec<WorkloadFacts>
                 name: (*w).to_owned(),
                 phase: Phase::Pending.as_str(),
                 ready: false,
-                health: Health::None.as_str(),
+                health: health_label(Health::None),
                 healthy: false,
                 restarts: 0,
                 containers: Vec::new(),
@@ -206,8 +201,8 @@ fn workload(r: &WorkloadStatus) -> WorkloadFacts {
         name: r.name.to_string(),
         phase: r.phase.as_str(),
         ready: r.is_ready(),
-        health: health.as_str(),
-        healthy: r.phase == Phase::Running && health != Health::Unhealthy,
+        health: health_label(health),
+        healthy: is_healthy(r.phase, health),
         restarts: r.restarts,
         containers: r
             .containers
@@ -215,6 +210,24 @@ fn workload(r: &WorkloadStatus) -> WorkloadFacts {
             .map(|c| (c.name.to_string(), c.restarts))
             .collect(),
     }
+}
+
+/// The `health` label of a verdict, spelled as the JSON API and `describe` spell it
+/// (`None`, `Starting`, `Healthy`, `Unhealthy`: serde's names, like the `phase` labels).
+pub fn health_label(h: Health) -> &'static str {
+    match h {
+        Health::None => "None",
+        Health::Starting => "Starting",
+        Health::Healthy => "Healthy",
+        Health::Unhealthy => "Unhealthy",
+    }
+}
+
+/// `drover_workload_healthy`: running, and the worst verdict is `Healthy` or `None`. A
+/// container without probes counts as healthy while it runs, as Kubernetes counts a
+/// container without probes as ready; `Starting` (probes not decided yet) does not.
+pub fn is_healthy(phase: Phase, worst: Health) -> bool {
+    phase == Phase::Running && matches!(worst, Health::Healthy | Health::None)
 }
 
 /// Unhealthy over starting over healthy over none (no probe anywhere).

@@ -2,9 +2,10 @@
 //! Prometheus text exposition format (0.0.4), encoded with `prometheus-client`.
 //!
 //! Nothing is mirrored into long-lived metric objects: each scrape reads the current
-//! state — every kind of store row with ONE query (`fleet`), the telemetry cache's views
-//! and counters — into owned facts, releases the read lock, and encodes them through a
-//! per-scrape [`Registry`] whose collector writes the families (`families`, `usage`).
+//! state — every kind of store row with ONE query (`fleet`), the telemetry cache's views,
+//! and the very counters `get stats` shows (`stats`) — into owned facts, releases the
+//! read lock, and encodes them through a per-scrape [`Registry`] whose collector writes
+//! the families (`families`, `stats`, `usage`).
 //! The only long-lived metric is the controller's apply-duration histogram, which lives
 //! in [`controller::Metrics`](crate::controller::Metrics).
 //!
@@ -15,6 +16,7 @@
 
 mod families;
 mod fleet;
+mod stats;
 mod usage;
 
 pub mod sample;
@@ -22,6 +24,7 @@ pub mod sample;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -34,9 +37,12 @@ use prometheus_client::registry::Registry;
 
 use crate::api::ApiState;
 use crate::controller::{ControllerError, ReadSide};
-use crate::telemetry::{TelemetryCache, TelemetryCounters, view::DeviceTelemetryView};
+use crate::telemetry::{Mirrors, TelemetryCache, view::DeviceTelemetryView};
 
-pub use fleet::{DeploymentFacts, DeviceFacts, FleetFacts, RolloutFacts, WorkloadFacts};
+pub use fleet::{
+    DeploymentFacts, DeviceFacts, FleetFacts, RolloutFacts, WorkloadFacts, health_label, is_healthy,
+};
+pub use stats::stat_series;
 
 /// `Content-Type` of the answer.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -62,21 +68,15 @@ pub fn apply_histogram() -> Histogram {
 struct Scrape {
     fleet: FleetFacts,
     telemetry: Vec<DeviceTelemetryView>,
-    telemetry_counters: TelemetryCounters,
-    /// The controller's in-memory counters: transactions, batches, messages.
-    controller: [u64; 3],
+    /// What `get stats` shows.
+    stats: BTreeMap<String, u64>,
 }
 
 impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         families::fleet(&mut enc, &self.fleet)?;
         families::rollouts(&mut enc, &self.fleet.deployments)?;
-        families::hub(
-            &mut enc,
-            &self.fleet.counters,
-            &self.telemetry_counters,
-            self.controller,
-        )?;
+        stats::hub(&mut enc, &self.stats)?;
         usage::devices(&mut enc, &self.telemetry)?;
         usage::containers(&mut enc, &self.telemetry)
     }
@@ -86,22 +86,19 @@ impl Collector for Scrape {
 pub fn render(
     read: &Mutex<ReadSide>,
     telemetry: &TelemetryCache,
+    mirrors: &Mirrors,
     now_ms: u64,
 ) -> Result<String, MetricsError> {
-    let (fleet, metrics) = {
+    let (fleet, mut stats, metrics) = {
         let side = read.lock().unwrap_or_else(|p| p.into_inner());
-        (fleet::collect(&side, now_ms)?, side.metrics().clone())
+        let fleet = fleet::collect(&side, now_ms)?;
+        (fleet, side.stats()?, side.metrics().clone())
     };
-    let m = &metrics;
+    crate::telemetry::add_stats(&mut stats, &telemetry.counters(), mirrors.dropped());
     let scrape = Scrape {
         fleet,
         telemetry: telemetry.all(),
-        telemetry_counters: telemetry.counters(),
-        controller: [
-            m.get(&m.transactions),
-            m.get(&m.message_batches),
-            m.get(&m.messages),
-        ],
+        stats,
     };
     // About 2.5 KiB per device with telemetry: size once instead of doubling up to it.
     let mut out = String::with_capacity(4096 + scrape.fleet.devices.len() * 2560);
@@ -120,10 +117,12 @@ pub fn render(
 pub async fn scrape(State(st): State<ApiState>) -> Response {
     let read: Arc<Mutex<ReadSide>> = st.read.clone();
     let telemetry = st.telemetry.clone();
+    let mirrors = st.mirrors.clone();
     let started = std::time::Instant::now();
-    let res = tokio::task::spawn_blocking(move || render(&read, &telemetry, crate::now_ms()))
-        .await
-        .unwrap_or_else(|e| Err(MetricsError::Task(e.to_string())));
+    let res =
+        tokio::task::spawn_blocking(move || render(&read, &telemetry, &mirrors, crate::now_ms()))
+            .await
+            .unwrap_or_else(|e| Err(MetricsError::Task(e.to_string())));
     match res {
         Ok(body) => {
             tracing::debug!(

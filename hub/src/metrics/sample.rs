@@ -18,7 +18,7 @@ use drover_protocol::{
 
 use crate::controller::{Controller, ControllerError, ReadSide, Settings};
 use crate::store::Store;
-use crate::telemetry::TelemetryCache;
+use crate::telemetry::{Mirrors, TelemetryCache};
 use crate::views::FileText;
 
 /// The fleet and what reads it.
@@ -26,6 +26,8 @@ pub struct SampleFleet {
     pub controller: Controller,
     pub read: Mutex<ReadSide>,
     pub telemetry: TelemetryCache,
+    /// Mirrors turned off (their drop counter stays 0).
+    pub mirrors: Mirrors,
     /// Device names, in order (`dev-00000`, …).
     pub devices: Vec<String>,
     /// When the statuses and samples arrived.
@@ -103,6 +105,7 @@ pub fn build(dir: &Path, n: usize, containers: usize) -> Result<SampleFleet, Con
         controller: c,
         read: Mutex::new(read),
         telemetry,
+        mirrors: Mirrors::disabled(),
         devices: added.into_iter().map(|d| d.name).collect(),
         now_ms,
     })

@@ -54,7 +54,6 @@ fn facts_fold_devices_workloads_and_deployments() {
             ("db".to_owned(), BTreeSet::from(["a".to_owned()])),
         ]),
         rollouts: BTreeMap::new(),
-        counters: BTreeMap::new(),
     };
     let f = facts(&i);
     let names: Vec<&str> = f.devices.iter().map(|d| d.name.as_str()).collect();
@@ -98,7 +97,7 @@ fn value(body: &str, series: &str) -> Option<String> {
 fn a_sample_fleet_renders_every_kind_of_family() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = sample::build(dir.path(), 20, 2).unwrap();
-    let body = render(&fleet.read, &fleet.telemetry, fleet.now_ms).unwrap();
+    let body = render(&fleet.read, &fleet.telemetry, &fleet.mirrors, fleet.now_ms).unwrap();
     let v = |s: &str| value(&body, s).unwrap_or_else(|| panic!("no {s} in:\n{body}"));
     assert_eq!(v("drover_devices"), "20");
     // Every 10th device never reported: 18 online.
@@ -169,7 +168,7 @@ fn rejected_messages_are_counted_by_path_and_reason() {
     ];
     fleet.controller.ingest_batch(&bad, now);
     fleet.telemetry.count_rejected("replayed");
-    let body = render(&fleet.read, &fleet.telemetry, now).unwrap();
+    let body = render(&fleet.read, &fleet.telemetry, &fleet.mirrors, now).unwrap();
     let v = |s: &str| value(&body, s).unwrap_or_else(|| panic!("no {s} in:\n{body}"));
     let r = "drover_hub_messages_rejected_total";
     assert_eq!(
@@ -219,7 +218,7 @@ fn applies_through_the_controller_thread_are_timed() {
     // The controller replies before it records the time: wait for the record.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let body = loop {
-        let body = render(&read, &fleet.telemetry, crate::now_ms()).unwrap();
+        let body = render(&read, &fleet.telemetry, &fleet.mirrors, crate::now_ms()).unwrap();
         let n = value(&body, "drover_hub_apply_duration_seconds_count").unwrap();
         if n != "0" || std::time::Instant::now() > deadline {
             break body;
@@ -238,5 +237,62 @@ fn applies_through_the_controller_thread_are_timed() {
         )
         .unwrap(),
         "1"
+    );
+}
+
+#[test]
+fn every_get_stats_counter_is_a_series_with_the_same_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = sample::build(dir.path(), 3, 1).unwrap();
+    fleet.telemetry.count_rejected("overloaded");
+    let body = render(&fleet.read, &fleet.telemetry, &fleet.mirrors, fleet.now_ms).unwrap();
+    let mut stats = fleet.read.lock().unwrap().stats().unwrap();
+    crate::telemetry::add_stats(&mut stats, &fleet.telemetry.counters(), 0);
+    assert!(stats.contains_key("telemetry_rejected_overloaded"));
+    assert!(stats.contains_key("mirror_dropped"));
+    for (key, n) in &stats {
+        let (name, labels) = stat_series(key).unwrap_or_else(|| panic!("{key} not in /metrics"));
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let series = if labels.is_empty() {
+            name
+        } else {
+            format!("{name}{{{}}}", labels.join(","))
+        };
+        assert_eq!(
+            value(&body, &series),
+            Some(n.to_string()),
+            "{key} as {series}"
+        );
+    }
+    let r = r#"drover_hub_messages_rejected_total{kind="telemetry",reason="overloaded"}"#;
+    assert_eq!(value(&body, r).as_deref(), Some("1"));
+}
+
+#[test]
+fn health_labels_are_spelled_as_the_json_api_and_none_counts_healthy_while_running() {
+    use drover_protocol::health::Health;
+    for h in [
+        Health::None,
+        Health::Starting,
+        Health::Healthy,
+        Health::Unhealthy,
+    ] {
+        assert_eq!(serde_json::to_value(h).unwrap(), health_label(h));
+    }
+    assert!(is_healthy(Phase::Running, Health::None));
+    assert!(is_healthy(Phase::Running, Health::Healthy));
+    assert!(!is_healthy(Phase::Running, Health::Starting));
+    assert!(!is_healthy(Phase::Running, Health::Unhealthy));
+    assert!(!is_healthy(Phase::BackOff, Health::None));
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = sample::build(dir.path(), 5, 1).unwrap();
+    let body = render(&fleet.read, &fleet.telemetry, &fleet.mirrors, fleet.now_ms).unwrap();
+    // Device 4 reports its container unhealthy; the others healthy.
+    let v = |s: &str| value(&body, s).unwrap_or_else(|| panic!("no {s} in:\n{body}"));
+    assert_eq!(v(r#"drover_workloads_by_health{health="Unhealthy"}"#), "1");
+    assert_eq!(v(r#"drover_workloads_by_health{health="None"}"#), "0");
+    assert_eq!(
+        v(r#"drover_workload_healthy{device="dev-00004",workload="web"}"#),
+        "0"
     );
 }

@@ -2,20 +2,21 @@
 //! - `GET /v1/telemetry` → `[DeviceTelemetryView]`, the latest sample of every device
 //! - `GET /v1/telemetry/devices/{name}` → `DeviceTelemetryView` (404 before its first sample)
 //! - `GET /v1/telemetry/devices/{name}/history?minutes=N` → `DeviceHistory`: one point
-//!   per minute over the last N minutes (default 60, at most the kept history), the
-//!   latest sample last
+//!   per minute over the last N minutes (default 60, at most 7 days and the kept
+//!   history), the latest sample last; a `minutes` that is no whole number is a 400 JSON
+//!   error (`ApiQuery`)
 //!
 //! Handlers only read the cache and the history; they never block the runtime on SQLite.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::api::ApiState;
+use crate::api::{ApiQuery, ApiState, QueryHelp};
 use crate::views::ErrorBody;
 
 /// Longest history window a request may ask for: 7 days.
@@ -45,10 +46,15 @@ struct HistoryQuery {
     minutes: Option<u64>,
 }
 
+impl QueryHelp for HistoryQuery {
+    const EXPECTED: &'static str =
+        "minutes=N (optional: whole minutes, default 60, at most 10080 = 7 days)";
+}
+
 async fn history(
     State(st): State<ApiState>,
     Path(name): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Response {
     let minutes = q.minutes.unwrap_or(60).clamp(1, MAX_MINUTES);
     let latest = st.telemetry.latest_sample(&name);
