@@ -104,7 +104,8 @@ impl Default for HubConfig {
         HubConfig {
             data_dir: PathBuf::from("/var/lib/drover-hub"),
             log_level: "info".to_owned(),
-            offline_after: DurationMs(90_000),
+            // 2.5 of the agents' default 60 s heartbeats.
+            offline_after: DurationMs(150_000),
             api: ApiConfig::default(),
             broker: BrokerConfig::default(),
             telemetry: TelemetryConfig::default(),
