@@ -319,13 +319,21 @@ enum LogBody {
 
 type Item = Result<Vec<u8>, std::io::Error>;
 
+/// The failure line is flushed in this pause before the transfer breaks off.
+const FLUSH_PAUSE: Duration = Duration::from_millis(50);
+
 impl LogBody {
     async fn step(self, watch: Watch, timeout: Option<Duration>) -> Option<(Item, LogBody)> {
         match self {
             LogBody::First(p, Some(data)) => Some((Ok(data), LogBody::Streaming(p))),
             LogBody::First(p, None) => LogBody::Streaming(p).next(watch, timeout).await,
             LogBody::Streaming(p) => LogBody::Streaming(p).next(watch, timeout).await,
-            LogBody::Failing(why) => Some((Err(std::io::Error::other(why)), LogBody::Done)),
+            LogBody::Failing(why) => {
+                // Pending once before the error: hyper writes out the line saying why
+                // while it waits, instead of dropping it with the broken connection.
+                tokio::time::sleep(FLUSH_PAUSE).await;
+                Some((Err(std::io::Error::other(why)), LogBody::Done))
+            }
             LogBody::Done => None,
         }
     }
