@@ -87,8 +87,9 @@ enum Command {
     ///
     /// The device reads its own rotated log files and sends at most --limit-bytes, at
     /// most 64 KiB/s. With -f, new output is streamed as the container writes it until
-    /// Ctrl-C. Exit status: 0 done, 1 error (device unknown or offline, no such
-    /// workload or container, no answer), 2 usage error.
+    /// Ctrl-C, or until the device goes offline (an error). Exit status: 0 done, 1 error
+    /// (device unknown or offline, no such workload or container, device busy, no
+    /// answer), 2 usage error (also when the hub or the device finds the request wrong).
     Logs(LogsArgs),
     /// Restart every container of a workload on one device (counted as a restart,
     /// whatever the restart policy). Exit status as for `logs`.
@@ -165,11 +166,13 @@ struct LogsArgs {
     #[arg(long, value_name = "N")]
     tail: Option<u32>,
     /// Only output written in the last DURATION (`90s`, `10m`, `2h`), by the device's
-    /// clock, exact to about a second.
+    /// clock. Starts at most a second early; for a container writing less than 8 bytes a
+    /// second, at most its last 8 bytes before then (a line or so) early.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_text)]
     since: Option<String>,
-    /// At most this many bytes in total (the newest ones).
-    #[arg(long, value_name = "BYTES")]
+    /// At most this many bytes in total (the newest ones): `65536`, `64KiB`, `1MiB`,
+    /// `500k` (under 4 GiB).
+    #[arg(long, value_name = "BYTES", value_parser = cli::device_cmd::parse_limit_bytes)]
     limit_bytes: Option<u32>,
 }
 
@@ -322,6 +325,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Diff(f) => return diff(&cli.api, &f),
+        command @ (Command::Logs(_) | Command::Restart { .. }) => {
+            return device_command(&cli.api, command);
+        }
         Command::Apply {
             change,
             wait: true,
@@ -334,6 +340,17 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("drover-hub: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `logs` and `restart`: see the exit status in `logs --help`.
+fn device_command(api: &str, command: Command) -> ExitCode {
+    match run_client(api, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drover-hub: {e}");
+            ExitCode::from(cli::device_cmd::exit_code(&e))
         }
     }
 }
@@ -431,9 +448,7 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
             };
             cli::device_cmd::logs(api, &o, &mut std::io::stdout().lock())
         }
-        Command::Restart { device, workload } => {
-            cli::device_cmd::restart(&client, &device, &workload)
-        }
+        Command::Restart { device, workload } => cli::device_cmd::restart(api, &device, &workload),
         Command::Serve { .. } | Command::Version | Command::Diff(_) => Ok(()),
     }
 }

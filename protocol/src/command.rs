@@ -99,8 +99,63 @@ pub struct CommandResponse {
     pub data: Vec<u8>,
     /// The last chunk of this command.
     pub end: bool,
-    /// Why the command failed (with `end`); `None` on success.
+    /// Why the command failed (with `end`); `None` on success. A failed chunk's `data`
+    /// is never output but its [`FailureKind`] code (empty from agents before it existed):
+    /// the shape stayed the same, so old hubs and old agents still read every chunk.
     pub error: Option<String>,
+}
+
+/// What kind of failure a command met, so that the hub can answer with the right status.
+/// Travels as a short ASCII code in the `data` of the final chunk that has the `error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The request cannot be served as asked (a workload of several containers and no
+    /// container named).
+    BadRequest,
+    /// No such workload or container, or no output yet.
+    NotFound,
+    /// The device serves as many streams as it can: try again later.
+    Busy,
+    /// Anything else, and every failure of an agent that sends no code.
+    Failed,
+}
+
+impl FailureKind {
+    /// The code sent in `data`.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureKind::BadRequest => "bad_request",
+            FailureKind::NotFound => "not_found",
+            FailureKind::Busy => "busy",
+            FailureKind::Failed => "failed",
+        }
+    }
+
+    /// The kind of a code; unknown or missing codes are [`FailureKind::Failed`].
+    pub fn from_code(code: &[u8]) -> FailureKind {
+        [
+            FailureKind::BadRequest,
+            FailureKind::NotFound,
+            FailureKind::Busy,
+        ]
+        .into_iter()
+        .find(|k| k.code().as_bytes() == code)
+        .unwrap_or(FailureKind::Failed)
+    }
+}
+
+impl CommandResponse {
+    /// The final chunk of a failed command: `error` cut to [`MAX_ERROR_CHARS`], `kind`'s
+    /// code as its data.
+    pub fn failed(id: u64, chunk: u32, kind: FailureKind, error: &str) -> CommandResponse {
+        CommandResponse {
+            id,
+            chunk,
+            data: kind.code().as_bytes().to_vec(),
+            end: true,
+            error: Some(error.chars().take(MAX_ERROR_CHARS).collect()),
+        }
+    }
 }
 
 impl Wire for CommandResponse {

@@ -145,6 +145,30 @@ fn a_full_chunk_fits_but_a_larger_one_is_refused() {
     ));
 }
 
+#[test]
+fn a_failure_kind_travels_as_the_data_of_the_final_chunk() {
+    let dev = n("pi-1");
+    for kind in [
+        FailureKind::BadRequest,
+        FailureKind::NotFound,
+        FailureKind::Busy,
+        FailureKind::Failed,
+    ] {
+        let r = CommandResponse::failed(9, 2, kind, "why");
+        let payload = seal_response(&r, &dev, b"k").unwrap();
+        let back = open_response(&payload, &dev, b"k").unwrap();
+        assert!(back.end);
+        assert_eq!(back.error.as_deref(), Some("why"));
+        assert_eq!(FailureKind::from_code(&back.data), kind);
+    }
+    // An agent from before the kinds sends no code: a plain failure.
+    assert_eq!(FailureKind::from_code(b""), FailureKind::Failed);
+    assert_eq!(FailureKind::from_code(b"whatever"), FailureKind::Failed);
+    let long = "x".repeat(MAX_ERROR_CHARS + 10);
+    let r = CommandResponse::failed(1, 0, FailureKind::Busy, &long);
+    assert_eq!(r.error.unwrap().len(), MAX_ERROR_CHARS);
+}
+
 proptest! {
     #[test]
     fn garbage_is_refused_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..600)) {

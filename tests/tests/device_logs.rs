@@ -1,9 +1,13 @@
 //! End-to-end: logs from a device and restarts, over signed commands. A real hub (its
-//! embedded broker), a real agent and a real busybox container printing a numbered line
-//! every 200 ms: `logs -f` streams lines as they are written, `--tail` and `--since`
+//! embedded broker), a real agent and real busybox containers, one printing a numbered
+//! line every 200 ms, one a line a second: `logs -f` streams lines as they are written,
+//! `--tail`, `--since` (to the second, for the slow writer too) and `--limit-bytes`
 //! bound the output, `restart` restarts the container (restart count + 1, new pid), and
 //! commands for another device, replayed (captured off the broker and published again)
 //! or badly signed are refused and counted by the agent, which restarts nothing for them.
+//! Errors are JSON with a kind and the status that goes with it (404 unknown workload,
+//! 429 too many streams, 400 bad parameters); a device that stops answering times out
+//! and one that dies while followed ends the follow with exit 1 and a message.
 //! Needs root.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -29,6 +33,32 @@ fn deployment(image: &Path) -> String {
         "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {{name: counter}}\nspec:\n  selector: {{matchLabels: {{site: logs}}}}\n  template:\n    spec:\n      stopGracePeriod: 1s\n      restartPolicy: Never\n      containers:\n        - name: main\n          image: oci:{}:latest\n          command: [/bin/sh, -c, \"i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done\"]\n",
         image.display()
     )
+}
+
+/// A workload writing `slow line N` once a second.
+fn ticker(image: &Path) -> String {
+    deployment(image)
+        .replace("name: counter", "name: ticker")
+        .replace("echo line $i", "echo slow line $i")
+        .replace("sleep 0.2", "sleep 1")
+}
+
+/// `curl` of an API path: status code and body.
+fn http_get(hub: &TestHub, path: &str) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-g",
+            "-w",
+            "\n%{http_code}",
+            &format!("{}{path}", hub.api),
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    let json = serde_json::from_str(body).unwrap_or(Value::String(body.to_owned()));
+    (code.trim().parse().unwrap(), json)
 }
 
 /// The numbers of the `line N` lines of `text`.
@@ -83,6 +113,7 @@ fn logs_and_restart_from_the_hub_over_signed_commands() {
     let mut a = a;
     a.start();
     assert_eq!(hub.apply("counter.yaml", &deployment(&image)).0, 0);
+    assert_eq!(hub.apply("ticker.yaml", &ticker(&image)).0, 0);
     let pid = a.wait_running("counter", "main", T);
     wait_for("some output on the device", T, || {
         let (code, out, _) = hub.cli(&["logs", DEVICE, "counter"]);
@@ -108,15 +139,53 @@ fn logs_and_restart_from_the_hub_over_signed_commands() {
     let (_, all, _) = hub.cli(&["logs", DEVICE, "counter"]);
     assert!(numbers(&all).len() > n.len() + 10);
 
-    follow_streams_new_lines_and_stops_on_ctrl_c(&hub, &a);
+    since_is_exact_for_a_slow_writer(&hub);
+    limit_bytes_takes_units(&hub);
 
-    // Errors say what is wrong; exit status 1.
+    follow_streams_new_lines_and_stops_on_ctrl_c(&hub, &a);
+    too_many_streams_is_busy(&hub, &a);
+
+    // Errors say what is wrong; exit status 1, JSON with a kind over the API.
     let (code, _, err) = hub.cli(&["logs", DEVICE, "nope"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("no workload named nope on logs-1 (it runs: counter)"),
+        err.contains("no workload named nope on logs-1 (it runs: counter, ticker)"),
         "{err}"
     );
+    let (status, body) = http_get(&hub, &format!("/v1/devices/{DEVICE}/logs/nope"));
+    assert_eq!(
+        (status, &body["kind"]),
+        (404, &Value::from("not_found")),
+        "{body}"
+    );
+    let (status, body) = http_get(&hub, &format!("/v1/devices/{DEVICE}/logs/counter?tail=-1"));
+    assert_eq!(
+        (status, &body["kind"]),
+        (400, &Value::from("bad_request")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().starts_with("tail: "),
+        "{body}"
+    );
+    let (status, body) = http_get(
+        &hub,
+        &format!("/v1/devices/{DEVICE}/logs/counter?since=abc"),
+    );
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("since: ") && error.matches("like").count() == 1,
+        "{error}"
+    );
+    let (status, body) = http_get(&hub, &format!("/v1/devices/{DEVICE}/logs/counter?lines=3"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("lines"), "{body}");
+    let (code, _, err) = hub.cli(&["restart", DEVICE, "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no workload named nope"), "{err}");
+    let (code, _, err) = hub.cli(&["restart", DEVICE, "Bad_Name"]);
+    assert_eq!(code, 2, "the hub finds the request itself wrong: {err}");
     let spy = hub.device_add("spy", &[]);
     let spy_cred = credential(&spy);
     let (code, _, err) = hub.cli(&["restart", "spy", "counter"]);
@@ -193,6 +262,176 @@ fn logs_and_restart_from_the_hub_over_signed_commands() {
     assert_eq!(restarts(&a), before + 1);
     assert_eq!(command_stats(&a)["rejected"], 3, "{}", command_stats(&a));
     assert!(a.logs().contains("refused a hub command"), "{}", a.logs());
+
+    a_device_that_stops_answering_times_out(&hub, &a);
+    a_follow_ends_when_the_device_goes_offline(&hub, &mut a);
+}
+
+/// `--since 2s` of a line a second: the lines of the last two seconds and at most the
+/// one or two before (the time index marks every line of a quiet writer).
+fn since_is_exact_for_a_slow_writer(hub: &TestHub) {
+    let slow = |out: &str| -> Vec<u64> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("slow line ")?.trim().parse().ok())
+            .collect()
+    };
+    wait_for("the slow writer's lines", T, || {
+        let (code, out, _) = hub.cli(&["logs", DEVICE, "ticker"]);
+        (code == 0 && slow(&out).len() >= 8).then_some(())
+    });
+    for _ in 0..3 {
+        let (code, out, err) = hub.cli(&["logs", DEVICE, "ticker", "--since", "2s"]);
+        assert_eq!(code, 0, "{err}");
+        let n = slow(&out);
+        assert!((1..=4).contains(&n.len()), "{} lines: {out}", n.len());
+        assert!(n[0] >= 4, "never the start: {out}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+}
+
+/// `--limit-bytes` takes `64KiB`, `500k`… and refuses what is not a size (usage, 2).
+fn limit_bytes_takes_units(hub: &TestHub) {
+    let (_, before, _) = hub.cli(&["logs", DEVICE, "counter"]);
+    let (code, out, err) = hub.cli(&["logs", DEVICE, "counter", "--limit-bytes", "1KiB"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.len() <= 1024 && out.len() >= before.len().min(1024),
+        "{}",
+        out.len()
+    );
+    let (code, out, err) = hub.cli(&["logs", DEVICE, "counter", "--limit-bytes", "64"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.len() <= 64, "{out}");
+    let (code, _, err) = hub.cli(&["logs", DEVICE, "counter", "--limit-bytes", "12parsecs"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected a size like"), "{err}");
+}
+
+/// The device serves 4 streams at once: a fifth is refused as busy (429, exit 1).
+fn too_many_streams_is_busy(hub: &TestHub, a: &TestAgent) {
+    let follows: Vec<KillOnDrop> = (0..4)
+        .map(|_| {
+            KillOnDrop(
+                Command::new(bin("drover-hub"))
+                    .args([
+                        "--api", &hub.api, "logs", DEVICE, "counter", "-f", "--tail", "0",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    wait_for("four streams", T, || {
+        (command_stats(a)["streams"] == 4).then_some(())
+    });
+    let (status, body) = http_get(hub, &format!("/v1/devices/{DEVICE}/logs/counter"));
+    assert_eq!(
+        (status, &body["kind"]),
+        (429, &Value::from("busy")),
+        "{body}"
+    );
+    let (code, _, err) = hub.cli(&["logs", DEVICE, "counter"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already sends 4 log streams"), "{err}");
+    for f in &follows {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(f.0.id() as i32, libc::SIGTERM) };
+    }
+    drop(follows);
+    wait_for("the streams to end", T, || {
+        (command_stats(a)["streams"] == 0).then_some(())
+    });
+}
+
+/// A frozen agent (SIGSTOP: connected, silent) never answers: `logs` ends with a message
+/// and exit 1 after the hub's answer timeout, instead of hanging.
+fn a_device_that_stops_answering_times_out(hub: &TestHub, a: &TestAgent) {
+    let pid = a.pid().unwrap() as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let start = Instant::now();
+    let (code, _, err) = hub.cli(&["logs", DEVICE, "counter"]);
+    let took = start.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("logs-1 did not answer within 15 s") || err.contains("went offline"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    wait_for("the agent answering again", T, || {
+        (hub.cli(&["logs", DEVICE, "counter", "--tail", "1"]).0 == 0).then_some(())
+    });
+}
+
+/// `logs -f` while the agent is killed: the hub sees the device go offline and ends the
+/// follow; the CLI says so and exits 1 (like `logs` to an offline device) in bounded time.
+fn a_follow_ends_when_the_device_goes_offline(hub: &TestHub, a: &mut TestAgent) {
+    let mut child = KillOnDrop(
+        Command::new(bin("drover-hub"))
+            .args([
+                "--api", &hub.api, "logs", DEVICE, "counter", "-f", "--tail", "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<usize>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(n).is_err() {
+                return;
+            }
+        }
+    });
+    let mut got = 0;
+    let start = Instant::now();
+    while got < 20 && start.elapsed() < T {
+        got += rx.recv_timeout(Duration::from_secs(1)).unwrap_or(0);
+    }
+    assert!(got >= 20, "the follow streams before the kill");
+    a.kill9();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "logs -f still running 30 s after its device died"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("device logs-1 went offline while following (last seen ")
+            && err.contains(" lines received"),
+        "{err}"
+    );
+    eprintln!(
+        "logs -f ended {:?} after the agent was killed: {err}",
+        killed.elapsed()
+    );
+    let (code, _, err) = hub.cli(&["logs", DEVICE, "counter"]);
+    assert_eq!(
+        code, 1,
+        "the same status as a fresh logs to an offline device: {err}"
+    );
+    assert!(err.contains("device logs-1 is offline"), "{err}");
 }
 
 /// `logs -f`: new numbers arrive while the test reads; killing the CLI (as Ctrl-C does)

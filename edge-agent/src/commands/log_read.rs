@@ -88,9 +88,10 @@ impl Snapshot {
         self.parts.iter().map(|p| p.len).sum()
     }
 
-    /// Where the output written at or after `since_ms` (Unix ms) starts: exact to about a
-    /// second by the files' time indexes; a file without an index counts whole unless it
-    /// was last written before `since_ms`. Never skips a line written after it.
+    /// Where the output written at or after `since_ms` (Unix ms) starts, by the files'
+    /// time indexes: at most a second early, or the few bytes of a quiet writer's last
+    /// line (see `shim::logs`); a file without an index counts whole unless it was last
+    /// written before `since_ms`. Never skips a line written after it.
     pub fn since_start(&self, since_ms: u64) -> u64 {
         let mut base = 0;
         for p in &self.parts {

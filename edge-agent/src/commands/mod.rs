@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use drover_protocol::Name;
 use drover_protocol::command::{
-    CommandError, CommandKind, CommandResponse, LogsRequest, MAX_ERROR_CHARS, verify_command,
+    CommandError, CommandKind, CommandResponse, FailureKind, LogsRequest, verify_command,
 };
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,9 @@ impl Commands {
         self.stats.accepted += 1;
         match cmd.kind {
             CommandKind::Logs(req) => self.start_logs(cmd.id, req, workloads),
+            CommandKind::Restart { workload } if !workloads.contains_key(&workload) => {
+                self.fail(cmd.id, no_workload(&self.device, &workload, workloads));
+            }
             CommandKind::Restart { workload } => {
                 info!(device = %self.device, id = cmd.id, workload = %workload, "restart asked for by the hub");
                 return Some(RestartRequest {
@@ -151,11 +154,10 @@ impl Commands {
         if result.is_ok() {
             self.stats.restarts += 1;
         }
-        let (data, error) = match result {
-            Ok(text) => (text.into_bytes(), None),
-            Err(e) => (Vec::new(), Some(e)),
+        let r = match result {
+            Ok(text) => final_chunk(id, 0, text.into_bytes(), None),
+            Err(e) => CommandResponse::failed(id, 0, FailureKind::Failed, &e),
         };
-        let r = final_chunk(id, 0, data, error);
         if let Err(e) = self.responder.try_send(&r) {
             warn!(device = %self.device, id, "cannot answer the hub: {e}");
         }
@@ -187,11 +189,11 @@ impl Commands {
             Err(e) => return self.fail(id, e),
         };
         if self.streams.len() >= MAX_STREAMS {
-            let e = format!(
+            let message = format!(
                 "{} already sends {MAX_STREAMS} log streams, the most it serves at once: stop one (Ctrl-C) and try again",
                 self.device
             );
-            return self.fail(id, e);
+            return self.fail(id, Failure::new(FailureKind::Busy, message));
         }
         let file = self.paths.log_file(&req.workload, &container);
         info!(device = %self.device, id, workload = %req.workload, container = %container,
@@ -210,28 +212,62 @@ impl Commands {
         tokio::spawn(s.run());
     }
 
-    fn fail(&mut self, id: u64, error: String) {
-        let r = final_chunk(id, 0, Vec::new(), Some(error));
+    fn fail(&mut self, id: u64, f: Failure) {
+        let r = f.chunk(id, 0);
         if let Err(e) = self.responder.try_send(&r) {
             warn!(device = %self.device, id, "cannot answer the hub: {e}");
         }
     }
 }
 
-/// The last chunk of an answer; an error text is cut to [`MAX_ERROR_CHARS`].
+/// Why a command failed: its kind (for the hub's status code) and what to tell the user.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: String) -> Failure {
+        Failure { kind, message }
+    }
+
+    /// The final chunk (number `chunk`) of command `id` that says so.
+    pub fn chunk(&self, id: u64, chunk: u32) -> CommandResponse {
+        CommandResponse::failed(id, chunk, self.kind, &self.message)
+    }
+}
+
+/// The last chunk of an answer that succeeded, or failed for no particular kind.
 pub(crate) fn final_chunk(
     id: u64,
     chunk: u32,
     data: Vec<u8>,
-    error: Option<String>,
+    error: Option<Failure>,
 ) -> CommandResponse {
-    CommandResponse {
-        id,
-        chunk,
-        data,
-        end: true,
-        error: error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect()),
+    match error {
+        Some(f) => f.chunk(id, chunk),
+        None => CommandResponse {
+            id,
+            chunk,
+            data,
+            end: true,
+            error: None,
+        },
     }
+}
+
+fn no_workload(device: &Name, wl: &Name, workloads: &Workloads) -> Failure {
+    let known: Vec<&str> = workloads.keys().map(Name::as_str).collect();
+    let runs = if known.is_empty() {
+        "nothing".to_owned()
+    } else {
+        known.join(", ")
+    };
+    Failure::new(
+        FailureKind::NotFound,
+        format!("no workload named {wl} on {device} (it runs: {runs})"),
+    )
 }
 
 /// The container whose log a request means, or why there is none.
@@ -239,18 +275,10 @@ pub fn pick_container(
     device: &Name,
     req: &LogsRequest,
     workloads: &Workloads,
-) -> Result<Name, String> {
+) -> Result<Name, Failure> {
     let wl = &req.workload;
     let Some(containers) = workloads.get(wl) else {
-        let known: Vec<&str> = workloads.keys().map(Name::as_str).collect();
-        return Err(format!(
-            "no workload named {wl} on {device} (it runs: {})",
-            if known.is_empty() {
-                "nothing".to_owned()
-            } else {
-                known.join(", ")
-            }
-        ));
+        return Err(no_workload(device, wl, workloads));
     };
     let names = || {
         containers
@@ -261,14 +289,20 @@ pub fn pick_container(
     };
     match (&req.container, containers.as_slice()) {
         (Some(c), _) if containers.contains(c) => Ok(c.clone()),
-        (Some(c), _) => Err(format!(
-            "workload {wl} on {device} has no container {c} (it has: {})",
-            names()
+        (Some(c), _) => Err(Failure::new(
+            FailureKind::NotFound,
+            format!(
+                "workload {wl} on {device} has no container {c} (it has: {})",
+                names()
+            ),
         )),
         (None, [one]) => Ok(one.clone()),
-        (None, _) => Err(format!(
-            "workload {wl} has containers {}: pick one with -c/--container",
-            names()
+        (None, _) => Err(Failure::new(
+            FailureKind::BadRequest,
+            format!(
+                "workload {wl} has containers {}: pick one with -c/--container",
+                names()
+            ),
         )),
     }
 }
@@ -306,10 +340,19 @@ mod tests {
             Ok(n("pg"))
         );
         let e = pick_container(&dev, &req("db", None), &wls).unwrap_err();
-        assert!(e.contains("pg, backup") && e.contains("-c"), "{e}");
+        assert_eq!(e.kind, FailureKind::BadRequest);
+        assert!(
+            e.message.contains("pg, backup") && e.message.contains("-c"),
+            "{e:?}"
+        );
         let e = pick_container(&dev, &req("db", Some("x")), &wls).unwrap_err();
-        assert!(e.contains("no container x"), "{e}");
+        assert_eq!(e.kind, FailureKind::NotFound);
+        assert!(e.message.contains("no container x"), "{e:?}");
         let e = pick_container(&dev, &req("nope", None), &wls).unwrap_err();
-        assert_eq!(e, "no workload named nope on pi-1 (it runs: db, web)");
+        assert_eq!(e.kind, FailureKind::NotFound);
+        assert_eq!(
+            e.message,
+            "no workload named nope on pi-1 (it runs: db, web)"
+        );
     }
 }

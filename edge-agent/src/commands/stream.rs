@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use drover_protocol::Name;
-use drover_protocol::command::{CommandResponse, LogsRequest, MAX_CHUNK_BYTES};
+use drover_protocol::command::{CommandResponse, FailureKind, LogsRequest, MAX_CHUNK_BYTES};
 use tokio::sync::Notify;
 use tracing::{debug, info};
 
-use super::final_chunk;
 use super::log_read::Snapshot;
 use super::pace::{Bucket, next_chunk_len};
+use super::{Failure, final_chunk};
 use crate::hub_link::{RespondError, Responder};
 
 /// A `follow` ends when the hub has not renewed it for this long (the hub renews every
@@ -117,8 +117,9 @@ impl Stream {
         let result = self.pump(&mut sent).await;
         let error = result.err();
         let (id, wl) = (self.id, &self.req.workload);
+        let why = error.as_ref().map_or("", |f| f.message.as_str());
         info!(id, workload = %wl, container = %self.container, chunks = sent.chunks,
-            bytes = sent.bytes, error = error.as_deref().unwrap_or(""), "log stream ended");
+            bytes = sent.bytes, error = why, "log stream ended");
         if let Err(e) = self
             .publish(final_chunk(id, sent.chunks, Vec::new(), error))
             .await
@@ -128,7 +129,7 @@ impl Stream {
         self.streams.remove(id);
     }
 
-    async fn pump(&self, sent: &mut Sent) -> Result<(), String> {
+    async fn pump(&self, sent: &mut Sent) -> Result<(), Failure> {
         let snap = Snapshot::open(&self.file).map_err(|e| self.read_error(&e))?;
         let max = u64::from(self.req.max_bytes);
         let total = snap.total();
@@ -163,7 +164,7 @@ impl Stream {
         }
     }
 
-    async fn follow(&self, snap: Snapshot, buf: &mut [u8], sent: &mut Sent) -> Result<(), String> {
+    async fn follow(&self, snap: Snapshot, buf: &mut [u8], sent: &mut Sent) -> Result<(), Failure> {
         let max = u64::from(self.req.max_bytes);
         let mut f = snap.follow();
         loop {
@@ -171,16 +172,16 @@ impl Stream {
                 return Ok(());
             }
             if self.ctl.idle() >= FOLLOW_IDLE {
-                return Err(format!(
+                return Err(failed(format!(
                     "follow ended: no renewal from the hub for {} s",
                     FOLLOW_IDLE.as_secs()
-                ));
+                )));
             }
             let len = next_chunk_len(MAX_CHUNK_BYTES as u64, sent.bytes, max);
             if len == 0 {
-                return Err(format!(
+                return Err(failed(format!(
                     "follow ended after {max} bytes, the limit asked for"
-                ));
+                )));
             }
             let n = f.poll(&mut buf[..len]).map_err(|e| self.read_error(&e))?;
             if n == 0 {
@@ -195,7 +196,7 @@ impl Stream {
     }
 
     /// Sends one chunk of output once the device's bucket allows it.
-    async fn send(&self, data: &[u8], sent: &mut Sent) -> Result<(), String> {
+    async fn send(&self, data: &[u8], sent: &mut Sent) -> Result<(), Failure> {
         let wait = self
             .bucket
             .lock()
@@ -211,7 +212,7 @@ impl Stream {
             end: false,
             error: None,
         };
-        self.publish(r).await.map_err(|e| e.to_string())?;
+        self.publish(r).await.map_err(|e| failed(e.to_string()))?;
         sent.chunks += 1;
         sent.bytes += data.len() as u64;
         Ok(())
@@ -230,12 +231,19 @@ impl Stream {
         }
     }
 
-    fn read_error(&self, e: &io::Error) -> String {
+    fn read_error(&self, e: &io::Error) -> Failure {
         let (wl, c) = (&self.req.workload, &self.container);
         if e.kind() == io::ErrorKind::NotFound {
-            format!("{wl}/{c} has written no output yet")
+            Failure::new(
+                FailureKind::NotFound,
+                format!("{wl}/{c} has written no output yet"),
+            )
         } else {
-            format!("reading the log of {wl}/{c}: {e}")
+            failed(format!("reading the log of {wl}/{c}: {e}"))
         }
     }
+}
+
+fn failed(message: String) -> Failure {
+    Failure::new(FailureKind::Failed, message)
 }

@@ -9,9 +9,15 @@
 //! tells when its bytes were written, so that `logs --since` can start at the right place
 //! in lines that carry no timestamps: 16-byte entries `(offset, unix_ms)`, little endian,
 //! one before a write when at least [`INDEX_EVERY_MS`] passed and [`INDEX_EVERY_BYTES`]
-//! were written since the previous entry (and before the first write of a file). So the
-//! index stays under a quarter of the log's size, and `--since` is exact to about a
-//! second (or a line or two of a quiet container). A failing index never stops the log.
+//! were written since the previous entry (and before the first write of a file).
+//!
+//! So `--since` starts at most a second early, or — for a container writing less than
+//! [`INDEX_EVERY_BYTES`] a second — at most that many bytes early (its last line or so).
+//! The index is bounded both ways: at most one entry a second (16 bytes per second of
+//! writing, however fast the writer: under a quarter of the log for anything writing 64
+//! bytes a second or more), and at most one per [`INDEX_EVERY_BYTES`] of log (so never
+//! more than twice the log's size, reached only by 8-byte lines written once a second).
+//! A failing index never stops the log.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -21,8 +27,10 @@ use std::path::{Path, PathBuf};
 const MAX_PENDING: usize = 8 * 1024;
 /// Time between two index entries, at least.
 pub const INDEX_EVERY_MS: u64 = 1_000;
-/// Bytes written between two index entries, at least.
-pub const INDEX_EVERY_BYTES: u64 = 64;
+/// Bytes written between two index entries, at least: a line of a quiet container (a
+/// counter, a short status) gets an entry of its own, and the index stays at most twice
+/// the log's size.
+pub const INDEX_EVERY_BYTES: u64 = 8;
 /// Size of one index entry: offset and Unix milliseconds, both `u64` little endian.
 pub const INDEX_ENTRY_BYTES: usize = 16;
 
@@ -285,24 +293,64 @@ mod tests {
     }
 
     #[test]
-    fn the_time_index_marks_at_most_once_a_second_and_every_64_bytes() {
+    fn the_time_index_marks_at_most_once_a_second_and_every_8_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.log");
         let mut log = RotatingLog::open(&p, 1 << 20, 2).unwrap();
         log.clock = fake_now;
         set_now(10_000);
         log.write(b"first\n").unwrap(); // the first write of a file is marked
-        let mut line = vec![b'x'; 70];
-        line.push(b'\n');
         set_now(10_500);
-        log.write(&line).unwrap(); // under a second since the mark
+        log.write(&[b'x'; 70]).unwrap(); // under a second since the mark
+        log.write(b"\n").unwrap();
         set_now(12_000);
         log.write(b"short\n").unwrap(); // a second and 77 bytes later: marked
         set_now(14_000);
-        log.write(b"tiny\n").unwrap(); // only 6 bytes since the mark
-        log.write(&line).unwrap();
-        log.write(b"later\n").unwrap(); // now 76 bytes since it
-        assert_eq!(entries(&p), vec![(0, 10_000), (77, 12_000), (159, 14_000)]);
+        log.write(b"hi\n").unwrap(); // only 6 bytes since the mark
+        log.write(b"later\n").unwrap(); // now 9 bytes since it
+        assert_eq!(entries(&p), vec![(0, 10_000), (77, 12_000), (86, 14_000)]);
+    }
+
+    /// A quiet container (a short line a second) gets an entry for every line, so that
+    /// `--since` is exact to the second; a fast one one entry a second, however much it
+    /// writes; and the index never grows beyond twice the log.
+    #[test]
+    fn the_time_index_is_exact_for_slow_writers_and_bounded_for_fast_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let slow = dir.path().join("slow.log");
+        let mut log = RotatingLog::open(&slow, 1 << 20, 2).unwrap();
+        log.clock = fake_now;
+        for i in 0..100u64 {
+            set_now(1_000_000 + i * 1_000);
+            log.write(format!("tick {:02}\n", i % 100).as_bytes())
+                .unwrap();
+        }
+        let e = entries(&slow);
+        assert_eq!(e.len(), 100, "one entry per line a second apart");
+        assert!(
+            e.iter()
+                .enumerate()
+                .all(|(i, (off, _))| *off == i as u64 * 8)
+        );
+        let log_len = fs::metadata(&slow).unwrap().len();
+        assert!(fs::metadata(index_path(&slow)).unwrap().len() <= 2 * log_len);
+
+        let fast = dir.path().join("fast.log");
+        let mut log = RotatingLog::open(&fast, 1 << 30, 2).unwrap();
+        log.clock = fake_now;
+        for i in 0..10_000u64 {
+            set_now(5_000_000 + i * 10); // 100 lines of 50 bytes a second, for 100 s
+            log.write(&[b'y'; 49]).unwrap();
+            log.write(b"\n").unwrap();
+        }
+        let e = entries(&fast);
+        assert!(
+            (99..=101).contains(&e.len()),
+            "one entry a second: {}",
+            e.len()
+        );
+        let index_len = fs::metadata(index_path(&fast)).unwrap().len();
+        assert!(index_len * 100 < fs::metadata(&fast).unwrap().len());
     }
 
     #[test]

@@ -2,14 +2,22 @@
 //!
 //! `logs` copies the streamed answer to stdout as it arrives; with `-f` it runs until
 //! Ctrl-C, which closes the connection: the hub then cancels the stream on the device.
+//! A stream the hub ends with an error (the device went offline, stopped answering)
+//! exits 1 with the hub's reason; an answer of kind `bad_request` exits 2 (usage), any
+//! other error 1 (see [`exit_code`]).
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use super::client::escape;
-use super::{CliError, Client, ClientError};
-use crate::commands::http::RestartAnswer;
-use crate::views::ErrorBody;
+use super::{CliError, ClientError};
+use crate::commands::http::{CommandErrorBody, ErrorKind, FAILURE_MARK, RestartAnswer};
+
+pub use crate::commands::query::limit_bytes as parse_limit_bytes;
+
+/// How long the hub may take to start its answer: it gives the device
+/// `commands::http::ANSWER_TIMEOUT` and answers by itself after that.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `drover-hub logs` asks for.
 #[derive(Debug, Clone, Default)]
@@ -49,57 +57,174 @@ impl LogsOptions {
     }
 }
 
-/// Streams the log to `out`. The answer has no overall time limit (`-f` runs for as long
-/// as it is read); the hub times out a device that does not answer.
-pub fn logs(api: &str, o: &LogsOptions, out: &mut impl Write) -> Result<(), CliError> {
-    let url = format!("{}{}", api.trim_end_matches('/'), o.path());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// The exit status of a failed `logs` or `restart`: 2 when the hub found the request
+/// itself wrong (as for a usage error), else 1.
+pub fn exit_code(e: &CliError) -> u8 {
+    match e {
+        CliError::Usage(_) => 2,
+        _ => 1,
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
         .build()
-        .into();
+        .into()
+}
+
+/// The error of an answer with a failed status: its `{"error", "kind"}` body.
+fn failed(status: ureq::http::StatusCode, body: &mut ureq::Body) -> CliError {
+    let mut text = String::new();
+    let _ = body.as_reader().take(64 * 1024).read_to_string(&mut text);
+    match serde_json::from_str::<CommandErrorBody>(&text) {
+        Ok(b) if b.kind == Some(ErrorKind::BadRequest) => CliError::Usage(b.error),
+        Ok(b) => ClientError::Api(b.error).into(),
+        Err(_) => ClientError::Api(format!("HTTP {status}: {}", text.trim())).into(),
+    }
+}
+
+/// Streams the log to `out`. The answer has no overall time limit (`-f` runs for as long
+/// as it is read); the hub times out a device that does not answer and ends the stream
+/// of one that goes offline.
+pub fn logs(api: &str, o: &LogsOptions, out: &mut impl Write) -> Result<(), CliError> {
+    let url = format!("{}{}", api.trim_end_matches('/'), o.path());
     let unreachable = |e: ureq::Error| ClientError::Unreachable {
         url: url.clone(),
         message: e.to_string(),
     };
-    let mut resp = agent.get(&url).call().map_err(unreachable)?;
+    let mut resp = agent().get(&url).call().map_err(unreachable)?;
     let status = resp.status();
-    let mut body = resp.body_mut().as_reader();
     if !status.is_success() {
-        let mut text = String::new();
-        let _ = body.take(64 * 1024).read_to_string(&mut text);
-        let msg = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| format!("HTTP {status}: {}", text.trim()));
-        return Err(ClientError::Api(msg).into());
+        return Err(failed(status, resp.body_mut()));
     }
+    let mut body = resp.body_mut().as_reader();
+    let mut relay = Relay::default();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match body.read(&mut buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => {
+                let _ = relay.finish(out); // a reader gone away (`| head`) is no error
+                return Ok(());
+            }
             Ok(n) => n,
             Err(e) => {
-                return Err(ClientError::Api(format!(
-                    "the log stream from {} broke off: {e}",
-                    o.device
-                ))
-                .into());
+                let why = relay
+                    .failure(out)
+                    .unwrap_or_else(|| format!("the log stream from {} broke off: {e}", o.device));
+                let lines = relay.lines;
+                return Err(ClientError::Api(format!("{why}; {lines} lines received")).into());
             }
         };
-        if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+        if relay.push(&buf[..n], out).is_err() {
             return Ok(()); // the reader went away (`| head`)
         }
     }
 }
 
+/// Copies a log body to its output, holding back what may be the hub's failure line
+/// ([`FAILURE_MARK`]) until the end of the body says whether it was: a line like it that
+/// more output follows, or that ends a complete body, was the container's.
+#[derive(Default)]
+struct Relay {
+    held: Vec<u8>,
+    /// Lines written out.
+    lines: u64,
+}
+
+impl Relay {
+    fn push(&mut self, data: &[u8], out: &mut impl Write) -> std::io::Result<()> {
+        self.held.extend_from_slice(data);
+        let n = surely_output(&self.held);
+        let rest = self.held.split_off(n);
+        let done = std::mem::replace(&mut self.held, rest);
+        self.write(&done, out)
+    }
+
+    /// The body ended completely: everything held was output.
+    fn finish(mut self, out: &mut impl Write) -> std::io::Result<()> {
+        let held = std::mem::take(&mut self.held);
+        self.write(&held, out)
+    }
+
+    /// The body broke off: the hub's reason, if its failure line came.
+    fn failure(&mut self, out: &mut impl Write) -> Option<String> {
+        let held = std::mem::take(&mut self.held);
+        let line = held
+            .strip_prefix(FAILURE_MARK.as_bytes())
+            .and_then(|l| l.strip_suffix(b"\n"));
+        match line {
+            Some(why) => Some(String::from_utf8_lossy(why).into_owned()),
+            None => {
+                let _ = self.write(&held, out);
+                None
+            }
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8], out: &mut impl Write) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.lines += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        out.write_all(bytes)?;
+        out.flush()
+    }
+}
+
+/// How many leading bytes of `held` are output whatever comes next: all but a last line
+/// that starts with [`FAILURE_MARK`] (or the start of it).
+fn surely_output(held: &[u8]) -> usize {
+    let mark = FAILURE_MARK.as_bytes();
+    let mut from = 0;
+    loop {
+        let Some(i) = held[from..]
+            .windows(mark.len())
+            .position(|w| w == mark)
+            .map(|i| from + i)
+        else {
+            let tail = &held[from..];
+            let partial = (1..mark.len().min(tail.len() + 1))
+                .rev()
+                .find(|&k| tail.ends_with(&mark[..k]))
+                .unwrap_or(0);
+            return held.len() - partial;
+        };
+        let after = i + mark.len();
+        match held[after..].iter().position(|&b| b == b'\n') {
+            // A whole such line with more after it: the container's; look on from its end.
+            Some(j) if after + j + 1 < held.len() => from = after + j,
+            _ => return i,
+        }
+    }
+}
+
 /// Asks the device to restart every container of the workload; prints its answer.
-pub fn restart(client: &Client, device: &str, workload: &str) -> Result<(), CliError> {
-    let path = format!(
-        "/v1/devices/{}/restart/{}",
+pub fn restart(api: &str, device: &str, workload: &str) -> Result<(), CliError> {
+    let url = format!(
+        "{}/v1/devices/{}/restart/{}",
+        api.trim_end_matches('/'),
         escape(device),
         escape(workload)
     );
-    let answer: RestartAnswer = client.post(&path, &())?;
+    let unreachable = |e: ureq::Error| ClientError::Unreachable {
+        url: url.clone(),
+        message: e.to_string(),
+    };
+    let mut resp = agent().post(&url).send_empty().map_err(unreachable)?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(failed(status, resp.body_mut()));
+    }
+    let answer: RestartAnswer =
+        resp.body_mut()
+            .read_json()
+            .map_err(|e| ClientError::BadAnswer {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
     println!("{}", answer.message);
     Ok(())
 }
@@ -122,5 +247,61 @@ mod tests {
             o.path(),
             "/v1/devices/pi-1/logs/web?follow=true&tail=3&since=10m"
         );
+    }
+
+    /// Feeds `parts` through a relay; the output and the failure (when the body broke
+    /// off after them).
+    fn relay(parts: &[&str], broke: bool) -> (String, Option<String>) {
+        let mut r = Relay::default();
+        let mut out = Vec::new();
+        for p in parts {
+            r.push(p.as_bytes(), &mut out).unwrap();
+        }
+        let why = if broke {
+            r.failure(&mut out)
+        } else {
+            r.finish(&mut out).unwrap();
+            None
+        };
+        (String::from_utf8(out).unwrap(), why)
+    }
+
+    #[test]
+    fn the_hubs_failure_line_becomes_the_error_even_split_across_reads() {
+        let (out, why) = relay(
+            &["a\nb\n\n--- drover", "-hub: device x went off", "line\n"],
+            true,
+        );
+        assert_eq!(out, "a\nb\n");
+        assert_eq!(why.as_deref(), Some("device x went offline"));
+        let (out, why) = relay(&["a\n", FAILURE_MARK, "gone\n"], true);
+        assert_eq!((out.as_str(), why.as_deref()), ("a\n", Some("gone")));
+        // Broken off without the hub's line: the output is all there, no reason.
+        let (out, why) = relay(&["a\nb"], true);
+        assert_eq!((out.as_str(), why), ("a\nb", None));
+    }
+
+    #[test]
+    fn a_container_line_that_looks_like_it_is_output() {
+        let fake = format!("x{FAILURE_MARK}not really\nmore\n");
+        let (out, why) = relay(&[&fake], false);
+        assert_eq!((out, why), (fake.clone(), None));
+        // At the very end of a complete body too.
+        let fake = format!("x{FAILURE_MARK}the end\n");
+        let (out, _) = relay(&[&fake[..5], &fake[5..]], false);
+        assert_eq!(out, fake);
+    }
+
+    #[test]
+    fn lines_written_are_counted_and_a_bad_request_is_a_usage_error() {
+        let mut r = Relay::default();
+        let mut out = Vec::new();
+        r.push(b"1\n2\n3", &mut out).unwrap();
+        r.push(format!("\n{FAILURE_MARK}why\n").as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(r.failure(&mut out).as_deref(), Some("why"));
+        assert_eq!(r.lines, 3);
+        assert_eq!(exit_code(&CliError::Usage("x".into())), 2);
+        assert_eq!(exit_code(&ClientError::Api("x".into()).into()), 1);
     }
 }

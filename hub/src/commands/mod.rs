@@ -10,6 +10,7 @@
 
 pub mod http;
 mod ids;
+pub mod query;
 mod route;
 
 use std::collections::HashMap;

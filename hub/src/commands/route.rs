@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use drover_protocol::Name;
-use drover_protocol::command::{CommandKind, CommandResponse};
+use drover_protocol::command::{CommandKind, CommandResponse, FailureKind};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::Instant;
 
@@ -83,12 +83,28 @@ impl Routes {
 pub enum Answer {
     #[error("{device} did not answer within {} s", .after.as_secs())]
     Timeout { device: Name, after: Duration },
-    #[error("{0}")]
-    Device(String),
+    /// The device failed the command, and says what kind of failure it was.
+    #[error("{message}")]
+    Device { kind: FailureKind, message: String },
+    /// The device's presence went offline while the request waited for it.
+    #[error("device {device} went offline {} (last seen {last_seen})", while_doing(.follow))]
+    Offline {
+        device: Name,
+        last_seen: String,
+        follow: bool,
+    },
     #[error("{0}")]
     Cut(String),
     #[error("chunk {got} of the answer came where {expected} was due: a chunk was lost")]
     Lost { expected: u32, got: u32 },
+}
+
+fn while_doing(follow: &bool) -> &'static str {
+    if *follow {
+        "while following"
+    } else {
+        "before it finished answering"
+    }
 }
 
 /// A command sent, waiting for its answers.
@@ -173,8 +189,9 @@ impl Pending {
             self.next_chunk += 1;
             if r.end {
                 self.ended = true;
-                if let Some(e) = r.error {
-                    return Err(Answer::Device(e));
+                if let Some(message) = r.error {
+                    let kind = FailureKind::from_code(&r.data);
+                    return Err(Answer::Device { kind, message });
                 }
             }
             return Ok(Some(r.data));
