@@ -48,6 +48,7 @@ use crate::views::{
     FileText, ImportRequest, RolloutAction,
 };
 
+pub(crate) use query::rejection_detail;
 pub use query::{ApiQuery, QueryHelp};
 
 /// Largest `/v1` request body accepted.

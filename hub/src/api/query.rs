@@ -51,11 +51,16 @@ where
 /// The error text from axum's rejection text (`Failed to deserialize query string:
 /// minutes: invalid digit found in string`).
 fn message(query: &str, rejection: &str, expected: &str) -> String {
-    let detail = rejection
-        .strip_prefix("Failed to deserialize query string: ")
-        .unwrap_or(rejection);
+    let detail = rejection_detail(rejection);
     let shown: String = query.chars().take(200).collect();
     format!("bad query string {shown:?}: {detail}; expected {expected}")
+}
+
+/// axum's rejection text without its `Failed to deserialize query string: ` prefix.
+pub(crate) fn rejection_detail(rejection: &str) -> &str {
+    rejection
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(rejection)
 }
 
 #[cfg(test)]

@@ -2,9 +2,8 @@
 //! with an error that names the parameter and shows what was expected.
 //!
 //! Every parameter arrives as text and is parsed here, so that a bad value is a JSON
-//! `{"error", "kind"}` answer rather than axum's plain-text rejection. (A JSON wrapper
-//! for query rejections in general may replace [`rejected`] once the API has one.) This
-//! module does no IO.
+//! `{"error", "kind"}` answer rather than axum's plain-text rejection (the other routes'
+//! [`crate::api::ApiQuery`] has no `kind`). This module does no IO.
 
 use std::str::FromStr;
 
@@ -50,9 +49,7 @@ fn bad(param: &'static str, message: impl Into<String>) -> QueryError {
 /// A query axum could not even split into parameters (an unknown or repeated one).
 pub fn rejected(r: &QueryRejection) -> QueryError {
     let text = r.body_text();
-    let message = text
-        .strip_prefix("Failed to deserialize query string: ")
-        .unwrap_or(&text);
+    let message = crate::api::rejection_detail(&text);
     bad(
         "query",
         format!("{message} (parameters: container, follow, tail, since, limit_bytes)"),

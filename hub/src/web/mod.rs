@@ -11,13 +11,13 @@ pub mod access;
 pub mod live;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::api::ApiState;
+use crate::api::{ApiQuery, ApiState, QueryHelp};
 
 /// One embedded file of the dashboard.
 #[derive(Debug, PartialEq, Eq)]
@@ -132,12 +132,20 @@ fn serve(a: &'static Asset) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     /// Only this device's changes (and fleet-wide ones).
     device: Option<String>,
 }
 
-async fn events(State(st): State<ApiState>, Query(q): Query<EventsQuery>) -> impl IntoResponse {
+impl QueryHelp for EventsQuery {
+    const EXPECTED: &'static str = "device=NAME (optional: only that device's changes)";
+}
+
+async fn events(
+    State(st): State<ApiState>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> impl IntoResponse {
     live::sse(st.events.subscribe(), q.device)
 }
 
