@@ -218,7 +218,7 @@ fn no_delay() -> rumqttc::NetworkOptions {
 }
 
 /// `base` scaled by a random factor in [0.5, 1.5).
-fn jitter(base: Duration) -> Duration {
+pub(crate) fn jitter(base: Duration) -> Duration {
     let mut b = [0u8; 2];
     let r = match getrandom::getrandom(&mut b) {
         Ok(()) => u16::from_le_bytes(b),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::Mirrors;
 use super::homeassistant::Discovery;
+use crate::mqtt::jitter;
 
 /// Republishes start at least this far apart.
 pub const MIN_GAP: Duration = Duration::from_secs(10);
@@ -127,16 +128,6 @@ impl Rediscovery {
             }
         }
     }
-}
-
-/// `base` scaled by a random factor in [0.5, 1.5).
-fn jitter(base: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let r = match getrandom::getrandom(&mut b) {
-        Ok(()) => u16::from_le_bytes(b),
-        Err(_) => (crate::now_ms() % 65536) as u16,
-    };
-    base.mul_f64(0.5 + f64::from(r) / 65536.0)
 }
 
 #[cfg(test)]
