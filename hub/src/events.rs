@@ -46,4 +46,9 @@ impl Events {
     pub fn subscribe(&self) -> broadcast::Receiver<FleetEvent> {
         self.0.subscribe()
     }
+
+    /// Readers open now (one per live dashboard page).
+    pub fn readers(&self) -> usize {
+        self.0.receiver_count()
+    }
 }

@@ -101,12 +101,13 @@ function listen(url) {
     if (c.fleet) schedule('fleet');
   });
   source.addEventListener('resync', () => schedule('resync'));
-  source.onerror = () => setLive(false);
+  // CLOSED: the hub refused the stream (e.g. too many open); the backstop still refreshes.
+  source.onerror = () => setLive(false, source.readyState === EventSource.CLOSED);
 }
 
-function setLive(on) {
+function setLive(on, refused) {
   liveEl.className = `live ${on ? 'on' : 'off'}`;
-  liveEl.textContent = on ? 'live' : 'reconnecting…';
+  liveEl.textContent = on ? 'live' : refused ? 'not live: refreshing every 15 s' : 'reconnecting…';
   document.body.dataset.live = on ? '1' : '0';
 }
 

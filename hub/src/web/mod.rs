@@ -142,11 +142,27 @@ impl QueryHelp for EventsQuery {
     const EXPECTED: &'static str = "device=NAME (optional: only that device's changes)";
 }
 
-async fn events(
-    State(st): State<ApiState>,
-    ApiQuery(q): ApiQuery<EventsQuery>,
-) -> impl IntoResponse {
-    live::sse(st.events.subscribe(), q.device)
+/// Live event streams open at once, at most: each holds a connection and a reader of the
+/// event channel; a browser tab left open is one. Beyond it: 503, the page polls instead.
+pub const MAX_EVENT_STREAMS: usize = 64;
+
+async fn events(State(st): State<ApiState>, ApiQuery(q): ApiQuery<EventsQuery>) -> Response {
+    if let Some(error) = stream_refusal(st.events.readers()) {
+        tracing::warn!("live event stream refused: {error}");
+        let body = axum::Json(crate::views::ErrorBody { error });
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    live::sse(st.events.subscribe(), q.device).into_response()
+}
+
+/// Why one more event stream is refused when `open` are open, if it is.
+fn stream_refusal(open: usize) -> Option<String> {
+    (open >= MAX_EVENT_STREAMS).then(|| {
+        format!(
+            "{open} live event streams are open, the most the hub serves ({MAX_EVENT_STREAMS}): \
+             close some dashboard tabs, or reload later"
+        )
+    })
 }
 
 #[cfg(test)]

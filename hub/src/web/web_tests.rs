@@ -199,3 +199,16 @@ async fn a_browser_logs_in_once_with_the_token_in_the_address() {
     .await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[test]
+fn live_event_streams_are_capped() {
+    assert_eq!(stream_refusal(0), None);
+    assert_eq!(stream_refusal(MAX_EVENT_STREAMS - 1), None);
+    let e = stream_refusal(MAX_EVENT_STREAMS).expect("refused at the cap");
+    assert!(e.starts_with("64 live event streams are open"), "{e}");
+    let events = crate::events::Events::default();
+    let readers: Vec<_> = (0..3).map(|_| events.subscribe()).collect();
+    assert_eq!(events.readers(), readers.len());
+    drop(readers);
+    assert_eq!(events.readers(), 0);
+}
