@@ -373,4 +373,43 @@ fn telemetry_a_real_hub_verified_shows_in_metrics() {
             "{key} as {name}{labels:?}"
         );
     }
+    // Asked for gzip (as Prometheus asks), the same exposition arrives compressed.
+    let (head, zipped) = get_bytes(&hub.api, "/metrics", "Accept-Encoding: gzip\r\n");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\ncontent-encoding: gzip"),
+        "{head}"
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&zipped[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(
+        zipped.len() * 2 < text.len(),
+        "{} of {}",
+        zipped.len(),
+        text.len()
+    );
+    let unzipped = prom_text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        unzipped.families.keys().collect::<Vec<_>>(),
+        body.families.keys().collect::<Vec<_>>()
+    );
+}
+
+/// `GET path` with `extra` header lines: the head and the raw body (no chunked coding:
+/// the hub sends `/metrics` with a length).
+fn get_bytes(api: &str, path: &str, extra: &str) -> (String, Vec<u8>) {
+    let addr = api.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..at]).into_owned();
+    (head, raw[at + 4..].to_vec())
 }

@@ -14,6 +14,7 @@
 //! `container`, `deployment`, `reason`. This module must never write to the store, never
 //! hold the read lock while encoding, and never run SQL per device.
 
+pub mod encoding;
 mod families;
 mod fleet;
 mod stats;
@@ -28,7 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, prometheus_text};
@@ -113,24 +114,45 @@ pub fn render(
     Ok(out)
 }
 
-/// `GET /metrics`.
-pub async fn scrape(State(st): State<ApiState>) -> Response {
+/// `GET /metrics`: gzip-compressed when the scraper accepts it (Prometheus does; at
+/// 10,000 devices the text is about 14 MB).
+pub async fn scrape(State(st): State<ApiState>, headers: HeaderMap) -> Response {
     let read: Arc<Mutex<ReadSide>> = st.read.clone();
     let telemetry = st.telemetry.clone();
     let mirrors = st.mirrors.clone();
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(encoding::accepts_gzip);
     let started = std::time::Instant::now();
-    let res =
-        tokio::task::spawn_blocking(move || render(&read, &telemetry, &mirrors, crate::now_ms()))
-            .await
-            .unwrap_or_else(|e| Err(MetricsError::Task(e.to_string())));
+    let res = tokio::task::spawn_blocking(move || {
+        let text = render(&read, &telemetry, &mirrors, crate::now_ms())?;
+        let len = text.len();
+        let body = if gzip {
+            encoding::gzip(text.as_bytes()).map_err(|e| MetricsError::Task(e.to_string()))?
+        } else {
+            text.into_bytes()
+        };
+        Ok((len, body))
+    })
+    .await
+    .unwrap_or_else(|e| Err(MetricsError::Task(e.to_string())));
     match res {
-        Ok(body) => {
+        Ok((text_bytes, body)) => {
             tracing::debug!(
-                bytes = body.len(),
+                text_bytes,
+                sent_bytes = body.len(),
                 ms = started.elapsed().as_millis() as u64,
                 "metrics scraped"
             );
-            ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+            let mut res = ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
+            if gzip {
+                let h = res.headers_mut();
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            }
+            res
         }
         Err(e) => {
             tracing::error!("{e}");
