@@ -39,7 +39,9 @@ pub struct AgentConfig {
     /// How often the agent re-checks its containers even without events.
     #[serde(deserialize_with = "positive_duration")]
     pub resync_interval: DurationMs,
-    /// `tracing` filter for the agent's own logs (`info`, `debug`, `drover_agent=trace`).
+    /// `tracing` filter for the agent's own logs (`info`, `debug`, `drover_agent=trace`;
+    /// checked).
+    #[serde(deserialize_with = "drover_protocol::config_text::log_level")]
     pub log_level: String,
     pub logs: LogConfig,
     /// Image store budget, free-disk floor and registry credentials.

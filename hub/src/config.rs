@@ -21,7 +21,8 @@ pub struct HubConfig {
     /// Store, signing key and the hub's own MQTT credential.
     #[serde(deserialize_with = "absolute_path")]
     pub data_dir: PathBuf,
-    /// `tracing` filter for the hub's logs.
+    /// `tracing` filter for the hub's logs (levels or `target=level`, checked).
+    #[serde(deserialize_with = "drover_protocol::config_text::log_level")]
     pub log_level: String,
     /// A device that sent no status for this long is shown offline ([`OFFLINE_AFTER`]).
     #[serde(deserialize_with = "offline_after")]
@@ -240,11 +241,12 @@ fn in_range(
         return Ok(v);
     }
     let zero = zero.map_or(String::new(), |z| format!("0 ({z}) or "));
-    let max_days = max.0 / 86_400_000;
-    let max = if max.0 % 86_400_000 == 0 {
-        format!("{max_days}d ({})", max)
-    } else {
-        max.to_string()
+    // Durations have no day unit: say the days in words, the value as it is written.
+    let days = max.0 / 86_400_000;
+    let max = match (days, max.0 % 86_400_000) {
+        (1, 0) => format!("{max} (1 day)"),
+        (d, 0) if d > 1 => format!("{max} ({d} days)"),
+        _ => max.to_string(),
     };
     Err(format!("{field}: expected {zero}{min} to {max}, got {v}"))
 }
@@ -320,7 +322,7 @@ mod tests {
             .expect_err("too long");
         assert_eq!(
             err.to_string().lines().next().unwrap(),
-            "h.toml:2:11: telemetry.history: expected 0 (no history) or 1m to 90d (2160h), \
+            "h.toml:2:11: telemetry.history: expected 0 (no history) or 1m to 2160h (90 days), \
              got 100000000h"
         );
         let err = HubConfig::parse("h.toml", "[telemetry]\nhistory = \"30s\"\n").unwrap_err();
@@ -332,7 +334,7 @@ mod tests {
         let err = HubConfig::parse("h.toml", "offline_after = \"0s\"\n").unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("h.toml:1:17: offline_after: expected 5s to 1d (24h), got 0ms"),
+                .starts_with("h.toml:1:17: offline_after: expected 5s to 24h (1 day), got 0ms"),
             "{err}"
         );
         assert!(HubConfig::parse("h", "offline_after = \"10s\"\n").is_ok());

@@ -43,8 +43,49 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// `log_level`, checked: comma-separated `tracing` directives, each a level (`info`) or
+/// `target=level` (`drover_hub=debug`). A bare word that is no level would parse as a
+/// target with no level and silence every log, so it is refused, with what is expected.
+pub fn check_log_level(s: &str) -> Result<(), String> {
+    let level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    for d in s.split(',').map(str::trim) {
+        let ok = match d.split_once('=') {
+            Some((target, l)) => !target.trim().is_empty() && level(l),
+            None => level(d),
+        };
+        if !ok {
+            return Err(format!(
+                "log_level: {d:?} is not a level ({}) or target=level; e.g. \"info\" or \
+                 \"info,drover_hub=debug\"",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// serde `deserialize_with` for `log_level` settings: [`check_log_level`].
+pub fn log_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    check_log_level(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_levels_are_levels_or_target_directives() {
+        for ok in ["info", "DEBUG", "info,drover_hub=debug", "warn, rumqttd=off", "off"] {
+            assert_eq!(super::check_log_level(ok), Ok(()), "{ok}");
+        }
+        for bad in ["loud", "", "info,", "drover_hub=", "=debug", "info,drover=loud"] {
+            let e = super::check_log_level(bad).expect_err(bad);
+            assert!(e.contains("is not a level (off, error, warn, info, debug, trace)"), "{e}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -153,13 +153,17 @@ const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000),
 
 impl FromStr for DurationMs {
     type Err = QuantityError;
-    /// One or more `<integer><unit>` parts, units `ms`, `s`, `m`, `h` (`1m30s`).
+    /// One or more `<integer><unit>` parts, units `ms`, `s`, `m`, `h` (`1m30s`); or a bare
+    /// `0` (as Go's `time.ParseDuration` takes it), since "0 = off" settings say so.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || QuantityError::Duration(s.to_owned());
         let over = || QuantityError::Overflow(s.to_owned());
         let mut rest = s.trim();
         if rest.is_empty() {
             return Err(bad());
+        }
+        if rest == "0" {
+            return Ok(DurationMs(0));
         }
         let mut total: u64 = 0;
         while !rest.is_empty() {
@@ -341,7 +345,9 @@ mod tests {
         assert_eq!(dur("5m"), Ok(300_000));
         assert_eq!(dur("1h"), Ok(3_600_000));
         assert_eq!(dur("1m30s"), Ok(90_000));
-        for bad in ["", "10", "s", "10x", "1.5s", "-1s"] {
+        assert_eq!(dur("0"), Ok(0));
+        assert_eq!(dur(" 0 "), Ok(0));
+        for bad in ["", "10", "00", "s", "10x", "1.5s", "-1s"] {
             assert_eq!(dur(bad), Err(QuantityError::Duration(bad.into())), "{bad}");
         }
         assert!(matches!(
