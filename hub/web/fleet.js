@@ -66,7 +66,8 @@ function card(label, value, kind = '') {
 function summary(devices, deps, details) {
   const online = devices.filter((d) => d.online).length;
   const healthy = devices.filter((d) => deviceHealth(d)[1] === 'ok').length;
-  const ready = devices.reduce((n, d) => n + d.ready, 0);
+  // An offline device's workloads are not counted ready (its last report may be stale).
+  const ready = devices.reduce((n, d) => n + (d.online ? d.ready : 0), 0);
   const total = devices.reduce((n, d) => n + d.total, 0);
   const rolling = details.filter((d) => d?.rollout?.phase === 'Progressing').length;
   return [
@@ -79,8 +80,10 @@ function summary(devices, deps, details) {
   ];
 }
 
-function deviceRow(d, t) {
+function deviceRow(d, sample) {
   const [state, kind] = deviceHealth(d);
+  // An offline device's last sample is not its usage now; "last seen" still uses it.
+  const t = d.online ? sample : null;
   const restarts = d.workloads.reduce((n, w) => n + w.restarts, 0);
   const gen = d.in_sync ? `${d.observed_generation}` : `${d.observed_generation} → ${d.desired_generation}`;
   const memory = t ? `${bytes(t.memory_used_bytes)} / ${bytes(t.memory_used_bytes + t.memory_available_bytes)}` : '–';
@@ -93,7 +96,7 @@ function deviceRow(d, t) {
     t ? percent(t.cpu_percent) : '–',
     memory,
     t ? celsius(t.temperature_celsius) : '–',
-    h('span', { class: 'nowrap' }, ago(lastSeen(d, t))),
+    h('span', { class: 'nowrap' }, ago(lastSeen(d, sample))),
     labels(d.labels),
   ];
   return h('tr', { dataset: { device: d.name } }, cells.map((c) => h('td', null, c)));

@@ -77,12 +77,28 @@ pub fn log_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Er
 mod tests {
     #[test]
     fn log_levels_are_levels_or_target_directives() {
-        for ok in ["info", "DEBUG", "info,drover_hub=debug", "warn, rumqttd=off", "off"] {
+        for ok in [
+            "info",
+            "DEBUG",
+            "info,drover_hub=debug",
+            "warn, rumqttd=off",
+            "off",
+        ] {
             assert_eq!(super::check_log_level(ok), Ok(()), "{ok}");
         }
-        for bad in ["loud", "", "info,", "drover_hub=", "=debug", "info,drover=loud"] {
+        for bad in [
+            "loud",
+            "",
+            "info,",
+            "drover_hub=",
+            "=debug",
+            "info,drover=loud",
+        ] {
             let e = super::check_log_level(bad).expect_err(bad);
-            assert!(e.contains("is not a level (off, error, warn, info, debug, trace)"), "{e}");
+            assert!(
+                e.contains("is not a level (off, error, warn, info, debug, trace)"),
+                "{e}"
+            );
         }
     }
 

@@ -234,9 +234,15 @@ fn a_real_hub_serves_a_real_agents_presence_and_restarts() {
     );
 
     agent.stop();
-    wait_for("the device offline in /metrics", T, || {
-        (scrape(&hub).value("drover_device_up", &dev) == Some(0.0)).then_some(())
+    let body = wait_for("the device offline in /metrics", T, || {
+        let body = scrape(&hub);
+        (body.value("drover_device_up", &dev) == Some(0.0)).then_some(body)
     });
+    // Offline: its workload is not ready (as a pod on an unreachable node), and its last
+    // sample is not shown as its usage now.
+    assert_eq!(body.value("drover_workload_ready", &wl), Some(0.0));
+    assert_eq!(body.value("drover_workloads_ready", &[]), Some(0.0));
+    assert_eq!(body.value("drover_device_cpu_ratio", &dev), None);
 }
 
 fn publish(hub: &TestHub, device: &str, cred: &str, payload: &[u8]) {
@@ -298,6 +304,19 @@ fn telemetry_a_real_hub_verified_shows_in_metrics() {
     hub.start();
     let cred = credential(&hub.device_add("pi-m", &[]));
     let dev = Name::new("pi-m").unwrap();
+    // A status first: an offline device's usage is not exported.
+    let status = drover_protocol::DeviceStatus {
+        device: dev.clone(),
+        observed_generation: 0,
+        time_ms: drover_hub::now_ms(),
+        workloads: vec![],
+        capacity: Default::default(),
+    };
+    let sealed = drover_protocol::auth::seal_status(&status, cred.as_bytes()).unwrap();
+    hub.mqtt_publish("pi-m", &cred, "drover/v1/dev/pi-m/status", &sealed);
+    wait_for("the device online", T, || {
+        (hub.devices()[0]["online"] == true).then_some(())
+    });
     publish(
         &hub,
         "pi-m",

@@ -226,20 +226,31 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     );
 
     // A query string that does not parse gets the API's JSON error, naming the parameter.
-    let bad = format!("{}/v1/telemetry/devices/pi-t/history?minutes=abc", hub.api);
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", &bad])
-        .output()
-        .expect("curl");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    assert_eq!(code, "400", "{text}");
-    let e: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"));
-    let msg = e["error"].as_str().unwrap();
+    let bad_request = |query: &str| {
+        let url = format!("{}/v1/telemetry/devices/pi-t/history?{query}", hub.api);
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", &url])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        assert_eq!(code, "400", "{text}");
+        let e: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"));
+        e["error"].as_str().unwrap().to_owned()
+    };
+    let msg = bad_request("minutes=abc");
     assert!(
         msg.contains("minutes: invalid digit") && msg.contains("expected minutes=N"),
         "{msg}"
     );
+    // Out of range is refused too, not clamped behind the caller's back.
+    for q in ["minutes=0", "minutes=99999999"] {
+        let msg = bad_request(q);
+        assert!(
+            msg.starts_with("minutes: expected 1 to 10080"),
+            "{q}: {msg}"
+        );
+    }
 
     // No status for `offline_after` (10 s in tests): `top` says offline, no stale figures.
     let out = wait_for("pi-t offline in top", T, || {

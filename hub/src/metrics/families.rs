@@ -125,8 +125,16 @@ fn workload_counts(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
                 (no probe), Starting, Healthy, Unhealthy, as the JSON API spells them";
     let rows = healths.into_iter().map(|(h, n)| ([("health", h)], n));
     gauge(enc, "drover_workloads_by_health", help, rows)?;
-    let ready = all().filter(|w| w.ready).count();
-    let help = "Workloads running with every container ready";
+    // As Kubernetes turns a pod on an unreachable node not Ready: an offline device's
+    // workloads keep their last phase but are not counted ready.
+    let ready = f
+        .devices
+        .iter()
+        .filter(|d| d.online)
+        .flat_map(|d| d.workloads.iter())
+        .filter(|w| w.ready)
+        .count();
+    let help = "Workloads running with every container ready, on online devices";
     gauge(enc, "drover_workloads_ready", help, [(NONE, ready)])
 }
 
@@ -138,22 +146,24 @@ fn workloads(enc: &mut DescriptorEncoder, f: &FleetFacts) -> fmt::Result {
                 (
                     [("device", d.name.as_str()), ("workload", w.name.as_str())],
                     w,
+                    d.online,
                 )
             })
         })
     };
-    let help = "1 when the workload runs with every container ready";
-    let rows = each().map(|(l, w)| (l, u32::from(w.ready)));
+    let help = "1 when the workload runs with every container ready and its device is online";
+    let rows = each().map(|(l, w, online)| (l, u32::from(w.ready && online)));
     gauge(enc, "drover_workload_ready", help, rows)?;
     let help = "1 when the workload runs and each container's probes pass or it has none \
                 (health None counts as healthy while running, as Kubernetes counts a \
-                container without probes ready); 0 while any is Starting or Unhealthy";
-    let rows = each().map(|(l, w)| (l, u32::from(w.healthy)));
+                container without probes ready); 0 while any is Starting or Unhealthy, \
+                or while the device is offline";
+    let rows = each().map(|(l, w, online)| (l, u32::from(w.healthy && online)));
     gauge(enc, "drover_workload_healthy", help, rows)?;
     let help = "Restarts of the workload's containers, as its status reports them";
-    let rows = each().map(|(l, w)| (l, w.restarts));
+    let rows = each().map(|(l, w, _)| (l, w.restarts));
     gauge(enc, "drover_workload_restarts", help, rows)?;
-    let rows = each().flat_map(|([d, w], facts)| {
+    let rows = each().flat_map(|([d, w], facts, _)| {
         facts
             .containers
             .iter()

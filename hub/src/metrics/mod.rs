@@ -96,9 +96,22 @@ pub fn render(
         (fleet, side.stats()?, side.metrics().clone())
     };
     crate::telemetry::add_stats(&mut stats, &telemetry.counters(), mirrors.dropped());
+    // An offline device's last sample is not its usage now: its series go stale, as a
+    // vanished target's do.
+    let online: std::collections::HashSet<&str> = fleet
+        .devices
+        .iter()
+        .filter(|d| d.online)
+        .map(|d| d.name.as_str())
+        .collect();
+    let telemetry = telemetry
+        .all()
+        .into_iter()
+        .filter(|v| online.contains(v.device.as_str()))
+        .collect();
     let scrape = Scrape {
         fleet,
-        telemetry: telemetry.all(),
+        telemetry,
         stats,
     };
     // About 2.5 KiB per device with telemetry: size once instead of doubling up to it.

@@ -2,7 +2,7 @@
 //! - `GET /v1/telemetry` → `[DeviceTelemetryView]`, the latest sample of every device
 //! - `GET /v1/telemetry/devices/{name}` → `DeviceTelemetryView` (404 before its first sample)
 //! - `GET /v1/telemetry/devices/{name}/history?minutes=N` → `DeviceHistory`: one point
-//!   per minute over the last N minutes (default 60, at most 7 days and the kept
+//!   per minute over the last N minutes (default 60; 1 to 7 days, a 400 beyond; at most the kept
 //!   history), the latest sample last; a `minutes` that is no whole number is a 400 JSON
 //!   error (`ApiQuery`)
 //!
@@ -48,7 +48,7 @@ struct HistoryQuery {
 
 impl QueryHelp for HistoryQuery {
     const EXPECTED: &'static str =
-        "minutes=N (optional: whole minutes, default 60, at most 10080 = 7 days)";
+        "minutes=N (optional: whole minutes, 1 to 10080 = 7 days, default 60)";
 }
 
 async fn history(
@@ -56,7 +56,11 @@ async fn history(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Response {
-    let minutes = q.minutes.unwrap_or(60).clamp(1, MAX_MINUTES);
+    let minutes = q.minutes.unwrap_or(60);
+    if !(1..=MAX_MINUTES).contains(&minutes) {
+        let msg = format!("minutes: expected 1 to {MAX_MINUTES} (7 days), got {minutes}");
+        return error(StatusCode::BAD_REQUEST, msg);
+    }
     let latest = st.telemetry.latest_sample(&name);
     let reader = st.history.clone();
     let now_s = crate::now_ms() / 1000;
