@@ -56,9 +56,12 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// Size at which a container's log file is rotated.
+    /// Size at which a container's log file is rotated; at least 4 KiB (below it every
+    /// line would rotate: renames on the SD card for each write).
+    #[serde(deserialize_with = "log_max_bytes")]
     pub max_bytes: ByteSize,
-    /// Log files kept per container, the current one included.
+    /// Log files kept per container, the current one included: 1 to 100.
+    #[serde(deserialize_with = "log_files")]
     pub files: u32,
 }
 
@@ -197,6 +200,27 @@ fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<DurationMs, D::E
     Ok(v)
 }
 
+fn log_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+    let v = ByteSize::deserialize(d)?;
+    if v.0 < 4096 {
+        return Err(serde::de::Error::custom(format!(
+            "logs.max_bytes: expected at least 4Ki, got {} bytes",
+            v.0
+        )));
+    }
+    Ok(v)
+}
+
+fn log_files<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if !(1..=100).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "logs.files: expected 1 to 100, got {v}"
+        )));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +279,16 @@ mod tests {
         assert!(
             size.starts_with("agent.toml:2:13: expected a size like 64Mi"),
             "{size}"
+        );
+        let tiny = parse_err("[logs]\nmax_bytes = \"0\"\n");
+        assert!(
+            tiny.starts_with("agent.toml:2:13: logs.max_bytes: expected at least 4Ki, got 0"),
+            "{tiny}"
+        );
+        let none = parse_err("[logs]\nfiles = 0\n");
+        assert!(
+            none.starts_with("agent.toml:2:9: logs.files: expected 1 to 100, got 0"),
+            "{none}"
         );
         let rel = parse_err("state_dir = \"var/lib\"\n");
         assert!(
