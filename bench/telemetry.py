@@ -65,13 +65,13 @@ def windows(hub, mosq, n_windows, window_s, what):
             "samples_per_s": summary([r["samples_per_s"] for r in out], 1)}
 
 
-def timed_get(url, runs):
-    """Seconds per GET (median/min/max) and the body size; None when the route is absent."""
+def timed_get(url, runs, headers=None):
+    """Seconds per GET (median/min/max) and the body size as sent; None when the route is absent."""
     times, size = [], 0
     for _ in range(runs):
         t = time.monotonic()
         try:
-            with urllib.request.urlopen(url, timeout=60) as r:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=60) as r:
                 size = len(r.read())
         except urllib.error.HTTPError as e:
             if e.code == 404:
@@ -121,6 +121,8 @@ def bench(work, p):
             raise RuntimeError(f"the hub accepted {low} samples/s, expected ~{expected:.0f}")
         out["history_rows"] = stat(hub, "telemetry_history_rows")
         out["metrics_scrape"] = timed_get(f"http://{hub.addr}/metrics", p["reads"])
+        out["metrics_scrape_gzip"] = timed_get(f"http://{hub.addr}/metrics", p["reads"],
+                                               {"Accept-Encoding": "gzip"})
         out["telemetry_all"] = timed_get(f"http://{hub.addr}/v1/telemetry", p["reads"])
         out["top_devices"] = timed_cli(hub, ["top"], p["reads"])
         out["top_workloads"] = timed_cli(hub, ["top", "workloads"], p["reads"])
@@ -161,7 +163,9 @@ def section(doc):
               f"dropped: {sum(w['mirror_dropped'] for w in t['windows'])}. History rows written (one per device-minute): "
               f"{r['history_rows']:,}.", ""]
     ms = r["metrics_scrape"]
-    rows = [("`GET /metrics`", ms), ("`GET /v1/telemetry` (every latest sample, JSON)", r["telemetry_all"])]
+    rows = [("`GET /metrics`", ms),
+            ("`GET /metrics` with `Accept-Encoding: gzip` (as Prometheus asks)", r.get("metrics_scrape_gzip")),
+            ("`GET /v1/telemetry` (every latest sample, JSON)", r["telemetry_all"])]
     lines += [f"Reads at {r['n']:,} devices ({doc['params']['reads']} each):", "", "| read | seconds | size |", "|---|---|---|"]
     for name, v in rows:
         lines.append(f"| {name} | " + (f"{f(v['seconds'])} | {v['bytes']:,} B |" if v else "not served by this hub | – |"))
