@@ -20,8 +20,44 @@ struct Cli {
         default_value = "http://127.0.0.1:7780"
     )]
     api: String,
+    /// The hub's `[api] token`, sent as `Authorization: Bearer TOKEN`: needed for a hub on
+    /// another machine (reads only). Prefer $DROVER_HUB_TOKEN or --token-file: other users
+    /// can see a command line (`ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_HUB_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+    /// A file holding the hub's token (its first line), instead of --token.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// A client of the API with the token given, if any (`timeout`: per request).
+    fn client(&self, timeout: Option<std::time::Duration>) -> Result<Client, String> {
+        let client = match timeout {
+            Some(t) => Client::with_timeout(&self.api, t),
+            None => Client::new(&self.api),
+        };
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--token-file {}: {e}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            None => self.token.clone(),
+        };
+        Ok(client.with_token(token.as_deref()))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -318,35 +354,51 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let client = match &cli.command {
+        Command::Serve { .. } | Command::Version => Client::new(&cli.api),
+        // Copying a large image onto slow storage takes a while.
+        Command::Image(ImageCommand::Import { .. }) => {
+            match cli.client(Some(std::time::Duration::from_secs(3600))) {
+                Ok(c) => c,
+                Err(e) => return fail(&e, ExitCode::from(2)),
+            }
+        }
+        _ => match cli.client(None) {
+            Ok(c) => c,
+            Err(e) => return fail(&e, ExitCode::from(2)),
+        },
+    };
     let result = match cli.command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Version => {
             println!("drover-hub {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Diff(f) => return diff(&cli.api, &f),
+        Command::Diff(f) => return diff(&client, &f),
         command @ (Command::Logs(_) | Command::Restart { .. }) => {
-            return device_command(&cli.api, command);
+            return device_command(&client, command);
         }
         Command::Apply {
             change,
             wait: true,
             timeout,
-        } => return apply_wait(&cli.api, &change, timeout),
-        command => run_client(&cli.api, command).map_err(|e| e.to_string()),
+        } => return apply_wait(&client, &change, timeout),
+        command => run_client(&client, command).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("drover-hub: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e, ExitCode::FAILURE),
     }
 }
 
+fn fail(e: &str, code: ExitCode) -> ExitCode {
+    eprintln!("drover-hub: {e}");
+    code
+}
+
 /// `logs` and `restart`: see the exit status in `logs --help`.
-fn device_command(api: &str, command: Command) -> ExitCode {
-    match run_client(api, command) {
+fn device_command(client: &Client, command: Command) -> ExitCode {
+    match run_client(client, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("drover-hub: {e}");
@@ -356,13 +408,12 @@ fn device_command(api: &str, command: Command) -> ExitCode {
 }
 
 /// `apply --wait`: see the exit status in `apply --help`.
-fn apply_wait(api: &str, a: &ChangeArgs, timeout: std::time::Duration) -> ExitCode {
-    let client = Client::new(api);
-    let outcome = cli::apply(&client, &a.files.files, false, a.dry_run, a.output).and_then(|r| {
+fn apply_wait(client: &Client, a: &ChangeArgs, timeout: std::time::Duration) -> ExitCode {
+    let outcome = cli::apply(client, &a.files.files, false, a.dry_run, a.output).and_then(|r| {
         if a.dry_run {
             return Ok(cli::rollout::WaitOutcome::Complete);
         }
-        cli::rollout::wait(&client, &r.rollouts, &r.unchanged_rollouts, timeout)
+        cli::rollout::wait(client, &r.rollouts, &r.unchanged_rollouts, timeout)
     });
     match outcome {
         Ok(o) => ExitCode::from(o.exit_code()),
@@ -374,8 +425,8 @@ fn apply_wait(api: &str, a: &ChangeArgs, timeout: std::time::Duration) -> ExitCo
 }
 
 /// `diff -f`: 0 nothing would change, 1 something would, 2 error.
-fn diff(api: &str, f: &FilesArg) -> ExitCode {
-    match cli::apply(&Client::new(api), &f.files, false, true, Format::Table) {
+fn diff(client: &Client, f: &FilesArg) -> ExitCode {
+    match cli::apply(client, &f.files, false, true, Format::Table) {
         Ok(r) if r.changed_devices == 0 && r.results.iter().all(|l| l.ends_with(" unchanged")) => {
             ExitCode::SUCCESS
         }
@@ -387,54 +438,47 @@ fn diff(api: &str, f: &FilesArg) -> ExitCode {
     }
 }
 
-fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
-    let client = match command {
-        // Copying a large image onto slow storage takes a while.
-        Command::Image(ImageCommand::Import { .. }) => {
-            Client::with_timeout(api, std::time::Duration::from_secs(3600))
-        }
-        _ => Client::new(api),
-    };
+fn run_client(client: &Client, command: Command) -> Result<(), cli::CliError> {
     match command {
         Command::Apply { change: a, .. } => {
-            cli::apply(&client, &a.files.files, false, a.dry_run, a.output).map(drop)
+            cli::apply(client, &a.files.files, false, a.dry_run, a.output).map(drop)
         }
-        Command::Rollout(r) => rollout(&client, r),
+        Command::Rollout(r) => rollout(client, r),
         Command::Delete(a) => {
-            cli::apply(&client, &a.files.files, true, a.dry_run, a.output).map(drop)
+            cli::apply(client, &a.files.files, true, a.dry_run, a.output).map(drop)
         }
         Command::Device(DeviceCommand::Import {
             file,
             out_dir,
             output,
-        }) => cli::import_devices(&client, &file, out_dir.as_deref(), output),
-        Command::Get { kind, output } => cli::get(&client, kind, output),
-        Command::Top { kind, output } => cli::top::top(&client, kind, output),
-        Command::Describe { kind, name, output } => cli::describe(&client, kind, &name, output),
+        }) => cli::import_devices(client, &file, out_dir.as_deref(), output),
+        Command::Get { kind, output } => cli::get(client, kind, output),
+        Command::Top { kind, output } => cli::top::top(client, kind, output),
+        Command::Describe { kind, name, output } => cli::describe(client, kind, &name, output),
         Command::Device(DeviceCommand::Add {
             name,
             labels,
             output,
-        }) => cli::add_device(&client, &name, labels, output),
+        }) => cli::add_device(client, &name, labels, output),
         Command::Image(ImageCommand::Import {
             path,
             name,
             tag,
             output,
-        }) => cli::image_import(&client, &path, name, tag, output),
-        Command::Image(ImageCommand::Ls { output }) => cli::image_ls(&client, output),
+        }) => cli::image_import(client, &path, name, tag, output),
+        Command::Image(ImageCommand::Ls { output }) => cli::image_ls(client, output),
         Command::Client(ClientCommand::Add {
             name,
             publish,
             subscribe,
             output,
-        }) => cli::clients::add(&client, &name, publish, subscribe, output),
-        Command::Client(ClientCommand::Ls { output }) => cli::clients::ls(&client, output),
+        }) => cli::clients::add(client, &name, publish, subscribe, output),
+        Command::Client(ClientCommand::Ls { output }) => cli::clients::ls(client, output),
         Command::Client(ClientCommand::Rm { name, output }) => {
-            cli::clients::rm(&client, &name, output)
+            cli::clients::rm(client, &name, output)
         }
         Command::BrokerConfig(BrokerConfigCommand::MosquittoAcl { output }) => {
-            cli::clients::mosquitto_acl(&client, output)
+            cli::clients::mosquitto_acl(client, output)
         }
         Command::Logs(a) => {
             let o = cli::device_cmd::LogsOptions {
@@ -446,9 +490,12 @@ fn run_client(api: &str, command: Command) -> Result<(), cli::CliError> {
                 since: a.since,
                 limit_bytes: a.limit_bytes,
             };
-            cli::device_cmd::logs(api, &o, &mut std::io::stdout().lock())
+            let (mut out, mut notes) = (std::io::stdout().lock(), std::io::stderr().lock());
+            cli::device_cmd::logs(client, &o, &mut out, &mut notes)
         }
-        Command::Restart { device, workload } => cli::device_cmd::restart(api, &device, &workload),
+        Command::Restart { device, workload } => {
+            cli::device_cmd::restart(client, &device, &workload)
+        }
         Command::Serve { .. } | Command::Version | Command::Diff(_) => Ok(()),
     }
 }
@@ -513,6 +560,24 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, ErrorKind> {
         Cli::try_parse_from(args).map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn the_token_is_global_and_comes_from_one_place() {
+        let cli = Cli::try_parse_from(["drover-hub", "get", "devices", "--token", "t0k"]).unwrap();
+        assert_eq!(cli.token.as_deref(), Some("t0k"));
+        assert_eq!(
+            parse(&["drover-hub", "--token", "a", "--token-file", "f", "top"]).err(),
+            Some(ErrorKind::ArgumentConflict)
+        );
+        let dir = std::env::temp_dir().join(format!("drover-token-{}", std::process::id()));
+        std::fs::write(&dir, "s3cret\n").unwrap();
+        let path = dir.to_str().unwrap();
+        let cli = Cli::try_parse_from(["drover-hub", "--token-file", path, "top"]).unwrap();
+        assert!(cli.client(None).is_ok());
+        std::fs::remove_file(&dir).unwrap();
+        let err = cli.client(None).err().unwrap();
+        assert!(err.starts_with("--token-file "), "{err}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ import { h, enc } from './util.js';
 const DEFAULT_TAIL = 200;
 /** Text kept on the page; older output is dropped from the top beyond this. */
 const MAX_CHARS = 2 * 1024 * 1024;
+/** Starts the line the hub ends a failed body with (FAILURE_MARK in commands/http.rs). */
+const FAILURE_MARK = '\n--- drover-hub: ';
 
 export function logViewer(device) {
   let run = null; // { ctrl: AbortController } of the request being read
@@ -103,8 +105,8 @@ export function logViewer(device) {
       if (run === mine) say('done', `${what}: ${got}, ${follow.checked ? 'the stream ended' : 'end of log'}`);
     } catch (e) {
       if (run !== mine) return; // stopped or replaced: not an error
-      say('error', e.name === 'TypeError' && out.firstChild
-        ? `the log stream broke off: ${e.message}` : e.message);
+      const broke = e.name === 'TypeError' && out.firstChild;
+      say('error', broke ? (hubReason() || `the log stream broke off: ${e.message}`) : e.message);
     } finally {
       if (run === mine) run = null;
     }
@@ -124,6 +126,16 @@ export function logViewer(device) {
       }
       if (done) return lines;
     }
+  }
+
+  /** The hub's reason for breaking the body off: its last line, when it starts with
+   * FAILURE_MARK (e.g. `device r12a went offline…`); null otherwise. */
+  function hubReason() {
+    const text = out.textContent.slice(-8192);
+    const i = text.lastIndexOf(FAILURE_MARK);
+    if (i < 0) return null;
+    const line = text.slice(i + FAILURE_MARK.length).replace(/\n$/, '');
+    return line && !line.includes('\n') ? line : null;
   }
 
   /** Adds `chunk` as text, keeps the end in view if it was, drops old text past the cap. */

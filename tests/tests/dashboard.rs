@@ -246,6 +246,32 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
     );
     let wrong = "Authorization: Bearer dashboard-test-token-0123456788";
     assert_eq!(http(remote, "GET", "/v1/devices", &[wrong]).0, 403);
+    // The CLI sends the token it is given ($DROVER_HUB_TOKEN), and says how when it has none.
+    let cli = |token: Option<&str>| {
+        let mut c = std::process::Command::new(drover_tests::bin("drover-hub"));
+        c.args(["--api", &format!("http://{remote}"), "get", "devices"]);
+        c.env_remove("DROVER_HUB_TOKEN");
+        if let Some(t) = token {
+            c.env("DROVER_HUB_TOKEN", t);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = cli(Some(TOKEN));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = cli(None);
+    assert!(
+        code == Some(1) && err.contains("pass --token or set DROVER_HUB_TOKEN"),
+        "{err}"
+    );
+    let (code, err) = cli(Some("dashboard-test-token-0123456788"));
+    assert!(
+        code == Some(1) && err.contains("the token given is not the hub's"),
+        "{err}"
+    );
     let (code, _, body) = http(remote, "POST", "/v1/apply", &[&bearer]);
     assert_eq!(
         code, 403,

@@ -2,7 +2,7 @@
 //! embedded broker), a real agent and real busybox containers, one printing a numbered
 //! line every 200 ms, one a line a second: `logs -f` streams lines as they are written,
 //! `--tail`, `--since` (to the second, for the slow writer too) and `--limit-bytes`
-//! bound the output, `restart` restarts the container (restart count + 1, new pid), and
+//! bound the output (a cut output, and a follow stopped at the limit, exit 0 with a note), `restart` restarts the container (restart count + 1, new pid), and
 //! commands for another device, replayed (captured off the broker and published again)
 //! or badly signed are refused and counted by the agent, which restarts nothing for them.
 //! Errors are JSON with a kind and the status that goes with it (404 unknown workload,
@@ -141,6 +141,7 @@ fn logs_and_restart_from_the_hub_over_signed_commands() {
 
     since_is_exact_for_a_slow_writer(&hub);
     limit_bytes_takes_units(&hub);
+    a_follow_stops_at_the_limit(&hub);
 
     follow_streams_new_lines_and_stops_on_ctrl_c(&hub, &a);
     too_many_streams_is_busy(&hub, &a);
@@ -301,10 +302,62 @@ fn limit_bytes_takes_units(hub: &TestHub) {
     );
     let (code, out, err) = hub.cli(&["logs", DEVICE, "counter", "--limit-bytes", "64"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.len() <= 64, "{out}");
+    assert_eq!(out.len(), 64, "{out}");
+    // Cut by the limit: a note says so, on a line of its own.
+    let note =
+        "drover-hub: output limited to 64 bytes (--limit-bytes); the first line may be partial";
+    assert!(err.lines().any(|l| l == note), "{err:?}");
     let (code, _, err) = hub.cli(&["logs", DEVICE, "counter", "--limit-bytes", "12parsecs"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("expected a size like"), "{err}");
+}
+
+/// `logs -f --limit-bytes 150`: the device stops at the limit, which is what was asked
+/// for: exit 0 and a note on a line of its own (after a newline when the output ended
+/// mid-line), never an error.
+fn a_follow_stops_at_the_limit(hub: &TestHub) {
+    let mut child = KillOnDrop(
+        Command::new(bin("drover-hub"))
+            .args(["--api", &hub.api, "logs", DEVICE, "counter", "-f"])
+            .args(["--tail", "1", "--limit-bytes", "150"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        // About 15 lines of 10 bytes, 5 a second.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "logs -f --limit-bytes 150 still running after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(out.len(), 150, "{out}");
+    let lines = out.matches('\n').count();
+    let note = format!("drover-hub: stopped at --limit-bytes 150 ({lines} lines)\n");
+    let own_line = if out.ends_with('\n') { "" } else { "\n" };
+    assert_eq!(err, format!("{own_line}{note}"), "after {out:?}");
 }
 
 /// The device serves 4 streams at once: a fifth is refused as busy (429, exit 1).

@@ -1,5 +1,7 @@
 //! A small blocking JSON client for the hub's API (ureq, plain HTTP). An error answer's
-//! `{"error": ...}` becomes the error message as is.
+//! `{"error": ...}` becomes the error message as is. Every request carries the hub's
+//! `[api] token` as `Authorization: Bearer TOKEN` when one was given (needed from another
+//! machine); this module never prints or logs it.
 
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ const MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// `Bearer TOKEN`, sent with every request; none on loopback.
+    authorization: Option<String>,
 }
 
 impl Client {
@@ -42,12 +46,36 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_owned(),
             agent,
+            authorization: None,
+        }
+    }
+
+    /// Sends `token` (the hub's `[api] token`) with every request; `None` or `""`: none.
+    pub fn with_token(mut self, token: Option<&str>) -> Client {
+        self.authorization = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("Bearer {t}"));
+        self
+    }
+
+    /// The API's address, without a trailing `/`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `req` with the token's `Authorization` header, when a token was given (for
+    /// requests made with another agent, such as streamed logs).
+    pub fn authorize<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(a) => req.header("Authorization", a),
+            None => req,
         }
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let resp = self.agent.get(&url).call();
+        let resp = self.authorize(self.agent.get(&url)).call();
         self.answer(&url, resp)
     }
 
@@ -57,13 +85,13 @@ impl Client {
         body: &B,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let resp = self.agent.post(&url).send_json(body);
+        let resp = self.authorize(self.agent.post(&url)).send_json(body);
         self.answer(&url, resp)
     }
 
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let resp = self.agent.delete(&url).call();
+        let resp = self.authorize(self.agent.delete(&url)).call();
         self.answer(&url, resp)
     }
 

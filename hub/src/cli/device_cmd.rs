@@ -4,14 +4,18 @@
 //! Ctrl-C, which closes the connection: the hub then cancels the stream on the device.
 //! A stream the hub ends with an error (the device went offline, stopped answering)
 //! exits 1 with the hub's reason; an answer of kind `bad_request` exits 2 (usage), any
-//! other error 1 (see [`exit_code`]).
+//! other error 1 (see [`exit_code`]). Output cut at `--limit-bytes` (the device sends at
+//! most that, then ends a follow) is success, with a note on stderr saying so. Notes and
+//! errors always start on a line of their own, also after output that ended mid-line.
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use super::client::escape;
-use super::{CliError, ClientError};
-use crate::commands::http::{CommandErrorBody, ErrorKind, FAILURE_MARK, RestartAnswer};
+use super::{CliError, Client, ClientError};
+use crate::commands::http::{
+    CommandErrorBody, DEFAULT_LIMIT_BYTES, ErrorKind, FAILURE_MARK, RestartAnswer,
+};
 
 pub use crate::commands::query::limit_bytes as parse_limit_bytes;
 
@@ -86,42 +90,79 @@ fn failed(status: ureq::http::StatusCode, body: &mut ureq::Body) -> CliError {
     }
 }
 
-/// Streams the log to `out`. The answer has no overall time limit (`-f` runs for as long
-/// as it is read); the hub times out a device that does not answer and ends the stream
-/// of one that goes offline.
-pub fn logs(api: &str, o: &LogsOptions, out: &mut impl Write) -> Result<(), CliError> {
-    let url = format!("{}{}", api.trim_end_matches('/'), o.path());
+/// Streams the log to `out`; notes (output cut at the limit) go to `notes` (stderr).
+/// The answer has no overall time limit (`-f` runs for as long as it is read); the hub
+/// times out a device that does not answer and ends the stream of one that goes offline.
+/// Before an error is returned, `notes` gets a newline if the output ended mid-line.
+pub fn logs(
+    client: &Client,
+    o: &LogsOptions,
+    out: &mut impl Write,
+    notes: &mut impl Write,
+) -> Result<(), CliError> {
+    let url = format!("{}{}", client.base(), o.path());
     let unreachable = |e: ureq::Error| ClientError::Unreachable {
         url: url.clone(),
         message: e.to_string(),
     };
-    let mut resp = agent().get(&url).call().map_err(unreachable)?;
+    let mut resp = client
+        .authorize(agent().get(&url))
+        .call()
+        .map_err(unreachable)?;
     let status = resp.status();
     if !status.is_success() {
         return Err(failed(status, resp.body_mut()));
     }
-    let mut body = resp.body_mut().as_reader();
     let mut relay = Relay::default();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => {
-                let _ = relay.finish(out); // a reader gone away (`| head`) is no error
-                return Ok(());
-            }
-            Ok(n) => n,
-            Err(e) => {
-                let why = relay
-                    .failure(out)
-                    .unwrap_or_else(|| format!("the log stream from {} broke off: {e}", o.device));
-                let lines = relay.lines;
-                return Err(ClientError::Api(format!("{why}; {lines} lines received")).into());
-            }
-        };
-        if relay.push(&buf[..n], out).is_err() {
-            return Ok(()); // the reader went away (`| head`)
+    let end = relay.copy(resp.body_mut().as_reader(), out);
+    let limit = o.limit_bytes;
+    let note = match end {
+        // A reader gone away (`| head`) is no error, and needs no note.
+        Ok(End::ReaderGone) => return Ok(()),
+        Ok(End::Complete) => relay.cut(limit).then(|| limited_note(limit)),
+        Err(_) if relay.cut(limit) => Some(stopped_note(limit, relay.lines)),
+        Err(why) => {
+            let why = why.unwrap_or_else(|| format!("the log stream from {} broke off", o.device));
+            relay.end_line(notes);
+            let lines = relay.lines;
+            return Err(ClientError::Api(format!("{why}; {lines} lines received")).into());
         }
+    };
+    if let Some(note) = note {
+        relay.end_line(notes);
+        let _ = writeln!(notes, "drover-hub: {note}");
     }
+    Ok(())
+}
+
+/// The note for a log cut at the limit (the newest bytes were sent).
+fn limited_note(limit: Option<u32>) -> String {
+    match limit {
+        Some(b) => {
+            format!("output limited to {b} bytes (--limit-bytes); the first line may be partial")
+        }
+        None => format!(
+            "output limited to {DEFAULT_LIMIT_BYTES} bytes (the default; raise it with --limit-bytes); the first line may be partial"
+        ),
+    }
+}
+
+/// The note for a follow that stopped at the limit.
+fn stopped_note(limit: Option<u32>, lines: u64) -> String {
+    match limit {
+        Some(b) => format!("stopped at --limit-bytes {b} ({lines} lines)"),
+        None => format!(
+            "stopped at the default limit of {DEFAULT_LIMIT_BYTES} bytes ({lines} lines); raise it with --limit-bytes"
+        ),
+    }
+}
+
+/// How a log body ended, when it did not break off.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Complete,
+    /// The output could not be written (the reader went away).
+    ReaderGone,
 }
 
 /// Copies a log body to its output, holding back what may be the hub's failure line
@@ -132,9 +173,46 @@ struct Relay {
     held: Vec<u8>,
     /// Lines written out.
     lines: u64,
+    /// Bytes written out.
+    bytes: u64,
+    /// The last byte written out.
+    last: Option<u8>,
 }
 
 impl Relay {
+    /// Copies `body` to `out` until it ends; `Err` when it broke off, with the hub's
+    /// reason if its failure line came.
+    fn copy(&mut self, mut body: impl Read, out: &mut impl Write) -> Result<End, Option<String>> {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => {
+                    let _ = self.finish(out); // a reader gone away now needs no note
+                    return Ok(End::Complete);
+                }
+                Ok(n) => n,
+                Err(_) => return Err(self.failure(out)),
+            };
+            if self.push(&buf[..n], out).is_err() {
+                return Ok(End::ReaderGone);
+            }
+        }
+    }
+
+    /// True when the output written reached the limit (given, or the hub's default):
+    /// the device sent no more than that, so the log was cut there.
+    fn cut(&self, limit: Option<u32>) -> bool {
+        self.bytes >= u64::from(limit.unwrap_or(DEFAULT_LIMIT_BYTES))
+    }
+
+    /// Starts a new line on `notes` when the output ended mid-line, so that what follows
+    /// there is on a line of its own (where both go to one terminal).
+    fn end_line(&self, notes: &mut impl Write) {
+        if self.last.is_some_and(|b| b != b'\n') {
+            let _ = writeln!(notes);
+        }
+    }
+
     fn push(&mut self, data: &[u8], out: &mut impl Write) -> std::io::Result<()> {
         self.held.extend_from_slice(data);
         let n = surely_output(&self.held);
@@ -144,7 +222,7 @@ impl Relay {
     }
 
     /// The body ended completely: everything held was output.
-    fn finish(mut self, out: &mut impl Write) -> std::io::Result<()> {
+    fn finish(&mut self, out: &mut impl Write) -> std::io::Result<()> {
         let held = std::mem::take(&mut self.held);
         self.write(&held, out)
     }
@@ -169,6 +247,8 @@ impl Relay {
             return Ok(());
         }
         self.lines += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.bytes += bytes.len() as u64;
+        self.last = bytes.last().copied();
         out.write_all(bytes)?;
         out.flush()
     }
@@ -202,10 +282,10 @@ fn surely_output(held: &[u8]) -> usize {
 }
 
 /// Asks the device to restart every container of the workload; prints its answer.
-pub fn restart(api: &str, device: &str, workload: &str) -> Result<(), CliError> {
+pub fn restart(client: &Client, device: &str, workload: &str) -> Result<(), CliError> {
     let url = format!(
         "{}/v1/devices/{}/restart/{}",
-        api.trim_end_matches('/'),
+        client.base(),
         escape(device),
         escape(workload)
     );
@@ -213,7 +293,10 @@ pub fn restart(api: &str, device: &str, workload: &str) -> Result<(), CliError> 
         url: url.clone(),
         message: e.to_string(),
     };
-    let mut resp = agent().post(&url).send_empty().map_err(unreachable)?;
+    let mut resp = client
+        .authorize(agent().post(&url))
+        .send_empty()
+        .map_err(unreachable)?;
     let status = resp.status();
     if !status.is_success() {
         return Err(failed(status, resp.body_mut()));
@@ -303,5 +386,47 @@ mod tests {
         assert_eq!(r.lines, 3);
         assert_eq!(exit_code(&CliError::Usage("x".into())), 2);
         assert_eq!(exit_code(&ClientError::Api("x".into()).into()), 1);
+    }
+
+    /// A body that breaks off after `data`.
+    struct BrokenAfter<'a>(&'a [u8]);
+
+    impl Read for BrokenAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("connection reset"));
+            }
+            let n = self.0.len().min(buf.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_follow_that_reached_the_limit_is_cut_and_its_note_starts_a_line() {
+        let body = format!("1\n2\n3\n4\nli{FAILURE_MARK}follow ended after 10 bytes\n");
+        let mut r = Relay::default();
+        let mut out = Vec::new();
+        let why = r.copy(BrokenAfter(body.as_bytes()), &mut out).unwrap_err();
+        assert_eq!(why.as_deref(), Some("follow ended after 10 bytes"));
+        assert_eq!(out, b"1\n2\n3\n4\nli");
+        assert!(r.cut(Some(10)) && !r.cut(Some(11)) && !r.cut(None));
+        let mut notes = Vec::new();
+        r.end_line(&mut notes);
+        assert_eq!(notes, b"\n");
+        assert_eq!(
+            stopped_note(Some(10), r.lines),
+            "stopped at --limit-bytes 10 (4 lines)"
+        );
+        // Output that ended with a newline needs none.
+        let mut r = Relay::default();
+        r.copy(&b"a\n"[..], &mut Vec::new()).unwrap();
+        let mut notes = Vec::new();
+        r.end_line(&mut notes);
+        assert!(notes.is_empty());
+        assert!(r.cut(Some(2)));
+        assert!(limited_note(Some(2)).contains("limited to 2 bytes (--limit-bytes)"));
+        assert!(limited_note(None).contains(&DEFAULT_LIMIT_BYTES.to_string()));
     }
 }

@@ -50,12 +50,27 @@ async fn add(
     Ok(Json(added))
 }
 
+/// A name that is no client's but a device's says so (devices share the namespace).
 async fn remove(State(st): State<ApiState>, Path(name): Path<String>) -> ApiResult<ClientView> {
-    let removed = st
+    let asked = name.clone();
+    match st
         .controller
         .ask(|reply| Command::RemoveClient { name, reply })
-        .await?;
-    Ok(Json(removed))
+        .await
+    {
+        Ok(removed) => Ok(Json(removed)),
+        Err(e @ ControllerError::NotFound { .. }) => {
+            let n = asked.clone();
+            if read(&st, move |r| r.device(&n, 0)).await.is_ok() {
+                return Err(ControllerError::Invalid(format!(
+                    "{asked:?} is a device, not a client: `client rm` removes only clients (`drover-hub client ls`)"
+                ))
+                .into());
+            }
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn acl(State(st): State<ApiState>) -> ApiResult<BrokerConfigFile> {

@@ -84,8 +84,10 @@ pub enum Denied {
     Write,
     /// A read from another machine, and no token is configured.
     NoToken,
-    /// A read from another machine without the right token.
+    /// A read from another machine without a token.
     BadToken,
+    /// A read from another machine with a token that is not the hub's.
+    WrongToken,
 }
 
 impl Denied {
@@ -98,8 +100,14 @@ impl Denied {
                 "this hub answers only on loopback; set [api] token to let other machines read"
             }
             Denied::BadToken => {
-                "a read from another machine needs the hub's token: \
-                 `Authorization: Bearer TOKEN`, or open the dashboard once with ?token=TOKEN"
+                "a read from another machine needs the hub's token: with the CLI pass --token \
+                 or set DROVER_HUB_TOKEN; over HTTP send `Authorization: Bearer TOKEN`; \
+                 or open the dashboard once with ?token=TOKEN"
+            }
+            Denied::WrongToken => {
+                "the token given is not the hub's (its [api] token; a changed token logs \
+                 every browser out): with the CLI pass --token or set DROVER_HUB_TOKEN; \
+                 or open the dashboard once with ?token=TOKEN"
             }
         }
     }
@@ -128,7 +136,11 @@ pub fn decide(
     {
         return Verdict::Allow;
     }
-    match split_token(path_and_query) {
+    let query = split_token(path_and_query);
+    let given = bearer(headers).is_some_and(|t| !t.is_empty())
+        || cookie(headers, COOKIE).is_some()
+        || query.as_ref().is_some_and(|(t, _)| !t.is_empty());
+    match query {
         Some((token, location)) if access.accepts(token) => Verdict::Login {
             location,
             // Not `Secure`: the hub speaks plain HTTP (a TLS proxy in front may add it).
@@ -136,6 +148,7 @@ pub fn decide(
                 "{COOKIE}={token}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict"
             ),
         },
+        _ if given => Verdict::Deny(Denied::WrongToken),
         _ => Verdict::Deny(Denied::BadToken),
     }
 }

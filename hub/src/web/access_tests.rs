@@ -84,10 +84,27 @@ fn a_wrong_or_missing_token_is_refused() {
     ] {
         assert_eq!(
             get(&access, REMOTE, &h, "/v1/devices?token=nope"),
+            Verdict::Deny(Denied::WrongToken),
+            "{h:?}"
+        );
+    }
+    // None given at all, or only other credentials: the token is missing, not wrong.
+    for h in [
+        HeaderMap::new(),
+        headers(&[(header::AUTHORIZATION, &format!("Basic {TOKEN}"))]),
+        headers(&[(header::COOKIE, &format!("other={TOKEN}"))]),
+    ] {
+        assert_eq!(
+            get(&access, REMOTE, &h, "/v1/devices"),
             Verdict::Deny(Denied::BadToken),
             "{h:?}"
         );
     }
+    let wrong = headers(&[(header::AUTHORIZATION, "Bearer nope")]);
+    assert_eq!(
+        get(&access, REMOTE, &wrong, "/v1/devices"),
+        Verdict::Deny(Denied::WrongToken)
+    );
 }
 
 #[test]
@@ -160,4 +177,21 @@ fn the_cookie_outlives_a_browser_restart_for_thirty_days() {
 fn debug_output_hides_the_token() {
     let shown = format!("{:?}", ReadAccess::new(TOKEN));
     assert!(!shown.contains(TOKEN) && shown.contains("<set>"), "{shown}");
+}
+
+#[test]
+fn the_refusals_say_how_the_cli_sends_the_token_and_whether_one_came() {
+    for d in [Denied::BadToken, Denied::WrongToken] {
+        let m = d.message();
+        assert!(
+            m.contains("--token") && m.contains("DROVER_HUB_TOKEN"),
+            "{m}"
+        );
+    }
+    assert!(
+        Denied::WrongToken
+            .message()
+            .starts_with("the token given is not the hub's")
+    );
+    assert!(!Denied::BadToken.message().contains("not the hub's"));
 }
