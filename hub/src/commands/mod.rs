@@ -53,6 +53,10 @@ pub struct CommandHub {
     creds: Credentials,
     ids: Arc<Mutex<IdAllocator>>,
     routes: Routes,
+    /// Held from taking an id to handing the command to the MQTT client, so commands
+    /// leave in id order: the agent refuses an id not above the last (replay floor), so
+    /// two commands overtaking each other (e.g. cancels of several streams) lost one.
+    issuing: tokio::sync::Mutex<()>,
     /// Set by the MQTT module once its client exists.
     client: OnceLock<AsyncClient>,
     /// Answers refused, by reason (`bad_mac`, `malformed`, `unknown_device`), and answers
@@ -68,6 +72,7 @@ impl CommandHub {
             creds,
             ids: Arc::new(Mutex::new(IdAllocator::new(store))),
             routes: Routes::default(),
+            issuing: tokio::sync::Mutex::new(()),
             client: OnceLock::new(),
             refused: Mutex::new(HashMap::new()),
         })
@@ -87,6 +92,7 @@ impl CommandHub {
         if self.routes.len() >= MAX_PENDING {
             return Err(CommandsError::Busy);
         }
+        let _order = self.issuing.lock().await;
         let id = self.next_id().await?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let route = Route::new(device.clone(), tx);
@@ -99,6 +105,7 @@ impl CommandHub {
 
     /// Publishes a command that expects no answer of its own (cancel, renew).
     pub async fn notify(&self, device: &Name, kind: CommandKind) -> Result<(), CommandsError> {
+        let _order = self.issuing.lock().await;
         let id = self.next_id().await?;
         self.publish(device, id, kind).await
     }
