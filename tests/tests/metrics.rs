@@ -148,16 +148,8 @@ fn the_strict_parser_refuses_what_the_format_forbids() {
 
 /// `GET path` on the hub's API port: (status, content type, body).
 fn get(api: &str, path: &str) -> (u16, String, String) {
-    let addr = api.strip_prefix("http://").unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let (head, body) = get_bytes(api, path, "");
+    let body = String::from_utf8(body).unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let ctype = head
         .lines()
@@ -167,7 +159,7 @@ fn get(api: &str, path: &str) -> (u16, String, String) {
                 .map(str::to_owned)
         })
         .unwrap_or_default();
-    (status, ctype, body.to_owned())
+    (status, ctype, body)
 }
 
 fn scrape(hub: &TestHub) -> Exposition {
