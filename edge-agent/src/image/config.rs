@@ -21,10 +21,11 @@ pub struct ImagesConfig {
     /// size); a layer beyond it is refused while streaming and its partial folder deleted.
     #[serde(deserialize_with = "layer_bytes")]
     pub max_layer_bytes: ByteSize,
-    /// Most bytes the layers extracted for one image may expand to, together; unset:
-    /// `max_bytes` (an image above the store budget could never be kept).
+    /// Most bytes the layers extracted for one image may expand to, together (4Gi). Not
+    /// tied to `max_bytes`: that budget is a target for removing *unused* images, and an
+    /// image in use is kept above it.
     #[serde(deserialize_with = "image_bytes")]
-    pub max_image_bytes: Option<ByteSize>,
+    pub max_image_bytes: ByteSize,
     /// Most entries (files, folders, links…) in one layer.
     #[serde(deserialize_with = "layer_entries")]
     pub max_layer_entries: u64,
@@ -36,8 +37,8 @@ fn layer_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
     at_least_one_kib(d, "images.max_layer_bytes")
 }
 
-fn image_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
-    at_least_one_kib(d, "images.max_image_bytes").map(Some)
+fn image_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+    at_least_one_kib(d, "images.max_image_bytes")
 }
 
 fn at_least_one_kib<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<ByteSize, D::Error> {
@@ -63,7 +64,7 @@ fn layer_entries<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 pub struct UnpackLimits {
     /// `images.max_layer_bytes`.
     pub layer_bytes: u64,
-    /// `images.max_image_bytes` (default `images.max_bytes`).
+    /// `images.max_image_bytes`.
     pub image_bytes: u64,
     /// `images.max_layer_entries`.
     pub layer_entries: u64,
@@ -73,7 +74,7 @@ impl UnpackLimits {
     pub fn new(images: &ImagesConfig) -> Self {
         Self {
             layer_bytes: images.max_layer_bytes.0,
-            image_bytes: images.max_image_bytes.unwrap_or(images.max_bytes).0,
+            image_bytes: images.max_image_bytes.0,
             layer_entries: images.max_layer_entries,
         }
     }
@@ -91,7 +92,7 @@ impl Default for ImagesConfig {
             max_bytes: ByteSize(2 << 30),
             min_free_disk: ByteSize(256 << 20),
             max_layer_bytes: ByteSize(1 << 30),
-            max_image_bytes: None,
+            max_image_bytes: ByteSize(4 << 30),
             max_layer_entries: 200_000,
             registries: Vec::new(),
         }
@@ -212,9 +213,9 @@ mod tests {
     }
 
     #[test]
-    fn unpack_limits_default_to_the_store_budget_and_are_checked() {
+    fn unpack_limits_have_defaults_apart_from_the_store_budget_and_are_checked() {
         let d = UnpackLimits::default();
-        assert_eq!((d.layer_bytes, d.image_bytes), (1 << 30, 2 << 30));
+        assert_eq!((d.layer_bytes, d.image_bytes), (1 << 30, 4 << 30));
         assert_eq!(d.layer_entries, 200_000);
         let c: ImagesConfig = toml::from_str(
             "max_bytes = \"512Mi\"\nmax_layer_bytes = \"64Mi\"\nmax_layer_entries = 10\n",
@@ -223,7 +224,7 @@ mod tests {
         let l = PullConfig::new(&c, None).limits;
         assert_eq!(
             (l.layer_bytes, l.image_bytes, l.layer_entries),
-            (64 << 20, 512 << 20, 10)
+            (64 << 20, 4 << 30, 10)
         );
         let c: ImagesConfig = toml::from_str("max_image_bytes = \"100Mi\"").unwrap();
         assert_eq!(UnpackLimits::new(&c).image_bytes, 100 << 20);
