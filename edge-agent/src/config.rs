@@ -285,6 +285,11 @@ mod tests {
             tiny.starts_with("agent.toml:2:13: logs.max_bytes: expected at least 4Ki, got 0"),
             "{tiny}"
         );
+        let entries = parse_err("[images]\nmax_layer_entries = 0\n");
+        assert!(
+            entries.starts_with("agent.toml:2:21: images.max_layer_entries: expected at least 1"),
+            "{entries}"
+        );
         let none = parse_err("[logs]\nfiles = 0\n");
         assert!(
             none.starts_with("agent.toml:2:9: logs.files: expected 1 to 100, got 0"),

@@ -116,7 +116,8 @@ pub(crate) fn check_controllers(
     Ok((controllers, warnings))
 }
 
-/// Creates the state folder if needed and proves it writable with a probe file, which is
+/// Creates the state folder if needed (0700; an existing one open to others is tightened,
+/// and the log says so) and proves it writable with a probe file, which is
 /// always removed. A full disk is a warning, not a failure: the agent must start, keep
 /// running what runs and report low disk.
 fn check_state_dir(dir: &Path) -> Result<Option<String>, PreflightError> {
@@ -127,7 +128,11 @@ fn check_state_dir(dir: &Path) -> Result<Option<String>, PreflightError> {
             source,
         }
     };
-    fs::create_dir_all(dir).map_err(fail("cannot create it"))?;
+    let tightened = crate::fsutil::ensure_private_dir(dir).map_err(fail("cannot create it"))?;
+    if let Some(was) = tightened {
+        let was = format!("{was:o}");
+        tracing::warn!(folder = %dir.display(), was, "tightened the mode of the state folder to 0700");
+    }
     let probe = dir.join(format!(".preflight-{}", std::process::id()));
     let written = fs::write(&probe, b"probe");
     let removed = fs::remove_file(&probe);

@@ -26,6 +26,8 @@ pub use grammar::{is_host, is_path_component, is_repository, is_tag};
 
 /// Longest reference accepted (layout paths included).
 pub const MAX_IMAGE_REF_LEN: usize = 1024;
+/// `@sha256:<64 hex>`: what [`ImageRef::with_digest`] puts after the name.
+const PIN_LEN: usize = 1 + crate::digest::SHA256.len() + 1 + 64;
 /// Longest repository path, as most registries and clients allow.
 pub const MAX_REPO_LEN: usize = 255;
 /// Docker Hub's name in references.
@@ -90,7 +92,10 @@ pub struct HubRef {
 pub enum ImageRefError {
     #[error("image reference is empty")]
     Empty,
-    #[error("image reference is longer than {MAX_IMAGE_REF_LEN} characters")]
+    #[error(
+        "image reference is longer than {MAX_IMAGE_REF_LEN} characters (its name part, before any tag or digest, at most {} characters)",
+        MAX_IMAGE_REF_LEN - PIN_LEN
+    )]
     TooLong,
     #[error("image {0:?} contains whitespace or control characters")]
     BadChar(String),
@@ -122,6 +127,11 @@ impl ImageRef {
     pub fn new(s: impl Into<String>) -> Result<ImageRef, ImageRefError> {
         let text = s.into();
         let (source, name_end) = parse(&text)?;
+        // The name must leave room for a pin: `with_digest` of a long name with a short
+        // tag would otherwise give a reference that no longer parses (found by fuzzing).
+        if name_end + PIN_LEN > MAX_IMAGE_REF_LEN {
+            return Err(ImageRefError::TooLong);
+        }
         Ok(ImageRef {
             text,
             source,

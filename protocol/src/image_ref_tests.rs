@@ -114,6 +114,25 @@ fn hub_references() {
     assert_eq!(r("hub:tools/sensor:1.0").digest(), None);
 }
 
+/// Found by `fuzz/` (target `strings`): a 1,017-character name with a short tag parsed,
+/// and pinning it gave 1,089 characters, which `ImageRef::new` then refused.
+#[test]
+fn a_name_too_long_to_pin_is_refused_up_front() {
+    // 470 one-letter labels and "examples": a 948-character host (labels are <= 63).
+    let host = format!("{}examples", "h.".repeat(470));
+    let longest = format!("{host}/app");
+    assert_eq!(longest.len(), 1024 - 72);
+    let pinned = r(&format!("{longest}:1")).with_digest(&digest());
+    assert_eq!(pinned.as_str().len(), 1024);
+    assert_eq!(pinned, r(pinned.as_str()));
+    let over = format!("h{longest}:1");
+    assert_eq!(ImageRef::new(over.as_str()), Err(ImageRefError::TooLong));
+    assert_eq!(
+        ImageRef::new(format!("oci:/{}:t", "d".repeat(1000))),
+        Err(ImageRefError::TooLong)
+    );
+}
+
 #[test]
 fn with_digest_pins_and_drops_the_tag() {
     let d = digest();

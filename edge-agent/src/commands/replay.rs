@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use tracing::error;
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_private;
 
 /// The highest command id accepted so far, and where it is kept.
 pub struct ReplayGuard {
@@ -52,7 +52,7 @@ impl ReplayGuard {
     pub fn accept(&mut self, id: u64) {
         debug_assert!(id > self.held);
         self.held = self.held.max(id);
-        match write_atomic(&self.path, format!("{}\n", self.held).as_bytes()) {
+        match write_private(&self.path, format!("{}\n", self.held).as_bytes()) {
             Ok(()) => self.unsaved = false,
             Err(e) => {
                 if !self.unsaved {

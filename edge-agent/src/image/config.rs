@@ -7,7 +7,7 @@
 use std::fmt;
 
 use drover_protocol::quantity::ByteSize;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// `[images]` in the agent config.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,8 +17,73 @@ pub struct ImagesConfig {
     pub max_bytes: ByteSize,
     /// Below this free space in the state folder, pulls are refused (and status says so).
     pub min_free_disk: ByteSize,
+    /// Most bytes one layer may expand to (its tar stream, sparse files at their full
+    /// size); a layer beyond it is refused while streaming and its partial folder deleted.
+    #[serde(deserialize_with = "layer_bytes")]
+    pub max_layer_bytes: ByteSize,
+    /// Most bytes the layers extracted for one image may expand to, together (4Gi). Not
+    /// tied to `max_bytes`: that budget is a target for removing *unused* images, and an
+    /// image in use is kept above it.
+    #[serde(deserialize_with = "image_bytes")]
+    pub max_image_bytes: ByteSize,
+    /// Most entries (files, folders, links…) in one layer.
+    #[serde(deserialize_with = "layer_entries")]
+    pub max_layer_entries: u64,
     /// Per-registry settings (`[[images.registries]]`).
     pub registries: Vec<RegistryConfig>,
+}
+
+fn layer_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+    at_least_one_kib(d, "images.max_layer_bytes")
+}
+
+fn image_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+    at_least_one_kib(d, "images.max_image_bytes")
+}
+
+fn at_least_one_kib<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<ByteSize, D::Error> {
+    let v = ByteSize::deserialize(d)?;
+    if v.0 < 1024 {
+        let msg = format!("{key}: expected at least 1Ki, got {} bytes", v.0);
+        return Err(serde::de::Error::custom(msg));
+    }
+    Ok(v)
+}
+
+fn layer_entries<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if v == 0 {
+        let msg = "images.max_layer_entries: expected at least 1, got 0";
+        return Err(serde::de::Error::custom(msg));
+    }
+    Ok(v)
+}
+
+/// Limits on what layers may expand to (from `[images]`), checked while extracting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnpackLimits {
+    /// `images.max_layer_bytes`.
+    pub layer_bytes: u64,
+    /// `images.max_image_bytes`.
+    pub image_bytes: u64,
+    /// `images.max_layer_entries`.
+    pub layer_entries: u64,
+}
+
+impl UnpackLimits {
+    pub fn new(images: &ImagesConfig) -> Self {
+        Self {
+            layer_bytes: images.max_layer_bytes.0,
+            image_bytes: images.max_image_bytes.0,
+            layer_entries: images.max_layer_entries,
+        }
+    }
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        Self::new(&ImagesConfig::default())
+    }
 }
 
 impl Default for ImagesConfig {
@@ -26,6 +91,9 @@ impl Default for ImagesConfig {
         Self {
             max_bytes: ByteSize(2 << 30),
             min_free_disk: ByteSize(256 << 20),
+            max_layer_bytes: ByteSize(1 << 30),
+            max_image_bytes: ByteSize(4 << 30),
+            max_layer_entries: 200_000,
             registries: Vec::new(),
         }
     }
@@ -83,6 +151,8 @@ pub struct PullConfig {
     pub hub: Option<HubRegistry>,
     /// A download is refused when it would leave less free space than this (bytes).
     pub min_free_disk: u64,
+    /// What layers may expand to.
+    pub limits: UnpackLimits,
 }
 
 impl PullConfig {
@@ -92,6 +162,7 @@ impl PullConfig {
             registries: images.registries.clone(),
             hub,
             min_free_disk: images.min_free_disk.0,
+            limits: UnpackLimits::new(images),
         }
     }
 
@@ -139,5 +210,30 @@ mod tests {
         assert!(pull.registry("other").is_none());
         assert!(toml::from_str::<ImagesConfig>("colour = 1").is_err());
         assert_eq!(ImagesConfig::default().max_bytes, ByteSize(2 << 30));
+    }
+
+    #[test]
+    fn unpack_limits_have_defaults_apart_from_the_store_budget_and_are_checked() {
+        let d = UnpackLimits::default();
+        assert_eq!((d.layer_bytes, d.image_bytes), (1 << 30, 4 << 30));
+        assert_eq!(d.layer_entries, 200_000);
+        let c: ImagesConfig = toml::from_str(
+            "max_bytes = \"512Mi\"\nmax_layer_bytes = \"64Mi\"\nmax_layer_entries = 10\n",
+        )
+        .unwrap();
+        let l = PullConfig::new(&c, None).limits;
+        assert_eq!(
+            (l.layer_bytes, l.image_bytes, l.layer_entries),
+            (64 << 20, 4 << 30, 10)
+        );
+        let c: ImagesConfig = toml::from_str("max_image_bytes = \"100Mi\"").unwrap();
+        assert_eq!(UnpackLimits::new(&c).image_bytes, 100 << 20);
+        let err = toml::from_str::<ImagesConfig>("max_layer_entries = 0").unwrap_err();
+        assert!(
+            err.to_string().contains("expected at least 1, got 0"),
+            "{err}"
+        );
+        let err = toml::from_str::<ImagesConfig>("max_layer_bytes = \"12\"").unwrap_err();
+        assert!(err.to_string().contains("at least 1Ki"), "{err}");
     }
 }

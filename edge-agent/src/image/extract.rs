@@ -5,7 +5,8 @@
 //! It must never create anything outside the layer folder: names are checked lexically
 //! (`paths.rs`), no parent component may be a symlink, nothing is opened or created by
 //! following a symlink, and an existing entry at a destination is replaced, not written
-//! through. The first unsafe entry refuses the whole layer (the caller deletes the folder).
+//! through. The first unsafe entry refuses the whole layer (the caller deletes the folder),
+//! and so does the first entry beyond the layer's budget (`limits.rs`), before it is written.
 
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
@@ -18,36 +19,40 @@ use tar::{Entry, EntryType};
 use tracing::{debug, warn};
 
 use super::ImageError;
+use super::limits::{EntryMeter, LayerBudget};
 use super::paths;
 use super::sysfs::{self, set_mtime, set_xattr};
 
 /// Extracts every entry of `archive` into `root` (an empty folder).
 /// `lower`: the extracted layers below this one, bottom first; a hard link may name a file
 /// of theirs (what `docker save` writes), which is then linked from there.
+/// Returns the content bytes charged against `budget` (sparse files at their real size).
 pub fn unpack<R: Read>(
     archive: &mut tar::Archive<R>,
     root: &Path,
-    layer: &str,
-    lower: &[PathBuf],
-) -> Result<(), ImageError> {
+    (layer, lower): (&str, &[PathBuf]),
+    budget: LayerBudget,
+) -> Result<u64, ImageError> {
     let mut u = Unpacker {
         root,
         layer,
         lower,
         dir_times: Vec::new(),
+        meter: EntryMeter::new(budget),
     };
     let entries = archive
         .entries()
         .map_err(|e| u.io("reading the tar stream", e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| u.io("reading the tar stream", e))?;
+        u.meter.charge(entry.size(), layer)?;
         u.entry(&mut entry)?;
     }
     // Directory mtimes last: creating children changes them.
     for (dir, mtime) in u.dir_times.iter().rev() {
         set_mtime(dir, *mtime);
     }
-    Ok(())
+    Ok(u.meter.content())
 }
 
 struct Meta {
@@ -62,6 +67,7 @@ struct Unpacker<'a> {
     layer: &'a str,
     lower: &'a [PathBuf],
     dir_times: Vec<(PathBuf, u64)>,
+    meter: EntryMeter,
 }
 
 impl Unpacker<'_> {

@@ -17,6 +17,7 @@ use super::ImageError;
 use super::digest::HashingReader;
 use super::extract;
 use super::layout::LayerRef;
+use super::limits::{ImageBudget, LayerBudget, LimitedReader};
 use super::zstd::MultiFrameDecoder;
 use crate::fsutil;
 
@@ -91,14 +92,15 @@ pub fn check_media_type(layer: &LayerRef) -> Result<(), ImageError> {
 }
 
 /// Returns the folder of `layer`, extracting it from the compressed blob at `blob` (a
-/// file of the agent's own store) first when it is not in the store.
+/// file of the agent's own store) first when it is not in the store, within `budget`
+/// (what it expanded to is added to it).
 /// `lower`: the folders of the layers below it, bottom first (a hard link may name a
 /// file of one of them).
 pub fn ensure(
     layers_dir: &Path,
     blob: &Path,
-    layer: &LayerRef,
-    lower: &[PathBuf],
+    (layer, lower): (&LayerRef, &[PathBuf]),
+    budget: &mut ImageBudget,
 ) -> Result<PathBuf, ImageError> {
     if let Some(dest) = present(layers_dir, layer) {
         return Ok(dest);
@@ -108,17 +110,16 @@ pub fn ensure(
         context: format!("opening blob {}", blob.display()),
         source,
     })?;
-    ensure_from(layers_dir, file, blob, layer, lower)
+    ensure_from(layers_dir, (file, blob), (layer, lower), budget)
 }
 
 /// [`ensure`] from a blob already opened (by [`super::layout::Layout::open_blob`]);
 /// `shown` names it in messages.
 pub fn ensure_from(
     layers_dir: &Path,
-    blob: File,
-    shown: &Path,
-    layer: &LayerRef,
-    lower: &[PathBuf],
+    (blob, shown): (File, &Path),
+    (layer, lower): (&LayerRef, &[PathBuf]),
+    budget: &mut ImageBudget,
 ) -> Result<PathBuf, ImageError> {
     if let Some(dest) = present(layers_dir, layer) {
         return Ok(dest);
@@ -129,7 +130,9 @@ pub fn ensure_from(
     let io_err = |context: String| move |source| ImageError::Io { context, source };
     fs::create_dir(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
     let source = (blob, shown);
-    let result = extract_verified(source, kind, &tmp, layer, lower).and_then(|()| {
+    let limit = budget.next_layer();
+    let result = extract_verified(source, kind, &tmp, (layer, lower), limit).and_then(|bytes| {
+        budget.add(bytes);
         let dir = File::open(&tmp).map_err(io_err(format!("opening {}", tmp.display())))?;
         nix::unistd::syncfs(dir.as_raw_fd())
             .map_err(|e| io_err(format!("syncing {}", tmp.display()))(e.into()))
@@ -152,14 +155,15 @@ pub fn ensure_from(
     Ok(dest)
 }
 
-/// Streams the blob through both digest checks into `tmp`.
+/// Streams the blob through both digest checks and the layer's budget into `tmp`;
+/// returns what the layer expanded to.
 fn extract_verified(
     (file, blob): (File, &Path),
     kind: Compression,
     tmp: &Path,
-    layer: &LayerRef,
-    lower: &[PathBuf],
-) -> Result<(), ImageError> {
+    (layer, lower): (&LayerRef, &[PathBuf]),
+    budget: LayerBudget,
+) -> Result<u64, ImageError> {
     let name = layer.blob.to_string();
     let outer = HashingReader::new(BufReader::with_capacity(64 * 1024, file));
     let outer = BufReader::with_capacity(64 * 1024, outer);
@@ -168,15 +172,27 @@ fn extract_verified(
         Compression::Gzip => Decompress::Gzip(MultiGzDecoder::new(outer)),
         Compression::Zstd => Decompress::Zstd(Box::new(MultiFrameDecoder::new(outer))),
     };
-    let mut archive = tar::Archive::new(HashingReader::new(decompressed));
-    extract::unpack(&mut archive, tmp, &name, lower)?;
-    let drain_err = |source| ImageError::Extract {
-        layer: name.clone(),
-        context: "reading the rest of the blob".into(),
-        source,
+    let (limited, over) = LimitedReader::new(decompressed, budget.bytes);
+    let mut archive = tar::Archive::new(HashingReader::new(limited));
+    let beyond = |e| {
+        if over.get() {
+            budget.too_large(&name)
+        } else {
+            e
+        }
     };
-    let (decompressed, diff_id, _) = archive.into_inner().finish().map_err(drain_err)?;
-    let (_, blob_digest, size) = decompressed
+    let content = extract::unpack(&mut archive, tmp, (&name, lower), budget).map_err(beyond)?;
+    let drain_err = |source| {
+        beyond(ImageError::Extract {
+            layer: name.clone(),
+            context: "reading the rest of the blob".into(),
+            source,
+        })
+    };
+    let (limited, diff_id, _) = archive.into_inner().finish().map_err(drain_err)?;
+    let expanded = limited.count().max(content);
+    let (_, blob_digest, size) = limited
+        .into_inner()
         .into_inner()
         .into_inner()
         .finish()
@@ -205,7 +221,7 @@ fn extract_verified(
             actual: diff_id.to_string(),
         });
     }
-    Ok(())
+    Ok(expanded)
 }
 
 /// `.tmp-<hex>-<pid>-<start ticks>-<n>`: unique per extraction, and tells whether the

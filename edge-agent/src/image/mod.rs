@@ -24,6 +24,7 @@ mod gc;
 pub mod healthcheck;
 mod layer;
 mod layout;
+mod limits;
 mod paths;
 mod platform;
 mod pull;
@@ -38,6 +39,8 @@ mod zstd;
 mod tests;
 #[cfg(test)]
 mod tests_layout_paths;
+#[cfg(test)]
+mod tests_limits;
 #[cfg(test)]
 mod tests_registry;
 #[cfg(test)]
@@ -54,7 +57,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{HubRegistry, ImagesConfig, Progress, PullConfig, RegistryConfig};
+pub use config::{HubRegistry, ImagesConfig, Progress, PullConfig, RegistryConfig, UnpackLimits};
 pub use gc::GcReport;
 pub(crate) use layout::open_regular;
 pub use records::ImageRecord;
@@ -138,6 +141,18 @@ pub enum ImageError {
         entry: String,
         reason: String,
     },
+    #[error(
+        "layer {layer} expands beyond {limit} bytes (images.max_layer_bytes); the layer was not extracted"
+    )]
+    LayerTooLarge { layer: String, limit: u64 },
+    #[error(
+        "the layers of this image expand beyond {limit} bytes at layer {layer} (images.max_image_bytes); the layer was not extracted"
+    )]
+    ImageTooLarge { layer: String, limit: u64 },
+    #[error(
+        "layer {layer} has more than {limit} entries (images.max_layer_entries); the layer was not extracted"
+    )]
+    TooManyEntries { layer: String, limit: u64 },
     #[error("layer {layer}: {context}: {source}")]
     Extract {
         layer: String,
@@ -227,7 +242,7 @@ impl ImageStore {
         })?;
         let _shared = self.locks.gc.read().unwrap_or_else(PoisonError::into_inner);
         match parsed {
-            reference::Source::Oci(r) => self.prepare_layout(reference, &r, cfg.min_free_disk),
+            reference::Source::Oci(r) => self.prepare_layout(reference, &r, cfg),
             reference::Source::Registry(r) => pull::prepare(self, reference, &r, cfg, progress),
         }
     }
@@ -249,45 +264,47 @@ impl ImageStore {
         &self,
         reference: &str,
         parsed: &reference::Reference,
-        min_free_disk: u64,
+        cfg: &PullConfig,
     ) -> Result<PreparedImage, ImageError> {
-        let prepared = self.prepare_layout_with(reference, parsed, Some(min_free_disk))?;
+        let prepared = self.prepare_layout_with(reference, parsed, Some(cfg))?;
         prepared.ok_or_else(|| ImageError::Layout {
             path: parsed.layout.clone(),
             reason: "layers were not extracted".into(),
         })
     }
 
-    /// Resolves the layout's image; extracts missing layers when `extract` is the free-disk
-    /// floor (`images.min_free_disk`, as for pulls), else returns `Ok(None)` as soon as a
-    /// layer is missing.
+    /// Resolves the layout's image; extracts missing layers when `extract` gives the
+    /// free-disk floor and unpack limits (`images.min_free_disk`, as for pulls), else
+    /// returns `Ok(None)` as soon as a layer is missing.
     fn prepare_layout_with(
         &self,
         reference: &str,
         parsed: &reference::Reference,
-        extract: Option<u64>,
+        extract: Option<&PullConfig>,
     ) -> Result<Option<PreparedImage>, ImageError> {
         let layout = layout::Layout::open(&parsed.layout)?;
         let host = platform::HostPlatform::current();
         let image = layout.resolve(&parsed.selector, &host, reference)?;
         let layers_dir = self.layers_dir();
-        if let Some(floor) = extract {
+        if let Some(PullConfig { min_free_disk, .. }) = extract {
             let missing = image
                 .layers
                 .iter()
                 .filter(|l| layer::present(&layers_dir, l).is_none());
             let total: u64 = missing.filter_map(|l| l.size).sum();
             if total > 0 {
-                pull::check_disk(self, total, floor)?;
+                pull::check_disk(self, total, *min_free_disk)?;
             }
         }
+        let limits = extract.map(|c| c.limits).unwrap_or_default();
+        let mut budget = limits::ImageBudget::new(limits);
         let mut layers = Vec::with_capacity(image.layers.len());
         for l in &image.layers {
             let dir = match layer::present(&layers_dir, l) {
                 Some(dir) => dir,
                 None if extract.is_some() => {
-                    let blob = layout.open_blob(&l.blob)?;
-                    layer::ensure_from(&layers_dir, blob, &layout.blob_path(&l.blob), l, &layers)?
+                    let blob = (layout.open_blob(&l.blob)?, &*layout.blob_path(&l.blob));
+                    layer::ensure_from(&layers_dir, blob, (l, &layers), &mut budget)?
                 }
                 None => return Ok(None),
             };

@@ -15,6 +15,7 @@ use super::client::Client;
 use super::config::{Progress, PullConfig};
 use super::digest::Digest;
 use super::layout::{self, ConfigBlob, Index, LayerRef, Manifest, ResolvedImage};
+use super::limits::ImageBudget;
 use super::platform::HostPlatform;
 use super::reference::{RegistryRef, Selector};
 use super::{ImageError, ImageStore, PreparedImage, layer};
@@ -155,7 +156,7 @@ fn bad(client: &Client, reason: String) -> ImageError {
 
 fn store_blob(store: &ImageStore, digest: &Digest, bytes: &[u8]) -> Result<(), ImageError> {
     let path = store.blobs_dir().join(digest.hex());
-    fsutil::write_atomic(&path, bytes)
+    fsutil::write_private(&path, bytes)
         .map_err(ImageError::io(format!("writing {}", path.display())))
 }
 
@@ -207,6 +208,7 @@ fn fetch_layers(
         check_disk(store, total, cfg.min_free_disk)?;
     }
     let mut reporter = Reporter::new(progress, total);
+    let mut budget = ImageBudget::new(cfg.limits);
     for l in &missing {
         let blob = client.blob_to_file(&l.blob, l.size, &store.blobs_dir(), &mut |n| {
             reporter.current(n);
@@ -214,7 +216,7 @@ fn fetch_layers(
         reporter.finish_layer(l.size.unwrap_or(0));
         let below = image.layers.iter().take_while(|x| x.diff_id != l.diff_id);
         let lower: Vec<_> = below.map(|x| layers_dir.join(x.diff_id.hex())).collect();
-        let result = layer::ensure(&layers_dir, &blob, l, &lower);
+        let result = layer::ensure(&layers_dir, &blob, (l, &lower), &mut budget);
         if let Err(e) = fs::remove_file(&blob) {
             warn!(blob = %blob.display(), "cannot remove extracted layer blob: {e}");
         }

@@ -255,9 +255,9 @@ fn tolerate_if(timestamp_only: bool, written: Result<(), ImageError>) -> Result<
 
 fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ImageError> {
     let written = if durable {
-        fsutil::write_atomic(path, bytes)
+        fsutil::write_private(path, bytes)
     } else {
-        fsutil::replace_atomic(path, bytes)
+        fsutil::replace_private(path, bytes)
     };
     written.map_err(ImageError::io(format!("writing {}", path.display())))
 }

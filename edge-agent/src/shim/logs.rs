@@ -21,6 +21,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Largest partial line held back while waiting for its newline.
@@ -190,7 +191,7 @@ impl RotatingLog {
         }
         self.file = open_append(&self.path)?;
         self.size = 0;
-        self.index = File::create(index_path(&self.path)).ok();
+        self.index = open_index(&index_path(&self.path)).ok();
         self.indexed = None;
         Ok(())
     }
@@ -202,8 +203,22 @@ impl RotatingLog {
     }
 }
 
+fn open_index(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::fsutil::PRIVATE_FILE)
+        .open(path)
+}
+
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    // Container output may hold secrets: only the agent reads it.
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(crate::fsutil::PRIVATE_FILE)
+        .open(path)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The agent's state folder: where everything lives, and the records that let a
 //! restarted agent (or one after a power cut) pick up exactly where it was.
 //!
-//! Every file is written with `fsutil::write_atomic`. Nothing here decides anything.
+//! Every file is written with `fsutil::write_private` (0600, durable) in folders of mode
+//! 0700. Nothing here decides anything.
 //! The daemon reaches these files only through [`StateStore`] ([`FileStateStore`] here,
 //! an in-memory fake for unit tests beside it).
 
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use drover_protocol::{DesiredState, DeviceStatus, Name, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_private;
 use crate::reconcile::StartErrorKind;
 use crate::reconcile::rollback::RevisionTrack;
 
@@ -68,9 +69,21 @@ impl StatePaths {
             "netns",
             "images",
         ];
-        let state = state.iter().map(|d| self.root.join(d));
-        let run = ["containers", "runtime"].iter().map(|d| self.run.join(d));
-        for d in state.chain(run) {
+        // The state folder and its folders: 0700 (signed desired states, records, logs,
+        // volumes are the agent's alone; containers reach volumes through root's mounts).
+        let state =
+            std::iter::once(self.root.clone()).chain(state.iter().map(|d| self.root.join(d)));
+        for d in state {
+            match crate::fsutil::ensure_private_dir(&d) {
+                Ok(Some(was)) => {
+                    let was = format!("{was:o}");
+                    tracing::warn!(folder = %d.display(), was, "tightened the mode of a state folder to 0700");
+                }
+                Ok(None) => {}
+                Err(e) => return Err((d, e)),
+            }
+        }
+        for d in ["containers", "runtime"].iter().map(|d| self.run.join(d)) {
             fs::create_dir_all(&d).map_err(|e| (d, e))?;
         }
         Ok(())
@@ -248,7 +261,7 @@ pub fn save_record(paths: &StatePaths, rec: &WorkloadRecord) -> Result<(), State
         source,
     })?;
     let fallback = paths.record_fallback(&rec.spec.name);
-    match write_atomic(&path, &bytes) {
+    match write_private(&path, &bytes) {
         Ok(()) => {
             if fallback != path {
                 let _ = fs::remove_file(&fallback);
@@ -262,7 +275,7 @@ pub fn save_record(paths: &StatePaths, rec: &WorkloadRecord) -> Result<(), State
                 let kept = fallback
                     .parent()
                     .map_or(Ok(()), fs::create_dir_all)
-                    .and_then(|()| crate::fsutil::replace_atomic(&fallback, &bytes));
+                    .and_then(|()| crate::fsutil::replace_private(&fallback, &bytes));
                 if let Err(k) = kept {
                     tracing::warn!(
                         "keeping {} in the runtime folder failed: {k}",
@@ -330,7 +343,7 @@ pub fn save_desired(paths: &StatePaths, desired: &DesiredState) -> Result<(), St
         path: path.clone(),
         source,
     })?;
-    write_atomic(&path, &bytes).map_err(io_err(&path))
+    write_private(&path, &bytes).map_err(io_err(&path))
 }
 
 /// The last persisted desired state; `Ok(None)` when there is none yet. A state written
@@ -364,7 +377,7 @@ pub fn save_revisions(paths: &StatePaths, tracks: &Revisions) -> Result<(), Stat
         path: path.clone(),
         source,
     })?;
-    write_atomic(&path, &bytes).map_err(io_err(&path))
+    write_private(&path, &bytes).map_err(io_err(&path))
 }
 
 pub fn save_report(paths: &StatePaths, report: &AgentReport) -> Result<(), StateError> {
@@ -373,7 +386,7 @@ pub fn save_report(paths: &StatePaths, report: &AgentReport) -> Result<(), State
         path: path.clone(),
         source,
     })?;
-    write_atomic(&path, &bytes).map_err(io_err(&path))
+    write_private(&path, &bytes).map_err(io_err(&path))
 }
 
 pub fn load_report(paths: &StatePaths) -> Result<AgentReport, StateError> {

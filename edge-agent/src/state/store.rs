@@ -62,7 +62,7 @@ impl StateStore for FileStateStore {
 
     fn save_hub_desired(&self, payload: &[u8]) -> Result<(), StateError> {
         let path = self.paths.hub_desired();
-        crate::fsutil::write_atomic(&path, payload)
+        crate::fsutil::write_private(&path, payload)
             .map_err(|source| StateError::Io { path, source })
     }
 

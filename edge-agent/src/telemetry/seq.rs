@@ -83,7 +83,7 @@ pub fn open(state_dir: &Path, now_s: u64) -> (SeqGen, Option<SeqError>) {
         .ok()
         .and_then(|t| parse_epoch(&t));
     let epoch = next_epoch(stored, now_s);
-    let saved = crate::fsutil::write_atomic(&path, format!("{epoch}\n").as_bytes());
+    let saved = crate::fsutil::write_private(&path, format!("{epoch}\n").as_bytes());
     let err = saved.err().map(|source| SeqError { path, source });
     (SeqGen::new(epoch), err)
 }
