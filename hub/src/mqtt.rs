@@ -192,8 +192,9 @@ async fn mirror(
     }
 }
 
-/// One SUBSCRIBE for every device's status, presence and answers to commands
-/// (`drover/v1/dev/+/status`, `…/online`, `…/cmd/resp`, QoS 1), telemetry
+/// One SUBSCRIBE for every device's status, presence, answers to commands and retained
+/// desired state (`drover/v1/dev/+/status`, `…/online`, `…/cmd/resp`, `…/desired`,
+/// QoS 1), telemetry
 /// (`…/telemetry`, QoS 0: a lost sample is only a gap) and, with Home Assistant
 /// discovery on, HA's birth topic `{prefix}/status` (QoS 0, as HA sends it).
 fn subscription(birth: Option<&str>) -> Subscribe {
@@ -203,6 +204,9 @@ fn subscription(birth: Option<&str>) -> Subscribe {
         filter("status", QoS::AtLeastOnce),
         filter("online", QoS::AtLeastOnce),
         filter("cmd/resp", QoS::AtLeastOnce),
+        // The hub's own retained desired states come back here; anything else is a
+        // forgery or a deletion, published over again (`controller/retained.rs`).
+        filter("desired", QoS::AtLeastOnce),
         filter("telemetry", QoS::AtMostOnce),
     ];
     filters.extend(birth.map(|t| SubscribeFilter::new(t.to_owned(), QoS::AtMostOnce)));

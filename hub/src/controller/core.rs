@@ -42,6 +42,9 @@ pub struct Controller {
     pub(super) registry: Option<Arc<Registry>>,
     /// Rejection warnings (logs and events) per device.
     pub(super) warn_limit: RateLimit,
+    /// Retained desired states published again after someone overwrote them, per device
+    /// (`controller/retained.rs`).
+    pub(super) republish_limit: RateLimit,
     /// When the hub last (re)connected to the broker, while it is still hearing from the
     /// devices again (see `Controller::catching_up`).
     pub(super) reconnected_ms: Option<u64>,
@@ -79,6 +82,7 @@ impl Controller {
             metrics: Arc::new(Metrics::default()),
             registry: None,
             warn_limit: RateLimit::new(WARN_EVERY_MS),
+            republish_limit: RateLimit::new(super::retained::REPUBLISH_EVERY_MS),
             reconnected_ms: None,
             mirrors: crate::telemetry::Mirrors::disabled(),
             events: crate::events::Events::default(),

@@ -57,6 +57,8 @@ struct Batch {
     /// Last accepted status per device, with the time it arrived.
     statuses: BTreeMap<Name, (DeviceStatus, u64)>,
     presence: BTreeMap<Name, bool>,
+    /// Devices whose retained desired state someone else overwrote (`retained.rs`).
+    overwritten: Vec<Name>,
     counters: BTreeMap<String, u64>,
     events: Vec<Event>,
 }
@@ -72,6 +74,9 @@ impl Controller {
         for (topic, payload, at_ms) in messages {
             self.check_message(&mut batch, topic, payload, *at_ms);
         }
+        let overwritten = std::mem::take(&mut batch.overwritten);
+        let restored = self.restore_retained(&overwritten, now_ms);
+        batch.events.extend(restored);
         self.metrics.message_batches.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .messages
@@ -99,6 +104,16 @@ impl Controller {
             "online" => self.check_presence(device, payload).map(|(name, online)| {
                 batch.presence.insert(name, online);
             }),
+            "desired" => {
+                if let Some(name) = self.retained_overwritten(device, payload) {
+                    *batch
+                        .counters
+                        .entry(super::retained::OVERWRITTEN.to_owned())
+                        .or_default() += 1;
+                    batch.overwritten.push(name);
+                }
+                return;
+            }
             _ => return,
         };
         if let Err((reason, detail)) = result {

@@ -19,6 +19,7 @@ mod devices;
 mod ingest;
 mod read;
 mod read_rollout;
+mod retained;
 mod rollout_actions;
 mod rollouts;
 mod sign;

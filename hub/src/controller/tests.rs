@@ -16,6 +16,9 @@ use crate::views::FileText;
 #[path = "rollout_tests.rs"]
 mod rollout;
 
+#[path = "retained_tests.rs"]
+mod retained;
+
 const KEY: [u8; 32] = [7; 32];
 
 fn settings() -> Settings {

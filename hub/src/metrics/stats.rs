@@ -13,7 +13,7 @@ use super::families::{NONE, counter};
 const REJECT_KINDS: [&str; 3] = ["status", "presence", "telemetry"];
 
 /// `get stats` key, counter family (without `_total`), HELP.
-const PLAIN: [(&str, &str, &str); 8] = [
+const PLAIN: [(&str, &str, &str); 9] = [
     (
         "controller_messages",
         "drover_hub_device_messages",
@@ -49,6 +49,12 @@ const PLAIN: [(&str, &str, &str); 8] = [
         "controller_transactions",
         "drover_hub_store_transactions",
         "Store transactions the controller committed, since the hub started",
+    ),
+    (
+        "desired_overwritten",
+        "drover_hub_desired_overwritten",
+        "Retained desired states found overwritten or deleted on the broker by someone else \
+         (each published again), kept across hub restarts",
     ),
     (
         "desired_generations",
