@@ -218,6 +218,25 @@ impl TestHub {
         assert!(st.success(), "mosquitto_pub failed");
     }
 
+    /// Publishes `payload` as the retained message of `topic` (an empty one deletes it,
+    /// `mosquitto_pub -r -n`), logged in as `user`.
+    pub fn mqtt_publish_retained(&self, user: &str, cred: &str, topic: &str, payload: &[u8]) {
+        let file = self.dir.path().join("payload.bin");
+        fs::write(&file, payload).expect("write payload");
+        let mut cmd = Command::new("mosquitto_pub");
+        cmd.args(self.mqtt_login(user, cred))
+            .args(["-q", "1", "-r", "-t", topic]);
+        if payload.is_empty() {
+            cmd.arg("-n");
+        } else {
+            cmd.arg("-f").arg(&file);
+        }
+        let st = cmd
+            .status()
+            .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+        assert!(st.success(), "mosquitto_pub -r failed");
+    }
+
     /// `get stats -o json`: the hub's counters.
     pub fn stats(&self) -> Value {
         let (code, out, err) = self.cli(&["get", "stats", "-o", "json"]);

@@ -151,6 +151,64 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
     );
 }
 
+#[test]
+fn a_device_cannot_poison_another_devices_retained_state_for_longer_than_one_republish() {
+    if !require_root(
+        "a_device_cannot_poison_another_devices_retained_state_for_longer_than_one_republish",
+    ) {
+        return;
+    }
+    let mut hub = TestHub::new();
+    hub.start();
+    let image = hub.dir.path().join("busybox");
+    oci::busybox_layout(&image, "latest").unwrap();
+    let mut victim = TestAgent::new("victim");
+    victim.connect_to_hub(&hub.device_add("victim", &["role=victim"]));
+    victim.start();
+    let mallory = credential(&hub.device_add("mallory", &["role=attacker"]));
+    assert_eq!(hub.apply("app.yaml", &deployment("app", &image, "v1")).0, 0);
+    let p = wait_for("app running on the victim", T, || pid(&victim));
+    let g = generation(&victim).unwrap();
+    let topic = "drover/v1/dev/victim/desired";
+    let genuine = retained(&hub, "mallory", &mallory, topic);
+
+    // Overwritten with another device's genuine state, with garbage, then deleted: each
+    // time the hub puts the genuine one back within a republish.
+    let theirs = retained(&hub, "mallory", &mallory, "drover/v1/dev/mallory/desired");
+    for (what, forged) in [
+        ("another device's state", theirs.as_slice()),
+        ("garbage", b"\x01\x02garbage".as_slice()),
+        ("a deletion", b"".as_slice()),
+    ] {
+        hub.mqtt_publish_retained("mallory", &mallory, topic, forged);
+        // Past the hub's one-second limit per device, so each one is answered.
+        std::thread::sleep(Duration::from_millis(1_100));
+        wait_for(&format!("genuine state back after {what}"), T, || {
+            let now = Command::new("mosquitto_sub")
+                .args(hub.mqtt_login("mallory", &mallory))
+                .args(["-t", topic, "-C", "1", "-N", "-W", "3"])
+                .output()
+                .ok()?;
+            (now.stdout == genuine).then_some(())
+        });
+    }
+    let stats = hub.stats();
+    assert!(
+        stats["desired_overwritten"].as_u64().unwrap_or(0) >= 3,
+        "counted: {stats}"
+    );
+
+    // A restarted victim gets the genuine state from the broker and keeps its workload.
+    victim.stop();
+    victim.start();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        (pid(&victim), generation(&victim)),
+        (Some(p), Some(g)),
+        "the workload and generation stay"
+    );
+}
+
 /// True when some counter whose key contains `part` is above zero.
 fn count_nonzero(v: &Value, part: &str) -> bool {
     match v {
