@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use drover_agent::hub_link::{self as hub, HubConfig, HubEvent, HubHandle, LinkStats};
-use drover_protocol::auth::{open_status, sign_desired};
+use drover_protocol::auth::sign_desired;
+use drover_protocol::freshness::{open_presence, open_status_seq};
 use drover_protocol::{
     ContainerSpec, DesiredState, DeviceStatus, EnvVar, MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES,
     Name, NetworkMode, Phase, Resources, RestartPolicy, WorkloadSpec, WorkloadStatus, topics,
@@ -239,7 +240,9 @@ async fn the_link_verifies_desired_states_seals_status_and_survives_a_broker_res
     let handle = hub::spawn(&config(broker.port, &hub_key), &device, 0, tx).expect("spawn");
     assert!(matches!(next_event(&mut events).await, HubEvent::Connected));
     let online = topics::online(&device);
-    fake.next_on(&online, |p| p == b"online").await;
+    let presence = |p: &[u8]| open_presence(p, &device, CREDENTIAL.as_bytes()).expect("sealed");
+    let announced = fake.next_on(&online, |p| presence(p).online).await;
+    let online_seq = presence(&announced).seq.expect("sequenced");
 
     // A genuine desired state arrives once, with the payload to persist.
     let genuine = desired("pi-1", 3, &hub_key);
@@ -275,7 +278,11 @@ async fn the_link_verifies_desired_states_seals_status_and_survives_a_broker_res
     // A status is sealed with the credential and arrives.
     handle.publish_status(status(&device, 3));
     let status_topic = topics::status(&device);
-    let open = |p: &[u8]| open_status(p, &device, CREDENTIAL.as_bytes()).expect("status opens");
+    let open = |p: &[u8]| {
+        open_status_seq(p, &device, CREDENTIAL.as_bytes())
+            .expect("status opens")
+            .0
+    };
     let got = fake.next_on(&status_topic, |_| true).await;
     assert_eq!(open(&got).observed_generation, 3);
     // And again with the heartbeat, time refreshed, though nothing changed.
@@ -318,8 +325,10 @@ async fn the_link_verifies_desired_states_seals_status_and_survives_a_broker_res
     }
 
     // Dropping the last handle closes the connection: the broker publishes the last will.
+    // Sealed, and above every `online` sent before (two connections so far).
     drop(handle);
-    fake.next_on(&online, |p| p == b"offline").await;
+    let will = fake.next_on(&online, |p| !presence(p).online).await;
+    assert!(presence(&will).seq.expect("sequenced") > online_seq + 2);
 }
 
 /// A signed desired state of one workload whose env value pads it to `size` bytes.
@@ -422,7 +431,7 @@ async fn desired_states_and_statuses_at_the_size_limit_keep_the_link_up() {
     handle.publish_status(oversize_status(&device, 7));
     let got = fake.next_on(&topics::status(&device), |_| true).await;
     assert!(got.len() <= MAX_MESSAGE_BYTES, "{}", got.len());
-    let opened = open_status(&got, &device, CREDENTIAL.as_bytes()).expect("status opens");
+    let (opened, _) = open_status_seq(&got, &device, CREDENTIAL.as_bytes()).expect("status opens");
     assert_eq!((opened.observed_generation, opened.workloads.len()), (7, 8));
     assert!(opened.workloads.iter().all(|w| {
         w.last_error

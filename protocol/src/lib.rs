@@ -10,6 +10,7 @@ pub mod command;
 pub mod compat;
 pub mod config_text;
 pub mod digest;
+pub mod freshness;
 pub mod health;
 pub mod image_ref;
 pub mod labels;

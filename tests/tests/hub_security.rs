@@ -209,6 +209,99 @@ fn a_device_cannot_poison_another_devices_retained_state_for_longer_than_one_rep
     );
 }
 
+#[test]
+fn a_device_cannot_spoof_another_devices_presence_or_replay_its_statuses() {
+    if !require_root("a_device_cannot_spoof_another_devices_presence_or_replay_its_statuses") {
+        return;
+    }
+    let mut hub = TestHub::new();
+    hub.start();
+    let image = hub.dir.path().join("busybox");
+    oci::busybox_layout(&image, "latest").unwrap();
+    let mut victim = TestAgent::new("victim");
+    victim.connect_to_hub(&hub.device_add("victim", &["role=victim"]));
+    victim.start();
+    let mallory = credential(&hub.device_add("mallory", &["role=attacker"]));
+    let online_topic = "drover/v1/dev/victim/online";
+    let status_topic = "drover/v1/dev/victim/status";
+    wait_for("victim online", T, || {
+        let d = hub.devices();
+        let v = d
+            .as_array()?
+            .iter()
+            .find(|d| d["name"] == "victim")?
+            .clone();
+        (v["online"] == true).then_some(())
+    });
+    // What mallory can capture: the victim's retained presence and a status of it.
+    let presence = retained(&hub, "mallory", &mallory, online_topic);
+    let capture = std::process::Command::new("mosquitto_sub")
+        .args(hub.mqtt_login("mallory", &mallory))
+        .args(["-t", status_topic, "-C", "1", "-N", "-W", "60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(hub.apply("app.yaml", &deployment("app", &image, "v1")).0, 0);
+    let old_status = capture.wait_with_output().unwrap().stdout;
+    assert!(!old_status.is_empty(), "captured a status");
+    wait_for("app running on the victim", T, || pid(&victim));
+    let ready = || {
+        let d = hub.devices();
+        let v = d
+            .as_array()?
+            .iter()
+            .find(|d| d["name"] == "victim")?
+            .clone();
+        (v["ready"] == 1 && v["online"] == true).then_some(())
+    };
+    wait_for("victim ready at the hub", T, ready);
+    let before = hub.stats();
+    let count = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+
+    // Plain `offline` (the older agents' form), a replay of the victim's own sealed
+    // presence and of its old status, and an `offline` sealed with mallory's key.
+    hub.mqtt_publish("mallory", &mallory, online_topic, b"offline");
+    hub.mqtt_publish("mallory", &mallory, online_topic, &presence);
+    hub.mqtt_publish("mallory", &mallory, status_topic, &old_status);
+    let forged = drover_protocol::freshness::seal_presence(
+        &Name::new("victim").unwrap(),
+        false,
+        u64::MAX,
+        mallory.as_bytes(),
+    )
+    .unwrap();
+    hub.mqtt_publish("mallory", &mallory, online_topic, &forged);
+    wait_for("replays and forgery counted", T, || {
+        let now = hub.stats();
+        let replayed = count(&now, "presence_rejected_replayed")
+            - count(&before, "presence_rejected_replayed");
+        let old =
+            count(&now, "status_rejected_replayed") - count(&before, "status_rejected_replayed");
+        let mac =
+            count(&now, "presence_rejected_bad_mac") - count(&before, "presence_rejected_bad_mac");
+        (replayed == 2 && old == 1 && mac == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    wait_for(
+        "the victim stays online and ready",
+        Duration::from_secs(5),
+        ready,
+    );
+
+    // The victim's own last will still counts: kill -9 its agent.
+    victim.kill9();
+    wait_for("victim offline through its sealed last will", T, || {
+        let d = hub.devices();
+        let v = d
+            .as_array()?
+            .iter()
+            .find(|d| d["name"] == "victim")?
+            .clone();
+        (v["online"] == false).then_some(())
+    });
+}
+
 /// True when some counter whose key contains `part` is above zero.
 fn count_nonzero(v: &Value, part: &str) -> bool {
     match v {

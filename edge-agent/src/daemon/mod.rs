@@ -62,6 +62,7 @@ async fn event_loop(mut agent: Agent) -> Result<(), DaemonError> {
                 agent.cfg.telemetry.queue,
                 &agent.cfg.device,
                 agent.hub_generation(),
+                link_epoch(&agent.cfg.state_dir),
                 hub_tx.clone(),
             )
             .map_err(DaemonError::hub)?,
@@ -160,4 +161,18 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The epoch of this run's status and presence sequence numbers, saved in the state
+/// folder first (`telemetry::seq::open_file`); the clock decides when it cannot be saved.
+fn link_epoch(state_dir: &std::path::Path) -> u64 {
+    use crate::telemetry::seq;
+    let (g, saved) = seq::open_file(state_dir, seq::LINK_EPOCH_FILE, crate::telemetry::now_s());
+    if let Some(e) = saved {
+        tracing::warn!(
+            epoch = g.epoch(),
+            "{e}; status sequence numbers fall back on the clock"
+        );
+    }
+    g.epoch()
 }

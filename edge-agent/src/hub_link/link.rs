@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use drover_protocol::auth::seal_status;
+use drover_protocol::freshness::{seal_presence, seal_status_seq};
 use drover_protocol::telemetry::seal_telemetry;
 use drover_protocol::{DeviceStatus, MAX_MQTT_PACKET_BYTES, topics};
 use ed25519_dalek::VerifyingKey;
@@ -45,6 +45,11 @@ pub(super) struct Receiver {
     desired_topic: String,
     cmd_topic: String,
     online_topic: String,
+    /// The device's credential, for sealing presence.
+    credential: String,
+    /// Sequence number of the `online` to send at the next ConnAck; the last will set for
+    /// that connection carries the one after it.
+    online_seq: u64,
     backoff: Backoff,
     warned: RateLimit,
     ever_connected: bool,
@@ -70,16 +75,12 @@ pub(super) fn build(
     let device = shared.device.to_string();
     let online_topic = topics::online(&shared.device);
     let mut opts = MqttOptions::new(device.clone(), host, port);
+    let online_seq = shared.take_seq(2);
     opts.set_credentials(device, cfg.credential.clone())
         .set_clean_session(true)
         .set_keep_alive(KEEP_ALIVE)
         .set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES)
-        .set_last_will(LastWill::new(
-            online_topic.clone(),
-            "offline",
-            QoS::AtLeastOnce,
-            true,
-        ));
+        .set_last_will(last_will(&shared, &cfg.credential, online_seq + 1));
     // Room for `online` + subscribe + a full flush of both offline queues.
     let capacity = cfg.status_queue as usize + telemetry_queue as usize + 8;
     let (client, mut eventloop) = AsyncClient::new(opts, capacity);
@@ -96,6 +97,8 @@ pub(super) fn build(
         desired_topic: topics::desired(&shared.device),
         cmd_topic: topics::cmd(&shared.device),
         online_topic,
+        credential: cfg.credential.clone(),
+        online_seq,
         events,
         backoff: Backoff::default(),
         warned: RateLimit::new(WARN_PERIOD),
@@ -144,9 +147,17 @@ impl Receiver {
         self.backoff.reset();
         // The request channel is empty here (rumqttc drops the old session's requests on
         // a clean-session ConnAck), so these cannot find it full.
+        // Encoding a few bytes cannot fail; the plain form is the older agents' one.
+        let presence = seal_presence(
+            &self.shared.device,
+            true,
+            self.online_seq,
+            self.credential.as_bytes(),
+        )
+        .unwrap_or_else(|_| b"online".to_vec());
         let online = self
             .client
-            .try_publish(&self.online_topic, QoS::AtLeastOnce, true, "online");
+            .try_publish(&self.online_topic, QoS::AtLeastOnce, true, presence);
         let sub = self
             .client
             .try_subscribe(&self.desired_topic, QoS::AtLeastOnce);
@@ -223,9 +234,27 @@ impl Receiver {
             debug!(device = %device, failures, delay_ms = delay.as_millis() as u64,
                 "hub broker still unreachable: {e}");
         }
+        // The next connection announces itself with fresh sequence numbers: its `online`,
+        // and above it the last will the broker publishes if that connection dies.
+        self.online_seq = self.shared.take_seq(2);
+        let will = last_will(&self.shared, &self.credential, self.online_seq + 1);
+        self.eventloop.mqtt_options.set_last_will(will);
         sleep(delay).await;
         alive
     }
+}
+
+/// The `offline` presence the broker publishes (retained) when the connection dies,
+/// sealed with sequence number `seq`.
+fn last_will(shared: &Shared, credential: &str, seq: u64) -> LastWill {
+    let payload = seal_presence(&shared.device, false, seq, credential.as_bytes())
+        .unwrap_or_else(|_| b"offline".to_vec());
+    LastWill::new(
+        topics::online(&shared.device),
+        payload,
+        QoS::AtLeastOnce,
+        true,
+    )
 }
 
 impl Sender {
@@ -337,7 +366,8 @@ impl Sender {
 
     /// Seals and hands over one snapshot; false when the request channel is full.
     fn try_send(&self, status: &DeviceStatus) -> bool {
-        let payload = match seal_status(status, self.credential.as_bytes()) {
+        let seq = self.shared.take_seq(1);
+        let payload = match seal_status_seq(status, seq, self.credential.as_bytes()) {
             Ok(p) => p,
             Err(e) => {
                 // Encoding a status cannot fail in practice; drop it rather than retry forever.

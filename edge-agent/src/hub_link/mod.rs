@@ -89,6 +89,9 @@ pub struct LinkStats {
 struct Shared {
     device: Name,
     held: AtomicU64,
+    /// The next status / presence sequence number (`epoch << 32 | counter`, see
+    /// `drover_protocol::freshness`): strictly rising across restarts.
+    seq: AtomicU64,
     state: Mutex<LinkState>,
     /// Wakes the status sender: a new snapshot, or a fresh connection.
     wake: Notify,
@@ -112,6 +115,11 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, LinkState> {
         // A panic elsewhere while holding the lock leaves plain data behind: keep going.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `n` consecutive sequence numbers; returns the first.
+    fn take_seq(&self, n: u64) -> u64 {
+        self.seq.fetch_add(n, Ordering::SeqCst)
     }
 }
 
@@ -145,15 +153,20 @@ pub fn spawn(
     events: mpsc::Sender<HubEvent>,
 ) -> Result<HubHandle, HubConfigError> {
     let queue = crate::telemetry::TelemetryConfig::default().queue;
-    spawn_with_telemetry_queue(cfg, queue, device, held_generation, events)
+    let epoch = crate::telemetry::seq::next_epoch(None, crate::telemetry::now_s());
+    spawn_with_telemetry_queue(cfg, queue, device, held_generation, epoch, events)
 }
 
-/// [`spawn`], with `telemetry_queue` samples kept while offline (`telemetry.queue`).
+/// [`spawn`], with `telemetry_queue` samples kept while offline (`telemetry.queue`)
+/// and status / presence sequence numbers from `seq_epoch` (see
+/// `telemetry::seq::open_file` with `LINK_EPOCH_FILE`; [`spawn`] takes the clock's
+/// seconds).
 pub fn spawn_with_telemetry_queue(
     cfg: &HubConfig,
     telemetry_queue: u32,
     device: &Name,
     held_generation: u64,
+    seq_epoch: u64,
     events: mpsc::Sender<HubEvent>,
 ) -> Result<HubHandle, HubConfigError> {
     cfg.validate()?;
@@ -161,6 +174,7 @@ pub fn spawn_with_telemetry_queue(
     let shared = Arc::new(Shared {
         device: device.clone(),
         held: AtomicU64::new(held_generation),
+        seq: AtomicU64::new(seq_epoch.max(1) << 32),
         state: Mutex::new(LinkState {
             queue: StatusQueue::new(cfg.status_queue),
             telemetry: TelemetryQueue::new(telemetry_queue),

@@ -123,6 +123,6 @@ async fn run(
     }
 }
 
-fn now_s() -> u64 {
+pub(crate) fn now_s() -> u64 {
     crate::fsutil::now_ms() / 1000
 }

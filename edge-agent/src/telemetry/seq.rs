@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 /// The file in the state folder holding the last epoch used.
 pub const EPOCH_FILE: &str = "telemetry-epoch";
 
+/// The same for the hub link's status and presence sequence numbers
+/// (`drover_protocol::freshness`).
+pub const LINK_EPOCH_FILE: &str = "link-epoch";
+
 /// Largest epoch: it is the upper half of a `u64`.
 const MAX_EPOCH: u64 = u32::MAX as u64;
 
@@ -68,7 +72,7 @@ impl SeqGen {
 
 /// Why the epoch could not be kept on disk (the agent samples anyway).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot save the telemetry epoch in {path}: {source}")]
+#[error("cannot save the sequence epoch in {path}: {source}")]
 pub struct SeqError {
     pub path: PathBuf,
     pub source: io::Error,
@@ -78,7 +82,12 @@ pub struct SeqError {
 /// when saving fails the generator is still usable (see the module doc), and the error
 /// says why.
 pub fn open(state_dir: &Path, now_s: u64) -> (SeqGen, Option<SeqError>) {
-    let path = state_dir.join(EPOCH_FILE);
+    open_file(state_dir, EPOCH_FILE, now_s)
+}
+
+/// [`open`] with another epoch file (`file` in `state_dir`).
+pub fn open_file(state_dir: &Path, file: &str, now_s: u64) -> (SeqGen, Option<SeqError>) {
+    let path = state_dir.join(file);
     let stored = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| parse_epoch(&t));

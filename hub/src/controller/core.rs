@@ -21,7 +21,7 @@ use crate::fleet::{
 use crate::keys;
 use crate::ratelimit::RateLimit;
 use crate::registry::Registry;
-use crate::store::{Event, EventReason, Store};
+use crate::store::{Event, EventReason, SeqFloors, Store};
 
 /// Warnings about one device are logged at most this often.
 const WARN_EVERY_MS: u64 = 60_000;
@@ -45,6 +45,8 @@ pub struct Controller {
     /// Retained desired states published again after someone overwrote them, per device
     /// (`controller/retained.rs`).
     pub(super) republish_limit: RateLimit,
+    /// Highest status and presence sequence numbers accepted per device (`freshness.rs`).
+    pub(super) floors: HashMap<String, SeqFloors>,
     /// When the hub last (re)connected to the broker, while it is still hearing from the
     /// devices again (see `Controller::catching_up`).
     pub(super) reconnected_ms: Option<u64>,
@@ -83,6 +85,7 @@ impl Controller {
             registry: None,
             warn_limit: RateLimit::new(WARN_EVERY_MS),
             republish_limit: RateLimit::new(super::retained::REPUBLISH_EVERY_MS),
+            floors: HashMap::new(),
             reconnected_ms: None,
             mirrors: crate::telemetry::Mirrors::disabled(),
             events: crate::events::Events::default(),
@@ -109,6 +112,7 @@ impl Controller {
     }
 
     fn load(&mut self) -> Result<(), ControllerError> {
+        self.floors = self.store.seq_floors()?;
         let mut creds = self.creds.write().unwrap_or_else(|e| e.into_inner());
         for d in self.store.devices()? {
             let Ok(name) = Name::new(d.name.clone()) else {

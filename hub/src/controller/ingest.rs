@@ -1,6 +1,7 @@
-//! Messages from devices, folded in batches: status snapshots (authenticated with the
-//! credential of the device named in the topic) and presence (`online` / `offline`, the
-//! agent's last will).
+//! Messages from devices, folded in batches: status snapshots and presence (`online` /
+//! `offline`, the agent's last will), both authenticated with the credential of the
+//! device named in the topic and sequenced (`freshness.rs`: replays are dropped), and
+//! retained desired states someone else wrote (`retained.rs`).
 //!
 //! A batch is verified message by message, then written in ONE transaction and folded
 //! into the snapshot; per message there is no O(devices) work. A capacity change re-plans
@@ -11,14 +12,16 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use drover_protocol::auth::{AuthError, open_status};
+use drover_protocol::auth::AuthError;
+use drover_protocol::freshness::{Presence, open_presence, open_status_seq};
 use drover_protocol::{DeviceStatus, Name, topics};
 
+use super::freshness::SeqKind;
 use super::{Controller, ControllerError};
 use crate::events::FleetEvent;
 use crate::fleet::progress::reported_of;
 use crate::fleet::snapshot::online;
-use crate::store::{Event, EventReason, Store};
+use crate::store::{Event, EventReason, SeqFloors, Store};
 
 /// Why a message from a device was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +34,8 @@ pub enum RejectReason {
     WrongDevice,
     /// Not a status (or presence) message at all.
     Malformed,
+    /// Authentic, but its sequence number is not above the last one accepted.
+    Replayed,
 }
 
 impl RejectReason {
@@ -40,14 +45,16 @@ impl RejectReason {
             RejectReason::BadMac => "bad_mac",
             RejectReason::WrongDevice => "wrong_device",
             RejectReason::Malformed => "malformed",
+            RejectReason::Replayed => "replayed",
         }
     }
 
-    pub const ALL: [RejectReason; 4] = [
+    pub const ALL: [RejectReason; 5] = [
         RejectReason::UnknownDevice,
         RejectReason::BadMac,
         RejectReason::WrongDevice,
         RejectReason::Malformed,
+        RejectReason::Replayed,
     ];
 }
 
@@ -59,6 +66,8 @@ struct Batch {
     presence: BTreeMap<Name, bool>,
     /// Devices whose retained desired state someone else overwrote (`retained.rs`).
     overwritten: Vec<Name>,
+    /// Sequence floors raised by this batch (`freshness.rs`).
+    floors: BTreeMap<Name, SeqFloors>,
     counters: BTreeMap<String, u64>,
     events: Vec<Event>,
 }
@@ -98,12 +107,18 @@ impl Controller {
             return; // Not ours (e.g. a desired topic echoed by a `#` subscription).
         };
         let result = match leaf {
-            "status" => self.check_status(device, payload).map(|s| {
+            "status" => self.check_status(device, payload).and_then(|(s, seq)| {
+                self.take_fresh(&mut batch.floors, &s.device, seq, SeqKind::Status)?;
                 batch.statuses.insert(s.device.clone(), (s, at_ms));
+                Ok(())
             }),
-            "online" => self.check_presence(device, payload).map(|(name, online)| {
-                batch.presence.insert(name, online);
-            }),
+            "online" => self
+                .check_presence(device, payload)
+                .and_then(|(name, presence)| {
+                    self.take_fresh(&mut batch.floors, &name, presence.seq, SeqKind::Presence)?;
+                    batch.presence.insert(name, presence.online);
+                    Ok(())
+                }),
             "desired" => {
                 if let Some(name) = self.retained_overwritten(device, payload) {
                     *batch
@@ -130,12 +145,12 @@ impl Controller {
         &self,
         device: &str,
         payload: &[u8],
-    ) -> Result<DeviceStatus, (RejectReason, String)> {
+    ) -> Result<(DeviceStatus, Option<u64>), (RejectReason, String)> {
         let (Some(name), Some(credential)) = (Name::new(device).ok(), self.credential_of(device))
         else {
             return Err((RejectReason::UnknownDevice, String::new()));
         };
-        open_status(payload, &name, credential.as_bytes()).map_err(|e| {
+        open_status_seq(payload, &name, credential.as_bytes()).map_err(|e| {
             let reason = match e {
                 AuthError::BadMac => RejectReason::BadMac,
                 AuthError::WrongDevice { .. } => RejectReason::WrongDevice,
@@ -149,19 +164,17 @@ impl Controller {
         &self,
         device: &str,
         payload: &[u8],
-    ) -> Result<(Name, bool), (RejectReason, String)> {
-        let name = Name::new(device)
-            .ok()
-            .filter(|_| self.credential_of(device).is_some());
-        let Some(name) = name else {
+    ) -> Result<(Name, Presence), (RejectReason, String)> {
+        let (Some(name), Some(credential)) = (Name::new(device).ok(), self.credential_of(device))
+        else {
             return Err((RejectReason::UnknownDevice, String::new()));
         };
-        match payload {
-            b"online" => Ok((name, true)),
-            b"offline" => Ok((name, false)),
-            _ => Err((
+        match open_presence(payload, &name, credential.as_bytes()) {
+            Ok(p) => Ok((name, p)),
+            Err(AuthError::BadMac) => Err((RejectReason::BadMac, AuthError::BadMac.to_string())),
+            Err(e) => Err((
                 RejectReason::Malformed,
-                "expected `online` or `offline`".to_owned(),
+                format!("expected a sealed presence or `online` / `offline`: {e}"),
             )),
         }
     }
@@ -285,6 +298,9 @@ fn write_batch(s: &Store, batch: &Batch) -> Result<(), ControllerError> {
     }
     for (name, online) in &batch.presence {
         s.set_presence(name.as_str(), *online)?;
+    }
+    for (name, floors) in &batch.floors {
+        s.put_seq_floors(name.as_str(), *floors)?;
     }
     for (name, by) in &batch.counters {
         s.bump_counter(name, *by)?;

@@ -16,6 +16,7 @@ mod changes;
 mod clients;
 mod core;
 mod devices;
+mod freshness;
 mod ingest;
 mod read;
 mod read_rollout;

@@ -19,6 +19,9 @@ mod rollout;
 #[path = "retained_tests.rs"]
 mod retained;
 
+#[path = "freshness_tests.rs"]
+mod freshness;
+
 const KEY: [u8; 32] = [7; 32];
 
 fn settings() -> Settings {

@@ -11,6 +11,7 @@
 mod clients;
 mod commands;
 mod fleet;
+mod freshness;
 mod revisions;
 pub mod rows;
 mod status;
@@ -23,6 +24,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+pub use freshness::SeqFloors;
 pub use rows::{
     ClientRow, DeploymentRow, DesiredRow, DeviceRow, Event, EventReason, ObjectKind, RevisionRow,
     RolloutStateRow, StatusRow,
@@ -222,5 +224,6 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch("ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT 'Unknown'")?;
     }
     revisions::migrate(conn)?;
+    freshness::migrate(conn)?;
     clients::migrate(conn)
 }
