@@ -72,7 +72,7 @@ def register(work, hub, n, creds):
         raise RuntimeError(f"device import failed: {r.stderr.strip()[-1000:]}")
     log("  this hub has no `device import`: falling back to one POST /v1/devices per device")
     t = time.monotonic()
-    r = subprocess.run([LOADGEN, "register", "--api", hub.addr, "--count", str(n), "--out", creds],
+    r = subprocess.run([LOADGEN, "register", "--api", hub.addr, "--count", str(n), "--out", creds], env=hub.env(),
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"register failed: {r.stderr.strip()[-1000:]}")

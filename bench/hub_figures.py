@@ -50,8 +50,9 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="drover-hubbench-")
     api, broker = free_port(), free_port()
-    env = dict(os.environ, DROVER_HUB_API=f"http://127.0.0.1:{api}")
     hub_cfg = os.path.join(work, "hub.toml")
+    # The CLI finds the hub's admin token through its config (data_dir/api.token).
+    env = dict(os.environ, DROVER_HUB_API=f"http://127.0.0.1:{api}", DROVER_HUB_CONFIG=hub_cfg)
     with open(hub_cfg, "w") as f:
         f.write(f'data_dir = "{work}/hub"\nlog_level = "warn"\n[api]\nlisten = "127.0.0.1:{api}"\n'
                 f'[broker]\nlisten = "127.0.0.1:{broker}"\nadvertise = "127.0.0.1:{broker}"\n')

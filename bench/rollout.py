@@ -137,7 +137,7 @@ def rollout(hub, fleet, work, k, image, p, wait_cli=False, min_ready_s=0):
     args = [HUB, "apply", "-f", man, "--api", f"http://{hub.addr}"]
     if wait_cli:
         args += ["--wait", "--timeout", f"{timeout}s"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=hub.env())
     t0_ms = int(t0 * 1000)
     evs, peak, t_end = follow(hub, t0_ms, timeout, proc if wait_cli else None)
     cpu, ctrl = cpu_s(hub.pid) - cpu0, controller_usage(hub, m0, ctrl0, b0)

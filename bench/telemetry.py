@@ -120,10 +120,11 @@ def bench(work, p):
         if low:
             raise RuntimeError(f"the hub accepted {low} samples/s, expected ~{expected:.0f}")
         out["history_rows"] = stat(hub, "telemetry_history_rows")
-        out["metrics_scrape"] = timed_get(f"http://{hub.addr}/metrics", p["reads"])
+        auth = {"Authorization": f"Bearer {hub.token}"}
+        out["metrics_scrape"] = timed_get(f"http://{hub.addr}/metrics", p["reads"], auth)
         out["metrics_scrape_gzip"] = timed_get(f"http://{hub.addr}/metrics", p["reads"],
-                                               {"Accept-Encoding": "gzip"})
-        out["telemetry_all"] = timed_get(f"http://{hub.addr}/v1/telemetry", p["reads"])
+                                               dict(auth, **{"Accept-Encoding": "gzip"}))
+        out["telemetry_all"] = timed_get(f"http://{hub.addr}/v1/telemetry", p["reads"], auth)
         out["top_devices"] = timed_cli(hub, ["top"], p["reads"])
         out["top_workloads"] = timed_cli(hub, ["top", "workloads"], p["reads"])
         ms = out["metrics_scrape"]

@@ -14,6 +14,9 @@ bin=target/release
 hub="$bin/drover-hub"
 agent="$bin/drover-agent"
 export DROVER_HUB_API=http://127.0.0.1:7780
+# The CLI reads the hub's admin token from the data folder its config names
+# ($demo/hub/data/api.token, created by the hub at its first start, mode 0600).
+export DROVER_HUB_CONFIG=$demo/hub/hub.toml
 http_port=18080
 
 if [ "$(id -u)" != 0 ]; then
@@ -120,7 +123,10 @@ cat <<TXT
 
 Drover runs two Deployments (configs/demo/) on the local board as real containers,
 pulled from the hub's own registry: 'sensor' publishes readings over MQTT, 'uptime'
-serves HTTP on port $http_port. Try:
+serves HTTP on port $http_port. The CLI finds the hub's admin token through its config:
+  export DROVER_HUB_CONFIG=$DROVER_HUB_CONFIG
+Then try:
+  $hub dashboard-url      (open the address it prints: the dashboard, with the read-only token)
   $hub get devices        $hub describe device demo-board        $hub image ls
   $hub client ls          $hub broker-config mosquitto-acl
   $agent ps --config $demo/agent/agent.toml

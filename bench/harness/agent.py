@@ -180,6 +180,7 @@ class Bench:
         with open(cfg, "w") as f:
             f.write(f'data_dir = "{hub_dir}/data"\nlog_level = "warn"\n[api]\nlisten = "127.0.0.1:{ports[0]}"\n'
                     f'[broker]\nlisten = "127.0.0.1:{ports[1]}"\nadvertise = "127.0.0.1:{ports[1]}"\n')
+        self.hub_cfg = cfg  # the CLI finds the admin token through it (DROVER_HUB_CONFIG)
         self.hub = subprocess.Popen([f"{REL}/drover-hub", "serve", "--config", cfg], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(hub_dir, "hub.log"), "w"))
         wait(lambda: self.hub_cli("get", "devices", check=False).returncode == 0, timeout=30, step=0.05,
@@ -188,7 +189,8 @@ class Bench:
         return json.loads(out)["config"]
 
     def hub_cli(self, *args, check=True):
-        r = subprocess.run([f"{REL}/drover-hub", "--api", self.api, *args], capture_output=True, text=True)
+        r = subprocess.run([f"{REL}/drover-hub", "--api", self.api, *args], capture_output=True, text=True,
+                           env=dict(os.environ, DROVER_HUB_CONFIG=self.hub_cfg))
         if check and r.returncode != 0:
             raise RuntimeError(f"drover-hub {' '.join(args)}: {r.stderr.strip()}")
         return r

@@ -119,6 +119,23 @@ class Hub:
                                      stderr=open(self.log, "a"))
         return t
 
+    @property
+    def token(self):
+        """The hub's admin token (created at its first start), or None before."""
+        try:
+            with open(os.path.join(self.data, "api.token")) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    def env(self):
+        """The environment for the CLI and drover-loadgen: the admin token in DROVER_HUB_TOKEN."""
+        return dict(os.environ, DROVER_HUB_TOKEN=self.token or "", DROVER_HUB_CONFIG=self.cfg)
+
+    def request(self, path):
+        return urllib.request.Request(f"http://{self.addr}{path}",
+                                      headers={"Authorization": f"Bearer {self.token}"})
+
     def wait_healthy(self, timeout=120.0):
         """Polls /v1/healthz every 5 ms; the Unix time of the first 200."""
         end = time.monotonic() + timeout
@@ -126,7 +143,7 @@ class Hub:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the hub exited with {self.proc.returncode}: {tail(self.log, 5)}")
             try:
-                with urllib.request.urlopen(f"http://{self.addr}/v1/healthz", timeout=2) as r:
+                with urllib.request.urlopen(self.request("/v1/healthz"), timeout=2) as r:
                     if r.status == 200:
                         return time.time()
             except OSError:
@@ -141,12 +158,12 @@ class Hub:
         return self.proc is not None and self.proc.poll() is None
 
     def get(self, path):
-        with urllib.request.urlopen(f"http://{self.addr}{path}", timeout=30) as r:
+        with urllib.request.urlopen(self.request(path), timeout=30) as r:
             return json.load(r)
 
     def cli(self, *args, timeout=600):
         return subprocess.run([HUB, *args, "--api", f"http://{self.addr}"], capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, env=self.env())
 
     def log_warnings(self):
         errs = [l for l in tail(self.log, 2000) if " ERROR " in l or " WARN " in l]
@@ -161,7 +178,8 @@ class Fleet:
         self.proc = subprocess.Popen(
             [LOADGEN, "fleet", "--api", hub.addr, "--broker", broker_addr, "--creds", creds, "--hub-bin", HUB,
              *extra],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "a"), text=True, bufsize=1)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "a"), text=True, bufsize=1,
+            env=hub.env())
 
     def cmd(self, cmd, **kw):
         self.proc.stdin.write(json.dumps(dict(kw, cmd=cmd)) + "\n")

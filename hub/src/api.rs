@@ -5,10 +5,11 @@
 //! code saying whose fault it was; query strings go through [`ApiQuery`] so that a bad
 //! one gets the same shape.
 //!
-//! Routes (all under `/v1`, answered to loopback peers, and for reads to other peers
-//! presenting the `[api] token` — 403 otherwise, see `web::access` — so that
-//! `api.listen = "0.0.0.0:…"` exposes just the device registry and, with a token, the
-//! read-only dashboard `web`):
+//! Routes (all under `/v1`; every one needs a token, from loopback too — the admin token
+//! `D/api.token` for changes, which are also accepted only from loopback, or a read
+//! token `D/read.token` for GETs; 401/403 otherwise, see `web::access` and `token` — so
+//! that `api.listen = "0.0.0.0:…"` exposes just the device registry and, with the read
+//! token, the read-only dashboard `web`):
 //! - `POST /apply`, `POST /delete`: body `[{"file": ..., "text": ...}]` → `{"results": [...]}`
 //!   (`?dry_run=true`: plan and report the devices that would change, change nothing)
 //! - `GET /devices`, `GET /devices/{name}`, `POST /devices` (`{"name", "labels"}`),
@@ -29,6 +30,7 @@
 //! The `/v2` image registry routes (device credentials, any peer) are `registry::router`.
 
 mod query;
+pub mod token;
 
 use std::sync::{Arc, Mutex};
 
@@ -72,13 +74,13 @@ pub struct ApiState {
     pub events: crate::events::Events,
     /// `dashboards.home_assistant_prefix`, for broker ACL files.
     pub home_assistant_prefix: String,
-    /// Who may read from another machine (`[api] token`).
-    pub access: crate::web::access::ReadAccess,
+    /// The hub's tokens: who may read and who may change (`web::access`).
+    pub access: crate::web::access::ApiAccess,
     /// Commands to devices (`logs`, `restart`).
     pub commands: Arc<crate::commands::CommandHub>,
 }
 
-/// Every route: the management API and the dashboard (`web::access::read_access`) and the
+/// Every route: the management API and the dashboard (`web::access::api_access`) and the
 /// image registry. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`:
 /// without the peer address every `/v1` request counts as another machine's.
 pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> Router {
@@ -88,7 +90,7 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         .with_state(state.clone())
         .route_layer(middleware::from_fn_with_state(
             access.clone(),
-            crate::web::access::read_access,
+            crate::web::access::api_access,
         ));
     let web = crate::web::router(state.clone());
     let v1 = Router::new()
@@ -127,7 +129,7 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         .merge(web)
         .route_layer(middleware::from_fn_with_state(
             access,
-            crate::web::access::read_access,
+            crate::web::access::api_access,
         ))
         // Manifest sets and device lists run to several MiB (each file is bounded by the
         // parser); axum's default is 2 MiB.

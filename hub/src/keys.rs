@@ -59,7 +59,7 @@ fn random_bytes() -> Result<[u8; 32], KeysError> {
     Ok(b)
 }
 
-fn load_or_create(
+pub(crate) fn load_or_create(
     path: &Path,
     make: impl FnOnce() -> Result<Vec<u8>, KeysError>,
 ) -> Result<Vec<u8>, KeysError> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use drover_hub::api::token;
 use drover_hub::cli::{self, Client, DescribeKind, Format, GetKind};
 use drover_hub::config::HubConfig;
 
@@ -20,9 +21,16 @@ struct Cli {
         default_value = "http://127.0.0.1:7780"
     )]
     api: String,
-    /// The hub's `[api] token`, sent as `Authorization: Bearer TOKEN`: needed for a hub on
-    /// another machine (reads only). Prefer $DROVER_HUB_TOKEN or --token-file: other users
-    /// can see a command line (`ps`).
+    /// Hub config file (TOML) [default: /etc/drover/hub.toml, built-in defaults when
+    /// that file does not exist]: `serve` runs with it; the other commands read the hub's
+    /// admin token from its `data_dir` (`api.token`) unless --token or --token-file is
+    /// given. A file named here (or in $DROVER_HUB_CONFIG) must exist.
+    #[arg(long, global = true, env = "DROVER_HUB_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// The hub's token, sent as `Authorization: Bearer TOKEN` [default: the admin token in
+    /// the hub's data_dir/api.token, readable by root]. From another machine only the
+    /// read-only token (data_dir/read.token) helps, for reads. Prefer $DROVER_HUB_TOKEN or
+    /// --token-file: other users can see a command line (`ps`).
     #[arg(
         long,
         global = true,
@@ -45,31 +53,46 @@ impl Cli {
             Some(t) => Client::with_timeout(&self.api, t),
             None => Client::new(&self.api),
         };
-        let token = match &self.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("--token-file {}: {e}", path.display()))?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-            None => self.token.clone(),
+        let token = match (&self.token_file, &self.token) {
+            (Some(path), _) => std::fs::read_to_string(path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            (None, Some(t)) if !t.trim().is_empty() => t.clone(),
+            (None, _) => data_dir_token(self.config.as_deref(), token::ADMIN_FILE)?,
         };
-        Ok(client.with_token(token.as_deref()))
+        Ok(client.with_token(Some(&token)))
     }
 }
+
+/// The hub's config: --config, $DROVER_HUB_CONFIG, or the default path.
+fn hub_config(path: Option<&std::path::Path>) -> Result<HubConfig, String> {
+    match path {
+        Some(p) => HubConfig::load(p),
+        None => HubConfig::load_or_default(std::path::Path::new(DEFAULT_CONFIG)),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// The token in the file `name` of the hub's data folder (from the hub's config).
+fn data_dir_token(config: Option<&std::path::Path>, name: &str) -> Result<String, String> {
+    let config = hub_config(config).map_err(|e| {
+        format!(
+            "cannot find the hub's token: {e} (or pass --token-file PATH or set DROVER_HUB_TOKEN)"
+        )
+    })?;
+    token::read_token_file(&config.data_dir.join(name)).map_err(|e| e.to_string())
+}
+
+/// Where `serve` and the CLI look for the hub's config when none is named.
+const DEFAULT_CONFIG: &str = "/etc/drover/hub.toml";
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the hub: store, embedded MQTT broker, HTTP API.
-    Serve {
-        /// Hub config file (TOML) [default: /etc/drover/hub.toml, built-in defaults when
-        /// that file does not exist]. A file named here (or in $DROVER_HUB_CONFIG) must
-        /// exist.
-        #[arg(long, env = "DROVER_HUB_CONFIG")]
-        config: Option<PathBuf>,
-    },
+    Serve,
     /// Create or update the Deployments and Devices in manifest files (all or nothing).
     ///
     /// `hub:NAME:TAG` images are pinned to the digest the hub's registry holds now; the
@@ -154,6 +177,11 @@ enum Command {
     /// Print configuration for an external broker.
     #[command(subcommand)]
     BrokerConfig(BrokerConfigCommand),
+    /// Print the dashboard's address with the hub's read-only token, to open once in a
+    /// browser (which then keeps the token in a cookie). Reads data_dir/read.token from
+    /// the hub's config (root only); the address starts with --api (replace its host when
+    /// the browser is on another machine).
+    DashboardUrl,
     /// Print version information.
     Version,
 }
@@ -355,7 +383,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let client = match &cli.command {
-        Command::Serve { .. } | Command::Version => Client::new(&cli.api),
+        Command::Serve | Command::Version | Command::DashboardUrl => Client::new(&cli.api),
         // Copying a large image onto slow storage takes a while.
         Command::Image(ImageCommand::Import { .. }) => {
             match cli.client(Some(std::time::Duration::from_secs(3600))) {
@@ -368,8 +396,12 @@ fn main() -> ExitCode {
             Err(e) => return fail(&e, ExitCode::from(2)),
         },
     };
+    let config = cli.config.clone();
     let result = match cli.command {
-        Command::Serve { config } => serve(config.as_deref()),
+        Command::Serve => hub_config(config.as_deref()).and_then(serve),
+        Command::DashboardUrl => data_dir_token(config.as_deref(), token::READ_FILE).map(|t| {
+            println!("{}/?token={t}", client.base());
+        }),
         Command::Version => {
             println!("drover-hub {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -496,7 +528,7 @@ fn run_client(client: &Client, command: Command) -> Result<(), cli::CliError> {
         Command::Restart { device, workload } => {
             cli::device_cmd::restart(client, &device, &workload)
         }
-        Command::Serve { .. } | Command::Version | Command::Diff(_) => Ok(()),
+        Command::Serve | Command::Version | Command::DashboardUrl | Command::Diff(_) => Ok(()),
     }
 }
 
@@ -515,12 +547,7 @@ fn rollout(client: &Client, r: RolloutCommand) -> Result<(), cli::CliError> {
     cli::rollout::action(client, &args.deployment, action, args.output).map(drop)
 }
 
-fn serve(path: Option<&std::path::Path>) -> Result<(), String> {
-    let config = match path {
-        Some(p) => HubConfig::load(p),
-        None => HubConfig::load_or_default(std::path::Path::new("/etc/drover/hub.toml")),
-    }
-    .map_err(|e| e.to_string())?;
+fn serve(config: HubConfig) -> Result<(), String> {
     if config.broker.url.is_empty() && config.broker.max_connections == 0 {
         return Err("broker.max_connections must be at least 1 (it bounds the embedded broker's connections)".to_owned());
     }
@@ -578,6 +605,34 @@ mod tests {
         std::fs::remove_file(&dir).unwrap();
         let err = cli.client(None).err().unwrap();
         assert!(err.starts_with("--token-file "), "{err}");
+    }
+
+    #[test]
+    fn without_a_token_the_cli_reads_the_admin_token_from_the_hubs_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("hub.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!("data_dir = {:?}\n", data.display().to_string()),
+        )
+        .unwrap();
+        let path = config.to_str().unwrap();
+        let cli = Cli::try_parse_from(["drover-hub", "--config", path, "get", "devices"]).unwrap();
+        let err = cli.client(None).err().unwrap();
+        assert!(
+            err.contains("data/api.token") && err.contains("run as root"),
+            "{err}"
+        );
+        std::fs::create_dir(&data).unwrap();
+        let tokens = drover_hub::api::token::load_or_create(&data).unwrap();
+        assert!(cli.client(None).is_ok());
+        assert_eq!(
+            super::data_dir_token(Some(&config), super::token::READ_FILE).unwrap(),
+            tokens.read
+        );
+        let cli = Cli::try_parse_from(["drover-hub", "serve", "--config", path]).unwrap();
+        assert_eq!(cli.config.as_deref(), Some(config.as_path()));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub enum ServeError {
     #[error(transparent)]
     Keys(#[from] KeysError),
     #[error(transparent)]
+    Token(#[from] crate::api::token::TokenError),
+    #[error(transparent)]
     Controller(#[from] ControllerError),
     #[error(transparent)]
     Broker(#[from] BrokerError),
@@ -93,6 +95,7 @@ pub async fn serve(
     let key = keys::load_or_create_signing_key(dir)?;
     let command_key = key.clone();
     let hub_credential = keys::load_or_create_hub_credential(dir)?;
+    let api_tokens = crate::api::token::load_or_create(dir)?;
     let settings = Settings {
         offline_after_ms: config.offline_after.0,
         device_broker: config.device_broker_address(),
@@ -183,7 +186,7 @@ pub async fn serve(
         mirrors,
         events,
         home_assistant_prefix: config.dashboards.home_assistant_prefix.clone(),
-        access: crate::web::access::ReadAccess::new(&config.api.token),
+        access: crate::web::access::ApiAccess::new(&api_tokens, &config.api.token, dir),
         commands,
     };
     let app = crate::api::router(state, creds, registry);

@@ -41,13 +41,17 @@ fn start_hub(dir: &std::path::Path) -> (Client, u16) {
             .unwrap();
         rt.block_on(serve(config, std::future::pending())).unwrap();
     });
-    let client = Client::new(&format!("http://127.0.0.1:{api}"));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get::<Vec<DeviceView>>("/v1/devices").is_err() {
+    loop {
+        // The admin token, created at the hub's first start.
+        let token = std::fs::read_to_string(dir.join(crate::api::token::ADMIN_FILE)).ok();
+        let client = Client::new(&format!("http://127.0.0.1:{api}")).with_token(token.as_deref());
+        if client.get::<Vec<DeviceView>>("/v1/devices").is_ok() {
+            return (client, mqtt);
+        }
         assert!(Instant::now() < deadline, "hub API never came up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (client, mqtt)
 }
 
 fn device_client(name: &str, password: &str, port: u16) -> (MqttClient, rumqttc::Connection) {

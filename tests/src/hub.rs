@@ -130,9 +130,13 @@ impl TestHub {
         }
     }
 
-    /// `drover-hub --api URL ARGS`: (exit code, stdout, stderr).
+    /// `drover-hub --api URL ARGS` with `DROVER_HUB_CONFIG` set to this hub's config, so
+    /// that the CLI finds the admin token in the data folder as it does on a hub's
+    /// machine: (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(bin("drover-hub"))
+            .env("DROVER_HUB_CONFIG", &self.config)
+            .env_remove("DROVER_HUB_TOKEN")
             .arg("--api")
             .arg(&self.api)
             .args(args)
@@ -144,6 +148,33 @@ impl TestHub {
             s(&out.stdout),
             s(&out.stderr),
         )
+    }
+
+    /// The hub's data folder (`data_dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The admin token the hub created at its first start (`data_dir/api.token`).
+    pub fn admin_token(&self) -> String {
+        self.token_file("api.token")
+    }
+
+    /// The read-only token the hub created at its first start (`data_dir/read.token`).
+    pub fn read_token(&self) -> String {
+        self.token_file("read.token")
+    }
+
+    fn token_file(&self, name: &str) -> String {
+        let path = self.data_dir().join(name);
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{} (is the hub started?): {e}", path.display()));
+        text.trim().to_owned()
+    }
+
+    /// `Authorization: Bearer ADMIN-TOKEN`, as a raw header line for HTTP tests.
+    pub fn admin_header(&self) -> String {
+        format!("Authorization: Bearer {}", self.admin_token())
     }
 
     /// Writes `yaml` to a file in the hub's folder and applies it: (code, stdout, stderr).

@@ -1,8 +1,10 @@
 //! End-to-end: the hub's web dashboard in a real headless Chromium, against a real hub and
 //! real agents running real containers and sending real telemetry. The fleet page lists
 //! the devices, a device page charts its usage, a killed container's restart shows up live
-//! (through `/v1/events`, without a reload), and another machine reads only with the
-//! token and never writes. A browser logged in by cookie reads a container's log (its
+//! (through `/v1/events`, without a reload), and another machine reads only with a read
+//! token and never writes. The loopback browser opens the address `drover-hub
+//! dashboard-url` prints (the read token of `data_dir/read.token`); the remote one logs
+//! in with `[api] token`, which is one more read token. A browser logged in by cookie reads a container's log (its
 //! `<b>` stays text), follows it, and sees "last seen" follow telemetry; an unknown device
 //! gets only an error. Screenshots go to `target/test-artifacts/dashboard-*.png`.
 //! Needs root and Debian's `chromium`.
@@ -101,7 +103,8 @@ fn http(addr: SocketAddr, method: &str, path: &str, headers: &[&str]) -> (u16, S
     )
 }
 
-/// The hub's config rewritten to listen on every address with `TOKEN`, and to count a
+/// The hub's config rewritten to listen on every address with `TOKEN` (an extra read
+/// token), and to count a
 /// device offline after the default 90 s (one agent has the default 30 s heartbeat).
 fn expose_with_token(hub: &TestHub) -> u16 {
     let port: u16 = hub.api.rsplit(':').next().unwrap().parse().unwrap();
@@ -146,8 +149,18 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
     });
 
     let mut b = Browser::launch("dashboard-chromium", 1360, 900);
+    // Logged in once with the address `dashboard-url` prints (the read token).
+    let (code, url, err) = hub.cli(&["dashboard-url"]);
+    assert_eq!(code, 0, "dashboard-url: {err}");
+    let url = url.trim();
+    assert_eq!(url, format!("{}/?token={}", hub.api, hub.read_token()));
+    b.navigate(url);
+    assert_eq!(
+        b.eval("location.search"),
+        "",
+        "the token left in the address"
+    );
     // The fleet page: every device, the two sensors healthy with their workload.
-    b.navigate(&format!("{}/", hub.api));
     b.wait_until(
         "three devices, two sensors healthy with 1/1 ready",
         T,
@@ -224,20 +237,23 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
     shot(&mut b, "deployment");
     drop(b);
 
-    // From another machine's address: 403 without the token, reads with it, never writes.
+    // From another machine's address: 401 without a token, reads with a read token (the
+    // hub's read.token or `[api] token`), never writes, not even with the admin token.
     let remote = SocketAddr::new(non_loopback_ip(), port);
     let bearer = format!("Authorization: Bearer {TOKEN}");
-    for path in ["/", "/v1/devices", "/v1/events", "/assets/app.js"] {
-        assert_eq!(
-            http(remote, "GET", path, &[]).0,
-            403,
-            "GET {path} without the token"
-        );
-        assert_eq!(
-            http(remote, "GET", path, &[&bearer]).0,
-            200,
-            "GET {path} with it"
-        );
+    let read = format!("Authorization: Bearer {}", hub.read_token());
+    for path in [
+        "/",
+        "/v1/devices",
+        "/v1/events",
+        "/assets/app.js",
+        "/metrics",
+    ] {
+        let (code, _, body) = http(remote, "GET", path, &[]);
+        assert_eq!(code, 401, "GET {path} without a token: {body}");
+        for with in [&bearer, &read] {
+            assert_eq!(http(remote, "GET", path, &[with]).0, 200, "GET {path}");
+        }
     }
     let (_, head, body) = http(remote, "GET", "/v1/events", &[&bearer]);
     assert!(
@@ -245,12 +261,21 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
         "{head}{body}"
     );
     let wrong = "Authorization: Bearer dashboard-test-token-0123456788";
-    assert_eq!(http(remote, "GET", "/v1/devices", &[wrong]).0, 403);
-    // The CLI sends the token it is given ($DROVER_HUB_TOKEN), and says how when it has none.
+    assert_eq!(http(remote, "GET", "/v1/devices", &[wrong]).0, 401);
+    // The CLI sends the token it is given ($DROVER_HUB_TOKEN), and says how when it has
+    // none and cannot read the hub's (a config whose data folder holds no token).
+    let elsewhere = hub.dir.path().join("elsewhere.toml");
+    let empty = hub.dir.path().join("no-data");
+    std::fs::write(
+        &elsewhere,
+        format!("data_dir = {:?}\n", empty.display().to_string()),
+    )
+    .unwrap();
     let cli = |token: Option<&str>| {
         let mut c = std::process::Command::new(drover_tests::bin("drover-hub"));
         c.args(["--api", &format!("http://{remote}"), "get", "devices"]);
         c.env_remove("DROVER_HUB_TOKEN");
+        c.env("DROVER_HUB_CONFIG", &elsewhere);
         if let Some(t) = token {
             c.env("DROVER_HUB_TOKEN", t);
         }
@@ -264,19 +289,21 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
     assert_eq!(code, Some(0), "{err}");
     let (code, err) = cli(None);
     assert!(
-        code == Some(1) && err.contains("pass --token or set DROVER_HUB_TOKEN"),
+        code == Some(2)
+            && err.contains("no-data/api.token")
+            && err.contains("--token-file PATH or set DROVER_HUB_TOKEN"),
         "{err}"
     );
     let (code, err) = cli(Some("dashboard-test-token-0123456788"));
     assert!(
-        code == Some(1) && err.contains("the token given is not the hub's"),
+        code == Some(1) && err.contains("the token given is none of the hub's"),
         "{err}"
     );
-    let (code, _, body) = http(remote, "POST", "/v1/apply", &[&bearer]);
-    assert_eq!(
-        code, 403,
-        "a write from another machine, token or not: {body}"
-    );
+    let admin = hub.admin_header();
+    for with in [&bearer, &read, &admin] {
+        let (code, _, body) = http(remote, "POST", "/v1/apply", &[with]);
+        assert_eq!(code, 403, "a write from another machine, any token: {body}");
+    }
     assert_eq!(
         http(remote, "GET", "/v2/", &[]).0,
         401,

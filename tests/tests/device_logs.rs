@@ -43,12 +43,15 @@ fn ticker(image: &Path) -> String {
         .replace("sleep 0.2", "sleep 1")
 }
 
-/// `curl` of an API path: status code and body.
+/// `curl` of an API path with the read-only token: status code and body.
 fn http_get(hub: &TestHub, path: &str) -> (u16, Value) {
+    let auth = format!("Authorization: Bearer {}", hub.read_token());
     let out = Command::new("curl")
         .args([
             "-s",
             "-g",
+            "-H",
+            &auth,
             "-w",
             "\n%{http_code}",
             &format!("{}{path}", hub.api),

@@ -146,9 +146,10 @@ fn the_strict_parser_refuses_what_the_format_forbids() {
     assert_eq!(e.families["a"].samples[0].labels["b"], "q\"\n");
 }
 
-/// `GET path` on the hub's API port: (status, content type, body).
-fn get(api: &str, path: &str) -> (u16, String, String) {
-    let (head, body) = get_bytes(api, path, "");
+/// `GET path` on the hub's API port with `extra` header lines: (status, content type,
+/// body).
+fn get(api: &str, path: &str, extra: &str) -> (u16, String, String) {
+    let (head, body) = get_bytes(api, path, extra);
     let body = String::from_utf8(body).unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let ctype = head
@@ -162,8 +163,10 @@ fn get(api: &str, path: &str) -> (u16, String, String) {
     (status, ctype, body)
 }
 
+/// `/metrics` with the read-only token, as a Prometheus scraper sends it.
 fn scrape(hub: &TestHub) -> Exposition {
-    let (status, ctype, body) = get(&hub.api, "/metrics");
+    let auth = format!("Authorization: Bearer {}\r\n", hub.read_token());
+    let (status, ctype, body) = get(&hub.api, "/metrics", &auth);
     assert_eq!(status, 200, "{body}");
     assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
     prom_text::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
@@ -385,7 +388,12 @@ fn telemetry_a_real_hub_verified_shows_in_metrics() {
         );
     }
     // Asked for gzip (as Prometheus asks), the same exposition arrives compressed.
-    let (head, zipped) = get_bytes(&hub.api, "/metrics", "Accept-Encoding: gzip\r\n");
+    let auth = format!("Authorization: Bearer {}\r\n", hub.read_token());
+    let (head, zipped) = get_bytes(
+        &hub.api,
+        "/metrics",
+        &format!("{auth}Accept-Encoding: gzip\r\n"),
+    );
     assert!(
         head.to_ascii_lowercase()
             .contains("\r\ncontent-encoding: gzip"),

@@ -210,8 +210,9 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     let third = seal_telemetry(&sample(12, 2_000), &dev, cred.as_bytes()).unwrap();
     until("telemetry_accepted", &third);
     let url = format!("{}/v1/telemetry/devices/pi-t/history?minutes=10", hub.api);
+    let auth = format!("Authorization: Bearer {}", hub.read_token());
     let out = Command::new("curl")
-        .args(["-sf", &url])
+        .args(["-sf", "-H", &auth, &url])
         .output()
         .expect("curl");
     let h: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", out));
@@ -229,7 +230,7 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     let bad_request = |query: &str| {
         let url = format!("{}/v1/telemetry/devices/pi-t/history?{query}", hub.api);
         let out = Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}", &url])
+            .args(["-s", "-H", &auth, "-w", "\n%{http_code}", &url])
             .output()
             .expect("curl");
         let text = String::from_utf8(out.stdout).unwrap();

@@ -108,6 +108,15 @@ fn fail(msg: &str) -> ! {
 // ---------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 client (keep-alive, Content-Length bodies): enough for the hub API.
 
+/// `Authorization: Bearer TOKEN\r\n` from $DROVER_HUB_TOKEN (the hub's admin token, which
+/// every `/v1` route needs), or nothing when it is not set.
+pub(crate) fn auth_header() -> String {
+    match std::env::var("DROVER_HUB_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => format!("Authorization: Bearer {}\r\n", t.trim()),
+        _ => String::new(),
+    }
+}
+
 struct Http {
     addr: String,
     conn: Option<TcpStream>,
@@ -155,8 +164,9 @@ impl Http {
         };
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.addr,
+            auth_header(),
             body.len()
         );
         let io = |e: std::io::Error| format!("hub API {method} {path}: {e}");

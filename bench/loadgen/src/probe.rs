@@ -119,7 +119,8 @@ fn get(api: &str, path: &str, conn: &mut Option<TcpStream>) -> Res<u16> {
     let Some(c) = conn.as_mut() else {
         return Err("no connection".to_owned());
     };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {api}\r\n\r\n");
+    let auth = crate::auth_header();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {api}\r\n{auth}\r\n");
     c.write_all(req.as_bytes()).map_err(io)?;
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 8192];

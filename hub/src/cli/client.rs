@@ -1,7 +1,8 @@
 //! A small blocking JSON client for the hub's API (ureq, plain HTTP). An error answer's
-//! `{"error": ...}` becomes the error message as is. Every request carries the hub's
-//! `[api] token` as `Authorization: Bearer TOKEN` when one was given (needed from another
-//! machine); this module never prints or logs it.
+//! `{"error": ...}` becomes the error message as is. Every request carries the token it
+//! was given as `Authorization: Bearer TOKEN` (the hub needs one on every `/v1` route, from
+//! loopback too: its admin token `data_dir/api.token`, which `main` finds, or a read-only
+//! one); this module never prints or logs it.
 
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ const MAX_ANSWER_BYTES: u64 = 256 * 1024 * 1024;
 pub struct Client {
     base: String,
     agent: ureq::Agent,
-    /// `Bearer TOKEN`, sent with every request; none on loopback.
+    /// `Bearer TOKEN`, sent with every request.
     authorization: Option<String>,
 }
 
@@ -50,7 +51,7 @@ impl Client {
         }
     }
 
-    /// Sends `token` (the hub's `[api] token`) with every request; `None` or `""`: none.
+    /// Sends `token` (the admin or a read token) with every request; `None` or `""`: none.
     pub fn with_token(mut self, token: Option<&str>) -> Client {
         self.authorization = token
             .map(str::trim)

@@ -4,7 +4,9 @@
 //! has verified are the blobs renamed into `blobs/sha256/` and the index updated — a
 //! failed import leaves neither blobs nor tags behind.
 //!
-//! This module reads the layout folder and writes only below the registry's root.
+//! This module reads the layout folder and writes only below the registry's root. It
+//! never follows a symbolic link below the layout folder (`nofollow`), and never puts a
+//! layout file's content or hash in an error: it says which file and what was expected.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use super::nofollow::LayoutDir;
 use super::{
     DOCKER_LIST, DOCKER_MANIFEST, Digest, ManifestEntry, OCI_INDEX, OCI_MANIFEST, Registry,
     RegistryError, Repository, TagEntry, check_name, check_tag, io_err,
@@ -81,14 +84,17 @@ impl Registry {
             None => default_name(layout)?,
         };
         check_name(&name)?;
-        let index_path = layout.join("index.json");
-        let index: LayoutIndex = serde_json::from_slice(&read_json(&index_path, MAX_JSON)?)
-            .map_err(|e| RegistryError::Invalid(format!("{}: {e}", index_path.display())))?;
+        let layout = LayoutDir::open(layout)?;
+        let index_path = layout.path().join("index.json");
+        let file = layout.open_file(&["index.json"])?;
+        let index: LayoutIndex =
+            serde_json::from_slice(&read_json(file, &index_path, MAX_JSON)?)
+                .map_err(|e| not_json(&index_path, "an OCI image layout index", &e))?;
         let selected = select(&index.manifests, req.tag.as_deref())?;
         let staging = Staging::new(self)?;
         let mut walk = Walk {
             reg: self,
-            layout,
+            layout: &layout,
             staging: &staging.0,
             staged: BTreeMap::new(),
             repo: Repository::default(),
@@ -194,13 +200,14 @@ fn ref_tag(r: &str) -> Result<String, RegistryError> {
     match r.rsplit_once(':') {
         Some((_, t)) if !t.contains('/') && check_tag(t).is_ok() => Ok(t.to_owned()),
         _ => Err(RegistryError::Invalid(format!(
-            "cannot make a tag of {REF_NAME} {r:?}: give one with --tag"
+            "cannot make a tag of a {REF_NAME} annotation in index.json (expected a tag or \
+             a reference ending in :TAG, with letters, digits, `_`, `.`, `-`): give one with --tag"
         ))),
     }
 }
 
-fn read_json(path: &Path, max: u64) -> Result<Vec<u8>, RegistryError> {
-    let f = fs::File::open(path).map_err(io_err("layout: cannot read", path))?;
+/// Reads `f` (opened from `path`), at most `max` bytes.
+fn read_json(f: fs::File, path: &Path, max: u64) -> Result<Vec<u8>, RegistryError> {
     let mut bytes = Vec::new();
     f.take(max + 1)
         .read_to_end(&mut bytes)
@@ -212,6 +219,20 @@ fn read_json(path: &Path, max: u64) -> Result<Vec<u8>, RegistryError> {
         )));
     }
     Ok(bytes)
+}
+
+/// A JSON error as "where, what was expected": serde's own message may quote the file.
+fn not_json(path: &Path, expected: &str, e: &serde_json::Error) -> RegistryError {
+    let kind = match e.classify() {
+        serde_json::error::Category::Data => "the JSON has the wrong shape",
+        _ => "not valid JSON",
+    };
+    RegistryError::Invalid(format!(
+        "{}:{}:{}: expected {expected}: {kind}",
+        path.display(),
+        e.line(),
+        e.column()
+    ))
 }
 
 /// A private folder under `registry/tmp/`, removed with everything in it when dropped.
@@ -240,7 +261,7 @@ impl Drop for Staging {
 /// The walk over one layout's image graph.
 struct Walk<'a> {
     reg: &'a Registry,
-    layout: &'a Path,
+    layout: &'a LayoutDir,
     staging: &'a Path,
     /// Blobs copied (and verified) into the staging folder.
     staged: BTreeMap<Digest, PathBuf>,
@@ -263,8 +284,8 @@ impl Walk<'_> {
         }
         let path = self.fetch(desc)?;
         reach.insert(desc.digest.clone(), desc.size);
-        let doc: Value = serde_json::from_slice(&read_json(&path, MAX_JSON)?)
-            .map_err(|e| RegistryError::Invalid(format!("manifest {}: {e}", desc.digest)))?;
+        let doc: Value = serde_json::from_slice(&read_own(&path)?)
+            .map_err(|e| not_json(&self.blob_in_layout(desc), "an image manifest or index", &e))?;
         let media = match doc.get("mediaType").and_then(Value::as_str) {
             Some(m) => m.to_owned(),
             None if !desc.media_type.is_empty() => desc.media_type.clone(),
@@ -279,9 +300,10 @@ impl Walk<'_> {
         match media.as_str() {
             OCI_INDEX | DOCKER_LIST => self.visit_index(&doc, reach, depth),
             OCI_MANIFEST | DOCKER_MANIFEST => self.visit_manifest(&doc, reach),
-            other => Err(RegistryError::Invalid(format!(
-                "{}: unsupported manifest media type {other:?}",
-                desc.digest
+            _ => Err(RegistryError::Invalid(format!(
+                "{}: unsupported manifest media type: expected {OCI_INDEX}, {OCI_MANIFEST}, \
+                 {DOCKER_LIST} or {DOCKER_MANIFEST}",
+                self.blob_in_layout(desc).display()
             ))),
         }
     }
@@ -323,7 +345,7 @@ impl Walk<'_> {
             self.repo.blobs.insert(b.digest.clone(), b.size);
         }
         let path = self.fetch(&config)?;
-        let platform = serde_json::from_slice::<Platform>(&read_json(&path, MAX_JSON)?)
+        let platform = serde_json::from_slice::<Platform>(&read_own(&path)?)
             .map(|p| p.label())
             .unwrap_or_else(|_| "unknown/unknown".to_owned());
         Ok(vec![platform])
@@ -349,12 +371,19 @@ impl Walk<'_> {
             }
             return Ok(stored);
         }
-        let src = self.layout.join("blobs").join("sha256").join(digest.hex());
+        let src = self.blob_in_layout(desc);
+        let input = self.layout.open_file(&["blobs", "sha256", digest.hex()])?;
         let dst = self.staging.join(digest.hex());
-        copy_verified(&src, &dst, &digest, desc.size)?;
+        copy_verified(input, &src, &dst, &digest, desc.size)?;
         self.bytes_copied += desc.size;
         self.staged.insert(digest, dst.clone());
         Ok(dst)
+    }
+
+    /// Where the blob `desc` is in the layout (for messages).
+    fn blob_in_layout(&self, desc: &Descriptor) -> PathBuf {
+        let hex = desc.digest.strip_prefix("sha256:").unwrap_or(&desc.digest);
+        self.layout.path().join("blobs").join("sha256").join(hex)
     }
 
     /// Moves the staged blobs into the store; returns the repository entry and counts.
@@ -374,15 +403,31 @@ impl Walk<'_> {
 fn descriptors(v: Option<&Value>) -> Result<Vec<Descriptor>, RegistryError> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| RegistryError::Invalid(format!("bad descriptor list: {e}"))),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+            RegistryError::Invalid(
+                "bad descriptor list in a manifest: expected descriptors with a mediaType, \
+                 a digest (sha256:<64 hex>) and a size"
+                    .into(),
+            )
+        }),
     }
 }
 
-/// Copies `src` to `dst` while hashing it; refuses (and removes `dst`) unless it is
-/// exactly `size` bytes hashing to `digest`.
-fn copy_verified(src: &Path, dst: &Path, digest: &Digest, size: u64) -> Result<(), RegistryError> {
-    let mut input = fs::File::open(src).map_err(io_err("layout: cannot read blob", src))?;
+/// A manifest or config already copied (staged or stored): verified, ours.
+fn read_own(path: &Path) -> Result<Vec<u8>, RegistryError> {
+    let f = fs::File::open(path).map_err(io_err("cannot read", path))?;
+    read_json(f, path, MAX_JSON)
+}
+
+/// Copies `input` (opened from `src`) to `dst` while hashing it; refuses (and removes
+/// `dst`) unless it is exactly `size` bytes hashing to `digest`.
+fn copy_verified(
+    mut input: fs::File,
+    src: &Path,
+    dst: &Path,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), RegistryError> {
     let mut out = fs::File::create(dst).map_err(io_err("cannot write", dst))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -403,12 +448,16 @@ fn copy_verified(src: &Path, dst: &Path, digest: &Digest, size: u64) -> Result<(
             .map_err(io_err("cannot write", dst))?;
     }
     let found = format!("sha256:{}", hex::encode(hasher.finalize()));
+    // Never the hash found: it would tell whoever asked something about a file's content.
     let problem = if total > size {
         Some(format!("more than the {size} bytes its descriptor says"))
     } else if total != size {
         Some(format!("{total} bytes, its descriptor says {size}"))
     } else if found != digest.as_str() {
-        Some(format!("the content hashes to {found}"))
+        Some(format!(
+            "the content of {} does not hash to that digest",
+            src.display()
+        ))
     } else {
         None
     };

@@ -16,6 +16,7 @@ mod http;
 mod import;
 mod index;
 mod names;
+mod nofollow;
 
 #[cfg(test)]
 mod tests;

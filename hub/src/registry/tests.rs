@@ -141,6 +141,99 @@ fn a_digest_mismatch_is_refused_and_leaves_nothing_behind() {
     assert_eq!(count(&root.join("blobs/sha256")), 0);
 }
 
+#[test]
+fn a_symlinked_blob_index_or_folder_is_refused_without_being_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (good, _) = layout(tmp.path());
+    let root = tmp.path().join("registry");
+    let reg = Registry::open(&root).unwrap();
+    // Every blob a link to the good layout's file: following them would import fine.
+    let linked = tmp.path().join("linked");
+    std::fs::create_dir_all(linked.join("blobs/sha256")).unwrap();
+    std::fs::copy(good.join("index.json"), linked.join("index.json")).unwrap();
+    for e in std::fs::read_dir(good.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let to = linked.join("blobs/sha256").join(e.file_name());
+        std::os::unix::fs::symlink(e.path(), to).unwrap();
+    }
+    let err = reg
+        .import(&req(&linked, None, None))
+        .unwrap_err()
+        .to_string();
+    let at = linked.join("blobs/sha256").display().to_string();
+    assert!(
+        err.contains(&at) && err.contains("is a symbolic link"),
+        "{err}"
+    );
+    assert_eq!(count(&root.join("blobs/sha256")), 0, "no blob kept");
+    assert!(reg.images().is_empty());
+    // A linked index.json, then a linked blobs/ folder.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::os::unix::fs::symlink(good.join("index.json"), other.join("index.json")).unwrap();
+    std::os::unix::fs::symlink(good.join("blobs"), other.join("blobs")).unwrap();
+    let err = reg
+        .import(&req(&other, None, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("other/index.json is a symbolic link"), "{err}");
+    std::fs::remove_file(other.join("index.json")).unwrap();
+    std::fs::copy(good.join("index.json"), other.join("index.json")).unwrap();
+    let err = reg
+        .import(&req(&other, None, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("other/blobs is a symbolic link"), "{err}");
+    assert!(reg.images().is_empty());
+    // The layout folder itself may be a link: the user named it.
+    let named = tmp.path().join("named");
+    std::os::unix::fs::symlink(&good, &named).unwrap();
+    reg.import(&req(&named, None, None)).unwrap();
+}
+
+#[test]
+fn import_errors_name_the_file_and_never_its_content_or_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, _) = layout(tmp.path());
+    let reg = Registry::open(&tmp.path().join("registry")).unwrap();
+    // A FIFO where a blob should be is refused at once, not read forever.
+    let blobs = path.join("blobs/sha256");
+    let victim = std::fs::read_dir(&blobs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    let made = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &victim,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    );
+    made.unwrap();
+    let err = reg.import(&req(&path, None, None)).unwrap_err().to_string();
+    assert!(err.contains("is not a regular file"), "{err}");
+    // Same size, other bytes: the error names the file, never the hash it found.
+    std::fs::remove_file(&victim).unwrap();
+    let mut other = bytes.clone();
+    other[0] ^= 0xff;
+    std::fs::write(&victim, &other).unwrap();
+    let err = reg.import(&req(&path, None, None)).unwrap_err().to_string();
+    let found = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&other));
+    assert!(!err.contains(&found), "{err}");
+    assert!(err.contains(&victim.display().to_string()), "{err}");
+    // index.json that quotes a secret in the wrong place: not echoed.
+    std::fs::write(path.join("index.json"), r#"{"manifests": "s3cret-value"}"#).unwrap();
+    let err = reg.import(&req(&path, None, None)).unwrap_err().to_string();
+    assert!(
+        !err.contains("s3cret") && err.contains("index.json:1:"),
+        "{err}"
+    );
+}
+
 /// Serves the `/v2` routes on a free port; device `pi-1` / `secret` is registered.
 fn serve(reg: Registry) -> String {
     let creds: HashMap<String, String> = [("pi-1".to_owned(), "secret".to_owned())].into();

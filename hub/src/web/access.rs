@@ -1,15 +1,23 @@
-//! Who may use the hub's HTTP routes other than the registry: loopback peers always;
-//! other peers only to read (GET/HEAD), and only with the `[api] token` — as
-//! `Authorization: Bearer TOKEN`, as the `drover_token` cookie, or once as `?token=` on a
-//! page, which answers with that cookie (HttpOnly, SameSite=Strict, kept for
-//! [`COOKIE_MAX_AGE_S`] = 30 days, so that it outlives a browser restart) and a redirect to
-//! the same address without the token. Changing the token logs every browser out.
+//! Who may use the hub's HTTP routes other than the registry (`/v1`, `/metrics`, the
+//! dashboard's page and assets). Every request needs one of the hub's tokens, from
+//! loopback too (any local user or `network: host` container reaches loopback):
+//! - the **admin** token (`D/api.token`, `api::token`), as `Authorization: Bearer TOKEN`:
+//!   every route; changes (anything but GET/HEAD) only from loopback;
+//! - a **read** token (`D/read.token`, and `[api] token` when set): GET/HEAD only, from
+//!   any peer, as `Authorization: Bearer TOKEN`, as the `drover_token` cookie, or once as
+//!   `?token=` on a page, which answers with that cookie (HttpOnly, SameSite=Strict, kept
+//!   for [`COOKIE_MAX_AGE_S`] = 30 days, so that it outlives a browser restart) and a
+//!   redirect to the same address without the token. Changing the token logs every
+//!   browser out. The admin token is never accepted in a cookie or an address: a browser
+//!   never holds a token that can change anything.
 //!
-//! The rule is the pure function [`decide`]; [`read_access`] is the axum middleware around
-//! it, for `/`, the dashboard's assets, `/v1` and `/metrics`. This module must never let
-//! a non-loopback peer change anything, whatever it presents, and never logs a token.
+//! No token: 401 saying where the tokens are; a read token on a change, or a change
+//! from another machine: 403. The rule is the pure function [`decide`]; [`api_access`]
+//! is the axum middleware around it. This module must never let a non-loopback peer or
+//! a read token change anything, and never logs or echoes a token.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,43 +28,76 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::api::token::{ADMIN_FILE, READ_FILE, Tokens};
 use crate::views::ErrorBody;
 
-/// The cookie a browser keeps the token in.
+/// The cookie a browser keeps the read token in.
 pub const COOKIE: &str = "drover_token";
 
 /// How long a browser keeps [`COOKIE`] (`Max-Age`, seconds): 30 days. Without it the
 /// cookie would last only until the browser's next start.
 pub const COOKIE_MAX_AGE_S: u32 = 30 * 24 * 60 * 60;
 
-/// The configured token, as its SHA-256 (compared in constant time); none = off.
-#[derive(Clone, Default)]
-pub struct ReadAccess {
-    token: Option<Arc<[u8; 32]>>,
+/// The hub's tokens, as their SHA-256 (compared in constant time), and the data folder
+/// they are in (named in refusals, so that a user knows where to look).
+#[derive(Clone)]
+pub struct ApiAccess {
+    admin: Arc<[u8; 32]>,
+    read: Arc<[[u8; 32]]>,
+    data_dir: Arc<str>,
 }
 
-impl std::fmt::Debug for ReadAccess {
+impl std::fmt::Debug for ApiAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadAccess")
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
+        f.debug_struct("ApiAccess")
+            .field("admin", &"<set>")
+            .field("read", &format!("<{} set>", self.read.len()))
+            .field("data_dir", &self.data_dir)
             .finish()
     }
 }
 
-impl ReadAccess {
-    /// From the `[api] token` setting: `""` = no token, loopback peers only.
-    pub fn new(token: &str) -> ReadAccess {
-        ReadAccess {
-            token: (!token.is_empty()).then(|| Arc::new(digest(token))),
+/// What a token lets its bearer do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Read,
+    Admin,
+}
+
+impl ApiAccess {
+    /// From the tokens in `data_dir` and the `[api] token` setting (`""`: none), which
+    /// is one more read token (kept for dashboards and scrapers set up with it).
+    pub fn new(tokens: &Tokens, extra_read: &str, data_dir: &Path) -> ApiAccess {
+        let mut read = vec![digest(&tokens.read)];
+        if !extra_read.is_empty() {
+            read.push(digest(extra_read));
+        }
+        ApiAccess {
+            admin: Arc::new(digest(&tokens.admin)),
+            read: read.into(),
+            data_dir: data_dir.display().to_string().into(),
         }
     }
 
-    /// True when `presented` is the configured token. Both sides are hashed first, so
-    /// neither the comparison nor its length gives away how much of a guess was right.
-    fn accepts(&self, presented: &str) -> bool {
-        self.token
-            .as_ref()
-            .is_some_and(|t| bool::from(t.ct_eq(&digest(presented))))
+    /// What `presented` grants, if it is one of the hub's tokens. Both sides are hashed
+    /// first, so neither the comparison nor its length gives away how much of a guess
+    /// was right; every token is compared, whichever matches.
+    fn level(&self, presented: &str) -> Option<Level> {
+        let p = digest(presented);
+        let admin = bool::from(self.admin.ct_eq(&p));
+        let read = self
+            .read
+            .iter()
+            .fold(false, |any, t| any | bool::from(t.ct_eq(&p)));
+        match (admin, read) {
+            (true, _) => Some(Level::Admin),
+            (false, true) => Some(Level::Read),
+            _ => None,
+        }
+    }
+
+    fn is_read(&self, presented: &str) -> bool {
+        self.level(presented) == Some(Level::Read)
     }
 }
 
@@ -80,34 +121,56 @@ pub enum Verdict {
 /// Why a request was refused (each says what would have been accepted).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Denied {
-    /// A change from another machine.
-    Write,
-    /// A read from another machine, and no token is configured.
+    /// No token at all (401).
     NoToken,
-    /// A read from another machine without a token.
-    BadToken,
-    /// A read from another machine with a token that is not the hub's.
+    /// A token that is none of the hub's (401).
     WrongToken,
+    /// The admin token in a cookie or an address (401).
+    AdminInBrowser,
+    /// A change with a read token (403).
+    ReadOnly,
+    /// A change from another machine, whatever token (403).
+    RemoteWrite,
 }
 
 impl Denied {
-    fn message(&self) -> &'static str {
+    /// 401 when the right token would have been let in, 403 when no token would.
+    pub fn status(&self) -> StatusCode {
         match self {
-            Denied::Write => {
+            Denied::NoToken | Denied::WrongToken | Denied::AdminInBrowser => {
+                StatusCode::UNAUTHORIZED
+            }
+            Denied::ReadOnly | Denied::RemoteWrite => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// What was wrong and where the tokens are; `dir` is the hub's data folder.
+    pub fn message(&self, dir: &str) -> String {
+        let tokens = format!(
+            "the admin token is in {dir}/{ADMIN_FILE} on the hub's machine (mode 0600: the \
+             CLI reads it itself when run as root; else pass --token-file PATH or set \
+             DROVER_HUB_TOKEN), the read-only one in {dir}/{READ_FILE} (for the \
+             dashboard: `drover-hub dashboard-url` prints its address); over HTTP send \
+             `Authorization: Bearer TOKEN`"
+        );
+        match self {
+            Denied::NoToken => format!("the hub's API needs a token, from loopback too: {tokens}"),
+            Denied::WrongToken => format!(
+                "the token given is none of the hub's (a changed token logs every browser \
+                 out): {tokens}"
+            ),
+            Denied::AdminInBrowser => format!(
+                "the admin token is accepted only in an `Authorization: Bearer` header, \
+                 never in a cookie or an address: open the dashboard with the read-only \
+                 token in {dir}/{READ_FILE} (`drover-hub dashboard-url`)"
+            ),
+            Denied::ReadOnly => format!(
+                "the read-only token cannot change anything: changes need the admin token \
+                 in {dir}/{ADMIN_FILE}, from the hub's machine"
+            ),
+            Denied::RemoteWrite => {
                 "changes are accepted only from loopback; use the CLI on the hub's machine"
-            }
-            Denied::NoToken => {
-                "this hub answers only on loopback; set [api] token to let other machines read"
-            }
-            Denied::BadToken => {
-                "a read from another machine needs the hub's token: with the CLI pass --token \
-                 or set DROVER_HUB_TOKEN; over HTTP send `Authorization: Bearer TOKEN`; \
-                 or open the dashboard once with ?token=TOKEN"
-            }
-            Denied::WrongToken => {
-                "the token given is not the hub's (its [api] token; a changed token logs \
-                 every browser out): with the CLI pass --token or set DROVER_HUB_TOKEN; \
-                 or open the dashboard once with ?token=TOKEN"
+                    .to_owned()
             }
         }
     }
@@ -116,40 +179,48 @@ impl Denied {
 /// The access rule. `peer` is None when the server was not given peer addresses, which
 /// counts as another machine.
 pub fn decide(
-    access: &ReadAccess,
+    access: &ApiAccess,
     peer: Option<IpAddr>,
     method: &Method,
     headers: &HeaderMap,
     path_and_query: &str,
 ) -> Verdict {
-    if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) {
-        return Verdict::Allow;
+    let write = method != Method::GET && method != Method::HEAD;
+    let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
+    if let Some(token) = bearer(headers).filter(|t| !t.is_empty()) {
+        return match access.level(token) {
+            Some(Level::Admin) if write && !loopback => Verdict::Deny(Denied::RemoteWrite),
+            Some(Level::Admin) => Verdict::Allow,
+            Some(Level::Read) if write => Verdict::Deny(Denied::ReadOnly),
+            Some(Level::Read) => Verdict::Allow,
+            None => Verdict::Deny(Denied::WrongToken),
+        };
     }
-    if method != Method::GET && method != Method::HEAD {
-        return Verdict::Deny(Denied::Write);
+    let cookie = cookie(headers, COOKIE);
+    if cookie.is_some_and(|t| access.is_read(t)) {
+        return match write {
+            true => Verdict::Deny(Denied::ReadOnly),
+            false => Verdict::Allow,
+        };
     }
-    if access.token.is_none() {
-        return Verdict::Deny(Denied::NoToken);
-    }
-    if bearer(headers).is_some_and(|t| access.accepts(t))
-        || cookie(headers, COOKIE).is_some_and(|t| access.accepts(t))
-    {
-        return Verdict::Allow;
-    }
-    let query = split_token(path_and_query);
-    let given = bearer(headers).is_some_and(|t| !t.is_empty())
-        || cookie(headers, COOKIE).is_some()
-        || query.as_ref().is_some_and(|(t, _)| !t.is_empty());
+    let query = split_token(path_and_query).filter(|(t, _)| !t.is_empty());
+    let admin_in_browser = [cookie, query.as_ref().map(|q| q.0)]
+        .into_iter()
+        .flatten()
+        .any(|t| access.level(t) == Some(Level::Admin));
     match query {
-        Some((token, location)) if access.accepts(token) => Verdict::Login {
+        _ if admin_in_browser => Verdict::Deny(Denied::AdminInBrowser),
+        Some((token, location)) if !write && access.is_read(token) => Verdict::Login {
             location,
-            // Not `Secure`: the hub speaks plain HTTP (a TLS proxy in front may add it).
+            // Not `Secure`: the hub may speak plain HTTP (a TLS proxy in front may add it).
             set_cookie: format!(
                 "{COOKIE}={token}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict"
             ),
         },
-        _ if given => Verdict::Deny(Denied::WrongToken),
-        _ => Verdict::Deny(Denied::BadToken),
+        Some((token, _)) if access.is_read(token) => Verdict::Deny(Denied::ReadOnly),
+        Some(_) => Verdict::Deny(Denied::WrongToken),
+        None if cookie.is_some() => Verdict::Deny(Denied::WrongToken),
+        None => Verdict::Deny(Denied::NoToken),
     }
 }
 
@@ -194,7 +265,7 @@ fn split_token(path_and_query: &str) -> Option<(&str, String)> {
 /// The middleware: the rule of [`decide`] around any route. Needs the server to be run
 /// with `into_make_service_with_connect_info::<SocketAddr>()`, else every request counts
 /// as another machine's.
-pub async fn read_access(State(access): State<ReadAccess>, req: Request, next: Next) -> Response {
+pub async fn api_access(State(access): State<ApiAccess>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -212,9 +283,16 @@ pub async fn read_access(State(access): State<ReadAccess>, req: Request, next: N
         Verdict::Deny(why) => {
             tracing::debug!(peer = ?peer, path = req.uri().path(), "refused: {why:?}");
             let body = ErrorBody {
-                error: why.message().to_owned(),
+                error: why.message(&access.data_dir),
             };
-            (StatusCode::FORBIDDEN, Json(body)).into_response()
+            let mut res = (why.status(), Json(body)).into_response();
+            if why.status() == StatusCode::UNAUTHORIZED {
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"drover-hub\""),
+                );
+            }
+            res
         }
     }
 }

@@ -4,8 +4,20 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 
 use super::*;
 
-const TOKEN: &str = "0123456789abcdef";
+const ADMIN: &str = "admin0123456789abcdef";
+const READ: &str = "read0123456789abcdef";
+/// `[api] token` from the config: one more read token.
+const EXTRA: &str = "0123456789abcdef";
 const REMOTE: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)));
+const LOCAL: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+
+fn access() -> ApiAccess {
+    let tokens = Tokens {
+        admin: ADMIN.to_owned(),
+        read: READ.to_owned(),
+    };
+    ApiAccess::new(&tokens, EXTRA, Path::new("/var/lib/drover-hub"))
+}
 
 fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -15,13 +27,16 @@ fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
     h
 }
 
-fn get(access: &ReadAccess, peer: Option<IpAddr>, h: &HeaderMap, target: &str) -> Verdict {
-    decide(access, peer, &Method::GET, h, target)
+fn bearer(t: &str) -> HeaderMap {
+    headers(&[(header::AUTHORIZATION, &format!("Bearer {t}"))])
+}
+
+fn get(peer: Option<IpAddr>, h: &HeaderMap, target: &str) -> Verdict {
+    decide(&access(), peer, &Method::GET, h, target)
 }
 
 #[test]
-fn loopback_peers_may_do_anything_without_a_token() {
-    let access = ReadAccess::new("");
+fn loopback_without_a_token_is_refused_with_where_the_tokens_are() {
     let none = HeaderMap::new();
     for ip in [
         IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -29,61 +44,98 @@ fn loopback_peers_may_do_anything_without_a_token() {
         // An IPv4 peer on a dual-stack socket.
         "::ffff:127.0.0.1".parse().expect("ip"),
     ] {
-        for m in [Method::GET, Method::POST] {
+        for (m, target) in [
+            (Method::GET, "/v1/devices"),
+            (Method::POST, "/v1/apply"),
+            (Method::GET, "/metrics"),
+            (Method::GET, "/"),
+        ] {
             assert_eq!(
-                decide(&access, Some(ip), &m, &none, "/v1/apply"),
-                Verdict::Allow
+                decide(&access(), Some(ip), &m, &none, target),
+                Verdict::Deny(Denied::NoToken),
+                "{m} {target}"
             );
         }
     }
+    let m = Denied::NoToken.message("/var/lib/drover-hub");
+    assert!(
+        m.contains("/var/lib/drover-hub/api.token") && m.contains("/var/lib/drover-hub/read.token"),
+        "{m}"
+    );
+    assert!(
+        m.contains("--token-file") && m.contains("DROVER_HUB_TOKEN"),
+        "{m}"
+    );
+    assert_eq!(Denied::NoToken.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[test]
-fn other_peers_are_refused_without_a_configured_token() {
-    let access = ReadAccess::new("");
-    let h = headers(&[(header::AUTHORIZATION, "Bearer ")]);
-    assert_eq!(
-        get(&access, REMOTE, &h, "/"),
-        Verdict::Deny(Denied::NoToken)
-    );
-    // No peer address at all counts as another machine.
-    assert_eq!(
-        get(&access, None, &HeaderMap::new(), "/"),
-        Verdict::Deny(Denied::NoToken)
-    );
-}
-
-#[test]
-fn other_peers_read_with_the_token_in_a_header_or_the_cookie() {
-    let access = ReadAccess::new(TOKEN);
-    for h in [
-        headers(&[(header::AUTHORIZATION, &format!("Bearer {TOKEN}"))]),
-        headers(&[(header::AUTHORIZATION, &format!("bearer {TOKEN}"))]),
-        headers(&[(header::COOKIE, &format!("a=b; {COOKIE}={TOKEN}; c=d"))]),
-    ] {
+fn the_admin_token_may_do_anything_from_loopback_and_only_read_from_elsewhere() {
+    for m in [Method::GET, Method::HEAD, Method::POST, Method::DELETE] {
         assert_eq!(
-            get(&access, REMOTE, &h, "/v1/devices"),
+            decide(&access(), LOCAL, &m, &bearer(ADMIN), "/v1/apply"),
             Verdict::Allow,
-            "{h:?}"
+            "{m}"
         );
-        let head = decide(&access, REMOTE, &Method::HEAD, &h, "/");
-        assert_eq!(head, Verdict::Allow);
     }
+    let lower = headers(&[(header::AUTHORIZATION, &format!("bearer {ADMIN}"))]);
+    assert_eq!(get(REMOTE, &lower, "/v1/devices"), Verdict::Allow);
+    for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+        assert_eq!(
+            decide(&access(), REMOTE, &m, &bearer(ADMIN), "/v1/apply"),
+            Verdict::Deny(Denied::RemoteWrite),
+            "{m}"
+        );
+        // No peer address at all counts as another machine.
+        assert_eq!(
+            decide(&access(), None, &m, &bearer(ADMIN), "/v1/apply"),
+            Verdict::Deny(Denied::RemoteWrite),
+            "{m}"
+        );
+    }
+    assert_eq!(Denied::RemoteWrite.status(), StatusCode::FORBIDDEN);
 }
 
 #[test]
-fn a_wrong_or_missing_token_is_refused() {
-    let access = ReadAccess::new(TOKEN);
+fn read_tokens_read_from_anywhere_and_never_change_anything() {
+    for token in [READ, EXTRA] {
+        for h in [
+            bearer(token),
+            headers(&[(header::COOKIE, &format!("a=b; {COOKIE}={token}; c=d"))]),
+        ] {
+            for peer in [LOCAL, REMOTE] {
+                assert_eq!(get(peer, &h, "/v1/devices"), Verdict::Allow, "{h:?}");
+                let head = decide(&access(), peer, &Method::HEAD, &h, "/");
+                assert_eq!(head, Verdict::Allow);
+                for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+                    assert_eq!(
+                        decide(&access(), peer, &m, &h, "/v1/apply"),
+                        Verdict::Deny(Denied::ReadOnly),
+                        "{m} {h:?}"
+                    );
+                }
+            }
+        }
+        let target = format!("/v1/apply?token={token}");
+        let post = decide(&access(), LOCAL, &Method::POST, &HeaderMap::new(), &target);
+        assert_eq!(post, Verdict::Deny(Denied::ReadOnly));
+    }
+    let m = Denied::ReadOnly.message("/d");
+    assert!(m.contains("/d/api.token"), "{m}");
+    assert_eq!(Denied::ReadOnly.status(), StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn a_wrong_token_is_refused_and_a_missing_one_is_told_apart() {
     for h in [
+        bearer("0123456789abcdeF"),
+        bearer("0123456789abcde"),
+        bearer(&format!("{ADMIN}x")),
+        headers(&[(header::COOKIE, &format!("{COOKIE}={READ}x"))]),
         HeaderMap::new(),
-        headers(&[(header::AUTHORIZATION, "Bearer 0123456789abcdeF")]),
-        headers(&[(header::AUTHORIZATION, "Bearer 0123456789abcde")]),
-        headers(&[(header::AUTHORIZATION, &format!("Basic {TOKEN}"))]),
-        headers(&[(header::COOKIE, &format!("other={TOKEN}"))]),
-        headers(&[(header::COOKIE, &format!("{COOKIE}={TOKEN}x"))]),
     ] {
         assert_eq!(
-            get(&access, REMOTE, &h, "/v1/devices?token=nope"),
+            get(LOCAL, &h, "/v1/devices?token=nope"),
             Verdict::Deny(Denied::WrongToken),
             "{h:?}"
         );
@@ -91,77 +143,76 @@ fn a_wrong_or_missing_token_is_refused() {
     // None given at all, or only other credentials: the token is missing, not wrong.
     for h in [
         HeaderMap::new(),
-        headers(&[(header::AUTHORIZATION, &format!("Basic {TOKEN}"))]),
-        headers(&[(header::COOKIE, &format!("other={TOKEN}"))]),
+        headers(&[(header::AUTHORIZATION, "Bearer ")]),
+        headers(&[(header::AUTHORIZATION, &format!("Basic {READ}"))]),
+        headers(&[(header::COOKIE, &format!("other={READ}"))]),
     ] {
         assert_eq!(
-            get(&access, REMOTE, &h, "/v1/devices"),
-            Verdict::Deny(Denied::BadToken),
+            get(REMOTE, &h, "/v1/devices"),
+            Verdict::Deny(Denied::NoToken),
             "{h:?}"
         );
     }
-    let wrong = headers(&[(header::AUTHORIZATION, "Bearer nope")]);
-    assert_eq!(
-        get(&access, REMOTE, &wrong, "/v1/devices"),
-        Verdict::Deny(Denied::WrongToken)
-    );
+    let m = Denied::WrongToken.message("/d");
+    assert!(m.starts_with("the token given is none of the hub's"), "{m}");
+    assert!(!Denied::NoToken.message("/d").contains("none of the hub's"));
 }
 
 #[test]
-fn no_token_lets_another_machine_change_anything() {
-    let access = ReadAccess::new(TOKEN);
-    let h = headers(&[
-        (header::AUTHORIZATION, &format!("Bearer {TOKEN}")),
-        (header::COOKIE, &format!("{COOKIE}={TOKEN}")),
-    ]);
-    for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
-        let target = format!("/v1/apply?token={TOKEN}");
+fn the_admin_token_never_goes_into_a_browser() {
+    let none = HeaderMap::new();
+    let target = format!("/?token={ADMIN}");
+    assert_eq!(
+        get(LOCAL, &none, &target),
+        Verdict::Deny(Denied::AdminInBrowser)
+    );
+    let cookie = headers(&[(header::COOKIE, &format!("{COOKIE}={ADMIN}"))]);
+    for m in [Method::GET, Method::POST] {
         assert_eq!(
-            decide(&access, REMOTE, &m, &h, &target),
-            Verdict::Deny(Denied::Write),
+            decide(&access(), LOCAL, &m, &cookie, "/v1/apply"),
+            Verdict::Deny(Denied::AdminInBrowser),
             "{m}"
         );
     }
+    let m = Denied::AdminInBrowser.message("/d");
+    assert!(m.contains("/d/read.token") && !m.contains(ADMIN), "{m}");
 }
 
 #[test]
-fn the_token_in_the_query_sets_the_cookie_and_leaves_the_address() {
-    let access = ReadAccess::new(TOKEN);
+fn the_read_token_in_the_query_sets_the_cookie_and_leaves_the_address() {
     let none = HeaderMap::new();
     let cookie =
-        format!("{COOKIE}={TOKEN}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict");
+        format!("{COOKIE}={READ}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict");
     for (target, location) in [
-        (format!("/?token={TOKEN}"), "/"),
-        (format!("/?a=1&token={TOKEN}&b=2"), "/?a=1&b=2"),
-        (format!("/v1/devices?token={TOKEN}&"), "/v1/devices"),
+        (format!("/?token={READ}"), "/"),
+        (format!("/?a=1&token={READ}&b=2"), "/?a=1&b=2"),
+        (format!("/v1/devices?token={READ}&"), "/v1/devices"),
     ] {
-        assert_eq!(
-            get(&access, REMOTE, &none, &target),
-            Verdict::Login {
-                location: location.to_owned(),
-                set_cookie: cookie.clone()
-            }
-        );
+        for peer in [LOCAL, REMOTE] {
+            assert_eq!(
+                get(peer, &none, &target),
+                Verdict::Login {
+                    location: location.to_owned(),
+                    set_cookie: cookie.clone()
+                }
+            );
+        }
     }
     assert_eq!(
-        get(&access, REMOTE, &none, "/?token="),
-        Verdict::Deny(Denied::BadToken)
+        get(REMOTE, &none, "/?token="),
+        Verdict::Deny(Denied::NoToken)
     );
 }
 
 #[test]
 fn the_cookie_outlives_a_browser_restart_for_thirty_days() {
-    let access = ReadAccess::new(TOKEN);
-    let Verdict::Login { set_cookie, .. } = get(
-        &access,
-        REMOTE,
-        &HeaderMap::new(),
-        &format!("/?token={TOKEN}"),
-    ) else {
+    let Verdict::Login { set_cookie, .. } =
+        get(REMOTE, &HeaderMap::new(), &format!("/?token={READ}"))
+    else {
         panic!("no login");
     };
     let attrs: Vec<&str> = set_cookie.split("; ").collect();
-    assert_eq!(attrs[0], format!("{COOKIE}={TOKEN}"));
+    assert_eq!(attrs[0], format!("{COOKIE}={READ}"));
     // A cookie without Max-Age or Expires is a session cookie, gone at the next start.
     assert!(attrs.contains(&"Max-Age=2592000"), "{set_cookie}");
     assert!(
@@ -174,24 +225,19 @@ fn the_cookie_outlives_a_browser_restart_for_thirty_days() {
 }
 
 #[test]
-fn debug_output_hides_the_token() {
-    let shown = format!("{:?}", ReadAccess::new(TOKEN));
-    assert!(!shown.contains(TOKEN) && shown.contains("<set>"), "{shown}");
-}
-
-#[test]
-fn the_refusals_say_how_the_cli_sends_the_token_and_whether_one_came() {
-    for d in [Denied::BadToken, Denied::WrongToken] {
-        let m = d.message();
-        assert!(
-            m.contains("--token") && m.contains("DROVER_HUB_TOKEN"),
-            "{m}"
-        );
+fn debug_output_and_refusals_hide_the_tokens() {
+    let shown = format!("{:?}", access());
+    for t in [ADMIN, READ, EXTRA] {
+        assert!(!shown.contains(t), "{shown}");
     }
-    assert!(
-        Denied::WrongToken
-            .message()
-            .starts_with("the token given is not the hub's")
-    );
-    assert!(!Denied::BadToken.message().contains("not the hub's"));
+    for d in [
+        Denied::NoToken,
+        Denied::WrongToken,
+        Denied::AdminInBrowser,
+        Denied::ReadOnly,
+        Denied::RemoteWrite,
+    ] {
+        let m = d.message("/d");
+        assert!(!m.contains(ADMIN) && !m.contains(READ), "{m}");
+    }
 }

@@ -94,7 +94,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    base-uri 'none'; form-action 'none'";
 
 /// `GET /` (the page; its pages are `#/…` routes), `GET /assets/{name}`, and
-/// `GET /v1/events`. The caller puts them behind [`access::read_access`].
+/// `GET /v1/events`. The caller puts them behind [`access::api_access`].
 pub fn router(state: ApiState) -> Router {
     let live = Router::new()
         .route("/v1/events", get(events))

@@ -7,10 +7,11 @@ use axum::middleware;
 use axum::routing::get;
 use tower::ServiceExt;
 
-use super::access::{COOKIE, ReadAccess, read_access};
+use super::access::{ApiAccess, COOKIE, api_access};
 use super::*;
 
-const TOKEN: &str = "0123456789abcdef";
+const ADMIN: &str = "admin0123456789abcdef";
+const TOKEN: &str = "read0123456789abcdef";
 
 /// Sends `method target` from `peer` with `headers` through `app`.
 async fn send(
@@ -37,8 +38,17 @@ async fn body(res: Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The read token as a header.
+fn reader() -> Vec<(header::HeaderName, String)> {
+    vec![(header::AUTHORIZATION, format!("Bearer {TOKEN}"))]
+}
+
 /// The pages and a read/write route, behind the access rule, as `api::router` builds it.
-fn app(token: &str) -> Router {
+fn app() -> Router {
+    let tokens = crate::api::token::Tokens {
+        admin: ADMIN.to_owned(),
+        read: TOKEN.to_owned(),
+    };
     let rw = Router::new().route(
         "/v1/things",
         get(|| async { "read" }).post(|| async { "wrote" }),
@@ -46,8 +56,8 @@ fn app(token: &str) -> Router {
     pages()
         .merge(rw)
         .route_layer(middleware::from_fn_with_state(
-            ReadAccess::new(token),
-            read_access,
+            ApiAccess::new(&tokens, "", std::path::Path::new("/srv/hub")),
+            api_access,
         ))
 }
 
@@ -105,7 +115,7 @@ fn no_script_parses_text_as_html() {
 
 #[tokio::test]
 async fn the_page_and_assets_are_served_with_their_types_and_policy() {
-    let res = send(app(""), "127.0.0.1:9", Method::GET, "/", &[]).await;
+    let res = send(app(), "127.0.0.1:9", Method::GET, "/", &reader()).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         res.headers()[header::CONTENT_TYPE],
@@ -123,60 +133,72 @@ async fn the_page_and_assets_are_served_with_their_types_and_policy() {
             .contains("<script type=\"module\" src=\"/assets/app.js\">")
     );
     let res = send(
-        app(""),
+        app(),
         "127.0.0.1:9",
         Method::GET,
         "/assets/style.css",
-        &[],
+        &reader(),
     )
     .await;
     assert_eq!(
         res.headers()[header::CONTENT_TYPE],
         "text/css; charset=utf-8"
     );
-    let res = send(app(""), "127.0.0.1:9", Method::GET, "/assets/nope.js", &[]).await;
+    let res = send(
+        app(),
+        "127.0.0.1:9",
+        Method::GET,
+        "/assets/nope.js",
+        &reader(),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let res = send(
-        app(""),
+        app(),
         "127.0.0.1:9",
         Method::GET,
         "/assets/..%2Fmod.rs",
-        &[],
+        &reader(),
     )
     .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
-async fn another_machine_reads_with_the_token_and_never_writes() {
+async fn every_route_needs_a_token_and_the_read_token_never_writes() {
+    let bearer = |t: &str| vec![(header::AUTHORIZATION, format!("Bearer {t}"))];
+    for peer in ["127.0.0.1:9", "192.0.2.9:40000"] {
+        for (method, target) in [(Method::GET, "/v1/things"), (Method::GET, "/")] {
+            let res = send(app(), peer, method, target, &[]).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{peer} {target}");
+            assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+            let text = body(res).await;
+            assert!(text.contains("/srv/hub/api.token"), "{text}");
+        }
+        let res = send(app(), peer, Method::GET, "/v1/things", &bearer("nope")).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res = send(app(), peer, Method::GET, "/v1/things", &bearer(TOKEN)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(body(res).await, "read");
+        let res = send(app(), peer, Method::POST, "/v1/things", &bearer(TOKEN)).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(body(res).await.contains("read-only token cannot change"));
+    }
     let remote = "192.0.2.9:40000";
-    let bearer = || vec![(header::AUTHORIZATION, format!("Bearer {TOKEN}"))];
-    let res = send(app(TOKEN), remote, Method::GET, "/v1/things", &[]).await;
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert!(body(res).await.contains("needs the hub's token"));
-    let res = send(app(""), remote, Method::GET, "/v1/things", &bearer()).await;
-    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no token configured");
-    let res = send(app(TOKEN), remote, Method::GET, "/v1/things", &bearer()).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(body(res).await, "read");
-    let res = send(app(TOKEN), remote, Method::POST, "/v1/things", &bearer()).await;
+    let res = send(app(), remote, Method::POST, "/v1/things", &bearer(ADMIN)).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(body(res).await.contains("only from loopback"));
-    let res = send(app(TOKEN), "127.0.0.1:9", Method::POST, "/v1/things", &[]).await;
+    let res = send(app(), "127.0.0.1:9", Method::POST, "/v1/things", &[]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let local = "127.0.0.1:9";
+    let res = send(app(), local, Method::POST, "/v1/things", &bearer(ADMIN)).await;
     assert_eq!(body(res).await, "wrote");
 }
 
 #[tokio::test]
 async fn a_browser_logs_in_once_with_the_token_in_the_address() {
     let remote = "[2001:db8::1]:40000";
-    let res = send(
-        app(TOKEN),
-        remote,
-        Method::GET,
-        &format!("/?token={TOKEN}"),
-        &[],
-    )
-    .await;
+    let res = send(app(), remote, Method::GET, &format!("/?token={TOKEN}"), &[]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[header::LOCATION], "/");
     let cookie = res.headers()[header::SET_COOKIE]
@@ -190,7 +212,7 @@ async fn a_browser_logs_in_once_with_the_token_in_the_address() {
     let jar = cookie.split(';').next().expect("pair").to_owned();
     assert_eq!(jar, format!("{COOKIE}={TOKEN}"));
     let res = send(
-        app(TOKEN),
+        app(),
         remote,
         Method::GET,
         "/assets/app.js",
