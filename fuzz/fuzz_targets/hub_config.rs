@@ -2,7 +2,7 @@
 //! defaults and checks): never a panic, errors located inside the text.
 #![no_main]
 
-use drover_hub::config::{ConfigError, HubConfig};
+use drover_hub::config::HubConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
