@@ -29,7 +29,7 @@ export DROVER_SANCOV="-Cpasses=sancov-module \
 export RUSTC_WRAPPER="$PWD/rustc-sancov.sh"
 triple=$(rustc -vV | sed -n 's/^host: //p')
 # An explicit --target keeps RUSTFLAGS off build scripts (libfuzzer-sys's cc build).
-cargo build --release --target "$triple" --bins
+cargo build --release --locked --target "$triple" --bins
 bin=target/$triple/release
 
 [ -d seeds/layer ] || "$bin/seeds"
@@ -46,18 +46,20 @@ for t in "${targets[@]}"; do
     touch "artifacts/$t/.started"
     # -fork=1 -ignore_crashes=1 would keep going after a crash; one crash is enough to act on.
     set +e
+    t0=$(date +%s)
     dirs=("corpus/$t" "seeds/$t")
     [ ! -d "regressions/$t" ] || dirs+=("regressions/$t")
     "$bin/$t" "${dirs[@]}" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=1024 \
         -timeout=10 -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1
     rc=$?
     set -e
+    ran=$(( $(date +%s) - t0 ))
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     crashes=$(find "artifacts/$t" -maxdepth 1 -type f -newer "artifacts/$t/.started" \( -name 'crash-*' -o -name 'oom-*' \
         -o -name 'timeout-*' -o -name 'leak-*' \) | wc -l)
-    printf '%-12s %8s %12s %10s %8s %8s\n' "$t" "$secs" "${execs:-?}" "${rate:-?}" \
+    printf '%-12s %8s %12s %10s %8s %8s\n' "$t" "$ran" "${execs:-?}" "${rate:-?}" \
         "${cov:-?}" "$crashes"
     if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
         status=1

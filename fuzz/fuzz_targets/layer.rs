@@ -60,6 +60,12 @@ fn snapshot(dir: &Path, skip: &Path, out: &mut BTreeMap<PathBuf, (u32, u64, i64,
     }
 }
 
+/// `DROVER_FUZZ_VERBOSE=1`: print each extraction's result (to check what seeds reach).
+fn verbose() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| std::env::var_os("DROVER_FUZZ_VERBOSE").is_some())
+}
+
 fn jail() -> &'static Jail {
     static JAIL: OnceLock<Jail> = OnceLock::new();
     JAIL.get_or_init(|| {
@@ -96,6 +102,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let media = MEDIA[usize::from(sel & 3) % MEDIA.len()];
     let result = extract_layer(&j.layers, &j.blob, media, std::slice::from_ref(&j.lower), limits);
+    if verbose() {
+        eprintln!("{media}: {result:?}");
+    }
     let mut after = BTreeMap::new();
     snapshot(&j.root, &j.layers, &mut after);
     after.remove(&j.blob);

@@ -336,6 +336,8 @@ fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
         h.set_entry_type(*kind);
         h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
         h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
         let body: &[u8] = if kind.is_file() { data.as_bytes() } else { b"" };
         h.set_size(body.len() as u64);
         if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
