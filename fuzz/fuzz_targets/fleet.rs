@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
             };
             // YAML line breaks: LF, CR LF and a lone CR.
             let lines = t.replace("\r\n", "\n").split(['\n', '\r']).count() as u64;
-            assert!(e.line >= 1 && e.column >= 1, "error without a location: {e}");
+            assert!(
+                e.line >= 1 && e.column >= 1,
+                "error without a location: {e}"
+            );
             assert!(e.line <= lines, "line {} of {lines}: {e}", e.line);
             assert!(!e.message.is_empty(), "error without a message: {e}");
         }

@@ -49,7 +49,9 @@ fn snapshot(dir: &Path, skip: &Path, out: &mut BTreeMap<PathBuf, (u32, u64, i64,
         let content = if m.is_file() {
             ok(fs::read(&path))
         } else if m.file_type().is_symlink() {
-            ok(fs::read_link(&path)).into_os_string().into_encoded_bytes()
+            ok(fs::read_link(&path))
+                .into_os_string()
+                .into_encoded_bytes()
         } else {
             Vec::new()
         };
@@ -69,14 +71,18 @@ fn verbose() -> bool {
 fn jail() -> &'static Jail {
     static JAIL: OnceLock<Jail> = OnceLock::new();
     JAIL.get_or_init(|| {
-        let base = std::env::var_os("DROVER_FUZZ_TMP").map_or_else(std::env::temp_dir, PathBuf::from);
+        let base =
+            std::env::var_os("DROVER_FUZZ_TMP").map_or_else(std::env::temp_dir, PathBuf::from);
         let root = base.join(format!("drover-fuzz-layer-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let work = root.join("a").join("b");
         let (layers, lower) = (work.join("layers"), work.join("lower"));
         ok(fs::create_dir_all(&layers));
         ok(fs::create_dir_all(lower.join("etc")));
-        ok(fs::write(lower.join("etc").join("passwd"), b"root:x:0:0::/root:/bin/sh\n"));
+        ok(fs::write(
+            lower.join("etc").join("passwd"),
+            b"root:x:0:0::/root:/bin/sh\n",
+        ));
         ok(fs::create_dir(lower.join("dir")));
         ok(symlink("/etc", lower.join("link")));
         ok(fs::write(root.join("sentinel"), b"outside the store"));
@@ -85,7 +91,13 @@ fn jail() -> &'static Jail {
         let mut before = BTreeMap::new();
         snapshot(&root, &layers, &mut before);
         before.remove(&blob);
-        Jail { root, layers, blob, lower, before }
+        Jail {
+            root,
+            layers,
+            blob,
+            lower,
+            before,
+        }
     })
 }
 
@@ -101,7 +113,13 @@ fuzz_target!(|data: &[u8]| {
         layer_entries: [16, 512][usize::from(sel >> 3) & 1],
     };
     let media = MEDIA[usize::from(sel & 3) % MEDIA.len()];
-    let result = extract_layer(&j.layers, &j.blob, media, std::slice::from_ref(&j.lower), limits);
+    let result = extract_layer(
+        &j.layers,
+        &j.blob,
+        media,
+        std::slice::from_ref(&j.lower),
+        limits,
+    );
     if verbose() {
         eprintln!("{media}: {result:?}");
     }
@@ -109,7 +127,10 @@ fuzz_target!(|data: &[u8]| {
     snapshot(&j.root, &j.layers, &mut after);
     after.remove(&j.blob);
     if after != j.before {
-        let new: Vec<_> = after.keys().filter(|p| !j.before.contains_key(*p)).collect();
+        let new: Vec<_> = after
+            .keys()
+            .filter(|p| !j.before.contains_key(*p))
+            .collect();
         panic!("extraction changed the jail outside the store (new: {new:?}): {result:?}");
     }
     let left: Vec<PathBuf> = ok(fs::read_dir(&j.layers)).map(|e| ok(e).path()).collect();

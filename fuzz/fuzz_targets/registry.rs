@@ -6,7 +6,13 @@
 use drover_agent::image::fuzzing::{Resolved, resolve_manifest};
 use libfuzzer_sys::fuzz_target;
 
-const HOSTS: [(&str, u32); 5] = [("x86_64", 0), ("aarch64", 8), ("arm", 7), ("arm", 6), ("arm", 5)];
+const HOSTS: [(&str, u32); 5] = [
+    ("x86_64", 0),
+    ("aarch64", 8),
+    ("arm", 7),
+    ("arm", 6),
+    ("arm", 5),
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&b, rest)) = data.split_first() else {
@@ -20,7 +26,12 @@ fuzz_target!(|data: &[u8]| {
     match resolve_manifest(body, config, host) {
         Ok(Resolved::Index(_)) => {}
         Ok(Resolved::Image(image)) => {
-            assert!(image.layers.iter().all(|l| l.blob.as_str().starts_with("sha256:")));
+            assert!(
+                image
+                    .layers
+                    .iter()
+                    .all(|l| l.blob.as_str().starts_with("sha256:"))
+            );
         }
         Err(e) => assert!(!e.is_empty()),
     }

@@ -13,7 +13,9 @@ use std::sync::{Arc, OnceLock, RwLock};
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, header};
-use drover_hub::registry::{Digest, Index, ManifestEntry, Registry, RegistryState, Repository, TagEntry, router};
+use drover_hub::registry::{
+    Digest, Index, ManifestEntry, Registry, RegistryState, Repository, TagEntry, router,
+};
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
@@ -54,7 +56,9 @@ fn setup() -> &'static Setup {
         let index = Index {
             repositories: [("tools/app".to_owned(), repo)].into(),
         };
-        index.save(&root.join("index.json")).unwrap_or_else(|e| panic!("{e}"));
+        index
+            .save(&root.join("index.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
         let reg = Registry::open(&root).unwrap_or_else(|e| panic!("{e}"));
         let creds: HashMap<String, String> = [("pi-1".to_owned(), "secret".to_owned())].into();
         let state = RegistryState {
@@ -101,14 +105,27 @@ fuzz_target!(|data: &[u8]| {
     let path = req.uri().path().to_owned();
     let s = setup();
     let (status, body) = s.rt.block_on(async {
-        let resp = s.app.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+        let resp = s
+            .app
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap_or_else(|e| match e {});
         let status = resp.status().as_u16();
-        (status, to_bytes(resp.into_body(), 1 << 20).await.map(|b| b.to_vec()))
+        (
+            status,
+            to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .map(|b| b.to_vec()),
+        )
     });
     let body = body.unwrap_or_else(|e| panic!("body of a {status} answer: {e}"));
     let valid = authed || auth == BASIC;
     if !valid {
-        assert!(matches!(status, 400 | 401 | 404 | 405), "{status} without credentials");
+        assert!(
+            matches!(status, 400 | 401 | 404 | 405),
+            "{status} without credentials"
+        );
     }
     match status {
         200 if head => assert!(body.is_empty()),

@@ -39,8 +39,8 @@ pub fn resolve_manifest(
     if value.get("manifests").is_some() {
         let index: Index = serde_json::from_value(value).map_err(|e| e.to_string())?;
         let host = HostPlatform::for_arch(arch, arm_version);
-        let entry = layout::pick_platform(index.manifests, &host, "fuzz")
-            .map_err(|e| e.to_string())?;
+        let entry =
+            layout::pick_platform(index.manifests, &host, "fuzz").map_err(|e| e.to_string())?;
         return Ok(Resolved::Index(entry.digest));
     }
     let manifest: Manifest = serde_json::from_value(value).map_err(|e| e.to_string())?;

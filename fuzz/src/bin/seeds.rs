@@ -290,9 +290,15 @@ fn registry_seeds() -> Seeds {
         image.push(0);
         image.extend(config.as_bytes());
         seeds.push((format!("image-{host}"), image));
-        seeds.push((format!("index-{host}"), [&[host], index.as_bytes()].concat()));
+        seeds.push((
+            format!("index-{host}"),
+            [&[host], index.as_bytes()].concat(),
+        ));
     }
-    seeds.push(("platformless".into(), [&[0], platformless.as_bytes()].concat()));
+    seeds.push((
+        "platformless".into(),
+        [&[0], platformless.as_bytes()].concat(),
+    ));
     seeds.push(("schema1".into(), [&[0], schema1.as_bytes()].concat()));
     seeds
 }
@@ -303,14 +309,22 @@ fn v2_seeds() -> Seeds {
     let b = drover_protocol::Digest::of(drover_fuzz::v2::BLOB);
     let requests: [(u8, u8, String); 10] = [
         (0, 1, "/v2/".into()),
-        (0, 0, "/v2/tools/app/manifests/1\n\nBasic cGktMTpzZWNyZXQ=".into()),
+        (
+            0,
+            0,
+            "/v2/tools/app/manifests/1\n\nBasic cGktMTpzZWNyZXQ=".into(),
+        ),
         (0, 1, "/v2/tools/app/manifests/1".into()),
         (1, 1, "/v2/tools/app/manifests/1".into()),
         (0, 1, format!("/v2/tools/app/manifests/{m}")),
         (0, 1, "/v2/tools/app/tags/list".into()),
         (0, 3, format!("/v2/tools/app/blobs/{b}\nbytes=2-9")),
         (0, 3, format!("/v2/tools/app/blobs/{b}\nbytes=5-")),
-        (0, 0, "/v2/tools/app/tags/list\n\nBasic cGktMTp3cm9uZw==".into()),
+        (
+            0,
+            0,
+            "/v2/tools/app/tags/list\n\nBasic cGktMTp3cm9uZw==".into(),
+        ),
         (0, 1, "/v2/../tools/app/manifests/1".into()),
     ];
     requests
@@ -334,7 +348,11 @@ fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
     for (path, kind, data) in entries {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(*kind);
-        h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        h.set_mode(if *kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
         h.set_mtime(1_700_000_000);
         h.set_uid(0);
         h.set_gid(0);
@@ -396,15 +414,24 @@ fn layer_seeds() -> Seeds {
                 ("etc/.wh.passwd", Regular, ""),
             ]),
         ),
-        ("lower-link", tar_of(&[("passwd", Link, "etc/passwd"), ("l", Symlink, "/etc")])),
-        ("escapes", tar_of(&[("link", Symlink, "../../.."), ("link/x", Regular, "x")])),
+        (
+            "lower-link",
+            tar_of(&[("passwd", Link, "etc/passwd"), ("l", Symlink, "/etc")]),
+        ),
+        (
+            "escapes",
+            tar_of(&[("link", Symlink, "../../.."), ("link/x", Regular, "x")]),
+        ),
         ("empty", tar_of(&[])),
     ];
     let mut seeds = Seeds::new();
     for (label, t) in &tars {
         seeds.push((format!("{label}-tar"), [&[0], t.as_slice()].concat()));
         seeds.push((format!("{label}-gzip"), [&[1], gzip(t).as_slice()].concat()));
-        seeds.push((format!("{label}-zstd"), [&[2], zstd_raw(t).as_slice()].concat()));
+        seeds.push((
+            format!("{label}-zstd"),
+            [&[2], zstd_raw(t).as_slice()].concat(),
+        ));
     }
     seeds
 }
