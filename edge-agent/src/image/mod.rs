@@ -20,6 +20,8 @@ mod config;
 mod digest;
 mod download;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gc;
 pub mod healthcheck;
 mod layer;

@@ -253,9 +253,198 @@ fn string_seeds() -> Seeds {
     .collect()
 }
 
+/// Registry answers: `[host byte] body [NUL config]` (see `fuzz_targets/registry.rs`).
+fn registry_seeds() -> Seeds {
+    let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let entry = |os: &str, arch: &str, variant: Option<&str>, c: char| {
+        let v = variant.map_or(String::new(), |v| format!(r#","variant":"{v}""#));
+        format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":500,"platform":{{"os":"{os}","architecture":"{arch}"{v}}}}}"#,
+            d(c)
+        )
+    };
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{},{},{}]}}"#,
+        entry("linux", "amd64", None, 'a'),
+        entry("linux", "arm64", Some("v8"), 'b'),
+        entry("linux", "arm", Some("v7"), 'c'),
+        entry("linux", "arm", Some("v6"), 'd'),
+    );
+    let platformless = format!(r#"{{"manifests":[{{"digest":"{}"}}]}}"#, d('e'));
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":300}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":1000}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"{}"}}]}}"#,
+        d('1'),
+        d('2'),
+        d('3')
+    );
+    let config = format!(
+        r#"{{"architecture":"arm64","os":"linux","config":{{"Entrypoint":["/app"],"Cmd":["--serve"],"Env":["PATH=/bin"],"WorkingDir":"/srv","User":"1000:1000","Healthcheck":{{"Test":["CMD","/app","--check"],"Interval":30000000000,"Timeout":5000000000,"Retries":3}}}},"rootfs":{{"type":"layers","diff_ids":["{}","{}"]}}}}"#,
+        d('4'),
+        d('5')
+    );
+    let schema1 = r#"{"schemaVersion":1,"fsLayers":[{"blobSum":"sha256:00"}]}"#.to_owned();
+    let mut seeds = Seeds::new();
+    for host in 0u8..5 {
+        let mut image = vec![host];
+        image.extend(manifest.as_bytes());
+        image.push(0);
+        image.extend(config.as_bytes());
+        seeds.push((format!("image-{host}"), image));
+        seeds.push((
+            format!("index-{host}"),
+            [&[host], index.as_bytes()].concat(),
+        ));
+    }
+    seeds.push((
+        "platformless".into(),
+        [&[0], platformless.as_bytes()].concat(),
+    ));
+    seeds.push(("schema1".into(), [&[0], schema1.as_bytes()].concat()));
+    seeds
+}
+
+/// `/v2` requests: `[method] [flags] target \n range \n authorization`.
+fn v2_seeds() -> Seeds {
+    let m = drover_protocol::Digest::of(drover_fuzz::v2::MANIFEST);
+    let b = drover_protocol::Digest::of(drover_fuzz::v2::BLOB);
+    let requests: [(u8, u8, String); 10] = [
+        (0, 1, "/v2/".into()),
+        (
+            0,
+            0,
+            "/v2/tools/app/manifests/1\n\nBasic cGktMTpzZWNyZXQ=".into(),
+        ),
+        (0, 1, "/v2/tools/app/manifests/1".into()),
+        (1, 1, "/v2/tools/app/manifests/1".into()),
+        (0, 1, format!("/v2/tools/app/manifests/{m}")),
+        (0, 1, "/v2/tools/app/tags/list".into()),
+        (0, 3, format!("/v2/tools/app/blobs/{b}\nbytes=2-9")),
+        (0, 3, format!("/v2/tools/app/blobs/{b}\nbytes=5-")),
+        (
+            0,
+            0,
+            "/v2/tools/app/tags/list\n\nBasic cGktMTp3cm9uZw==".into(),
+        ),
+        (0, 1, "/v2/../tools/app/manifests/1".into()),
+    ];
+    requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, (method, flags, text))| {
+            let mut b = vec![method, flags];
+            b.extend(text.as_bytes());
+            (format!("r{i}"), b)
+        })
+        .collect()
+}
+
+fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| panic!("seed: {e}"))
+}
+
+/// A tar built with the `tar` crate: `(path, type, link target or content)`.
+fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(if *kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        let body: &[u8] = if kind.is_file() { data.as_bytes() } else { b"" };
+        h.set_size(body.len() as u64);
+        if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+            ok(h.set_link_name(data));
+        }
+        ok(h.set_path(path));
+        h.set_cksum();
+        ok(b.append(&h, body));
+    }
+    ok(b.into_inner())
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    ok(e.write_all(bytes));
+    ok(e.finish())
+}
+
+/// One zstd frame of raw (stored) blocks: what any decoder must read.
+fn zstd_raw(bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x28, 0xB5, 0x2F, 0xFD, 0xA0];
+    out.extend((bytes.len() as u32).to_le_bytes());
+    let chunks: Vec<&[u8]> = bytes.chunks(1 << 16).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let last = u32::from(i + 1 == chunks.len());
+        let header = ((c.len() as u32) << 3) | last;
+        out.extend(&header.to_le_bytes()[..3]);
+        out.extend(*c);
+    }
+    out
+}
+
+/// Layers: `[selector] blob`, selector bits 0-1 the compression (`fuzz_targets/layer.rs`).
+fn layer_seeds() -> Seeds {
+    use tar::EntryType::{Directory, Fifo, Link, Regular, Symlink};
+    let tars = [
+        (
+            "tree",
+            tar_of(&[
+                ("etc/", Directory, ""),
+                ("etc/hostname", Regular, "edge\n"),
+                ("bin/", Directory, ""),
+                ("bin/sh", Regular, "#!binary"),
+                ("bin/ash", Link, "bin/sh"),
+                ("bin/busybox", Symlink, "sh"),
+                ("run/fifo", Fifo, ""),
+            ]),
+        ),
+        (
+            "whiteouts",
+            tar_of(&[
+                ("dir/", Directory, ""),
+                ("dir/.wh..wh..opq", Regular, ""),
+                (".wh.gone", Regular, ""),
+                ("etc/.wh.passwd", Regular, ""),
+            ]),
+        ),
+        (
+            "lower-link",
+            tar_of(&[("passwd", Link, "etc/passwd"), ("l", Symlink, "/etc")]),
+        ),
+        (
+            "escapes",
+            tar_of(&[("link", Symlink, "../../.."), ("link/x", Regular, "x")]),
+        ),
+        ("empty", tar_of(&[])),
+    ];
+    let mut seeds = Seeds::new();
+    for (label, t) in &tars {
+        seeds.push((format!("{label}-tar"), [&[0], t.as_slice()].concat()));
+        seeds.push((format!("{label}-gzip"), [&[1], gzip(t).as_slice()].concat()));
+        seeds.push((
+            format!("{label}-zstd"),
+            [&[2], zstd_raw(t).as_slice()].concat(),
+        ));
+    }
+    seeds
+}
+
 fn main() {
     write("wire", wire_seeds());
     write("manifest", text_seeds("yaml"));
     write("config", text_seeds("toml"));
     write("strings", string_seeds());
+    write("fleet", text_seeds("yaml"));
+    write("hub_config", text_seeds("toml"));
+    write("agent_config", text_seeds("toml"));
+    write("registry", registry_seeds());
+    write("v2", v2_seeds());
+    write("layer", layer_seeds());
 }
