@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # chromium: the dashboard test drives a real headless browser (tests/tests/dashboard.rs).
-need=(busybox-static libseccomp-dev pkg-config gcc iproute2 mosquitto mosquitto-clients python3 docker-registry skopeo umoci chromium)
+# g++: libFuzzer (C++) for the fuzz smoke run in CI (bench/fuzz.sh).
+need=(busybox-static libseccomp-dev pkg-config gcc g++ iproute2 mosquitto mosquitto-clients python3 docker-registry skopeo umoci chromium)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
