@@ -130,18 +130,22 @@ impl TestHub {
         }
     }
 
-    /// `drover-hub --api URL ARGS` with `DROVER_HUB_CONFIG` set to this hub's config, so
-    /// that the CLI finds the admin token in the data folder as it does on a hub's
-    /// machine: (exit code, stdout, stderr).
-    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(bin("drover-hub"))
-            .env("DROVER_HUB_CONFIG", &self.config)
+    /// `drover-hub --api URL` with `DROVER_HUB_CONFIG` set to this hub's config, so that
+    /// the CLI finds the admin token in the data folder as it does on a hub's machine;
+    /// add the arguments and run it.
+    pub fn cli_command(&self) -> Command {
+        let mut c = Command::new(bin("drover-hub"));
+        c.env("DROVER_HUB_CONFIG", &self.config)
             .env_remove("DROVER_HUB_TOKEN")
             .arg("--api")
-            .arg(&self.api)
-            .args(args)
-            .output()
-            .expect("hub cli");
+            .arg(&self.api);
+        c
+    }
+
+    /// `drover-hub --api URL ARGS` as [`TestHub::cli_command`]: (exit code, stdout,
+    /// stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cli_command().args(args).output().expect("hub cli");
         let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         (
             out.status.code().unwrap_or(-1),

@@ -21,7 +21,7 @@ use drover_protocol::Name;
 use drover_protocol::command::{Command as DeviceCommand, CommandKind, sign_command};
 use drover_tests::agent::TestAgent;
 use drover_tests::hub::{TestHub, snippet_credential as credential};
-use drover_tests::{bin, require_root, wait_for};
+use drover_tests::{require_root, wait_for};
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 
@@ -320,8 +320,8 @@ fn limit_bytes_takes_units(hub: &TestHub) {
 /// mid-line), never an error.
 fn a_follow_stops_at_the_limit(hub: &TestHub) {
     let mut child = KillOnDrop(
-        Command::new(bin("drover-hub"))
-            .args(["--api", &hub.api, "logs", DEVICE, "counter", "-f"])
+        hub.cli_command()
+            .args(["logs", DEVICE, "counter", "-f"])
             .args(["--tail", "1", "--limit-bytes", "150"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -368,10 +368,8 @@ fn too_many_streams_is_busy(hub: &TestHub, a: &TestAgent) {
     let follows: Vec<KillOnDrop> = (0..4)
         .map(|_| {
             KillOnDrop(
-                Command::new(bin("drover-hub"))
-                    .args([
-                        "--api", &hub.api, "logs", DEVICE, "counter", "-f", "--tail", "0",
-                    ])
+                hub.cli_command()
+                    .args(["logs", DEVICE, "counter", "-f", "--tail", "0"])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -427,10 +425,8 @@ fn a_device_that_stops_answering_times_out(hub: &TestHub, a: &TestAgent) {
 /// follow; the CLI says so and exits 1 (like `logs` to an offline device) in bounded time.
 fn a_follow_ends_when_the_device_goes_offline(hub: &TestHub, a: &mut TestAgent) {
     let mut child = KillOnDrop(
-        Command::new(bin("drover-hub"))
-            .args([
-                "--api", &hub.api, "logs", DEVICE, "counter", "-f", "--tail", "1",
-            ])
+        hub.cli_command()
+            .args(["logs", DEVICE, "counter", "-f", "--tail", "1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -494,10 +490,8 @@ fn a_follow_ends_when_the_device_goes_offline(hub: &TestHub, a: &mut TestAgent) 
 /// makes the hub cancel the stream on the device.
 fn follow_streams_new_lines_and_stops_on_ctrl_c(hub: &TestHub, a: &TestAgent) {
     let mut child = KillOnDrop(
-        Command::new(bin("drover-hub"))
-            .args([
-                "--api", &hub.api, "logs", DEVICE, "counter", "-f", "--tail", "1",
-            ])
+        hub.cli_command()
+            .args(["logs", DEVICE, "counter", "-f", "--tail", "1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

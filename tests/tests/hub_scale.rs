@@ -130,14 +130,9 @@ fn crash_during(
 ) {
     let path = hub.dir.path().join(format!("fleet-{round}.yaml"));
     fs::write(&path, deployment(round)).expect("manifest");
-    let mut apply = Command::new(drover_tests::bin("drover-hub"))
-        .args([
-            "--api",
-            &hub.api,
-            "apply",
-            "-f",
-            &path.display().to_string(),
-        ])
+    let mut apply = hub
+        .cli_command()
+        .args(["apply", "-f", &path.display().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -11,12 +11,11 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use drover_tests::agent::TestAgent;
 use drover_tests::hub::TestHub;
-use drover_tests::{bin, require_root, wait_for};
+use drover_tests::{require_root, wait_for};
 use serde_json::{Value, json};
 
 /// Generous: several agents, containers and a hub share two busy cores.
@@ -120,8 +119,9 @@ fn apply_wait(hub: &TestHub, file: &str, yaml: &str) -> (i32, String) {
     std::fs::write(&path, yaml).unwrap();
     let out_path = hub.dir.path().join(format!("{file}.wait.out"));
     let out = std::fs::File::create(&out_path).unwrap();
-    let status = Command::new(bin("drover-hub"))
-        .args(["--api", &hub.api, "apply", "-f"])
+    let status = hub
+        .cli_command()
+        .args(["apply", "-f"])
         .arg(&path)
         .args(["--wait", "--timeout", "90s"])
         .stdout(out.try_clone().unwrap())
