@@ -290,6 +290,17 @@ enum BrokerConfigCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// A Mosquitto TLS `listener` block with the hub's fleet CA and server certificate
+    /// (created in `data_dir/tls` if needed, for the names of the hub's config). Run on
+    /// the hub's machine; devices then use `broker.url = "mqtts://HOST:PORT"`.
+    MosquittoTls {
+        /// Hub config file (as for `serve`).
+        #[arg(long, env = "DROVER_HUB_CONFIG")]
+        config: Option<PathBuf>,
+        /// Port of the TLS listener.
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -355,7 +366,9 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let client = match &cli.command {
-        Command::Serve { .. } | Command::Version => Client::new(&cli.api),
+        Command::Serve { .. }
+        | Command::Version
+        | Command::BrokerConfig(BrokerConfigCommand::MosquittoTls { .. }) => Client::new(&cli.api),
         // Copying a large image onto slow storage takes a while.
         Command::Image(ImageCommand::Import { .. }) => {
             match cli.client(Some(std::time::Duration::from_secs(3600))) {
@@ -370,6 +383,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve { config } => serve(config.as_deref()),
+        Command::BrokerConfig(BrokerConfigCommand::MosquittoTls { config, port }) => {
+            mosquitto_tls(config.as_deref(), port)
+        }
         Command::Version => {
             println!("drover-hub {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -496,7 +512,10 @@ fn run_client(client: &Client, command: Command) -> Result<(), cli::CliError> {
         Command::Restart { device, workload } => {
             cli::device_cmd::restart(client, &device, &workload)
         }
-        Command::Serve { .. } | Command::Version | Command::Diff(_) => Ok(()),
+        Command::Serve { .. }
+        | Command::Version
+        | Command::Diff(_)
+        | Command::BrokerConfig(BrokerConfigCommand::MosquittoTls { .. }) => Ok(()),
     }
 }
 
@@ -515,12 +534,23 @@ fn rollout(client: &Client, r: RolloutCommand) -> Result<(), cli::CliError> {
     cli::rollout::action(client, &args.deployment, action, args.output).map(drop)
 }
 
-fn serve(path: Option<&std::path::Path>) -> Result<(), String> {
-    let config = match path {
+fn load_config(path: Option<&std::path::Path>) -> Result<HubConfig, String> {
+    match path {
         Some(p) => HubConfig::load(p),
         None => HubConfig::load_or_default(std::path::Path::new("/etc/drover/hub.toml")),
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+fn mosquitto_tls(path: Option<&std::path::Path>, port: u16) -> Result<(), String> {
+    let config = load_config(path)?;
+    let (_, _) = drover_hub::tls::setup(&config).map_err(|e| e.to_string())?;
+    print!("{}", drover_hub::tls::mosquitto_listener(&config.data_dir.join("tls"), port));
+    Ok(())
+}
+
+fn serve(path: Option<&std::path::Path>) -> Result<(), String> {
+    let config = load_config(path)?;
     if config.broker.url.is_empty() && config.broker.max_connections == 0 {
         return Err("broker.max_connections must be at least 1 (it bounds the embedded broker's connections)".to_owned());
     }

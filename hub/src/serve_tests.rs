@@ -26,10 +26,11 @@ fn free_port() -> u16 {
 
 fn start_hub(dir: &std::path::Path) -> (Client, u16) {
     let (api, mqtt) = (free_port(), free_port());
+    let (https, mqtts) = (free_port(), free_port());
     let config = HubConfig::parse(
         "test",
         &format!(
-            "data_dir = {:?}\n[api]\nlisten = \"127.0.0.1:{api}\"\n[broker]\nlisten = \"127.0.0.1:{mqtt}\"\nmax_connections = 16\n",
+            "data_dir = {:?}\n[api]\nlisten = \"127.0.0.1:{api}\"\ntls_listen = \"127.0.0.1:{https}\"\n[broker]\nlisten = \"127.0.0.1:{mqtt}\"\ntls_listen = \"127.0.0.1:{mqtts}\"\nmax_connections = 16\n",
             dir.display().to_string()
         ),
     )
