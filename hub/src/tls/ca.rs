@@ -12,12 +12,17 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    PublicKeyData,
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-/// The CA's common name (also the issuer name of every certificate it signs).
+/// The CA's common name is this, then the first 8 bytes (hex) of the SHA-256 of its
+/// public key: distinct per fleet (a verifier then reports another fleet's certificate as
+/// of an unknown issuer), and the same whenever the key is loaded again.
 pub const CA_NAME: &str = "Drover fleet CA";
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +117,7 @@ fn load_or_create_ca(dir: &Path) -> Result<(String, KeyPair), CaError> {
         }
         (false, false) => {
             let key = KeyPair::generate().map_err(|e| issue_error(&[], e))?;
-            let cert = ca_params()
+            let cert = ca_params(&key)
                 .self_signed(&key)
                 .map_err(|e| issue_error(&[], e))?;
             write_private(&key_path, &key.serialize_pem())?;
@@ -126,11 +131,12 @@ fn load_or_create_ca(dir: &Path) -> Result<(String, KeyPair), CaError> {
     }
 }
 
-/// The CA's parameters: the same every time, so that a loaded key signs as the CA did.
-fn ca_params() -> CertificateParams {
+/// The CA's parameters: the same for the same key, so that a loaded key signs as the CA.
+fn ca_params(key: &KeyPair) -> CertificateParams {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, CA_NAME);
+    let id = Sha256::digest(key.der_bytes());
+    dn.push(DnType::CommonName, format!("{CA_NAME} {}", hex::encode(&id[..8])));
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -146,7 +152,7 @@ fn issue_server(ca_key: &KeyPair, names: &[String]) -> Result<(String, String), 
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().map_err(|e| issue_error(names, e))?;
-    let issuer = Issuer::new(ca_params(), ca_key);
+    let issuer = Issuer::new(ca_params(ca_key), ca_key);
     let cert = p
         .signed_by(&key, &issuer)
         .map_err(|e| issue_error(names, e))?;

@@ -2,6 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::*;
@@ -78,7 +79,7 @@ fn another_ca_does_not_vouch_for_this_hub() {
     let b = load_or_create(&tmp.path().join("b"), &names(&["hub.lan"])).unwrap();
     assert_ne!(a.ca_pem, b.ca_pem);
     let e = verifies(&a.ca_pem, &b.server_pem, "hub.lan").unwrap_err();
-    assert!(e.contains("UnknownIssuer") || e.contains("unknown issuer"), "{e}");
+    assert!(e.contains("UnknownIssuer"), "{e}");
 }
 
 #[test]
