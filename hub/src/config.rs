@@ -224,7 +224,12 @@ impl HubConfig {
         let embedded = self.broker.url.is_empty();
         let plain = [
             ("api", self.api.listen, self.api.allow_plain, true),
-            ("broker", self.broker.listen, self.broker.allow_plain, embedded),
+            (
+                "broker",
+                self.broker.listen,
+                self.broker.allow_plain,
+                embedded,
+            ),
         ];
         for (section, addr, allowed, used) in plain {
             if !used || addr.ip().is_loopback() {
@@ -443,7 +448,10 @@ mod tests {
         );
         let c = HubConfig::parse("h", "[api]\ntls_listen = \"\"\n").unwrap();
         let url = c.device_registry_url();
-        assert!(url.starts_with("http://") && url.ends_with(":7780"), "{url}");
+        assert!(
+            url.starts_with("http://") && url.ends_with(":7780"),
+            "{url}"
+        );
     }
 
     #[test]
@@ -465,15 +473,24 @@ mod tests {
         assert_eq!(HubConfig::default().check_plain_listeners(), Ok(vec![]));
         let c = HubConfig::parse("h", "[broker]\nlisten = \"0.0.0.0:1883\"\n").unwrap();
         let e = c.check_plain_listeners().unwrap_err();
-        assert!(e.contains("[broker] listen") && e.contains("allow_plain"), "{e}");
+        assert!(
+            e.contains("[broker] listen") && e.contains("allow_plain"),
+            "{e}"
+        );
         let c = HubConfig::parse("h", "[api]\nlisten = \"10.0.0.1:7780\"\n").unwrap();
         assert!(c.check_plain_listeners().unwrap_err().starts_with("[api]"));
         let text = "[broker]\nlisten = \"0.0.0.0:1883\"\nallow_plain = true\n";
-        let w = HubConfig::parse("h", text).unwrap().check_plain_listeners().unwrap();
+        let w = HubConfig::parse("h", text)
+            .unwrap()
+            .check_plain_listeners()
+            .unwrap();
         assert_eq!(w.len(), 1, "{w:?}");
         // With an external broker the embedded one's listener is not used.
         let text = "[broker]\nlisten = \"0.0.0.0:1883\"\nurl = \"m:1883\"\n";
-        assert_eq!(HubConfig::parse("h", text).unwrap().check_plain_listeners(), Ok(vec![]));
+        assert_eq!(
+            HubConfig::parse("h", text).unwrap().check_plain_listeners(),
+            Ok(vec![])
+        );
     }
 
     #[test]

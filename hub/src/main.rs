@@ -545,7 +545,10 @@ fn load_config(path: Option<&std::path::Path>) -> Result<HubConfig, String> {
 fn mosquitto_tls(path: Option<&std::path::Path>, port: u16) -> Result<(), String> {
     let config = load_config(path)?;
     let (_, _) = drover_hub::tls::setup(&config).map_err(|e| e.to_string())?;
-    print!("{}", drover_hub::tls::mosquitto_listener(&config.data_dir.join("tls"), port));
+    print!(
+        "{}",
+        drover_hub::tls::mosquitto_listener(&config.data_dir.join("tls"), port)
+    );
     Ok(())
 }
 

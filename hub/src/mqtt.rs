@@ -90,7 +90,10 @@ pub fn spawn(
         .ok_or_else(|| MqttError::Address(a.clone()))?;
     let mut opts = MqttOptions::new(HUB_CLIENT_ID, host, port);
     if tls {
-        let config = settings.tls.clone().ok_or_else(|| MqttError::NoCa(a.clone()))?;
+        let config = settings
+            .tls
+            .clone()
+            .ok_or_else(|| MqttError::NoCa(a.clone()))?;
         opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
             config,
         )));

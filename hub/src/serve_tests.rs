@@ -84,7 +84,9 @@ fn a_registered_device_reads_its_signed_desired_state_and_reports_back() {
     assert!(
         added.config.contains("\nregistry = \"https://")
             && added.config.contains("\nbroker = \"mqtts://")
-            && added.config.contains("\nca = '''\n-----BEGIN CERTIFICATE-----\n"),
+            && added
+                .config
+                .contains("\nca = '''\n-----BEGIN CERTIFICATE-----\n"),
         "{}",
         added.config
     );

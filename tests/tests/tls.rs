@@ -35,15 +35,22 @@ fn import_busybox(hub: &TestHub) {
 
 #[test]
 fn an_agent_pinning_the_fleet_ca_runs_a_hub_image_over_tls_and_refuses_another_ca() {
-    if !require_root("an_agent_pinning_the_fleet_ca_runs_a_hub_image_over_tls_and_refuses_another_ca")
-    {
+    if !require_root(
+        "an_agent_pinning_the_fleet_ca_runs_a_hub_image_over_tls_and_refuses_another_ca",
+    ) {
         return;
     }
     let mut hub = TestHub::with_tls();
     hub.start();
     let (mqtts, https) = hub.tls_ports.unwrap();
     let tls_dir = hub.dir.path().join("data/tls");
-    let mode = |f: &str| std::fs::metadata(tls_dir.join(f)).unwrap().permissions().mode() & 0o777;
+    let mode = |f: &str| {
+        std::fs::metadata(tls_dir.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
     assert_eq!((mode("ca.key"), mode("server.key")), (0o600, 0o600));
     import_busybox(&hub);
 
@@ -54,12 +61,20 @@ fn an_agent_pinning_the_fleet_ca_runs_a_hub_image_over_tls_and_refuses_another_c
         .collect();
 
     let snippet = hub.device_add("tls-good", &["role=tls"]);
-    assert!(snippet.contains(&format!("broker = \"mqtts://127.0.0.1:{mqtts}\"")), "{snippet}");
-    assert!(snippet.contains("BEGIN CERTIFICATE") && !snippet.contains("PRIVATE"), "{snippet}");
+    assert!(
+        snippet.contains(&format!("broker = \"mqtts://127.0.0.1:{mqtts}\"")),
+        "{snippet}"
+    );
+    assert!(
+        snippet.contains("BEGIN CERTIFICATE") && !snippet.contains("PRIVATE"),
+        "{snippet}"
+    );
     let mut good = TestAgent::new("tls-good");
     good.connect_to_hub(&snippet);
     assert!(
-        std::fs::read_to_string(&good.config).unwrap().contains(&format!("registry = \"https://127.0.0.1:{https}\"")),
+        std::fs::read_to_string(&good.config)
+            .unwrap()
+            .contains(&format!("registry = \"https://127.0.0.1:{https}\"")),
         "device add gives the HTTPS registry"
     );
     good.start();
@@ -71,7 +86,10 @@ fn an_agent_pinning_the_fleet_ca_runs_a_hub_image_over_tls_and_refuses_another_c
     eprintln!("apply + pull over HTTPS + start: {:?}", t0.elapsed());
     wait_for("the TLS device online at the hub", T, || {
         let d = hub.devices();
-        let online = d.as_array()?.iter().any(|d| d["name"] == "tls-good" && d["online"] == true);
+        let online = d
+            .as_array()?
+            .iter()
+            .any(|d| d["name"] == "tls-good" && d["online"] == true);
         online.then_some(())
     });
     assert!(
@@ -91,7 +109,11 @@ fn an_agent_pinning_the_fleet_ca_runs_a_hub_image_over_tls_and_refuses_another_c
     victim.connect_to_hub(&mitm);
     let cfg = std::fs::read_to_string(&victim.config).unwrap();
     let cfg = cfg.replace(&format!(":{https}\""), &format!(":{other_https}\""));
-    assert!(cfg.contains(&format!("mqtts://127.0.0.1:{other_mqtts}")) && cfg.contains(&format!(":{other_https}\"")), "{cfg}");
+    assert!(
+        cfg.contains(&format!("mqtts://127.0.0.1:{other_mqtts}"))
+            && cfg.contains(&format!(":{other_https}\"")),
+        "{cfg}"
+    );
     std::fs::write(&victim.config, cfg).unwrap();
     // A local manifest with a `hub:` image makes it try the impostor's registry too.
     victim.write_manifest(
@@ -111,11 +133,19 @@ fn an_agent_pinning_the_fleet_ca_runs_a_hub_image_over_tls_and_refuses_another_c
         "the agent says the certificate is not trusted:\n{log}"
     );
     assert!(!log.contains("connected to the hub broker"), "{log}");
+    let why = log
+        .lines()
+        .find(|l| l.contains("cannot reach the hub broker"));
+    eprintln!("impostor broker: {}", why.unwrap_or_default());
     let ps = victim.wait_ps("the pull from the impostor registry to fail", T, |ps| {
         last_error(ps, "local").contains("certificate")
     });
     let err = last_error(&ps, "local");
-    assert!(err.contains("UnknownIssuer") || err.contains("not trusted") || err.contains("certificate"), "{err}");
+    eprintln!("impostor registry: {err}");
+    assert!(
+        err.contains("UnknownIssuer") || err.contains("not trusted") || err.contains("certificate"),
+        "{err}"
+    );
     assert!(victim.running_pid("local", "main").is_none());
     // The impostor never saw an MQTT login: the handshake failed before any byte of MQTT.
     assert!(!other.logs().contains("tls-mitm"), "{}", other.logs());
@@ -141,8 +171,14 @@ fn a_plain_listener_beyond_loopback_is_refused_unless_allowed() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a plain 0.0.0.0 broker must not start: {err}");
-    assert!(err.contains("[broker] listen") && err.contains("allow_plain"), "{err}");
+    assert!(
+        !out.status.success(),
+        "a plain 0.0.0.0 broker must not start: {err}"
+    );
+    assert!(
+        err.contains("[broker] listen") && err.contains("allow_plain"),
+        "{err}"
+    );
 
     // The built-in defaults put the plain listeners on loopback and TLS on the network.
     let d = drover_hub::config::HubConfig::default();

@@ -91,7 +91,9 @@ impl Client {
     ) -> Self {
         let basic = credentials.map(|(u, p)| auth::basic(u, p));
         let base = base.trim_end_matches('/').to_string();
-        let refused = basic.as_ref().and_then(|_| sendcreds::may_send(&base).err());
+        let refused = basic
+            .as_ref()
+            .and_then(|_| sendcreds::may_send(&base).err());
         Self {
             agent: agent(None),
             repo: repo.to_string(),

@@ -58,7 +58,9 @@ fn is_loopback(host: &str, port: u16) -> bool {
 /// May credentials be sent to `url`? `https://` anywhere; `http://` only to this machine.
 pub fn may_send(url: &str) -> Result<(), String> {
     let Some((scheme, host, port)) = url_parts(url) else {
-        return Err(format!("credentials not sent: {url:?} is not an http(s) URL"));
+        return Err(format!(
+            "credentials not sent: {url:?} is not an http(s) URL"
+        ));
     };
     if scheme == "https" || is_loopback(&host, port.unwrap_or(80)) {
         return Ok(());
@@ -79,7 +81,9 @@ pub fn realm_allowed(base: &str, realm: &str) -> Result<(), String> {
             "the registry {b} names a token realm on another host ({r}): its credentials \
              are only sent to {b} itself"
         )),
-        _ => Err(format!("credentials not sent: the token realm {realm:?} is not an http(s) URL")),
+        _ => Err(format!(
+            "credentials not sent: the token realm {realm:?} is not an http(s) URL"
+        )),
     }
 }
 
@@ -90,9 +94,15 @@ mod tests {
     #[test]
     fn urls_split_into_scheme_host_and_port() {
         let p = |u: &str| url_parts(u).map(|(s, h, p)| format!("{s} {h} {p:?}"));
-        assert_eq!(p("https://Hub.Lan:7443/v2/").as_deref(), Some("https hub.lan Some(7443)"));
+        assert_eq!(
+            p("https://Hub.Lan:7443/v2/").as_deref(),
+            Some("https hub.lan Some(7443)")
+        );
         assert_eq!(p("http://[::1]:80").as_deref(), Some("http ::1 Some(80)"));
-        assert_eq!(p("http://u:p@evil.example/x").as_deref(), Some("http evil.example None"));
+        assert_eq!(
+            p("http://u:p@evil.example/x").as_deref(),
+            Some("http evil.example None")
+        );
         assert_eq!(p("ftp://x"), None);
         assert_eq!(p("http://"), None);
         assert_eq!(p("http://h:notaport"), None);

@@ -106,9 +106,13 @@ impl Controller {
         let public_key = self.public_key();
         let broker = self.settings.device_broker.clone();
         // The fleet CA the agent pins for mqtts:// and https:// (a TOML literal string).
-        let ca = self.settings.device_ca.as_deref().map_or(String::new(), |pem| {
-            format!("ca = '''\n{}\n'''\n", pem.trim_end())
-        });
+        let ca = self
+            .settings
+            .device_ca
+            .as_deref()
+            .map_or(String::new(), |pem| {
+                format!("ca = '''\n{}\n'''\n", pem.trim_end())
+            });
         let config = format!(
             "# Drover agent configuration for device {name:?}: a complete file, to be installed\n\
              # as /etc/drover/agent.toml (mode 0600: it holds the device's credential). Every\n\

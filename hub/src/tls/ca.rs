@@ -16,8 +16,7 @@ use sha2::{Digest, Sha256};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    PublicKeyData,
-    Issuer, KeyPair, KeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
 };
 
 /// The CA's common name is this, then the first 8 bytes (hex) of the SHA-256 of its
@@ -136,7 +135,10 @@ fn ca_params(key: &KeyPair) -> CertificateParams {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     let id = Sha256::digest(key.der_bytes());
-    dn.push(DnType::CommonName, format!("{CA_NAME} {}", hex::encode(&id[..8])));
+    dn.push(
+        DnType::CommonName,
+        format!("{CA_NAME} {}", hex::encode(&id[..8])),
+    );
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];

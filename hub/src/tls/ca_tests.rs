@@ -1,8 +1,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
 use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::*;

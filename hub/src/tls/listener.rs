@@ -39,11 +39,9 @@ pub async fn bind(
     let tcp = TcpListener::bind(addr)
         .await
         .map_err(|source| TlsError::Bind { what, addr, source })?;
-    let local = tcp.local_addr().map_err(|source| TlsError::Bind {
-        what,
-        addr,
-        source,
-    })?;
+    let local = tcp
+        .local_addr()
+        .map_err(|source| TlsError::Bind { what, addr, source })?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(accept_loop(what, tcp, TlsAcceptor::from(config), tx));
     Ok((rx, local))

@@ -28,7 +28,9 @@ async fn a_stalled_client_does_not_block_the_next_and_only_the_fleet_ca_is_trust
     let m = material(&tmp.path().join("a"));
     let other = material(&tmp.path().join("b"));
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (mut rx, local) = bind("test", addr, server_config(&m).unwrap()).await.unwrap();
+    let (mut rx, local) = bind("test", addr, server_config(&m).unwrap())
+        .await
+        .unwrap();
     // Connected, never says anything.
     let mut stalled = Vec::new();
     for _ in 0..3 {
@@ -60,7 +62,9 @@ async fn mqtt_over_tls_is_spliced_to_the_plain_listener_both_ways() {
         s.write_all(&buf).await.unwrap();
     });
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (rx, local) = bind("test", addr, server_config(&m).unwrap()).await.unwrap();
+    let (rx, local) = bind("test", addr, server_config(&m).unwrap())
+        .await
+        .unwrap();
     tokio::spawn(splice_to(rx, target));
     let mut c = connect(&m.ca_pem, local).await.unwrap();
     c.write_all(b"ping").await.unwrap();

@@ -8,7 +8,15 @@ fn names_cover_the_advertised_hosts_the_machine_and_loopback() {
     let names = cert_names(&c, "Pi-Hub");
     assert_eq!(
         names,
-        ["10.1.2.3", "127.0.0.1", "::1", "fd00::1", "hub.example", "localhost", "pi-hub"]
+        [
+            "10.1.2.3",
+            "127.0.0.1",
+            "::1",
+            "fd00::1",
+            "hub.example",
+            "localhost",
+            "pi-hub"
+        ]
     );
     // Unspecified listen addresses add nothing.
     let names = cert_names(&HubConfig::default(), "h");
@@ -19,7 +27,10 @@ fn names_cover_the_advertised_hosts_the_machine_and_loopback() {
 fn advertised_hosts_lose_scheme_port_and_path() {
     assert_eq!(advertised_host("hub.lan:7780").as_deref(), Some("hub.lan"));
     assert_eq!(advertised_host("hub.lan").as_deref(), Some("hub.lan"));
-    assert_eq!(advertised_host("http://10.0.0.1:80/x").as_deref(), Some("10.0.0.1"));
+    assert_eq!(
+        advertised_host("http://10.0.0.1:80/x").as_deref(),
+        Some("10.0.0.1")
+    );
     assert_eq!(advertised_host("[::1]:1883").as_deref(), Some("::1"));
     assert_eq!(advertised_host("::1").as_deref(), Some("::1"));
     assert_eq!(advertised_host(""), None);
@@ -37,9 +48,18 @@ fn loopback_targets_replace_unspecified_addresses() {
 fn the_mosquitto_block_points_at_the_fleet_files() {
     let text = mosquitto_listener(Path::new("/var/lib/drover-hub/tls"), 8883);
     assert!(text.contains("\nlistener 8883\n"), "{text}");
-    assert!(text.contains("cafile /var/lib/drover-hub/tls/ca.pem\n"), "{text}");
-    assert!(text.contains("certfile /var/lib/drover-hub/tls/server.pem\n"), "{text}");
-    assert!(text.contains("keyfile /var/lib/drover-hub/tls/server.key\n"), "{text}");
+    assert!(
+        text.contains("cafile /var/lib/drover-hub/tls/ca.pem\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("certfile /var/lib/drover-hub/tls/server.pem\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keyfile /var/lib/drover-hub/tls/server.key\n"),
+        "{text}"
+    );
 }
 
 #[test]
