@@ -353,6 +353,14 @@ impl Mosquitto {
         Self::run(port, None, dir, &auth)
     }
 
+    /// On 127.0.0.1:`port`, anonymous, staying root (so that it can read root's 0600 key
+    /// files), plus `settings` (e.g. a TLS `listener` block).
+    pub fn start_with_settings(port: u16, settings: &str) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let all = format!("user root\nallow_anonymous true\npersistence false\n{settings}");
+        Self::run(port, None, dir, &all)
+    }
+
     /// Writes the config (`settings`: logins and persistence) into `dir` and starts it.
     fn run(port: u16, log: Option<&std::path::Path>, dir: TempDir, settings: &str) -> Mosquitto {
         let conf = dir.path().join("mosquitto.conf");

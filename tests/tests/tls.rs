@@ -185,3 +185,53 @@ fn a_plain_listener_beyond_loopback_is_refused_unless_allowed() {
     assert!(d.broker.listen.ip().is_loopback() && d.api.listen.ip().is_loopback());
     assert!(d.broker.tls_listen.0.is_some() && d.api.tls_listen.0.is_some());
 }
+
+#[test]
+fn mosquitto_with_the_printed_tls_block_serves_hub_and_agent_with_the_fleet_ca() {
+    let (plain, tls) = (free_port(), free_port());
+    let mut hub = TestHub::with_external_broker(plain);
+    let text = std::fs::read_to_string(&hub.config).unwrap();
+    let url = format!("url = \"mqtts://127.0.0.1:{tls}\"");
+    std::fs::write(
+        &hub.config,
+        text.replace(&format!("url = \"127.0.0.1:{plain}\""), &url),
+    )
+    .unwrap();
+    let config = hub.config.display().to_string();
+    let tls_port = tls.to_string();
+    let (code, block, err) = hub.cli(&[
+        "broker-config",
+        "mosquitto-tls",
+        "--config",
+        &config,
+        "--port",
+        &tls_port,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(block.contains(&format!("\nlistener {tls}\n")), "{block}");
+    let _mosquitto = drover_tests::hub::Mosquitto::start_with_settings(plain, &block);
+    hub.start();
+    wait_for("the hub connected to Mosquitto over TLS", T, || {
+        hub.logs()
+            .contains("connected to the MQTT broker")
+            .then_some(())
+    });
+    let snippet = hub.device_add("mosq-tls", &["role=m"]);
+    assert!(
+        snippet.contains(&format!("broker = \"mqtts://127.0.0.1:{tls}\"")),
+        "{snippet}"
+    );
+    assert!(snippet.contains("BEGIN CERTIFICATE"), "{snippet}");
+    let mut a = TestAgent::new("mosq-tls");
+    a.connect_to_hub(&snippet);
+    a.start();
+    wait_for("the agent online through Mosquitto over TLS", T, || {
+        let d = hub.devices();
+        let on = d
+            .as_array()?
+            .iter()
+            .any(|d| d["name"] == "mosq-tls" && d["online"] == true);
+        on.then_some(())
+    });
+    a.stop();
+}
