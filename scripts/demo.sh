@@ -69,6 +69,8 @@ data_dir = "$demo/hub/data"
 advertise = "127.0.0.1:7780"
 [broker]
 listen = "0.0.0.0:$port"
+# Plain MQTT beyond loopback, for the demo's containers; devices elsewhere use TLS (8883).
+allow_plain = true
 advertise = "127.0.0.1:$port"
 TOML
 "$hub" serve --config "$demo/hub/hub.toml" >"$demo/hub.log" 2>&1 &

@@ -74,11 +74,18 @@ impl Default for DashboardsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Address of the HTTP server: management API (`/v1`, loopback peers only) and the
-    /// image registry (`/v2`, devices with their credential).
+    /// Address of the plain HTTP server: management API (`/v1`, loopback peers only) and
+    /// the image registry (`/v2`, devices with their credential). Loopback only unless
+    /// `allow_plain`.
     pub listen: SocketAddr,
-    /// `host:port` (or a full `http(s)://` URL) given to devices for the registry;
-    /// `""` = this host's name and the listen port.
+    /// Lets `listen` be a non-loopback address (plain HTTP: device credentials in clear
+    /// text on the network); logged as a warning.
+    pub allow_plain: bool,
+    /// Address of the HTTPS server (the same routes, fleet CA certificate); `""` = off.
+    pub tls_listen: OptAddr,
+    /// `host:port` (plain `http://`) or a full `http(s)://` URL given to devices for the
+    /// registry; `""` = `https://` this host's name and the TLS port (plain `http://` and
+    /// the listen port when `tls_listen` is off).
     pub advertise: String,
     /// Lets non-loopback peers use the read-only routes (dashboard, `GET /v1/...`,
     /// `/v1/events`, `/metrics`) with `Authorization: Bearer TOKEN`; `""` = off.
@@ -90,11 +97,20 @@ pub struct ApiConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    /// Address the embedded broker listens on.
+    /// Address the embedded broker listens on (plain MQTT). Loopback only unless
+    /// `allow_plain`.
     pub listen: SocketAddr,
-    /// `host:port` given to devices; `""` = this host's name and the listen port.
+    /// Lets `listen` be a non-loopback address (plain MQTT: device credentials in clear
+    /// text on the network); logged as a warning.
+    pub allow_plain: bool,
+    /// Address of the MQTT-over-TLS listener the hub terminates and splices to `listen`;
+    /// `""` = off.
+    pub tls_listen: OptAddr,
+    /// `host:port` (plain) or `mqtts://host:port` given to devices; `""` = `mqtts://` this
+    /// host's name and the TLS port (plain and the listen port when `tls_listen` is off).
     pub advertise: String,
-    /// `host:port` of an external broker; when set, no embedded broker is started.
+    /// `host:port` (plain) or `mqtts://host:port` (TLS, fleet CA pinned) of an external
+    /// broker; when set, no embedded broker is started.
     pub url: String,
     /// Connections the embedded broker accepts at most.
     pub max_connections: usize,
@@ -119,6 +135,8 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7780)),
+            allow_plain: false,
+            tls_listen: OptAddr(Some(SocketAddr::from(([0, 0, 0, 0], 7443)))),
             advertise: String::new(),
             token: String::new(),
         }
@@ -128,7 +146,9 @@ impl Default for ApiConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            allow_plain: false,
+            tls_listen: OptAddr(Some(SocketAddr::from(([0, 0, 0, 0], 8883)))),
             advertise: String::new(),
             url: String::new(),
             max_connections: 4096,
@@ -167,11 +187,15 @@ impl HubConfig {
         if !self.broker.advertise.is_empty() {
             return self.broker.advertise.clone();
         }
-        format!("{}:{}", host_name(), self.broker.listen.port())
+        match self.broker.tls_listen.0 {
+            Some(tls) => format!("mqtts://{}:{}", host_name(), tls.port()),
+            None => format!("{}:{}", host_name(), self.broker.listen.port()),
+        }
     }
 
     /// The registry URL devices are told to use (`device add`): `http://` + `api.advertise`
-    /// (kept as is when it already is a URL), or this host's name and the API port.
+    /// (kept as is when it already is a URL), or `https://` this host's name and the TLS
+    /// port (`http://` and the plain port when `tls_listen` is off).
     pub fn device_registry_url(&self) -> String {
         let a = &self.api.advertise;
         if a.starts_with("http://") || a.starts_with("https://") {
@@ -180,7 +204,51 @@ impl HubConfig {
         if !a.is_empty() {
             return format!("http://{a}");
         }
-        format!("http://{}:{}", host_name(), self.api.listen.port())
+        match self.api.tls_listen.0 {
+            Some(tls) => format!("https://{}:{}", host_name(), tls.port()),
+            None => format!("http://{}:{}", host_name(), self.api.listen.port()),
+        }
+    }
+
+    /// Devices are told to use TLS (broker or registry): `device add` then includes the
+    /// fleet CA.
+    pub fn devices_use_tls(&self) -> bool {
+        self.device_broker_address().starts_with("mqtts://")
+            || self.device_registry_url().starts_with("https://")
+    }
+
+    /// Refuses plain listeners on non-loopback addresses unless `allow_plain`; returns
+    /// the warnings to log for the ones allowed.
+    pub fn check_plain_listeners(&self) -> Result<Vec<String>, String> {
+        let mut warnings = Vec::new();
+        let embedded = self.broker.url.is_empty();
+        let plain = [
+            ("api", self.api.listen, self.api.allow_plain, true),
+            (
+                "broker",
+                self.broker.listen,
+                self.broker.allow_plain,
+                embedded,
+            ),
+        ];
+        for (section, addr, allowed, used) in plain {
+            if !used || addr.ip().is_loopback() {
+                continue;
+            }
+            if !allowed {
+                return Err(format!(
+                    "[{section}] listen = \"{addr}\" is a plain (unencrypted) listener on a \
+                     non-loopback address: device credentials would cross the network in \
+                     clear text. Use [{section}] tls_listen for the network and a loopback \
+                     listen, or set [{section}] allow_plain = true"
+                ));
+            }
+            warnings.push(format!(
+                "[{section}] listen = \"{addr}\": plain, unencrypted listener on a non-loopback \
+                 address (allow_plain = true): credentials cross the network in clear text"
+            ));
+        }
+        Ok(warnings)
     }
 
     /// Where the hub's own MQTT client connects: the external broker, or the embedded
@@ -198,8 +266,35 @@ impl HubConfig {
     }
 }
 
+/// An optional listen address: `""` in the file means off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptAddr(pub Option<SocketAddr>);
+
+impl Serialize for OptAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str(""),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OptAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(OptAddr(None));
+        }
+        s.parse().map(|a| OptAddr(Some(a))).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected \"\" (off) or an address like 0.0.0.0:8883, got {s:?}"
+            ))
+        })
+    }
+}
+
 /// This host's name (`localhost` when unknown).
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
@@ -348,8 +443,53 @@ mod tests {
         assert_eq!(c.device_registry_url(), "https://r.example");
         let url = HubConfig::default().device_registry_url();
         assert!(
+            url.starts_with("https://") && url.ends_with(":7443"),
+            "{url}"
+        );
+        let c = HubConfig::parse("h", "[api]\ntls_listen = \"\"\n").unwrap();
+        let url = c.device_registry_url();
+        assert!(
             url.starts_with("http://") && url.ends_with(":7780"),
             "{url}"
+        );
+    }
+
+    #[test]
+    fn devices_get_tls_addresses_by_default() {
+        let c = HubConfig::default();
+        assert!(c.device_broker_address().starts_with("mqtts://"));
+        assert!(c.device_broker_address().ends_with(":8883"));
+        assert!(c.devices_use_tls());
+        let off = "[api]\ntls_listen = \"\"\n[broker]\ntls_listen = \"\"\n";
+        let c = HubConfig::parse("h", off).unwrap();
+        assert!(c.device_broker_address().ends_with(":1883"));
+        assert!(!c.devices_use_tls());
+        let e = HubConfig::parse("h.toml", "[broker]\ntls_listen = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("expected \"\" (off)"), "{e}");
+    }
+
+    #[test]
+    fn plain_listeners_beyond_loopback_need_allow_plain() {
+        assert_eq!(HubConfig::default().check_plain_listeners(), Ok(vec![]));
+        let c = HubConfig::parse("h", "[broker]\nlisten = \"0.0.0.0:1883\"\n").unwrap();
+        let e = c.check_plain_listeners().unwrap_err();
+        assert!(
+            e.contains("[broker] listen") && e.contains("allow_plain"),
+            "{e}"
+        );
+        let c = HubConfig::parse("h", "[api]\nlisten = \"10.0.0.1:7780\"\n").unwrap();
+        assert!(c.check_plain_listeners().unwrap_err().starts_with("[api]"));
+        let text = "[broker]\nlisten = \"0.0.0.0:1883\"\nallow_plain = true\n";
+        let w = HubConfig::parse("h", text)
+            .unwrap()
+            .check_plain_listeners()
+            .unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        // With an external broker the embedded one's listener is not used.
+        let text = "[broker]\nlisten = \"0.0.0.0:1883\"\nurl = \"m:1883\"\n";
+        assert_eq!(
+            HubConfig::parse("h", text).unwrap().check_plain_listeners(),
+            Ok(vec![])
         );
     }
 

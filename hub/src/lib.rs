@@ -24,6 +24,7 @@ pub mod registry;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod views;
 pub mod web;
 

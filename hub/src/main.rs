@@ -318,6 +318,14 @@ enum BrokerConfigCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// A Mosquitto TLS `listener` block with the hub's fleet CA and server certificate
+    /// (created in `data_dir/tls` if needed, for the names of the hub's config). Run on
+    /// the hub's machine; devices then use `broker.url = "mqtts://HOST:PORT"`.
+    MosquittoTls {
+        /// Port of the TLS listener.
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -383,7 +391,10 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let client = match &cli.command {
-        Command::Serve | Command::Version | Command::DashboardUrl => Client::new(&cli.api),
+        Command::Serve
+        | Command::Version
+        | Command::DashboardUrl
+        | Command::BrokerConfig(BrokerConfigCommand::MosquittoTls { .. }) => Client::new(&cli.api),
         // Copying a large image onto slow storage takes a while.
         Command::Image(ImageCommand::Import { .. }) => {
             match cli.client(Some(std::time::Duration::from_secs(3600))) {
@@ -402,6 +413,9 @@ fn main() -> ExitCode {
         Command::DashboardUrl => data_dir_token(config.as_deref(), token::READ_FILE).map(|t| {
             println!("{}/?token={t}", client.base());
         }),
+        Command::BrokerConfig(BrokerConfigCommand::MosquittoTls { port }) => {
+            hub_config(config.as_deref()).and_then(|c| mosquitto_tls(&c, port))
+        }
         Command::Version => {
             println!("drover-hub {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -528,7 +542,11 @@ fn run_client(client: &Client, command: Command) -> Result<(), cli::CliError> {
         Command::Restart { device, workload } => {
             cli::device_cmd::restart(client, &device, &workload)
         }
-        Command::Serve | Command::Version | Command::DashboardUrl | Command::Diff(_) => Ok(()),
+        Command::Serve
+        | Command::Version
+        | Command::DashboardUrl
+        | Command::Diff(_)
+        | Command::BrokerConfig(BrokerConfigCommand::MosquittoTls { .. }) => Ok(()),
     }
 }
 
@@ -545,6 +563,15 @@ fn rollout(client: &Client, r: RolloutCommand) -> Result<(), cli::CliError> {
         RolloutCommand::Restart(a) => (a, RolloutAction::Restart),
     };
     cli::rollout::action(client, &args.deployment, action, args.output).map(drop)
+}
+
+fn mosquitto_tls(config: &HubConfig, port: u16) -> Result<(), String> {
+    let (_, _) = drover_hub::tls::setup(config).map_err(|e| e.to_string())?;
+    print!(
+        "{}",
+        drover_hub::tls::mosquitto_listener(&config.data_dir.join("tls"), port)
+    );
+    Ok(())
 }
 
 fn serve(config: HubConfig) -> Result<(), String> {

@@ -34,15 +34,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Where and as whom the hub connects.
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
-    /// `host:port`.
+    /// `host:port` (plain) or `mqtts://host:port` (TLS with `tls`).
     pub address: String,
     pub credential: String,
+    /// The client config for `mqtts://` (only the fleet CA as root).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
-    #[error("broker address {0:?} is not host:port")]
+    #[error("broker address {0:?} is not host:port or mqtts://host:port")]
     Address(String),
+    #[error("broker address {0:?} is mqtts:// but the hub has no fleet CA to pin")]
+    NoCa(String),
 }
 
 /// QoS 1 publishes in flight at once: a 10,000-device apply must not wait for each
@@ -75,12 +79,25 @@ pub fn spawn(
     inbound: Inbound,
     outbound: Outbound,
 ) -> Result<(), MqttError> {
-    let (host, port) = settings
-        .address
+    let a = &settings.address;
+    let (tls, hostport) = match a.strip_prefix("mqtts://") {
+        Some(rest) => (true, rest),
+        None => (false, a.strip_prefix("mqtt://").unwrap_or(a)),
+    };
+    let (host, port) = hostport
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| MqttError::Address(settings.address.clone()))?;
+        .ok_or_else(|| MqttError::Address(a.clone()))?;
     let mut opts = MqttOptions::new(HUB_CLIENT_ID, host, port);
+    if tls {
+        let config = settings
+            .tls
+            .clone()
+            .ok_or_else(|| MqttError::NoCa(a.clone()))?;
+        opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+            config,
+        )));
+    }
     opts.set_credentials(HUB_CLIENT_ID, settings.credential.clone())
         .set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES)
         .set_keep_alive(Duration::from_secs(30))

@@ -17,6 +17,8 @@ use crate::keys::{self, KeysError};
 use crate::mqtt::{self, ClientSettings, MqttError};
 use crate::registry::{Registry, RegistryError};
 use crate::store::{Store, StoreError};
+use crate::tls::listener as tls_listener;
+use axum::serve::ListenerExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -46,6 +48,10 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Plain(String),
     #[error("cannot start the controller thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
@@ -75,6 +81,10 @@ pub async fn serve(
             path: dir.display().to_string(),
             source,
         })?;
+    for w in config.check_plain_listeners().map_err(ServeError::Plain)? {
+        tracing::warn!("{w}");
+    }
+    let (tls, server_tls) = crate::tls::setup(&config)?;
     let db = dir.join("fleet.db");
     let store = Store::open(&db)?;
     // The store holds every device's credential: owner only, whatever the umask or a
@@ -100,6 +110,7 @@ pub async fn serve(
         offline_after_ms: config.offline_after.0,
         device_broker: config.device_broker_address(),
         embedded_broker: config.broker.url.is_empty(),
+        device_ca: config.devices_use_tls().then(|| tls.ca_pem.clone()),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let telemetry = crate::telemetry::TelemetryCache::default();
@@ -132,6 +143,12 @@ pub async fn serve(
         };
         broker::spawn(config.broker.listen, config.broker.max_connections, logins)?;
         tracing::info!(listen = %config.broker.listen, "embedded MQTT broker started");
+        if let Some(addr) = config.broker.tls_listen.0 {
+            let (rx, local) = tls_listener::bind("MQTT", addr, server_tls.clone()).await?;
+            let target = crate::tls::loopback_target(config.broker.listen);
+            tokio::spawn(tls_listener::splice_to(rx, target));
+            tracing::info!(listen = %local, "MQTT over TLS listening");
+        }
     }
     let read = ReadSide::new(
         Store::open_read(&db)?,
@@ -156,6 +173,7 @@ pub async fn serve(
     let client = ClientSettings {
         address: config.client_broker_address(),
         credential: hub_credential,
+        tls: Some(crate::tls::client_config(&tls.ca_pem)?),
     };
     let commands = CommandHub::new(command_key, creds.clone(), Store::open(&db)?);
     let inbound = mqtt::Inbound {
@@ -190,11 +208,34 @@ pub async fn serve(
         commands,
     };
     let app = crate::api::router(state, creds, registry);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    if let Some(addr) = config.api.tls_listen.0 {
+        let (rx, local) = tls_listener::bind("HTTPS", addr, server_tls).await?;
+        tracing::info!(listen = %local, "API and registry listening over HTTPS");
+        let incoming = tls_listener::Incoming { rx, local }.tap_io(|_| {});
+        let service = app
+            .clone()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            // Never fails: the listener logs its own errors.
+            let _ = axum::serve(incoming, service)
+                .with_graceful_shutdown(stop)
+                .await;
+        });
+    }
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(stopped(stop_rx))
     .await
     .map_err(|source| ServeError::Api {
         addr: config.api.listen,

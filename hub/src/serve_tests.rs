@@ -26,10 +26,11 @@ fn free_port() -> u16 {
 
 fn start_hub(dir: &std::path::Path) -> (Client, u16) {
     let (api, mqtt) = (free_port(), free_port());
+    let (https, mqtts) = (free_port(), free_port());
     let config = HubConfig::parse(
         "test",
         &format!(
-            "data_dir = {:?}\n[api]\nlisten = \"127.0.0.1:{api}\"\n[broker]\nlisten = \"127.0.0.1:{mqtt}\"\nmax_connections = 16\n",
+            "data_dir = {:?}\n[api]\nlisten = \"127.0.0.1:{api}\"\ntls_listen = \"127.0.0.1:{https}\"\n[broker]\nlisten = \"127.0.0.1:{mqtt}\"\ntls_listen = \"127.0.0.1:{mqtts}\"\nmax_connections = 16\n",
             dir.display().to_string()
         ),
     )
@@ -85,7 +86,11 @@ fn a_registered_device_reads_its_signed_desired_state_and_reports_back() {
     };
     let added: DeviceAdded = api.post("/v1/devices", &req).unwrap();
     assert!(
-        added.config.contains("\nregistry = \"http://"),
+        added.config.contains("\nregistry = \"https://")
+            && added.config.contains("\nbroker = \"mqtts://")
+            && added
+                .config
+                .contains("\nca = '''\n-----BEGIN CERTIFICATE-----\n"),
         "{}",
         added.config
     );

@@ -25,6 +25,8 @@ pub struct TestHub {
     pub config: PathBuf,
     pub api: String,
     pub broker_port: u16,
+    /// With [`TestHub::with_tls`]: the MQTT-over-TLS and HTTPS ports (127.0.0.1).
+    pub tls_ports: Option<(u16, u16)>,
     child: Option<Child>,
     runs: u32,
 }
@@ -38,29 +40,46 @@ impl Default for TestHub {
 impl TestHub {
     /// A stopped hub with the embedded broker on a free port.
     pub fn new() -> TestHub {
-        Self::build(None)
+        Self::build(None, false)
+    }
+
+    /// A stopped hub whose devices are told to use TLS: MQTT over TLS and HTTPS on free
+    /// loopback ports, advertised as `mqtts://127.0.0.1:…` and `https://127.0.0.1:…`.
+    pub fn with_tls() -> TestHub {
+        Self::build(None, true)
     }
 
     /// A stopped hub that uses an external broker at 127.0.0.1:`port` (e.g. Mosquitto).
     pub fn with_external_broker(port: u16) -> TestHub {
-        Self::build(Some(port))
+        Self::build(Some(port), false)
     }
 
-    fn build(external: Option<u16>) -> TestHub {
+    fn build(external: Option<u16>, tls: bool) -> TestHub {
         let dir = tempfile::Builder::new()
             .prefix("drover-hub-")
             .tempdir()
             .expect("tempdir");
         let (api_port, broker_port) = (free_port(), external.unwrap_or_else(free_port));
+        let tls_ports = tls.then(|| (free_port(), free_port()));
+        // TLS listeners are on by default (0.0.0.0:8883, :7443): off here unless asked,
+        // so that hubs in parallel tests do not fight over the ports.
+        let (api_tls, broker_tls) = match tls_ports {
+            Some((m, h)) => (
+                format!("tls_listen = \"127.0.0.1:{h}\"\nadvertise = \"https://127.0.0.1:{h}\"\n"),
+                format!("tls_listen = \"127.0.0.1:{m}\"\nadvertise = \"mqtts://127.0.0.1:{m}\"\n"),
+            ),
+            None => (
+                "tls_listen = \"\"\n".to_owned(),
+                format!("tls_listen = \"\"\nadvertise = \"127.0.0.1:{broker_port}\"\n"),
+            ),
+        };
         let broker = match external {
             Some(p) => format!("url = \"127.0.0.1:{p}\"\n"),
-            None => format!(
-                "listen = \"127.0.0.1:{broker_port}\"\nadvertise = \"127.0.0.1:{broker_port}\"\n"
-            ),
+            None => format!("listen = \"127.0.0.1:{broker_port}\"\n{broker_tls}"),
         };
         let config = dir.path().join("hub.toml");
         let toml = format!(
-            "data_dir = \"{}\"\nlog_level = \"info,drover_hub=debug\"\noffline_after = \"10s\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n[broker]\n{broker}",
+            "data_dir = \"{}\"\nlog_level = \"info,drover_hub=debug\"\noffline_after = \"10s\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n{api_tls}[broker]\n{broker}",
             dir.path().join("data").display()
         );
         fs::write(&config, toml).expect("hub config");
@@ -70,6 +89,7 @@ impl TestHub {
             config,
             api,
             broker_port,
+            tls_ports,
             child: None,
             runs: 0,
         }
@@ -385,6 +405,14 @@ impl Mosquitto {
             acl_file.display()
         );
         Self::run(port, None, dir, &auth)
+    }
+
+    /// On 127.0.0.1:`port`, anonymous, staying root (so that it can read root's 0600 key
+    /// files), plus `settings` (e.g. a TLS `listener` block).
+    pub fn start_with_settings(port: u16, settings: &str) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let all = format!("user root\nallow_anonymous true\npersistence false\n{settings}");
+        Self::run(port, None, dir, &all)
     }
 
     /// Writes the config (`settings`: logins and persistence) into `dir` and starts it.

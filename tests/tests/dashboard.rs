@@ -112,7 +112,7 @@ fn expose_with_token(hub: &TestHub) -> u16 {
     let exposed = text
         .replace(
             "[api]\nlisten = \"127.0.0.1:",
-            &format!("[api]\ntoken = \"{TOKEN}\"\nlisten = \"0.0.0.0:"),
+            &format!("[api]\ntoken = \"{TOKEN}\"\nallow_plain = true\nlisten = \"0.0.0.0:"),
         )
         .replace("offline_after = \"10s\"", "offline_after = \"90s\"");
     assert_ne!(

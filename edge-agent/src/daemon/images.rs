@@ -27,6 +27,8 @@ pub(super) struct ImageCache {
 pub(super) fn pull_config(cfg: &AgentConfig) -> PullConfig {
     let hub = cfg.hub.as_ref().and_then(|h| {
         Some(HubRegistry {
+            // An unreadable CA file fails the pull (an empty CA), never falls back.
+            ca_pem: h.ca_pem().unwrap_or_else(|_| Some(String::new())),
             url: h.registry.clone()?,
             username: cfg.device.to_string(),
             password: h.credential.clone(),

@@ -6,11 +6,15 @@
 //! must never print the credential: `Debug` redacts it.
 
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use drover_protocol::quantity::DurationMs;
 use ed25519_dalek::VerifyingKey;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Most status snapshots the link keeps while offline (the storage is fixed-size).
@@ -19,8 +23,15 @@ pub const MAX_STATUS_QUEUE: u32 = 64;
 /// Why a `[hub]` section is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HubConfigError {
-    #[error("hub.broker: expected host:port like 127.0.0.1:1883, got {0:?}")]
+    #[error(
+        "hub.broker: expected mqtts://host:port (TLS), or host:port / mqtt://host:port \
+         (plain TCP), got {0:?}"
+    )]
     Broker(String),
+    #[error("hub.broker: {0:?} is mqtts:// but neither hub.ca nor hub.ca_file gives the fleet CA")]
+    NoCa(String),
+    #[error("hub.ca / hub.ca_file: expected the fleet CA as PEM: {0}")]
+    Ca(String),
     #[error("hub.credential: must not be empty")]
     Credential,
     #[error("hub.public_key: expected the hub's ed25519 public key in base64 (44 chars): {0}")]
@@ -39,9 +50,17 @@ pub enum HubConfigError {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
-    /// `host:port` of the MQTT broker (plain TCP).
+    /// `mqtts://host:port` (TLS, only the fleet CA trusted) or `host:port` /
+    /// `mqtt://host:port` (plain TCP: for loopback and tests).
     #[serde(deserialize_with = "de_broker")]
     pub broker: String,
+    /// The fleet CA (PEM) pinned for `mqtts://` and an `https://` registry; printed by
+    /// `drover-hub device add`. Alternative: `ca_file`.
+    #[serde(default, deserialize_with = "de_ca")]
+    pub ca: Option<String>,
+    /// A file holding the fleet CA (PEM), read at start.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// This device's credential, from `drover-hub device add`: MQTT password and HMAC key.
     #[serde(deserialize_with = "de_credential")]
     pub credential: String,
@@ -76,6 +95,8 @@ impl fmt::Debug for HubConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubConfig")
             .field("broker", &self.broker)
+            .field("ca", &self.ca.as_ref().map(|_| "<pem>"))
+            .field("ca_file", &self.ca_file)
             .field("credential", &"<redacted>")
             .field("public_key", &self.public_key)
             .field("heartbeat", &self.heartbeat)
@@ -96,9 +117,56 @@ impl HubConfig {
         parse_broker(&self.broker)
     }
 
+    /// The broker is reached over TLS (`mqtts://`).
+    pub fn broker_tls(&self) -> bool {
+        self.broker.starts_with("mqtts://")
+    }
+
+    /// The fleet CA's PEM text: `ca`, or the contents of `ca_file`; None when neither.
+    pub fn ca_pem(&self) -> Result<Option<String>, HubConfigError> {
+        if let Some(pem) = &self.ca {
+            return Ok(Some(pem.clone()));
+        }
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| HubConfigError::Ca(format!("{}: {e}", path.display())))?;
+        parse_ca(&pem)?;
+        Ok(Some(pem))
+    }
+
+    /// The TLS client config for `mqtts://`: only the fleet CA as root, `ring`.
+    /// None for a plain broker address.
+    pub fn mqtt_tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, HubConfigError> {
+        if !self.broker_tls() {
+            return Ok(None);
+        }
+        let pem = self
+            .ca_pem()?
+            .ok_or_else(|| HubConfigError::NoCa(self.broker.clone()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in parse_ca(&pem)? {
+            roots
+                .add(c)
+                .map_err(|e| HubConfigError::Ca(e.to_string()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HubConfigError::Ca(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Some(Arc::new(config)))
+    }
+
     /// Checks every field; `spawn` calls it, so a hand-built config is checked too.
     pub fn validate(&self) -> Result<(), HubConfigError> {
         self.broker_addr()?;
+        if self.broker_tls() && self.ca.is_none() && self.ca_file.is_none() {
+            return Err(HubConfigError::NoCa(self.broker.clone()));
+        }
+        self.ca_pem()?;
         self.verifying_key()?;
         check_credential(&self.credential)?;
         check_heartbeat(self.heartbeat)?;
@@ -118,9 +186,30 @@ fn parse_public_key(s: &str) -> Result<VerifyingKey, HubConfigError> {
         .map_err(|_| HubConfigError::PublicKey("not a valid ed25519 point".into()))
 }
 
+/// The certificates of a PEM text (at least one).
+pub fn parse_ca(pem: &str) -> Result<Vec<CertificateDer<'static>>, HubConfigError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| HubConfigError::Ca(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(HubConfigError::Ca("no CERTIFICATE block".into()));
+    }
+    Ok(certs)
+}
+
+fn de_ca<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_ca(&s).map_err(serde::de::Error::custom)?;
+    Ok(Some(s))
+}
+
 fn parse_broker(s: &str) -> Result<(String, u16), HubConfigError> {
     let bad = || HubConfigError::Broker(s.to_owned());
-    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let rest = s
+        .strip_prefix("mqtts://")
+        .or_else(|| s.strip_prefix("mqtt://"))
+        .unwrap_or(s);
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let host = match host.strip_prefix('[') {
         Some(inner) => inner.strip_suffix(']').ok_or_else(bad)?,
@@ -268,8 +357,42 @@ mod tests {
         assert!(e.contains("31 bytes"), "{e}");
     }
 
+    const TEST_CA: &str =
+        "-----BEGIN CERTIFICATE-----\nMIIBVzCB/qADAgECAhQ=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn mqtts_needs_the_fleet_ca_and_plain_does_not() {
+        let c = toml::from_str::<HubConfig>(&format!(
+            "broker = \"mqtts://hub.lan:8883\"\ncredential = \"c\"\npublic_key = \"{}\"",
+            key()
+        ))
+        .unwrap();
+        assert!(c.broker_tls());
+        assert_eq!(c.broker_addr().unwrap(), ("hub.lan".into(), 8883));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("neither hub.ca nor hub.ca_file"), "{e}");
+        assert!(matches!(c.mqtt_tls(), Err(HubConfigError::NoCa(_))));
+        let plain = parse("").unwrap();
+        assert!(!plain.broker_tls());
+        assert!(plain.mqtt_tls().unwrap().is_none());
+        let e = parse("ca = \"not a pem\"").unwrap_err().to_string();
+        assert!(e.contains("hub.ca"), "{e}");
+        let c = parse(&format!("ca = '''\n{TEST_CA}'''")).unwrap();
+        assert_eq!(c.ca_pem().unwrap().as_deref(), Some(TEST_CA));
+        let e = parse("ca_file = \"/nonexistent/ca.pem\"")
+            .unwrap()
+            .ca_pem()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
     #[test]
     fn broker_addresses_parse_host_and_port() {
+        assert_eq!(
+            parse_broker("mqtt://hub.local:1883").unwrap(),
+            ("hub.local".into(), 1883)
+        );
         assert_eq!(
             parse_broker("hub.local:1883").unwrap(),
             ("hub.local".into(), 1883)
@@ -284,6 +407,9 @@ mod tests {
             "hub:70000",
             "::1:1883",
             "[::1:1883",
+            "mqtts://",
+            "mqtts://hub",
+            "http://hub:1",
         ] {
             assert!(parse_broker(bad).is_err(), "{bad}");
         }

@@ -81,6 +81,12 @@ pub(super) fn build(
         .set_keep_alive(KEEP_ALIVE)
         .set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES)
         .set_last_will(last_will(&shared, &cfg.credential, online_seq + 1));
+    if let Some(tls) = cfg.mqtt_tls()? {
+        // Only the fleet CA is trusted: a broker with any other certificate is refused.
+        opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+            tls,
+        )));
+    }
     // Room for `online` + subscribe + a full flush of both offline queues.
     let capacity = cfg.status_queue as usize + telemetry_queue as usize + 8;
     let (client, mut eventloop) = AsyncClient::new(opts, capacity);

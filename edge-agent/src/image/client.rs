@@ -4,7 +4,9 @@
 //! authentication and retries with back-off for transient failures.
 //!
 //! It never keeps a blob in memory, never leaves a blob under its final name unless its
-//! digest verified, and never puts credentials in an error or a log line.
+//! digest verified, and never puts credentials in an error or a log line. Credentials go
+//! only where `sendcreds.rs` allows (not over plain HTTP to another machine, not to a
+//! token realm on another host); with a pinned CA (`with_ca`) no other root is trusted.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use super::ImageError;
 use super::auth::{self, Challenge};
 use super::digest::Digest;
 use super::download::{BlobTarget, hash_file};
+use super::sendcreds;
 
 /// Manifests and indexes are small; anything bigger is refused.
 const MAX_MANIFEST: u64 = 4 << 20;
@@ -58,7 +61,23 @@ pub struct Client {
     repo: String,
     basic: Option<String>,
     auth: Option<String>,
+    /// Why the credentials may not be sent to `base` (plain HTTP beyond loopback).
+    refused: Option<String>,
     pub retry: Retry,
+}
+
+fn agent(tls: Option<ureq::tls::TlsConfig>) -> ureq::Agent {
+    let mut b = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_resolve(Some(Duration::from_secs(15)))
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .user_agent("drover-agent");
+    if let Some(tls) = tls {
+        b = b.tls_config(tls);
+    }
+    b.build().into()
 }
 
 impl Client {
@@ -70,24 +89,43 @@ impl Client {
         credentials: Option<(&str, &str)>,
         basic_first: bool,
     ) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_resolve(Some(Duration::from_secs(15)))
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
-            .user_agent("drover-agent")
-            .build()
-            .into();
         let basic = credentials.map(|(u, p)| auth::basic(u, p));
+        let base = base.trim_end_matches('/').to_string();
+        let refused = basic
+            .as_ref()
+            .and_then(|_| sendcreds::may_send(&base).err());
         Self {
-            agent,
-            base: base.trim_end_matches('/').to_string(),
+            agent: agent(None),
             repo: repo.to_string(),
-            auth: basic.clone().filter(|_| basic_first),
+            auth: basic.clone().filter(|_| basic_first && refused.is_none()),
+            base,
             basic,
+            refused,
             retry: Retry::default(),
         }
+    }
+
+    /// Trusts only the certificates in `ca_pem` (the fleet CA) for `https://`.
+    pub fn with_ca(mut self, ca_pem: &str) -> Result<Self, ImageError> {
+        let bad = |reason: String| ImageError::Registry {
+            registry: self.base.clone(),
+            reason: format!("the pinned CA (hub.ca / hub.ca_file): {reason}"),
+        };
+        let mut roots = Vec::new();
+        for item in ureq::tls::parse_pem(ca_pem.as_bytes()) {
+            if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| bad(e.to_string()))? {
+                roots.push(c);
+            }
+        }
+        if roots.is_empty() {
+            return Err(bad("no certificate".into()));
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+            .build();
+        self.agent = agent(Some(tls));
+        Ok(self)
     }
 
     /// `http(s)://host` of this registry (for messages).
@@ -261,6 +299,10 @@ impl Client {
 
     fn authenticate(&mut self, challenge: Option<Challenge>) -> Result<(), Failure> {
         match challenge {
+            Some(Challenge::Basic) if self.refused.is_some() => {
+                let reason = self.refused.clone().unwrap_or_default();
+                Err(self.auth_failure(&reason))
+            }
             Some(Challenge::Basic) => match &self.basic {
                 Some(b) if self.auth.as_ref() != Some(b) => {
                     self.auth = Some(b.clone());
@@ -290,6 +332,9 @@ impl Client {
     fn fetch_token(&mut self, url: &str) -> Result<String, Failure> {
         let mut req = self.agent.get(url);
         if let Some(b) = &self.basic {
+            if let Err(reason) = sendcreds::realm_allowed(&self.base, url) {
+                return Err(self.auth_failure(&reason));
+            }
             req = req.header("Authorization", b);
         }
         let mut resp = req.call().map_err(|e| self.transport_failure(e))?;

@@ -133,6 +133,8 @@ pub struct HubRegistry {
     pub url: String,
     pub username: String,
     pub password: String,
+    /// The fleet CA (PEM) pinned for an `https://` hub registry; None = the usual roots.
+    pub ca_pem: Option<String>,
 }
 
 impl fmt::Debug for HubRegistry {

@@ -33,6 +33,7 @@ mod pull;
 mod pulls;
 mod records;
 mod reference;
+mod sendcreds;
 mod service;
 mod sysfs;
 mod zstd;

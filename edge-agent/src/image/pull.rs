@@ -66,7 +66,11 @@ fn client_for(reference: &str, r: &RegistryRef, cfg: &PullConfig) -> Result<Clie
             reason: "`hub:` images need the agent's `[hub] registry` setting".into(),
         })?;
         let creds = Some((hub.username.as_str(), hub.password.as_str()));
-        return Ok(Client::new(&hub.url, &r.repo, creds, true));
+        let client = Client::new(&hub.url, &r.repo, creds, true);
+        return match &hub.ca_pem {
+            Some(pem) => client.with_ca(pem),
+            None => Ok(client),
+        };
     }
     let settings = cfg.registry(&r.host);
     let plain = settings.is_some_and(|s| s.insecure) || is_loopback(&r.host);

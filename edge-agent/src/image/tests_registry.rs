@@ -573,3 +573,30 @@ fn a_pinned_reference_refuses_a_swapped_manifest_and_stores_nothing() {
         .unwrap();
     assert!(img.layers[0].join("good").is_file());
 }
+
+#[test]
+fn credentials_never_go_to_a_token_realm_on_another_host() {
+    let port = Arc::new(Mutex::new(0u16));
+    let p2 = port.clone();
+    let srv = FakeServer::start(move |req, _| {
+        if req.path.starts_with("/token") {
+            return Resp::new(200, r#"{"token":"tok"}"#);
+        }
+        // Same server, but named by another host name than the registry's.
+        let realm = format!("http://localhost:{}/token", p2.lock().unwrap());
+        Resp::new(401, "").header("WWW-Authenticate", &format!(r#"Bearer realm="{realm}""#))
+    });
+    *port.lock().unwrap() = srv.addr.port();
+    let mut c = fast(Client::new(&srv.url(), "app", Some(("u", "p")), false));
+    let err = c.manifest("latest").unwrap_err();
+    assert!(
+        matches!(err, ImageError::Auth { .. }) && err.to_string().contains("another host"),
+        "{err}"
+    );
+    assert!(
+        srv.requests()
+            .iter()
+            .all(|r| !r.path.starts_with("/token") && r.header("authorization").is_none()),
+        "nothing was sent to the realm, no credential anywhere"
+    );
+}

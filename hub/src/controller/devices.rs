@@ -105,12 +105,20 @@ impl Controller {
     fn device_added(&self, name: &str, credential: String) -> DeviceAdded {
         let public_key = self.public_key();
         let broker = self.settings.device_broker.clone();
+        // The fleet CA the agent pins for mqtts:// and https:// (a TOML literal string).
+        let ca = self
+            .settings
+            .device_ca
+            .as_deref()
+            .map_or(String::new(), |pem| {
+                format!("ca = '''\n{}\n'''\n", pem.trim_end())
+            });
         let config = format!(
             "# Drover agent configuration for device {name:?}: a complete file, to be installed\n\
              # as /etc/drover/agent.toml (mode 0600: it holds the device's credential). Every\n\
              # other setting keeps its default (see configs/agent.toml). To merge it into an\n\
              # existing file instead, `device` must go above the first [section].\n\
-             device = \"{name}\"\n\n[hub]\nbroker = \"{broker}\"\ncredential = \"{credential}\"\npublic_key = \"{public_key}\"\n"
+             device = \"{name}\"\n\n[hub]\nbroker = \"{broker}\"\ncredential = \"{credential}\"\npublic_key = \"{public_key}\"\n{ca}"
         );
         DeviceAdded {
             name: name.to_owned(),

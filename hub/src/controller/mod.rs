@@ -98,6 +98,8 @@ pub struct Settings {
     pub device_broker: String,
     /// The hub runs the embedded broker: warn when registrations outgrow it.
     pub embedded_broker: bool,
+    /// The fleet CA (PEM) put in agent config snippets when devices are told to use TLS.
+    pub device_ca: Option<String>,
 }
 
 /// Counters the controller keeps in memory for `get stats`, `/metrics` and the benchmarks.

@@ -75,6 +75,8 @@ fn the_status_is_written_and_published_only_when_it_changes() {
 fn with_hub(fx: &mut Fx) {
     fx.agent.cfg.hub = Some(crate::hub_link::config::HubConfig {
         broker: "127.0.0.1:1883".into(),
+        ca: None,
+        ca_file: None,
         credential: "c".repeat(32),
         public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
         heartbeat: drover_protocol::quantity::DurationMs(30_000),

@@ -1,0 +1,141 @@
+//! TLS listeners: accept TCP, run each handshake in its own task with a timeout and a
+//! bound on handshakes at once, and hand on only finished TLS streams — so one stalled
+//! or hostile client never blocks the next (rumqttd's own TLS listener awaits every
+//! handshake inside its accept loop).
+//!
+//! Two users: [`Incoming`] is an axum `Listener` (HTTPS for the API and registry), and
+//! [`splice_to`] forwards each MQTT-over-TLS connection to the embedded broker's plain
+//! loopback listener. This module must never pass on a connection whose handshake did
+//! not complete.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::TlsError;
+use crate::ratelimit::RateLimit;
+
+/// A client has this long to finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes in progress at most per listener; further connections wait in the
+/// kernel's backlog until one ends (each ends within [`HANDSHAKE_TIMEOUT`]).
+pub const MAX_HANDSHAKES: usize = 256;
+
+/// A finished TLS connection and its peer.
+pub type Accepted = (TlsStream<TcpStream>, SocketAddr);
+
+/// Binds `addr` and starts accepting; finished connections arrive on the receiver.
+pub async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<(mpsc::Receiver<Accepted>, SocketAddr), TlsError> {
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|source| TlsError::Bind { what, addr, source })?;
+    let local = tcp
+        .local_addr()
+        .map_err(|source| TlsError::Bind { what, addr, source })?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(accept_loop(what, tcp, TlsAcceptor::from(config), tx));
+    Ok((rx, local))
+}
+
+async fn accept_loop(
+    what: &'static str,
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<Accepted>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let warned = Arc::new(std::sync::Mutex::new(RateLimit::new(60_000)));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match tcp.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                tracing::warn!(listener = what, "TLS accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if tx.is_closed() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let (acceptor, tx, warned) = (acceptor.clone(), tx.clone(), warned.clone());
+        tokio::spawn(async move {
+            let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            drop(permit);
+            let reason = match result {
+                Ok(Ok(tls)) => {
+                    let _ = tx.send((tls, peer)).await;
+                    return;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+            };
+            let key = peer.ip().to_string();
+            let mut limit = warned.lock().unwrap_or_else(|e| e.into_inner());
+            if limit.allow(&key, crate::now_ms()) {
+                tracing::warn!(listener = what, %peer, "TLS handshake failed (logged once a minute per address): {reason}");
+            }
+        });
+    }
+}
+
+/// Finished TLS connections as an axum listener (the API and registry over HTTPS).
+pub struct Incoming {
+    pub rx: mpsc::Receiver<Accepted>,
+    pub local: SocketAddr,
+}
+
+impl axum::serve::Listener for Incoming {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(a) => a,
+            // The accept loop never ends while this receiver lives.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// Forwards every finished connection to `target` (the embedded broker's loopback
+/// listener), bytes both ways, until either side closes.
+pub async fn splice_to(mut rx: mpsc::Receiver<Accepted>, target: SocketAddr) {
+    while let Some((mut tls, peer)) = rx.recv().await {
+        tokio::spawn(async move {
+            let mut plain = match TcpStream::connect(target).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, %target, "cannot reach the embedded broker: {e}");
+                    return;
+                }
+            };
+            let _ = plain.set_nodelay(true);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut plain).await {
+                tracing::debug!(%peer, "MQTT over TLS connection ended: {e}");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "listener_tests.rs"]
+mod tests;
