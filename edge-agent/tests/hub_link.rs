@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use drover_agent::hub_link::{self as hub, HubConfig, HubEvent, HubHandle, LinkStats};
 use drover_protocol::auth::{open_status, sign_desired};
+use drover_protocol::keys::StatusKey;
 use drover_protocol::{
     ContainerSpec, DesiredState, DeviceStatus, EnvVar, MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES,
     Name, NetworkMode, Phase, Resources, RestartPolicy, WorkloadSpec, WorkloadStatus, topics,
@@ -275,7 +276,9 @@ async fn the_link_verifies_desired_states_seals_status_and_survives_a_broker_res
     // A status is sealed with the credential and arrives.
     handle.publish_status(status(&device, 3));
     let status_topic = topics::status(&device);
-    let open = |p: &[u8]| open_status(p, &device, CREDENTIAL.as_bytes()).expect("status opens");
+    let open = |p: &[u8]| {
+        open_status(p, &device, &StatusKey::derive(CREDENTIAL.as_bytes())).expect("status opens")
+    };
     let got = fake.next_on(&status_topic, |_| true).await;
     assert_eq!(open(&got).observed_generation, 3);
     // And again with the heartbeat, time refreshed, though nothing changed.
@@ -422,7 +425,8 @@ async fn desired_states_and_statuses_at_the_size_limit_keep_the_link_up() {
     handle.publish_status(oversize_status(&device, 7));
     let got = fake.next_on(&topics::status(&device), |_| true).await;
     assert!(got.len() <= MAX_MESSAGE_BYTES, "{}", got.len());
-    let opened = open_status(&got, &device, CREDENTIAL.as_bytes()).expect("status opens");
+    let opened = open_status(&got, &device, &StatusKey::derive(CREDENTIAL.as_bytes()))
+        .expect("status opens");
     assert_eq!((opened.observed_generation, opened.workloads.len()), (7, 8));
     assert!(opened.workloads.iter().all(|w| {
         w.last_error

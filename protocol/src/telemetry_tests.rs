@@ -101,7 +101,9 @@ fn a_well_tagged_payload_of_another_kind_is_malformed() {
         capacity: Default::default(),
     };
     let mut bytes = encode(&status).unwrap();
-    let full = tag(&dev, &StatusKey::derive(b"k"), &bytes).finalize().into_bytes();
+    let full = tag(&dev, &StatusKey::derive(b"k"), &bytes)
+        .finalize()
+        .into_bytes();
     bytes.extend_from_slice(&full[..TAG_BYTES]);
     assert_eq!(
         open_telemetry(&bytes, &dev, &StatusKey::derive(b"k"), 0)

@@ -1,5 +1,5 @@
 //! Messages from devices, folded in batches: status snapshots (authenticated with the
-//! credential of the device named in the topic) and presence (`online` / `offline`, the
+//! status key derived from the credential of the device named in the topic) and presence (`online` / `offline`, the
 //! agent's last will).
 //!
 //! A batch is verified message by message, then written in ONE transaction and folded
@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use drover_protocol::auth::{AuthError, open_status};
+use drover_protocol::keys::StatusKey;
 use drover_protocol::{DeviceStatus, Name, topics};
 
 use super::{Controller, ControllerError};
@@ -116,11 +117,10 @@ impl Controller {
         device: &str,
         payload: &[u8],
     ) -> Result<DeviceStatus, (RejectReason, String)> {
-        let (Some(name), Some(credential)) = (Name::new(device).ok(), self.credential_of(device))
-        else {
+        let (Some(name), Some(key)) = (Name::new(device).ok(), self.status_key_of(device)) else {
             return Err((RejectReason::UnknownDevice, String::new()));
         };
-        open_status(payload, &name, credential.as_bytes()).map_err(|e| {
+        open_status(payload, &name, &key).map_err(|e| {
             let reason = match e {
                 AuthError::BadMac => RejectReason::BadMac,
                 AuthError::WrongDevice { .. } => RejectReason::WrongDevice,
@@ -137,7 +137,7 @@ impl Controller {
     ) -> Result<(Name, bool), (RejectReason, String)> {
         let name = Name::new(device)
             .ok()
-            .filter(|_| self.credential_of(device).is_some());
+            .filter(|_| self.status_key_of(device).is_some());
         let Some(name) = name else {
             return Err((RejectReason::UnknownDevice, String::new()));
         };
@@ -230,11 +230,12 @@ impl Controller {
         Ok(moved)
     }
 
-    fn credential_of(&self, device: &str) -> Option<String> {
+    fn status_key_of(&self, device: &str) -> Option<StatusKey> {
         if device.starts_with(crate::fleet::RESERVED_DEVICE_PREFIX) {
             return None;
         }
-        self.creds.read().ok()?.get(device).cloned()
+        let map = self.creds.read().ok()?;
+        map.get(device).map(|k| k.status_key.clone())
     }
 
     fn reject(
