@@ -11,6 +11,7 @@ use base64::Engine;
 use drover_agent::hub_link::{self as hub, HubConfig, HubEvent, HubHandle, LinkStats};
 use drover_protocol::auth::sign_desired;
 use drover_protocol::freshness::{open_presence, open_status_seq};
+use drover_protocol::keys::StatusKey;
 use drover_protocol::{
     ContainerSpec, DesiredState, DeviceStatus, EnvVar, MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES,
     Name, NetworkMode, Phase, Resources, RestartPolicy, WorkloadSpec, WorkloadStatus, topics,
@@ -240,7 +241,8 @@ async fn the_link_verifies_desired_states_seals_status_and_survives_a_broker_res
     let handle = hub::spawn(&config(broker.port, &hub_key), &device, 0, tx).expect("spawn");
     assert!(matches!(next_event(&mut events).await, HubEvent::Connected));
     let online = topics::online(&device);
-    let presence = |p: &[u8]| open_presence(p, &device, CREDENTIAL.as_bytes()).expect("sealed");
+    let status_key = StatusKey::derive(CREDENTIAL.as_bytes());
+    let presence = |p: &[u8]| open_presence(p, &device, &status_key).expect("sealed");
     let announced = fake.next_on(&online, |p| presence(p).online).await;
     let online_seq = presence(&announced).seq.expect("sequenced");
 
@@ -279,7 +281,7 @@ async fn the_link_verifies_desired_states_seals_status_and_survives_a_broker_res
     handle.publish_status(status(&device, 3));
     let status_topic = topics::status(&device);
     let open = |p: &[u8]| {
-        open_status_seq(p, &device, CREDENTIAL.as_bytes())
+        open_status_seq(p, &device, &StatusKey::derive(CREDENTIAL.as_bytes()))
             .expect("status opens")
             .0
     };
@@ -431,7 +433,8 @@ async fn desired_states_and_statuses_at_the_size_limit_keep_the_link_up() {
     handle.publish_status(oversize_status(&device, 7));
     let got = fake.next_on(&topics::status(&device), |_| true).await;
     assert!(got.len() <= MAX_MESSAGE_BYTES, "{}", got.len());
-    let (opened, _) = open_status_seq(&got, &device, CREDENTIAL.as_bytes()).expect("status opens");
+    let (opened, _) = open_status_seq(&got, &device, &StatusKey::derive(CREDENTIAL.as_bytes()))
+        .expect("status opens");
     assert_eq!((opened.observed_generation, opened.workloads.len()), (7, 8));
     assert!(opened.workloads.iter().all(|w| {
         w.last_error

@@ -14,6 +14,7 @@ use drover_protocol::command::{
     Command, CommandResponse, SignedCommand, open_response, verify_command,
 };
 use drover_protocol::compat::{Compat, decode_any};
+use drover_protocol::keys::StatusKey;
 use drover_protocol::telemetry::open_telemetry;
 use drover_protocol::{DesiredState, DeviceStatus, Telemetry};
 use libfuzzer_sys::fuzz_target;
@@ -53,12 +54,12 @@ fuzz_target!(|data: &[u8]| {
         Kind::Status => any_version::<DeviceStatus>(payload),
         Kind::Telemetry => {
             current::<Telemetry>(payload);
-            let _ = open_telemetry(payload, &dev, CREDENTIAL, 0);
+            let _ = open_telemetry(payload, &dev, &StatusKey::derive(CREDENTIAL), 0);
         }
         Kind::Command => current::<Command>(payload),
         Kind::Response => {
             current::<CommandResponse>(payload);
-            let _ = open_response(payload, &dev, CREDENTIAL);
+            let _ = open_response(payload, &dev, &StatusKey::derive(CREDENTIAL));
         }
         Kind::SignedDesired => {
             any_version::<SignedDesired>(payload);
@@ -68,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Kind::AuthedStatus => {
             any_version::<AuthedStatus>(payload);
-            if let Ok(s) = open_status(payload, &dev, CREDENTIAL) {
+            if let Ok(s) = open_status(payload, &dev, &StatusKey::derive(CREDENTIAL)) {
                 round_trip(s);
             }
         }

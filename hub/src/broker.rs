@@ -4,8 +4,10 @@
 //! rumqttd's config accepts anything and `RouterConfig::default()` is all zeros, so every
 //! field is set here, in code. rumqttd has no topic ACLs: authentication only proves who
 //! connects; desired states are signed and statuses carry a MAC for the rest.
-//! Two kinds of login are kept apart: devices (and the hub) in [`Credentials`], the map
-//! every device message is verified against, and dashboard clients in
+//! Two kinds of login are kept apart: devices (and the hub) in [`Credentials`], the map of
+//! per-purpose keys (`drover_protocol::keys::DeviceKeys`: MQTT password, registry
+//! password, status key, sealing public key) every device message is verified against,
+//! and dashboard clients in
 //! [`ClientCredentials`], which only this module's broker login check reads — so a
 //! client's credential can log in but never authenticate a status, presence or sample.
 //! It also knows how far the embedded broker goes (`capacity_warning`): measured in
@@ -17,13 +19,15 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::ratelimit::RateLimit;
+use drover_protocol::keys::DeviceKeys;
 use rumqttd::{Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 
 /// Client id / username the hub itself connects with.
 pub const HUB_CLIENT_ID: &str = "drover-hub";
 
-/// Device (and hub) name → credential string; updated by `device add`.
-pub type Credentials = Arc<RwLock<HashMap<String, String>>>;
+/// Device (and hub) name → the keys derived from its credential, computed once when the
+/// device is loaded or added; updated by `device add`. No device credential is kept here.
+pub type Credentials = Arc<RwLock<HashMap<String, DeviceKeys>>>;
 
 /// Dashboard client name → credential (`client add`): broker logins only, never checked
 /// against device messages or by the image registry.
@@ -91,10 +95,28 @@ pub enum BrokerError {
     Thread(std::io::Error),
 }
 
-/// May this client connect? Its client id must equal its username (a duplicate client id
-/// would take over another device's session) and its password must be that name's
-/// credential.
+/// May this device (or the hub) connect? Its client id must equal its username (a
+/// duplicate client id would take over another device's session) and its password must be
+/// that name's MQTT password (derived from its credential; never the credential itself).
 pub fn authenticate(creds: &Credentials, client_id: &str, username: &str, password: &str) -> bool {
+    check(creds, client_id, username, password, |k| &k.mqtt_password)
+}
+
+/// May this device pull from the hub's registry: HTTP Basic with its name and its registry
+/// password (derived; the MQTT password is refused here).
+pub fn authenticate_registry(creds: &Credentials, username: &str, password: &str) -> bool {
+    check(creds, username, username, password, |k| {
+        &k.registry_password
+    })
+}
+
+fn check(
+    creds: &Credentials,
+    client_id: &str,
+    username: &str,
+    password: &str,
+    which: fn(&DeviceKeys) -> &String,
+) -> bool {
     if client_id != username || password.is_empty() {
         return false;
     }
@@ -102,7 +124,33 @@ pub fn authenticate(creds: &Credentials, client_id: &str, username: &str, passwo
         return false;
     };
     map.get(username)
+        .is_some_and(|k| constant_time_eq(which(k).as_bytes(), password.as_bytes()))
+}
+
+/// A dashboard client's login: the same rules, against its own credential.
+fn authenticate_client(
+    clients: &ClientCredentials,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> bool {
+    if client_id != username || password.is_empty() {
+        return false;
+    }
+    let Ok(map) = clients.read() else {
+        return false;
+    };
+    map.get(username)
         .is_some_and(|c| constant_time_eq(c.as_bytes(), password.as_bytes()))
+}
+
+/// The hub's own entry: it logs in with its credential as it is (it is no device and
+/// sends no status), in the same map so that the broker lets it in.
+pub fn hub_keys(credential: &str) -> DeviceKeys {
+    DeviceKeys {
+        mqtt_password: credential.to_owned(),
+        ..DeviceKeys::from_credential(credential.as_bytes())
+    }
 }
 
 /// May this client log in to the broker: a device, the hub, or a dashboard client, by the
@@ -115,7 +163,7 @@ pub fn authenticate_login(
     password: &str,
 ) -> bool {
     authenticate(&logins.devices, client_id, username, password)
-        || authenticate(&logins.clients, client_id, username, password)
+        || authenticate_client(&logins.clients, client_id, username, password)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -226,40 +274,63 @@ pub fn spawn(
 mod tests {
     use super::*;
 
+    use drover_protocol::keys::{mqtt_password, registry_password};
+
     fn creds() -> Credentials {
         Arc::new(RwLock::new(HashMap::from([
-            ("pi-1".to_owned(), "secret-1".to_owned()),
-            ("pi-2".to_owned(), "secret-2".to_owned()),
-            (HUB_CLIENT_ID.to_owned(), "hub-secret".to_owned()),
+            ("pi-1".to_owned(), DeviceKeys::from_credential(b"secret-1")),
+            ("pi-2".to_owned(), DeviceKeys::from_credential(b"secret-2")),
+            (HUB_CLIENT_ID.to_owned(), hub_keys("hub-secret")),
         ])))
     }
 
+    fn pw(credential: &str) -> String {
+        mqtt_password(credential.as_bytes())
+    }
+
     #[test]
-    fn a_device_connects_with_its_own_name_and_credential() {
-        assert!(authenticate(&creds(), "pi-1", "pi-1", "secret-1"));
+    fn a_device_connects_with_its_own_name_and_derived_password() {
+        assert!(authenticate(&creds(), "pi-1", "pi-1", &pw("secret-1")));
+        assert!(authenticate(
+            &creds(),
+            HUB_CLIENT_ID,
+            HUB_CLIENT_ID,
+            "hub-secret"
+        ));
+    }
+
+    #[test]
+    fn the_credential_itself_or_the_registry_password_is_no_mqtt_password() {
+        assert!(!authenticate(&creds(), "pi-1", "pi-1", "secret-1"));
+        let reg = registry_password(b"secret-1");
+        assert!(!authenticate(&creds(), "pi-1", "pi-1", &reg));
+        assert!(authenticate_registry(&creds(), "pi-1", &reg));
+        assert!(!authenticate_registry(&creds(), "pi-1", &pw("secret-1")));
+        assert!(!authenticate_registry(&creds(), "pi-1", "secret-1"));
+        assert!(!authenticate_registry(&creds(), "pi-2", &reg));
     }
 
     #[test]
     fn client_id_must_equal_username() {
-        assert!(!authenticate(&creds(), "pi-2", "pi-1", "secret-1"));
-        assert!(!authenticate(&creds(), "", "pi-1", "secret-1"));
+        assert!(!authenticate(&creds(), "pi-2", "pi-1", &pw("secret-1")));
+        assert!(!authenticate(&creds(), "", "pi-1", &pw("secret-1")));
     }
 
     #[test]
     fn wrong_or_other_devices_password_is_refused() {
-        assert!(!authenticate(&creds(), "pi-1", "pi-1", "secret-2"));
+        assert!(!authenticate(&creds(), "pi-1", "pi-1", &pw("secret-2")));
         assert!(!authenticate(&creds(), "pi-1", "pi-1", ""));
-        assert!(!authenticate(&creds(), "pi-3", "pi-3", "secret-1"));
+        assert!(!authenticate(&creds(), "pi-3", "pi-3", &pw("secret-1")));
     }
 
     #[test]
-    fn a_credential_added_later_is_accepted() {
+    fn a_device_added_later_is_accepted() {
         let c = creds();
-        assert!(!authenticate(&c, "pi-3", "pi-3", "s3"));
+        assert!(!authenticate(&c, "pi-3", "pi-3", &pw("s3")));
         c.write()
             .unwrap()
-            .insert("pi-3".to_owned(), "s3".to_owned());
-        assert!(authenticate(&c, "pi-3", "pi-3", "s3"));
+            .insert("pi-3".to_owned(), DeviceKeys::from_credential(b"s3"));
+        assert!(authenticate(&c, "pi-3", "pi-3", &pw("s3")));
     }
 
     fn logins() -> Logins {
@@ -276,8 +347,8 @@ mod tests {
     fn clients_log_in_to_the_broker_but_are_no_devices() {
         let l = logins();
         assert!(authenticate_login(&l, "dash", "dash", "dash-secret"));
-        assert!(authenticate_login(&l, "pi-1", "pi-1", "secret-1"));
-        assert!(!authenticate_login(&l, "dash", "dash", "secret-1"));
+        assert!(authenticate_login(&l, "pi-1", "pi-1", &pw("secret-1")));
+        assert!(!authenticate_login(&l, "dash", "dash", &pw("secret-1")));
         assert!(!authenticate_login(&l, "pi-1", "pi-1", "dash-secret"));
         assert!(!authenticate_login(&l, "pi-1", "dash", "dash-secret"));
         // The map device messages and registry pulls are checked against has no client.

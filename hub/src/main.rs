@@ -313,7 +313,8 @@ enum BrokerConfigCommand {
     /// JSON mirrors, presence and the Home Assistant prefix and write only what --publish
     /// granted; the hub uses every Drover topic. Write it again after registering devices or
     /// clients and reload Mosquitto (SIGHUP). Passwords go in Mosquitto's `password_file`
-    /// (`mosquitto_passwd`), with each login's credential.
+    /// (`mosquitto_passwd`): the hub's and each client's credential, each device's MQTT
+    /// password (derived from its credential; `device add` prints it).
     MosquittoAcl {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,

@@ -6,7 +6,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use drover_protocol::auth::{seal_status, verify_desired};
+use drover_protocol::auth::seal_status;
+use drover_protocol::sealed::open_desired;
 use drover_protocol::{DeviceStatus, MAX_MQTT_PACKET_BYTES, Name, topics};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{Client as MqttClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
@@ -104,14 +105,18 @@ fn a_registered_device_reads_its_signed_desired_state_and_reports_back() {
     let (_c, mut conn) = device_client("pi-1", "not-it", port);
     assert!(next_packet(&mut conn).is_err());
     let mut opts = MqttOptions::new("pi-2", "127.0.0.1", port);
-    opts.set_credentials("pi-1", added.credential.clone());
+    let password = drover_protocol::keys::mqtt_password(added.credential.as_bytes());
+    opts.set_credentials("pi-1", password.clone());
     let (_c, mut conn) = MqttClient::new(opts, 10);
     match next_packet(&mut conn) {
         Ok(Packet::ConnAck(a)) => assert_ne!(a.code, ConnectReturnCode::Success),
         other => assert!(other.is_err(), "{other:?}"),
     }
 
-    let (client, mut conn) = device_client("pi-1", &added.credential, port);
+    // The credential itself is no MQTT password: only the one derived from it.
+    let (_c, mut conn) = device_client("pi-1", &added.credential, port);
+    assert!(next_packet(&mut conn).is_err());
+    let (client, mut conn) = device_client("pi-1", &password, port);
     assert!(matches!(next_packet(&mut conn), Ok(Packet::ConnAck(_))));
     client
         .subscribe(topics::desired(&name), QoS::AtLeastOnce)
@@ -120,7 +125,8 @@ fn a_registered_device_reads_its_signed_desired_state_and_reports_back() {
         panic!("no retained desired state");
     };
     // Live (retain flag cleared) when the hub's publish raced the subscription.
-    let desired = verify_desired(&p.payload, &hub_key, &name, 0).unwrap();
+    let seal = drover_protocol::keys::SealSecret::derive(added.credential.as_bytes());
+    let desired = open_desired(&p.payload, &hub_key, &name, 0, &seal).unwrap();
     assert_eq!((desired.generation, desired.workloads.len()), (1, 0));
 
     let status = DeviceStatus {

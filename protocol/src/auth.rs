@@ -1,6 +1,7 @@
 //! Authenticity of what crosses the broker. The broker is not trusted (rumqttd has no
-//! topic ACLs): the hub signs every desired state with its ed25519 key, and each agent
-//! authenticates its status with an HMAC keyed by its own device credential.
+//! topic ACLs): the hub signs every desired state with its ed25519 key (and seals it to
+//! the device: `sealed`), and each agent authenticates its status with an HMAC keyed by
+//! its status key, derived from its credential (`keys`), which never crosses the network.
 //!
 //! Verification never panics and says exactly why a message was refused.
 
@@ -12,6 +13,7 @@ use sha2::Sha256;
 use crate::Name;
 use crate::codec::{CodecError, Wire, encode};
 use crate::compat::decode_any;
+use crate::keys::StatusKey;
 use crate::types::{DesiredState, DeviceStatus};
 
 /// Domain separation: a signature over a desired state is never valid for anything else.
@@ -54,6 +56,10 @@ pub enum AuthError {
     WrongDevice { expected: String, got: String },
     #[error("generation {got} is not newer than the {held} already held (replay or reorder)")]
     Stale { got: u64, held: u64 },
+    #[error("cannot open the sealed desired state: not sealed to this device's key, or damaged")]
+    Unseal,
+    #[error("the sealed desired state names another device or generation than its signed envelope")]
+    SealMismatch,
 }
 
 /// Encodes and signs a desired state; the result is the MQTT payload.
@@ -98,16 +104,17 @@ pub fn verify_desired(
     Ok(desired)
 }
 
-fn mac(credential: &[u8]) -> Hmac<Sha256> {
+fn mac(key: &StatusKey) -> Hmac<Sha256> {
     // HMAC accepts keys of any length: this cannot fail.
-    <Hmac<Sha256> as Mac>::new_from_slice(credential)
+    <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
         .unwrap_or_else(|_| unreachable!("hmac takes any key length"))
 }
 
-/// Encodes a status and authenticates it with the device credential.
+/// Encodes a status and authenticates it with the status key derived from the device
+/// credential.
 pub fn seal_status(status: &DeviceStatus, credential: &[u8]) -> Result<Vec<u8>, CodecError> {
     let bytes = encode(status)?;
-    let mut m = mac(credential);
+    let mut m = mac(&StatusKey::derive(credential));
     m.update(STATUS_CONTEXT);
     m.update(&bytes);
     encode(&AuthedStatus {
@@ -116,14 +123,14 @@ pub fn seal_status(status: &DeviceStatus, credential: &[u8]) -> Result<Vec<u8>, 
     })
 }
 
-/// Checks a status payload received on `device`'s topic against that device's credential.
+/// Checks a status payload received on `device`'s topic against that device's status key.
 pub fn open_status(
     payload: &[u8],
     device: &Name,
-    credential: &[u8],
+    key: &StatusKey,
 ) -> Result<DeviceStatus, AuthError> {
     let authed: AuthedStatus = decode_any(payload)?;
-    let mut m = mac(credential);
+    let mut m = mac(key);
     m.update(STATUS_CONTEXT);
     m.update(&authed.status);
     m.verify_slice(&authed.mac).map_err(|_| AuthError::BadMac)?;
@@ -200,14 +207,15 @@ mod tests {
             capacity: Default::default(),
         };
         let payload = seal_status(&st, b"secret").unwrap();
-        assert_eq!(open_status(&payload, &dev, b"secret").unwrap(), st);
+        let key = StatusKey::derive(b"secret");
+        assert_eq!(open_status(&payload, &dev, &key).unwrap(), st);
         assert!(matches!(
-            open_status(&payload, &dev, b"other"),
+            open_status(&payload, &dev, &StatusKey::derive(b"other")),
             Err(AuthError::BadMac)
         ));
         let other = Name::new("pi-2").unwrap();
         assert!(matches!(
-            open_status(&payload, &other, b"secret"),
+            open_status(&payload, &other, &key),
             Err(AuthError::WrongDevice { .. })
         ));
     }
@@ -217,7 +225,7 @@ mod tests {
         fn garbage_is_refused_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             let dev = Name::new("pi").unwrap();
             prop_assert!(verify_desired(&bytes, &key(1).verifying_key(), &dev, 0).is_err());
-            prop_assert!(open_status(&bytes, &dev, b"k").is_err());
+            prop_assert!(open_status(&bytes, &dev, &StatusKey::derive(b"k")).is_err());
         }
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! An answer is a stream of chunks of one command's output, at most [`MAX_CHUNK_BYTES`]
 //! each, the last with `end`. Payload: `envelope(CommandResponse) ‖ tag`, where `tag` is
-//! the first 16 bytes of HMAC-SHA256(device credential, context ‖ device ‖ 0 ‖ envelope)
+//! the first 16 bytes of HMAC-SHA256(device status key (`keys`), context ‖ device ‖ 0 ‖ envelope)
 //! (the layout telemetry uses). This module must never do IO and never panic on a payload.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -19,6 +19,7 @@ use sha2::Sha256;
 
 use crate::Name;
 use crate::codec::{CodecError, Wire, decode, encode};
+use crate::keys::StatusKey;
 
 const COMMAND_CONTEXT: &[u8] = b"drover/v1/cmd\0";
 const RESPONSE_CONTEXT: &[u8] = b"drover/v1/cmd/resp\0";
@@ -243,9 +244,9 @@ pub fn verify_command(
     Ok(command)
 }
 
-fn tag(device: &Name, credential: &[u8], envelope: &[u8]) -> Hmac<Sha256> {
+fn tag(device: &Name, key: &StatusKey, envelope: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length: this cannot fail.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(credential)
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
         .unwrap_or_else(|_| unreachable!("hmac takes any key length"));
     m.update(RESPONSE_CONTEXT);
     m.update(device.as_str().as_bytes());
@@ -261,22 +262,24 @@ pub fn seal_response(
     credential: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
     let mut bytes = encode(response)?;
-    let full = tag(device, credential, &bytes).finalize().into_bytes();
+    let full = tag(device, &StatusKey::derive(credential), &bytes)
+        .finalize()
+        .into_bytes();
     bytes.extend_from_slice(&full[..TAG_BYTES]);
     Ok(bytes)
 }
 
-/// Checks a payload received on `device`'s `cmd/resp` topic against its credential.
+/// Checks a payload received on `device`'s `cmd/resp` topic against its status key.
 pub fn open_response(
     payload: &[u8],
     device: &Name,
-    credential: &[u8],
+    key: &StatusKey,
 ) -> Result<CommandResponse, CommandError> {
     let Some(split) = payload.len().checked_sub(TAG_BYTES) else {
         return Err(CommandError::Short(payload.len()));
     };
     let (envelope, got) = payload.split_at(split);
-    tag(device, credential, envelope)
+    tag(device, key, envelope)
         .verify_truncated_left(got)
         .map_err(|_| CommandError::BadMac)?;
     let response: CommandResponse = decode(envelope)?;

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::keys::StatusKey;
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -111,17 +112,20 @@ fn a_response_opens_only_with_its_credential_and_topic() {
         error: None,
     };
     let payload = seal_response(&r, &dev, b"secret").unwrap();
-    assert_eq!(open_response(&payload, &dev, b"secret").unwrap(), r);
+    assert_eq!(
+        open_response(&payload, &dev, &StatusKey::derive(b"secret")).unwrap(),
+        r
+    );
     assert!(matches!(
-        open_response(&payload, &dev, b"other"),
+        open_response(&payload, &dev, &StatusKey::derive(b"other")),
         Err(CommandError::BadMac)
     ));
     assert!(matches!(
-        open_response(&payload, &n("pi-2"), b"secret"),
+        open_response(&payload, &n("pi-2"), &StatusKey::derive(b"secret")),
         Err(CommandError::BadMac)
     ));
     assert!(matches!(
-        open_response(&payload[..4], &dev, b"secret"),
+        open_response(&payload[..4], &dev, &StatusKey::derive(b"secret")),
         Err(CommandError::Short(4) | CommandError::BadMac)
     ));
 }
@@ -136,11 +140,11 @@ fn a_full_chunk_fits_but_a_larger_one_is_refused() {
     };
     let ok = seal_response(&r, &dev, b"k").unwrap();
     assert!(ok.len() < MAX_CHUNK_BYTES + 64);
-    assert!(open_response(&ok, &dev, b"k").is_ok());
+    assert!(open_response(&ok, &dev, &StatusKey::derive(b"k")).is_ok());
     r.data.push(b'x');
     let big = seal_response(&r, &dev, b"k").unwrap();
     assert!(matches!(
-        open_response(&big, &dev, b"k"),
+        open_response(&big, &dev, &StatusKey::derive(b"k")),
         Err(CommandError::ChunkTooLarge(_))
     ));
 }
@@ -156,7 +160,7 @@ fn a_failure_kind_travels_as_the_data_of_the_final_chunk() {
     ] {
         let r = CommandResponse::failed(9, 2, kind, "why");
         let payload = seal_response(&r, &dev, b"k").unwrap();
-        let back = open_response(&payload, &dev, b"k").unwrap();
+        let back = open_response(&payload, &dev, &StatusKey::derive(b"k")).unwrap();
         assert!(back.end);
         assert_eq!(back.error.as_deref(), Some("why"));
         assert_eq!(FailureKind::from_code(&back.data), kind);
@@ -174,6 +178,6 @@ proptest! {
     fn garbage_is_refused_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         let dev = n("pi");
         prop_assert!(verify_command(&bytes, &key(1).verifying_key(), &dev, 0).is_err());
-        prop_assert!(open_response(&bytes, &dev, b"k").is_err());
+        prop_assert!(open_response(&bytes, &dev, &StatusKey::derive(b"k")).is_err());
     }
 }

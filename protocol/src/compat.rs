@@ -53,6 +53,12 @@ impl Compat for SignedDesired {
     type V2 = SignedDesired;
 }
 
+/// New in envelope version 3 (its own kind, 9): no older shape exists.
+impl Compat for crate::sealed::SealedDesired {
+    type V1 = crate::sealed::SealedDesired;
+    type V2 = crate::sealed::SealedDesired;
+}
+
 impl Compat for AuthedStatus {
     type V1 = AuthedStatus;
     type V2 = AuthedStatus;

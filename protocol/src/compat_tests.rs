@@ -111,6 +111,26 @@ fn a_version_2_state_decodes_and_verifies_with_init_off() {
 }
 
 #[test]
+fn states_stored_only_signed_before_sealing_still_open_on_an_upgraded_agent() {
+    // `S/hub-desired.bin` written by an agent before sealed states existed holds these
+    // bytes; the upgraded agent loads it through `open_desired` with its sealing key.
+    let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let seal = crate::keys::SealSecret::derive(b"any-credential");
+    for (hex, labels) in [(V1_SIGNED, false), (V2_SIGNED, true)] {
+        let state =
+            crate::sealed::open_desired(&unhex(hex), &key, &name("pi-1"), 0, &seal).unwrap();
+        let mut want = expected();
+        if labels {
+            want.workloads[0].labels.insert("app".into(), "web".into());
+        }
+        assert_eq!(state, want);
+        let mut tampered = unhex(hex);
+        tampered[20] ^= 1;
+        assert!(crate::sealed::open_desired(&tampered, &key, &name("pi-1"), 0, &seal).is_err());
+    }
+}
+
+#[test]
 fn the_current_version_carries_labels_and_unknown_versions_are_refused() {
     let mut d = expected();
     d.workloads[0].labels.insert("app".into(), "web".into());

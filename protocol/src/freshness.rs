@@ -20,6 +20,7 @@ use crate::Name;
 use crate::auth::{AuthError, open_status};
 use crate::codec::{CodecError, Wire, encode};
 use crate::compat::{Compat, decode_any};
+use crate::keys::StatusKey;
 use crate::types::DeviceStatus;
 
 /// Domain separation: a MAC over a presence or a status is valid for nothing else.
@@ -72,9 +73,9 @@ pub struct Presence {
     pub seq: Option<u64>,
 }
 
-fn mac(context: &[u8], device: &Name, credential: &[u8]) -> Hmac<Sha256> {
+fn mac(context: &[u8], device: &Name, key: &StatusKey) -> Hmac<Sha256> {
     // HMAC accepts keys of any length: this cannot fail.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(credential)
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
         .unwrap_or_else(|_| unreachable!("hmac takes any key length"));
     m.update(context);
     m.update(device.as_str().as_bytes());
@@ -82,21 +83,23 @@ fn mac(context: &[u8], device: &Name, credential: &[u8]) -> Hmac<Sha256> {
     m
 }
 
-fn presence_mac(device: &Name, online: bool, seq: u64, credential: &[u8]) -> Hmac<Sha256> {
-    let mut m = mac(PRESENCE_CONTEXT, device, credential);
+fn presence_mac(device: &Name, online: bool, seq: u64, key: &StatusKey) -> Hmac<Sha256> {
+    let mut m = mac(PRESENCE_CONTEXT, device, key);
     m.update(&[u8::from(online)]);
     m.update(&seq.to_be_bytes());
     m
 }
 
-/// The payload announcing `device` online (or, as its last will, offline) with `seq`.
+/// The payload announcing `device` online (or, as its last will, offline) with `seq`,
+/// authenticated with the status key derived from the device's `credential`.
 pub fn seal_presence(
     device: &Name,
     online: bool,
     seq: u64,
     credential: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    let tag = presence_mac(device, online, seq, credential).finalize();
+    let key = StatusKey::derive(credential);
+    let tag = presence_mac(device, online, seq, &key).finalize();
     encode(&SealedPresence {
         online,
         seq,
@@ -110,7 +113,7 @@ pub fn seal_presence(
 pub fn open_presence(
     payload: &[u8],
     device: &Name,
-    credential: &[u8],
+    key: &StatusKey,
 ) -> Result<Presence, AuthError> {
     match payload {
         b"online" => {
@@ -128,7 +131,7 @@ pub fn open_presence(
         _ => {}
     }
     let p: SealedPresence = decode_any(payload)?;
-    presence_mac(device, p.online, p.seq, credential)
+    presence_mac(device, p.online, p.seq, key)
         .verify_slice(&p.mac)
         .map_err(|_| AuthError::BadMac)?;
     Ok(Presence {
@@ -137,14 +140,19 @@ pub fn open_presence(
     })
 }
 
-/// Encodes a status with its sequence number and authenticates both.
+/// Encodes a status with its sequence number and authenticates both with the status key
+/// derived from the device's `credential`.
 pub fn seal_status_seq(
     status: &DeviceStatus,
     seq: u64,
     credential: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
     let bytes = encode(status)?;
-    let mut m = mac(STATUS_CONTEXT, &status.device, credential);
+    let mut m = mac(
+        STATUS_CONTEXT,
+        &status.device,
+        &StatusKey::derive(credential),
+    );
     m.update(&seq.to_be_bytes());
     m.update(&bytes);
     encode(&SequencedStatus {
@@ -160,16 +168,16 @@ pub fn seal_status_seq(
 pub fn open_status_seq(
     payload: &[u8],
     device: &Name,
-    credential: &[u8],
+    key: &StatusKey,
 ) -> Result<(DeviceStatus, Option<u64>), AuthError> {
     let sealed: SequencedStatus = match decode_any(payload) {
         Ok(s) => s,
         Err(CodecError::Kind { .. }) => {
-            return open_status(payload, device, credential).map(|s| (s, None));
+            return open_status(payload, device, key).map(|s| (s, None));
         }
         Err(e) => return Err(e.into()),
     };
-    let mut m = mac(STATUS_CONTEXT, device, credential);
+    let mut m = mac(STATUS_CONTEXT, device, key);
     m.update(&sealed.seq.to_be_bytes());
     m.update(&sealed.status);
     m.verify_slice(&sealed.mac).map_err(|_| AuthError::BadMac)?;

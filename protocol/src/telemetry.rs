@@ -8,7 +8,7 @@
 //! so a lost sample loses resolution, never a count; rates are computed by the reader.
 //!
 //! Payload: `envelope(Telemetry) ‖ tag`, where `tag` is the first 16 bytes of
-//! HMAC-SHA256(device credential, context ‖ device name ‖ 0 ‖ envelope) (a truncated HMAC,
+//! HMAC-SHA256(device status key (`keys`), context ‖ device name ‖ 0 ‖ envelope) (a truncated HMAC,
 //! RFC 2104 §5). `seq` rises strictly per device, across agent restarts: the hub drops a
 //! sample whose `seq` is not above the last one it accepted (a replay). This module must
 //! never do IO and never panic on a payload.
@@ -19,6 +19,7 @@ use sha2::Sha256;
 
 use crate::Name;
 use crate::codec::{CodecError, Wire, decode, encode};
+use crate::keys::StatusKey;
 
 const TELEMETRY_CONTEXT: &[u8] = b"drover/v1/telemetry\0";
 
@@ -141,9 +142,9 @@ impl TelemetryError {
     }
 }
 
-fn tag(device: &Name, credential: &[u8], envelope: &[u8]) -> Hmac<Sha256> {
+fn tag(device: &Name, key: &StatusKey, envelope: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length: this cannot fail.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(credential)
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
         .unwrap_or_else(|_| unreachable!("hmac takes any key length"));
     m.update(TELEMETRY_CONTEXT);
     m.update(device.as_str().as_bytes());
@@ -159,24 +160,26 @@ pub fn seal_telemetry(
     credential: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
     let mut bytes = encode(sample)?;
-    let full = tag(device, credential, &bytes).finalize().into_bytes();
+    let full = tag(device, &StatusKey::derive(credential), &bytes)
+        .finalize()
+        .into_bytes();
     bytes.extend_from_slice(&full[..TAG_BYTES]);
     Ok(bytes)
 }
 
 /// Checks a payload received on `device`'s telemetry topic: tagged with that device's
-/// credential and with a `seq` above `held` (the last one accepted; 0 for none).
+/// status key and with a `seq` above `held` (the last one accepted; 0 for none).
 pub fn open_telemetry(
     payload: &[u8],
     device: &Name,
-    credential: &[u8],
+    key: &StatusKey,
     held: u64,
 ) -> Result<Telemetry, TelemetryError> {
     let Some(split) = payload.len().checked_sub(TAG_BYTES) else {
         return Err(TelemetryError::Short(payload.len()));
     };
     let (envelope, got) = payload.split_at(split);
-    tag(device, credential, envelope)
+    tag(device, key, envelope)
         .verify_truncated_left(got)
         .map_err(|_| TelemetryError::BadMac)?;
     let sample: Telemetry = decode(envelope)?;

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::keys::StatusKey;
 
 fn name(s: &str) -> Name {
     Name::new(s).unwrap()
@@ -50,19 +51,20 @@ fn a_sample_opens_only_with_its_credential_device_and_a_newer_seq() {
     let sample = month_up_sample(2);
     let payload = seal_telemetry(&sample, &dev, b"secret").unwrap();
     assert_eq!(
-        open_telemetry(&payload, &dev, b"secret", 0).unwrap(),
+        open_telemetry(&payload, &dev, &StatusKey::derive(b"secret"), 0).unwrap(),
         sample
     );
     assert!(matches!(
-        open_telemetry(&payload, &dev, b"other", 0),
+        open_telemetry(&payload, &dev, &StatusKey::derive(b"other"), 0),
         Err(TelemetryError::BadMac)
     ));
     // Another device's topic: the device name is under the tag.
     assert!(matches!(
-        open_telemetry(&payload, &name("pi-2"), b"secret", 0),
+        open_telemetry(&payload, &name("pi-2"), &StatusKey::derive(b"secret"), 0),
         Err(TelemetryError::BadMac)
     ));
-    let err = open_telemetry(&payload, &dev, b"secret", sample.seq).unwrap_err();
+    let err =
+        open_telemetry(&payload, &dev, &StatusKey::derive(b"secret"), sample.seq).unwrap_err();
     assert!(
         matches!(err, TelemetryError::Replayed { got, held } if got == sample.seq && held == sample.seq)
     );
@@ -71,19 +73,19 @@ fn a_sample_opens_only_with_its_credential_device_and_a_newer_seq() {
     let mut tampered = payload.clone();
     tampered[3] ^= 1;
     assert_eq!(
-        open_telemetry(&tampered, &dev, b"secret", 0)
+        open_telemetry(&tampered, &dev, &StatusKey::derive(b"secret"), 0)
             .unwrap_err()
             .reason(),
         "bad_mac"
     );
     assert_eq!(
-        open_telemetry(&payload[..20], &dev, b"secret", 0)
+        open_telemetry(&payload[..20], &dev, &StatusKey::derive(b"secret"), 0)
             .unwrap_err()
             .reason(),
         "bad_mac"
     );
     assert!(matches!(
-        open_telemetry(&payload[..5], &dev, b"secret", 0),
+        open_telemetry(&payload[..5], &dev, &StatusKey::derive(b"secret"), 0),
         Err(TelemetryError::Short(5))
     ));
 }
@@ -99,10 +101,14 @@ fn a_well_tagged_payload_of_another_kind_is_malformed() {
         capacity: Default::default(),
     };
     let mut bytes = encode(&status).unwrap();
-    let full = tag(&dev, b"k", &bytes).finalize().into_bytes();
+    let full = tag(&dev, &StatusKey::derive(b"k"), &bytes)
+        .finalize()
+        .into_bytes();
     bytes.extend_from_slice(&full[..TAG_BYTES]);
     assert_eq!(
-        open_telemetry(&bytes, &dev, b"k", 0).unwrap_err().reason(),
+        open_telemetry(&bytes, &dev, &StatusKey::derive(b"k"), 0)
+            .unwrap_err()
+            .reason(),
         "malformed"
     );
 }
@@ -110,7 +116,7 @@ fn a_well_tagged_payload_of_another_kind_is_malformed() {
 proptest! {
     #[test]
     fn garbage_is_refused_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        prop_assert!(open_telemetry(&bytes, &name("pi"), b"k", 0).is_err());
+        prop_assert!(open_telemetry(&bytes, &name("pi"), &StatusKey::derive(b"k"), 0).is_err());
     }
 
     #[test]
@@ -122,7 +128,7 @@ proptest! {
         let dev = name("pi");
         let payload = seal_telemetry(&s, &dev, b"k").unwrap();
         if seq > 0 {
-            prop_assert_eq!(open_telemetry(&payload, &dev, b"k", seq - 1).unwrap(), s);
+            prop_assert_eq!(open_telemetry(&payload, &dev, &StatusKey::derive(b"k"), seq - 1).unwrap(), s);
         }
     }
 }

@@ -240,7 +240,8 @@ impl TestHub {
 
 impl TestHub {
     /// The arguments of `mosquitto_pub` / `mosquitto_sub` that reach this hub's broker as
-    /// login `user` (client id = user name) with `cred`.
+    /// login `user` (client id = user name) with password `cred` (for a device: its
+    /// [`device_password`]).
     pub fn mqtt_login(&self, user: &str, cred: &str) -> Vec<String> {
         let port = self.broker_port.to_string();
         [
@@ -305,6 +306,12 @@ impl TestHub {
             (self.stats()[key].as_u64() == Some(want)).then_some(())
         });
     }
+}
+
+/// The MQTT password a device logs in with: derived from its credential
+/// (`drover_protocol::keys`); the credential itself is refused by the broker.
+pub fn device_password(credential: &str) -> String {
+    drover_protocol::keys::mqtt_password(credential.as_bytes())
 }
 
 /// The device credential in an agent config snippet from `device add`.

@@ -20,7 +20,9 @@ use std::time::Duration;
 use drover_protocol::auth::seal_status;
 use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, seal_telemetry};
 use drover_protocol::{ContainerStatus, DeviceStatus, Name, Phase, Telemetry, WorkloadStatus};
-use drover_tests::hub::{Mosquitto, TestHub, free_port, snippet_credential as credential};
+use drover_tests::hub::{
+    Mosquitto, TestHub, device_password, free_port, snippet_credential as credential,
+};
 use drover_tests::wait_for;
 use serde_json::Value;
 
@@ -187,6 +189,7 @@ fn clients_log_in_but_never_count_as_devices() {
     hub.start();
     let port = hub.broker_port;
     let pi = credential(&hub.device_add("pi-1", &[]));
+    let pi_pw = device_password(&pi);
     let (code, out, err) = hub.cli(&["client", "add", "dash"]);
     assert_eq!(code, 0, "{err}");
     let dash = out
@@ -234,7 +237,7 @@ fn clients_log_in_but_never_count_as_devices() {
     let st = seal_status(&status("pi-1", &[]), pi.as_bytes()).unwrap();
     assert!(publish(
         port,
-        Login("pi-1", "pi-1", &pi),
+        Login("pi-1", "pi-1", &pi_pw),
         "drover/v1/dev/pi-1/status",
         &st
     ));
@@ -320,6 +323,7 @@ fn mosquitto_acl_enforces_what_the_embedded_broker_cannot() {
     let mut hub = TestHub::with_external_broker(port);
     hub.start();
     let pi = credential(&hub.device_add("pi-1", &[]));
+    let pi_pw = device_password(&pi);
     let dash = hub.client_add("dash", &["--subscribe", "drover/v1/sensors/#"]);
     let sensor = hub.client_add("sensor", &["--publish", "drover/v1/sensors/#"]);
     let (code, acl, err) = hub.cli(&["broker-config", "mosquitto-acl"]);
@@ -328,12 +332,12 @@ fn mosquitto_acl_enforces_what_the_embedded_broker_cannot() {
     let hub_cred = hub_cred.trim();
     let logins = [
         ("drover-hub", hub_cred),
-        ("pi-1", &pi),
+        ("pi-1", &pi_pw),
         ("dash", &dash),
         ("sensor", &sensor),
     ];
     let _mq = Mosquitto::start_with_acl(port, &acl, &logins);
-    let (pi_l, dash_l) = (Login("pi-1", "pi-1", &pi), Login("dash", "dash", &dash));
+    let (pi_l, dash_l) = (Login("pi-1", "pi-1", &pi_pw), Login("dash", "dash", &dash));
     let sensor_l = Login("sensor", "sensor", &sensor);
 
     // The hub connects and republishes the desired state: the device reads its own…
@@ -469,11 +473,12 @@ fn home_assistant_discovery_is_retained_under_the_prefix() {
     hub.start();
     let port = hub.broker_port;
     let pi = credential(&hub.device_add("pi-1", &[]));
+    let pi_pw = device_password(&pi);
     let dash = hub.client_add("dash", &[]);
     // The embedded broker wants client id == username: a second login for later readers.
     let late = hub.client_add("late", &[]);
     let late_l = Login("late", "late", &late);
-    let (pi_l, dash_l) = (Login("pi-1", "pi-1", &pi), Login("dash", "dash", &dash));
+    let (pi_l, dash_l) = (Login("pi-1", "pi-1", &pi_pw), Login("dash", "dash", &dash));
     let mirrors = [
         "drover/v1/dev/pi-1/telemetry/json",
         "drover/v1/dev/pi-1/status/json",
@@ -698,6 +703,7 @@ fn home_assistant_gets_the_configs_again_after_its_birth_and_a_broker_restart() 
     hub.append_config("[dashboards]\nhome_assistant = true\n");
     hub.start();
     let pi = credential(&hub.device_add("pi-1", &[]));
+    let pi_pw = device_password(&pi);
     // What the README tells Home Assistant users to run.
     let ha = hub.client_add("ha", &["--publish", "homeassistant/status"]);
     let dash = hub.client_add("dash", &[]);
@@ -711,12 +717,12 @@ fn home_assistant_gets_the_configs_again_after_its_birth_and_a_broker_restart() 
     let hub_cred = hub_cred.trim().to_owned();
     let logins = [
         ("drover-hub", hub_cred.as_str()),
-        ("pi-1", &pi),
+        ("pi-1", &pi_pw),
         ("ha", &ha),
         ("dash", &dash),
     ];
     let mq = Mosquitto::start_with_acl(port, &acl, &logins);
-    let (pi_l, ha_l) = (Login("pi-1", "pi-1", &pi), Login("ha", "ha", &ha));
+    let (pi_l, ha_l) = (Login("pi-1", "pi-1", &pi_pw), Login("ha", "ha", &ha));
     let admin = Login("admin", "drover-hub", &hub_cred);
     wait_for("pi-1 to read its desired state", T, || {
         let out = read(port, pi_l, &["drover/v1/dev/pi-1/desired"], 1, 3);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use drover_protocol::Name;
 use drover_protocol::command::{Command as DeviceCommand, CommandKind, sign_command};
 use drover_tests::agent::TestAgent;
-use drover_tests::hub::{TestHub, snippet_credential as credential};
+use drover_tests::hub::{TestHub, device_password, snippet_credential as credential};
 use drover_tests::{require_root, wait_for};
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
@@ -191,7 +191,8 @@ fn logs_and_restart_from_the_hub_over_signed_commands() {
     let (code, _, err) = hub.cli(&["restart", DEVICE, "Bad_Name"]);
     assert_eq!(code, 2, "the hub finds the request itself wrong: {err}");
     let spy = hub.device_add("spy", &[]);
-    let spy_cred = credential(&spy);
+    // The spy's MQTT password (derived from its credential): all it needs to log in.
+    let spy_cred = device_password(&credential(&spy));
     let (code, _, err) = hub.cli(&["restart", "spy", "counter"]);
     assert_eq!(code, 1);
     assert!(

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use drover_protocol::Name;
-use drover_protocol::auth::verify_desired;
+use drover_protocol::sealed::verify_sealed;
 use drover_tests::hub::{Mosquitto, TestHub};
 use drover_tests::wait_for;
 use ed25519_dalek::VerifyingKey;
@@ -71,7 +71,8 @@ impl Watcher {
         Watcher { child, path }
     }
 
-    /// Every `(device, generation)` received so far, in order, signature verified.
+    /// Every `(device, generation)` received so far, in order, signature verified (the
+    /// states are sealed to their devices: device and generation are all a watcher sees).
     fn seen(&self, key: &ed25519_dalek::VerifyingKey) -> Vec<(String, u64)> {
         let file = fs::File::open(&self.path).expect("watch file");
         BufReader::new(file)
@@ -82,7 +83,7 @@ impl Watcher {
                 let device = topic.split('/').nth(3)?.to_owned();
                 let payload = hex::decode(hex.trim()).ok()?;
                 let name = Name::new(device.clone()).ok()?;
-                let state = verify_desired(&payload, key, &name, 0).expect("a genuine state");
+                let state = verify_sealed(&payload, key, &name, 0).expect("a genuine state");
                 Some((device, state.generation))
             })
             .collect()

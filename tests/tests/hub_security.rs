@@ -10,7 +10,7 @@ use std::time::Duration;
 use drover_protocol::auth::sign_desired;
 use drover_protocol::{DesiredState, Name};
 use drover_tests::agent::TestAgent;
-use drover_tests::hub::{TestHub, snippet_credential as credential};
+use drover_tests::hub::{TestHub, device_password, snippet_credential as credential};
 use drover_tests::{oci, require_root, wait_for};
 use serde_json::Value;
 
@@ -69,10 +69,11 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
     victim.connect_to_hub(&hub.device_add("victim", &["role=victim"]));
     victim.start();
     let mallory = credential(&hub.device_add("mallory", &["role=attacker"]));
+    let mallory_pw = device_password(&mallory);
     assert_eq!(hub.apply("app.yaml", &deployment("app", &image, "v1")).0, 0);
     let p = wait_for("app running on the victim", T, || pid(&victim));
     let topic = "drover/v1/dev/victim/desired";
-    let old = retained(&hub, "mallory", &mallory, topic);
+    let old = retained(&hub, "mallory", &mallory_pw, topic);
     let g1 = generation(&victim).unwrap();
 
     // A new generation (v2) replaces the workload; then the old one is replayed.
@@ -81,7 +82,7 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
     let g2 = wait_for("generation bumped", T, || {
         generation(&victim).filter(|g| *g > g1)
     });
-    hub.mqtt_publish("mallory", &mallory, topic, &old);
+    hub.mqtt_publish("mallory", &mallory_pw, topic, &old);
     wait_for("replay counted", T, || {
         (rejected(&victim, "stale") + rejected(&victim, "older") >= 1).then_some(())
     });
@@ -95,7 +96,7 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     hub.mqtt_publish(
         "mallory",
-        &mallory,
+        &mallory_pw,
         topic,
         &sign_desired(&forged, &key).unwrap(),
     );
@@ -104,14 +105,19 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
     });
 
     // A genuine desired state of another device, sent to the victim's topic.
-    let theirs = retained(&hub, "mallory", &mallory, "drover/v1/dev/mallory/desired");
-    hub.mqtt_publish("mallory", &mallory, topic, &theirs);
+    let theirs = retained(
+        &hub,
+        "mallory",
+        &mallory_pw,
+        "drover/v1/dev/mallory/desired",
+    );
+    hub.mqtt_publish("mallory", &mallory_pw, topic, &theirs);
     wait_for("misdirection counted", T, || {
         (rejected(&victim, "device") >= 1).then_some(())
     });
 
     // Garbage.
-    hub.mqtt_publish("mallory", &mallory, topic, b"\x01\x02garbage");
+    hub.mqtt_publish("mallory", &mallory_pw, topic, b"\x01\x02garbage");
     wait_for("garbage counted", T, || {
         (rejected(&victim, "malformed") >= 1).then_some(())
     });
@@ -132,7 +138,12 @@ fn forged_misdirected_and_replayed_desired_states_are_rejected_and_counted() {
         capacity: Default::default(),
     };
     let sealed = drover_protocol::auth::seal_status(&forged_status, mallory.as_bytes()).unwrap();
-    hub.mqtt_publish("mallory", &mallory, "drover/v1/dev/victim/status", &sealed);
+    hub.mqtt_publish(
+        "mallory",
+        &mallory_pw,
+        "drover/v1/dev/victim/status",
+        &sealed,
+    );
     wait_for("hub counts the forged status", T, || {
         let (code, out, _) = hub.cli(&["get", "stats", "-o", "json"]);
         let v: Value = serde_json::from_str(&out).ok()?;

@@ -15,7 +15,7 @@ use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, sea
 use drover_protocol::{Name, Telemetry};
 use drover_tests::agent::TestAgent;
 use drover_tests::grafana::{self, Selector};
-use drover_tests::hub::{TestHub, snippet_credential as credential};
+use drover_tests::hub::{TestHub, device_password, snippet_credential as credential};
 use drover_tests::prom_text::{self, Exposition};
 use drover_tests::{oci, require_root, wait_for};
 
@@ -298,6 +298,7 @@ fn telemetry_a_real_hub_verified_shows_in_metrics() {
     let mut hub = TestHub::new();
     hub.start();
     let cred = credential(&hub.device_add("pi-m", &[]));
+    let pw = device_password(&cred);
     let dev = Name::new("pi-m").unwrap();
     // A status first: an offline device's usage is not exported.
     let status = drover_protocol::DeviceStatus {
@@ -308,18 +309,18 @@ fn telemetry_a_real_hub_verified_shows_in_metrics() {
         capacity: Default::default(),
     };
     let sealed = drover_protocol::auth::seal_status(&status, cred.as_bytes()).unwrap();
-    hub.mqtt_publish("pi-m", &cred, "drover/v1/dev/pi-m/status", &sealed);
+    hub.mqtt_publish("pi-m", &pw, "drover/v1/dev/pi-m/status", &sealed);
     wait_for("the device online", T, || {
         (hub.devices()[0]["online"] == true).then_some(())
     });
     publish(
         &hub,
         "pi-m",
-        &cred,
+        &pw,
         &seal_telemetry(&sample(1, 2_500), &dev, cred.as_bytes()).unwrap(),
     );
     let forged = seal_telemetry(&sample(2, 0), &dev, b"guessed").unwrap();
-    publish(&hub, "pi-m", &cred, &forged);
+    publish(&hub, "pi-m", &pw, &forged);
     let rejected = [("kind", "telemetry"), ("reason", "bad_mac")];
     let body = wait_for("the sample and the forgery in /metrics", T, || {
         let b = scrape(&hub);

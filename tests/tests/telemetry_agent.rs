@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use drover_protocol::keys::StatusKey;
 use drover_protocol::telemetry::open_telemetry;
 use drover_protocol::{ContainerUsage, Name, Telemetry, topics};
 use drover_tests::agent::{TestAgent, now_ms, workload_yaml};
@@ -84,8 +85,13 @@ impl Subscriber {
     /// The next sample, opened with the device's credential above `held`.
     fn next(&self, device: &Name, held: u64) -> (Instant, Telemetry, usize) {
         let (at, payload) = self.rx.recv_timeout(T).expect("a telemetry sample in time");
-        let sample = open_telemetry(&payload, device, CREDENTIAL.as_bytes(), held)
-            .unwrap_or_else(|e| panic!("sample does not open: {e}"));
+        let sample = open_telemetry(
+            &payload,
+            device,
+            &StatusKey::derive(CREDENTIAL.as_bytes()),
+            held,
+        )
+        .unwrap_or_else(|e| panic!("sample does not open: {e}"));
         (at, sample, payload.len())
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use drover_protocol::auth::seal_status;
 use drover_protocol::telemetry::{ContainerUsage, DeviceUsage, WorkloadUsage, seal_telemetry};
 use drover_protocol::{DeviceStatus, Name, Telemetry};
-use drover_tests::hub::{TestHub, snippet_credential as credential};
+use drover_tests::hub::{TestHub, device_password, snippet_credential as credential};
 use drover_tests::wait_for;
 use serde_json::Value;
 
@@ -76,6 +76,7 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     let mut hub = TestHub::new();
     hub.start();
     let cred = credential(&hub.device_add("pi-t", &[]));
+    let pw = device_password(&cred);
     // A dashboard's read-only broker login (a client, not a device).
     let (code, out, err) = hub.cli(&["client", "add", "dash", "-o", "json"]);
     assert_eq!(code, 0, "client add: {err}");
@@ -96,20 +97,20 @@ fn samples_are_verified_counted_kept_and_mirrored() {
 
     hub.mqtt_publish(
         "pi-t",
-        &cred,
+        &pw,
         topic,
         &seal_telemetry(&sample(10, 1_000), &dev, cred.as_bytes()).unwrap(),
     );
     hub.wait_stat("telemetry_accepted", 1);
     std::thread::sleep(Duration::from_millis(1100)); // the next sample one second later
     let second = seal_telemetry(&sample(11, 1_500), &dev, cred.as_bytes()).unwrap();
-    hub.mqtt_publish("pi-t", &cred, topic, &second);
+    hub.mqtt_publish("pi-t", &pw, topic, &second);
     hub.wait_stat("telemetry_accepted", 2);
     // A replay of a genuine sample, a forgery, and a device that does not exist.
-    hub.mqtt_publish("pi-t", &cred, topic, &second);
+    hub.mqtt_publish("pi-t", &pw, topic, &second);
     let forged = seal_telemetry(&sample(12, 0), &dev, b"guessed").unwrap();
-    hub.mqtt_publish("pi-t", &cred, topic, &forged);
-    hub.mqtt_publish("pi-t", &cred, "drover/v1/dev/ghost/telemetry", &second);
+    hub.mqtt_publish("pi-t", &pw, topic, &forged);
+    hub.mqtt_publish("pi-t", &pw, "drover/v1/dev/ghost/telemetry", &second);
     hub.wait_stat("telemetry_rejected_unknown_device", 1);
     let s = hub.stats();
     assert_eq!(s["telemetry_accepted"], 2, "{s}");
@@ -127,7 +128,7 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     };
     hub.mqtt_publish(
         "pi-t",
-        &cred,
+        &pw,
         "drover/v1/dev/pi-t/status",
         &seal_status(&status, cred.as_bytes()).unwrap(),
     );
@@ -196,7 +197,7 @@ fn samples_are_verified_counted_kept_and_mirrored() {
     // Until the hub has subscribed again, what is published is lost: publish until counted.
     let until = |key: &str, payload: &[u8]| {
         wait_for(&format!("{key} after the restart"), T, || {
-            hub.mqtt_publish("pi-t", &cred, topic, payload);
+            hub.mqtt_publish("pi-t", &pw, topic, payload);
             std::thread::sleep(Duration::from_millis(300));
             (hub.stats()[key].as_u64() > Some(0)).then_some(())
         })

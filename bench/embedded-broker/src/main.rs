@@ -58,8 +58,16 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut map: HashMap<String, String> = devices.into_iter().collect();
-    map.insert(HUB_CLIENT_ID.to_owned(), hub_cred);
+    // The file's values are used as the MQTT passwords themselves (as Mosquitto's password
+    // file in bench/broker.py), so `drover-loadgen broker` logs in to either the same way.
+    let mut map: HashMap<String, _> = devices
+        .into_iter()
+        .map(|(name, cred)| (name, drover_hub::broker::hub_keys(&cred)))
+        .collect();
+    map.insert(
+        HUB_CLIENT_ID.to_owned(),
+        drover_hub::broker::hub_keys(&hub_cred),
+    );
     let logins = drover_hub::broker::Logins {
         devices: Arc::new(RwLock::new(map)),
         clients: Default::default(),

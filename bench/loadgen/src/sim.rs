@@ -1,8 +1,9 @@
 //! One simulated device of `drover-loadgen fleet`, behaving on the wire like
 //! `drover-agent`'s hub link: its own MQTT connection (client id = user name = device
-//! name, password = credential), last will `offline` and retained `online` on its presence
-//! topic, a QoS 1 subscription to its desired topic. Every desired state is verified with
-//! the hub's pinned key; a newer one is acknowledged at once with a status sealed by the
+//! name, password = the MQTT password derived from the credential), last will `offline`
+//! and retained `online` on its presence topic, a QoS 1 subscription to its desired topic.
+//! Every desired state is verified with the hub's pinned key and opened with the device's
+//! sealing key (both derived as the agent does, `drover_protocol::keys`); a newer one is acknowledged at once with a status sealed by the
 //! credential (`observed_generation` = that generation; no workloads, or with `--health`
 //! its workloads as [`crate::health`] runs them: a new revision reports running and ready
 //! after the start delay, so the hub's rollouts judge it as they judge an agent). The
@@ -20,7 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drover_protocol::auth::{AuthError, seal_status, verify_desired};
+use drover_protocol::auth::{AuthError, seal_status};
+use drover_protocol::keys::{SealSecret, mqtt_password};
+use drover_protocol::sealed::open_desired;
 use drover_protocol::{Capacity, DeviceStatus, Name, WorkloadSpec, topics};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
@@ -71,6 +74,8 @@ struct Dev {
     index: usize,
     name: Name,
     credential: String,
+    /// Opens the sealed desired states (derived from the credential, as an agent does).
+    seal: SealSecret,
     status_topic: String,
     client: AsyncClient,
     /// Newest generation verified.
@@ -89,7 +94,7 @@ struct Dev {
 pub fn spawn(index: usize, name: Name, credential: String, shared: Arc<Shared>) {
     let id = name.as_str().to_owned();
     let mut opts = MqttOptions::new(id.clone(), shared.host.clone(), shared.port);
-    opts.set_credentials(id, credential.clone())
+    opts.set_credentials(id, mqtt_password(credential.as_bytes()))
         .set_keep_alive(Duration::from_secs(60))
         .set_max_packet_size(
             drover_protocol::MAX_MQTT_PACKET_BYTES,
@@ -109,6 +114,7 @@ pub fn spawn(index: usize, name: Name, credential: String, shared: Arc<Shared>) 
         index,
         status_topic: topics::status(&name),
         name,
+        seal: SealSecret::derive(credential.as_bytes()),
         credential,
         client,
         held: AtomicU64::new(0),
@@ -192,7 +198,7 @@ fn on_desired(dev: &Arc<Dev>, shared: &Arc<Shared>, payload: &[u8]) {
     let held = dev.held.load(Ordering::Relaxed);
     // Verified against generation 0 so that a republished state (same generation) is
     // seen too; only a newer one is acknowledged.
-    match verify_desired(payload, &shared.key, &dev.name, 0) {
+    match open_desired(payload, &shared.key, &dev.name, 0, &dev.seal) {
         Ok(desired) => {
             let ev = Ev::Desired(dev.index, desired.generation, Instant::now());
             let _ = shared.tx.send(ev);

@@ -456,6 +456,23 @@ fn row(what: &str, note: &str, wire: usize, json: usize) -> Value {
     })
 }
 
+/// Fixed bytes for the ephemeral key: sizes do not depend on them.
+struct FixedRng;
+
+impl drover_protocol::sealed::rand_core::RngCore for FixedRng {
+    fn next_u32(&mut self) -> u32 {
+        7
+    }
+    fn next_u64(&mut self) -> u64 {
+        7
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(7);
+    }
+}
+
+impl drover_protocol::sealed::rand_core::CryptoRng for FixedRng {}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let credential = [9u8; 32];
@@ -468,9 +485,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // JSON counterpart of the signed payload: the state plus a base64 ed25519 signature.
         let sjson = json_len(&json!({"desired": d, "signature": B64.encode([0u8; 64])}))?;
         rows.push(row(
-            &format!("desired state, {n} workload(s), signed (as published)"),
+            &format!("desired state, {n} workload(s), signed (before sealing)"),
             "sign_desired: envelope(SignedDesired{envelope(DesiredState), ed25519 sig}); JSON: {desired, signature: base64}",
             signed.len(),
+            sjson,
+        ));
+        let pk = drover_protocol::keys::SealSecret::derive(&credential).public();
+        let sealed = drover_protocol::sealed::seal_desired(&d, &pk, &key, &mut FixedRng)?;
+        rows.push(row(
+            &format!("desired state, {n} workload(s), sealed and signed (as published)"),
+            "seal_desired: envelope(SealedDesired{device, generation, HPKE enc (32), ChaCha20-Poly1305(envelope(DesiredState)) + tag (16), ed25519 sig}); JSON as signed",
+            sealed.len(),
             sjson,
         ));
         rows.push(row(

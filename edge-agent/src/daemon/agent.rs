@@ -301,8 +301,10 @@ impl Agent {
         }
     }
 
-    /// Loads the hub's last desired state, verifying it again against the pinned key: a
-    /// file that does not verify (changed key, tampering) is ignored, loudly.
+    /// Loads the hub's last desired state, verifying it again against the pinned key and
+    /// opening it with the device's sealing key (a state stored only signed, before an
+    /// upgrade, still loads): a file that does not verify (changed key, tampering) is
+    /// ignored, loudly.
     fn load_hub_desired(&mut self) {
         let Some(hub) = &self.cfg.hub else { return };
         let Some(payload) = self.ports.state.load_hub_desired() else {
@@ -312,7 +314,8 @@ impl Agent {
             .verifying_key()
             .map_err(|e| e.to_string())
             .and_then(|key| {
-                drover_protocol::auth::verify_desired(&payload, &key, &self.cfg.device, 0)
+                let seal = drover_protocol::keys::SealSecret::derive(hub.credential.as_bytes());
+                drover_protocol::sealed::open_desired(&payload, &key, &self.cfg.device, 0, &seal)
                     .map_err(|e| e.to_string())
             });
         match verified {

@@ -31,7 +31,8 @@ pub(super) fn pull_config(cfg: &AgentConfig) -> PullConfig {
             ca_pem: h.ca_pem().unwrap_or_else(|_| Some(String::new())),
             url: h.registry.clone()?,
             username: cfg.device.to_string(),
-            password: h.credential.clone(),
+            // The registry password derived from the credential, never the credential.
+            password: drover_protocol::keys::registry_password(h.credential.as_bytes()),
         })
     });
     PullConfig::new(&cfg.images, hub)

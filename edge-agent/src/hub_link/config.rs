@@ -61,7 +61,8 @@ pub struct HubConfig {
     /// A file holding the fleet CA (PEM), read at start.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// This device's credential, from `drover-hub device add`: MQTT password and HMAC key.
+    /// This device's credential, from `drover-hub device add`; never sent: the MQTT and
+    /// registry passwords, the status key and the sealing key are derived from it.
     #[serde(deserialize_with = "de_credential")]
     pub credential: String,
     /// The hub's ed25519 public key, standard base64; desired states must verify with it.

@@ -1,13 +1,18 @@
 //! What to do with a message on the desired topic — a pure function of the payload, the
-//! pinned key, the device name and the generation already held — and the per-reason rate
-//! limit for warnings about refused ones.
+//! pinned key, the device's sealing secret, the device name and the generation already
+//! held — and the per-reason rate limit for warnings about refused ones. The signature is
+//! checked first, then device and generation, then the state is decrypted
+//! (`drover_protocol::sealed::open_desired`; a state only signed, from an older hub, is
+//! still accepted).
 //!
 //! Never panics on any payload; never accepts a generation that is not newer than `held`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use drover_protocol::auth::{AuthError, verify_desired};
+use drover_protocol::auth::AuthError;
+use drover_protocol::keys::SealSecret;
+use drover_protocol::sealed::open_desired;
 use drover_protocol::{DesiredState, Name};
 use ed25519_dalek::VerifyingKey;
 
@@ -26,11 +31,17 @@ pub enum Decision {
 }
 
 /// Decides what an incoming desired-state payload means for `device` holding `held`.
-pub fn decide(payload: &[u8], key: &VerifyingKey, device: &Name, held: u64) -> Decision {
+pub fn decide(
+    payload: &[u8],
+    key: &VerifyingKey,
+    seal: &SealSecret,
+    device: &Name,
+    held: u64,
+) -> Decision {
     if payload.is_empty() {
         return Decision::Ignore;
     }
-    match verify_desired(payload, key, device, held) {
+    match open_desired(payload, key, device, held, seal) {
         Ok(state) => Decision::Accept(state),
         Err(AuthError::Stale { got, held: h }) if got == h => Decision::Ignore,
         Err(error) => Decision::Reject {
@@ -48,6 +59,8 @@ pub fn reason(e: &AuthError) -> &'static str {
         AuthError::BadMac => "bad_mac",
         AuthError::WrongDevice { .. } => "wrong_device",
         AuthError::Stale { .. } => "stale_generation",
+        AuthError::Unseal => "unseal_failed",
+        AuthError::SealMismatch => "seal_mismatch",
     }
 }
 
@@ -91,6 +104,7 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use drover_protocol::auth::sign_desired;
+    use drover_protocol::sealed::{rand_core, seal_desired};
     use ed25519_dalek::SigningKey;
 
     use super::*;
@@ -106,7 +120,45 @@ mod tests {
 
     fn run(payload: &[u8], held: u64) -> Decision {
         let key = SigningKey::from_bytes(&[1; 32]).verifying_key();
-        decide(payload, &key, &Name::new("pi-1").unwrap(), held)
+        let seal = SealSecret::derive(b"cred-pi-1");
+        decide(payload, &key, &seal, &Name::new("pi-1").unwrap(), held)
+    }
+
+    /// Fixed bytes for the ephemeral key: tests only (the hub uses the OS's generator).
+    struct Fixed;
+
+    impl rand_core::RngCore for Fixed {
+        fn next_u32(&mut self) -> u32 {
+            7
+        }
+        fn next_u64(&mut self) -> u64 {
+            7
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            dest.fill(7);
+        }
+    }
+
+    impl rand_core::CryptoRng for Fixed {}
+
+    fn sealed(generation: u64, to_credential: &[u8]) -> Vec<u8> {
+        let state = DesiredState {
+            device: Name::new("pi-1").unwrap(),
+            generation,
+            workloads: vec![],
+        };
+        let pk = SealSecret::derive(to_credential).public();
+        seal_desired(&state, &pk, &SigningKey::from_bytes(&[1; 32]), &mut Fixed).unwrap()
+    }
+
+    #[test]
+    fn sealed_states_open_only_with_this_devices_key() {
+        match run(&sealed(4, b"cred-pi-1"), 3) {
+            Decision::Accept(s) => assert_eq!(s.generation, 4),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(run(&sealed(4, b"cred-pi-1"), 4), Decision::Ignore));
+        assert_eq!(rejected(run(&sealed(5, b"cred-pi-2"), 4)), "unseal_failed");
     }
 
     fn rejected(d: Decision) -> &'static str {

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use drover_protocol::freshness::{seal_presence, seal_status_seq};
+use drover_protocol::keys::{self, SealSecret};
 use drover_protocol::telemetry::seal_telemetry;
 use drover_protocol::{DeviceStatus, MAX_MQTT_PACKET_BYTES, topics};
 use ed25519_dalek::VerifyingKey;
@@ -41,6 +42,8 @@ pub(super) struct Receiver {
     shared: Arc<Shared>,
     events: mpsc::Sender<HubEvent>,
     key: VerifyingKey,
+    /// This device's X25519 secret (derived from the credential): opens sealed states.
+    seal: SealSecret,
     broker: String,
     desired_topic: String,
     cmd_topic: String,
@@ -76,7 +79,8 @@ pub(super) fn build(
     let online_topic = topics::online(&shared.device);
     let mut opts = MqttOptions::new(device.clone(), host, port);
     let online_seq = shared.take_seq(2);
-    opts.set_credentials(device, cfg.credential.clone())
+    // Only the derived MQTT password is sent, never the credential (`keys`).
+    opts.set_credentials(device, keys::mqtt_password(cfg.credential.as_bytes()))
         .set_clean_session(true)
         .set_keep_alive(KEEP_ALIVE)
         .set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES)
@@ -99,6 +103,7 @@ pub(super) fn build(
         eventloop,
         client: client.clone(),
         key: cfg.verifying_key()?,
+        seal: SealSecret::derive(cfg.credential.as_bytes()),
         broker: cfg.broker.clone(),
         desired_topic: topics::desired(&shared.device),
         cmd_topic: topics::cmd(&shared.device),
@@ -188,7 +193,7 @@ impl Receiver {
 
     async fn on_desired(&mut self, payload: &[u8]) -> bool {
         let held = self.shared.held.load(Ordering::SeqCst);
-        match decide(payload, &self.key, &self.shared.device, held) {
+        match decide(payload, &self.key, &self.seal, &self.shared.device, held) {
             Decision::Accept(state) => {
                 self.shared
                     .held

@@ -8,7 +8,10 @@
 //! and `cmd/resp`; each client reads the JSON mirrors, presence and the Home Assistant
 //! prefix of every device, plus its `--subscribe` filters, and writes only its
 //! `--publish` filters. No topic line stands before the first `user` line, so anonymous
-//! logins get nothing.
+//! logins get nothing. Together with sealed desired states this keeps a device to its own
+//! topics: it cannot read another device's (sealed) state or commands, nor write another
+//! device's status, presence or retained desired state. The password file holds each
+//! device's derived MQTT password (`drover_protocol::keys`), not its credential.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -1,7 +1,7 @@
 //! Commands to one device (`drover-hub logs`, `restart`): signed with the hub's key,
 //! numbered from a counter in the store, published on `drover/v1/dev/{device}/cmd`
 //! (QoS 1, not retained); the device's answers on `…/cmd/resp` are verified with its
-//! credential and routed by id to the request waiting for them.
+//! status key (derived from its credential) and routed by id to the request waiting for them.
 //!
 //! Every waiting request has a bounded channel ([`CHANNEL_CHUNKS`] chunks): the hub never
 //! buffers a device's output without bound. When a reader is too slow and its channel
@@ -115,14 +115,14 @@ impl CommandHub {
         let Some(device) = device_of_response(topic) else {
             return self.refuse("malformed");
         };
-        let credential = {
+        let key = {
             let creds = self.creds.read().unwrap_or_else(|e| e.into_inner());
-            creds.get(device.as_str()).cloned()
+            creds.get(device.as_str()).map(|k| k.status_key.clone())
         };
-        let Some(credential) = credential else {
+        let Some(key) = key else {
             return self.refuse("unknown_device");
         };
-        match open_response(payload, &device, credential.as_bytes()) {
+        match open_response(payload, &device, &key) {
             Ok(r) => {
                 if !self.routes.deliver(&device, r) {
                     self.refuse("no_request");

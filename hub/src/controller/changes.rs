@@ -167,7 +167,7 @@ impl Controller {
             let p = plan(&next, now_ms);
             // The same size check as a real apply: a dry run must not promise what apply
             // refuses.
-            sign_changes(&self.key, &p.changes)?;
+            sign_changes(&self.key, &self.creds, &p.changes)?;
             report.dry_run = true;
             report.devices = device_changes(&self.snapshot, &p);
             report.changed_devices = report.devices.len();

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use drover_protocol::compat::decode_any;
+use drover_protocol::keys::DeviceKeys;
 use drover_protocol::{DesiredState, Name};
 use ed25519_dalek::SigningKey;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::rollouts::persist_revisions;
-use super::sign::{Signed, sign_changes};
+use super::sign::{Signed, reseal_stored, sign_changes};
 use super::{Command, ControllerError, Metrics, Out, Publish, Settings, SharedWarnings};
 use crate::broker::{ClientCredentials, Credentials, HUB_CLIENT_ID};
 use crate::fleet::{
@@ -67,7 +68,10 @@ impl Controller {
         outbox: UnboundedSender<Out>,
     ) -> Result<Controller, ControllerError> {
         let mut creds = HashMap::new();
-        creds.insert(HUB_CLIENT_ID.to_owned(), hub_credential);
+        creds.insert(
+            HUB_CLIENT_ID.to_owned(),
+            crate::broker::hub_keys(&hub_credential),
+        );
         let mut c = Controller {
             snapshot: FleetSnapshot {
                 offline_after_ms: settings.offline_after_ms,
@@ -118,7 +122,7 @@ impl Controller {
             let Ok(name) = Name::new(d.name.clone()) else {
                 continue; // Names are checked on insert; a bad row cannot be addressed anyway.
             };
-            creds.insert(d.name, d.credential);
+            creds.insert(d.name, DeviceKeys::from_credential(d.credential.as_bytes()));
             let entry = DeviceEntry {
                 labels: Arc::new(d.labels),
                 ..DeviceEntry::default()
@@ -164,18 +168,22 @@ impl Controller {
                 continue;
             };
             // Rows written by an older hub are an older envelope version.
-            let state: DesiredState = decode_any(&row.workloads)?;
+            let mut state: DesiredState = decode_any(&row.workloads)?;
+            state.generation = row.generation;
+            // A payload stored before sealing existed is republished sealed.
+            let payload = reseal_stored(&self.key, &self.creds, &name, &state, &row.payload)?
+                .unwrap_or(row.payload);
             let entry = DesiredEntry {
                 generation: row.generation,
                 workloads: state.workloads.into_iter().map(Arc::new).collect(),
             };
             self.snapshot.desired.insert(name.clone(), entry);
-            self.payloads.insert(name, row.payload);
+            self.payloads.insert(name, payload);
         }
         self.load_revisions()
     }
 
-    /// The name → credential map the embedded broker and the registry authenticate against.
+    /// The name → derived keys map the embedded broker and the registry authenticate against.
     pub fn credentials(&self) -> Credentials {
         self.creds.clone()
     }
@@ -265,7 +273,7 @@ impl Controller {
         let t0 = std::time::Instant::now();
         let plan = plan(&candidate, now_ms);
         let t1 = std::time::Instant::now();
-        let signed = sign_changes(&self.key, &plan.changes)?;
+        let signed = sign_changes(&self.key, &self.creds, &plan.changes)?;
         let t2 = std::time::Instant::now();
         let before = &self.snapshot;
         let value = self.store.durably(|s| {

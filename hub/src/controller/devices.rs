@@ -1,10 +1,12 @@
 //! Registering devices: one (`device add`) or thousands at once (`device import FILE`,
 //! CSV or YAML). Registration and the devices' first desired states are one transaction:
-//! all or nothing. Each device gets a fresh random credential.
+//! all or nothing. Each device gets a fresh random credential; the hub keeps the keys
+//! derived from it (`drover_protocol::keys::DeviceKeys`) in the shared map.
 
 use std::collections::BTreeMap;
 
 use drover_protocol::Name;
+use drover_protocol::keys::DeviceKeys;
 use drover_protocol::manifest::ManifestError;
 
 use super::{Controller, ControllerError};
@@ -71,7 +73,10 @@ impl Controller {
                 created_ms: now_ms,
             });
         }
-        self.commit(next, now_ms, |s, _| {
+        // The first desired states are sealed to the new devices' keys at commit: known
+        // before it, taken back if it fails.
+        self.set_keys(&rows, true);
+        let committed = self.commit(next, now_ms, |s, _| {
             for row in &rows {
                 s.insert_device(row)?;
                 let msg = format!("registered with labels {}", labels_string(&row.labels));
@@ -83,12 +88,11 @@ impl Controller {
                 ))?;
             }
             Ok(())
-        })?;
-        let mut creds = self.creds.write().unwrap_or_else(|e| e.into_inner());
-        for row in &rows {
-            creds.insert(row.name.clone(), row.credential.clone());
+        });
+        if let Err(e) = committed {
+            self.set_keys(&rows, false);
+            return Err(e);
         }
-        drop(creds);
         tracing::info!(devices = rows.len(), "devices registered");
         let total = self.snapshot.devices.len();
         if let Some(w) =
@@ -102,6 +106,20 @@ impl Controller {
             .collect())
     }
 
+    /// Adds (or, after a failed commit, removes) the derived keys of `rows` in the map the
+    /// broker, the registry, the verifiers and the sealing read.
+    fn set_keys(&self, rows: &[DeviceRow], add: bool) {
+        let mut creds = self.creds.write().unwrap_or_else(|e| e.into_inner());
+        for row in rows {
+            if add {
+                let keys = DeviceKeys::from_credential(row.credential.as_bytes());
+                creds.insert(row.name.clone(), keys);
+            } else {
+                creds.remove(&row.name);
+            }
+        }
+    }
+
     fn device_added(&self, name: &str, credential: String) -> DeviceAdded {
         let public_key = self.public_key();
         let broker = self.settings.device_broker.clone();
@@ -113,11 +131,16 @@ impl Controller {
             .map_or(String::new(), |pem| {
                 format!("ca = '''\n{}\n'''\n", pem.trim_end())
             });
+        let mqtt = drover_protocol::keys::mqtt_password(credential.as_bytes());
         let config = format!(
             "# Drover agent configuration for device {name:?}: a complete file, to be installed\n\
              # as /etc/drover/agent.toml (mode 0600: it holds the device's credential). Every\n\
              # other setting keeps its default (see configs/agent.toml). To merge it into an\n\
              # existing file instead, `device` must go above the first [section].\n\
+             # `credential` never leaves the device: the agent derives from it (HKDF-SHA256) its\n\
+             # MQTT password, its registry password, the key of its statuses and the X25519 key\n\
+             # its desired state is sealed to; only the two passwords are sent. For Mosquitto's\n\
+             # password_file (`broker.url`), this device's MQTT password is {mqtt}\n\
              device = \"{name}\"\n\n[hub]\nbroker = \"{broker}\"\ncredential = \"{credential}\"\npublic_key = \"{public_key}\"\n{ca}"
         );
         DeviceAdded {

@@ -10,7 +10,7 @@ fn replayed_statuses_and_presence_are_dropped_even_after_a_restart() {
     let (mut c, mut rx) = controller(dir.path());
     let cred = c.add_device("pi-1", labels("x"), 1).unwrap().credential;
     let other = c.add_device("pi-2", labels("x"), 1).unwrap().credential;
-    published(&mut rx);
+    published(&mut rx, &c);
     let dev = Name::new("pi-1").unwrap();
     let (st, on) = ("drover/v1/dev/pi-1/status", "drover/v1/dev/pi-1/online");
     let old = seal_status_seq(&status("pi-1", 1), 5 << 32, cred.as_bytes()).unwrap();

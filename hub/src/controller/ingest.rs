@@ -1,7 +1,7 @@
 //! Messages from devices, folded in batches: status snapshots and presence (`online` /
-//! `offline`, the agent's last will), both authenticated with the credential of the
-//! device named in the topic and sequenced (`freshness.rs`: replays are dropped), and
-//! retained desired states someone else wrote (`retained.rs`).
+//! `offline`, the agent's last will), both authenticated with the status key derived from
+//! the credential of the device named in the topic and sequenced (`freshness.rs`: replays
+//! are dropped), and retained desired states someone else wrote (`retained.rs`).
 //!
 //! A batch is verified message by message, then written in ONE transaction and folded
 //! into the snapshot; per message there is no O(devices) work. A capacity change re-plans
@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 
 use drover_protocol::auth::AuthError;
 use drover_protocol::freshness::{Presence, open_presence, open_status_seq};
+use drover_protocol::keys::StatusKey;
 use drover_protocol::{DeviceStatus, Name, topics};
 
 use super::freshness::SeqKind;
@@ -146,11 +147,10 @@ impl Controller {
         device: &str,
         payload: &[u8],
     ) -> Result<(DeviceStatus, Option<u64>), (RejectReason, String)> {
-        let (Some(name), Some(credential)) = (Name::new(device).ok(), self.credential_of(device))
-        else {
+        let (Some(name), Some(key)) = (Name::new(device).ok(), self.status_key_of(device)) else {
             return Err((RejectReason::UnknownDevice, String::new()));
         };
-        open_status_seq(payload, &name, credential.as_bytes()).map_err(|e| {
+        open_status_seq(payload, &name, &key).map_err(|e| {
             let reason = match e {
                 AuthError::BadMac => RejectReason::BadMac,
                 AuthError::WrongDevice { .. } => RejectReason::WrongDevice,
@@ -165,11 +165,10 @@ impl Controller {
         device: &str,
         payload: &[u8],
     ) -> Result<(Name, Presence), (RejectReason, String)> {
-        let (Some(name), Some(credential)) = (Name::new(device).ok(), self.credential_of(device))
-        else {
+        let (Some(name), Some(key)) = (Name::new(device).ok(), self.status_key_of(device)) else {
             return Err((RejectReason::UnknownDevice, String::new()));
         };
-        match open_presence(payload, &name, credential.as_bytes()) {
+        match open_presence(payload, &name, &key) {
             Ok(p) => Ok((name, p)),
             Err(AuthError::BadMac) => Err((RejectReason::BadMac, AuthError::BadMac.to_string())),
             Err(e) => Err((
@@ -258,11 +257,12 @@ impl Controller {
         Ok(moved)
     }
 
-    fn credential_of(&self, device: &str) -> Option<String> {
+    fn status_key_of(&self, device: &str) -> Option<StatusKey> {
         if device.starts_with(crate::fleet::RESERVED_DEVICE_PREFIX) {
             return None;
         }
-        self.creds.read().ok()?.get(device).cloned()
+        let map = self.creds.read().ok()?;
+        map.get(device).map(|k| k.status_key.clone())
     }
 
     fn reject(

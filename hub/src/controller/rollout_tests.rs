@@ -45,7 +45,7 @@ fn fleet() -> Fleet {
         let added = c.add_device(&name, labels("sensor"), 1).unwrap();
         creds.insert(name, added.credential);
     }
-    published(&mut rx);
+    published(&mut rx, &c);
     let mut f = Fleet { dir, c, rx, creds };
     for i in 1..=5 {
         f.report(&format!("pi-{i}"), None, T);
@@ -104,7 +104,7 @@ impl Fleet {
 
     /// Device → revision of `web` in the desired states published since the last call.
     fn published(&mut self) -> BTreeMap<String, WorkloadSpec> {
-        published(&mut self.rx)
+        published(&mut self.rx, &self.c)
             .into_iter()
             .filter_map(|d| {
                 let w = d.workloads.into_iter().find(|w| w.name.as_str() == "web")?;
@@ -406,7 +406,7 @@ fn an_all_at_once_deployment_changes_every_device_at_once_without_revisions_on_t
     drop(f.c);
     let (mut c, mut rx) = controller(f.dir.path());
     c.resync(T + 2).unwrap();
-    assert!(published(&mut rx).is_empty());
+    assert!(published(&mut rx, &c).is_empty());
 }
 
 #[test]

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use std::collections::BTreeMap;
 
-use drover_protocol::auth::{seal_status, verify_desired};
+use drover_protocol::auth::seal_status;
+use drover_protocol::keys::SealSecret;
+use drover_protocol::sealed::open_desired;
 use drover_protocol::{DesiredState, DeviceStatus, Name, Phase, WorkloadStatus};
 use ed25519_dalek::SigningKey;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -50,14 +52,23 @@ fn ingest(c: &mut Controller, topic: &str, payload: &[u8], at_ms: u64) {
     c.ingest_batch(&[(topic.to_owned(), payload.to_vec(), at_ms)], at_ms);
 }
 
-/// The desired states published since the last call, verified with the hub key.
-fn published(rx: &mut UnboundedReceiver<Out>) -> Vec<DesiredState> {
+/// The desired states published since the last call, verified with the hub key and
+/// opened with each device's sealing key (derived from its credential in `c`'s store).
+fn published(rx: &mut UnboundedReceiver<Out>, c: &Controller) -> Vec<DesiredState> {
     let vk = SigningKey::from_bytes(&KEY).verifying_key();
+    let creds: std::collections::HashMap<String, String> = c
+        .store
+        .devices()
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.name, d.credential))
+        .collect();
     let mut out = Vec::new();
     while let Ok(Out::Publish(p)) = rx.try_recv() {
         let device = p.topic.split('/').nth(3).unwrap();
         let name = Name::new(device).unwrap();
-        out.push(verify_desired(&p.payload, &vk, &name, 0).unwrap());
+        let seal = SealSecret::derive(creds[device].as_bytes());
+        out.push(open_desired(&p.payload, &vk, &name, 0, &seal).unwrap());
     }
     out
 }
@@ -93,7 +104,7 @@ fn a_new_device_gets_generation_1_with_no_workloads() {
     let added = c.add_device("pi-1", labels("sensor"), 1).unwrap();
     assert_eq!(added.credential.len(), 43);
     assert!(added.config.contains("broker = \"hub:1883\""));
-    let p = published(&mut rx);
+    let p = published(&mut rx, &c);
     assert_eq!(p.len(), 1);
     assert_eq!((p[0].generation, p[0].workloads.len()), (1, 0));
     assert!(matches!(
@@ -110,10 +121,10 @@ fn generations_bump_only_on_real_change_and_never_go_back() {
         let (mut c, mut rx) = controller(dir.path());
         c.add_device("pi-1", labels("sensor"), 1).unwrap();
         c.add_device("pi-2", labels("other"), 1).unwrap();
-        published(&mut rx);
+        published(&mut rx, &c);
         c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
             .unwrap();
-        let p = published(&mut rx);
+        let p = published(&mut rx, &c);
         assert_eq!(p.len(), 1, "only pi-1 changed");
         assert_eq!((p[0].device.as_str(), p[0].generation), ("pi-1", 2));
         // The same apply again changes nothing and publishes nothing.
@@ -121,24 +132,24 @@ fn generations_bump_only_on_real_change_and_never_go_back() {
             .apply(&[deployment("web", "sensor", "oci:/a")], false, 3)
             .unwrap();
         assert_eq!(r.results, ["deployment/web unchanged"]);
-        assert!(published(&mut rx).is_empty());
+        assert!(published(&mut rx, &c).is_empty());
         c.apply(&[deployment("web", "sensor", "oci:/b")], false, 4)
             .unwrap();
-        assert_eq!(published(&mut rx)[0].generation, 3);
+        assert_eq!(published(&mut rx, &c)[0].generation, 3);
         c.delete(&[deployment("web", "sensor", "oci:/b")], false, 5)
             .unwrap();
-        let p = published(&mut rx);
+        let p = published(&mut rx, &c);
         assert_eq!((p[0].generation, p[0].workloads.len()), (4, 0));
         assert_eq!(generation(&c, "pi-2"), 1);
     }
     // Reopened: generations continue from the store, and an unchanged state is not bumped.
     let (mut c, mut rx) = controller(dir.path());
     c.resync(6).unwrap();
-    assert!(published(&mut rx).is_empty());
+    assert!(published(&mut rx, &c).is_empty());
     assert_eq!(generation(&c, "pi-1"), 4);
     c.apply(&[deployment("web", "sensor", "oci:/a")], false, 7)
         .unwrap();
-    assert_eq!(published(&mut rx)[0].generation, 5);
+    assert_eq!(published(&mut rx, &c)[0].generation, 5);
     assert_eq!(c.payloads.len(), 2);
 }
 
@@ -150,13 +161,13 @@ fn relabelling_a_device_moves_the_workload() {
     c.add_device("pi-2", labels("other"), 1).unwrap();
     c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
         .unwrap();
-    published(&mut rx);
+    published(&mut rx, &c);
     let relabel = file(
         "dev.yaml",
         "apiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-2, labels: {role: sensor}}\n---\napiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-1, labels: {role: other}}\n",
     );
     c.apply(&[relabel], false, 3).unwrap();
-    let p = published(&mut rx);
+    let p = published(&mut rx, &c);
     let on: Vec<(&str, usize)> = p
         .iter()
         .map(|d| (d.device.as_str(), d.workloads.len()))
@@ -169,7 +180,7 @@ fn a_bad_file_in_the_set_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (mut c, mut rx) = controller(dir.path());
     c.add_device("pi-1", labels("sensor"), 1).unwrap();
-    published(&mut rx);
+    published(&mut rx, &c);
     let bad = file(
         "bad.yaml",
         "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  selector: {}\n  colour: red\n",
@@ -179,7 +190,7 @@ fn a_bad_file_in_the_set_changes_nothing() {
         .unwrap_err();
     assert!(err.to_string().starts_with("bad.yaml:6:3:"), "{err}");
     assert!(reader(dir.path(), &c).deployments(2).unwrap().is_empty());
-    assert!(published(&mut rx).is_empty());
+    assert!(published(&mut rx, &c).is_empty());
     let unknown = file(
         "d.yaml",
         "apiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-9}\n",
@@ -202,7 +213,7 @@ fn a_depends_on_cycle_across_deployments_and_applies_is_refused_with_its_locatio
     let dir = tempfile::tempdir().unwrap();
     let (mut c, mut rx) = controller(dir.path());
     c.add_device("pi-1", labels("sensor"), 1).unwrap();
-    published(&mut rx);
+    published(&mut rx, &c);
     // In one apply, across two files.
     let err = c
         .apply(&[dependent("a", "b"), dependent("b", "a")], false, 2)
@@ -255,7 +266,7 @@ fn statuses_are_checked_against_the_topic_device_and_counted() {
     let cred2 = c.add_device("pi-2", labels("x"), 1).unwrap().credential;
     c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
         .unwrap();
-    published(&mut rx);
+    published(&mut rx, &c);
     let good = seal_status(&status("pi-1", 2), cred1.as_bytes()).unwrap();
     let t1 = "drover/v1/dev/pi-1/status";
     // Another device's credential, another device's status, garbage, an unknown device.
@@ -306,7 +317,7 @@ fn a_burst_of_statuses_is_one_transaction() {
     let added = c.import_devices(&file("fleet.csv", &csv), 1).unwrap();
     assert_eq!(added.len(), 200);
     assert_eq!(
-        published(&mut rx).len(),
+        published(&mut rx, &c).len(),
         200,
         "every new device gets generation 1"
     );
@@ -328,7 +339,7 @@ fn a_burst_of_statuses_is_one_transaction() {
     assert_eq!(r.stats().unwrap()["status_accepted"], 200);
     assert!(r.devices(11).unwrap().iter().all(|d| d.online));
     assert!(
-        published(&mut rx).is_empty(),
+        published(&mut rx, &c).is_empty(),
         "no capacity change that matters: no plan"
     );
 }
@@ -365,7 +376,7 @@ fn an_import_is_all_or_nothing_with_file_and_line() {
         c.import_devices(&file("f.csv", "name,labels\n"), 1)
             .is_err()
     );
-    assert!(c.snapshot.devices.is_empty() && published(&mut rx).is_empty());
+    assert!(c.snapshot.devices.is_empty() && published(&mut rx, &c).is_empty());
     c.add_device("pi-1", labels("x"), 1).unwrap();
     let yaml = "apiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-2, labels: {role: sensor}}\n---\napiVersion: drover.dev/v1\nkind: Device\nmetadata: {name: pi-1}\n";
     assert!(matches!(
@@ -393,7 +404,7 @@ fn a_dry_run_reports_the_devices_and_changes_nothing() {
     c.add_device("pi-2", labels("other"), 1).unwrap();
     c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
         .unwrap();
-    published(&mut rx);
+    published(&mut rx, &c);
     let commits = c.store.commits();
     let r = c
         .apply(
@@ -431,7 +442,7 @@ fn a_dry_run_reports_the_devices_and_changes_nothing() {
         ]
     );
     assert_eq!(c.store.commits(), commits, "nothing written");
-    assert!(published(&mut rx).is_empty());
+    assert!(published(&mut rx, &c).is_empty());
     assert_eq!(generation(&c, "pi-1"), 2);
     let r = c
         .delete(&[deployment("web", "sensor", "oci:/a")], true, 4)
@@ -445,7 +456,7 @@ fn an_oversize_desired_state_is_refused_naming_the_device() {
     let dir = tempfile::tempdir().unwrap();
     let (mut c, mut rx) = controller(dir.path());
     c.add_device("pi-1", labels("sensor"), 1).unwrap();
-    published(&mut rx);
+    published(&mut rx, &c);
     let big = "x".repeat(100_000);
     let text = |name: &str| {
         format!(
@@ -453,7 +464,7 @@ fn an_oversize_desired_state_is_refused_naming_the_device() {
         )
     };
     c.apply(&[file("a.yaml", &text("a"))], false, 2).unwrap();
-    published(&mut rx);
+    published(&mut rx, &c);
     let err = c
         .apply(
             &[file("b.yaml", &text("b")), file("c.yaml", &text("c"))],
@@ -466,7 +477,7 @@ fn an_oversize_desired_state_is_refused_naming_the_device() {
             .contains("desired state for device pi-1 would be"),
         "{err}"
     );
-    assert!(published(&mut rx).is_empty());
+    assert!(published(&mut rx, &c).is_empty());
     assert_eq!(c.snapshot.deployments.len(), 1, "nothing applied");
     let dry = c.apply(
         &[file("b.yaml", &text("b")), file("c.yaml", &text("c"))],
@@ -503,7 +514,7 @@ fn a_capacity_change_replans_only_under_replicas() {
         .credential;
     c.apply(&[deployment("web", "sensor", "oci:/a")], false, 2)
         .unwrap();
-    published(&mut rx);
+    published(&mut rx, &c);
     let mut st = status("pi-1", 2);
     st.capacity.memory_bytes = 1 << 30;
     let t = "drover/v1/dev/pi-1/status";
@@ -539,7 +550,7 @@ fn hub_images_are_pinned_to_their_digest_at_apply_and_a_moved_tag_needs_a_new_ap
     let (c, mut rx) = controller(dir.path());
     let mut c = c.with_registry(registry.clone());
     c.add_device("pi-1", labels("sensor"), 1).unwrap();
-    published(&mut rx);
+    published(&mut rx, &c);
     // Not imported yet: refused at the image, nothing changes.
     let err = c
         .apply(&[deployment("web", "sensor", "hub:sensor:1.0")], false, 2)
@@ -552,7 +563,7 @@ fn hub_images_are_pinned_to_their_digest_at_apply_and_a_moved_tag_needs_a_new_ap
     let first = import("one");
     c.apply(&[deployment("web", "sensor", "hub:sensor:1.0")], false, 3)
         .unwrap();
-    let p = published(&mut rx);
+    let p = published(&mut rx, &c);
     let image = p[0].workloads[0].containers[0].image.as_str().to_owned();
     assert_eq!(
         image,
@@ -562,10 +573,10 @@ fn hub_images_are_pinned_to_their_digest_at_apply_and_a_moved_tag_needs_a_new_ap
     // The tag moves: the running fleet does not, until the next apply.
     let second = import("two");
     assert_ne!(first, second);
-    assert!(published(&mut rx).is_empty());
+    assert!(published(&mut rx, &c).is_empty());
     c.apply(&[deployment("web", "sensor", "hub:sensor:1.0")], false, 4)
         .unwrap();
-    let p = published(&mut rx);
+    let p = published(&mut rx, &c);
     let image = p[0].workloads[0].containers[0].image.as_str().to_owned();
     assert_eq!(image, format!("hub:sensor@{}", second.as_str()));
 }

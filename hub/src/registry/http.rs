@@ -2,7 +2,9 @@
 //! `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag|digest>`, `GET|HEAD /v2/<name>/blobs/<digest>`
 //! (with `Range: bytes=N-` / `bytes=N-M` → 206) and `GET /v2/<name>/tags/list` (all tags,
 //! no pagination). Every request needs HTTP Basic with a
-//! registered device's name and credential (the broker's check); errors are OCI error JSON.
+//! registered device's name and its registry password (derived from its credential,
+//! `drover_protocol::keys`; neither the credential nor the MQTT password is accepted);
+//! errors are OCI error JSON.
 //!
 //! Handlers only parse, look up and stream: no push, no deletes, no writes at all.
 
@@ -54,7 +56,7 @@ fn oci_error(status: StatusCode, code: &str, message: &str) -> Response {
     resp
 }
 
-/// `true` when the request carries a registered device's name and credential.
+/// `true` when the request carries a registered device's name and registry password.
 fn authorized(creds: &Credentials, headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
@@ -75,7 +77,7 @@ fn authorized(creds: &Credentials, headers: &HeaderMap) -> bool {
         return false;
     };
     match text.split_once(':') {
-        Some((user, pass)) => broker::authenticate(creds, user, user, pass),
+        Some((user, pass)) => broker::authenticate_registry(creds, user, pass),
         None => false,
     }
 }
@@ -84,7 +86,7 @@ fn unauthorized() -> Response {
     oci_error(
         StatusCode::UNAUTHORIZED,
         "UNAUTHORIZED",
-        "authentication required: a device name and its credential",
+        "authentication required: a device name and its registry password",
     )
 }
 

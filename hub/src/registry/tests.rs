@@ -234,9 +234,14 @@ fn import_errors_name_the_file_and_never_its_content_or_hash() {
     );
 }
 
-/// Serves the `/v2` routes on a free port; device `pi-1` / `secret` is registered.
+/// Serves the `/v2` routes on a free port; device `pi-1` is registered with registry
+/// password `secret` (its MQTT password, derived from `cred`, is another).
 fn serve(reg: Registry) -> String {
-    let creds: HashMap<String, String> = [("pi-1".to_owned(), "secret".to_owned())].into();
+    let keys = drover_protocol::keys::DeviceKeys {
+        registry_password: "secret".to_owned(),
+        ..drover_protocol::keys::DeviceKeys::from_credential(b"cred")
+    };
+    let creds: HashMap<String, _> = [("pi-1".to_owned(), keys)].into();
     let state = RegistryState {
         registry: Arc::new(reg),
         creds: Arc::new(RwLock::new(creds)),

@@ -1,11 +1,12 @@
 //! Verifying telemetry samples: the topic names a registered device, the tag matches that
-//! device's credential, and `seq` rises (replays and reorders are dropped). Counted by
+//! device's status key (derived from its credential), and `seq` rises (replays and reorders are dropped). Counted by
 //! reason in the cache; warnings per device at most once a minute.
 //!
 //! This module must never write anything but the cache and never trust a payload.
 
 use std::collections::HashMap;
 
+use drover_protocol::keys::StatusKey;
 use drover_protocol::telemetry::open_telemetry;
 use drover_protocol::{Name, Telemetry, topics};
 
@@ -36,7 +37,7 @@ impl Verifier {
     /// The device and its sample, or None when the message was dropped (and counted).
     pub fn check(&mut self, topic: &str, payload: &[u8], at_ms: u64) -> Option<(Name, Telemetry)> {
         let device = device_of(topic)?;
-        let (name, credential) = match (Name::new(device), self.credential_of(device)) {
+        let (name, key) = match (Name::new(device), self.status_key_of(device)) {
             (Ok(name), Some(c)) => (name, c),
             _ => {
                 self.reject(device, "unknown_device", "not a registered device", at_ms);
@@ -47,7 +48,7 @@ impl Verifier {
             .cache
             .held_seq(device)
             .max(self.seeded.get(device).copied().unwrap_or(0));
-        match open_telemetry(payload, &name, credential.as_bytes(), held) {
+        match open_telemetry(payload, &name, &key, held) {
             Ok(sample) => Some((name, sample)),
             Err(e) => {
                 self.reject(device, e.reason(), &e.to_string(), at_ms);
@@ -56,11 +57,12 @@ impl Verifier {
         }
     }
 
-    fn credential_of(&self, device: &str) -> Option<String> {
+    fn status_key_of(&self, device: &str) -> Option<StatusKey> {
         if device.starts_with(crate::fleet::RESERVED_DEVICE_PREFIX) {
             return None;
         }
-        self.creds.read().ok()?.get(device).cloned()
+        let map = self.creds.read().ok()?;
+        map.get(device).map(|k| k.status_key.clone())
     }
 
     fn reject(&mut self, device: &str, reason: &str, detail: &str, at_ms: u64) {
@@ -89,7 +91,11 @@ mod tests {
 
     fn verifier() -> (Verifier, TelemetryCache) {
         let creds: Credentials = Arc::new(RwLock::new(
-            [("pi-1".to_owned(), "secret".to_owned())].into(),
+            [(
+                "pi-1".to_owned(),
+                drover_protocol::keys::DeviceKeys::from_credential(b"secret"),
+            )]
+            .into(),
         ));
         let cache = TelemetryCache::default();
         let seeded = [("pi-1".to_owned(), 5)].into();
