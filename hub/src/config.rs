@@ -9,6 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use drover_protocol::SecurityPolicy;
 use drover_protocol::quantity::DurationMs;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -31,6 +32,10 @@ pub struct HubConfig {
     pub broker: BrokerConfig,
     pub telemetry: TelemetryConfig,
     pub dashboards: DashboardsConfig,
+    /// What Deployments may use on devices: host paths, devices, privileged. Empty: none;
+    /// `/` never. Each agent's `[security]` checks again and has the last word.
+    #[serde(deserialize_with = "policy")]
+    pub policy: SecurityPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +116,7 @@ impl Default for HubConfig {
             broker: BrokerConfig::default(),
             telemetry: TelemetryConfig::default(),
             dashboards: DashboardsConfig::default(),
+            policy: SecurityPolicy::default(),
         }
     }
 }
@@ -286,6 +292,18 @@ fn api_token<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         )));
     }
     Ok(token)
+}
+
+/// `[policy]`: every allowed host path and device must be absolute, without `..`.
+fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<SecurityPolicy, D::Error> {
+    let p = SecurityPolicy::deserialize(d)?;
+    let mut all = p.host_paths.iter().chain(&p.devices);
+    if let Some(bad) = all.find(|x| !x.starts_with('/') || x.split('/').any(|s| s == "..")) {
+        return Err(serde::de::Error::custom(format!(
+            "policy: expected absolute paths without '..', got {bad:?}"
+        )));
+    }
+    Ok(p)
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ pub async fn serve(
         offline_after_ms: config.offline_after.0,
         device_broker: config.device_broker_address(),
         embedded_broker: config.broker.url.is_empty(),
+        policy: config.policy.clone(),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let telemetry = crate::telemetry::TelemetryCache::default();

@@ -96,6 +96,8 @@ pub struct Settings {
     pub device_broker: String,
     /// The hub runs the embedded broker: warn when registrations outgrow it.
     pub embedded_broker: bool,
+    /// `[policy]`: checked at `apply` for every Deployment.
+    pub policy: drover_protocol::SecurityPolicy,
 }
 
 /// Counters the controller keeps in memory for `get stats`, `/metrics` and the benchmarks.

@@ -23,6 +23,7 @@ fn settings() -> Settings {
         offline_after_ms: 90_000,
         device_broker: "hub:1883".to_owned(),
         embedded_broker: true,
+        policy: Default::default(),
     }
 }
 

@@ -526,3 +526,109 @@ fn a_broken_image_healthcheck_refuses_the_start_and_says_how_to_override_it() {
         "{err}"
     );
 }
+
+fn caps_of(spec: &Spec) -> (Vec<String>, bool) {
+    let caps = process(spec).capabilities().clone().expect("capabilities");
+    let mut names: Vec<String> = caps
+        .bounding()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    names.sort();
+    for set in [caps.effective(), caps.permitted()] {
+        assert_eq!(set.clone().unwrap_or_default().len(), names.len());
+    }
+    let none = caps.ambient().clone().unwrap_or_default().is_empty()
+        && caps.inheritable().clone().unwrap_or_default().is_empty();
+    (names, none)
+}
+
+#[test]
+fn containers_are_confined_like_dockers_by_default() {
+    let wl = workload(container(), NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let (caps, none_ambient) = caps_of(&spec);
+    assert_eq!(caps.len(), 14, "{caps:?}");
+    assert!(caps.iter().any(|c| c == "CAP_NET_BIND_SERVICE"), "{caps:?}");
+    assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"), "{caps:?}");
+    assert!(none_ambient);
+    assert_eq!(process(&spec).no_new_privileges(), Some(true));
+    let linux = spec.linux().as_ref().expect("linux");
+    let masked = linux.masked_paths().clone().expect("masked");
+    assert!(masked.contains(&"/sys/devices/virtual/powercap".to_string()));
+    assert!(masked.contains(&"/proc/kcore".to_string()));
+    let ro = linux.readonly_paths().clone().expect("readonly");
+    assert!(ro.contains(&"/proc/sys".to_string()));
+    assert!(linux.seccomp().is_some());
+    let mounts = spec.mounts().clone().expect("mounts");
+    let opts = |dest: &str| {
+        let m = mounts.iter().find(|m| m.destination() == Path::new(dest));
+        m.and_then(|m| m.options().clone()).unwrap_or_default()
+    };
+    assert!(opts("/sys").contains(&"ro".to_string()));
+    for o in ["nosuid", "noexec", "nodev"] {
+        assert!(opts("/proc").contains(&o.to_string()), "/proc {o}");
+    }
+    assert_eq!(spec.root().as_ref().expect("root").readonly(), Some(false));
+}
+
+#[test]
+fn bind_mounts_are_nosuid_and_nodev() {
+    let mut c = container();
+    c.mounts.push(SpecMount {
+        source: MountSource::Volume(name("data")),
+        target: "/data".into(),
+        read_only: false,
+    });
+    let wl = workload(c, NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let mounts = spec.mounts().clone().expect("mounts");
+    let data = mounts
+        .iter()
+        .find(|m| m.destination() == Path::new("/data"))
+        .expect("data");
+    let opts = data.options().clone().expect("opts");
+    assert!(opts.contains(&"nosuid".to_string()) && opts.contains(&"nodev".to_string()));
+}
+
+#[test]
+fn security_context_sets_user_caps_and_read_only_root() {
+    let mut c = container();
+    c.security.run_as_user = Some(1234);
+    c.security.run_as_group = Some(99);
+    c.security.read_only_root_filesystem = true;
+    c.security.cap_drop = vec!["ALL".into()];
+    c.security.cap_add = vec!["NET_ADMIN".into()];
+    let wl = workload(c, NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let user = process(&spec).user();
+    assert_eq!((user.uid(), user.gid()), (1234, 99));
+    assert_eq!(caps_of(&spec).0, ["CAP_NET_ADMIN"]);
+    assert_eq!(spec.root().as_ref().expect("root").readonly(), Some(true));
+}
+
+#[test]
+fn privileged_gets_all_caps_no_seccomp_and_no_masks() {
+    let mut c = container();
+    c.security.privileged = true;
+    let wl = workload(c, NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    assert_eq!(
+        caps_of(&spec).0.len(),
+        drover_protocol::security::CAPABILITIES.len()
+    );
+    let linux = spec.linux().as_ref().expect("linux");
+    assert!(linux.seccomp().is_none());
+    assert!(linux.masked_paths().is_none() && linux.readonly_paths().is_none());
+    assert_eq!(process(&spec).no_new_privileges(), Some(false));
+}
+
+#[test]
+fn kernel_releases_compare_by_major_and_minor() {
+    assert!(hardening::release_at_least("6.1.0-rpi7-rpi-v8", (4, 8)));
+    assert!(hardening::release_at_least("4.8.0", (4, 8)));
+    assert!(!hardening::release_at_least("4.4.302", (4, 8)));
+    assert!(!hardening::release_at_least("garbage", (4, 8)));
+}
