@@ -122,9 +122,11 @@ impl SecurityContext {
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityPolicy {
     /// Absolute folders (or files) a `hostPath` mount may be, or be below.
+    #[serde(deserialize_with = "absolute_paths")]
     pub host_paths: Vec<String>,
     /// Host device nodes a container may be given; a trailing `*` matches any suffix
     /// (`/dev/ttyUSB*`).
+    #[serde(deserialize_with = "absolute_paths")]
     pub devices: Vec<String>,
     /// Whether `securityContext.privileged: true` may run.
     pub allow_privileged: bool,
@@ -203,6 +205,21 @@ impl SecurityPolicy {
         }
         Ok(())
     }
+}
+
+/// A config's list of paths: each absolute, without `..` (a relative one would allow
+/// something else than meant).
+fn absolute_paths<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    if let Some(bad) = list
+        .iter()
+        .find(|p| !p.starts_with('/') || p.split('/').any(|s| s == ".."))
+    {
+        return Err(serde::de::Error::custom(format!(
+            "expected absolute paths without '..', got {bad:?}"
+        )));
+    }
+    Ok(list)
 }
 
 fn device_matches(pattern: &str, path: &str) -> bool {
