@@ -58,9 +58,12 @@ pub fn process(p: &mut Process, ctx: &SecurityContext) -> Result<(), OciSpecErro
         user.set_gid(gid);
         user.set_additional_gids(None);
     }
+    let own = own_bounding_set();
     let caps: Capabilities = ctx
         .capabilities()
         .iter()
+        // As Docker: privileged means every capability this process may pass on.
+        .filter(|c| !ctx.privileged || own.is_none_or(|set| set.contains(c)))
         .filter_map(|c| Capability::from_str(c).ok())
         .collect();
     // As Docker: a non-root process starts with no effective or permitted capabilities;
@@ -105,32 +108,44 @@ pub fn linux(spec: &mut Spec, ctx: &SecurityContext) -> Result<(), OciSpecError>
     }
     spec.set_linux(Some(linux));
     let mounts = spec.mounts().clone().unwrap_or_default();
-    spec.set_mounts(Some(
-        mounts.into_iter().map(|m| system_mount(m, ctx)).collect(),
-    ));
+    spec.set_mounts(Some(mounts.into_iter().map(system_mount).collect()));
     Ok(())
 }
 
-/// `/proc` gets `nosuid,noexec,nodev`; `/sys` stays read-only unless privileged.
-fn system_mount(mut m: Mount, ctx: &SecurityContext) -> Mount {
+/// `/proc` gets `nosuid,noexec,nodev`. `/sys` stays read-only, privileged too (a
+/// read-write sysfs needs the host's network namespace rules; not needed so far).
+fn system_mount(mut m: Mount) -> Mount {
     let dest = m.destination().to_string_lossy().into_owned();
     let mut opts = m.options().clone().unwrap_or_default();
-    match dest.as_str() {
-        "/proc" => {
-            for o in ["nosuid", "noexec", "nodev"] {
-                if !opts.iter().any(|x| x == o) {
-                    opts.push(o.to_owned());
-                }
-            }
+    if dest != "/proc" {
+        return m;
+    }
+    for o in ["nosuid", "noexec", "nodev"] {
+        if !opts.iter().any(|x| x == o) {
+            opts.push(o.to_owned());
         }
-        "/sys" | "/sys/fs/cgroup" if ctx.privileged => {
-            opts.retain(|o| o != "ro");
-            opts.push("rw".to_owned());
-        }
-        _ => return m,
     }
     m.set_options(Some(opts));
     m
+}
+
+/// The capability names in this process's bounding set (read once; `None` when
+/// `/proc/self/status` cannot be read).
+fn own_bounding_set() -> Option<&'static [&'static str]> {
+    static SET: OnceLock<Option<Vec<&'static str>>> = OnceLock::new();
+    SET.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+        let bits = u64::from_str_radix(hex.trim(), 16).ok()?;
+        let names = drover_protocol::security::CAPABILITIES.iter().enumerate();
+        Some(
+            names
+                .filter(|(i, _)| bits >> i & 1 == 1)
+                .map(|(_, n)| *n)
+                .collect(),
+        )
+    })
+    .as_deref()
 }
 
 /// Whether the running kernel is at least 4.8 (read once; assumed when unreadable, as
