@@ -10,8 +10,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use drover_protocol::Name;
 use drover_protocol::quantity::{ByteSize, DurationMs};
+use drover_protocol::{Name, SecurityPolicy};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use drover_protocol::config_text::ConfigError;
@@ -50,6 +50,12 @@ pub struct AgentConfig {
     pub hub: Option<crate::hub_link::config::HubConfig>,
     /// Usage samples sent to the hub (only with `hub`).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// What workloads may use on this device: host paths, devices, privileged. Empty:
+    /// none. The state, run and config folders are refused whatever it says.
+    pub security: SecurityPolicy,
+    /// The file this config was read from (not a setting): its folder is protected.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// Rotation of container stdout/stderr logs.
@@ -87,7 +93,9 @@ impl AgentConfig {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&path.display().to_string(), &text)
+        let mut cfg = Self::parse(&path.display().to_string(), &text)?;
+        cfg.config_file = Some(path.to_owned());
+        Ok(cfg)
     }
 
     /// Like [`AgentConfig::load`], but built-in defaults when the file does not exist.
@@ -117,6 +125,8 @@ impl AgentConfig {
             images: crate::image::ImagesConfig::default(),
             hub: None,
             telemetry: crate::telemetry::TelemetryConfig::default(),
+            security: SecurityPolicy::default(),
+            config_file: None,
         }
     }
 }
@@ -315,6 +325,11 @@ mod tests {
             interval
                 .starts_with("agent.toml:2:12: telemetry.interval: expected 0 (off) or 1s to 1h"),
             "{interval}"
+        );
+        let sec = parse_err("[security]\nhost_paths = [\"/srv\", \"data\"]\n");
+        assert!(
+            sec.starts_with("agent.toml:2:14: expected absolute paths without '..', got \"data\""),
+            "{sec}"
         );
         let dur = parse_err("resync_interval = \"0s\"\n");
         assert!(

@@ -354,6 +354,7 @@ fn desired_of_size(device: &Name, generation: u64, key: &SigningKey, size: usize
             readiness_probe: None,
             startup_probe: None,
             depends_on: vec![],
+            security: Default::default(),
         };
         let state = DesiredState {
             device: device.clone(),

@@ -9,6 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use drover_protocol::SecurityPolicy;
 use drover_protocol::quantity::DurationMs;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -31,6 +32,9 @@ pub struct HubConfig {
     pub broker: BrokerConfig,
     pub telemetry: TelemetryConfig,
     pub dashboards: DashboardsConfig,
+    /// What Deployments may use on devices: host paths, devices, privileged. Empty: none;
+    /// `/` never. Each agent's `[security]` checks again and has the last word.
+    pub policy: SecurityPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +131,7 @@ impl Default for HubConfig {
             broker: BrokerConfig::default(),
             telemetry: TelemetryConfig::default(),
             dashboards: DashboardsConfig::default(),
+            policy: SecurityPolicy::default(),
         }
     }
 }

@@ -111,6 +111,7 @@ pub async fn serve(
         device_broker: config.device_broker_address(),
         embedded_broker: config.broker.url.is_empty(),
         device_ca: config.devices_use_tls().then(|| tls.ca_pem.clone()),
+        policy: config.policy.clone(),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let telemetry = crate::telemetry::TelemetryCache::default();

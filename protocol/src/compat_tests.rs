@@ -17,6 +17,12 @@ const V2_DESIRED: &str = "02010470692d3107010377656201046d61696e0e6875623a73656e
 const V2_SIGNED: &str = "02034e02010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e01036170700377656240d6e667db1030e88c1643cbd479520f09e6429a193d464221c5c4ddab0c47221929cd0e628141f8343d9a671ce2b55c37d2b0b22cadb4747f3c336c4a6e5f410c";
 const V1_SIGNED: &str = "01034501010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f7368000101410162000001808080200000000000010464617461904e40e2be68b7bc322fa9c1437bdfc12ef09e4b613d5285d191e7fb71a2d08dfe4e9b28a2c265387d130d1e1ccc317ee45d14198d1c4a2edf85885a830d8cdaa54105";
 
+/// Written by the envelope-version-3 build (commit 280a27a): [`expected`] with label
+/// `app=web`, `init: true`, revision 2 and a fallback of revision 1, encoded and signed
+/// with the same key.
+const V3_DESIRED: &str = "03010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f73680001014101620000018080802000000001000000000000010464617461904e01036170700377656200020000010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f73680001014101620000018080802000000001000000000000010464617461904e0103617070037765620001000000";
+const V3_SIGNED: &str = "0303a70103010470692d3107010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f73680001014101620000018080802000000001000000000000010464617461904e01036170700377656200020000010377656201046d61696e0e6875623a73656e736f723a312e3001072f62696e2f73680001014101620000018080802000000001000000000000010464617461904e010361707003776562000100000040a5ce1416c4a408eda4dc00ab45053038ad518b57a608ff4ce71a77d32e90224db4e322f22ef9d96c6799ecc42db8d0b6a43d4bec7da47a6e963a84afd0dd1405";
+
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
@@ -56,6 +62,7 @@ fn expected() -> DesiredState {
                 readiness_probe: None,
                 startup_probe: None,
                 depends_on: vec![],
+                security: Default::default(),
             }],
             restart_policy: RestartPolicy::Always,
             network: NetworkMode::Host,
@@ -131,10 +138,30 @@ fn states_stored_only_signed_before_sealing_still_open_on_an_upgraded_agent() {
 }
 
 #[test]
+fn a_version_3_state_decodes_and_verifies_with_the_default_security_context() {
+    let mut want = expected();
+    let w = &mut want.workloads[0];
+    w.labels.insert("app".into(), "web".into());
+    w.containers[0].init = true;
+    let mut fallback = w.clone();
+    fallback.revision = 1;
+    w.revision = 2;
+    w.fallback = Some(Box::new(fallback));
+    let got = decode_any::<DesiredState>(&unhex(V3_DESIRED)).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(got.workloads[0].containers[0].security, Default::default());
+    let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let state = verify_desired(&unhex(V3_SIGNED), &key, &name("pi-1"), 0).unwrap();
+    assert_eq!(state, want);
+}
+
+#[test]
 fn the_current_version_carries_labels_and_unknown_versions_are_refused() {
     let mut d = expected();
     d.workloads[0].labels.insert("app".into(), "web".into());
     d.workloads[0].containers[0].init = true;
+    d.workloads[0].containers[0].security.run_as_user = Some(1000);
+    d.workloads[0].containers[0].security.cap_drop = vec!["ALL".into()];
     let bytes = encode(&d).unwrap();
     assert_eq!(bytes[0], VERSION as u8);
     assert_eq!(decode_any::<DesiredState>(&bytes).unwrap(), d);
@@ -164,7 +191,7 @@ proptest::proptest! {
     #[test]
     fn garbage_never_panics(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
         if let Some(b) = bytes.first_mut() {
-            *b %= 3;
+            *b %= 5;
         }
         let _ = decode_any::<DesiredState>(&bytes);
         let _ = decode_any::<DeviceStatus>(&bytes);

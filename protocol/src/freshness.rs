@@ -45,6 +45,7 @@ impl Wire for SealedPresence {
 impl Compat for SealedPresence {
     type V1 = SealedPresence;
     type V2 = SealedPresence;
+    type V3 = SealedPresence;
 }
 
 /// A status as published on `…/status`: its encoded bytes, its sequence number and a MAC
@@ -64,6 +65,7 @@ impl Wire for SequencedStatus {
 impl Compat for SequencedStatus {
     type V1 = SequencedStatus;
     type V2 = SequencedStatus;
+    type V3 = SequencedStatus;
 }
 
 /// A presence as read: `seq` is `None` for the plain text of older agents.

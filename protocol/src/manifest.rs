@@ -16,11 +16,13 @@ use serde::Deserialize;
 use serde_saphyr::{Budget, MessageFormatter, Options, Spanned, UserMessageFormatter};
 
 mod health;
+mod security;
 
 pub use health::{
     ContainerDependencyManifest, ProbeKind, ProbeManifest, WorkloadDependencyManifest, find_cycle,
     join_cycle, workload_cycle,
 };
+pub use security::{CapabilitiesManifest, SecurityContextManifest};
 
 use crate::labels::{check_label_key, check_label_value};
 use crate::quantity::{ByteSize, CpuMillis, DurationMs};
@@ -190,6 +192,9 @@ pub struct ContainerManifest {
     /// Containers of the same workload this one starts after.
     #[serde(default)]
     pub depends_on: Vec<Spanned<ContainerDependencyManifest>>,
+    /// User, capabilities, read-only root, privileged (Kubernetes' names).
+    #[serde(default)]
+    pub security_context: SecurityContextManifest,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -489,6 +494,7 @@ impl ContainerManifest {
                 &self.depends_on,
                 containers,
             )?,
+            security: self.security_context.to_spec(file)?,
         })
     }
 
@@ -741,6 +747,7 @@ spec:
                 readiness_probe: None,
                 startup_probe: None,
                 depends_on: vec![],
+                security: Default::default(),
             }],
             depends_on: vec![],
             revision: 0,

@@ -13,6 +13,7 @@ pub use crate::health::{
     Dependency, DependencyCondition, Health, HttpScheme, Probe, ProbeAction, RolledBack,
     WorkloadReason,
 };
+pub use crate::security::SecurityContext;
 use crate::{ImageRef, Name};
 
 /// Everything one device should run, as of `generation`.
@@ -97,6 +98,9 @@ pub struct ContainerSpec {
     /// Containers of the same workload to wait for before this one starts. Since version 3.
     #[serde(default)]
     pub depends_on: Vec<Dependency>,
+    /// User, capabilities, read-only root, privileged. Since version 4.
+    #[serde(default)]
+    pub security: SecurityContext,
 }
 
 impl WorkloadSpec {
@@ -156,6 +160,7 @@ impl ContainerSpec {
             readiness_probe: None,
             startup_probe: None,
             depends_on: vec![],
+            security: Default::default(),
         }
     }
 }

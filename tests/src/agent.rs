@@ -46,7 +46,9 @@ impl TestAgent {
         let (state, manifests) = (dir.path().join("state"), dir.path().join("manifests"));
         fs::create_dir_all(&manifests).expect("manifests dir");
         let cgroup_parent = unique("drover-test");
-        let config = dir.path().join("agent.toml");
+        // In a folder of its own, as /etc/drover: the agent refuses host paths in it.
+        let config = dir.path().join("etc").join("agent.toml");
+        fs::create_dir_all(dir.path().join("etc")).expect("config dir");
         let toml = format!(
             "device = \"{}\"\n{}",
             test.replace('_', "-"),

@@ -45,6 +45,10 @@ fn agent_with_db(test: &str, container: &str) -> (TestAgent, PathBuf, PathBuf, S
     let (mut a, image) = TestAgent::with_busybox(test);
     let data = a.dir.path().join("db-data");
     fs::create_dir_all(&data).unwrap();
+    a.append_config(&format!(
+        "[security]\nhost_paths = [\"{}\"]\n",
+        data.display()
+    ));
     a.start();
     let db = workload_yaml("db", &image, SLEEPER, "", "").replace(
         "      resources:",

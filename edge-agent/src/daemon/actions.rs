@@ -9,6 +9,7 @@ use super::agent::Agent;
 use crate::host::HostError;
 use crate::reconcile::{Action, StartErrorKind};
 use crate::runtime::RuntimeError;
+use crate::runtime::security::AgentPolicy;
 use crate::runtime::spec::{ImageProcess, SpecError, SpecInput, runtime_spec};
 use crate::shim::RunArgs;
 use crate::state::{ContainerRecord, StartFailure, StopRecord, WorkloadRecord, container_id};
@@ -28,6 +29,8 @@ pub enum StartError {
     WorkingDir(HostError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error("refused by this device's [security] policy: {0}")]
+    Policy(#[from] drover_protocol::PolicyViolation),
 }
 
 impl StartError {
@@ -38,9 +41,10 @@ impl StartError {
             StartError::Spec(SpecError::HostPathMissing(_) | SpecError::Device { .. }) => {
                 StartErrorKind::Host
             }
-            StartError::Spec(_) | StartError::Bundle(_) | StartError::WorkingDir(_) => {
-                StartErrorKind::Spec
-            }
+            StartError::Spec(_)
+            | StartError::Bundle(_)
+            | StartError::WorkingDir(_)
+            | StartError::Policy(_) => StartErrorKind::Spec,
             StartError::Runtime(_) => StartErrorKind::Runtime,
         }
     }
@@ -208,6 +212,8 @@ impl Agent {
         spec: &WorkloadSpec,
         c: &ContainerSpec,
     ) -> Result<(u32, String), StartError> {
+        // Before anything of the container exists: a refused one is never set up.
+        self.security_policy().check(spec)?;
         let id = container_id(&spec.name, &c.name);
         // Per-start files in the runtime folder; only the writable layer on the state disk.
         let dir = self.paths.container_dir(&spec.name, &c.name);
@@ -407,5 +413,12 @@ impl Agent {
     /// A container's cgroup: `/{parent}/{wl}/{c}`.
     pub(super) fn cgroups_path(&self, wl: &Name, c: &Name) -> String {
         format!("{}/{c}", self.workload_cgroup(wl))
+    }
+
+    /// `[security]` plus this agent's own folders (resolved now: they may be links).
+    fn security_policy(&self) -> AgentPolicy {
+        let cfg = &self.cfg;
+        let config_file = cfg.config_file.as_deref();
+        AgentPolicy::new(&cfg.security, &cfg.state_dir, &cfg.run_dir, config_file)
     }
 }

@@ -6,6 +6,8 @@
 
 pub mod netns;
 pub mod rootfs;
+pub mod seccomp;
+pub mod security;
 pub mod spec;
 
 #[cfg(test)]

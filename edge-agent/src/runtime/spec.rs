@@ -18,8 +18,11 @@ use oci_spec::runtime::{
 
 use crate::image::healthcheck::{HealthcheckError, ImageHealthcheck};
 
+mod hardening;
 mod resources;
 mod user;
+
+pub use hardening::{MASKED_PATHS, READONLY_PATHS};
 
 use resources as res;
 pub use user::UserError;
@@ -163,6 +166,7 @@ pub fn runtime_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         notes.insert(PROBES_ANNOTATION.to_owned(), json);
     }
     spec.set_annotations(Some(notes));
+    hardening::linux(&mut spec, &input.container.security)?;
     Ok(spec)
 }
 
@@ -221,6 +225,7 @@ fn process(input: &SpecInput) -> Result<oci_spec::runtime::Process, SpecError> {
     p.set_env(Some(environment(input)));
     p.set_cwd(PathBuf::from(cwd));
     p.set_user(user);
+    hardening::process(&mut p, &c.security)?;
     Ok(p)
 }
 
@@ -354,8 +359,12 @@ fn etc_mounts(input: &SpecInput, own: &[Mount]) -> Result<Vec<Mount>, SpecError>
     Ok(mounts)
 }
 
+/// Docker's options for bind mounts plus `nosuid,nodev`: a file from the host never
+/// makes a process privileged or opens a device.
 fn bind_options(rw: &str) -> Vec<String> {
-    vec!["rbind".to_string(), "rprivate".to_string(), rw.to_string()]
+    ["rbind", "rprivate", "nosuid", "nodev", rw]
+        .map(str::to_string)
+        .to_vec()
 }
 
 /// Device nodes to create in the container and the cgroup rules: deny all first (as runc

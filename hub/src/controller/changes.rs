@@ -135,6 +135,11 @@ impl Controller {
                     .into());
             }
         }
+        for o in &objects {
+            if let Object::Deployment(d) = o {
+                fleet::policy::check(d, &self.settings.policy)?;
+            }
+        }
         let written = objects
             .iter()
             .filter_map(|o| match o {

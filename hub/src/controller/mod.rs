@@ -100,6 +100,8 @@ pub struct Settings {
     pub embedded_broker: bool,
     /// The fleet CA (PEM) put in agent config snippets when devices are told to use TLS.
     pub device_ca: Option<String>,
+    /// `[policy]`: checked at `apply` for every Deployment.
+    pub policy: drover_protocol::SecurityPolicy,
 }
 
 /// Counters the controller keeps in memory for `get stats`, `/metrics` and the benchmarks.

@@ -32,6 +32,7 @@ fn settings() -> Settings {
         device_broker: "hub:1883".to_owned(),
         embedded_broker: true,
         device_ca: None,
+        policy: Default::default(),
     }
 }
 

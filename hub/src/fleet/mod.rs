@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod pin;
 pub mod placement;
 pub mod plan;
+pub mod policy;
 pub mod progress;
 pub mod rollout;
 pub mod selector;

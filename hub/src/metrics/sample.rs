@@ -43,6 +43,7 @@ pub fn build(dir: &Path, n: usize, containers: usize) -> Result<SampleFleet, Con
         device_broker: "127.0.0.1:1883".to_owned(),
         embedded_broker: false,
         device_ca: None,
+        policy: Default::default(),
     };
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);

@@ -526,3 +526,115 @@ fn a_broken_image_healthcheck_refuses_the_start_and_says_how_to_override_it() {
         "{err}"
     );
 }
+
+/// Bounding set (names without `CAP_`), effective set size, and whether ambient and
+/// inheritable are empty; permitted must equal effective.
+fn caps_of(spec: &Spec) -> (Vec<String>, usize, bool) {
+    let caps = process(spec).capabilities().clone().expect("capabilities");
+    let mut names: Vec<String> = caps
+        .bounding()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    names.sort();
+    let effective = caps.effective().clone().unwrap_or_default();
+    assert_eq!(caps.permitted().clone().unwrap_or_default(), effective);
+    let none = caps.ambient().clone().unwrap_or_default().is_empty()
+        && caps.inheritable().clone().unwrap_or_default().is_empty();
+    (names, effective.len(), none)
+}
+
+#[test]
+fn containers_are_confined_like_dockers_by_default() {
+    let wl = workload(container(), NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let (caps, effective, none_ambient) = caps_of(&spec);
+    assert_eq!((caps.len(), effective), (14, 14), "{caps:?}");
+    assert!(caps.iter().any(|c| c == "NET_BIND_SERVICE"), "{caps:?}");
+    assert!(!caps.iter().any(|c| c == "SYS_ADMIN"), "{caps:?}");
+    assert!(none_ambient);
+    assert_eq!(process(&spec).no_new_privileges(), Some(true));
+    let linux = spec.linux().as_ref().expect("linux");
+    let masked = linux.masked_paths().clone().expect("masked");
+    assert!(masked.contains(&"/sys/devices/virtual/powercap".to_string()));
+    assert!(masked.contains(&"/proc/kcore".to_string()));
+    let ro = linux.readonly_paths().clone().expect("readonly");
+    assert!(ro.contains(&"/proc/sys".to_string()));
+    assert!(linux.seccomp().is_some());
+    let mounts = spec.mounts().clone().expect("mounts");
+    let opts = |dest: &str| {
+        let m = mounts.iter().find(|m| m.destination() == Path::new(dest));
+        m.and_then(|m| m.options().clone()).unwrap_or_default()
+    };
+    assert!(opts("/sys").contains(&"ro".to_string()));
+    for o in ["nosuid", "noexec", "nodev"] {
+        assert!(opts("/proc").contains(&o.to_string()), "/proc {o}");
+    }
+    assert_eq!(spec.root().as_ref().expect("root").readonly(), Some(false));
+}
+
+#[test]
+fn bind_mounts_are_nosuid_and_nodev() {
+    let mut c = container();
+    c.mounts.push(SpecMount {
+        source: MountSource::Volume(name("data")),
+        target: "/data".into(),
+        read_only: false,
+    });
+    let wl = workload(c, NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let mounts = spec.mounts().clone().expect("mounts");
+    let data = mounts
+        .iter()
+        .find(|m| m.destination() == Path::new("/data"))
+        .expect("data");
+    let opts = data.options().clone().expect("opts");
+    assert!(opts.contains(&"nosuid".to_string()) && opts.contains(&"nodev".to_string()));
+}
+
+#[test]
+fn security_context_sets_user_caps_and_read_only_root() {
+    let mut c = container();
+    c.security.run_as_user = Some(1234);
+    c.security.run_as_group = Some(99);
+    c.security.read_only_root_filesystem = true;
+    c.security.cap_drop = vec!["ALL".into()];
+    c.security.cap_add = vec!["NET_ADMIN".into()];
+    let wl = workload(c, NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    let user = process(&spec).user();
+    assert_eq!((user.uid(), user.gid()), (1234, 99));
+    // A non-root user holds none of them, only the bounding set.
+    assert_eq!(caps_of(&spec).0, ["NET_ADMIN"]);
+    assert_eq!(caps_of(&spec).1, 0);
+    assert_eq!(spec.root().as_ref().expect("root").readonly(), Some(true));
+}
+
+#[test]
+fn privileged_gets_all_caps_no_seccomp_and_no_masks() {
+    let mut c = container();
+    c.security.privileged = true;
+    let wl = workload(c, NetworkMode::Host);
+    let spec = build(&wl, &image(), None).expect("spec");
+    // Every capability the agent itself may pass on (its bounding set).
+    let (caps, effective, _) = caps_of(&spec);
+    assert!(
+        caps.len() > 14 && caps.iter().any(|c| c == "SYS_ADMIN"),
+        "{caps:?}"
+    );
+    assert_eq!(effective, caps.len());
+    let linux = spec.linux().as_ref().expect("linux");
+    assert!(linux.seccomp().is_none());
+    assert!(linux.masked_paths().is_none() && linux.readonly_paths().is_none());
+    assert_eq!(process(&spec).no_new_privileges(), Some(false));
+}
+
+#[test]
+fn kernel_releases_compare_by_major_and_minor() {
+    assert!(hardening::release_at_least("6.1.0-rpi7-rpi-v8", (4, 8)));
+    assert!(hardening::release_at_least("4.8.0", (4, 8)));
+    assert!(!hardening::release_at_least("4.4.302", (4, 8)));
+    assert!(!hardening::release_at_least("garbage", (4, 8)));
+}
