@@ -60,7 +60,12 @@ fn setup() -> &'static Setup {
             .save(&root.join("index.json"))
             .unwrap_or_else(|e| panic!("{e}"));
         let reg = Registry::open(&root).unwrap_or_else(|e| panic!("{e}"));
-        let creds: HashMap<String, String> = [("pi-1".to_owned(), "secret".to_owned())].into();
+        // Registry password `secret` (BASIC); the other keys as derived from a credential.
+        let keys = drover_protocol::keys::DeviceKeys {
+            registry_password: "secret".to_owned(),
+            ..drover_protocol::keys::DeviceKeys::from_credential(b"fuzz-credential")
+        };
+        let creds: HashMap<String, _> = [("pi-1".to_owned(), keys)].into();
         let state = RegistryState {
             registry: Arc::new(reg),
             creds: Arc::new(RwLock::new(creds)),

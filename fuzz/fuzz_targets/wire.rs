@@ -14,7 +14,9 @@ use drover_protocol::command::{
     Command, CommandResponse, SignedCommand, open_response, verify_command,
 };
 use drover_protocol::compat::{Compat, decode_any};
-use drover_protocol::keys::StatusKey;
+use drover_protocol::freshness::{SealedPresence, SequencedStatus, open_presence, open_status_seq};
+use drover_protocol::keys::{SealSecret, StatusKey};
+use drover_protocol::sealed::{SealedDesired, open_desired};
 use drover_protocol::telemetry::open_telemetry;
 use drover_protocol::{DesiredState, DeviceStatus, Telemetry};
 use libfuzzer_sys::fuzz_target;
@@ -70,6 +72,23 @@ fuzz_target!(|data: &[u8]| {
         Kind::AuthedStatus => {
             any_version::<AuthedStatus>(payload);
             if let Ok(s) = open_status(payload, &dev, &StatusKey::derive(CREDENTIAL)) {
+                round_trip(s);
+            }
+        }
+        Kind::SealedDesired => {
+            any_version::<SealedDesired>(payload);
+            let seal = SealSecret::derive(CREDENTIAL);
+            if let Ok(d) = open_desired(payload, &hub, &dev, 0, &seal) {
+                round_trip(d);
+            }
+        }
+        Kind::SealedPresence => {
+            any_version::<SealedPresence>(payload);
+            let _ = open_presence(payload, &dev, &StatusKey::derive(CREDENTIAL));
+        }
+        Kind::SequencedStatus => {
+            any_version::<SequencedStatus>(payload);
+            if let Ok((s, _)) = open_status_seq(payload, &dev, &StatusKey::derive(CREDENTIAL)) {
                 round_trip(s);
             }
         }

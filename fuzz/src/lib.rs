@@ -32,10 +32,13 @@ pub enum Kind {
     SignedDesired,
     AuthedStatus,
     SignedCommand,
+    SealedDesired,
+    SealedPresence,
+    SequencedStatus,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Desired,
         Kind::Status,
         Kind::Telemetry,
@@ -44,6 +47,9 @@ impl Kind {
         Kind::SignedDesired,
         Kind::AuthedStatus,
         Kind::SignedCommand,
+        Kind::SealedDesired,
+        Kind::SealedPresence,
+        Kind::SequencedStatus,
     ];
 
     pub fn from_byte(b: u8) -> Kind {

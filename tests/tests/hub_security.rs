@@ -177,26 +177,32 @@ fn a_device_cannot_poison_another_devices_retained_state_for_longer_than_one_rep
     victim.connect_to_hub(&hub.device_add("victim", &["role=victim"]));
     victim.start();
     let mallory = credential(&hub.device_add("mallory", &["role=attacker"]));
+    let mallory_pw = device_password(&mallory);
     assert_eq!(hub.apply("app.yaml", &deployment("app", &image, "v1")).0, 0);
     let p = wait_for("app running on the victim", T, || pid(&victim));
     let g = generation(&victim).unwrap();
     let topic = "drover/v1/dev/victim/desired";
-    let genuine = retained(&hub, "mallory", &mallory, topic);
+    let genuine = retained(&hub, "mallory", &mallory_pw, topic);
 
     // Overwritten with another device's genuine state, with garbage, then deleted: each
     // time the hub puts the genuine one back within a republish.
-    let theirs = retained(&hub, "mallory", &mallory, "drover/v1/dev/mallory/desired");
+    let theirs = retained(
+        &hub,
+        "mallory",
+        &mallory_pw,
+        "drover/v1/dev/mallory/desired",
+    );
     for (what, forged) in [
         ("another device's state", theirs.as_slice()),
         ("garbage", b"\x01\x02garbage".as_slice()),
         ("a deletion", b"".as_slice()),
     ] {
-        hub.mqtt_publish_retained("mallory", &mallory, topic, forged);
+        hub.mqtt_publish_retained("mallory", &mallory_pw, topic, forged);
         // Past the hub's one-second limit per device, so each one is answered.
         std::thread::sleep(Duration::from_millis(1_100));
         wait_for(&format!("genuine state back after {what}"), T, || {
             let now = Command::new("mosquitto_sub")
-                .args(hub.mqtt_login("mallory", &mallory))
+                .args(hub.mqtt_login("mallory", &mallory_pw))
                 .args(["-t", topic, "-C", "1", "-N", "-W", "3"])
                 .output()
                 .ok()?;
@@ -233,6 +239,7 @@ fn a_device_cannot_spoof_another_devices_presence_or_replay_its_statuses() {
     victim.connect_to_hub(&hub.device_add("victim", &["role=victim"]));
     victim.start();
     let mallory = credential(&hub.device_add("mallory", &["role=attacker"]));
+    let mallory_pw = device_password(&mallory);
     let online_topic = "drover/v1/dev/victim/online";
     let status_topic = "drover/v1/dev/victim/status";
     wait_for("victim online", T, || {
@@ -245,9 +252,9 @@ fn a_device_cannot_spoof_another_devices_presence_or_replay_its_statuses() {
         (v["online"] == true).then_some(())
     });
     // What mallory can capture: the victim's retained presence and a status of it.
-    let presence = retained(&hub, "mallory", &mallory, online_topic);
+    let presence = retained(&hub, "mallory", &mallory_pw, online_topic);
     let capture = std::process::Command::new("mosquitto_sub")
-        .args(hub.mqtt_login("mallory", &mallory))
+        .args(hub.mqtt_login("mallory", &mallory_pw))
         .args(["-t", status_topic, "-C", "1", "-N", "-W", "60"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -272,9 +279,9 @@ fn a_device_cannot_spoof_another_devices_presence_or_replay_its_statuses() {
 
     // Plain `offline` (the older agents' form), a replay of the victim's own sealed
     // presence and of its old status, and an `offline` sealed with mallory's key.
-    hub.mqtt_publish("mallory", &mallory, online_topic, b"offline");
-    hub.mqtt_publish("mallory", &mallory, online_topic, &presence);
-    hub.mqtt_publish("mallory", &mallory, status_topic, &old_status);
+    hub.mqtt_publish("mallory", &mallory_pw, online_topic, b"offline");
+    hub.mqtt_publish("mallory", &mallory_pw, online_topic, &presence);
+    hub.mqtt_publish("mallory", &mallory_pw, status_topic, &old_status);
     let forged = drover_protocol::freshness::seal_presence(
         &Name::new("victim").unwrap(),
         false,
@@ -282,7 +289,7 @@ fn a_device_cannot_spoof_another_devices_presence_or_replay_its_statuses() {
         mallory.as_bytes(),
     )
     .unwrap();
-    hub.mqtt_publish("mallory", &mallory, online_topic, &forged);
+    hub.mqtt_publish("mallory", &mallory_pw, online_topic, &forged);
     wait_for("replays and forgery counted", T, || {
         let now = hub.stats();
         let replayed = count(&now, "presence_rejected_replayed")

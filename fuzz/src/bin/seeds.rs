@@ -15,7 +15,11 @@ use drover_protocol::auth::{seal_status, sign_desired};
 use drover_protocol::command::{
     Command, CommandKind, CommandResponse, FailureKind, LogsRequest, seal_response, sign_command,
 };
+use drover_protocol::freshness::{seal_presence, seal_status_seq};
+use drover_protocol::keys::SealSecret;
 use drover_protocol::manifest::parse_workloads;
+use drover_protocol::sealed::rand_core::{CryptoRng, RngCore};
+use drover_protocol::sealed::seal_desired;
 use drover_protocol::telemetry::seal_telemetry;
 use drover_protocol::{
     Capacity, ContainerStatus, ContainerUsage, DesiredState, DeviceStatus, DeviceUsage, Name,
@@ -159,7 +163,15 @@ fn wire_seeds() -> Seeds {
             });
         }
     }
+    let seal = SealSecret::derive(CREDENTIAL).public();
     for (i, d) in desired.iter().enumerate() {
+        wire_seed(
+            &mut seeds,
+            &i.to_string(),
+            Kind::SealedDesired,
+            seal_desired(d, &seal, &key, &mut Counter(i as u64))
+                .unwrap_or_else(|e| panic!("seed: {e}")),
+        );
         wire_seed(&mut seeds, &i.to_string(), Kind::Desired, ok(encode(d)));
         wire_seed(
             &mut seeds,
@@ -176,6 +188,16 @@ fn wire_seeds() -> Seeds {
         Kind::AuthedStatus,
         ok(seal_status(&s, CREDENTIAL)),
     );
+    wire_seed(
+        &mut seeds,
+        "0",
+        Kind::SequencedStatus,
+        ok(seal_status_seq(&s, 5 << 32, CREDENTIAL)),
+    );
+    for (name, online) in [("online", true), ("offline", false)] {
+        let p = seal_presence(&dev, online, (5 << 32) + 1, CREDENTIAL);
+        wire_seed(&mut seeds, name, Kind::SealedPresence, ok(p));
+    }
     let t = telemetry();
     wire_seed(&mut seeds, "plain", Kind::Telemetry, ok(encode(&t)));
     wire_seed(
@@ -448,3 +470,27 @@ fn main() {
     write("v2", v2_seeds());
     write("layer", layer_seeds());
 }
+
+/// A fixed stream of bytes for the HPKE encapsulation of seeds: seeds stay the same from
+/// run to run (never used for anything but seeds).
+struct Counter(u64);
+
+impl RngCore for Counter {
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64() as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for b in dest {
+            *b = (self.next_u64() >> 56) as u8;
+        }
+    }
+}
+
+impl CryptoRng for Counter {}
