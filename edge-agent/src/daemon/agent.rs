@@ -418,9 +418,45 @@ fn lock_state(paths: &StatePaths) -> Result<std::fs::File, DaemonError> {
             source,
         })?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(DaemonError::Locked(paths.root.clone()));
+    // A previous agent killed a moment ago may still have its lock held for a while by a
+    // child it was forking (the descriptor lives until that child's exec): wait briefly
+    // before calling the folder taken.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(DaemonError::Locked(paths.root.clone()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Ok(file)
+}
+
+/// How long a starting agent waits for the state folder's lock before it reports another
+/// agent running there.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn the_state_lock_waits_for_a_brief_holder_and_refuses_a_lasting_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::new(dir.path(), dir.path().join("run"));
+        let first = lock_state(&paths).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            drop(first);
+        });
+        let second = lock_state(&paths).expect("a holder gone within LOCK_WAIT");
+        releaser.join().unwrap();
+        let t = std::time::Instant::now();
+        let err = lock_state(&paths).unwrap_err();
+        assert!(matches!(err, DaemonError::Locked(_)), "{err}");
+        assert!(t.elapsed() >= LOCK_WAIT);
+        drop(second);
+    }
 }
