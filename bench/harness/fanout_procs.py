@@ -98,9 +98,13 @@ class Hub:
         self.log = os.path.join(work, f"hub-{tag}.log")
         self.proc = None
         with open(self.cfg, "w") as f:
+            # Plain MQTT and HTTP, as the figures before TLS existed were taken (no TLS
+            # listeners, so several hubs never compete for 7443/8883); a broker on another
+            # address than loopback (agent-telemetry's veth) needs allow_plain.
             f.write(f'data_dir = "{self.data}"\nlog_level = "{log_level}"\n[api]\nlisten = "127.0.0.1:{self.api}"\n'
-                    f'advertise = "127.0.0.1:{self.api}"\n[broker]\nlisten = "{broker_host}:{bport}"\n'
-                    f'advertise = "{broker_host}:{bport}"\nmax_connections = {2 * n + 100}\n')
+                    f'advertise = "127.0.0.1:{self.api}"\ntls_listen = ""\n[broker]\nlisten = "{broker_host}:{bport}"\n'
+                    f'advertise = "{broker_host}:{bport}"\nmax_connections = {2 * n + 100}\ntls_listen = ""\n'
+                    f'allow_plain = true\n')
             if broker_url:
                 f.write(f'url = "{broker_url}"\n')
 
