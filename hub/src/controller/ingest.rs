@@ -105,7 +105,7 @@ impl Controller {
 
     fn check_message(&mut self, batch: &mut Batch, topic: &str, payload: &[u8], at_ms: u64) {
         let Some((device, leaf)) = split_topic(topic) else {
-            return; // Not ours (e.g. a desired topic echoed by a `#` subscription).
+            return; // Not ours (e.g. a JSON mirror such as `…/status/json`, two levels deep).
         };
         let result = match leaf {
             "status" => self.check_status(device, payload).and_then(|(s, seq)| {
