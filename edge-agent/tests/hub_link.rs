@@ -355,6 +355,7 @@ fn desired_of_size(device: &Name, generation: u64, key: &SigningKey, size: usize
             startup_probe: None,
             depends_on: vec![],
             security: Default::default(),
+            env_refs: vec![],
         };
         let state = DesiredState {
             device: device.clone(),

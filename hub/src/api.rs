@@ -119,6 +119,7 @@ pub fn router(state: ApiState, creds: Credentials, registry: Arc<Registry>) -> R
         .route("/v1/healthz", get(|| async { "ok" }))
         .merge(crate::telemetry::routes::router())
         .merge(crate::clients::routes::router())
+        .merge(crate::secrets::routes::router())
         .with_state(state);
     let images = Router::new()
         .route("/v1/images", get(images))

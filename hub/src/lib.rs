@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod ratelimit;
 pub mod registry;
+pub mod secrets;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

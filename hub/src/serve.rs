@@ -106,6 +106,8 @@ pub async fn serve(
     let command_key = key.clone();
     let hub_credential = keys::load_or_create_hub_credential(dir)?;
     let api_tokens = crate::api::token::load_or_create(dir)?;
+    let secret_box = crate::secrets::SecretBox::load_or_create(dir)
+        .map_err(|e| crate::controller::ControllerError::Invalid(e.to_string()))?;
     let settings = Settings {
         offline_after_ms: config.offline_after.0,
         device_broker: config.device_broker_address(),
@@ -125,7 +127,8 @@ pub async fn serve(
     };
     let mut controller = Controller::new(store, key, hub_credential.clone(), settings.clone(), tx)?
         .with_registry(registry.clone())
-        .with_outputs(mirrors.clone(), events.clone());
+        .with_outputs(mirrors.clone(), events.clone())
+        .with_secret_box(secret_box)?;
     controller.resync(crate::now_ms())?;
     tracing::info!(
         devices = controller.device_count(),

@@ -11,7 +11,7 @@ use crate::types::{DesiredState, DeviceStatus};
 
 /// Envelope version written by this build. Bump it when a wire struct changes shape
 /// (2: `WorkloadSpec.labels`, 3: `ContainerSpec.init`); `compat::decode_any` still reads older versions.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 
 /// Largest payload accepted or produced (see `limits`, where every size limit lives).
 pub use crate::limits::MAX_MESSAGE_BYTES;
@@ -173,6 +173,7 @@ mod tests {
                     condition: DependencyCondition::Completed,
                 }],
                 security: Default::default(),
+                env_refs: vec![],
             })
     }
 

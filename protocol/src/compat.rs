@@ -12,6 +12,8 @@
 //!   `WorkloadSpec.depends_on`, `WorkloadStatus.reason`,
 //!   `ContainerStatus.{health, ready, probe_failures, probe_message}` appended.
 //! - 4: `ContainerSpec.security` appended (shapes of version 3 in `compat_v3.rs`).
+//! - 5: `ContainerSpec.env_refs` appended, `MountSource::Files` (shapes of version 4 in
+//!   `compat_v4.rs`).
 //!
 //! Signatures and MACs are over the bytes as sent: callers verify those bytes first and
 //! convert after (see `auth`). This module must never re-encode an old message.
@@ -31,6 +33,9 @@ use crate::{Name, WorkloadSpec};
 #[path = "compat_v3.rs"]
 mod v3;
 pub use v3::DesiredStateV3;
+#[path = "compat_v4.rs"]
+mod v4;
+pub use v4::DesiredStateV4;
 
 /// The oldest envelope version this build reads.
 pub const OLDEST_VERSION: u16 = 1;
@@ -43,24 +48,29 @@ pub trait Compat: Wire {
     type V2: DeserializeOwned + Into<Self>;
     /// The shape in envelope version 3; `Self` when the shape did not change.
     type V3: DeserializeOwned + Into<Self>;
+    /// The shape in envelope version 4; `Self` when the shape did not change.
+    type V4: DeserializeOwned + Into<Self>;
 }
 
 impl Compat for DesiredState {
     type V1 = DesiredStateV1;
     type V2 = DesiredStateV2;
     type V3 = v3::DesiredStateV3;
+    type V4 = v4::DesiredStateV4;
 }
 
 impl Compat for DeviceStatus {
     type V1 = DeviceStatusV2;
     type V2 = DeviceStatusV2;
     type V3 = DeviceStatus;
+    type V4 = DeviceStatus;
 }
 
 impl Compat for SignedDesired {
     type V1 = SignedDesired;
     type V2 = SignedDesired;
     type V3 = SignedDesired;
+    type V4 = SignedDesired;
 }
 
 /// New in envelope version 3 (its own kind, 9): no older shape exists.
@@ -68,12 +78,14 @@ impl Compat for crate::sealed::SealedDesired {
     type V1 = crate::sealed::SealedDesired;
     type V2 = crate::sealed::SealedDesired;
     type V3 = crate::sealed::SealedDesired;
+    type V4 = crate::sealed::SealedDesired;
 }
 
 impl Compat for AuthedStatus {
     type V1 = AuthedStatus;
     type V2 = AuthedStatus;
     type V3 = AuthedStatus;
+    type V4 = AuthedStatus;
 }
 
 /// Decodes a `T` from an envelope of any version from [`OLDEST_VERSION`] to
@@ -85,6 +97,7 @@ pub fn decode_any<T: Compat>(bytes: &[u8]) -> Result<T, CodecError> {
         1 => codec::decode_body::<T, T::V1>(rest).map(Into::into),
         2 => codec::decode_body::<T, T::V2>(rest).map(Into::into),
         3 => codec::decode_body::<T, T::V3>(rest).map(Into::into),
+        4 => codec::decode_body::<T, T::V4>(rest).map(Into::into),
         found => Err(CodecError::Version { found }),
     }
 }
@@ -222,6 +235,7 @@ impl From<ContainerSpecV2> for ContainerSpec {
             startup_probe: None,
             depends_on: vec![],
             security: Default::default(),
+            env_refs: vec![],
         }
     }
 }

@@ -100,6 +100,7 @@ impl From<ContainerSpecV3> for ContainerSpec {
             startup_probe: old.startup_probe,
             depends_on: old.depends_on,
             security: Default::default(),
+            env_refs: vec![],
         }
     }
 }

@@ -46,6 +46,7 @@ impl Compat for SealedPresence {
     type V1 = SealedPresence;
     type V2 = SealedPresence;
     type V3 = SealedPresence;
+    type V4 = SealedPresence;
 }
 
 /// A status as published on `…/status`: its encoded bytes, its sequence number and a MAC
@@ -66,6 +67,7 @@ impl Compat for SequencedStatus {
     type V1 = SequencedStatus;
     type V2 = SequencedStatus;
     type V3 = SequencedStatus;
+    type V4 = SequencedStatus;
 }
 
 /// A presence as read: `seq` is `None` for the plain text of older agents.

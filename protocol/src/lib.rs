@@ -19,6 +19,7 @@ pub mod limits;
 pub mod manifest;
 pub mod names;
 pub mod quantity;
+pub mod refs;
 pub mod sealed;
 pub mod security;
 pub mod telemetry;

@@ -16,11 +16,16 @@ use serde::Deserialize;
 use serde_saphyr::{Budget, MessageFormatter, Options, Spanned, UserMessageFormatter};
 
 mod health;
+mod refs;
 mod security;
 
 pub use health::{
     ContainerDependencyManifest, ProbeKind, ProbeManifest, WorkloadDependencyManifest, find_cycle,
     join_cycle, workload_cycle,
+};
+pub use refs::{
+    ConfigMapVolumeManifest, KeyRefManifest, KeyToPathManifest, RefSite, SecretVolumeManifest,
+    ValueFromManifest, is_valid_key,
 };
 pub use security::{CapabilitiesManifest, SecurityContextManifest};
 
@@ -159,7 +164,22 @@ pub enum Network {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VolumeDecl {
     pub name: Spanned<Name>,
+    /// A Secret's keys as files (hub Deployments only).
+    #[serde(default)]
+    pub secret: Option<SecretVolumeManifest>,
+    /// A ConfigMap's keys as files (hub Deployments only).
+    #[serde(default)]
+    pub config_map: Option<ConfigMapVolumeManifest>,
 }
+
+impl VolumeDecl {
+    fn is_files(&self) -> bool {
+        self.secret.is_some() || self.config_map.is_some()
+    }
+}
+
+/// The `secret` / `configMap` volumes of a template, by name.
+type FileVolumes = BTreeMap<Name, crate::FilesSource>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -203,6 +223,9 @@ pub struct EnvManifest {
     pub name: Spanned<String>,
     #[serde(default)]
     pub value: String,
+    /// A Secret's or ConfigMap's key instead of `value` (hub Deployments only).
+    #[serde(default)]
+    pub value_from: Option<Spanned<ValueFromManifest>>,
 }
 
 /// Smallest memory limit accepted: Docker's minimum; nothing starts in less.
@@ -298,6 +321,17 @@ pub fn parse_workloads(file_name: &str, text: &str) -> Result<Vec<WorkloadSpec>,
                 e
             })?;
         spec.labels = checked_labels(file_name, &doc.value.metadata.labels)?;
+        if let Some(site) = doc.value.spec.ref_sites(file_name).first() {
+            return Err(ManifestError {
+                file: file_name.to_owned(),
+                line: site.line,
+                column: site.column,
+                message: format!(
+                    "{} references are for the hub's Deployments; a local Workload cannot use them",
+                    site.kind.as_str()
+                ),
+            });
+        }
         if !seen.insert(name.clone()) {
             let msg = format!("workload {:?} is defined twice", name.as_str());
             return Err(ManifestError::at(file_name, doc, msg));
@@ -336,6 +370,7 @@ impl WorkloadTemplateSpec {
     /// An error may carry line 0 when serde-saphyr could not locate the node.
     pub fn to_spec(&self, file: &str, name: Name) -> Result<WorkloadSpec, ManifestError> {
         let volumes = self.volume_names(file)?;
+        let files = self.file_volumes(file)?;
         if self.containers.value.is_empty() {
             let msg = "a workload needs at least one container";
             return Err(ManifestError::at(file, &self.containers, msg));
@@ -349,7 +384,7 @@ impl WorkloadTemplateSpec {
         }
         let mut containers = Vec::with_capacity(self.containers.value.len());
         for c in &self.containers.value {
-            containers.push(c.to_spec(file, &volumes, &names)?);
+            containers.push(c.to_spec(file, (&volumes, &files), &names)?);
         }
         self.check_container_cycle(file, &containers)?;
         let depends_on = health::workload_dependencies(file, &name, &self.depends_on)?;
@@ -367,7 +402,10 @@ impl WorkloadTemplateSpec {
                 Network::Host => NetworkMode::Host,
                 Network::None => NetworkMode::None,
             },
-            volumes: volumes.into_iter().collect(),
+            volumes: volumes
+                .into_iter()
+                .filter(|v| !files.contains_key(v))
+                .collect(),
             stop_grace_ms,
             labels: BTreeMap::new(),
             depends_on,
@@ -413,6 +451,39 @@ impl WorkloadTemplateSpec {
         }
         Ok(names)
     }
+
+    fn file_volumes(&self, file: &str) -> Result<FileVolumes, ManifestError> {
+        let mut out = FileVolumes::new();
+        for v in self.volumes.iter().filter(|v| v.is_files()) {
+            let (source, _) =
+                refs::files_volume(file, &v.name, v.secret.as_ref(), v.config_map.as_ref())?;
+            out.insert(v.name.value.clone(), source);
+        }
+        Ok(out)
+    }
+
+    /// Every place this template references a Secret or ConfigMap (for the hub's "not
+    /// found" errors). Call after [`WorkloadTemplateSpec::to_spec`] succeeded.
+    pub fn ref_sites(&self, file: &str) -> Vec<RefSite> {
+        let mut sites = Vec::new();
+        for v in self.volumes.iter().filter(|v| v.is_files()) {
+            if let Ok((_, s)) =
+                refs::files_volume(file, &v.name, v.secret.as_ref(), v.config_map.as_ref())
+            {
+                sites.extend(s);
+            }
+        }
+        for c in &self.containers.value {
+            for e in &c.env {
+                if let Some(from) = &e.value_from
+                    && let Ok((_, site)) = refs::env_ref(file, &e.name.value, from)
+                {
+                    sites.push(site);
+                }
+            }
+        }
+        sites
+    }
 }
 
 /// Checks `metadata.labels`-style maps. Keys are located at their value: serde-saphyr
@@ -451,7 +522,7 @@ impl ContainerManifest {
     fn to_spec(
         &self,
         file: &str,
-        volumes: &BTreeSet<Name>,
+        (volumes, files): (&BTreeSet<Name>, &FileVolumes),
         containers: &BTreeSet<&Name>,
     ) -> Result<ContainerSpec, ManifestError> {
         if let Some(dir) = &self.working_dir {
@@ -464,18 +535,29 @@ impl ContainerManifest {
                 let msg = format!("mountPath {:?} is used twice", m.value.mount_path.value);
                 return Err(ManifestError::at(file, &m.value.mount_path, msg));
             }
-            mounts.push(convert_mount(file, m, volumes)?);
+            mounts.push(convert_mount(file, m, volumes, files)?);
+        }
+        let mut env = Vec::with_capacity(self.env.len());
+        let mut env_refs = Vec::new();
+        for e in &self.env {
+            let plain = convert_env(file, e)?;
+            match &e.value_from {
+                None => env.push(plain),
+                Some(from) if e.value.is_empty() => {
+                    env_refs.push(refs::env_ref(file, &plain.name, from)?.0);
+                }
+                Some(from) => {
+                    let msg = "env takes value or valueFrom, not both";
+                    return Err(ManifestError::at(file, from, msg));
+                }
+            }
         }
         Ok(ContainerSpec {
             name: self.name.value.clone(),
             image: self.image.value.clone(),
             command: self.command.clone(),
             args: self.args.clone(),
-            env: self
-                .env
-                .iter()
-                .map(|e| convert_env(file, e))
-                .collect::<Result<_, _>>()?,
+            env,
             working_dir: self.working_dir.as_ref().map(|d| d.value.clone()),
             mounts,
             resources: self.resources.to_spec(file)?,
@@ -495,6 +577,7 @@ impl ContainerManifest {
                 containers,
             )?,
             security: self.security_context.to_spec(file)?,
+            env_refs,
         })
     }
 
@@ -526,9 +609,20 @@ fn convert_mount(
     file: &str,
     m: &Spanned<MountManifest>,
     volumes: &BTreeSet<Name>,
+    files: &FileVolumes,
 ) -> Result<Mount, ManifestError> {
     let v = &m.value;
     check_path(file, &v.mount_path, "mountPath")?;
+    if let Some(source) = v.volume.as_ref().and_then(|n| files.get(n))
+        && v.host_path.is_none()
+        && v.tmpfs.is_none()
+    {
+        return Ok(Mount {
+            source: MountSource::Files(source.clone()),
+            target: v.mount_path.value.clone(),
+            read_only: true,
+        });
+    }
     let source = match (&v.volume, &v.host_path, v.tmpfs) {
         (Some(vol), None, None) if volumes.contains(vol) => MountSource::Volume(vol.clone()),
         (Some(vol), None, None) => {
@@ -748,6 +842,7 @@ spec:
                 startup_probe: None,
                 depends_on: vec![],
                 security: Default::default(),
+                env_refs: vec![],
             }],
             depends_on: vec![],
             revision: 0,

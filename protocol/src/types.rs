@@ -13,6 +13,7 @@ pub use crate::health::{
     Dependency, DependencyCondition, Health, HttpScheme, Probe, ProbeAction, RolledBack,
     WorkloadReason,
 };
+pub use crate::refs::{EnvRef, FileItem, FilesSource, RefKind, RefValue, ValueRef};
 pub use crate::security::SecurityContext;
 use crate::{ImageRef, Name};
 
@@ -101,6 +102,9 @@ pub struct ContainerSpec {
     /// User, capabilities, read-only root, privileged. Since version 4.
     #[serde(default)]
     pub security: SecurityContext,
+    /// Env values from Secrets and ConfigMaps, set after `env`. Since version 5.
+    #[serde(default)]
+    pub env_refs: Vec<EnvRef>,
 }
 
 impl WorkloadSpec {
@@ -161,6 +165,7 @@ impl ContainerSpec {
             startup_probe: None,
             depends_on: vec![],
             security: Default::default(),
+            env_refs: vec![],
         }
     }
 }
@@ -187,6 +192,9 @@ pub enum MountSource {
     HostPath(String),
     /// A fresh tmpfs of at most this many bytes.
     Tmpfs { size_bytes: u64 },
+    /// A Secret's or ConfigMap's keys as files, always read-only (Secrets on tmpfs only).
+    /// Since version 5.
+    Files(FilesSource),
 }
 
 /// Cgroup limits of one container. `None` means unlimited.

@@ -166,7 +166,7 @@ impl Agent {
     }
 
     fn start_container(&mut self, wl: &Name, c: &Name, restart: bool, backoff_level: u32) {
-        let Some(spec) = self.records.get(wl).map(|r| r.spec.clone()) else {
+        let Some(spec) = self.spec_with_values(wl) else {
             return;
         };
         let Some(cspec) = spec.containers.iter().find(|x| &x.name == c).cloned() else {
@@ -246,6 +246,7 @@ impl Agent {
             healthcheck: cfg.healthcheck.clone(),
         };
         let etc = self.write_etc_files(spec, &dir)?;
+        let files = self.write_ref_files(spec, c)?;
         let netns = self.paths.netns(&spec.name);
         let cgroups_path = self.cgroups_path(&spec.name, &c.name);
         let input = SpecInput {
@@ -261,6 +262,7 @@ impl Agent {
             passwd: passwd.as_deref(),
             group: group.as_deref(),
             swap_accounting: host.swap_accounting(),
+            files: &files,
         };
         let oci = runtime_spec(&input)?;
         if let Some(cwd) = oci
@@ -377,6 +379,7 @@ impl Agent {
                 warn!(container = %id, "removing its runtime folder: {e}");
             }
         }
+        self.remove_ref_files(&rec.spec);
         self.teardown_pod(wl, keep_data);
         if let Err(e) = self.ports.state.delete_record(wl) {
             error!(workload = %wl, "cannot delete workload record: {e}");

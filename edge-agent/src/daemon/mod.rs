@@ -9,6 +9,7 @@
 mod actions;
 mod agent;
 mod disk_pressure;
+mod files;
 mod images;
 mod manifests;
 mod observe;

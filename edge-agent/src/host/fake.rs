@@ -16,6 +16,7 @@ pub enum HostCall {
     RemoveNetns(PathBuf),
     RemoveCgroup(String),
     RemoveDir(PathBuf),
+    EnsureTmpfs(PathBuf),
 }
 
 #[derive(Default)]
@@ -102,6 +103,13 @@ impl Host for FakeHost {
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError> {
         self.lock().files.insert(path.to_path_buf(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn ensure_tmpfs(&self, dir: &Path) -> Result<(), HostError> {
+        let mut inner = self.lock();
+        inner.calls.push(HostCall::EnsureTmpfs(dir.to_path_buf()));
+        inner.dirs.insert(dir.to_path_buf());
         Ok(())
     }
 

@@ -77,6 +77,10 @@ impl Host for LinuxHost {
         }
     }
 
+    fn ensure_tmpfs(&self, dir: &Path) -> Result<(), HostError> {
+        crate::runtime::files::ensure_tmpfs(dir).map_err(io("mounting a tmpfs at", dir))
+    }
+
     fn create_netns(&self, path: &Path) -> Result<(), HostError> {
         Ok(netns::create(path)?)
     }

@@ -77,6 +77,10 @@ pub trait Host: Send {
     fn create_dir(&self, dir: &Path) -> Result<(), HostError>;
     /// Removes a folder and everything in it; a missing folder is fine.
     fn remove_dir(&self, dir: &Path) -> Result<(), HostError>;
+    /// Makes `dir` (mode 0700) a folder on a tmpfs: nothing when `statfs` says it is one
+    /// already, else a small tmpfs (`nosuid,nodev,noexec`) is mounted there. Secret files
+    /// go only below such a folder, never on the SD card.
+    fn ensure_tmpfs(&self, dir: &Path) -> Result<(), HostError>;
     /// Creates a network namespace with `lo` up, pinned at `path` (nothing if it exists).
     fn create_netns(&self, path: &Path) -> Result<(), HostError>;
     /// Removes the namespace pinned at `path`; a missing one is fine.

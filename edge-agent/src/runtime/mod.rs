@@ -4,6 +4,7 @@
 //! the caller). It prepares a bundle, spawns `drover-agent shim run`, reads the shim's
 //! one-line report, and later talks to the shim only through its status file and signals.
 
+pub mod files;
 pub mod netns;
 pub mod rootfs;
 pub mod seccomp;

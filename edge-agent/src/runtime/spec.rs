@@ -97,10 +97,15 @@ pub struct SpecInput<'a> {
     /// Whether the host accounts swap (v1 `memory.memsw.*`, v2 `memory.swap.max`): the
     /// swap limit is only set then, or libcgroups fails writing a missing file.
     pub swap_accounting: bool,
+    /// Host folders holding the files of each Secret/ConfigMap mount, by mount target
+    /// (written before the spec is built, `runtime::files`).
+    pub files: &'a [(String, PathBuf)],
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    #[error("the files for mount {0:?} were not written")]
+    FilesMissing(String),
     #[error("container {0}: no command: the image has no entrypoint or cmd and the spec sets none")]
     NoCommand(String),
     #[error("working directory {0:?} must be an absolute path")]
@@ -233,9 +238,11 @@ fn process(input: &SpecInput) -> Result<oci_spec::runtime::Process, SpecError> {
 /// when missing.
 fn environment(input: &SpecInput) -> Vec<String> {
     let mut env: Vec<String> = input.image.env.clone();
-    for var in &input.container.env {
-        let entry = format!("{}={}", var.name, var.value);
-        match env.iter_mut().find(|e| env_key(e) == var.name) {
+    let plain = input.container.env.iter().map(|v| (&v.name, v.value.clone()));
+    let refs = input.container.env_refs.iter().map(|v| (&v.name, v.value.to_text()));
+    for (name, value) in plain.chain(refs) {
+        let entry = format!("{name}={value}");
+        match env.iter_mut().find(|e| env_key(e) == name) {
             Some(slot) => *slot = entry,
             None => env.push(entry),
         }
@@ -296,7 +303,7 @@ fn container_mounts(input: &SpecInput) -> Result<Vec<Mount>, SpecError> {
     let mounts = &input.container.mounts;
     mounts
         .iter()
-        .map(|m| container_mount(m, &declared, input.volumes_dir))
+        .map(|m| container_mount(m, &declared, input.volumes_dir, input.files))
         .collect()
 }
 
@@ -304,6 +311,7 @@ fn container_mount(
     m: &drover_protocol::Mount,
     declared: &HashSet<&str>,
     volumes_dir: &Path,
+    files: &[(String, PathBuf)],
 ) -> Result<Mount, SpecError> {
     if !m.target.starts_with('/') {
         return Err(SpecError::RelativeMountTarget(m.target.clone()));
@@ -327,6 +335,14 @@ fn container_mount(
             let mut opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
             opts.push(format!("size={size_bytes}"));
             ("tmpfs", PathBuf::from("tmpfs"), opts)
+        }
+        MountSource::Files(_) => {
+            let Some((_, dir)) = files.iter().find(|(t, _)| *t == m.target) else {
+                return Err(SpecError::FilesMissing(m.target.clone()));
+            };
+            let mut opts = bind_options("ro");
+            opts.push("noexec".to_owned());
+            ("bind", dir.clone(), opts)
         }
     };
     let b = oci_spec::runtime::MountBuilder::default()

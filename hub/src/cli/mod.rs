@@ -34,6 +34,10 @@ pub enum GetKind {
     Devices,
     #[value(alias = "deployment")]
     Deployments,
+    #[value(alias = "secret")]
+    Secrets,
+    #[value(alias = "configmap")]
+    Configmaps,
     Stats,
 }
 
@@ -43,6 +47,10 @@ pub enum DescribeKind {
     Device,
     #[value(alias = "deployments")]
     Deployment,
+    #[value(alias = "secrets")]
+    Secret,
+    #[value(alias = "configmaps")]
+    Configmap,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +152,11 @@ pub fn get(client: &Client, kind: GetKind, format: Format) -> Result<(), CliErro
             let v: Vec<DeploymentView> = client.get("/v1/deployments")?;
             output::print(&v, format, |v| output::deployments_table(v))
         }
+        GetKind::Secrets | GetKind::Configmaps => {
+            let path = if kind == GetKind::Secrets { "/v1/secrets" } else { "/v1/configmaps" };
+            let v: Vec<crate::secrets::views::ConfigObjectView> = client.get(path)?;
+            output::print(&v, format, |v| crate::secrets::views::table(v))
+        }
         GetKind::Stats => {
             let v: BTreeMap<String, u64> = client.get("/v1/stats")?;
             output::print(&v, format, output::stats_table)
@@ -168,6 +181,12 @@ pub fn describe(
             output::print(&v, format, |v| {
                 output::describe_deployment(v, crate::now_ms())
             })
+        }
+        DescribeKind::Secret | DescribeKind::Configmap => {
+            let base = if kind == DescribeKind::Secret { "secrets" } else { "configmaps" };
+            let v: crate::secrets::views::ConfigObjectView =
+                client.get(&format!("/v1/{base}/{name}"))?;
+            output::print(&v, format, crate::secrets::views::describe)
         }
     }
 }

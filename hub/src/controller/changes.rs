@@ -34,9 +34,12 @@ impl Controller {
         dry_run: bool,
         now_ms: u64,
     ) -> Result<ChangeReport, ControllerError> {
-        let (objects, mut written) = self.parse_for_apply(files)?;
+        let (mut objects, mut written) = self.parse_for_apply(files)?;
+        let configs = self.stage_configs(&mut objects, now_ms)?;
+        self.digest_applied(&mut objects, &configs)?;
         let mut next = self.snapshot.clone();
         let mut report = ChangeReport::default();
+        report.results.extend(configs.lines.iter().cloned());
         let mut todo = Vec::new();
         for o in &objects {
             let (line, change) = stage(&mut next, o);
@@ -44,6 +47,16 @@ impl Controller {
             todo.push(change);
         }
         check_dependency_cycle(&next, &objects)?;
+        for name in self.redigest_stored(&mut next, &objects, &configs)? {
+            report.results.push(format!("deployment/{name} configured (its values changed)"));
+            let images = written_images(&next.deployments[&name]);
+            written.insert(name.clone(), images);
+            todo.push(Change::Deployment {
+                name,
+                verb: EventReason::Configured,
+                template: true,
+            });
+        }
         let source = sources(files);
         let mut revisions = Vec::new();
         for change in &todo {
@@ -63,7 +76,10 @@ impl Controller {
         // The first step of a new rollout picks its canary: the same commit publishes it.
         let steps = progress::step_all(&next, now_ms);
         let (events, _) = apply_steps(&mut next, steps, now_ms);
-        self.finish(next, report, dry_run, now_ms, |s, next| {
+        // Sealing fills in the staged values; kept only if the apply commits.
+        let before = std::mem::replace(&mut self.objects, configs.next.clone());
+        let result = self.finish(next, report, dry_run, now_ms, |s, next| {
+            configs.write(s)?;
             for change in &todo {
                 write_change(s, next, change, &source, now_ms)?;
             }
@@ -71,7 +87,11 @@ impl Controller {
                 write_revision(s, rev, now_ms)?;
             }
             add_events(s, &events)
-        })
+        });
+        if dry_run || result.is_err() {
+            self.objects = before;
+        }
+        result
     }
 
     /// Deletes the Deployments named in the files. `Device` objects are skipped: devices
@@ -86,9 +106,11 @@ impl Controller {
         let mut next = self.snapshot.clone();
         let mut report = ChangeReport::default();
         let mut gone = Vec::new();
+        let mut gone_configs = Vec::new();
         for o in &objects {
             let name = o.name();
             let line = match o {
+                Object::Config(c) => self.stage_config_delete(&next, c, &mut gone_configs)?,
                 Object::Deployment(_) if next.deployments.remove(name).is_some() => {
                     next.revisions.remove(name);
                     gone.push(name.clone());
@@ -99,7 +121,14 @@ impl Controller {
             };
             report.results.push(line);
         }
-        self.finish(next, report, dry_run, now_ms, |s, _| {
+        let before = self.objects.clone();
+        for key in &gone_configs {
+            self.objects.remove(key);
+        }
+        let result = self.finish(next, report, dry_run, now_ms, |s, _| {
+            for (kind, name) in &gone_configs {
+                s.delete_config_object(kind.as_str(), name.as_str())?;
+            }
             for name in &gone {
                 s.delete_deployment(name.as_str())?;
                 s.add_event(&Event::deployment(
@@ -110,7 +139,11 @@ impl Controller {
                 ))?;
             }
             Ok(())
-        })
+        });
+        if dry_run || result.is_err() {
+            self.objects = before;
+        }
+        result
     }
 
     /// Parses the files, refuses Device objects for unregistered devices and pins `hub:`
@@ -144,7 +177,7 @@ impl Controller {
             .iter()
             .filter_map(|o| match o {
                 Object::Deployment(d) => Some((d.name.clone(), written_images(d))),
-                Object::Device(_) => None,
+                Object::Device(_) | Object::Config(_) => None,
             })
             .collect();
         self.pin(&mut objects)?;
@@ -172,7 +205,7 @@ impl Controller {
             let p = plan(&next, now_ms);
             // The same size check as a real apply: a dry run must not promise what apply
             // refuses.
-            sign_changes(&self.key, &self.creds, &p.changes)?;
+            sign_changes(&self.key, &self.creds, &p.changes, &self.objects)?;
             report.dry_run = true;
             report.devices = device_changes(&self.snapshot, &p);
             report.changed_devices = report.devices.len();
@@ -195,7 +228,7 @@ fn unchanged_rollouts(
         .iter()
         .filter_map(|o| match o {
             Object::Deployment(d) => Some(&d.name),
-            Object::Device(_) => None,
+            Object::Device(_) | Object::Config(_) => None,
         })
         .filter(|name| !revisions.iter().any(|r| r.row.deployment == name.as_str()))
         .filter_map(|name| {
@@ -248,6 +281,8 @@ fn stage(next: &mut FleetSnapshot, o: &Object) -> (String, Change) {
             entry.labels = std::sync::Arc::new(d.labels.clone());
             (format!("device/{name} configured"), Change::Labels { name })
         }
+        // Taken out of the set before staging (`Controller::stage_configs`).
+        Object::Config(_) => (String::new(), Change::Unchanged),
     }
 }
 

@@ -55,6 +55,10 @@ pub struct Controller {
     pub(super) mirrors: crate::telemetry::Mirrors,
     /// Change notifications for live views.
     pub(super) events: crate::events::Events,
+    /// Secrets and ConfigMaps with their values (`config_objects.rs`), and the box that
+    /// keeps Secret values encrypted in the store.
+    pub(super) objects: crate::secrets::Objects,
+    pub(super) secret_box: crate::secrets::SecretBox,
 }
 
 impl Controller {
@@ -93,6 +97,8 @@ impl Controller {
             reconnected_ms: None,
             mirrors: crate::telemetry::Mirrors::disabled(),
             events: crate::events::Events::default(),
+            objects: Default::default(),
+            secret_box: crate::secrets::SecretBox::ephemeral(),
         };
         c.load()?;
         Ok(c)
@@ -273,7 +279,7 @@ impl Controller {
         let t0 = std::time::Instant::now();
         let plan = plan(&candidate, now_ms);
         let t1 = std::time::Instant::now();
-        let signed = sign_changes(&self.key, &self.creds, &plan.changes)?;
+        let signed = sign_changes(&self.key, &self.creds, &plan.changes, &self.objects)?;
         let t2 = std::time::Instant::now();
         let before = &self.snapshot;
         let value = self.store.durably(|s| {

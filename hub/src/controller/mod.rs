@@ -14,6 +14,7 @@
 
 mod changes;
 mod clients;
+mod config_objects;
 mod core;
 mod devices;
 mod freshness;

@@ -17,6 +17,7 @@ use ed25519_dalek::SigningKey;
 use super::ControllerError;
 use crate::broker::Credentials;
 use crate::fleet::DeviceChange;
+use crate::secrets::{Objects, fill_values};
 use crate::store::DesiredRow;
 
 /// The operating system's random generator (getrandom), for the ephemeral key of each
@@ -69,6 +70,7 @@ pub fn sign_changes(
     key: &SigningKey,
     keys: &Credentials,
     changes: &BTreeMap<Name, DeviceChange>,
+    objects: &Objects,
 ) -> Result<Vec<Signed>, ControllerError> {
     let map = keys.read().unwrap_or_else(|e| e.into_inner());
     let mut items = Vec::with_capacity(changes.len());
@@ -85,7 +87,7 @@ pub fn sign_changes(
     if items.len() < PARALLEL_FROM || threads == 1 {
         return items
             .into_iter()
-            .map(|(d, pk, c)| sign_one(key, d, &pk, c))
+            .map(|(d, pk, c)| sign_one(key, d, &pk, c, objects))
             .collect();
     }
     let chunk = items.len().div_ceil(threads);
@@ -95,7 +97,7 @@ pub fn sign_changes(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(d, pk, c)| sign_one(key, d, pk, c))
+                        .map(|(d, pk, c)| sign_one(key, d, pk, c, objects))
                         .collect::<Result<Vec<_>, _>>()
                 })
             })
@@ -116,6 +118,7 @@ fn sign_one(
     device: &Name,
     seal: &SealPublicKey,
     change: &DeviceChange,
+    objects: &Objects,
 ) -> Result<Signed, ControllerError> {
     let mut state = DesiredState {
         device: device.clone(),
@@ -129,6 +132,10 @@ fn sign_one(
     };
     let workloads = encode(&state).map_err(too_big)?;
     state.generation = change.generation;
+    // Values only in what is sealed: the canonical bytes above keep digests.
+    for w in &mut state.workloads {
+        fill_values(w, objects);
+    }
     let payload = seal_desired(&state, seal, key, &mut OsRng).map_err(|e| match e {
         SealError::Codec(e) => too_big(e),
         e => ControllerError::Invalid(e.to_string()),

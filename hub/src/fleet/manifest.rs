@@ -1,5 +1,5 @@
-//! Fleet manifests: `kind: Deployment` and `kind: Device` documents (`apiVersion:
-//! drover.dev/v1`), parsed into checked [`Object`]s.
+//! Fleet manifests: `kind: Deployment`, `Device`, `Secret` and `ConfigMap` documents
+//! (`apiVersion: drover.dev/v1`), parsed into checked [`Object`]s.
 //!
 //! Parsing mirrors `drover_protocol::manifest`: serde-saphyr with the shared hardened
 //! options and `deny_unknown_fields` for syntax and types, then checks that types cannot
@@ -21,6 +21,7 @@ use drover_protocol::{Name, WorkloadSpec};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+use super::config_object::{ConfigObject, DataManifest, config_object};
 use super::rollout::Strategy;
 use super::selector::{Operator, Requirement, Selector, check_label_key, check_label_value};
 use super::source::{Position, Positions};
@@ -37,6 +38,8 @@ pub const RESERVED_DEVICE_PREFIX: &str = "drover-hub";
 pub enum Object {
     Deployment(Deployment),
     Device(DeviceObject),
+    /// A Secret or a ConfigMap.
+    Config(ConfigObject),
 }
 
 /// A workload template and the devices it should run on.
@@ -108,14 +111,16 @@ impl Object {
         match self {
             Object::Deployment(d) => &d.name,
             Object::Device(d) => &d.name,
+            Object::Config(c) => &c.name,
         }
     }
 
-    /// `Deployment` or `Device`, as written in manifests.
+    /// `Deployment`, `Device`, `Secret` or `ConfigMap`, as written in manifests.
     pub fn kind(&self) -> &'static str {
         match self {
             Object::Deployment(_) => "Deployment",
             Object::Device(_) => "Device",
+            Object::Config(c) => c.kind.as_str(),
         }
     }
 }
@@ -136,12 +141,23 @@ struct Document {
     metadata: Metadata,
     #[serde(default)]
     spec: Option<Spanned<DeploymentSpecManifest>>,
+    /// Secret (base64) and ConfigMap (text) values.
+    #[serde(default)]
+    data: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// Secret values as text.
+    #[serde(default)]
+    string_data: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// A Secret's type.
+    #[serde(default, rename = "type")]
+    secret_type: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Deployment,
     Device,
+    Secret,
+    ConfigMap,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +318,27 @@ fn convert(file: &str, doc: &Spanned<Document>) -> Result<Object, ManifestError>
     let d = &doc.value;
     let name = d.metadata.name.value.clone();
     let labels = checked_labels(file, &d.metadata.labels)?;
+    let data = DataManifest {
+        data: d.data.as_ref(),
+        string_data: d.string_data.as_ref(),
+        secret_type: d.secret_type.as_ref(),
+    };
+    let ref_kind = match d.kind {
+        Kind::Secret => Some(drover_protocol::RefKind::Secret),
+        Kind::ConfigMap => Some(drover_protocol::RefKind::ConfigMap),
+        Kind::Deployment | Kind::Device => None,
+    };
+    if let Some(kind) = ref_kind {
+        if let Some(spec) = &d.spec {
+            let msg = format!("a {} has no spec: its values go in data", kind.as_str());
+            return Err(at(file, spec, msg));
+        }
+        return config_object(file, kind, &d.metadata.name, &data).map(Object::Config);
+    }
+    if let Some(p) = data.any_position(file) {
+        let msg = "data, stringData and type belong to Secrets and ConfigMaps";
+        return Err(p.error(msg));
+    }
     match (d.kind, &d.spec) {
         (Kind::Device, Some(spec)) => Err(at(file, spec, DEVICE_SPEC)),
         (Kind::Device, None) => {
@@ -327,6 +364,7 @@ fn convert(file: &str, doc: &Spanned<Document>) -> Result<Object, ManifestError>
             dep.positions.name = Some(Position::of(file, &d.metadata.name));
             Ok(Object::Deployment(dep))
         }
+        (Kind::Secret | Kind::ConfigMap, _) => unreachable!("handled above"),
     }
 }
 
@@ -368,6 +406,7 @@ fn deployment(
             .map(|c| (c.name.value.clone(), Position::of(file, &c.image)))
             .collect(),
         depends_on: t.spec.depends_on.first().map(|d| Position::of(file, d)),
+        refs: t.spec.ref_sites(file),
     };
     Ok(Deployment {
         name,

@@ -4,6 +4,7 @@
 //! Everything here is pure and deterministic: no IO, no clocks, no async, no storage. The
 //! server reads files and its database, calls these functions and publishes the result.
 
+pub mod config_object;
 pub mod manifest;
 pub mod pin;
 pub mod placement;
@@ -21,6 +22,7 @@ mod plan_tests;
 #[cfg(test)]
 mod tests;
 
+pub use config_object::ConfigObject;
 pub use manifest::{
     Deployment, DeviceObject, Object, Placement, RESERVED_DEVICE_PREFIX, parse_objects, parse_set,
 };

@@ -50,6 +50,8 @@ pub struct Positions {
     pub images: BTreeMap<Name, Position>,
     /// A Deployment template's first `dependsOn` entry.
     pub depends_on: Option<Position>,
+    /// Where a Deployment template references Secrets and ConfigMaps.
+    pub refs: Vec<drover_protocol::manifest::RefSite>,
 }
 
 impl PartialEq for Positions {

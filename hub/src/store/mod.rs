@@ -13,6 +13,7 @@ mod commands;
 mod fleet;
 mod freshness;
 mod revisions;
+mod secrets;
 pub mod rows;
 mod status;
 
@@ -25,6 +26,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 pub use freshness::SeqFloors;
+pub use secrets::ConfigRow;
 pub use rows::{
     ClientRow, DeploymentRow, DesiredRow, DeviceRow, Event, EventReason, ObjectKind, RevisionRow,
     RolloutStateRow, StatusRow,
@@ -225,5 +227,6 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     revisions::migrate(conn)?;
     freshness::migrate(conn)?;
-    clients::migrate(conn)
+    clients::migrate(conn)?;
+    secrets::migrate(conn)
 }
