@@ -24,6 +24,9 @@ mod retained;
 #[path = "freshness_tests.rs"]
 mod freshness;
 
+#[path = "config_objects_tests.rs"]
+mod config_objects;
+
 const KEY: [u8; 32] = [7; 32];
 
 fn settings() -> Settings {

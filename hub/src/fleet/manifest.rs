@@ -305,8 +305,14 @@ fn explain_kind_mistakes(file: &str, text: &str) -> Result<(), ManifestError> {
                        Deployment (with the workload under spec.template.spec) or Device";
             return Err(at(file, kind, msg));
         }
-        if let (Some(spec), "Device") = (&header.spec, kind.value.as_str()) {
-            return Err(at(file, spec, DEVICE_SPEC));
+        let no_spec = match kind.value.as_str() {
+            "Device" => Some(DEVICE_SPEC),
+            "Secret" => Some("a Secret has no spec: its values go in data or stringData"),
+            "ConfigMap" => Some("a ConfigMap has no spec: its values go in data"),
+            _ => None,
+        };
+        if let (Some(spec), Some(msg)) = (&header.spec, no_spec) {
+            return Err(at(file, spec, msg));
         }
     }
     Ok(())

@@ -21,7 +21,7 @@ fn deployment(name: &str, selector: &str, extra: &str) -> super::Deployment {
     );
     match parse_objects("t.yaml", &text).expect("valid").remove(0) {
         Object::Deployment(d) => d,
-        Object::Device(_) => unreachable!("a Deployment"),
+        Object::Device(_) | Object::Config(_) => unreachable!("a Deployment"),
     }
 }
 

@@ -35,7 +35,7 @@ mod tests {
         );
         match parse_set(&[("fleet.yaml".into(), text)]).unwrap().remove(0) {
             Object::Deployment(d) => d,
-            Object::Device(_) => unreachable!(),
+            Object::Device(_) | Object::Config(_) => unreachable!(),
         }
     }
 

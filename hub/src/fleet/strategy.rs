@@ -181,7 +181,7 @@ mod tests {
             .remove(0)
         {
             Object::Deployment(d) => Ok(d.strategy),
-            Object::Device(_) => Err("a device".into()),
+            Object::Device(_) | Object::Config(_) => Err("not a Deployment".into()),
         }
     }
 
