@@ -63,6 +63,7 @@ fn expected() -> DesiredState {
                 startup_probe: None,
                 depends_on: vec![],
                 security: Default::default(),
+                env_refs: vec![],
             }],
             restart_policy: RestartPolicy::Always,
             network: NetworkMode::Host,
@@ -197,4 +198,32 @@ proptest::proptest! {
         let _ = decode_any::<DeviceStatus>(&bytes);
         let _ = decode_any::<SignedDesired>(&bytes);
     }
+}
+
+/// A version 4 state is today's encoding without each container's trailing `env_refs`
+/// (one byte, the empty list's length): cut those bytes and mark the envelope 4.
+#[test]
+fn a_version_4_state_decodes_without_references() {
+    let mut d = expected();
+    d.workloads[0].containers[0].security.run_as_user = Some(1000);
+    let v5 = encode(&d).unwrap();
+    let container = postcard::to_stdvec(&d.workloads[0].containers[0]).unwrap();
+    assert_eq!(container.last(), Some(&0), "env_refs: the empty list");
+    let at = v5
+        .windows(container.len())
+        .position(|w| w == container.as_slice())
+        .unwrap();
+    let mut v4 = v5.clone();
+    v4.remove(at + container.len() - 1);
+    v4[0] = 4;
+    let got = decode_any::<DesiredState>(&v4).unwrap();
+    assert_eq!(got, d);
+    assert!(got.workloads[0].containers[0].env_refs.is_empty());
+    assert!(decode_any::<DesiredState>(&v5[..]).is_ok());
+    let mut v5_as_v4 = v5.clone();
+    v5_as_v4[0] = 4;
+    assert!(
+        decode_any::<DesiredState>(&v5_as_v4).is_err(),
+        "shapes differ"
+    );
 }

@@ -98,7 +98,11 @@ fn assert_nowhere(what: &str, hay: &[u8]) {
 }
 
 fn fs_type(path: &Path) -> String {
-    let out = Command::new("stat").args(["-f", "-c", "%T"]).arg(path).output().unwrap();
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(path)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -120,11 +124,16 @@ fn secrets_and_configmaps_reach_the_container_and_nothing_else() {
     oci::busybox_layout(&image, "latest").unwrap();
     let snippet = hub.device_add("alice", &["role=alice"]);
     let mut alice = TestAgent::new("alice");
+    // Declared after `alice`: dropped (unmounted) first, also when the test fails.
+    let _tmpfs = Unmount(alice.run_dir().join("secrets"));
     alice.connect_to_hub(&snippet);
     alice.start();
     let (code, out, err) = hub.apply("fleet.yaml", &fleet(&image));
     assert_eq!(code, 0, "apply: {out}{err}");
-    assert!(out.contains("secret/db created") && out.contains("configmap/app created"), "{out}");
+    assert!(
+        out.contains("secret/db created") && out.contains("configmap/app created"),
+        "{out}"
+    );
     let pid = alice.wait_running("app", "main", T);
     let want = [
         format!("pw={}", rev(ENV_SECRET)),
@@ -136,7 +145,10 @@ fn secrets_and_configmaps_reach_the_container_and_nothing_else() {
 
     // The Secret file's host folder is a tmpfs; the ConfigMap's is in the state folder.
     let secrets_dir = alice.run_dir().join("secrets/app.main/0");
-    assert_eq!(fs::read(&secrets_dir.join("tls/cert.pem")), FILE_SECRET.as_bytes());
+    assert_eq!(
+        fs::read(&secrets_dir.join("tls/cert.pem")),
+        FILE_SECRET.as_bytes()
+    );
     assert_eq!(fs_type(&secrets_dir), "tmpfs");
     let conf = alice.state.join("containers/app.main/files/1/app.conf");
     assert_eq!(fs::read(&conf), CONFIG.as_bytes());
@@ -156,19 +168,28 @@ fn secrets_and_configmaps_reach_the_container_and_nothing_else() {
         assert_nowhere(&format!("`{}`", args.join(" ")), out.as_bytes());
     }
     let (_, described, _) = hub.cli(&["describe", "secret", "db"]);
-    assert!(described.contains("password: 17 bytes  <redacted>"), "{described}");
+    assert!(
+        described.contains("password: 17 bytes  <redacted>"),
+        "{described}"
+    );
     let (_, ps, _) = alice.cli(&["ps", "-o", "json"]);
     assert_nowhere("drover-agent ps", ps.as_bytes());
 
     // A changed Secret: a new revision, the workload restarts with the new value.
     let (code, out, err) = hub.apply("db.yaml", &secret(NEW_SECRET));
     assert_eq!(code, 0, "apply: {out}{err}");
-    assert!(out.contains("deployment/app configured (its values changed)"), "{out}");
+    assert!(
+        out.contains("deployment/app configured (its values changed)"),
+        "{out}"
+    );
     logs_show(&alice, &[format!("pw={}", rev(NEW_SECRET))]);
     let new_pid = alice.wait_running("app", "main", T);
     assert_ne!(pid, new_pid, "the workload restarted");
 
-    for (what, text) in [("the hub's logs", hub.logs()), ("the agent's logs", alice.logs())] {
+    for (what, text) in [
+        ("the hub's logs", hub.logs()),
+        ("the agent's logs", alice.logs()),
+    ] {
         assert_nowhere(what, text.as_bytes());
     }
     let data = hub.data_dir();
@@ -179,7 +200,10 @@ fn secrets_and_configmaps_reach_the_container_and_nothing_else() {
     files_below(&alice.state, &mut state_files);
     assert!(state_files.len() > 5, "the state folder was walked");
     for f in &state_files {
-        assert_nowhere(&f.display().to_string(), &std::fs::read(f).unwrap_or_default());
+        assert_nowhere(
+            &f.display().to_string(),
+            &std::fs::read(f).unwrap_or_default(),
+        );
     }
 
     // A Secret in use cannot be deleted; deleting the whole file removes everything, and
@@ -194,7 +218,16 @@ fn secrets_and_configmaps_reach_the_container_and_nothing_else() {
         (!alice.run_dir().join("secrets/app.main").exists()).then_some(())
     });
     alice.stop();
-    let _ = Command::new("umount").arg("-l").arg(alice.run_dir().join("secrets")).status();
+}
+
+/// Lazily unmounts the tmpfs the agent mounted for Secret files (the test's run folder is
+/// on disk, so the agent mounts one there).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
 
 mod fs {

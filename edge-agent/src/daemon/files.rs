@@ -20,7 +20,12 @@ impl Agent {
     /// (from the desired state when that is the same spec, digests and all).
     pub(super) fn spec_with_values(&self, wl: &Name) -> Option<WorkloadSpec> {
         let recorded = &self.records.get(wl)?.spec;
-        let desired = self.sources.desired.workloads.iter().find(|w| &w.name == wl);
+        let desired = self
+            .sources
+            .desired
+            .workloads
+            .iter()
+            .find(|w| &w.name == wl);
         Some(match desired {
             Some(d) if d == recorded => d.clone(),
             _ => recorded.clone(),

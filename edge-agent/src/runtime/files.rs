@@ -68,7 +68,9 @@ pub fn is_safe_relative(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
         && !path.contains('\0')
-        && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// See the module documentation.
@@ -78,8 +80,14 @@ pub fn ensure_tmpfs(dir: &Path) -> io::Result<()> {
     if !on_tmpfs {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         let data = format!("mode=0700,size={SECRETS_TMPFS_BYTES}");
-        nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some(data.as_str()))
-            .map_err(io::Error::from)?;
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            flags,
+            Some(data.as_str()),
+        )
+        .map_err(io::Error::from)?;
         if statfs(dir).map_err(io::Error::from)?.filesystem_type() != TMPFS_MAGIC {
             return Err(io::Error::other("still not a tmpfs after mounting one"));
         }

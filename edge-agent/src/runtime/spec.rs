@@ -238,8 +238,16 @@ fn process(input: &SpecInput) -> Result<oci_spec::runtime::Process, SpecError> {
 /// when missing.
 fn environment(input: &SpecInput) -> Vec<String> {
     let mut env: Vec<String> = input.image.env.clone();
-    let plain = input.container.env.iter().map(|v| (&v.name, v.value.clone()));
-    let refs = input.container.env_refs.iter().map(|v| (&v.name, v.value.to_text()));
+    let plain = input
+        .container
+        .env
+        .iter()
+        .map(|v| (&v.name, v.value.clone()));
+    let refs = input
+        .container
+        .env_refs
+        .iter()
+        .map(|v| (&v.name, v.value.to_text()));
     for (name, value) in plain.chain(refs) {
         let entry = format!("{name}={value}");
         match env.iter_mut().find(|e| env_key(e) == name) {

@@ -153,7 +153,11 @@ pub fn get(client: &Client, kind: GetKind, format: Format) -> Result<(), CliErro
             output::print(&v, format, |v| output::deployments_table(v))
         }
         GetKind::Secrets | GetKind::Configmaps => {
-            let path = if kind == GetKind::Secrets { "/v1/secrets" } else { "/v1/configmaps" };
+            let path = if kind == GetKind::Secrets {
+                "/v1/secrets"
+            } else {
+                "/v1/configmaps"
+            };
             let v: Vec<crate::secrets::views::ConfigObjectView> = client.get(path)?;
             output::print(&v, format, |v| crate::secrets::views::table(v))
         }
@@ -183,7 +187,11 @@ pub fn describe(
             })
         }
         DescribeKind::Secret | DescribeKind::Configmap => {
-            let base = if kind == DescribeKind::Secret { "secrets" } else { "configmaps" };
+            let base = if kind == DescribeKind::Secret {
+                "secrets"
+            } else {
+                "configmaps"
+            };
             let v: crate::secrets::views::ConfigObjectView =
                 client.get(&format!("/v1/{base}/{name}"))?;
             output::print(&v, format, crate::secrets::views::describe)

@@ -48,7 +48,9 @@ impl Controller {
         }
         check_dependency_cycle(&next, &objects)?;
         for name in self.redigest_stored(&mut next, &objects, &configs)? {
-            report.results.push(format!("deployment/{name} configured (its values changed)"));
+            report
+                .results
+                .push(format!("deployment/{name} configured (its values changed)"));
             let images = written_images(&next.deployments[&name]);
             written.insert(name.clone(), images);
             todo.push(Change::Deployment {

@@ -73,8 +73,9 @@ impl Controller {
             next: self.objects.clone(),
             ..ConfigStage::default()
         };
-        let (configs, rest): (Vec<Object>, Vec<Object>) =
-            std::mem::take(objects).into_iter().partition(|o| matches!(o, Object::Config(_)));
+        let (configs, rest): (Vec<Object>, Vec<Object>) = std::mem::take(objects)
+            .into_iter()
+            .partition(|o| matches!(o, Object::Config(_)));
         *objects = rest;
         for o in configs {
             let Object::Config(c) = o else { continue };
@@ -84,7 +85,9 @@ impl Controller {
                 Some(_) => "configured",
                 None => "created",
             };
-            stage.lines.push(format!("{}/{} {word}", lower(c.kind), c.name));
+            stage
+                .lines
+                .push(format!("{}/{} {word}", lower(c.kind), c.name));
             if word != "unchanged" {
                 let row = secrets::to_row(&c, &self.secret_box, now_ms).map_err(at_rest)?;
                 stage.rows.push(row);
@@ -121,7 +124,11 @@ impl Controller {
         stage: &ConfigStage,
     ) -> Result<Vec<Name>, ControllerError> {
         let mut touched = Vec::new();
-        let is_applied = |n: &Name| applied.iter().any(|o| matches!(o, Object::Deployment(d) if &d.name == n));
+        let is_applied = |n: &Name| {
+            applied
+                .iter()
+                .any(|o| matches!(o, Object::Deployment(d) if &d.name == n))
+        };
         for (name, d) in next.deployments.iter_mut() {
             let uses = stage
                 .changed
@@ -157,7 +164,10 @@ impl Controller {
             .values()
             .find(|d| secrets::references(&d.template, c.kind, &c.name))
         {
-            let msg = format!("{label} is used by deployment/{}: delete or change that first", d.name);
+            let msg = format!(
+                "{label} is used by deployment/{}: delete or change that first",
+                d.name
+            );
             return Err(c.at(msg).into());
         }
         gone.push((c.kind, c.name.clone()));
@@ -171,14 +181,20 @@ fn locate(d: &Deployment, m: &Missing) -> drover_protocol::manifest::ManifestErr
     let exact = sites
         .iter()
         .find(|s| s.kind == m.kind() && &s.object == m.object() && s.key.as_deref() == m.key());
-    let any = sites.iter().find(|s| s.kind == m.kind() && &s.object == m.object());
+    let any = sites
+        .iter()
+        .find(|s| s.kind == m.kind() && &s.object == m.object());
     let hint = match m {
         Missing::Object { .. } => ": apply it first, or in the same apply",
         Missing::Key { .. } => "",
     };
     match exact.or(any).or(sites.first()) {
         Some(s) => drover_protocol::manifest::ManifestError {
-            file: d.positions.name.as_ref().map_or_else(String::new, |p| p.file.clone()),
+            file: d
+                .positions
+                .name
+                .as_ref()
+                .map_or_else(String::new, |p| p.file.clone()),
             line: s.line,
             column: s.column,
             message: format!("{m}{hint}"),
@@ -199,8 +215,16 @@ impl super::ReadSide {
             .collect())
     }
 
-    pub fn config_object(&self, kind: &str, name: &str) -> Result<ConfigObjectView, ControllerError> {
-        let kind_name = if kind == "Secret" { "secret" } else { "configmap" };
+    pub fn config_object(
+        &self,
+        kind: &str,
+        name: &str,
+    ) -> Result<ConfigObjectView, ControllerError> {
+        let kind_name = if kind == "Secret" {
+            "secret"
+        } else {
+            "configmap"
+        };
         self.config_objects(kind)?
             .into_iter()
             .find(|v| v.name == name)

@@ -62,60 +62,105 @@ fn setup() -> (tempfile::TempDir, Controller, UnboundedReceiver<Out>) {
 fn values_reach_only_the_sealed_state() {
     let (dir, mut c, mut rx) = setup();
     // Deployment first, its objects after, in one apply set.
-    let files = [web("password"), file("s.yaml", SECRET), file("c.yaml", CONFIG)];
+    let files = [
+        web("password"),
+        file("s.yaml", SECRET),
+        file("c.yaml", CONFIG),
+    ];
     let r = c.apply(&files, false, 2).unwrap();
-    assert!(r.results.contains(&"secret/db created".to_owned()), "{:?}", r.results);
+    assert!(
+        r.results.contains(&"secret/db created".to_owned()),
+        "{:?}",
+        r.results
+    );
     let p = published(&mut rx, &c);
     let main = &p[0].workloads[0].containers[0];
     assert_eq!(main.env_refs[0].value.as_bytes(), b"hunter2-s3cret");
     let drover_protocol::MountSource::Files(f) = &main.mounts[0].source else {
         panic!("files mount")
     };
-    let keys: Vec<_> = f.items.iter().map(|i| (i.key.as_str(), i.value.as_bytes())).collect();
-    assert_eq!(keys, [("password", &b"hunter2-s3cret"[..]), ("user", b"admin-user")]);
+    let keys: Vec<_> = f
+        .items
+        .iter()
+        .map(|i| (i.key.as_str(), i.value.as_bytes()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("password", &b"hunter2-s3cret"[..]),
+            ("user", b"admin-user")
+        ]
+    );
     assert!(main.mounts.iter().all(|m| m.read_only));
     // Not in the store's bytes, not in any view.
     drop(c);
     let db = std::fs::read(dir.path().join("fleet.db")).unwrap();
     let wal = std::fs::read(dir.path().join("fleet.db-wal")).unwrap_or_default();
     for bytes in [&db, &wal] {
-        assert!(!bytes.windows(7).any(|w| w == b"hunter2"), "secret in the store");
+        assert!(
+            !bytes.windows(7).any(|w| w == b"hunter2"),
+            "secret in the store"
+        );
     }
 }
 
 #[test]
 fn views_redact_secret_values() {
     let (dir, mut c, _rx) = setup();
-    c.apply(&[file("s.yaml", SECRET), file("c.yaml", CONFIG)], false, 2).unwrap();
+    c.apply(&[file("s.yaml", SECRET), file("c.yaml", CONFIG)], false, 2)
+        .unwrap();
     let r = reader(dir.path(), &c);
     let v = r.config_object("Secret", "db").unwrap();
     let json = serde_json::to_string(&v).unwrap();
-    assert!(!json.contains("hunter2") && json.contains("<redacted>"), "{json}");
+    assert!(
+        !json.contains("hunter2") && json.contains("<redacted>"),
+        "{json}"
+    );
     assert_eq!(v.keys[0].size, 14);
     let m = r.config_object("ConfigMap", "settings").unwrap();
     assert_eq!(m.keys[0].value, "level=debug");
-    assert!(matches!(r.config_object("Secret", "nope"), Err(ControllerError::NotFound { .. })));
+    assert!(matches!(
+        r.config_object("Secret", "nope"),
+        Err(ControllerError::NotFound { .. })
+    ));
 }
 
 #[test]
 fn missing_objects_and_keys_are_located() {
     let (_dir, mut c, _rx) = setup();
-    let e = c.apply(&[web("password"), file("c.yaml", CONFIG)], false, 2).unwrap_err();
+    let e = c
+        .apply(&[web("password"), file("c.yaml", CONFIG)], false, 2)
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         "web.yaml:10:18: Secret \"db\" not found: apply it first, or in the same apply"
     );
     let e = c
-        .apply(&[web("pasword"), file("s.yaml", SECRET), file("c.yaml", CONFIG)], false, 2)
+        .apply(
+            &[
+                web("pasword"),
+                file("s.yaml", SECRET),
+                file("c.yaml", CONFIG),
+            ],
+            false,
+            2,
+        )
         .unwrap_err();
-    assert_eq!(e.to_string(), "web.yaml:17:26: key \"pasword\" not found in Secret \"db\"");
+    assert_eq!(
+        e.to_string(),
+        "web.yaml:17:26: key \"pasword\" not found in Secret \"db\""
+    );
     assert!(c.objects.is_empty(), "a failed apply stages nothing");
 }
 
 #[test]
 fn a_changed_secret_rolls_out_and_delete_is_refused_while_used() {
     let (dir, mut c, mut rx) = setup();
-    let files = [file("s.yaml", SECRET), file("c.yaml", CONFIG), web("password")];
+    let files = [
+        file("s.yaml", SECRET),
+        file("c.yaml", CONFIG),
+        web("password"),
+    ];
     c.apply(&files, false, 2).unwrap();
     let first = published(&mut rx, &c);
     let r = c.apply(&[file("s.yaml", SECRET)], false, 3).unwrap();
@@ -123,14 +168,24 @@ fn a_changed_secret_rolls_out_and_delete_is_refused_while_used() {
     assert!(published(&mut rx, &c).is_empty());
     let changed = SECRET.replace("admin-user", "other-user");
     let r = c.apply(&[file("s.yaml", &changed)], false, 4).unwrap();
-    assert!(r.results.contains(&"deployment/web configured (its values changed)".to_owned()));
+    assert!(
+        r.results
+            .contains(&"deployment/web configured (its values changed)".to_owned())
+    );
     let next = published(&mut rx, &c);
     assert!(next[0].generation > first[0].generation);
     let (a, b) = (&first[0].workloads[0], &next[0].workloads[0]);
-    assert_ne!(a.containers[0].mounts[0], b.containers[0].mounts[0], "digest changed");
+    assert_ne!(
+        a.containers[0].mounts[0], b.containers[0].mounts[0],
+        "digest changed"
+    );
     assert_eq!(c.snapshot.revisions[&Name::new("web").unwrap()].revision, 2);
     let e = c.delete(&[file("s.yaml", SECRET)], false, 5).unwrap_err();
-    assert!(e.to_string().contains("secret/db is used by deployment/web"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("secret/db is used by deployment/web"),
+        "{e}"
+    );
     c.delete(&[web("password")], false, 6).unwrap();
     let r = c.delete(&[file("s.yaml", SECRET)], false, 7).unwrap();
     assert_eq!(r.results, ["secret/db deleted"]);

@@ -93,7 +93,11 @@ pub fn config_object(
             let bytes = match kind {
                 RefKind::ConfigMap => value.value.as_bytes().to_vec(),
                 RefKind::Secret => STANDARD.decode(value.value.trim()).map_err(|_| {
-                    at(file, value, format!("data.{key} is not valid base64 (stringData takes plain text)"))
+                    at(
+                        file,
+                        value,
+                        format!("data.{key} is not valid base64 (stringData takes plain text)"),
+                    )
                 })?,
             };
             data.insert(key.clone(), RefValue(bytes));
@@ -101,7 +105,11 @@ pub fn config_object(
     }
     match (kind, m.string_data, m.secret_type) {
         (RefKind::ConfigMap, Some(s), _) => {
-            return Err(at(file, s, "a ConfigMap has no stringData: its data is text already"));
+            return Err(at(
+                file,
+                s,
+                "a ConfigMap has no stringData: its data is text already",
+            ));
         }
         (RefKind::ConfigMap, None, Some(t)) => {
             return Err(at(file, t, "a ConfigMap has no type"));

@@ -25,7 +25,9 @@ pub enum AtRestError {
     Key(#[from] KeysError),
     #[error("{file}: expected a 32-byte key, found {len} bytes")]
     BadKey { file: String, len: usize },
-    #[error("a stored value of {what} does not open with this hub's secrets.key (altered, or another key)")]
+    #[error(
+        "a stored value of {what} does not open with this hub's secrets.key (altered, or another key)"
+    )]
     Open { what: String },
     #[error("no random numbers from the OS: {0}")]
     Random(getrandom::Error),
@@ -60,10 +62,13 @@ impl SecretBox {
             getrandom::getrandom(&mut b).map_err(KeysError::Random)?;
             Ok(b)
         })?;
-        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| AtRestError::BadKey {
-            file: path.display().to_string(),
-            len: bytes.len(),
-        })?;
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| AtRestError::BadKey {
+                file: path.display().to_string(),
+                len: bytes.len(),
+            })?;
         Ok(SecretBox::from_key(&key))
     }
 
@@ -118,7 +123,8 @@ impl SecretBox {
 
     /// A keyed digest of `parts` (each length-prefixed, so no two lists collide).
     pub fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key).expect("any key length");
+        let mut m =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key).expect("any key length");
         for p in parts {
             m.update(&(p.len() as u64).to_le_bytes());
             m.update(p);
@@ -140,7 +146,11 @@ mod tests {
         assert!(!s1.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(b.open("Secret/db/pw", &s1).unwrap(), b"hunter2hunter2");
         assert!(b.open("Secret/db/other", &s1).is_err(), "bound to its key");
-        assert!(SecretBox::from_key(&[8; 32]).open("Secret/db/pw", &s1).is_err());
+        assert!(
+            SecretBox::from_key(&[8; 32])
+                .open("Secret/db/pw", &s1)
+                .is_err()
+        );
         let e = b.open("Secret/db/pw", &s1[..10]).unwrap_err().to_string();
         assert!(!e.contains("hunter2"), "{e}");
     }

@@ -8,9 +8,9 @@ pub mod at_rest;
 pub mod resolve;
 pub mod routes;
 pub mod rows;
-pub mod views;
 #[cfg(test)]
 mod tests;
+pub mod views;
 
 pub use at_rest::{AtRestError, SecretBox};
 pub use resolve::{Missing, Objects, digest_refs, fill_values, references};

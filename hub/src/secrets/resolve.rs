@@ -49,7 +49,11 @@ impl Missing {
     }
 }
 
-fn lookup<'a>(objects: &'a Objects, kind: RefKind, name: &Name) -> Result<&'a ConfigObject, Missing> {
+fn lookup<'a>(
+    objects: &'a Objects,
+    kind: RefKind,
+    name: &Name,
+) -> Result<&'a ConfigObject, Missing> {
     objects.get(&(kind, name.clone())).ok_or(Missing::Object {
         kind,
         object: name.clone(),
@@ -69,7 +73,10 @@ fn file_keys(items: &[FileItem], o: &ConfigObject) -> Vec<(String, String)> {
     if items.is_empty() {
         return o.data.keys().map(|k| (k.clone(), k.clone())).collect();
     }
-    items.iter().map(|i| (i.key.clone(), i.path.clone())).collect()
+    items
+        .iter()
+        .map(|i| (i.key.clone(), i.path.clone()))
+        .collect()
 }
 
 /// Sets the digest of every reference of `spec` (not of its fallback) from `objects`.
@@ -84,12 +91,20 @@ pub fn digest_refs(
             let o = lookup(objects, e.from.kind, &e.from.object)?;
             let v = value(o, &e.key)?;
             let kind = e.from.kind.as_str().as_bytes();
-            e.from.digest = digest(&[kind, o.name.as_str().as_bytes(), e.key.as_bytes(), v.as_bytes()]);
+            e.from.digest = digest(&[
+                kind,
+                o.name.as_str().as_bytes(),
+                e.key.as_bytes(),
+                v.as_bytes(),
+            ]);
         }
         for m in &mut c.mounts {
-            let MountSource::Files(f) = &mut m.source else { continue };
+            let MountSource::Files(f) = &mut m.source else {
+                continue;
+            };
             let o = lookup(objects, f.from.kind, &f.from.object)?;
-            let mut parts: Vec<&[u8]> = vec![f.from.kind.as_str().as_bytes(), o.name.as_str().as_bytes()];
+            let mut parts: Vec<&[u8]> =
+                vec![f.from.kind.as_str().as_bytes(), o.name.as_str().as_bytes()];
             let keys = file_keys(&f.items, o);
             for (key, path) in &keys {
                 parts.extend([key.as_bytes(), path.as_bytes(), value(o, key)?.as_bytes()]);
@@ -109,7 +124,11 @@ pub fn references(spec: &WorkloadSpec, kind: RefKind, name: &Name) -> bool {
         });
         env || files
     });
-    direct || spec.fallback.as_ref().is_some_and(|f| references(f, kind, name))
+    direct
+        || spec
+            .fallback
+            .as_ref()
+            .is_some_and(|f| references(f, kind, name))
 }
 
 /// Puts the current values into every reference of `spec` and its fallback (a rollback
@@ -124,8 +143,12 @@ pub fn fill_values(spec: &mut WorkloadSpec, objects: &Objects) {
             }
         }
         for m in &mut c.mounts {
-            let MountSource::Files(f) = &mut m.source else { continue };
-            let Ok(o) = lookup(objects, f.from.kind, &f.from.object) else { continue };
+            let MountSource::Files(f) = &mut m.source else {
+                continue;
+            };
+            let Ok(o) = lookup(objects, f.from.kind, &f.from.object) else {
+                continue;
+            };
             f.items = file_keys(&f.items, o)
                 .into_iter()
                 .map(|(key, path)| FileItem {

@@ -18,7 +18,10 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/secrets", get(|st: State<ApiState>| list(st, "Secret")))
-        .route("/v1/configmaps", get(|st: State<ApiState>| list(st, "ConfigMap")))
+        .route(
+            "/v1/configmaps",
+            get(|st: State<ApiState>| list(st, "ConfigMap")),
+        )
         .route(
             "/v1/secrets/{name}",
             get(|st: State<ApiState>, n: Path<String>| one(st, n, "Secret")),
@@ -49,5 +52,7 @@ async fn one(
     Path(name): Path<String>,
     kind: &'static str,
 ) -> ApiResult<ConfigObjectView> {
-    read(&st, move |r| r.config_object(kind, &name)).await.map(Json)
+    read(&st, move |r| r.config_object(kind, &name))
+        .await
+        .map(Json)
 }

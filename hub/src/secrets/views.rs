@@ -66,7 +66,12 @@ pub fn table(views: &[ConfigObjectView]) -> String {
     for v in views {
         let bytes: u64 = v.keys.iter().map(|k| k.size).sum();
         let ty = v.secret_type.as_deref().unwrap_or("-");
-        out.push_str(&format!("{:<20} {:<10} {:>4}  {bytes}\n", v.name, ty, v.keys.len()));
+        out.push_str(&format!(
+            "{:<20} {:<10} {:>4}  {bytes}\n",
+            v.name,
+            ty,
+            v.keys.len()
+        ));
     }
     out
 }

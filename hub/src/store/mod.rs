@@ -13,8 +13,8 @@ mod commands;
 mod fleet;
 mod freshness;
 mod revisions;
-mod secrets;
 pub mod rows;
+mod secrets;
 mod status;
 
 #[cfg(test)]
@@ -26,11 +26,11 @@ use std::path::Path;
 use rusqlite::Connection;
 
 pub use freshness::SeqFloors;
-pub use secrets::ConfigRow;
 pub use rows::{
     ClientRow, DeploymentRow, DesiredRow, DeviceRow, Event, EventReason, ObjectKind, RevisionRow,
     RolloutStateRow, StatusRow,
 };
+pub use secrets::ConfigRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -44,8 +44,11 @@ impl std::fmt::Debug for ConfigRow {
 
 impl Store {
     pub fn put_config_object(&self, row: &ConfigRow) -> Result<(), StoreError> {
-        let data: BTreeMap<&String, String> =
-            row.data.iter().map(|(k, v)| (k, STANDARD.encode(v))).collect();
+        let data: BTreeMap<&String, String> = row
+            .data
+            .iter()
+            .map(|(k, v)| (k, STANDARD.encode(v)))
+            .collect();
         let data = serde_json::to_string(&data).map_err(|e| StoreError::Corrupt {
             what: "config object",
             key: row.name.clone(),
@@ -54,7 +57,13 @@ impl Store {
         self.conn.execute(
             "INSERT OR REPLACE INTO config_objects (kind, name, secret_type, data, updated_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![row.kind, row.name, row.secret_type, data, row.updated_ms as i64],
+            params![
+                row.kind,
+                row.name,
+                row.secret_type,
+                data,
+                row.updated_ms as i64
+            ],
         )?;
         Ok(())
     }
@@ -73,7 +82,9 @@ impl Store {
             "SELECT kind, name, secret_type, data, updated_ms FROM config_objects ORDER BY kind, name",
         )?;
         let rows: Vec<(String, String, Option<String>, String, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
             .collect::<Result<_, _>>()?;
         rows.into_iter()
             .map(|(kind, name, secret_type, data, updated)| {
@@ -87,7 +98,9 @@ impl Store {
                 let data = map
                     .into_iter()
                     .map(|(k, v)| {
-                        let bytes = STANDARD.decode(v).map_err(|_| corrupt(format!("key {k}")))?;
+                        let bytes = STANDARD
+                            .decode(v)
+                            .map_err(|_| corrupt(format!("key {k}")))?;
                         Ok((k, bytes))
                     })
                     .collect::<Result<_, StoreError>>()?;

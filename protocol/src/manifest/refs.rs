@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::ManifestError;
-use crate::refs::{EnvRef, FileItem, FilesSource, RefKind, RefValue, ValueRef};
 use crate::Name;
+use crate::refs::{EnvRef, FileItem, FilesSource, RefKind, RefValue, ValueRef};
 
 /// `valueFrom`: exactly one of the two.
 #[derive(Debug, Clone, Deserialize)]
@@ -172,10 +172,120 @@ fn check_file_path<T>(file: &str, node: &Spanned<T>, path: &str) -> Result<(), M
     let ok = !path.is_empty()
         && !path.starts_with('/')
         && !path.contains('\0')
-        && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
     if ok {
         return Ok(());
     }
     let msg = format!("items path must be relative without '..', got {path:?}");
     Err(ManifestError::at(file, node, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{WorkloadTemplateSpec, yaml_options};
+    use crate::{MountSource, Name, RefKind};
+
+    fn spec(text: &str) -> Result<crate::WorkloadSpec, String> {
+        let t: WorkloadTemplateSpec =
+            serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| e.to_string())?;
+        t.to_spec("t.yaml", Name::new("w").unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    const BASE: &str = "volumes:
+  - {name: s, secret: {secretName: db, items: [{key: tls.crt, path: certs/tls.crt}]}}
+  - {name: c, configMap: {name: app}}
+  - {name: data}
+containers:
+  - name: main
+    image: x
+    env:
+      - {name: A, value: a}
+      - {name: PW, valueFrom: {secretKeyRef: {name: db, key: pw}}}
+      - {name: LEVEL, valueFrom: {configMapKeyRef: {name: app, key: level}}}
+    mounts:
+      - {volume: s, mountPath: /s, readOnly: false}
+      - {volume: c, mountPath: /c}
+      - {volume: data, mountPath: /d}
+";
+
+    #[test]
+    fn references_parse_into_unresolved_refs() {
+        let w = spec(BASE).unwrap();
+        assert_eq!(
+            w.volumes,
+            [Name::new("data").unwrap()],
+            "file volumes are no named volumes"
+        );
+        let c = &w.containers[0];
+        assert_eq!(c.env.len(), 1);
+        let refs: Vec<_> = c
+            .env_refs
+            .iter()
+            .map(|e| (e.name.as_str(), e.from.kind, e.key.as_str()))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                ("PW", RefKind::Secret, "pw"),
+                ("LEVEL", RefKind::ConfigMap, "level")
+            ]
+        );
+        let MountSource::Files(f) = &c.mounts[0].source else {
+            panic!("files")
+        };
+        assert_eq!((f.from.kind, f.from.digest), (RefKind::Secret, [0; 32]));
+        assert_eq!(
+            (f.items[0].key.as_str(), f.items[0].path.as_str()),
+            ("tls.crt", "certs/tls.crt")
+        );
+        assert!(
+            c.mounts[0].read_only && c.mounts[1].read_only,
+            "always read-only"
+        );
+        assert!(matches!(&c.mounts[1].source, MountSource::Files(f) if f.items.is_empty()));
+        assert!(!c.mounts[2].read_only);
+    }
+
+    #[test]
+    fn mistakes_are_located() {
+        let both = BASE.replace(
+            "{name: A, value: a}",
+            "{name: A, value: a, valueFrom: {secretKeyRef: {name: db, key: pw}}}",
+        );
+        assert!(
+            spec(&both)
+                .unwrap_err()
+                .starts_with("t.yaml:9:40: env takes value or valueFrom")
+        );
+        let neither = BASE.replace("{secretKeyRef: {name: db, key: pw}}", "{}");
+        let e = spec(&neither).unwrap_err();
+        assert!(
+            e.starts_with("t.yaml:10:") && e.contains("valueFrom needs exactly one"),
+            "{e}"
+        );
+        let key = BASE.replace("key: pw}", "key: \"a/b\"}");
+        assert!(
+            spec(&key)
+                .unwrap_err()
+                .contains("key must be letters, digits")
+        );
+        let path = BASE.replace("path: certs/tls.crt", "path: ../x");
+        let e = spec(&path).unwrap_err();
+        assert!(
+            e.starts_with("t.yaml:2:") && e.contains("items path must be relative"),
+            "{e}"
+        );
+        let two = BASE.replace(
+            "{name: c, configMap:",
+            "{name: c, secret: {secretName: x}, configMap:",
+        );
+        assert!(
+            spec(&two)
+                .unwrap_err()
+                .contains("at most one of secret or configMap")
+        );
+    }
 }
