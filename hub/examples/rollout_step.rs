@@ -149,7 +149,7 @@ fn deployment(round: &str) -> Res<Deployment> {
     );
     match parse_objects("rollbench.yaml", &text)?.remove(0) {
         Object::Deployment(d) => Ok(d),
-        Object::Device(_) => Err("not a Deployment".into()),
+        Object::Device(_) | Object::Config(_) => Err("not a Deployment".into()),
     }
 }
 
