@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use drover_protocol::{ContainerSpec, Name, RefKind, WorkloadSpec};
+use drover_protocol::{ContainerSpec, MountSource, Name, RefKind, WorkloadSpec};
 
 use super::Agent;
 use super::actions::StartError;
@@ -81,6 +81,12 @@ impl Agent {
     /// container's folder).
     pub(super) fn remove_ref_files(&self, spec: &WorkloadSpec) {
         for c in &spec.containers {
+            let has_secrets = c.mounts.iter().any(
+                |m| matches!(&m.source, MountSource::Files(f) if f.from.kind == RefKind::Secret),
+            );
+            if !has_secrets {
+                continue;
+            }
             let dir = self.secrets_dir(&spec.name, &c.name);
             if let Err(e) = self.ports.host.remove_dir(&dir) {
                 tracing::warn!(workload = %spec.name, container = %c.name, "removing its secret files: {e}");

@@ -9,5 +9,6 @@ mod failures;
 mod fixture;
 mod images_gc;
 mod lifecycle;
+mod ref_files;
 mod rollback;
 mod sources_report;
