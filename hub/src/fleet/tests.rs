@@ -155,7 +155,7 @@ fn type_errors_are_located() {
     let kind = EXAMPLE.replace("kind: Device", "kind: Gadget");
     assert_eq!(
         err(&kind),
-        "fleet.yaml:20:7: unknown variant `Gadget`, expected one of Deployment, Device"
+        "fleet.yaml:20:7: unknown variant `Gadget`, expected one of Deployment, Device, Secret, ConfigMap"
     );
     let api = EXAMPLE.replace("drover.dev/v1\nkind: Device", "drover.dev/v2\nkind: Device");
     starts(&api, "fleet.yaml:19:13: unknown variant `drover.dev/v2`");
