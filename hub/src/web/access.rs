@@ -282,8 +282,15 @@ pub async fn api_access(State(access): State<ApiAccess>, req: Request, next: Nex
         } => login(&location, &set_cookie),
         Verdict::Deny(why) => {
             tracing::debug!(peer = ?peer, path = req.uri().path(), "refused: {why:?}");
+            // Another machine learns nothing of the hub's layout: `<data_dir>`.
+            let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
+            let dir = if loopback {
+                &*access.data_dir
+            } else {
+                "<data_dir>"
+            };
             let body = ErrorBody {
-                error: why.message(&access.data_dir),
+                error: why.message(dir),
             };
             let mut res = (why.status(), Json(body)).into_response();
             if why.status() == StatusCode::UNAUTHORIZED {
