@@ -170,7 +170,7 @@ fn the_token_files_are_0600_created_once_and_found_by_the_cli() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("missing/api.token") && err.contains("run as root"),
         "{err}"
