@@ -59,7 +59,7 @@ impl std::fmt::Debug for ApiAccess {
 
 /// What a token lets its bearer do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Level {
+pub enum Level {
     Read,
     Admin,
 }
@@ -108,7 +108,8 @@ fn digest(s: &str) -> [u8; 32] {
 /// What to do with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Allow,
+    /// Let it through; a `Read` bearer gets env values hidden (`web::redact`).
+    Allow(Level),
     /// The right `?token=`: set the cookie (`set_cookie`, a `Set-Cookie` value) and send
     /// the browser to `location`, the same address without the token.
     Login {
@@ -190,9 +191,9 @@ pub fn decide(
     if let Some(token) = bearer(headers).filter(|t| !t.is_empty()) {
         return match access.level(token) {
             Some(Level::Admin) if write && !loopback => Verdict::Deny(Denied::RemoteWrite),
-            Some(Level::Admin) => Verdict::Allow,
+            Some(Level::Admin) => Verdict::Allow(Level::Admin),
             Some(Level::Read) if write => Verdict::Deny(Denied::ReadOnly),
-            Some(Level::Read) => Verdict::Allow,
+            Some(Level::Read) => Verdict::Allow(Level::Read),
             None => Verdict::Deny(Denied::WrongToken),
         };
     }
@@ -200,7 +201,7 @@ pub fn decide(
     if cookie.is_some_and(|t| access.is_read(t)) {
         return match write {
             true => Verdict::Deny(Denied::ReadOnly),
-            false => Verdict::Allow,
+            false => Verdict::Allow(Level::Read),
         };
     }
     let query = split_token(path_and_query).filter(|(t, _)| !t.is_empty());
@@ -275,7 +276,10 @@ pub async fn api_access(State(access): State<ApiAccess>, req: Request, next: Nex
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     match decide(&access, peer, req.method(), req.headers(), &target) {
-        Verdict::Allow => next.run(req).await,
+        Verdict::Allow(Level::Read) if super::redact::shows_env(req.uri().path()) => {
+            redacted(next.run(req).await).await
+        }
+        Verdict::Allow(_) => next.run(req).await,
         Verdict::Login {
             location,
             set_cookie,
@@ -302,6 +306,19 @@ pub async fn api_access(State(access): State<ApiAccess>, req: Request, next: Nex
             res
         }
     }
+}
+
+/// `res` with every env value hidden (a read-only bearer); a body too large to rewrite
+/// is refused rather than passed on.
+async fn redacted(res: Response) -> Response {
+    let (parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, super::redact::MAX_BODY_BYTES).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let out = super::redact::redact_body(&bytes).unwrap_or_else(|| bytes.to_vec());
+    let mut res = Response::from_parts(parts, axum::body::Body::from(out));
+    res.headers_mut().remove(header::CONTENT_LENGTH);
+    res
 }
 
 /// The answer to the right `?token=`: the cookie, and the address without the token.
