@@ -105,6 +105,11 @@ fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
+/// Marks requests that came over HTTPS (an extension the TLS server adds): the read
+/// token's cookie is then `Secure`, so a browser never sends it over plain HTTP.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
 /// What to do with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -213,7 +218,8 @@ pub fn decide(
         _ if admin_in_browser => Verdict::Deny(Denied::AdminInBrowser),
         Some((token, location)) if !write && access.is_read(token) => Verdict::Login {
             location,
-            // Not `Secure`: the hub may speak plain HTTP (a TLS proxy in front may add it).
+            // `Secure` is added by `api_access` for requests over HTTPS (`OverTls`); plain
+            // HTTP on loopback must still be able to log in.
             set_cookie: format!(
                 "{COOKIE}={token}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict"
             ),
@@ -282,8 +288,13 @@ pub async fn api_access(State(access): State<ApiAccess>, req: Request, next: Nex
         Verdict::Allow(_) => next.run(req).await,
         Verdict::Login {
             location,
-            set_cookie,
-        } => login(&location, &set_cookie),
+            mut set_cookie,
+        } => {
+            if req.extensions().get::<OverTls>().is_some() {
+                set_cookie.push_str("; Secure");
+            }
+            login(&location, &set_cookie)
+        }
         Verdict::Deny(why) => {
             tracing::debug!(peer = ?peer, path = req.uri().path(), "refused: {why:?}");
             // Another machine learns nothing of the hub's layout: `<data_dir>`.

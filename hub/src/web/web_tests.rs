@@ -219,8 +219,14 @@ async fn a_browser_logs_in_once_with_the_token_in_the_address() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     let jar = cookie.split(';').next().expect("pair").to_owned();
     assert_eq!(jar, format!("{COOKIE}={TOKEN}"));
+    // Over HTTPS the cookie is Secure: a browser never sends it over plain HTTP.
+    let tls = app().layer(axum::Extension(crate::web::access::OverTls));
+    let res = send(tls, remote, Method::GET, &format!("/?token={TOKEN}"), &[]).await;
+    let cookie = res.headers()[header::SET_COOKIE].to_str().expect("ascii");
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
     let res = send(
         app(),
         remote,
