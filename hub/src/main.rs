@@ -400,12 +400,13 @@ fn main() -> ExitCode {
         Command::Image(ImageCommand::Import { .. }) => {
             match cli.client(Some(std::time::Duration::from_secs(3600))) {
                 Ok(c) => c,
-                Err(e) => return fail(&e, ExitCode::from(2)),
+                // No readable token: an error (1), not a usage mistake (2).
+                Err(e) => return fail(&e, ExitCode::FAILURE),
             }
         }
         _ => match cli.client(None) {
             Ok(c) => c,
-            Err(e) => return fail(&e, ExitCode::from(2)),
+            Err(e) => return fail(&e, ExitCode::FAILURE),
         },
     };
     let config = cli.config.clone();

@@ -226,6 +226,7 @@ pub async fn serve(
         let incoming = tls_listener::Incoming { rx, local }.tap_io(|_| {});
         let service = app
             .clone()
+            .layer(axum::Extension(crate::web::access::OverTls))
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move {

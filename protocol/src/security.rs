@@ -130,6 +130,12 @@ pub struct SecurityPolicy {
     pub devices: Vec<String>,
     /// Whether `securityContext.privileged: true` may run.
     pub allow_privileged: bool,
+    /// Capabilities a container may add beyond Docker's default set
+    /// ([`DEFAULT_CAPABILITIES`]), as Kubernetes' `allowedCapabilities`: names from
+    /// [`CAPABILITIES`] (`NET_ADMIN`, `CAP_NET_ADMIN` or `net_admin`) or `ALL`. Empty: none
+    /// (`SYS_ADMIN`, `SYS_PTRACE`, `SYS_MODULE`… would give a container the host).
+    #[serde(deserialize_with = "capability_names")]
+    pub allowed_capabilities: Vec<String>,
 }
 
 /// What a workload asked for that a policy does not allow.
@@ -161,6 +167,9 @@ impl SecurityPolicy {
                     "privileged is not allowed (allow_privileged = false)".into(),
                 ));
             }
+            if !c.security.privileged {
+                self.check_capabilities(&c.security).map_err(fail)?;
+            }
             for m in &c.mounts {
                 if let MountSource::HostPath(host) = &m.source {
                     for path in [host.clone(), resolve(host)] {
@@ -185,6 +194,27 @@ impl SecurityPolicy {
             Some(f) => self.check(f, never, resolve),
             None => Ok(()),
         }
+    }
+
+    /// Every capability beyond Docker's default set must be in `allowed_capabilities`.
+    fn check_capabilities(&self, sec: &SecurityContext) -> Result<(), String> {
+        let allowed = |c: &str| {
+            self.allowed_capabilities
+                .iter()
+                .any(|a| a == "ALL" || a == c)
+        };
+        let extra: Vec<&str> = sec
+            .capabilities()
+            .into_iter()
+            .filter(|c| !DEFAULT_CAPABILITIES.contains(c) && !allowed(c))
+            .collect();
+        if extra.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "capabilities {} are beyond Docker's default set and not in allowed_capabilities",
+            extra.join(", ")
+        ))
     }
 
     fn check_host_path(&self, path: &str, never: &[&Path]) -> Result<(), String> {
@@ -220,6 +250,21 @@ fn absolute_paths<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
         )));
     }
     Ok(list)
+}
+
+/// A config's list of capability names, normalised (`cap_net_admin` → `NET_ADMIN`); an
+/// unknown name is an error.
+fn capability_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|raw| {
+            capability_name(raw).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown capability {raw:?} (expected a name like NET_ADMIN, or ALL)"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn device_matches(pattern: &str, path: &str) -> bool {

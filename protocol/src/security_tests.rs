@@ -39,6 +39,7 @@ fn policy(paths: &[&str]) -> SecurityPolicy {
         host_paths: paths.iter().map(|p| p.to_string()).collect(),
         devices: vec!["/dev/i2c-1".into(), "/dev/ttyUSB*".into()],
         allow_privileged: false,
+        allowed_capabilities: vec![],
     }
 }
 
@@ -183,4 +184,49 @@ fn the_fallback_revision_is_checked_too() {
     let mut w = with_host_path("/srv/a");
     w.fallback = Some(Box::new(with_host_path("/etc")));
     assert!(p.check(&w, &[], &same).is_err());
+}
+
+#[test]
+fn capabilities_beyond_dockers_set_need_the_policy() {
+    let p = policy(&[]);
+    let mut w = with_host_path("/x");
+    w.containers[0].mounts.clear();
+    // Re-adding a default one, or dropping, needs nothing.
+    w.containers[0].security.cap_drop = vec!["ALL".into()];
+    w.containers[0].security.cap_add = vec!["NET_BIND_SERVICE".into()];
+    assert!(p.check(&w, &[], &same).is_ok());
+    for add in ["SYS_ADMIN", "ALL"] {
+        w.containers[0].security.cap_add = vec![add.into()];
+        let e = p.check(&w, &[], &same).unwrap_err();
+        assert!(e.what.contains("SYS_ADMIN"), "{e}");
+        assert!(e.what.contains("allowed_capabilities"), "{e}");
+    }
+    let net = SecurityPolicy {
+        allowed_capabilities: vec!["NET_ADMIN".into()],
+        ..p.clone()
+    };
+    w.containers[0].security.cap_add = vec!["NET_ADMIN".into()];
+    assert!(net.check(&w, &[], &same).is_ok());
+    w.containers[0].security.cap_add = vec!["NET_ADMIN".into(), "SYS_PTRACE".into()];
+    let e = net.check(&w, &[], &same).unwrap_err();
+    assert!(
+        e.what.contains("SYS_PTRACE") && !e.what.contains("NET_ADMIN,"),
+        "{e}"
+    );
+    let all = SecurityPolicy {
+        allowed_capabilities: vec!["ALL".into()],
+        ..p
+    };
+    assert!(all.check(&w, &[], &same).is_ok());
+}
+
+#[test]
+fn allowed_capabilities_are_normalised_and_unknown_ones_refused() {
+    let p: SecurityPolicy =
+        toml::from_str("allowed_capabilities = [\"cap_net_admin\", \"SYS_TIME\"]").unwrap();
+    assert_eq!(p.allowed_capabilities, ["NET_ADMIN", "SYS_TIME"]);
+    let e = toml::from_str::<SecurityPolicy>("allowed_capabilities = [\"SYS_WIZARD\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown capability \"SYS_WIZARD\""), "{e}");
 }

@@ -108,6 +108,30 @@ fn every_v1_route_needs_a_token_and_the_read_token_never_writes() {
     let (code, _, body) = http(&hub, "GET", "/v1/devices/pi-auth", &[&admin], "");
     assert_eq!(code, 200, "{body}");
 
+    // Env values are the admin's only: a read token sees the names, never the values.
+    let web = "apiVersion: drover.dev/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  \
+               selector: {matchLabels: {app: web}}\n  template:\n    spec:\n      containers:\n\
+               \x20       - name: main\n          image: busybox\n          \
+               env: [{name: DB_PASSWORD, value: hunter2-read-token}]\n";
+    let pi_web = r#"{"name":"pi-web","labels":{"app":"web"}}"#;
+    let (code, _, body) = http(&hub, "POST", "/v1/devices", &[&admin], pi_web);
+    assert_eq!(code, 200, "{body}");
+    let (code, out, err) = hub.apply("web.yaml", web);
+    assert_eq!(code, 0, "{out}{err}");
+    // The device's desired state and the Deployment's template both hold the value.
+    for path in ["/v1/deployments/web", "/v1/devices/pi-web"] {
+        let (code, _, body) = http(&hub, "GET", path, &[&read], "");
+        assert_eq!(code, 200, "GET {path}: {body}");
+        assert!(
+            body.contains("DB_PASSWORD") && body.contains("<redacted>"),
+            "GET {path}: {body}"
+        );
+        assert!(!body.contains("hunter2-read-token"), "GET {path}: {body}");
+        let (code, _, body) = http(&hub, "GET", path, &[&admin], "");
+        assert_eq!(code, 200, "GET {path}: {body}");
+        assert!(body.contains("hunter2-read-token"), "GET {path}: {body}");
+    }
+
     // The admin token never goes into a browser.
     let admin_token = hub.admin_token();
     let (code, _, body) = http(&hub, "GET", &format!("/?token={admin_token}"), &[], "");
@@ -170,7 +194,7 @@ fn the_token_files_are_0600_created_once_and_found_by_the_cli() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("missing/api.token") && err.contains("run as root"),
         "{err}"

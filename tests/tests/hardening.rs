@@ -119,7 +119,13 @@ fn a_default_container_is_confined_and_a_privileged_one_is_not() {
          mount -t tmpfs none /mnt; echo busybox_mount=$?; insmod /bin/busybox; \
          echo busybox_insmod=$?; cat {} 2>/dev/null; echo secret=$?; \
          echo timer_list=$(wc -c < /proc/timer_list); \
-         touch /sys/x 2>/dev/null && echo sysfs=rw || echo sysfs=ro; echo END",
+         touch /sys/x 2>/dev/null && echo sysfs=rw || echo sysfs=ro; \
+         for f in memory/memory.limit_in_bytes pids/pids.max cpu/cpu.cfs_quota_us; do \
+         [ -e /sys/fs/cgroup/$f ] && {{ echo 999999999 > /sys/fs/cgroup/$f 2>/dev/null \
+         && echo cg_$f=rw || echo cg_$f=ro; }}; done; \
+         d=/sys/fs/cgroup/systemd/drover-escape-$$; mkdir $d 2>/dev/null \
+         && {{ rmdir $d; echo cg_mkdir=rw; }} || echo cg_mkdir=ro; \
+         echo END",
         secret.display()
     );
     a.write_manifest("plain.yaml", &workload("plain", &image, &script, ""));
@@ -157,6 +163,11 @@ fn a_default_container_is_confined_and_a_privileged_one_is_not() {
     );
     assert_eq!(line(&out, "timer_list="), "timer_list=0", "{out}");
     assert_eq!(line(&out, "sysfs="), "sysfs=ro", "{out}");
+    // Its own cgroup limits are read-only (libcontainer mounts v1 hierarchies read-write
+    // unless the agent asks again): no raising its memory, pids or cpu limit.
+    let cg: Vec<&str> = out.lines().filter(|l| l.starts_with("cg_")).collect();
+    assert!(cg.len() >= 3, "no cgroup files probed:\n{out}");
+    assert!(cg.iter().all(|l| l.ends_with("=ro")), "{out}");
 
     // The same probe, privileged: the confinement above is what made the difference.
     let out = output(&a, "priv");
@@ -166,6 +177,7 @@ fn a_default_container_is_confined_and_a_privileged_one_is_not() {
     assert_eq!(line(&out, "unshare_user: "), "unshare_user: ok", "{out}");
     assert_eq!(line(&out, "secret="), "secret=1", "{out}");
     assert_ne!(line(&out, "timer_list="), "timer_list=0", "{out}");
+    assert_eq!(line(&out, "cg_mkdir="), "cg_mkdir=rw", "{out}");
 }
 
 #[test]
@@ -254,8 +266,18 @@ fn the_agent_refuses_what_its_policy_does_not_allow_and_keeps_the_rest_running()
         e.contains("[security] policy").then_some(e)
     });
     assert!(err.contains("privileged is not allowed"), "{err}");
+    let caps = "      securityContext: {capabilities: {add: [SYS_ADMIN]}}\n";
+    a.write_manifest("caps.yaml", &workload("caps", &image, sleeper, caps));
+    let err = wait_for("caps to be refused", T, || {
+        let e = last_error(&a.ps()?, "caps");
+        e.contains("[security] policy").then_some(e)
+    });
+    assert!(
+        err.contains("SYS_ADMIN") && err.contains("allowed_capabilities"),
+        "{err}"
+    );
     // Nothing of the refused workloads was ever set up; the good one kept running.
-    for wl in ["root", "state", "etc", "priv"] {
+    for wl in ["root", "state", "etc", "priv", "caps"] {
         let id = format!("{wl}.main");
         assert!(
             !a.state.join("containers").join(&id).exists(),
@@ -290,4 +312,16 @@ fn the_hub_refuses_at_apply_what_its_policy_does_not_allow() {
     assert!(err.contains("not below any allowed host path"), "{err}");
     let (code, out, err) = hub.apply("fleet.yaml", &yaml("/srv/data"));
     assert_eq!(code, 0, "{out}{err}");
+    // Capabilities beyond Docker's set need `allowed_capabilities` (SYS_ADMIN would give
+    // the container the host through cgroup v1's release_agent).
+    let caps = yaml("/srv/data").replace(
+        "          mounts:",
+        "          securityContext: {capabilities: {add: [SYS_ADMIN]}}\n          mounts:",
+    );
+    let (code, _, err) = hub.apply("fleet.yaml", &caps);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("SYS_ADMIN") && err.contains("allowed_capabilities"),
+        "{err}"
+    );
 }

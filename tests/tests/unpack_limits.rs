@@ -107,6 +107,11 @@ fn a_gzip_bomb_layer_is_refused_at_the_limit_and_nothing_else_is_disturbed() {
     );
     let record = a.state.join("workloads/keep.json");
     assert_eq!(mode(&record), 0o600, "{}", record.display());
+    // The bundles (config.json holds the env values) are below 0700 runtime folders.
+    for d in ["containers", "runtime"] {
+        let dir = a.run_dir().join(d);
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
 
     // Watch the disk while the bomb is pulled.
     let before = disk.free_bytes();

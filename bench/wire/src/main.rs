@@ -422,7 +422,7 @@ const ETHERNET_HEADER: usize = 14;
 fn uplink(d: &DesiredState, credential: &[u8]) -> Result<Value, Box<dyn std::error::Error>> {
     let (telemetry_every_s, heartbeat_every_s, keep_alive_s) = (10.0, 60.0, 60.0);
     let t = seal_telemetry(&telemetry(d), &d.device, credential)?;
-    let s = seal_status(&status(d), credential)?;
+    let s = drover_protocol::freshness::seal_status_seq(&status(d), 1_700_000_000_000, credential)?;
     let t_pkt = publish_bytes(&topics::telemetry(&d.device), t.len(), false);
     let s_pkt = publish_bytes(&topics::status(&d.device), s.len(), true);
     let ping = 2;
@@ -520,9 +520,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let s = status(&d);
         let sealed = seal_status(&s, &credential)?;
         let sjson = json_len(&json!({"status": s, "mac": B64.encode([0u8; 32])}))?;
+        let seq = drover_protocol::freshness::seal_status_seq(&s, 1_700_000_000_000, &credential)?;
+        let qjson = json_len(
+            &json!({"status": s, "seq": 1_700_000_000_000u64, "mac": B64.encode([0u8; 32])}),
+        )?;
         rows.push(row(
-            &format!("device status, {n} running workload(s), sealed (as published)"),
-            "seal_status: envelope(AuthedStatus{envelope(DeviceStatus), HMAC-SHA256}); JSON: {status, mac: base64}",
+            &format!("device status, {n} running workload(s), sequenced and sealed (as published)"),
+            "seal_status_seq: envelope(SequencedStatus{seq, envelope(DeviceStatus), HMAC-SHA256 over device, seq, status}); JSON: {status, seq, mac: base64}",
+            seq.len(),
+            qjson,
+        ));
+        rows.push(row(
+            &format!("before: device status, {n} running workload(s), sealed without sequence"),
+            "seal_status (before issue 13 part 6): envelope(AuthedStatus{envelope(DeviceStatus), HMAC-SHA256}); JSON: {status, mac: base64}",
             sealed.len(),
             sjson,
         ));
@@ -533,6 +543,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             json_len(&s)?,
         ));
     }
+    let dev = desired(1).device;
+    let presence =
+        drover_protocol::freshness::seal_presence(&dev, true, 1_700_000_000_000, &credential)?;
+    rows.push(row(
+        "presence online, sealed with sequence (as published)",
+        "seal_presence: envelope(SealedPresence{online, seq, HMAC-SHA256}); JSON: {online, seq, mac: base64}",
+        presence.len(),
+        json_len(&json!({"online": true, "seq": 1_700_000_000_000u64, "mac": B64.encode([0u8; 32])}))?,
+    ));
+    rows.push(row(
+        "before: presence online, plain",
+        "the bytes `online` (before issue 13 part 6); JSON: the same string quoted",
+        b"online".len(),
+        json_len(&"online")?,
+    ));
     for n in [1usize, 5] {
         let d = desired(n);
         let t = telemetry(&d);

@@ -83,8 +83,17 @@ impl StatePaths {
                 Err(e) => return Err((d, e)),
             }
         }
+        // The runtime folders too: bundles hold each container's config.json, env values
+        // included. Not `run_dir` itself, which may be a folder others share.
         for d in ["containers", "runtime"].iter().map(|d| self.run.join(d)) {
-            fs::create_dir_all(&d).map_err(|e| (d, e))?;
+            match crate::fsutil::ensure_private_dir(&d) {
+                Ok(Some(was)) => {
+                    let was = format!("{was:o}");
+                    tracing::warn!(folder = %d.display(), was, "tightened the mode of a runtime folder to 0700");
+                }
+                Ok(None) => {}
+                Err(e) => return Err((d, e)),
+            }
         }
         Ok(())
     }

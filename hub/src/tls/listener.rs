@@ -8,7 +8,7 @@
 //! loopback listener. This module must never pass on a connection whose handshake did
 //! not complete.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,47 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at most per listener; further connections wait in the
 /// kernel's backlog until one ends (each ends within [`HANDSHAKE_TIMEOUT`]).
 pub const MAX_HANDSHAKES: usize = 256;
+
+/// Handshakes in progress at most per peer address: one host (a LAN attacker opening
+/// hundreds of idle connections) can hold only this many of [`MAX_HANDSHAKES`]; its
+/// further connections are closed at once. A site behind one NAT address still gets
+/// this many handshakes at once (each takes milliseconds); agents retry with back-off.
+pub const MAX_HANDSHAKES_PER_PEER: usize = 16;
+
+/// Handshakes in progress per peer address.
+#[derive(Debug, Default)]
+pub struct PerPeer {
+    open: std::collections::HashMap<IpAddr, usize>,
+}
+
+impl PerPeer {
+    /// Counts one more handshake from `ip`, or `false` when it already has
+    /// [`MAX_HANDSHAKES_PER_PEER`].
+    pub fn start(&mut self, ip: IpAddr) -> bool {
+        let n = self.open.entry(ip.to_canonical()).or_insert(0);
+        if *n >= MAX_HANDSHAKES_PER_PEER {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// One handshake from `ip` ended (either way).
+    pub fn end(&mut self, ip: IpAddr) {
+        let ip = ip.to_canonical();
+        if let Some(n) = self.open.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.open.remove(&ip);
+            }
+        }
+    }
+
+    /// Peers with a handshake in progress.
+    pub fn peers(&self) -> usize {
+        self.open.len()
+    }
+}
 
 /// A finished TLS connection and its peer.
 pub type Accepted = (TlsStream<TcpStream>, SocketAddr);
@@ -55,6 +96,7 @@ async fn accept_loop(
 ) {
     let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let warned = Arc::new(std::sync::Mutex::new(RateLimit::new(60_000)));
+    let per_peer = Arc::new(std::sync::Mutex::new(PerPeer::default()));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
@@ -71,11 +113,27 @@ async fn accept_loop(
         if tx.is_closed() {
             return;
         }
+        let started = per_peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .start(peer.ip());
+        if !started {
+            let mut limit = warned.lock().unwrap_or_else(|e| e.into_inner());
+            if limit.allow(&format!("busy {}", peer.ip()), crate::now_ms()) {
+                tracing::warn!(listener = what, %peer, "closed a connection: {MAX_HANDSHAKES_PER_PEER} TLS handshakes from this address are already in progress (logged once a minute per address)");
+            }
+            continue; // drops `stream` (closed) and `permit`
+        }
         let _ = stream.set_nodelay(true);
         let (acceptor, tx, warned) = (acceptor.clone(), tx.clone(), warned.clone());
+        let per_peer = per_peer.clone();
         tokio::spawn(async move {
             let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
             drop(permit);
+            per_peer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .end(peer.ip());
             let reason = match result {
                 Ok(Ok(tls)) => {
                     let _ = tx.send((tls, peer)).await;

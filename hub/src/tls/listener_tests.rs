@@ -75,3 +75,64 @@ async fn mqtt_over_tls_is_spliced_to_the_plain_listener_both_ways() {
         .unwrap();
     assert_eq!(&back, b"ping");
 }
+
+#[test]
+fn handshakes_are_counted_per_peer_address() {
+    let mut p = PerPeer::default();
+    let a: IpAddr = "10.0.0.1".parse().unwrap();
+    let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+    let b: IpAddr = "10.0.0.2".parse().unwrap();
+    for _ in 0..MAX_HANDSHAKES_PER_PEER {
+        assert!(p.start(a));
+    }
+    assert!(!p.start(a));
+    assert!(!p.start(mapped), "an IPv4-mapped address is the same peer");
+    assert!(p.start(b));
+    p.end(a);
+    assert!(p.start(mapped));
+    for _ in 0..MAX_HANDSHAKES_PER_PEER {
+        p.end(a);
+    }
+    p.end(b);
+    assert_eq!(p.peers(), 0, "no entry is left behind");
+}
+
+/// One host holding more idle connections than the listener has handshake slots cannot
+/// lock out another host: its connections beyond its own share are closed at once.
+#[tokio::test]
+async fn one_flooding_address_does_not_lock_out_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = material(&tmp.path().join("a"));
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (mut rx, local) = bind("test", addr, server_config(&m).unwrap())
+        .await
+        .unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..MAX_HANDSHAKES + 20 {
+        flood.push(TcpStream::connect(local).await.unwrap());
+    }
+    // The last ones were closed by the hub: a read ends (EOF or reset) at once.
+    let mut last = flood.pop().unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), last.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "an excess connection stayed open: {read:?}"
+    );
+    // Another address (127.0.0.2 is loopback too) still gets its handshake.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = sock.connect(local).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let t0 = std::time::Instant::now();
+    let client = tokio::time::timeout(
+        Duration::from_secs(5),
+        TlsConnector::from(client_config(&m.ca_pem).unwrap()).connect(name, tcp),
+    )
+    .await
+    .expect("a handshake from another address while one floods")
+    .unwrap();
+    assert!(t0.elapsed() < HANDSHAKE_TIMEOUT);
+    let (_, peer) = rx.recv().await.unwrap();
+    assert_eq!(peer, client.get_ref().0.local_addr().unwrap());
+}

@@ -59,7 +59,7 @@ impl std::fmt::Debug for ApiAccess {
 
 /// What a token lets its bearer do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Level {
+pub enum Level {
     Read,
     Admin,
 }
@@ -105,10 +105,16 @@ fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
+/// Marks requests that came over HTTPS (an extension the TLS server adds): the read
+/// token's cookie is then `Secure`, so a browser never sends it over plain HTTP.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
 /// What to do with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Allow,
+    /// Let it through; a `Read` bearer gets env values hidden (`web::redact`).
+    Allow(Level),
     /// The right `?token=`: set the cookie (`set_cookie`, a `Set-Cookie` value) and send
     /// the browser to `location`, the same address without the token.
     Login {
@@ -190,9 +196,9 @@ pub fn decide(
     if let Some(token) = bearer(headers).filter(|t| !t.is_empty()) {
         return match access.level(token) {
             Some(Level::Admin) if write && !loopback => Verdict::Deny(Denied::RemoteWrite),
-            Some(Level::Admin) => Verdict::Allow,
+            Some(Level::Admin) => Verdict::Allow(Level::Admin),
             Some(Level::Read) if write => Verdict::Deny(Denied::ReadOnly),
-            Some(Level::Read) => Verdict::Allow,
+            Some(Level::Read) => Verdict::Allow(Level::Read),
             None => Verdict::Deny(Denied::WrongToken),
         };
     }
@@ -200,7 +206,7 @@ pub fn decide(
     if cookie.is_some_and(|t| access.is_read(t)) {
         return match write {
             true => Verdict::Deny(Denied::ReadOnly),
-            false => Verdict::Allow,
+            false => Verdict::Allow(Level::Read),
         };
     }
     let query = split_token(path_and_query).filter(|(t, _)| !t.is_empty());
@@ -212,7 +218,8 @@ pub fn decide(
         _ if admin_in_browser => Verdict::Deny(Denied::AdminInBrowser),
         Some((token, location)) if !write && access.is_read(token) => Verdict::Login {
             location,
-            // Not `Secure`: the hub may speak plain HTTP (a TLS proxy in front may add it).
+            // `Secure` is added by `api_access` for requests over HTTPS (`OverTls`); plain
+            // HTTP on loopback must still be able to log in.
             set_cookie: format!(
                 "{COOKIE}={token}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict"
             ),
@@ -275,15 +282,30 @@ pub async fn api_access(State(access): State<ApiAccess>, req: Request, next: Nex
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     match decide(&access, peer, req.method(), req.headers(), &target) {
-        Verdict::Allow => next.run(req).await,
+        Verdict::Allow(Level::Read) if super::redact::shows_env(req.uri().path()) => {
+            redacted(next.run(req).await).await
+        }
+        Verdict::Allow(_) => next.run(req).await,
         Verdict::Login {
             location,
-            set_cookie,
-        } => login(&location, &set_cookie),
+            mut set_cookie,
+        } => {
+            if req.extensions().get::<OverTls>().is_some() {
+                set_cookie.push_str("; Secure");
+            }
+            login(&location, &set_cookie)
+        }
         Verdict::Deny(why) => {
             tracing::debug!(peer = ?peer, path = req.uri().path(), "refused: {why:?}");
+            // Another machine learns nothing of the hub's layout: `<data_dir>`.
+            let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
+            let dir = if loopback {
+                &*access.data_dir
+            } else {
+                "<data_dir>"
+            };
             let body = ErrorBody {
-                error: why.message(&access.data_dir),
+                error: why.message(dir),
             };
             let mut res = (why.status(), Json(body)).into_response();
             if why.status() == StatusCode::UNAUTHORIZED {
@@ -295,6 +317,19 @@ pub async fn api_access(State(access): State<ApiAccess>, req: Request, next: Nex
             res
         }
     }
+}
+
+/// `res` with every env value hidden (a read-only bearer); a body too large to rewrite
+/// is refused rather than passed on.
+async fn redacted(res: Response) -> Response {
+    let (parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, super::redact::MAX_BODY_BYTES).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let out = super::redact::redact_body(&bytes).unwrap_or_else(|| bytes.to_vec());
+    let mut res = Response::from_parts(parts, axum::body::Body::from(out));
+    res.headers_mut().remove(header::CONTENT_LENGTH);
+    res
 }
 
 /// The answer to the right `?token=`: the cookie, and the address without the token.

@@ -74,12 +74,15 @@ fn the_admin_token_may_do_anything_from_loopback_and_only_read_from_elsewhere() 
     for m in [Method::GET, Method::HEAD, Method::POST, Method::DELETE] {
         assert_eq!(
             decide(&access(), LOCAL, &m, &bearer(ADMIN), "/v1/apply"),
-            Verdict::Allow,
+            Verdict::Allow(Level::Admin),
             "{m}"
         );
     }
     let lower = headers(&[(header::AUTHORIZATION, &format!("bearer {ADMIN}"))]);
-    assert_eq!(get(REMOTE, &lower, "/v1/devices"), Verdict::Allow);
+    assert_eq!(
+        get(REMOTE, &lower, "/v1/devices"),
+        Verdict::Allow(Level::Admin)
+    );
     for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
         assert_eq!(
             decide(&access(), REMOTE, &m, &bearer(ADMIN), "/v1/apply"),
@@ -104,9 +107,10 @@ fn read_tokens_read_from_anywhere_and_never_change_anything() {
             headers(&[(header::COOKIE, &format!("a=b; {COOKIE}={token}; c=d"))]),
         ] {
             for peer in [LOCAL, REMOTE] {
-                assert_eq!(get(peer, &h, "/v1/devices"), Verdict::Allow, "{h:?}");
+                let read = Verdict::Allow(Level::Read);
+                assert_eq!(get(peer, &h, "/v1/devices"), read, "{h:?}");
                 let head = decide(&access(), peer, &Method::HEAD, &h, "/");
-                assert_eq!(head, Verdict::Allow);
+                assert_eq!(head, Verdict::Allow(Level::Read));
                 for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
                     assert_eq!(
                         decide(&access(), peer, &m, &h, "/v1/apply"),

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod live;
+pub mod redact;
 
 use axum::Router;
 use axum::extract::{Path, State};

@@ -102,7 +102,9 @@ pub fn linux(spec: &mut Spec, ctx: &SecurityContext) -> Result<(), OciSpecError>
     } else {
         let own = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
         linux.set_masked_paths(Some(own(&MASKED_PATHS)));
-        linux.set_readonly_paths(Some(own(&READONLY_PATHS)));
+        let mut readonly: Vec<String> = own(&READONLY_PATHS);
+        readonly.extend(cgroup_paths().iter().cloned());
+        linux.set_readonly_paths(Some(readonly));
         let caps = ctx.capabilities();
         linux.set_seccomp(Some(seccomp::default_profile(&caps, kernel_4_8())?));
     }
@@ -110,6 +112,38 @@ pub fn linux(spec: &mut Spec, ctx: &SecurityContext) -> Result<(), OciSpecError>
     let mounts = spec.mounts().clone().unwrap_or_default();
     spec.set_mounts(Some(mounts.into_iter().map(system_mount).collect()));
     Ok(())
+}
+
+/// `/sys/fs/cgroup` and, on cgroup v1, each hierarchy below it (read once from this
+/// host's mountinfo): read-only in the container like Docker's. The spec's `ro` on the
+/// cgroup mount is not enough: libcontainer 0.7 mounts each v1 hierarchy read-write
+/// (a bind of the container's own cgroup), and a container could then raise its own
+/// memory, pids and cpu limits, or create cgroups in the `name=systemd` hierarchy.
+/// Paths absent in the container are skipped by libcontainer.
+fn cgroup_paths() -> &'static [String] {
+    static PATHS: OnceLock<Vec<String>> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let mut paths = vec![CGROUP_ROOT.to_owned()];
+        let hierarchies = libcgroups::v1::util::list_subsystem_mount_points().unwrap_or_default();
+        paths.extend(cgroup_hierarchies(&hierarchies));
+        paths
+    })
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The v1 hierarchies' mount points directly below `/sys/fs/cgroup`, sorted (`cpu` and
+/// `cpuacct` are symlinks to `cpu,cpuacct` on most hosts: only real mount points count).
+pub fn cgroup_hierarchies(mounts: &[std::path::PathBuf]) -> Vec<String> {
+    let root = std::path::Path::new(CGROUP_ROOT);
+    let mut out: Vec<String> = mounts
+        .iter()
+        .filter(|m| m.parent() == Some(root))
+        .map(|m| m.to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `/proc` gets `nosuid,noexec,nodev`. `/sys` stays read-only, privileged too (a

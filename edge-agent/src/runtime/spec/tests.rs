@@ -564,6 +564,7 @@ fn containers_are_confined_like_dockers_by_default() {
     assert!(masked.contains(&"/proc/kcore".to_string()));
     let ro = linux.readonly_paths().clone().expect("readonly");
     assert!(ro.contains(&"/proc/sys".to_string()));
+    assert!(ro.contains(&"/sys/fs/cgroup".to_string()));
     assert!(linux.seccomp().is_some());
     let mounts = spec.mounts().clone().expect("mounts");
     let opts = |dest: &str| {
@@ -639,4 +640,27 @@ fn kernel_releases_compare_by_major_and_minor() {
     assert!(hardening::release_at_least("4.8.0", (4, 8)));
     assert!(!hardening::release_at_least("4.4.302", (4, 8)));
     assert!(!hardening::release_at_least("garbage", (4, 8)));
+}
+
+#[test]
+fn cgroup_hierarchies_are_the_mount_points_right_below_sys_fs_cgroup() {
+    let mounts: Vec<std::path::PathBuf> = [
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/cpu,cpuacct",
+        "/sys/fs/cgroup/systemd",
+        "/sys/fs/cgroup/memory",
+        "/mnt/elsewhere/cpuset",
+        "/sys/fs/cgroup/pids/nested",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .collect();
+    assert_eq!(
+        hardening::cgroup_hierarchies(&mounts),
+        [
+            "/sys/fs/cgroup/cpu,cpuacct",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/systemd"
+        ]
+    );
 }
