@@ -104,7 +104,10 @@ impl Controller {
         dry_run: bool,
         now_ms: u64,
     ) -> Result<ChangeReport, ControllerError> {
-        let objects = parse(files)?;
+        let mut objects = parse(files)?;
+        // Deployments first: a Secret deleted with the Deployment using it goes, in any
+        // order of the file.
+        objects.sort_by_key(|o| matches!(o, Object::Config(_)));
         let mut next = self.snapshot.clone();
         let mut report = ChangeReport::default();
         let mut gone = Vec::new();

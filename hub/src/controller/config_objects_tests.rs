@@ -180,15 +180,23 @@ fn a_changed_secret_rolls_out_and_delete_is_refused_while_used() {
         "digest changed"
     );
     assert_eq!(c.snapshot.revisions[&Name::new("web").unwrap()].revision, 2);
+    let without = SECRET.replace("  password: aHVudGVyMi1zM2NyZXQ=\n", "");
+    let e = c.apply(&[file("s.yaml", &without)], false, 5).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "deployment/web: key \"password\" not found in Secret \"db\""
+    );
     let e = c.delete(&[file("s.yaml", SECRET)], false, 5).unwrap_err();
     assert!(
         e.to_string()
             .contains("secret/db is used by deployment/web"),
         "{e}"
     );
-    c.delete(&[web("password")], false, 6).unwrap();
-    let r = c.delete(&[file("s.yaml", SECRET)], false, 7).unwrap();
-    assert_eq!(r.results, ["secret/db deleted"]);
+    // The Secret before the Deployment using it, in one delete: both go.
+    let r = c
+        .delete(&[file("s.yaml", SECRET), web("password")], false, 6)
+        .unwrap();
+    assert_eq!(r.results, ["deployment/web deleted", "secret/db deleted"]);
     // Reloaded from the store with the same key: still there, values intact.
     let b = crate::secrets::SecretBox::from_key(&[1; 32]);
     drop(c);
