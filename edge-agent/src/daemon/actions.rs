@@ -265,6 +265,9 @@ impl Agent {
             files: &files,
         };
         let oci = runtime_spec(&input)?;
+        if let Some(user) = oci.process().as_ref().map(|p| p.user()) {
+            self.own_ref_files(&files, user.uid(), user.gid())?;
+        }
         if let Some(cwd) = oci
             .process()
             .as_ref()

@@ -73,6 +73,23 @@ impl Agent {
         Ok(out)
     }
 
+    /// Gives the files to the container's user when it is not root (Kubernetes makes
+    /// them world-readable instead; here they stay 0600 and belong to that user).
+    pub(super) fn own_ref_files(
+        &self,
+        files: &[(String, PathBuf)],
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), StartError> {
+        if uid == 0 {
+            return Ok(());
+        }
+        for (_, dir) in files {
+            self.ports.host.chown_tree(dir, uid, gid)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn secrets_dir(&self, wl: &Name, c: &Name) -> PathBuf {
         secrets_dir(&self.paths.run, &container_id(wl, c))
     }

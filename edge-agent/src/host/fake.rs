@@ -17,6 +17,7 @@ pub enum HostCall {
     RemoveCgroup(String),
     RemoveDir(PathBuf),
     EnsureTmpfs(PathBuf),
+    ChownTree(PathBuf, u32, u32),
 }
 
 #[derive(Default)]
@@ -110,6 +111,12 @@ impl Host for FakeHost {
         let mut inner = self.lock();
         inner.calls.push(HostCall::EnsureTmpfs(dir.to_path_buf()));
         inner.dirs.insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn chown_tree(&self, dir: &Path, uid: u32, gid: u32) -> Result<(), HostError> {
+        let call = HostCall::ChownTree(dir.to_path_buf(), uid, gid);
+        self.lock().calls.push(call);
         Ok(())
     }
 

@@ -81,6 +81,10 @@ impl Host for LinuxHost {
         crate::runtime::files::ensure_tmpfs(dir).map_err(io("mounting a tmpfs at", dir))
     }
 
+    fn chown_tree(&self, dir: &Path, uid: u32, gid: u32) -> Result<(), HostError> {
+        crate::runtime::files::chown_tree(dir, uid, gid).map_err(io("changing the owner of", dir))
+    }
+
     fn create_netns(&self, path: &Path) -> Result<(), HostError> {
         Ok(netns::create(path)?)
     }

@@ -81,6 +81,10 @@ pub trait Host: Send {
     /// already, else a small tmpfs (`nosuid,nodev,noexec`) is mounted there. Secret files
     /// go only below such a folder, never on the SD card.
     fn ensure_tmpfs(&self, dir: &Path) -> Result<(), HostError>;
+    /// Gives `dir` and everything below it (created by the agent, no links followed) to
+    /// `uid:gid`, so a container running as that user can read its Secret and ConfigMap
+    /// files (still mode 0600/0700: no other user of the host or container can).
+    fn chown_tree(&self, dir: &Path, uid: u32, gid: u32) -> Result<(), HostError>;
     /// Creates a network namespace with `lo` up, pinned at `path` (nothing if it exists).
     fn create_netns(&self, path: &Path) -> Result<(), HostError>;
     /// Removes the namespace pinned at `path`; a missing one is fine.

@@ -95,6 +95,20 @@ pub fn ensure_tmpfs(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
+/// `lchown` of `dir` and everything below it (links are not followed).
+pub fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            chown_tree(&entry.path(), uid, gid)?;
+        } else {
+            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +120,22 @@ mod tests {
         }
         for bad in ["", "/a", "a/../b", "..", "a//b", "./a", "a/"] {
             assert!(!is_safe_relative(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chown_tree_gives_everything_below() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() && std::env::var("DROVER_REQUIRE_ROOT").is_err() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/f"), b"x").unwrap();
+        chown_tree(dir.path(), 1000, 1001).unwrap();
+        for p in ["", "a", "a/b", "a/b/f"] {
+            let m = std::fs::symlink_metadata(dir.path().join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (1000, 1001), "{p}");
         }
     }
 

@@ -118,3 +118,22 @@ fn files_are_written_bound_read_only_and_removed_with_the_workload() {
             .contains(&HostCall::RemoveDir(secrets.join("web.app")))
     );
 }
+
+#[test]
+fn a_non_root_container_owns_its_files() {
+    let mut fx = Fx::new();
+    let mut spec = wl("web", "a");
+    let c = &mut spec.containers[0];
+    c.security.run_as_user = Some(1000);
+    c.security.run_as_group = Some(1001);
+    c.mounts
+        .push(files(RefKind::Secret, "pw", "pw", "v", "/run/creds"));
+    fx.agent.set_static_desired(vec![spec]);
+    fx.pass();
+    let dir = fx.paths().run.join("secrets/web.app/0");
+    let calls = fx.host.take_calls();
+    assert!(
+        calls.contains(&HostCall::ChownTree(dir, 1000, 1001)),
+        "{calls:?}"
+    );
+}
