@@ -4,7 +4,8 @@
 //! proves it read them while the plain values can be searched for everywhere else:
 //! - the hub's SQLite bytes, the hub's and agent's logs, `get`/`describe` in every output
 //!   format, `drover-agent ps`, and every file of the agent's state folder: never there;
-//! - the Secret file's host folder is on a tmpfs, and the mount is read-only inside;
+//! - the Secret file's host folder is on a tmpfs, and the mount is read-only inside; a
+//!   second container running as uid 1000 reads its own copy;
 //! - a changed Secret restarts the workload with the new value; removing the workload
 //!   removes the Secret files.
 //!
@@ -65,7 +66,13 @@ spec:
             - {{volume: creds, mountPath: /run/creds}}
             - {{volume: conf, mountPath: /etc/app}}
           command: [/bin/sh, -c, \"{script}\"]
+        - name: user
+          image: oci:{}:latest
+          securityContext: {{runAsUser: 1000, runAsGroup: 1000}}
+          mounts: [{{volume: creds, mountPath: /run/creds}}]
+          command: [/bin/sh, -c, \"echo user-cert=$(rev /run/creds/tls/cert.pem); while true; do sleep 1; done\"]
 ",
+        image.display(),
         image.display()
     );
     // The Deployment first: objects may come in any order within one apply.
@@ -106,9 +113,9 @@ fn fs_type(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn logs_show(agent: &TestAgent, want: &[String]) {
+fn logs_show(agent: &TestAgent, container: &str, want: &[String]) {
     wait_for("the container prints the values", T, || {
-        let (_, out, _) = agent.cli(&["logs", "app"]);
+        let (_, out, _) = agent.cli(&["logs", "app", "-c", container]);
         want.iter().all(|w| out.contains(w.as_str())).then_some(())
     });
 }
@@ -141,7 +148,9 @@ fn secrets_and_configmaps_reach_the_container_and_nothing_else() {
         format!("conf={CONFIG}"),
         "write=refused".to_owned(),
     ];
-    logs_show(&alice, &want);
+    logs_show(&alice, "main", &want);
+    // A container running as another user reads its copy too (the files are its own).
+    logs_show(&alice, "user", &[format!("user-cert={}", rev(FILE_SECRET))]);
 
     // The Secret file's host folder is a tmpfs; the ConfigMap's is in the state folder.
     let secrets_dir = alice.run_dir().join("secrets/app.main/0");
@@ -182,7 +191,7 @@ fn secrets_and_configmaps_reach_the_container_and_nothing_else() {
         out.contains("deployment/app configured (its values changed)"),
         "{out}"
     );
-    logs_show(&alice, &[format!("pw={}", rev(NEW_SECRET))]);
+    logs_show(&alice, "main", &[format!("pw={}", rev(NEW_SECRET))]);
     let new_pid = alice.wait_running("app", "main", T);
     assert_ne!(pid, new_pid, "the workload restarted");
 
