@@ -16,6 +16,7 @@ mod changes;
 mod clients;
 mod core;
 mod devices;
+mod enroll;
 mod freshness;
 mod ingest;
 mod read;
@@ -42,6 +43,7 @@ use crate::store::StoreError;
 use crate::views::{ChangeReport, DeviceAdded, FileText, RolloutAction, RolloutAnswer};
 
 pub use self::core::Controller;
+pub use enroll::{EnrollCommand, Joining, NewToken};
 pub use ingest::RejectReason;
 pub use read::{ReadSide, is_online};
 
@@ -182,6 +184,8 @@ pub enum Command {
         action: RolloutAction,
         reply: Reply<RolloutAnswer>,
     },
+    /// Join tokens, joins and `device revoke` (`controller/enroll.rs`).
+    Enroll(EnrollCommand),
 }
 
 /// The sending side of the controller's command channel: cheap to clone, never blocks.

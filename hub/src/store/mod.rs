@@ -15,6 +15,7 @@ mod freshness;
 mod revisions;
 pub mod rows;
 mod status;
+pub mod tokens;
 
 #[cfg(test)]
 mod tests;
@@ -225,5 +226,6 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     revisions::migrate(conn)?;
     freshness::migrate(conn)?;
-    clients::migrate(conn)
+    clients::migrate(conn)?;
+    tokens::migrate(conn)
 }
