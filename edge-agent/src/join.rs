@@ -54,7 +54,11 @@ pub struct JoinArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Where to write the agent config.
-    #[arg(long, env = "DROVER_AGENT_CONFIG", default_value = "/etc/drover/agent.toml")]
+    #[arg(
+        long,
+        env = "DROVER_AGENT_CONFIG",
+        default_value = "/etc/drover/agent.toml"
+    )]
     pub config: PathBuf,
     /// Write over an existing config file.
     #[arg(long)]
@@ -165,13 +169,17 @@ fn fetch_ca(base: &str, token: &JoinToken) -> Result<String, JoinFailure> {
         .call()
         .map_err(|e| unreachable(e.to_string()))?;
     if resp.status() != 200 {
-        return Err(unreachable(format!("HTTP {} (is this a Drover hub?)", resp.status())));
+        return Err(unreachable(format!(
+            "HTTP {} (is this a Drover hub?)",
+            resp.status()
+        )));
     }
     let ca: JoinCa = resp
         .body_mut()
         .read_json()
         .map_err(|e| unreachable(format!("not a Drover hub's CA answer: {e}")))?;
-    let der = first_cert(&ca.ca_pem).ok_or_else(|| unreachable("no certificate in the CA".into()))?;
+    let der =
+        first_cert(&ca.ca_pem).ok_or_else(|| unreachable("no certificate in the CA".into()))?;
     let got = ca_sha256(&der);
     if got != token.ca_sha256 {
         let msg = format!(
@@ -223,7 +231,10 @@ fn post_join(base: &str, ca_pem: &str, req: &JoinRequest) -> Result<JoinAnswer, 
         400 | 409 => exit::NAME_REFUSED,
         _ => exit::UNREACHABLE,
     };
-    Err(fail(code, format!("the hub refused (HTTP {status}): {said}")))
+    Err(fail(
+        code,
+        format!("the hub refused (HTTP {status}): {said}"),
+    ))
 }
 
 /// A fresh credential: 32 random bytes, base64url (43 characters), like `device add`'s.

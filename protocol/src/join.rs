@@ -79,7 +79,9 @@ impl std::str::FromStr for JoinToken {
         };
         let (id, secret) = rest.split_once('.').ok_or_else(bad)?;
         let lower_hex = |v: &str, n: usize| {
-            v.len() == n && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            v.len() == n
+                && v.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
         if prefix != TOKEN_PREFIX || !lower_hex(id, ID_LEN) || !lower_hex(secret, SECRET_LEN) {
             return Err(bad());
@@ -233,7 +235,10 @@ mod tests {
             seal_public: "00".repeat(32),
         };
         let shown = format!("{r:?}");
-        assert!(!shown.contains(&t.secret) && !shown.contains("mmmm"), "{shown}");
+        assert!(
+            !shown.contains(&t.secret) && !shown.contains("mmmm"),
+            "{shown}"
+        );
     }
 
     #[test]

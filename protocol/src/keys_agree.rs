@@ -93,7 +93,10 @@ mod tests {
         // Not the credential-derived key, not another device's, not another hub's.
         assert_ne!(on_device, device.status_key);
         let other = DeviceSecrets::derive(b"other-credential");
-        assert_ne!(hub_status_key(&hub_secret, &other.seal.public()).unwrap(), on_hub);
+        assert_ne!(
+            hub_status_key(&hub_secret, &other.seal.public()).unwrap(),
+            on_hub
+        );
         let other_hub = device_status_key(&device.seal, &hub_public(&[8u8; 32])).unwrap();
         assert_ne!(other_hub, on_device);
     }

@@ -169,9 +169,7 @@ pub fn seal_telemetry_keyed(
     key: &StatusKey,
 ) -> Result<Vec<u8>, CodecError> {
     let mut bytes = encode(sample)?;
-    let full = tag(device, key, &bytes)
-        .finalize()
-        .into_bytes();
+    let full = tag(device, key, &bytes).finalize().into_bytes();
     bytes.extend_from_slice(&full[..TAG_BYTES]);
     Ok(bytes)
 }

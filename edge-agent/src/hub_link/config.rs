@@ -86,7 +86,11 @@ pub struct HubConfig {
     /// The hub's X25519 key-agreement public key (64 hex), written by `drover-agent join`:
     /// the status key is then agreed with the hub (`drover_protocol::keys_agree`) instead
     /// of derived from the credential. Absent for devices added with `device add`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_key_agreement")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_key_agreement"
+    )]
     pub key_agreement: Option<String>,
 }
 

@@ -161,13 +161,9 @@ impl Receiver {
         // The request channel is empty here (rumqttc drops the old session's requests on
         // a clean-session ConnAck), so these cannot find it full.
         // Encoding a few bytes cannot fail; the plain form is the older agents' one.
-        let presence = seal_presence_keyed(
-            &self.shared.device,
-            true,
-            self.online_seq,
-            &self.status_key,
-        )
-        .unwrap_or_else(|_| b"online".to_vec());
+        let presence =
+            seal_presence_keyed(&self.shared.device, true, self.online_seq, &self.status_key)
+                .unwrap_or_else(|_| b"online".to_vec());
         let online = self
             .client
             .try_publish(&self.online_topic, QoS::AtLeastOnce, true, presence);
@@ -311,16 +307,16 @@ impl Sender {
             let Some(sample) = st.telemetry.front() else {
                 break;
             };
-            let payload =
-                match seal_telemetry_keyed(sample, &self.shared.device, &self.status_key) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        // Encoding cannot fail in practice; drop it rather than retry forever.
-                        warn!(device = %self.shared.device, "cannot encode telemetry: {e}");
-                        st.telemetry.pop();
-                        continue;
-                    }
-                };
+            let payload = match seal_telemetry_keyed(sample, &self.shared.device, &self.status_key)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    // Encoding cannot fail in practice; drop it rather than retry forever.
+                    warn!(device = %self.shared.device, "cannot encode telemetry: {e}");
+                    st.telemetry.pop();
+                    continue;
+                }
+            };
             // try_publish never waits: holding the (sync) lock across it is fine.
             if self
                 .client

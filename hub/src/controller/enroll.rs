@@ -172,7 +172,12 @@ impl Controller {
                 j.token_id,
                 labels_string(&device.labels)
             );
-            s.add_event(&Event::device(now_ms, &device.name, EventReason::Registered, msg))?;
+            s.add_event(&Event::device(
+                now_ms,
+                &device.name,
+                EventReason::Registered,
+                msg,
+            ))?;
             Ok(())
         });
         if let Err(e) = committed {
@@ -227,7 +232,12 @@ impl Controller {
             s.revoke_device(name, now_ms)?;
             let msg = "revoked: its keys are deleted from the broker and registry logins, \
                        nothing is placed on it and what it sends is ignored";
-            s.add_event(&Event::device(now_ms, name, EventReason::Deleted, msg.to_owned()))?;
+            s.add_event(&Event::device(
+                now_ms,
+                name,
+                EventReason::Deleted,
+                msg.to_owned(),
+            ))?;
             Ok(())
         })?;
         // Cut off at once: the broker's next login check, the registry, the verifiers.

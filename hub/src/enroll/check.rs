@@ -129,8 +129,14 @@ mod tests {
             check_token(Some(&r), "s3cret", 1_000),
             Err(TokenRefusal::Expired)
         );
-        let used = TokenRow { uses_left: 0, ..row() };
-        assert_eq!(check_token(Some(&used), "s3cret", 0), Err(TokenRefusal::UsedUp));
+        let used = TokenRow {
+            uses_left: 0,
+            ..row()
+        };
+        assert_eq!(
+            check_token(Some(&used), "s3cret", 0),
+            Err(TokenRefusal::UsedUp)
+        );
         let revoked = TokenRow {
             revoked_ms: Some(5),
             ..row()

@@ -18,7 +18,11 @@ pub struct HubKx([u8; 32]);
 
 impl std::fmt::Debug for HubKx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HubKx(public {})", drover_protocol::join::hex(&self.public().0))
+        write!(
+            f,
+            "HubKx(public {})",
+            drover_protocol::join::hex(&self.public().0)
+        )
     }
 }
 

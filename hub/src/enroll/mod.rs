@@ -166,12 +166,20 @@ async fn join(
         .allow(peer.ip(), crate::now_ms());
     if !allowed {
         tracing::warn!(%peer, "join refused: too many attempts from this address");
-        let msg = format!("too many join attempts from {}: at most {JOIN_BURST} a minute", peer.ip());
+        let msg = format!(
+            "too many join attempts from {}: at most {JOIN_BURST} a minute",
+            peer.ip()
+        );
         return refuse(StatusCode::TOO_MANY_REQUESTS, msg);
     }
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("join request: {}", e.body_text())),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("join request: {}", e.body_text()),
+            );
+        }
     };
     let keys = match device_keys(&st.kx, &req) {
         Ok(k) => k,
