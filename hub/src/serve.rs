@@ -87,6 +87,8 @@ pub async fn serve(
         tracing::warn!("{w}");
     }
     let (tls, server_tls) = crate::tls::setup(&config)?;
+    // MQTT-over-TLS connections by login: `device revoke` closes a revoked device's.
+    let mqtt_sessions = crate::tls::sessions::MqttSessions::default();
     let db = dir.join("fleet.db");
     let store = Store::open(&db)?;
     // The store holds every device's credential: owner only, whatever the umask or a
@@ -151,7 +153,7 @@ pub async fn serve(
         if let Some(addr) = config.broker.tls_listen.0 {
             let (rx, local) = tls_listener::bind("MQTT", addr, server_tls.clone()).await?;
             let target = crate::tls::loopback_target(config.broker.listen);
-            tokio::spawn(tls_listener::splice_to(rx, target));
+            tokio::spawn(tls_listener::splice_to(rx, target, mqtt_sessions.clone()));
             tracing::info!(listen = %local, "MQTT over TLS listening");
         }
     }
@@ -222,6 +224,7 @@ pub async fn serve(
         registry: state.registry_url.clone(),
         // The API's HTTPS listener serves the registry too: the same address.
         join_url: state.registry_url.clone(),
+        sessions: mqtt_sessions,
         limit: Arc::new(Mutex::new(crate::enroll::check::JoinLimit::new(
             crate::enroll::JOIN_BURST,
             60_000,

@@ -90,7 +90,8 @@ pub fn device_revoke(client: &Client, name: &str, format: Format) -> Result<(), 
         let already = if v.newly { "" } else { " (it already was)" };
         format!(
             "device/{} revoked{already}: the broker and the registry refuse it, nothing is placed \
-             on it and the hub ignores what it sends. A connection it holds to the broker now \
+             on it and the hub ignores what it sends. Its connections over the hub's MQTT TLS \
+             port are closed; one over the plain loopback port or through an external broker \
              stays open until it disconnects, but carries nothing the hub accepts.\n",
             v.name
         )

@@ -66,6 +66,8 @@ pub struct EnrollState {
     /// The hub's HTTPS address for `drover-agent join` (printed with each token).
     pub join_url: String,
     pub limit: Arc<Mutex<JoinLimit>>,
+    /// MQTT-over-TLS connections by login: a revoked device's are closed.
+    pub sessions: crate::tls::sessions::MqttSessions,
 }
 
 /// The admin routes behind `access` and the open join routes.
@@ -138,6 +140,8 @@ async fn revoke_device(
             crate::controller::Command::Enroll(EnrollCommand::RevokeDevice { name, reply })
         })
         .await?;
+    let closed = st.sessions.close(&v.name);
+    tracing::info!(device = %v.name, connections = closed, "closed the revoked device's MQTT over TLS connections");
     Ok(Json(v))
 }
 
