@@ -15,10 +15,13 @@ use tokio::sync::Notify;
 /// Largest first packet read before splicing; a bigger CONNECT is spliced unregistered.
 pub const MAX_CONNECT_BYTES: usize = 16 * 1024;
 
+/// Login → its open connections (id, closer).
+type Open = HashMap<String, Vec<(u64, Arc<Notify>)>>;
+
 /// Open connections per login; cheap to clone.
 #[derive(Clone, Default)]
 pub struct MqttSessions {
-    open: Arc<Mutex<HashMap<String, Vec<(u64, Arc<Notify>)>>>>,
+    open: Arc<Mutex<Open>>,
     next: Arc<AtomicU64>,
 }
 
