@@ -203,7 +203,11 @@ fn a_device_joins_with_a_token_runs_a_workload_and_is_cut_off_when_revoked() {
     assert_eq!(d["last_seen_ms"].as_u64().unwrap(), seen, "{d}");
     // It kept trying (back-off) and never got in again.
     let log = agent.logs();
-    assert_eq!(log.matches("connected to the hub broker").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("connected to the hub broker").count(),
+        1,
+        "{log}"
+    );
     // Its next broker login and its registry pull are refused.
     let password = drover_protocol::keys::mqtt_password(credential.as_bytes());
     let sub = Command::new("mosquitto_sub")
