@@ -274,3 +274,7 @@ fn random_id_and_secret() -> Result<(String, String), ControllerError> {
         drover_protocol::join::hex(&secret),
     ))
 }
+
+#[cfg(test)]
+#[path = "enroll_tests.rs"]
+mod tests;
