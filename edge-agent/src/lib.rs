@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod host;
 pub mod hub_link;
 pub mod image;
+pub mod join;
 pub mod preflight;
 pub mod reconcile;
 pub mod runtime;

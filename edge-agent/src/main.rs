@@ -46,6 +46,11 @@ enum Command {
     },
     /// Check that this host can run the agent (cgroups, state folder, overlayfs).
     Preflight(ConfigArg),
+    /// Enroll this device with a join token from `drover-hub token create` and write its
+    /// config. Exit status: 0 joined; 2 bad arguments or token; 3 the config exists (no
+    /// --force); 4 the hub's CA is not the token's (refused before sending anything);
+    /// 5 token refused; 6 name refused; 7 hub unreachable; 8 config not written.
+    Join(drover_agent::join::JoinArgs),
     /// Internal: the per-container supervisor started by the agent.
     #[command(hide = true)]
     Shim(shim::ShimArgs),
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
             tail,
         ),
         Command::Preflight(c) => cli::preflight(&c.config),
+        Command::Join(args) => drover_agent::join::main(args),
         Command::Shim(_) => unreachable!("dispatched above"),
     };
     ExitCode::from(code)

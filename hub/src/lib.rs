@@ -14,6 +14,7 @@ pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod controller;
+pub mod enroll;
 pub mod events;
 pub mod fleet;
 pub mod keys;

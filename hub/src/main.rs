@@ -159,6 +159,10 @@ enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Join tokens for `drover-agent join`: create (default: valid 24h, for 1 device),
+    /// ls, revoke.
+    #[command(subcommand)]
+    Token(cli::enroll::TokenCommand),
     /// Manage the images the hub serves to devices (`hub:NAME:TAG` in manifests).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -373,6 +377,14 @@ enum DeviceCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Cut a device off: the broker and the registry refuse it, nothing is placed on it,
+    /// the hub ignores what it sends. It stays listed (revoked) and its name cannot join
+    /// again.
+    Revoke {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -508,6 +520,10 @@ fn run_client(client: &Client, command: Command) -> Result<(), cli::CliError> {
             labels,
             output,
         }) => cli::add_device(client, &name, labels, output),
+        Command::Device(DeviceCommand::Revoke { name, output }) => {
+            cli::enroll::device_revoke(client, &name, output)
+        }
+        Command::Token(t) => cli::enroll::token(client, t),
         Command::Image(ImageCommand::Import {
             path,
             name,

@@ -50,6 +50,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Enroll(#[from] crate::enroll::EnrollError),
     #[error("{0}")]
     Plain(String),
     #[error("cannot start the controller thread: {0}")]
@@ -85,6 +87,8 @@ pub async fn serve(
         tracing::warn!("{w}");
     }
     let (tls, server_tls) = crate::tls::setup(&config)?;
+    // MQTT-over-TLS connections by login: `device revoke` closes a revoked device's.
+    let mqtt_sessions = crate::tls::sessions::MqttSessions::default();
     let db = dir.join("fleet.db");
     let store = Store::open(&db)?;
     // The store holds every device's credential: owner only, whatever the umask or a
@@ -108,6 +112,7 @@ pub async fn serve(
     let api_tokens = crate::api::token::load_or_create(dir)?;
     let secret_box = crate::secrets::SecretBox::load_or_create(dir)
         .map_err(|e| crate::controller::ControllerError::Invalid(e.to_string()))?;
+    let device_broker = config.device_broker_address();
     let settings = Settings {
         offline_after_ms: config.offline_after.0,
         device_broker: config.device_broker_address(),
@@ -135,7 +140,8 @@ pub async fn serve(
         ms = started.elapsed().as_millis() as u64,
         "fleet loaded"
     );
-    tracing::info!(public_key = %controller.public_key(), "hub signing key");
+    let public_key = controller.public_key();
+    tracing::info!(public_key = %public_key, "hub signing key");
     let creds = controller.credentials();
     if config.broker.url.is_empty() {
         if let Some(w) = broker::capacity_warning(controller.device_count()) {
@@ -150,7 +156,7 @@ pub async fn serve(
         if let Some(addr) = config.broker.tls_listen.0 {
             let (rx, local) = tls_listener::bind("MQTT", addr, server_tls.clone()).await?;
             let target = crate::tls::loopback_target(config.broker.listen);
-            tokio::spawn(tls_listener::splice_to(rx, target));
+            tokio::spawn(tls_listener::splice_to(rx, target, mqtt_sessions.clone()));
             tracing::info!(listen = %local, "MQTT over TLS listening");
         }
     }
@@ -211,7 +217,24 @@ pub async fn serve(
         access: crate::web::access::ApiAccess::new(&api_tokens, &config.api.token, dir),
         commands,
     };
-    let app = crate::api::router(state, creds, registry);
+    let enroll = crate::enroll::EnrollState {
+        controller: state.controller.clone(),
+        kx: crate::enroll::kx::HubKx::load_or_create(dir)?,
+        ca_sha256: crate::enroll::ca_sha256(&tls.ca_pem)?,
+        ca_pem: tls.ca_pem.clone(),
+        public_key: public_key.clone(),
+        broker: device_broker,
+        registry: state.registry_url.clone(),
+        // The API's HTTPS listener serves the registry too: the same address.
+        join_url: state.registry_url.clone(),
+        sessions: mqtt_sessions,
+        limit: Arc::new(Mutex::new(crate::enroll::check::JoinLimit::new(
+            crate::enroll::JOIN_BURST,
+            60_000,
+        ))),
+    };
+    let app = crate::api::router(state.clone(), creds, registry)
+        .merge(crate::enroll::router(enroll, state.access));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

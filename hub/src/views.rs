@@ -180,6 +180,9 @@ pub struct DeviceView {
     /// Desired workloads.
     pub total: u32,
     pub workloads: Vec<WorkloadBrief>,
+    /// When the device was revoked (`device revoke`); it is kept for audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_ms: Option<u64>,
 }
 
 /// `describe device`.

@@ -261,10 +261,17 @@ pub fn seal_response(
     device: &Name,
     credential: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
+    seal_response_keyed(response, device, &StatusKey::derive(credential))
+}
+
+/// [`seal_response`] with the status key itself (an enrolled device's agreed key).
+pub fn seal_response_keyed(
+    response: &CommandResponse,
+    device: &Name,
+    key: &StatusKey,
+) -> Result<Vec<u8>, CodecError> {
     let mut bytes = encode(response)?;
-    let full = tag(device, &StatusKey::derive(credential), &bytes)
-        .finalize()
-        .into_bytes();
+    let full = tag(device, key, &bytes).finalize().into_bytes();
     bytes.extend_from_slice(&full[..TAG_BYTES]);
     Ok(bytes)
 }

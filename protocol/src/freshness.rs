@@ -102,8 +102,17 @@ pub fn seal_presence(
     seq: u64,
     credential: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    let key = StatusKey::derive(credential);
-    let tag = presence_mac(device, online, seq, &key).finalize();
+    seal_presence_keyed(device, online, seq, &StatusKey::derive(credential))
+}
+
+/// [`seal_presence`] with the status key itself (an enrolled device's agreed key).
+pub fn seal_presence_keyed(
+    device: &Name,
+    online: bool,
+    seq: u64,
+    key: &StatusKey,
+) -> Result<Vec<u8>, CodecError> {
+    let tag = presence_mac(device, online, seq, key).finalize();
     encode(&SealedPresence {
         online,
         seq,
@@ -151,12 +160,17 @@ pub fn seal_status_seq(
     seq: u64,
     credential: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
+    seal_status_seq_keyed(status, seq, &StatusKey::derive(credential))
+}
+
+/// [`seal_status_seq`] with the status key itself (an enrolled device's agreed key).
+pub fn seal_status_seq_keyed(
+    status: &DeviceStatus,
+    seq: u64,
+    key: &StatusKey,
+) -> Result<Vec<u8>, CodecError> {
     let bytes = encode(status)?;
-    let mut m = mac(
-        STATUS_CONTEXT,
-        &status.device,
-        &StatusKey::derive(credential),
-    );
+    let mut m = mac(STATUS_CONTEXT, &status.device, key);
     m.update(&seq.to_be_bytes());
     m.update(&bytes);
     encode(&SequencedStatus {

@@ -57,6 +57,11 @@ impl StatusKey {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// A key computed elsewhere (`keys_agree`) or stored by the hub.
+    pub fn from_bytes(bytes: [u8; 32]) -> StatusKey {
+        StatusKey(bytes)
+    }
 }
 
 impl std::fmt::Debug for StatusKey {
@@ -106,6 +111,23 @@ impl SealPublicKey {
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }
+
+    /// The 64 hex characters of [`SealPublicKey::to_hex`]; None for anything else.
+    pub fn from_hex(s: &str) -> Option<SealPublicKey> {
+        parse_hex32(s).map(SealPublicKey)
+    }
+}
+
+/// 64 hex characters (either case) as 32 bytes; None for anything else.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 impl std::fmt::Debug for SealPublicKey {

@@ -159,10 +159,17 @@ pub fn seal_telemetry(
     device: &Name,
     credential: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
+    seal_telemetry_keyed(sample, device, &StatusKey::derive(credential))
+}
+
+/// [`seal_telemetry`] with the status key itself (an enrolled device's agreed key).
+pub fn seal_telemetry_keyed(
+    sample: &Telemetry,
+    device: &Name,
+    key: &StatusKey,
+) -> Result<Vec<u8>, CodecError> {
     let mut bytes = encode(sample)?;
-    let full = tag(device, &StatusKey::derive(credential), &bytes)
-        .finalize()
-        .into_bytes();
+    let full = tag(device, key, &bytes).finalize().into_bytes();
     bytes.extend_from_slice(&full[..TAG_BYTES]);
     Ok(bytes)
 }

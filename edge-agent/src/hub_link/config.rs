@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use drover_protocol::keys::{SealSecret, StatusKey};
+use drover_protocol::keys_agree::{HubAgreePublic, device_status_key};
 use drover_protocol::quantity::DurationMs;
 use ed25519_dalek::VerifyingKey;
 use rustls::pki_types::CertificateDer;
@@ -36,6 +38,8 @@ pub enum HubConfigError {
     Credential,
     #[error("hub.public_key: expected the hub's ed25519 public key in base64 (44 chars): {0}")]
     PublicKey(String),
+    #[error("hub.key_agreement: expected the hub's X25519 public key as 64 hex characters: {0}")]
+    KeyAgreement(String),
     #[error("hub.heartbeat: must be longer than 0ms")]
     Heartbeat,
     #[error("hub.status_queue: expected 1..={MAX_STATUS_QUEUE}, got {0}")]
@@ -79,6 +83,15 @@ pub struct HubConfig {
     /// images; printed by `drover-hub device add` (the hub's `api.advertise`).
     #[serde(default, deserialize_with = "de_registry")]
     pub registry: Option<String>,
+    /// The hub's X25519 key-agreement public key (64 hex), written by `drover-agent join`:
+    /// the status key is then agreed with the hub (`drover_protocol::keys_agree`) instead
+    /// of derived from the credential. Absent for devices added with `device add`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_key_agreement"
+    )]
+    pub key_agreement: Option<String>,
 }
 
 /// 60 s: with telemetry every 10 s, a 30 s heartbeat put a device's idle uplink over
@@ -103,6 +116,7 @@ impl fmt::Debug for HubConfig {
             .field("heartbeat", &self.heartbeat)
             .field("status_queue", &self.status_queue)
             .field("registry", &self.registry)
+            .field("key_agreement", &self.key_agreement)
             .finish()
     }
 }
@@ -111,6 +125,18 @@ impl HubConfig {
     /// The pinned hub key.
     pub fn verifying_key(&self) -> Result<VerifyingKey, HubConfigError> {
         parse_public_key(&self.public_key)
+    }
+
+    /// The key statuses, presence, telemetry and command responses are authenticated
+    /// with: agreed with the hub for an enrolled device (`key_agreement`), else derived
+    /// from the credential.
+    pub fn status_key(&self) -> Result<StatusKey, HubConfigError> {
+        let Some(hex) = &self.key_agreement else {
+            return Ok(StatusKey::derive(self.credential.as_bytes()));
+        };
+        let hub = parse_key_agreement(hex)?;
+        let seal = SealSecret::derive(self.credential.as_bytes());
+        device_status_key(&seal, &hub).map_err(|e| HubConfigError::KeyAgreement(e.to_string()))
     }
 
     /// The broker's host (brackets of an IPv6 literal removed) and port.
@@ -170,6 +196,7 @@ impl HubConfig {
         self.ca_pem()?;
         self.verifying_key()?;
         check_credential(&self.credential)?;
+        self.status_key()?;
         check_heartbeat(self.heartbeat)?;
         check_status_queue(self.status_queue)?;
         self.registry.as_deref().map_or(Ok(()), check_registry)
@@ -277,6 +304,18 @@ fn de_public_key<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
     parse_public_key(&s).map_err(serde::de::Error::custom)?;
     Ok(s)
+}
+
+fn parse_key_agreement(s: &str) -> Result<HubAgreePublic, HubConfigError> {
+    drover_protocol::keys::parse_hex32(s)
+        .map(HubAgreePublic)
+        .ok_or_else(|| HubConfigError::KeyAgreement(format!("{} characters", s.len())))
+}
+
+fn de_key_agreement<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_key_agreement(&s).map_err(serde::de::Error::custom)?;
+    Ok(Some(s))
 }
 
 fn de_heartbeat<'de, D: Deserializer<'de>>(d: D) -> Result<DurationMs, D::Error> {

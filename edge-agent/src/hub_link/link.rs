@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use drover_protocol::freshness::{seal_presence, seal_status_seq};
+use drover_protocol::freshness::{seal_presence_keyed, seal_status_seq_keyed};
+use drover_protocol::keys::StatusKey;
 use drover_protocol::keys::{self, SealSecret};
-use drover_protocol::telemetry::seal_telemetry;
+use drover_protocol::telemetry::seal_telemetry_keyed;
 use drover_protocol::{DeviceStatus, MAX_MQTT_PACKET_BYTES, topics};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
@@ -48,8 +49,8 @@ pub(super) struct Receiver {
     desired_topic: String,
     cmd_topic: String,
     online_topic: String,
-    /// The device's credential, for sealing presence.
-    credential: String,
+    /// The key presence is authenticated with (`HubConfig::status_key`).
+    status_key: StatusKey,
     /// Sequence number of the `online` to send at the next ConnAck; the last will set for
     /// that connection carries the one after it.
     online_seq: u64,
@@ -61,7 +62,7 @@ pub(super) struct Receiver {
 pub(super) struct Sender {
     client: AsyncClient,
     shared: Arc<Shared>,
-    credential: String,
+    status_key: StatusKey,
     heartbeat: Duration,
     status_topic: String,
     telemetry_topic: String,
@@ -79,12 +80,13 @@ pub(super) fn build(
     let online_topic = topics::online(&shared.device);
     let mut opts = MqttOptions::new(device.clone(), host, port);
     let online_seq = shared.take_seq(2);
+    let status_key = cfg.status_key()?;
     // Only the derived MQTT password is sent, never the credential (`keys`).
     opts.set_credentials(device, keys::mqtt_password(cfg.credential.as_bytes()))
         .set_clean_session(true)
         .set_keep_alive(KEEP_ALIVE)
         .set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MQTT_PACKET_BYTES)
-        .set_last_will(last_will(&shared, &cfg.credential, online_seq + 1));
+        .set_last_will(last_will(&shared, &status_key, online_seq + 1));
     if let Some(tls) = cfg.mqtt_tls()? {
         // Only the fleet CA is trusted: a broker with any other certificate is refused.
         opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
@@ -108,7 +110,7 @@ pub(super) fn build(
         desired_topic: topics::desired(&shared.device),
         cmd_topic: topics::cmd(&shared.device),
         online_topic,
-        credential: cfg.credential.clone(),
+        status_key: status_key.clone(),
         online_seq,
         events,
         backoff: Backoff::default(),
@@ -118,7 +120,7 @@ pub(super) fn build(
     };
     let sender = Sender {
         client,
-        credential: cfg.credential.clone(),
+        status_key,
         heartbeat: cfg.heartbeat.as_duration(),
         status_topic: topics::status(&shared.device),
         telemetry_topic: topics::telemetry(&shared.device),
@@ -159,13 +161,9 @@ impl Receiver {
         // The request channel is empty here (rumqttc drops the old session's requests on
         // a clean-session ConnAck), so these cannot find it full.
         // Encoding a few bytes cannot fail; the plain form is the older agents' one.
-        let presence = seal_presence(
-            &self.shared.device,
-            true,
-            self.online_seq,
-            self.credential.as_bytes(),
-        )
-        .unwrap_or_else(|_| b"online".to_vec());
+        let presence =
+            seal_presence_keyed(&self.shared.device, true, self.online_seq, &self.status_key)
+                .unwrap_or_else(|_| b"online".to_vec());
         let online = self
             .client
             .try_publish(&self.online_topic, QoS::AtLeastOnce, true, presence);
@@ -248,7 +246,7 @@ impl Receiver {
         // The next connection announces itself with fresh sequence numbers: its `online`,
         // and above it the last will the broker publishes if that connection dies.
         self.online_seq = self.shared.take_seq(2);
-        let will = last_will(&self.shared, &self.credential, self.online_seq + 1);
+        let will = last_will(&self.shared, &self.status_key, self.online_seq + 1);
         self.eventloop.mqtt_options.set_last_will(will);
         sleep(delay).await;
         alive
@@ -257,8 +255,8 @@ impl Receiver {
 
 /// The `offline` presence the broker publishes (retained) when the connection dies,
 /// sealed with sequence number `seq`.
-fn last_will(shared: &Shared, credential: &str, seq: u64) -> LastWill {
-    let payload = seal_presence(&shared.device, false, seq, credential.as_bytes())
+fn last_will(shared: &Shared, key: &StatusKey, seq: u64) -> LastWill {
+    let payload = seal_presence_keyed(&shared.device, false, seq, key)
         .unwrap_or_else(|_| b"offline".to_vec());
     LastWill::new(
         topics::online(&shared.device),
@@ -309,16 +307,16 @@ impl Sender {
             let Some(sample) = st.telemetry.front() else {
                 break;
             };
-            let payload =
-                match seal_telemetry(sample, &self.shared.device, self.credential.as_bytes()) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        // Encoding cannot fail in practice; drop it rather than retry forever.
-                        warn!(device = %self.shared.device, "cannot encode telemetry: {e}");
-                        st.telemetry.pop();
-                        continue;
-                    }
-                };
+            let payload = match seal_telemetry_keyed(sample, &self.shared.device, &self.status_key)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    // Encoding cannot fail in practice; drop it rather than retry forever.
+                    warn!(device = %self.shared.device, "cannot encode telemetry: {e}");
+                    st.telemetry.pop();
+                    continue;
+                }
+            };
             // try_publish never waits: holding the (sync) lock across it is fine.
             if self
                 .client
@@ -378,7 +376,7 @@ impl Sender {
     /// Seals and hands over one snapshot; false when the request channel is full.
     fn try_send(&self, status: &DeviceStatus) -> bool {
         let seq = self.shared.take_seq(1);
-        let payload = match seal_status_seq(status, seq, self.credential.as_bytes()) {
+        let payload = match seal_status_seq_keyed(status, seq, &self.status_key) {
             Ok(p) => p,
             Err(e) => {
                 // Encoding a status cannot fail in practice; drop it rather than retry forever.

@@ -187,7 +187,7 @@ pub fn spawn_with_telemetry_queue(
         wake: Notify::new(),
     });
     let (receiver, sender) = link::build(cfg, telemetry_queue, shared.clone(), events)?;
-    let responder = Responder::new(sender.client(), shared.clone(), cfg.credential.clone());
+    let responder = Responder::new(sender.client(), shared.clone(), cfg.status_key()?);
     let tasks = vec![rt.spawn(receiver.run()), rt.spawn(sender.run())];
     Ok(HubHandle {
         shared,

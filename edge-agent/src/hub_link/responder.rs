@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use drover_protocol::command::{CommandResponse, seal_response};
+use drover_protocol::command::{CommandResponse, seal_response_keyed};
+use drover_protocol::keys::StatusKey;
 use drover_protocol::{Name, topics};
 use rumqttc::{AsyncClient, QoS};
 
@@ -25,17 +26,17 @@ pub enum RespondError {
 pub struct Responder {
     client: AsyncClient,
     shared: Arc<Shared>,
-    credential: String,
+    status_key: StatusKey,
     topic: String,
 }
 
 impl Responder {
-    pub(super) fn new(client: AsyncClient, shared: Arc<Shared>, credential: String) -> Self {
+    pub(super) fn new(client: AsyncClient, shared: Arc<Shared>, status_key: StatusKey) -> Self {
         let topic = topics::cmd_resp(&shared.device);
         Responder {
             client,
             shared,
-            credential,
+            status_key,
             topic,
         }
     }
@@ -55,7 +56,7 @@ impl Responder {
         if !self.connected() {
             return Err(RespondError::Offline);
         }
-        let payload = seal_response(response, &self.shared.device, self.credential.as_bytes())?;
+        let payload = seal_response_keyed(response, &self.shared.device, &self.status_key)?;
         self.client
             .try_publish(&self.topic, QoS::AtLeastOnce, false, payload)
             .map_err(|_| RespondError::Busy)

@@ -5,6 +5,7 @@
 mod client;
 pub mod clients;
 pub mod device_cmd;
+pub mod enroll;
 mod output;
 pub mod rollout;
 pub mod top;

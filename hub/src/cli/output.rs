@@ -98,7 +98,12 @@ pub fn devices_table(v: &[DeviceView], now_ms: u64) -> String {
         .map(|d| {
             vec![
                 d.name.clone(),
-                if d.online { "yes" } else { "no" }.to_owned(),
+                match (d.revoked_ms, d.online) {
+                    (Some(_), _) => "revoked",
+                    (None, true) => "yes",
+                    (None, false) => "no",
+                }
+                .to_owned(),
                 format!("{}/{}", d.ready, d.total),
                 generation(d),
                 ago(d.last_seen_ms, now_ms),

@@ -123,12 +123,22 @@ impl Controller {
 
     fn load(&mut self) -> Result<(), ControllerError> {
         self.floors = self.store.seq_floors()?;
+        // Enrolled devices' keys are stored (the hub never saw their credential); revoked
+        // devices stay out of the fleet and the logins.
+        let mut enrolled = self.store.device_keys()?;
+        let revoked = self.store.revoked_devices()?;
         let mut creds = self.creds.write().unwrap_or_else(|e| e.into_inner());
         for d in self.store.devices()? {
             let Ok(name) = Name::new(d.name.clone()) else {
                 continue; // Names are checked on insert; a bad row cannot be addressed anyway.
             };
-            creds.insert(d.name, DeviceKeys::from_credential(d.credential.as_bytes()));
+            if revoked.contains_key(&d.name) {
+                continue;
+            }
+            let keys = enrolled
+                .remove(&d.name)
+                .unwrap_or_else(|| DeviceKeys::from_credential(d.credential.as_bytes()));
+            creds.insert(d.name, keys);
             let entry = DeviceEntry {
                 labels: Arc::new(d.labels),
                 ..DeviceEntry::default()
@@ -173,6 +183,9 @@ impl Controller {
             let Ok(name) = Name::new(device) else {
                 continue;
             };
+            if !self.snapshot.devices.contains_key(&name) {
+                continue; // revoked
+            }
             // Rows written by an older hub are an older envelope version.
             let mut state: DesiredState = decode_any(&row.workloads)?;
             state.generation = row.generation;
@@ -255,6 +268,7 @@ impl Controller {
             } => drop(reply.send(self.rollout_action(&deployment, action, now))),
             Command::AddClient { req, reply } => drop(reply.send(self.add_client(req, now))),
             Command::RemoveClient { name, reply } => drop(reply.send(self.remove_client(&name))),
+            Command::Enroll(cmd) => self.handle_enroll(cmd, now),
         }
     }
 

@@ -55,6 +55,12 @@ impl Controller {
             if next.devices.contains_key(&name) {
                 return Err(ControllerError::Exists(name.to_string()));
             }
+            if self.store.device_revoked(name.as_str())?.is_some() {
+                return Err(ControllerError::NameTaken {
+                    name: name.to_string(),
+                    kind: "revoked device (kept for audit; choose another name)",
+                });
+            }
             if self.is_client(name.as_str()) {
                 return Err(ControllerError::NameTaken {
                     name: name.to_string(),

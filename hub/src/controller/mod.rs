@@ -17,6 +17,7 @@ mod clients;
 mod config_objects;
 mod core;
 mod devices;
+mod enroll;
 mod freshness;
 mod ingest;
 mod read;
@@ -43,6 +44,7 @@ use crate::store::StoreError;
 use crate::views::{ChangeReport, DeviceAdded, FileText, RolloutAction, RolloutAnswer};
 
 pub use self::core::Controller;
+pub use enroll::{EnrollCommand, Joining, NewToken};
 pub use ingest::RejectReason;
 pub use read::{ReadSide, is_online};
 
@@ -183,6 +185,8 @@ pub enum Command {
         action: RolloutAction,
         reply: Reply<RolloutAnswer>,
     },
+    /// Join tokens, joins and `device revoke` (`controller/enroll.rs`).
+    Enroll(EnrollCommand),
 }
 
 /// The sending side of the controller's command channel: cheap to clone, never blocks.

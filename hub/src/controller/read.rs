@@ -76,13 +76,17 @@ impl ReadSide {
     pub fn devices(&self, now_ms: u64) -> Result<Vec<DeviceView>, ControllerError> {
         let statuses = self.store.statuses()?;
         let desired: BTreeMap<String, DesiredRow> = self.store.all_desired()?.into_iter().collect();
+        let revoked = self.store.revoked_devices()?;
         Ok(self
             .store
             .devices()?
             .into_iter()
             .map(|d| {
                 let st = statuses.get(&d.name);
-                self.device_view(d.name.clone(), d.labels, st, desired.get(&d.name), now_ms)
+                let mut v =
+                    self.device_view(d.name.clone(), d.labels, st, desired.get(&d.name), now_ms);
+                v.revoked_ms = revoked.get(&d.name).copied();
+                v
             })
             .collect())
     }
@@ -94,7 +98,8 @@ impl ReadSide {
             .ok_or_else(|| not_found("device", name))?;
         let st = self.store.status(name)?;
         let desired = self.store.desired(name)?;
-        let view = self.device_view(d.name, d.labels, st.as_ref(), desired.as_ref(), now_ms);
+        let mut view = self.device_view(d.name, d.labels, st.as_ref(), desired.as_ref(), now_ms);
+        view.revoked_ms = self.store.device_revoked(name)?;
         let status = st.as_ref().and_then(|r| r.status.as_ref());
         Ok(DeviceDetail {
             device: view,
@@ -163,6 +168,10 @@ impl ReadSide {
             out.entry(format!("presence_rejected_{}", r.as_str()))
                 .or_insert(0);
         }
+        for r in crate::enroll::check::TokenRefusal::ALL {
+            out.entry(format!("join_refused_{}", r.as_str()))
+                .or_insert(0);
+        }
         for name in ["status_accepted", "desired_generations"] {
             out.entry(name.to_owned()).or_insert(0);
         }
@@ -213,6 +222,7 @@ impl ReadSide {
             ready: wanted.iter().filter(|w| ready(reported, w)).count() as u32,
             total: wanted.len() as u32,
             workloads: briefs(&wanted, reported),
+            revoked_ms: None,
         }
     }
 

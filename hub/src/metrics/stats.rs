@@ -65,6 +65,10 @@ const PLAIN: [(&str, &str, &str); 9] = [
 
 const REJECTED: &str = "drover_hub_messages_rejected";
 
+/// `get stats` prefix of refused joins (`enroll::check::TokenRefusal`), and its family.
+const JOIN_REFUSED_KEY: &str = "join_refused_";
+const JOIN_REFUSED: &str = "drover_hub_join_refused";
+
 /// The series of a `get stats` key: the full sample name (with `_total`) and its labels;
 /// None for a key `/metrics` does not know (a unit test keeps that from happening).
 pub fn stat_series(key: &str) -> Option<(String, Vec<(&'static str, String)>)> {
@@ -76,6 +80,10 @@ pub fn stat_series(key: &str) -> Option<(String, Vec<(&'static str, String)>)> {
             let labels = vec![("kind", kind.to_owned()), ("reason", reason.to_owned())];
             return Some((format!("{REJECTED}_total"), labels));
         }
+    }
+    if let Some(reason) = key.strip_prefix(JOIN_REFUSED_KEY) {
+        let labels = vec![("reason", reason.to_owned())];
+        return Some((format!("{JOIN_REFUSED}_total"), labels));
     }
     let (_, name, _) = PLAIN.iter().find(|(k, _, _)| *k == key)?;
     Some((format!("{name}_total"), Vec::new()))
@@ -92,6 +100,12 @@ pub(super) fn hub(enc: &mut DescriptorEncoder, stats: &BTreeMap<String, u64>) ->
     let help = "Device messages dropped, by path (status, presence, telemetry) and reason, \
                 as `get stats` counts them";
     counter(enc, REJECTED, help, rejected)?;
+    let refused = stats.iter().filter_map(|(key, n)| {
+        let reason = key.strip_prefix(JOIN_REFUSED_KEY)?;
+        Some(([("reason", reason)], *n))
+    });
+    let help = "Join requests refused, by reason (the client gets the same answer for all)";
+    counter(enc, JOIN_REFUSED, help, refused)?;
     for (key, name, help) in PLAIN {
         let n = stats.get(key).copied().unwrap_or(0);
         counter(enc, name, help, [(NONE, n)])?;

@@ -16,6 +16,7 @@ mod revisions;
 pub mod rows;
 mod secrets;
 mod status;
+pub mod tokens;
 
 #[cfg(test)]
 mod tests;
@@ -228,5 +229,6 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     revisions::migrate(conn)?;
     freshness::migrate(conn)?;
     clients::migrate(conn)?;
-    secrets::migrate(conn)
+    secrets::migrate(conn)?;
+    tokens::migrate(conn)
 }

@@ -175,11 +175,17 @@ impl axum::serve::Listener for Incoming {
 }
 
 /// Forwards every finished connection to `target` (the embedded broker's loopback
-/// listener), bytes both ways, until either side closes.
-pub async fn splice_to(mut rx: mpsc::Receiver<Accepted>, target: SocketAddr) {
-    while let Some((mut tls, peer)) = rx.recv().await {
+/// listener), bytes both ways, until either side closes or `sessions` closes its login
+/// (`device revoke`).
+pub async fn splice_to(
+    mut rx: mpsc::Receiver<Accepted>,
+    target: SocketAddr,
+    sessions: super::sessions::MqttSessions,
+) {
+    while let Some((tls, peer)) = rx.recv().await {
+        let sessions = sessions.clone();
         tokio::spawn(async move {
-            let mut plain = match TcpStream::connect(target).await {
+            let plain = match TcpStream::connect(target).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(%peer, %target, "cannot reach the embedded broker: {e}");
@@ -187,11 +193,55 @@ pub async fn splice_to(mut rx: mpsc::Receiver<Accepted>, target: SocketAddr) {
                 }
             };
             let _ = plain.set_nodelay(true);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut plain).await {
+            if let Err(e) = splice_session(tls, plain, &sessions).await {
                 tracing::debug!(%peer, "MQTT over TLS connection ended: {e}");
             }
         });
     }
+}
+
+/// Reads the CONNECT (bounded in size and time), forwards it, then splices; a connection
+/// whose login is closed in `sessions` ends at once.
+async fn splice_session(
+    mut tls: TlsStream<TcpStream>,
+    mut plain: TcpStream,
+    sessions: &super::sessions::MqttSessions,
+) -> std::io::Result<()> {
+    use super::sessions::{FirstPacket, MAX_CONNECT_BYTES, connect_username};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::with_capacity(256);
+    let user = loop {
+        match connect_username(&buf) {
+            FirstPacket::Connect(user) => break user,
+            FirstPacket::Other => break None,
+            FirstPacket::NeedMore if buf.len() >= MAX_CONNECT_BYTES => break None,
+            FirstPacket::NeedMore => {}
+        }
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.read(&mut chunk))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    plain.write_all(&buf).await?;
+    let Some(user) = user else {
+        return tokio::io::copy_bidirectional(&mut tls, &mut plain)
+            .await
+            .map(drop);
+    };
+    let (id, closed) = sessions.register(&user);
+    let result = tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut tls, &mut plain) => r.map(drop),
+        () = closed.notified() => {
+            tracing::info!(username = %user, "closed an MQTT over TLS connection: its login was revoked");
+            Ok(())
+        }
+    };
+    sessions.unregister(&user, id);
+    result
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ async fn mqtt_over_tls_is_spliced_to_the_plain_listener_both_ways() {
     let (rx, local) = bind("test", addr, server_config(&m).unwrap())
         .await
         .unwrap();
-    tokio::spawn(splice_to(rx, target));
+    tokio::spawn(splice_to(rx, target, Default::default()));
     let mut c = connect(&m.ca_pem, local).await.unwrap();
     c.write_all(b"ping").await.unwrap();
     let mut back = [0u8; 4];

@@ -8,6 +8,7 @@
 
 pub mod ca;
 pub mod listener;
+pub mod sessions;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;

@@ -82,6 +82,7 @@ fn with_hub(fx: &mut Fx) {
         heartbeat: drover_protocol::quantity::DurationMs(30_000),
         status_queue: 16,
         registry: None,
+        key_agreement: None,
     });
     fx.restart();
 }
