@@ -289,7 +289,7 @@ fn the_dashboard_shows_the_fleet_charts_a_device_and_updates_live() {
     assert_eq!(code, Some(0), "{err}");
     let (code, err) = cli(None);
     assert!(
-        code == Some(2)
+        code == Some(1)
             && err.contains("no-data/api.token")
             && err.contains("--token-file PATH or set DROVER_HUB_TOKEN"),
         "{err}"
