@@ -117,6 +117,9 @@ fn join(args: &JoinArgs) -> Result<JoinAnswer, JoinFailure> {
         );
         return Err(fail(exit::CONFIG_EXISTS, msg));
     }
+    // Before the hub registers the name and uses up the token: a config that cannot be
+    // written afterwards would leave a device whose credential is lost.
+    probe_writable(&args.config)?;
     let ca_pem = fetch_ca(base, &token)?;
     let credential = new_credential()?;
     let secrets = DeviceSecrets::derive(credential.as_bytes());
@@ -276,6 +279,24 @@ fn config_text(a: &JoinAnswer, credential: &str, ca_pem: &str) -> Result<String,
         h.validate().map_err(|e| bad(&e.to_string()))?;
     }
     Ok(text)
+}
+
+/// Creates the config's folder and a probe file beside where the config goes, then
+/// removes the probe: an error here (exit 8) comes before anything is sent.
+fn probe_writable(path: &Path) -> Result<(), JoinFailure> {
+    let err = |e: std::io::Error| {
+        let msg = format!("{}: cannot write the config there: {e}", path.display());
+        fail(exit::WRITE, msg)
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let probe = dir.join(format!(".drover-join-probe-{}", std::process::id()));
+    let written = crate::fsutil::write_private(&probe, b"");
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(err)
 }
 
 fn write_config(path: &Path, text: &str) -> Result<(), JoinFailure> {

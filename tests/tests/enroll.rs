@@ -102,6 +102,19 @@ fn a_device_joins_with_a_token_runs_a_workload_and_is_cut_off_when_revoked() {
     assert!(!hub.logs().contains(&secret), "the secret is never logged");
 
     let work = tempfile::tempdir().unwrap();
+    // A config that cannot be written: refused (8) before the hub registers anything,
+    // so the single-use token and the name are still there for the real join.
+    let out = join(
+        &url,
+        &token,
+        "enr-1",
+        Path::new("/proc/drover-nope/agent.toml"),
+    );
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert!(
+        device(&hub, "enr-1").is_none(),
+        "registered without a config"
+    );
     let cfg = work.path().join("etc/agent.toml");
     let out = join(&url, &token, "enr-1", &cfg);
     assert!(out.status.success(), "join: {}", stderr(&out));

@@ -161,6 +161,12 @@ fn secrets_and_configmaps_reach_the_container_and_nothing_else() {
     assert_eq!(fs_type(&secrets_dir), "tmpfs");
     let conf = alice.state.join("containers/app.main/files/1/app.conf");
     assert_eq!(fs::read(&conf), CONFIG.as_bytes());
+    // Only their owner (the container's user) may read them: 0600, as documented.
+    for f in [secrets_dir.join("tls/cert.pem"), conf.clone()] {
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&f).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+    }
 
     // Nowhere else: views in every format, statuses, logs, the hub's store, the state folder.
     for args in [

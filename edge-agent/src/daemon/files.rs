@@ -66,7 +66,7 @@ impl Agent {
                 if let Some(parent) = path.parent() {
                     host.create_dir(parent)?;
                 }
-                host.write_file(&path, item.value.as_bytes())?;
+                host.write_private_file(&path, item.value.as_bytes())?;
             }
             out.push((m.target.to_owned(), m.dir.clone()));
         }

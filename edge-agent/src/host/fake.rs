@@ -107,6 +107,10 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    fn write_private_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError> {
+        self.write_file(path, bytes)
+    }
+
     fn ensure_tmpfs(&self, dir: &Path) -> Result<(), HostError> {
         let mut inner = self.lock();
         inner.calls.push(HostCall::EnsureTmpfs(dir.to_path_buf()));

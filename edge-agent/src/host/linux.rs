@@ -66,6 +66,10 @@ impl Host for LinuxHost {
         crate::fsutil::write_atomic(path, bytes).map_err(io("writing", path))
     }
 
+    fn write_private_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError> {
+        crate::fsutil::write_private(path, bytes).map_err(io("writing", path))
+    }
+
     fn create_dir(&self, dir: &Path) -> Result<(), HostError> {
         fs::create_dir_all(dir).map_err(io("creating", dir))
     }

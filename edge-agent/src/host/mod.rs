@@ -74,6 +74,8 @@ pub trait Host: Send {
     fn ensure_rootfs_dir(&self, rootfs: &Path, path: &str) -> Result<(), HostError>;
     /// Writes a file atomically (e.g. a bundle's `config.json`).
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError>;
+    /// [`Host::write_file`] with mode 0600 (Secret and ConfigMap files).
+    fn write_private_file(&self, path: &Path, bytes: &[u8]) -> Result<(), HostError>;
     fn create_dir(&self, dir: &Path) -> Result<(), HostError>;
     /// Removes a folder and everything in it; a missing folder is fine.
     fn remove_dir(&self, dir: &Path) -> Result<(), HostError>;

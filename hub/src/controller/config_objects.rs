@@ -186,7 +186,7 @@ fn locate(d: &Deployment, m: &Missing) -> drover_protocol::manifest::ManifestErr
         .find(|s| s.kind == m.kind() && &s.object == m.object());
     let hint = match m {
         Missing::Object { .. } => ": apply it first, or in the same apply",
-        Missing::Key { .. } => "",
+        Missing::Key { .. } | Missing::NotText { .. } => "",
     };
     match exact.or(any).or(sites.first()) {
         Some(s) => drover_protocol::manifest::ManifestError {

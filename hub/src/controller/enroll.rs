@@ -93,7 +93,7 @@ impl Controller {
                 .map_err(|e| ControllerError::Invalid(e.to_string()))?;
         }
         if req.expires_ms == 0 || req.expires_ms > MAX_EXPIRES_MS {
-            let msg = "--expires: expected more than 0s and at most 365d";
+            let msg = "--expires: expected more than 0s and at most 8760h (365 days)";
             return Err(ControllerError::Invalid(msg.to_owned()));
         }
         if req.uses == 0 || req.uses > MAX_USES {
@@ -141,7 +141,7 @@ impl Controller {
         if let Err(reason) = check_token(row.as_ref(), &j.token_secret, now_ms) {
             self.store
                 .bump_counter(&format!("join_refused_{}", reason.as_str()), 1)?;
-            tracing::warn!(token = %j.token_id, device = %j.name, reason = reason.as_str(), "join refused");
+            tracing::warn!(token = ?j.token_id, device = ?j.name, reason = reason.as_str(), "join refused");
             return Ok(Err(reason));
         }
         let labels = row.map(|r| r.labels).unwrap_or_default();

@@ -26,25 +26,40 @@ pub enum Missing {
         object: Name,
         key: String,
     },
+    /// An env value must be text: a NUL byte or invalid UTF-8 cannot reach a process's
+    /// environment (the container would never start). Such a key can be mounted as a file.
+    #[error(
+        "key {key:?} of {} {:?} is binary (not UTF-8 text without NUL bytes): an env value          must be text; mount it as a file instead",
+        .kind.as_str(), .object.as_str()
+    )]
+    NotText {
+        kind: RefKind,
+        object: Name,
+        key: String,
+    },
 }
 
 impl Missing {
     pub fn kind(&self) -> RefKind {
         match self {
-            Missing::Object { kind, .. } | Missing::Key { kind, .. } => *kind,
+            Missing::Object { kind, .. }
+            | Missing::Key { kind, .. }
+            | Missing::NotText { kind, .. } => *kind,
         }
     }
 
     pub fn object(&self) -> &Name {
         match self {
-            Missing::Object { object, .. } | Missing::Key { object, .. } => object,
+            Missing::Object { object, .. }
+            | Missing::Key { object, .. }
+            | Missing::NotText { object, .. } => object,
         }
     }
 
     pub fn key(&self) -> Option<&str> {
         match self {
             Missing::Object { .. } => None,
-            Missing::Key { key, .. } => Some(key),
+            Missing::Key { key, .. } | Missing::NotText { key, .. } => Some(key),
         }
     }
 }
@@ -90,6 +105,14 @@ pub fn digest_refs(
         for e in &mut c.env_refs {
             let o = lookup(objects, e.from.kind, &e.from.object)?;
             let v = value(o, &e.key)?;
+            let text = std::str::from_utf8(v.as_bytes()).is_ok_and(|t| !t.contains('\0'));
+            if !text {
+                return Err(Missing::NotText {
+                    kind: o.kind,
+                    object: o.name.clone(),
+                    key: e.key.clone(),
+                });
+            }
             let kind = e.from.kind.as_str().as_bytes();
             e.from.digest = digest(&[
                 kind,

@@ -162,6 +162,15 @@ fn missing_keys_and_objects_are_named() {
     o.data.insert("other".into(), RefValue(b"v".to_vec()));
     let e = digest_refs(&mut t, &objs, &digest).unwrap_err();
     assert_eq!(e.to_string(), "key \"pw\" not found in Secret \"db\"");
+    // A binary value cannot be an env value (the process would never start).
+    for bad in [&b"a\0b"[..], &[0xff, 0xfe][..]] {
+        let mut objs = objects("x");
+        let o = objs.values_mut().next().unwrap();
+        o.data.insert("pw".into(), RefValue(bad.to_vec()));
+        let e = digest_refs(&mut t, &objs, &digest).unwrap_err();
+        assert!(matches!(e, Missing::NotText { .. }), "{e}");
+        assert!(e.to_string().contains("mount it as a file"), "{e}");
+    }
 }
 
 #[test]
