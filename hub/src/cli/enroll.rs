@@ -4,7 +4,7 @@
 
 use clap::Subcommand;
 
-use super::output::{self, ago};
+use super::output::{self, ago, span};
 use super::{CliError, Client, Format, client::escape};
 use crate::enroll::views::{
     DEFAULT_EXPIRES_MS, DEFAULT_USES, DeviceRevoked, TokenCreateRequest, TokenCreated, TokenView,
@@ -101,11 +101,12 @@ pub fn device_revoke(client: &Client, name: &str, format: Format) -> Result<(), 
 fn created_text(c: &TokenCreated) -> String {
     let v = &c.view;
     format!(
-        "{}\n\n# Token {} for {} device(s), valid until {} ms since the epoch (labels: {}).\n\
+        "{}\n\n# Token {} for {} device(s), valid for {} (until {} ms since the epoch; labels: {}).\n\
          # It is shown only now. On the device, as root:\n{}\n",
         c.token,
         v.id,
         v.uses_left,
+        span(v.expires_ms.saturating_sub(v.created_ms)),
         v.expires_ms,
         labels_string(&v.labels),
         c.join_command
@@ -120,7 +121,7 @@ fn tokens_table(v: &[TokenView], now_ms: u64) -> String {
                 Some(_) => "revoked".to_owned(),
                 None if t.expires_ms <= now_ms => "expired".to_owned(),
                 None if t.uses_left == 0 => "used up".to_owned(),
-                None => format!("expires in {}s", (t.expires_ms - now_ms) / 1000),
+                None => format!("expires in {}", span(t.expires_ms - now_ms)),
             };
             vec![
                 t.id.clone(),

@@ -83,6 +83,17 @@ pub fn ago(ts_ms: u64, now_ms: u64) -> String {
     }
 }
 
+/// A span in the largest whole unit under its double: `45s`, `3m`, `24h`, `30d`.
+pub fn span(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172_800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
 /// `3` when in sync, `observed/desired` otherwise.
 fn generation(v: &DeviceView) -> String {
     if v.in_sync {
@@ -407,6 +418,14 @@ mod tests {
     use drover_protocol::{ContainerStatus, Name, Phase, WorkloadReason};
 
     use super::*;
+
+    #[test]
+    fn spans_use_the_largest_whole_unit_under_its_double() {
+        assert_eq!(span(45_000), "45s");
+        assert_eq!(span(3_600_000), "60m");
+        assert_eq!(span(86_400_000), "24h");
+        assert_eq!(span(30 * 86_400_000), "30d");
+    }
 
     fn container(ready: bool, health: Health, failures: u32) -> ContainerStatus {
         ContainerStatus {
