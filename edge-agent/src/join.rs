@@ -35,7 +35,8 @@ pub mod exit {
     pub const TOKEN_REFUSED: u8 = 5;
     /// The hub refused the name (taken, revoked, invalid) or the request.
     pub const NAME_REFUSED: u8 = 6;
-    /// The hub could not be reached, or answered something unexpected.
+    /// The hub could not be reached, was busy (HTTP 429, 5xx: try again later) or answered
+    /// something unexpected.
     pub const UNREACHABLE: u8 = 7;
     /// The config could not be written.
     pub const WRITE: u8 = 8;

@@ -49,7 +49,7 @@ enum Command {
     /// Enroll this device with a join token from `drover-hub token create` and write its
     /// config. Exit status: 0 joined; 2 bad arguments or token; 3 the config exists (no
     /// --force); 4 the hub's CA is not the token's (refused before sending anything);
-    /// 5 token refused; 6 name refused; 7 hub unreachable; 8 config not written.
+    /// 5 token refused; 6 name refused; 7 hub unreachable or busy; 8 config not writable.
     Join(drover_agent::join::JoinArgs),
     /// Internal: the per-container supervisor started by the agent.
     #[command(hide = true)]
