@@ -71,25 +71,19 @@ impl StatePaths {
         ];
         // The state folder and its folders: 0700 (signed desired states, records, logs,
         // volumes are the agent's alone; containers reach volumes through root's mounts).
-        let state =
-            std::iter::once(self.root.clone()).chain(state.iter().map(|d| self.root.join(d)));
-        for d in state {
-            match crate::fsutil::ensure_private_dir(&d) {
-                Ok(Some(was)) => {
-                    let was = format!("{was:o}");
-                    tracing::warn!(folder = %d.display(), was, "tightened the mode of a state folder to 0700");
-                }
-                Ok(None) => {}
-                Err(e) => return Err((d, e)),
-            }
-        }
         // The runtime folders too: bundles hold each container's config.json, env values
         // included. Not `run_dir` itself, which may be a folder others share.
-        for d in ["containers", "runtime"].iter().map(|d| self.run.join(d)) {
+        let state = std::iter::once(self.root.clone())
+            .chain(state.iter().map(|d| self.root.join(d)))
+            .map(|d| (d, "state"));
+        let runtime = ["containers", "runtime"]
+            .iter()
+            .map(|d| (self.run.join(d), "runtime"));
+        for (d, kind) in state.chain(runtime) {
             match crate::fsutil::ensure_private_dir(&d) {
                 Ok(Some(was)) => {
                     let was = format!("{was:o}");
-                    tracing::warn!(folder = %d.display(), was, "tightened the mode of a runtime folder to 0700");
+                    tracing::warn!(folder = %d.display(), was, "tightened the mode of a {kind} folder to 0700");
                 }
                 Ok(None) => {}
                 Err(e) => return Err((d, e)),
