@@ -192,7 +192,7 @@ pub fn decide(
     path_and_query: &str,
 ) -> Verdict {
     let write = method != Method::GET && method != Method::HEAD;
-    let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
+    let loopback = is_loopback(peer);
     if let Some(token) = bearer(headers).filter(|t| !t.is_empty()) {
         return match access.level(token) {
             Some(Level::Admin) if write && !loopback => Verdict::Deny(Denied::RemoteWrite),
@@ -229,6 +229,11 @@ pub fn decide(
         None if cookie.is_some() => Verdict::Deny(Denied::WrongToken),
         None => Verdict::Deny(Denied::NoToken),
     }
+}
+
+/// A loopback peer (IPv4-mapped addresses included); `None` counts as another machine.
+fn is_loopback(peer: Option<IpAddr>) -> bool {
+    peer.is_some_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -298,8 +303,7 @@ pub async fn api_access(State(access): State<ApiAccess>, req: Request, next: Nex
         Verdict::Deny(why) => {
             tracing::debug!(peer = ?peer, path = req.uri().path(), "refused: {why:?}");
             // Another machine learns nothing of the hub's layout: `<data_dir>`.
-            let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
-            let dir = if loopback {
+            let dir = if is_loopback(peer) {
                 &*access.data_dir
             } else {
                 "<data_dir>"
